@@ -1,0 +1,82 @@
+"""Who is acting, and what they may do. Every service function takes an ``ActingUser``.
+
+Pages only decide what to show; the refusal that protects data happens here.
+"""
+
+from __future__ import annotations
+
+import enum
+import getpass
+from dataclasses import dataclass, field
+
+from core.errors import PermissionDenied
+
+
+class Role(str, enum.Enum):
+    COACH = "coach"
+    TREASURER = "treasurer"
+    ADMIN = "admin"
+
+
+class Permission(str, enum.Enum):
+    VIEW_BALANCES = "view balances"
+    VIEW_CONTACT_DETAILS = "see parents' contact details"
+    EXPORT_BALANCES = "export balances"
+    SYNC_PAYMENTS = "sync payments from Stripe"
+    MINT_LINKS = "mint payment links"
+    PREVIEW_EMAIL = "preview emails"
+    SEND_EMAIL = "send emails"
+    IMPORT_ROSTER = "import the roster"
+    VIEW_AUDIT_LOG = "view the audit log"
+
+
+_GRANTS: dict[Role, frozenset[Permission]] = {
+    Role.COACH: frozenset({Permission.VIEW_BALANCES}),
+    Role.TREASURER: frozenset(
+        {
+            Permission.VIEW_BALANCES,
+            Permission.VIEW_CONTACT_DETAILS,
+            Permission.EXPORT_BALANCES,
+            Permission.SYNC_PAYMENTS,
+        }
+    ),
+    Role.ADMIN: frozenset(Permission),
+}
+
+
+@dataclass(frozen=True)
+class ActingUser:
+    """A person (or the CLI operator) acting inside one league.
+
+    ``team_ids`` limits a coach to their own teams; it is ignored for other roles.
+    """
+
+    identity: str
+    role: Role
+    tenant_id: int
+    team_ids: frozenset[int] = field(default_factory=frozenset)
+
+    def can(self, permission: Permission) -> bool:
+        return permission in _GRANTS[self.role]
+
+    @property
+    def sees_all_teams(self) -> bool:
+        return self.role is not Role.COACH
+
+
+def require(user: ActingUser | None, permission: Permission) -> ActingUser:
+    """Return ``user`` if it may do ``permission``; raise ``PermissionDenied`` otherwise."""
+    if user is None:
+        raise PermissionDenied(f"Sign in to {permission.value}.")
+    if not user.can(permission):
+        raise PermissionDenied(f"A {user.role.value} may not {permission.value}.")
+    return user
+
+
+def cli_operator(tenant_id: int) -> ActingUser:
+    """Whoever has a shell on the server acts as the league's admin, recorded as ``cli:<os user>``."""
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry in some containers
+        name = "unknown"
+    return ActingUser(identity=f"cli:{name}", role=Role.ADMIN, tenant_id=tenant_id)

@@ -1,0 +1,209 @@
+"""Outstanding balances: the one implementation of "who owes what".
+
+The dashboard table, the treasurer's CSV, the email audience and the email body all call
+``outstanding_balances``. It runs one SQL statement whatever the size of the league.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Iterable, Optional, Sequence
+
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.orm import Session
+
+from core.access import ActingUser, Permission, require
+from core.errors import PermissionDenied
+from core.models import LinkStatus, Parent, PaymentLink, Player, PlayerStatus, Product, Team
+
+
+@dataclass(frozen=True)
+class LineItem:
+    """One active payment link: what one player owes for one product."""
+
+    link_id: int
+    player_id: int
+    player_name: str
+    team_name: Optional[str]
+    product_id: int
+    product_name: str
+    amount_cents: int
+    currency: str
+    pay_url: str
+    processing: bool = False
+
+
+@dataclass(frozen=True)
+class OutstandingBalance:
+    """Everything one parent owes. ``parent_email`` is None when the viewer may not see it."""
+
+    parent_id: int
+    parent_name: str
+    parent_email: Optional[str]
+    email_opt_out: bool
+    items: tuple[LineItem, ...]
+
+    @property
+    def total_cents(self) -> int:
+        return sum(item.amount_cents for item in self.items)
+
+    @property
+    def currency(self) -> str:
+        return self.items[0].currency if self.items else "usd"
+
+    @property
+    def player_names(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(item.player_name for item in self.items))
+
+
+@dataclass(frozen=True)
+class BalanceFilter:
+    """Narrow the balances. Empty fields do not filter."""
+
+    team_ids: frozenset[int] = field(default_factory=frozenset)
+    product_ids: frozenset[int] = field(default_factory=frozenset)
+    parent_ids: frozenset[int] = field(default_factory=frozenset)
+    parent_search: str = ""
+    parent_email: str = ""
+
+
+@dataclass(frozen=True)
+class BalanceSummary:
+    total_cents: int
+    families: int
+    players: int
+    line_items: int
+    currency: str
+
+
+def outstanding_balances(
+    session: Session, user: ActingUser, filters: BalanceFilter = BalanceFilter()
+) -> list[OutstandingBalance]:
+    """Per parent, the active links of signed or prospect players and the total, by parent name.
+
+    Paid and deactivated links are not owed, and neither are links of withdrawn players
+    (payment sync deactivates those). A coach sees only their own teams and no email
+    addresses; everyone sees only their own league.
+    """
+    require(user, Permission.VIEW_BALANCES)
+    if filters.parent_email and not user.can(Permission.VIEW_CONTACT_DETAILS):
+        raise PermissionDenied(f"A {user.role.value} may not search by email address.")
+    rows = session.execute(_balances_statement(user, filters)).all()
+    return _group_by_parent(rows, show_email=user.can(Permission.VIEW_CONTACT_DETAILS))
+
+
+def summarise(balances: Sequence[OutstandingBalance]) -> BalanceSummary:
+    """The headline figures of a list of balances (no extra query)."""
+    items = [item for balance in balances for item in balance.items]
+    return BalanceSummary(
+        total_cents=sum(item.amount_cents for item in items),
+        families=sum(1 for balance in balances if balance.items),
+        players=len({item.player_id for item in items}),
+        line_items=len(items),
+        currency=items[0].currency if items else "usd",
+    )
+
+
+def _balances_statement(user: ActingUser, filters: BalanceFilter) -> Select:  # type: ignore[type-arg]
+    statement = (
+        select(
+            Parent.id,
+            Parent.name,
+            Parent.email,
+            Parent.email_opt_out,
+            PaymentLink.id,
+            Player.id,
+            Player.first_name,
+            Player.last_name,
+            Team.name,
+            Product.id,
+            Product.name,
+            PaymentLink.amount_cents,
+            PaymentLink.currency,
+            PaymentLink.url,
+            PaymentLink.processing,
+        )
+        .join(Player, Player.id == PaymentLink.player_id)
+        .join(Parent, Parent.id == Player.parent_id)
+        .join(Product, Product.id == PaymentLink.product_id)
+        .outerjoin(Team, Team.id == Player.team_id)
+        .where(
+            PaymentLink.tenant_id == user.tenant_id,
+            Player.tenant_id == user.tenant_id,
+            Parent.tenant_id == user.tenant_id,
+            PaymentLink.status == LinkStatus.ACTIVE,
+            Player.status != PlayerStatus.WITHDRAWN,
+        )
+        .order_by(Parent.name, Parent.id, Player.first_name, Player.last_name, Player.id, Product.name)
+    )
+    if not user.sees_all_teams:
+        statement = statement.where(Player.team_id.in_(sorted(user.team_ids) or [-1]))
+    if filters.team_ids:
+        statement = statement.where(Player.team_id.in_(sorted(filters.team_ids)))
+    if filters.product_ids:
+        statement = statement.where(PaymentLink.product_id.in_(sorted(filters.product_ids)))
+    if filters.parent_ids:
+        statement = statement.where(Parent.id.in_(sorted(filters.parent_ids)))
+    if filters.parent_email:
+        statement = statement.where(func.lower(Parent.email) == filters.parent_email.strip().lower())
+    if filters.parent_search.strip():
+        pattern = f"%{_escape_like(filters.parent_search.strip().lower())}%"
+        statement = statement.where(
+            or_(
+                func.lower(Parent.name).like(pattern, escape="\\"),
+                func.lower(Player.first_name + " " + Player.last_name).like(pattern, escape="\\"),
+            )
+        )
+    return statement
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _group_by_parent(rows: Iterable[tuple], *, show_email: bool) -> list[OutstandingBalance]:  # type: ignore[type-arg]
+    parents: dict[int, tuple[str, Optional[str], bool]] = {}
+    items: dict[int, list[LineItem]] = defaultdict(list)
+    for (
+        parent_id,
+        parent_name,
+        parent_email,
+        opt_out,
+        link_id,
+        player_id,
+        first_name,
+        last_name,
+        team_name,
+        product_id,
+        product_name,
+        amount_cents,
+        currency,
+        url,
+        processing,
+    ) in rows:
+        parents.setdefault(parent_id, (parent_name, parent_email if show_email else None, opt_out))
+        items[parent_id].append(
+            LineItem(
+                link_id=link_id,
+                player_id=player_id,
+                player_name=f"{first_name} {last_name}".strip(),
+                team_name=team_name,
+                product_id=product_id,
+                product_name=product_name,
+                amount_cents=amount_cents,
+                currency=currency,
+                pay_url=url,
+                processing=bool(processing),
+            )
+        )
+    return [
+        OutstandingBalance(
+            parent_id=parent_id,
+            parent_name=name,
+            parent_email=email,
+            email_opt_out=bool(opt_out),
+            items=tuple(items[parent_id]),
+        )
+        for parent_id, (name, email, opt_out) in parents.items()
+    ]

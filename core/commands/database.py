@@ -1,0 +1,22 @@
+"""``db upgrade``: bring the database schema to the current version."""
+
+from __future__ import annotations
+
+import argparse
+
+from core.db import upgrade_database
+from core.settings import load_settings
+
+
+def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    db = commands.add_parser("db", help="database schema", description="Database schema commands.")
+    actions = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    upgrade = actions.add_parser("upgrade", help="migrate the database to the current schema")
+    upgrade.set_defaults(handler=run_upgrade)
+
+
+def run_upgrade(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    upgrade_database(settings.database_url)
+    print(f"Database is at the current schema: {settings.database_url_for_display()}")
+    return 0

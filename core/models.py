@@ -1,0 +1,372 @@
+"""The domain model: every table of the League Billing Dashboard.
+
+Money is always integer minor units (``amount_cents``) plus an ISO currency code.
+Timestamps are stored in UTC and always come back timezone-aware, on SQLite too.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored as UTC that is always returned timezone-aware.
+
+    SQLite has no timezone-aware type; without this, values read back from it are naive
+    and comparisons with aware values fail.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Optional[datetime], dialect: Any) -> Optional[datetime]:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use timezone-aware UTC timestamps")
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value: Optional[datetime], dialect: Any) -> Optional[datetime]:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _enum(enum_class: type[enum.Enum], name: str) -> Enum:
+    """A named enum storing the members' values (native on PostgreSQL, CHECK on SQLite)."""
+    return Enum(
+        enum_class,
+        name=name,
+        values_callable=lambda members: [m.value for m in members],
+        create_constraint=True,
+        validate_strings=True,
+    )
+
+
+class PlayerStatus(str, enum.Enum):
+    PROSPECT = "prospect"
+    SIGNED = "signed"
+    WITHDRAWN = "withdrawn"
+
+
+class ProductKind(str, enum.Enum):
+    ONE_TIME = "one_time"
+    MONTHLY = "monthly"
+
+
+class OrderStatus(str, enum.Enum):
+    PENDING = "pending"
+    PAID = "paid"
+    CANCELED = "canceled"
+
+
+class LinkStatus(str, enum.Enum):
+    ACTIVE = "active"
+    PAID = "paid"
+    DEACTIVATED = "deactivated"
+
+
+class CampaignStatus(str, enum.Enum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class MessageStatus(str, enum.Enum):
+    PENDING = "pending"
+    SENDING = "sending"  # claimed by a worker; the provider may have been called
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class Tenant(Base):
+    """A league. Brand values here are the single source for every email and page."""
+
+    __tablename__ = "tenants"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    currency: Mapped[str] = mapped_column(String(3), default="usd")
+    brand_primary_color: Mapped[str] = mapped_column(String(16), default="#1d3557")
+    brand_accent_color: Mapped[str] = mapped_column(String(16), default="#e63946")
+    logo_url: Mapped[Optional[str]] = mapped_column(String(500))
+    sender_name: Mapped[Optional[str]] = mapped_column(String(200))
+    reply_to: Mapped[Optional[str]] = mapped_column(String(320))
+    footer_text: Mapped[Optional[str]] = mapped_column(Text)
+    payments_synced_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Team(Base):
+    __tablename__ = "teams"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+
+
+class Parent(Base):
+    __tablename__ = "parents"
+    __table_args__ = (UniqueConstraint("tenant_id", "external_ref"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[Optional[str]] = mapped_column(String(320))
+    email_opt_out: Mapped[bool] = mapped_column(Boolean, default=False)
+    external_ref: Mapped[Optional[str]] = mapped_column(String(100))
+
+    players: Mapped[list["Player"]] = relationship(back_populates="parent")
+
+
+class Player(Base):
+    __tablename__ = "players"
+    __table_args__ = (UniqueConstraint("tenant_id", "external_ref"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    parent_id: Mapped[int] = mapped_column(ForeignKey("parents.id"), index=True)
+    team_id: Mapped[Optional[int]] = mapped_column(ForeignKey("teams.id"), index=True)
+    first_name: Mapped[str] = mapped_column(String(100))
+    last_name: Mapped[str] = mapped_column(String(100))
+    status: Mapped[PlayerStatus] = mapped_column(
+        _enum(PlayerStatus, "player_status"), default=PlayerStatus.PROSPECT
+    )
+    external_ref: Mapped[Optional[str]] = mapped_column(String(100))
+
+    parent: Mapped[Parent] = relationship(back_populates="players")
+    team: Mapped[Optional[Team]] = relationship()
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+
+class Product(Base):
+    __tablename__ = "products"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[ProductKind] = mapped_column(_enum(ProductKind, "product_kind"))
+    required: Mapped[bool] = mapped_column(Boolean, default=False)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    price_tiers: Mapped[list["PriceTier"]] = relationship(back_populates="product")
+
+
+class PriceTier(Base):
+    """A price a product is sold at. ``stripe_price_id`` stays NULL until the Price is minted."""
+
+    __tablename__ = "price_tiers"
+    __table_args__ = (
+        UniqueConstraint("product_id", "amount_cents", "currency"),
+        CheckConstraint("amount_cents > 0", name="amount_positive"),
+        # One default tier per product: the one required products are billed at.
+        Index(
+            "uq_price_tiers_default_per_product",
+            "product_id",
+            unique=True,
+            postgresql_where=text("is_default"),
+            sqlite_where=text("is_default"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"), index=True)
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    stripe_price_id: Mapped[Optional[str]] = mapped_column(String(255), unique=True)
+
+    product: Mapped[Product] = relationship(back_populates="price_tiers")
+
+
+class Order(Base):
+    """Something a family bought outside the required products (e.g. a uniform)."""
+
+    __tablename__ = "orders"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "external_ref"),
+        CheckConstraint("amount_cents > 0", name="amount_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    player_id: Mapped[int] = mapped_column(ForeignKey("players.id"), index=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"), index=True)
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[OrderStatus] = mapped_column(
+        _enum(OrderStatus, "order_status"), default=OrderStatus.PENDING
+    )
+    external_ref: Mapped[Optional[str]] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class PaymentLink(Base):
+    """One persistent Stripe Payment Link for one player and one product.
+
+    ``product_id`` is NOT NULL and a partial unique index allows at most one *active*
+    link per (tenant, player, product): a NULL can never slip past it, and a price change
+    is a new link with the old one deactivated.
+    """
+
+    __tablename__ = "payment_links"
+    __table_args__ = (
+        CheckConstraint("amount_cents > 0", name="amount_positive"),
+        Index(
+            "uq_payment_links_one_active_per_player_product",
+            "tenant_id",
+            "player_id",
+            "product_id",
+            unique=True,
+            postgresql_where=text("status = 'active'"),
+            sqlite_where=text("status = 'active'"),
+        ),
+        Index("ix_payment_links_tenant_status", "tenant_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    player_id: Mapped[int] = mapped_column(ForeignKey("players.id"), index=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"), index=True)
+    price_tier_id: Mapped[int] = mapped_column(ForeignKey("price_tiers.id"), index=True)
+    order_id: Mapped[Optional[int]] = mapped_column(ForeignKey("orders.id"), index=True)
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    stripe_payment_link_id: Mapped[str] = mapped_column(String(255), unique=True)
+    url: Mapped[str] = mapped_column(String(1000))
+    status: Mapped[LinkStatus] = mapped_column(
+        _enum(LinkStatus, "payment_link_status"), default=LinkStatus.ACTIVE
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    paid_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+    deactivated_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+    checkout_session_id: Mapped[Optional[str]] = mapped_column(String(255))
+    paid_amount_cents: Mapped[Optional[int]] = mapped_column(Integer)
+    # A completed session whose payment is still processing (delayed methods): still owed.
+    processing: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A payment whose amount differs from the link's: flagged for the treasurer, never hidden.
+    amount_mismatch: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    player: Mapped[Player] = relationship()
+    product: Mapped[Product] = relationship()
+    price_tier: Mapped[PriceTier] = relationship()
+    order: Mapped[Optional[Order]] = relationship()
+
+
+class EmailCampaign(Base):
+    """One send run: a test send to one address, or a send to everyone."""
+
+    __tablename__ = "email_campaigns"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    email_type: Mapped[str] = mapped_column(String(64))
+    audience: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    test_address: Mapped[Optional[str]] = mapped_column(String(320))
+    started_by: Mapped[str] = mapped_column(String(320))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+    status: Mapped[CampaignStatus] = mapped_column(
+        _enum(CampaignStatus, "email_campaign_status"), default=CampaignStatus.RUNNING
+    )
+
+    messages: Mapped[list["EmailMessage"]] = relationship(back_populates="campaign")
+
+    @property
+    def is_test(self) -> bool:
+        return self.test_address is not None
+
+
+class EmailMessage(Base):
+    """One recipient of one campaign: the outbox row and the audit record of what was sent."""
+
+    __tablename__ = "email_messages"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "parent_id"),
+        Index("ix_email_messages_parent_status", "parent_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("email_campaigns.id", ondelete="CASCADE"))
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    parent_id: Mapped[int] = mapped_column(ForeignKey("parents.id"))
+    to_address: Mapped[Optional[str]] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(String(500), default="")
+    amount_cents: Mapped[int] = mapped_column(Integer, default=0)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[MessageStatus] = mapped_column(
+        _enum(MessageStatus, "email_message_status"), default=MessageStatus.PENDING
+    )
+    skip_reason: Mapped[Optional[str]] = mapped_column(String(200))
+    message_id_header: Mapped[str] = mapped_column(String(320))
+    provider_message_id: Mapped[Optional[str]] = mapped_column(String(320))
+    error: Mapped[Optional[str]] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    html_body: Mapped[Optional[str]] = mapped_column(Text)
+    text_body: Mapped[Optional[str]] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    claimed_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+    sent_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+
+    campaign: Mapped[EmailCampaign] = relationship(back_populates="messages")
+    parent: Mapped[Parent] = relationship()
+
+
+class AuditEntry(Base):
+    """Who did what, when: backfill commits, syncs, sends, exports, imports."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[Optional[int]] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    actor: Mapped[str] = mapped_column(String(320))
+    role: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(64))
+    summary: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)

@@ -1,0 +1,150 @@
+"""One typed settings object for the app, the CLI, Alembic and the tests.
+
+Values come from the environment, then from ``.streamlit/secrets.toml`` (top-level keys),
+then from the embedded defaults. They are read when ``load_settings()`` is called, never
+at import time. Secrets are held in ``Secret`` so they never appear in a repr or a log.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SECRETS_FILE = REPO_ROOT / ".streamlit" / "secrets.toml"
+DEFAULT_SQLITE_PATH = REPO_ROOT / "data" / "league.db"
+DEFAULT_OUTBOX_DIR = REPO_ROOT / "data" / "outbox"
+
+
+class Secret:
+    """A secret value that prints as ``'***'``."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = field(default_factory=lambda: f"sqlite:///{DEFAULT_SQLITE_PATH}")
+    stripe_api_key: Optional[Secret] = None
+    stripe_api_base: Optional[str] = None
+    payment_success_url: str = "https://example.org/thank-you"
+    email_backend: str = "file"
+    email_outbox_dir: Path = DEFAULT_OUTBOX_DIR
+    email_from: str = "League Treasurer <treasurer@example.org>"
+    smtp_host: Optional[str] = None
+    smtp_port: int = 587
+    smtp_username: Optional[str] = None
+    smtp_password: Optional[Secret] = None
+    smtp_starttls: bool = True
+    gmail_credentials_file: Optional[Path] = None
+    gmail_delegated_user: Optional[str] = None
+    gmail_sends_per_minute: int = 50
+    auth_mode: str = "demo"
+    email_cooldown_days: int = 3
+
+    @property
+    def stripe_configured(self) -> bool:
+        return bool(self.stripe_api_key)
+
+    def database_url_for_display(self) -> str:
+        """The database URL with any password masked."""
+        from sqlalchemy.engine import make_url
+
+        return make_url(self.database_url).render_as_string(hide_password=True)
+
+
+_SECRET_FIELDS = {"stripe_api_key", "smtp_password"}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class ConfigurationError(ValueError):
+    """A setting has a value the product cannot use."""
+
+
+def _read_secrets_file(path: Path) -> Mapping[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"{path} is not valid TOML: {exc}") from None
+
+
+def _convert(name: str, raw: Any, default: Any) -> Any:
+    if name in _SECRET_FIELDS:
+        return Secret(str(raw)) if str(raw) else None
+    if isinstance(default, bool):
+        text = str(raw).strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise ConfigurationError(f"{name.upper()} must be true or false, not {raw!r}")
+    if isinstance(default, int):
+        try:
+            return int(raw)
+        except (TypeError, ValueError):
+            raise ConfigurationError(f"{name.upper()} must be a whole number, not {raw!r}") from None
+    if name.endswith(("_dir", "_file")):
+        return Path(str(raw)) if str(raw) else None
+    return str(raw) if str(raw) != "" else None
+
+
+def load_settings(
+    environ: Optional[Mapping[str, str]] = None, secrets_file: Optional[Path] = None
+) -> Settings:
+    """Read the settings now: environment first, then ``.streamlit/secrets.toml``, then defaults."""
+    env = os.environ if environ is None else environ
+    secrets = _read_secrets_file(SECRETS_FILE if secrets_file is None else secrets_file)
+    defaults = Settings()
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        key = f.name.upper()
+        if key in env:
+            raw: Any = env[key]
+        elif key in secrets and not isinstance(secrets[key], dict):
+            raw = secrets[key]
+        else:
+            continue
+        converted = _convert(f.name, raw, getattr(defaults, f.name))
+        if converted is not None:
+            values[f.name] = converted
+    settings = Settings(**values)
+    if settings.email_backend not in {"file", "smtp", "gmail"}:
+        raise ConfigurationError(
+            f"EMAIL_BACKEND must be file, smtp or gmail, not {settings.email_backend!r}"
+        )
+    if settings.auth_mode not in {"demo", "oidc"}:
+        raise ConfigurationError(f"AUTH_MODE must be demo or oidc, not {settings.auth_mode!r}")
+    return settings
+
+
+def read_secrets_section(name: str, secrets_file: Optional[Path] = None) -> Mapping[str, Any]:
+    """A table of ``secrets.toml`` (e.g. ``[auth]`` or ``[roles]``), empty when absent."""
+    section = _read_secrets_file(SECRETS_FILE if secrets_file is None else secrets_file).get(name)
+    return section if isinstance(section, dict) else {}

@@ -1,0 +1,109 @@
+"""Outstanding balances: one implementation, grouped by parent, scoped by role and league."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import event
+
+from core.access import Role
+from core.balances import BalanceFilter, outstanding_balances, summarise
+from core.errors import PermissionDenied
+from core.models import LinkStatus, PlayerStatus, ProductKind
+from tests.factories import (
+    acting,
+    make_link,
+    make_parent,
+    make_player,
+    make_product,
+    make_team,
+    make_tenant,
+)
+
+
+@pytest.fixture
+def league(session):
+    tenant = make_tenant(session, name="Westside Hoops")
+    red, blue = make_team(session, tenant, "Red"), make_team(session, tenant, "Blue")
+    registration = make_product(session, tenant, "Registration", amount_cents=15000)
+    dues = make_product(session, tenant, "Monthly dues", kind=ProductKind.MONTHLY, amount_cents=6000)
+    ana = make_parent(session, tenant, "Ana O'Neil", "ana@example.org")
+    ben = make_parent(session, tenant, "Ben Zed", "ben@example.org")
+    kid1 = make_player(session, tenant, ana, red, first_name="Amy")
+    kid2 = make_player(session, tenant, ana, blue, first_name="Al")
+    kid3 = make_player(session, tenant, ben, blue, first_name="Bo")
+    for kid in (kid1, kid2, kid3):
+        make_link(session, tenant, kid, registration)
+    make_link(session, tenant, kid1, dues)
+    session.commit()
+    return dict(tenant=tenant, red=red, blue=blue, registration=registration, dues=dues,
+                ana=ana, ben=ben, kids=(kid1, kid2, kid3))
+
+
+def test_siblings_are_grouped_under_their_parent_with_a_total(session, league):
+    balances = outstanding_balances(session, acting(league["tenant"]))
+    assert [b.parent_name for b in balances] == ["Ana O'Neil", "Ben Zed"]
+    ana = balances[0]
+    assert ana.total_cents == 15000 * 2 + 6000
+    assert sorted(i.player_name for i in ana.items) == ["Al Player", "Amy Player", "Amy Player"]
+    assert summarise(balances).total_cents == 15000 * 3 + 6000
+    assert summarise(balances).families == 2
+
+
+def test_paid_and_deactivated_links_are_not_owed(session, league):
+    tenant, kid3 = league["tenant"], league["kids"][2]
+    from sqlalchemy import select
+    from core.models import PaymentLink
+    links = session.scalars(select(PaymentLink).where(PaymentLink.player_id == kid3.id)).all()
+    links[0].status = LinkStatus.PAID
+    session.commit()
+    balances = outstanding_balances(session, acting(tenant))
+    assert [b.parent_name for b in balances] == ["Ana O'Neil"]
+
+
+def test_withdrawn_players_are_not_billed(session, league):
+    league["kids"][2].status = PlayerStatus.WITHDRAWN
+    session.commit()
+    assert [b.parent_name for b in outstanding_balances(session, acting(league["tenant"]))] == ["Ana O'Neil"]
+
+
+def test_a_coach_sees_only_their_team_and_no_email_addresses(session, league):
+    coach = acting(league["tenant"], Role.COACH, teams=(league["red"],))
+    balances = outstanding_balances(session, coach)
+    assert len(balances) == 1
+    assert balances[0].parent_email is None
+    assert {i.player_name for i in balances[0].items} == {"Amy Player"}
+    with pytest.raises(PermissionDenied):
+        outstanding_balances(session, coach, BalanceFilter(parent_email="ana@example.org"))
+
+
+def test_another_league_sees_nothing(session, league):
+    other = make_tenant(session)
+    session.commit()
+    assert outstanding_balances(session, acting(other)) == []
+
+
+def test_filters_by_team_product_search_and_email(session, league):
+    user = acting(league["tenant"])
+    by_team = outstanding_balances(session, user, BalanceFilter(team_ids=frozenset({league["red"].id})))
+    assert [b.total_cents for b in by_team] == [21000]
+    by_product = outstanding_balances(session, user, BalanceFilter(product_ids=frozenset({league["dues"].id})))
+    assert [b.total_cents for b in by_product] == [6000]
+    assert [b.parent_name for b in outstanding_balances(session, user, BalanceFilter(parent_search="o'ne"))] == ["Ana O'Neil"]
+    assert [b.parent_name for b in outstanding_balances(session, user, BalanceFilter(parent_search="bo"))] == ["Ben Zed"]
+    assert [b.parent_name for b in outstanding_balances(session, user, BalanceFilter(parent_email="BEN@example.org"))] == ["Ben Zed"]
+    assert outstanding_balances(session, user, BalanceFilter(parent_search="100%")) == []
+
+
+def test_statement_count_does_not_grow_with_the_league(session, engine, league):
+    tenant, registration = league["tenant"], league["registration"]
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    outstanding_balances(session, acting(tenant))
+    small = len(statements)
+    for _ in range(30):
+        parent = make_parent(session, tenant)
+        make_link(session, tenant, make_player(session, tenant, parent, league["red"]), registration)
+    session.commit()
+    statements.clear()
+    outstanding_balances(session, acting(tenant))
+    assert len(statements) == small == 1
