@@ -13,11 +13,11 @@ from typing import Optional, Sequence
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from core.commands import balances, database, demo
+from core.commands import balances, database, demo, sync_payments
 from core.errors import BillingError
 from core.settings import ConfigurationError
 
-COMMAND_MODULES = (database, demo, balances)
+COMMAND_MODULES = (database, demo, balances, sync_payments)
 
 
 def build_parser() -> argparse.ArgumentParser:
