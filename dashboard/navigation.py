@@ -20,6 +20,8 @@ class PageEntry:
 PAGES: tuple[PageEntry, ...] = (
     PageEntry("pages/balances.py", "Outstanding balances", ":material/account_balance_wallet:",
               Permission.VIEW_BALANCES, "balances"),
+    PageEntry("pages/payment_sync.py", "Sync from Stripe", ":material/sync:",
+              Permission.SYNC_PAYMENTS, "sync-payments"),
 )
 
 
