@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Callable, Hashable, Iterable, Iterator, Optional, Sequence, TypeVar
 
@@ -238,10 +238,13 @@ def sync_payments(
 
 @dataclass(frozen=True)
 class _LinkRef:
+    """A link as read (without a lock) when the pass looked it up."""
+
     id: int
     stripe_id: str
     player_name: str
     product_name: str
+    state: LinkState
 
 
 class _PaymentSync:
@@ -375,8 +378,7 @@ class _PaymentSync:
                 assert checkouts is not None
                 self.result.links_checked += 1
                 self.result.sessions_seen += len(checkouts)
-                if checkouts:
-                    self._record(ref, checkouts, complete_history=True)
+                self._record(ref, checkouts, complete_history=True)
             self._report(phase, done, len(links))
 
         _run_concurrently(
@@ -392,10 +394,17 @@ class _PaymentSync:
 
     def _record(self, ref: _LinkRef, checkouts: Sequence[CompletedCheckout], *, complete_history: bool) -> None:
         """Apply what the sessions mean to one link and commit it (durable per item)."""
-        link = self._locked_link(ref.id)
-        decision = reconcile_link(_state_of(link), checkouts, complete_history=complete_history)
-        self._apply(link, ref, decision)
-        self.session.commit()
+        decision = reconcile_link(ref.state, checkouts, complete_history=complete_history)
+        if decision.changes_link:
+            # Decide again on the locked, current row: the read may be minutes old in a full
+            # pass, and another sync may have recorded the payment meanwhile.
+            link = self._locked_link(ref.id)
+            current = replace(ref.state, status=link.status, checkout_session_id=link.checkout_session_id,
+                              processing=bool(link.processing))
+            decision = reconcile_link(current, checkouts, complete_history=complete_history)
+            self._apply(link, ref, decision)
+            self.session.commit()
+        # Sessions already recorded (the overlap reads them again) cost no write at all.
         for note in decision.flags:
             self._flag(note, ref)
 
@@ -511,15 +520,20 @@ class _PaymentSync:
     def _link_refs(self, condition) -> list[_LinkRef]:  # type: ignore[no-untyped-def]
         rows = self.session.execute(
             select(PaymentLink.id, PaymentLink.stripe_payment_link_id, Player.first_name, Player.last_name,
-                   Product.name)
+                   Product.name, Product.kind, PaymentLink.status, PaymentLink.amount_cents, PaymentLink.currency,
+                   PaymentLink.checkout_session_id, PaymentLink.processing)
             .join(Player, Player.id == PaymentLink.player_id)
             .join(Product, Product.id == PaymentLink.product_id)
             .where(PaymentLink.tenant_id == self.user.tenant_id, condition)
             .order_by(PaymentLink.id)
         )
         return [
-            _LinkRef(link_id, stripe_id, f"{first} {last}".strip(), product)
-            for link_id, stripe_id, first, last, product in rows
+            _LinkRef(link_id, stripe_id, f"{first} {last}".strip(), product, LinkState(
+                status=status, amount_cents=amount, currency=currency, checkout_session_id=session_id,
+                processing=bool(processing), single_payment=kind is ProductKind.ONE_TIME,
+            ))
+            for (link_id, stripe_id, first, last, product, kind, status, amount, currency, session_id,
+                 processing) in rows
         ]
 
     def _flag(self, note: FlagNote, ref: Optional[_LinkRef]) -> None:
@@ -557,17 +571,6 @@ class _PaymentSync:
     def _report(self, phase: str, done: int, total: Optional[int] = None) -> None:
         if self._progress is not None:
             self._progress(SyncProgress(phase, done, total))
-
-
-def _state_of(link: PaymentLink) -> LinkState:
-    return LinkState(
-        status=link.status,
-        amount_cents=link.amount_cents,
-        currency=link.currency,
-        checkout_session_id=link.checkout_session_id,
-        processing=bool(link.processing),
-        single_payment=link.product.kind is ProductKind.ONE_TIME,
-    )
 
 
 def _amount(checkout: CompletedCheckout) -> str:

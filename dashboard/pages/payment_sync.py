@@ -61,9 +61,9 @@ def _summary(result: SyncResult) -> None:
         st.success(f"Synced at {_when(result.synced_at)}.", icon=":material/check_circle:")
     first, second, third, fourth = st.columns(4)
     first.metric("Paid since last sync", f"{result.paid_count:,}", format_cents(result.paid_cents, result.currency),
-                 delta_color="off")
+                 delta_color="off", delta_arrow="off")
     second.metric("Still owed", f"{result.still_owed_count:,}",
-                  format_cents(result.still_owed_cents, result.currency), delta_color="off")
+                  format_cents(result.still_owed_cents, result.currency), delta_color="off", delta_arrow="off")
     third.metric("Processing", f"{result.processing_count:,}")
     fourth.metric("Flagged", f"{len(result.flags):,}")
     if result.flags:
@@ -99,19 +99,24 @@ def _summary(result: SyncResult) -> None:
         ]), hide_index=True, width="stretch")
 
 
-def main() -> None:
-    user = require_user()
+def _league(user: ActingUser) -> tuple[str, Optional[datetime]]:
     with session_scope() as session:
         league = league_of(session, user)
-        league_name, synced_at = league.name, league.payments_synced_at
+        return league.name, league.payments_synced_at
+
+
+def main() -> None:
+    user = require_user()
+    league_name, _ = _league(user)
     st.title("Sync from Stripe")
     st.caption(league_name)
     st.write(
         "Marks links paid when a family has paid through them, and deactivates the links of withdrawn "
         "players. Paid families then drop out of the balances and of reminder emails."
     )
-    st.caption(f"Payments last synced from Stripe: {_when(synced_at)}.")
+    last_synced = st.empty()  # filled after a sync below may have moved it
     if not settings().stripe_configured:
+        last_synced.caption(f"Payments last synced from Stripe: {_when(_league(user)[1])}.")
         _not_configured()
         return
     full = st.toggle(
@@ -120,6 +125,7 @@ def main() -> None:
     )
     if st.button("Sync from Stripe", key="sync_run", type="primary", icon=":material/sync:"):
         st.session_state[RESULT_KEY] = _run(user, full=full)
+    last_synced.caption(f"Payments last synced from Stripe: {_when(_league(user)[1])}.")
     result = st.session_state.get(RESULT_KEY)
     if isinstance(result, SyncResult):
         _summary(result)

@@ -62,6 +62,7 @@ def test_treasurer_syncs_and_the_paid_family_drops_out_of_the_balances(stripe_co
     expected = summarise(outstanding_balances(session, acting(find_tenant(session, "demo"), Role.TREASURER)))
     assert metrics["Still owed"] == f"{expected.line_items:,}"
     assert any(s.value.startswith("Synced at ") for s in at.success)
+    assert "Payments last synced from Stripe: never." not in [c.value for c in at.caption]
 
     at.switch_page("pages/balances.py").run()
     assert not at.exception
