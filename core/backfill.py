@@ -739,8 +739,14 @@ def plan_rows(plan: BackfillPlan) -> list[dict[str, str]]:
 def describe_totals(totals: PlanTotals) -> str:
     """One line of plan totals for people."""
     return (
-        f"{totals.links_to_mint} links to mint ({format_cents(totals.amount_to_mint_cents, totals.currency)}), "
-        f"{totals.prices_to_create} Stripe prices to create ({totals.tiers_to_create} new tiers); "
+        f"{_count(totals.links_to_mint, 'link')} to mint "
+        f"({format_cents(totals.amount_to_mint_cents, totals.currency)}), "
+        f"{_count(totals.prices_to_create, 'Stripe price')} to create "
+        f"({_count(totals.tiers_to_create, 'new tier')}); "
         f"{totals.already_linked} already linked, {totals.already_paid} already paid, "
-        f"{totals.waiting} waiting, {totals.blocked} blocked; {totals.players} signed players"
+        f"{totals.waiting} waiting, {totals.blocked} blocked; {_count(totals.players, 'signed player')}"
     )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
