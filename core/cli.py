@@ -13,11 +13,11 @@ from typing import Optional, Sequence
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from core.commands import backfill, database
+from core.commands import backfill, balances, database, demo
 from core.errors import BillingError
 from core.settings import ConfigurationError
 
-COMMAND_MODULES = (database, backfill)
+COMMAND_MODULES = (database, demo, balances, backfill)
 
 
 def build_parser() -> argparse.ArgumentParser:
