@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from sqlalchemy import func, select
 
 from core.cli import main
-from core.models import PaymentLink, ProductKind
+from core.models import LinkStatus, PaymentLink, ProductKind
 from tests.factories import make_parent, make_player, make_product, make_tenant
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -85,3 +92,29 @@ def test_a_failed_item_is_listed_and_the_exit_status_is_not_zero(session, league
         in captured.err
     assert captured.err.strip().splitlines()[-1].startswith("error: 2 of the links could not be minted")
     assert _links(session) == 2
+
+
+@pytest.mark.postgres_only
+def test_two_backfill_processes_at_once_mint_each_link_once(session, league, database_url, stripe_stand_in):
+    for n in range(10):
+        parent = make_parent(session, league["tenant"], f"Family {n:02d}")
+        make_player(session, league["tenant"], parent, first_name=f"Kid{n:02d}")
+    session.commit()
+    env = {**os.environ, "DATABASE_URL": database_url, "STRIPE_API_KEY": "sk_test_cli",
+           "STRIPE_API_BASE": stripe_stand_in.api_base}
+    stripe_stand_in.latency = 0.02
+    runs = [
+        subprocess.Popen([sys.executable, "-m", "core", "backfill", "--commit"], cwd=REPO, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outputs = [run.communicate(timeout=120) for run in runs]
+
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    pairs = 2 * 12  # registration and dues for 12 signed players
+    session.expire_all()
+    active = session.execute(
+        select(PaymentLink.player_id, PaymentLink.product_id).where(PaymentLink.status == LinkStatus.ACTIVE)
+    ).all()
+    assert len(active) == len(set(active)) == pairs
+    assert len(stripe_stand_in.payment_links) == pairs
