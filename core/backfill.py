@@ -60,6 +60,8 @@ K = TypeVar("K", bound=Hashable)
 
 DEFAULT_CONCURRENCY = 8  # requests in flight; the gateway paces them under Stripe's limit
 
+_TierKey = tuple[int, int, str]  # (product id, amount in cents, currency)
+
 
 class PlanAction(str, enum.Enum):
     MINT = "mint"
@@ -497,39 +499,32 @@ class _CommitRun:
 
     # price tiers and Stripe Prices
 
-    def _prices_for(self, items: Sequence[BackfillItem]) -> dict[tuple[int, int, str], "_Price | str"]:
+    def _prices_for(self, items: Sequence[BackfillItem]) -> dict[_TierKey, "_Price | str"]:
         """(product, amount, currency) -> the tier and its Stripe price id, or why there is none."""
-        wanted: dict[tuple[int, int, str], BackfillItem] = {}
+        first_item: dict[_TierKey, BackfillItem] = {}
         for item in items:
-            wanted.setdefault(_tier_key(item), item)
-        tiers: dict[tuple[int, int, str], _Price | str] = {}
-        for key, item in wanted.items():
-            tier_id = item.tier_id or self._find_or_create_tier(item)
-            tiers[key] = _Price(tier_id=tier_id, stripe_price_id=None)
-        stored = {
-            tier.id: tier.stripe_price_id
-            for tier in self.session.scalars(
-                select(PriceTier).where(PriceTier.id.in_([p.tier_id for p in tiers.values() if isinstance(p, _Price)]))
-            )
+            first_item.setdefault(_tier_key(item), item)
+        tier_ids = {key: item.tier_id or self._find_or_create_tier(item) for key, item in first_item.items()}
+        stored = dict(
+            self.session.execute(
+                select(PriceTier.id, PriceTier.stripe_price_id).where(PriceTier.id.in_(list(tier_ids.values())))
+            ).all()
+        )
+        prices: dict[_TierKey, _Price | str] = {
+            key: _Price(tier_id, stored[tier_id]) for key, tier_id in tier_ids.items() if stored.get(tier_id)
         }
-        tasks = []
-        for key, price in tiers.items():
-            assert isinstance(price, _Price)
-            if stored.get(price.tier_id):
-                tiers[key] = _Price(price.tier_id, stored[price.tier_id])
-            else:
-                tasks.append((key, self._price_task(wanted[key], price.tier_id)))
 
-        def record(key: tuple[int, int, str], price_id: Optional[str], error: Optional[PaymentProviderError]) -> None:
-            tier_id = tiers[key].tier_id  # type: ignore[union-attr]
+        def record(key: _TierKey, price_id: Optional[str], error: Optional[PaymentProviderError]) -> None:
             if error is not None:
-                tiers[key] = f"could not create the Stripe price: {error}"
-                return
-            assert price_id is not None
-            tiers[key] = _Price(tier_id, self._store_price(tier_id, price_id))
+                prices[key] = f"could not create the Stripe price: {error}"
+            else:
+                assert price_id is not None
+                prices[key] = _Price(tier_ids[key], self._store_price(tier_ids[key], price_id))
 
+        missing = [key for key in tier_ids if key not in prices]
+        tasks = [(key, self._price_task(first_item[key], tier_ids[key])) for key in missing]
         _run_concurrently(tasks, concurrency=self.concurrency, on_done=record)
-        return tiers
+        return prices
 
     def _price_task(self, item: BackfillItem, tier_id: int) -> Callable[[], str]:
         metadata = {
@@ -682,7 +677,7 @@ class _Price:
     stripe_price_id: Optional[str]
 
 
-def _tier_key(item: BackfillItem) -> tuple[int, int, str]:
+def _tier_key(item: BackfillItem) -> _TierKey:
     return (item.product_id, item.amount_cents, item.currency)
 
 
