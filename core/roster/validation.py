@@ -118,7 +118,7 @@ class RowChecker:
         if not text:
             return None
         if key not in allowed:
-            names = " or ".join(allowed)
+            names = _one_of(list(allowed))
             self.errors.add(row.line, column, f"{text!r} is not a known {column}; use {names}")
             return None
         return allowed[key]
@@ -141,6 +141,10 @@ class RowChecker:
             self.errors.add(
                 row.line, column, f"{ref!r} is already used on line {first}; each {column} must appear once"
             )
+
+
+def _one_of(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 def _members(enum_class: type[E]) -> dict[str, E]:
