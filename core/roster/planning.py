@@ -71,7 +71,7 @@ class PlayersPlan(RosterPlan):
         super().__init__(session, tenant, result, errors)
         tid = tenant.id
         self.team_ids: dict[str, int] = dict(
-            session.execute(select(Team.name, Team.id).where(Team.tenant_id == tid)).tuples().all()
+            session.execute(select(Team.name, Team.id).where(Team.tenant_id == tid)).all()
         )
         self.parents: dict[str, _ExistingParent] = {
             ref: _ExistingParent(pid, name, email)
@@ -79,7 +79,7 @@ class PlayersPlan(RosterPlan):
                 select(Parent.id, Parent.external_ref, Parent.name, Parent.email).where(
                     Parent.tenant_id == tid, Parent.external_ref.is_not(None)
                 )
-            ).tuples()
+            )
         }
         self.players: dict[str, _ExistingPlayer] = {
             row[0]: _ExistingPlayer(*row[1:])
@@ -93,7 +93,7 @@ class PlayersPlan(RosterPlan):
                     Player.team_id,
                     Player.parent_id,
                 ).where(Player.tenant_id == tid, Player.external_ref.is_not(None))
-            ).tuples()
+            )
         }
         self._teams_seen: set[str] = set()
         self._parents_seen: set[str] = set()
@@ -164,11 +164,11 @@ class PlayersPlan(RosterPlan):
             rows = session.execute(
                 insert(Team).returning(Team.name, Team.id), [{"tenant_id": tid, "name": n} for n in names]
             )
-            self.team_ids.update(rows.tuples().all())
+            self.team_ids.update(rows.all())
         parent_ids = {ref: parent.id for ref, parent in self.parents.items()}
         for chunk in batched(self.new_parents):
             rows = session.execute(insert(Parent).returning(Parent.external_ref, Parent.id), list(chunk))
-            parent_ids.update(rows.tuples().all())  # type: ignore[arg-type]
+            parent_ids.update(rows.all())  # type: ignore[arg-type]
         for chunk in batched(self.changed_parents):
             session.execute(update(Parent), list(chunk))
 
@@ -284,10 +284,10 @@ class OrdersPlan(RosterPlan):
                 select(Player.external_ref, Player.id).where(
                     Player.tenant_id == tid, Player.external_ref.is_not(None)
                 )
-            ).tuples().all()  # type: ignore[arg-type]
+            ).all()  # type: ignore[arg-type]
         )
         self.product_ids: dict[str, int] = dict(
-            session.execute(select(Product.name, Product.id).where(Product.tenant_id == tid)).tuples().all()
+            session.execute(select(Product.name, Product.id).where(Product.tenant_id == tid)).all()
         )
         self.orders: dict[str, _ExistingOrder] = {
             row[0]: _ExistingOrder(*row[1:])
@@ -301,7 +301,7 @@ class OrdersPlan(RosterPlan):
                     Order.currency,
                     Order.status,
                 ).where(Order.tenant_id == tid, Order.external_ref.is_not(None))
-            ).tuples()
+            )
         }
         self.new_orders: list[dict[str, Any]] = []
         self.changed_orders: list[dict[str, Any]] = []
