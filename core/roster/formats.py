@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Optional, Sequence
 
 from core.errors import InvalidInput
@@ -27,7 +28,7 @@ class FileFormat:
     # What the file creates or updates, in the order a person reads the preview.
     entities: tuple[str, ...]
 
-    @property
+    @cached_property
     def required_values(self) -> tuple[str, ...]:
         return tuple(c for c in self.columns if c not in self.may_be_empty)
 

@@ -7,6 +7,7 @@ an unknown player) happen in ``planning``.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 from typing import Mapping, Optional, TypeVar, Union
 
@@ -58,6 +59,37 @@ class OrderRecord:
 RosterRecord = Union[PlayerRecord, ProductRecord, OrderRecord]
 
 _YES_NO = {"yes": True, "no": False}
+
+
+class EmailChecker:
+    """email-validator's verdict on an address, with the domain half remembered.
+
+    Checking the domain (IDNA) is most of email-validator's cost, and a league's parents
+    share a few domains. Once a domain has passed, an address at it whose local part is
+    plain ASCII (letters, digits, ``._%+-``, no leading, trailing or double dots) is
+    accepted as email-validator would accept it; anything else gets the full check.
+    """
+
+    _PLAIN_LOCAL = re.compile(r"[A-Za-z0-9_%+\-]+(?:\.[A-Za-z0-9_%+\-]+)*\Z")
+    _LOCAL_MAX, _ADDRESS_MAX = 64, 254
+
+    def __init__(self) -> None:
+        self._domains: dict[str, str] = {}
+
+    def normalise(self, address: str) -> str:
+        """The normalised address; raises ``EmailNotValidError`` when it is not valid."""
+        local, _, domain = address.rpartition("@")
+        known = self._domains.get(domain)
+        if (
+            known is not None
+            and len(local) <= self._LOCAL_MAX
+            and len(local) + 1 + len(known) <= self._ADDRESS_MAX
+            and self._PLAIN_LOCAL.match(local)
+        ):
+            return f"{local}@{known}"
+        checked = validate_email(address, check_deliverability=False)
+        self._domains[domain] = checked.domain
+        return checked.normalized
 
 
 def _max_lengths() -> dict[str, int]:
@@ -159,6 +191,7 @@ class PlayerRowChecker(RowChecker):
         self._parents: dict[str, tuple[int, str, Optional[str]]] = {}
         # Siblings repeat their parent's address: check each distinct text once.
         self._emails: dict[str, tuple[Optional[str], str]] = {}
+        self._email_checker = EmailChecker()
         self._statuses = _members(PlayerStatus)
 
     def _check(self, row: CsvRow) -> Optional[PlayerRecord]:
@@ -190,7 +223,7 @@ class PlayerRowChecker(RowChecker):
             return None, True
         if text not in self._emails:
             try:
-                self._emails[text] = (validate_email(text, check_deliverability=False).normalized, "")
+                self._emails[text] = (self._email_checker.normalise(text), "")
             except EmailNotValidError as exc:
                 self._emails[text] = (None, str(exc))
         normalised, problem = self._emails[text]

@@ -459,3 +459,27 @@ def test_an_upload_is_read_from_the_start(session, league, tmp_path):
     path.write_text(PLAYERS, encoding="utf-8")
     result = import_roster(session, acting(league), path)
     assert result.file_name == "players.csv" and counts(result, "players") == (4, 0, 0)
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["ana..lopez@example.org", ".ana@example.org", "ana@", "Ana <ana@example.org>",
+     "ana lopez@example.org", "ana@exa_mple.org"],
+)
+def test_a_known_domain_does_not_let_a_bad_address_through(session, league, address):
+    text = (
+        f"{PLAYERS_HEADER}\nK1,Maya,Okafor,signed,,P1,Ngozi Okafor,ngozi@example.org\n"
+        f'K2,Dan,Reyes,signed,,P2,Carlos Reyes,"{address}"\n'
+    )
+    result = run(session, league, text)
+    assert [(e.line, e.column) for e in result.errors] == [(3, "parent_email")]
+
+
+def test_addresses_are_stored_as_email_validator_normalises_them(session, league):
+    text = (
+        f"{PLAYERS_HEADER}\nK1,Maya,Okafor,signed,,P1,Ngozi Okafor,ngozi@Example.ORG\n"
+        "K2,Dan,Reyes,signed,,P2,Carlos Reyes,Carlos.Reyes+club@Example.ORG\n"
+    )
+    run(session, league, text, commit=True)
+    emails = session.scalars(select(Parent.email).order_by(Parent.external_ref)).all()
+    assert emails == ["ngozi@example.org", "Carlos.Reyes+club@example.org"]
