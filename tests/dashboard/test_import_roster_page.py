@@ -30,8 +30,13 @@ def upload(at, name: str, content: bytes):  # type: ignore[no-untyped-def]
     return at
 
 
+def table_with(at, column: str):  # type: ignore[no-untyped-def]
+    [frame] = [d.value for d in at.dataframe if column in d.value.columns]
+    return frame
+
+
 def counts_table(at) -> dict[str, tuple[int, int, int]]:  # type: ignore[no-untyped-def]
-    frame = at.dataframe[0].value
+    frame = table_with(at, "Created")
     return {row[""]: (row["Created"], row["Updated"], row["Left alone"]) for _, row in frame.iterrows()}
 
 
@@ -49,7 +54,7 @@ def test_problems_are_listed_by_row_and_column_and_import_is_disabled(demo_leagu
     broken = PLAYERS_CSV.replace(b"carlos.reyes@example.org", b"carlos.reyes@").replace(b",withdrawn,", b",gone,")
     at = upload(open_app("admin", page="import_roster"), "players.csv", broken)
     assert "2 problems in players.csv" in at.error[0].value
-    errors = at.dataframe[1].value
+    errors = table_with(at, "Problem")
     assert list(errors.columns) == ["Row", "Column", "Problem"]
     assert [(row["Row"], row["Column"]) for _, row in errors.iterrows()] == [("6", "parent_email"), ("7", "status")]
     assert "not a known status" in errors.iloc[1]["Problem"]
@@ -59,7 +64,7 @@ def test_problems_are_listed_by_row_and_column_and_import_is_disabled(demo_leagu
 def test_a_file_of_no_known_kind_says_what_is_expected(demo_league, open_app):
     at = upload(open_app("admin", page="import_roster"), "contacts.csv", b"name,email\nAna,ana@example.org\n")
     assert not at.subheader
-    problem = at.dataframe[0].value.iloc[0]["Problem"]
+    problem = table_with(at, "Problem").iloc[0]["Problem"]
     assert "matches no kind of roster file" in problem and "players: player_ref" in problem
     assert at.button(key="roster_import_commit").disabled
 
