@@ -483,3 +483,31 @@ def test_addresses_are_stored_as_email_validator_normalises_them(session, league
     run(session, league, text, commit=True)
     emails = session.scalars(select(Parent.email).order_by(Parent.external_ref)).all()
     assert emails == ["ngozi@example.org", "Carlos.Reyes+club@example.org"]
+
+
+@pytest.mark.postgres_only
+def test_two_imports_of_one_file_at_once_create_everything_once(engine, session, league):
+    """The second import waits for the first to commit, then finds everything unchanged."""
+    import threading
+
+    from core.db import session_factory
+
+    first = session_factory(engine)()
+    first_result = import_roster(first, acting(league), csv_bytes(PLAYERS), commit=True)
+    second_result: list[ImportResult] = []
+
+    def second_import() -> None:
+        with session_factory(engine)() as second:
+            second_result.append(import_roster(second, acting(league), csv_bytes(PLAYERS), commit=True))
+            second.commit()
+
+    thread = threading.Thread(target=second_import)
+    thread.start()
+    thread.join(timeout=1.0)
+    assert thread.is_alive(), "the second import should wait for the first one's league lock"
+    first.commit()
+    first.close()
+    thread.join(timeout=30)
+    assert counts(first_result, "players") == (4, 0, 0)
+    assert counts(second_result[0], "players") == (0, 0, 4)
+    assert (count_rows(session, Player), count_rows(session, Parent), count_rows(session, Team)) == (4, 3, 2)
