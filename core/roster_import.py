@@ -10,6 +10,7 @@ the same file again changes nothing and an updated file updates in place.
 from __future__ import annotations
 
 import logging
+from typing import Optional
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -18,7 +19,7 @@ from core.access import ActingUser, Permission, require
 from core.audit import record_action
 from core.models import Tenant
 from core.roster.formats import RosterKind
-from core.roster.planning import PLANS
+from core.roster.planning import PLANS, RosterPlan
 from core.roster.reading import RosterFileError, RosterReader, RosterSource, open_source, source_name
 from core.roster.result import ENTITIES, MAX_REPORTED_ERRORS, EntityCounts, ErrorList, ImportResult, RowError
 from core.roster.validation import CHECKERS
@@ -58,7 +59,19 @@ def import_roster(
     result = ImportResult(file_name=file_name or source_name(file))
     errors = ErrorList(max_errors)
     tenant = _league(session, user, lock=commit)
-    plan = None
+    plan = _plan(session, tenant, file, result, errors)
+    result.errors, result.error_count = list(errors), errors.total
+    if commit and result.ok and plan is not None:
+        _apply(session, user, plan, result)
+    logger.info("roster import of %s: %s, %d errors", result.file_name, result.summary(), result.error_count)
+    return result
+
+
+def _plan(
+    session: Session, tenant: Tenant, file: RosterSource, result: ImportResult, errors: ErrorList
+) -> Optional[RosterPlan]:
+    """Read, check and compare every row; the plan of changes (None when the file is unreadable)."""
+    plan: Optional[RosterPlan] = None
     with open_source(file) as stream:
         try:
             reader = RosterReader(stream)
@@ -74,26 +87,26 @@ def import_roster(
             errors.add(exc.line, None, str(exc))
     if result.kind is not None and result.rows == 0 and not errors:
         errors.add(None, None, "The file has a header but no rows to import.")
-    result.errors, result.error_count = list(errors), errors.total
-    if commit and result.ok and plan is not None:
-        plan.apply()
-        session.expire_all()  # bulk statements bypass the identity map
-        record_action(
-            session,
-            user,
-            AUDIT_ACTION,
-            f"Imported {result.kind.value if result.kind else 'roster'} file {result.file_name} "
-            f"({result.rows} rows): {result.summary()}",
-            details={
-                "file": result.file_name,
-                "kind": result.kind.value if result.kind else None,
-                "rows": result.rows,
-                "counts": {e: vars(result.counts[e]) for e in result.entities},
-            },
-        )
-        result.committed = True
-    logger.info("roster import of %s: %s, %d errors", result.file_name, result.summary(), result.error_count)
-    return result
+    return plan
+
+
+def _apply(session: Session, user: ActingUser, plan: RosterPlan, result: ImportResult) -> None:
+    plan.apply()
+    session.expire_all()  # bulk statements bypass the identity map: reload what the caller holds
+    kind = result.kind.value if result.kind else "roster"
+    record_action(
+        session,
+        user,
+        AUDIT_ACTION,
+        f"Imported {kind} file {result.file_name} ({result.rows} rows): {result.summary()}",
+        details={
+            "file": result.file_name,
+            "kind": kind,
+            "rows": result.rows,
+            "counts": {e: vars(result.counts[e]) for e in result.entities},
+        },
+    )
+    result.committed = True
 
 
 def _league(session: Session, user: ActingUser, *, lock: bool) -> Tenant:
