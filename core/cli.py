@@ -13,11 +13,11 @@ from typing import Optional, Sequence
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from core.commands import balances, database, demo
+from core.commands import balances, database, demo, import_roster
 from core.errors import BillingError
 from core.settings import ConfigurationError
 
-COMMAND_MODULES = (database, demo, balances)
+COMMAND_MODULES = (database, demo, balances, import_roster)
 
 
 def build_parser() -> argparse.ArgumentParser:
