@@ -20,6 +20,8 @@ class PageEntry:
 PAGES: tuple[PageEntry, ...] = (
     PageEntry("pages/balances.py", "Outstanding balances", ":material/account_balance_wallet:",
               Permission.VIEW_BALANCES, "balances"),
+    PageEntry("pages/import_roster.py", "Import roster", ":material/upload_file:",
+              Permission.IMPORT_ROSTER, "import", section="Admin"),
     PageEntry("pages/backfill.py", "Mint payment links", ":material/add_link:",
               Permission.MINT_LINKS, "backfill", section="Admin"),
 )
