@@ -7,7 +7,9 @@ demos use a local stand-in). What it adds on top of the SDK:
   errors, 409s and 5xx itself (``max_network_retries``) but never a rate limit.
 * Requests are paced under Stripe's documented limits, 25 requests/s in test mode and 100
   live, told apart by the key (``sk_test_``/``rk_test_`` is test mode). The pace is shared by
-  every thread using the gateway, so callers can keep several requests in flight.
+  every thread using the gateway, so callers can keep several requests in flight. (The SDK's
+  own retries of connection errors and 5xx go out unpaced; they are rare, and a 429 they
+  cause is retried here like any other.)
 * Every SDK error becomes ``PaymentProviderError`` carrying Stripe's request id.
 
 List calls page by hand rather than with ``auto_paging_iter()`` so every page goes through
@@ -142,7 +144,7 @@ class StripeGateway(PaymentGateway):
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> "StripeGateway":
         """A gateway for ``STRIPE_API_KEY`` and ``STRIPE_API_BASE`` as configured now."""
-        if settings.stripe_api_key is None or not settings.stripe_api_key:
+        if not settings.stripe_api_key:
             raise StripeNotConfigured()
         return cls(
             settings.stripe_api_key.reveal(), api_base=settings.stripe_api_base, **overrides

@@ -7,9 +7,7 @@ import urllib.error
 import urllib.request
 from typing import Any, Optional
 
-import stripe.params
-
-from tests.stripe_stand_in import check_parameters, decode_form
+from tests.stripe_stand_in import check_parameters, decode_form, stripe_params
 
 
 def _call(stand_in, method: str, path: str, body: str = "", *, key: Optional[str] = "sk_test_x",
@@ -74,11 +72,11 @@ def test_every_name_the_sdk_declares_is_accepted():
         "line_items": {"0": {"price_data": {"product_data": {"name": "x"}}}},
         "shipping_options": {"0": {"shipping_rate": "shr_1"}},
     }
-    assert check_parameters(declared, stripe.params.PaymentLinkCreateParams) is None
+    assert check_parameters(declared, stripe_params.PaymentLinkCreateParams) is None
     assert check_parameters({"custom_text": {"submit": {"massage": "Pay"}}},
-                            stripe.params.PaymentLinkCreateParams) == "custom_text[submit][massage]"
+                            stripe_params.PaymentLinkCreateParams) == "custom_text[submit][massage]"
     assert check_parameters({"line_items": {"0": {"prise": "p"}}},
-                            stripe.params.PaymentLinkCreateParams) == "line_items[0][prise]"
+                            stripe_params.PaymentLinkCreateParams) == "line_items[0][prise]"
 
 
 def test_nested_brackets_are_decoded():
