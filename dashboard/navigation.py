@@ -22,6 +22,8 @@ PAGES: tuple[PageEntry, ...] = (
               Permission.VIEW_BALANCES, "balances"),
     PageEntry("pages/import_roster.py", "Import roster", ":material/upload_file:",
               Permission.IMPORT_ROSTER, "import", section="Admin"),
+    PageEntry("pages/backfill.py", "Mint payment links", ":material/add_link:",
+              Permission.MINT_LINKS, "backfill", section="Admin"),
 )
 
 
