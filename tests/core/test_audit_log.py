@@ -14,6 +14,7 @@ from core.audit_export import AUDIT_LOG_HEADER, audit_log_csv
 from core.balances import BalanceFilter
 from core.export import ExportKind, export_balances_csv
 from core.models import AuditEntry
+from core.tenants import find_tenant
 from tests.factories import acting, make_link, make_parent, make_player, make_product, make_tenant
 
 
@@ -95,3 +96,21 @@ def test_each_league_sees_only_its_own_audit_log(session):
     assert [e.summary for e in list_audit_entries(session, acting(west))] == ["west export"]
     assert _rows(audit_log_csv(session, acting(east)))[1][4] == "east export"
     assert session.scalar(select(func.count()).select_from(AuditEntry)) == 3  # and the east export itself
+
+
+def test_a_command_line_export_is_recorded_as_the_operator(engine, database_url, monkeypatch, tmp_path):
+    import getpass
+
+    from core.cli import main
+    from core.db import unit_of_work
+
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    with unit_of_work(engine) as session:
+        league = make_tenant(session, "westside")
+        make_link(session, league, make_player(session, league, make_parent(session, league)), make_product(session, league))
+
+    assert main(["balances", "--tenant", "westside", "--csv", str(tmp_path / "balances.csv")]) == 0
+
+    with unit_of_work(engine) as session:
+        (entry,) = list_audit_entries(session, acting(find_tenant(session, "westside")))
+        assert (entry.actor, entry.role, entry.action) == (f"cli:{getpass.getuser()}", "admin", "export")
