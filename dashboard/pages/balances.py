@@ -88,7 +88,9 @@ def _families(balances: list[OutstandingBalance], user: ActingUser) -> None:
     pages = max(1, -(-len(balances) // FAMILIES_PER_PAGE))
     page = 1
     if pages > 1:
-        page = st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1, key="families_page")
+        page = st.columns([1, 4])[0].number_input(
+            f"Page (of {pages})", min_value=1, max_value=pages, value=1, key="families_page"
+        )
     start = (page - 1) * FAMILIES_PER_PAGE
     for balance in balances[start : start + FAMILIES_PER_PAGE]:
         contact = ""
@@ -123,13 +125,13 @@ def _downloads(user: ActingUser, filters: BalanceFilter) -> None:
             return data
 
     stamp = datetime.now().strftime("%Y-%m-%d")
-    left, right, _ = st.columns([1, 1, 3])
-    left.download_button(
+    row = st.container(horizontal=True)
+    row.download_button(
         "Download line items (CSV)", data=lambda: export(ExportKind.LINE_ITEMS),
         file_name=f"balances-line-items-{stamp}.csv", mime="text/csv", key="download_items",
         icon=":material/download:",
     )
-    right.download_button(
+    row.download_button(
         "Download per family (CSV)", data=lambda: export(ExportKind.PARENTS),
         file_name=f"balances-per-family-{stamp}.csv", mime="text/csv", key="download_parents",
         icon=":material/download:",
