@@ -12,7 +12,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.access import ActingUser, require
-from core.errors import BillingError
+from core.errors import BillingError, PermissionDenied
 from dashboard.identity import Gate, sign_in
 from dashboard.navigation import PAGES, entry_for, pages_for
 
@@ -43,11 +43,19 @@ signed_in = sign_in()
 if isinstance(signed_in, Gate):
     st.navigation([st.Page(signed_in.show, title=signed_in.title, icon=signed_in.icon)]).run()
 else:
-    page = st.navigation(menu(signed_in))
+    sections = menu(signed_in)
+    page = st.navigation(sections)
+    entry = entry_for(page.url_path)
     try:
-        entry = entry_for(page.url_path)
         if entry is not None:
             require(signed_in, entry.permission)
-        page.run()
-    except BillingError as exc:
-        st.error(str(exc), icon=":material/block:")
+    except PermissionDenied as refusal:
+        st.error(str(refusal), icon=":material/block:")
+        home = next((shown for pages in sections.values() for shown in pages if shown.visibility == "visible"), None)
+        if home is not None:
+            st.page_link(home, label=f"Go to {home.title}", icon=":material/arrow_back:")
+    else:
+        try:
+            page.run()
+        except BillingError as exc:
+            st.error(str(exc), icon=":material/block:")

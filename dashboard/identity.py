@@ -8,6 +8,7 @@ hand out admin rights to strangers (see ``core.demo_guard``).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable, Mapping, Optional, Union
@@ -23,6 +24,8 @@ from core.oidc_config import DEFAULT_PROVIDER, oidc_configuration_problem, oidc_
 from core.role_directory import LeagueAccess, league_access_for, parse_role_directory, verified_email
 from core.settings import ConfigurationError, read_secrets_section
 from dashboard.state import session_scope, set_acting_user, settings
+
+logger = logging.getLogger(__name__)
 
 ROLE_LABELS = {
     Role.ADMIN: "Admin (everything)",
@@ -76,6 +79,7 @@ def auth_section() -> Mapping[str, Any]:
 def _demo_sign_in(auth: Mapping[str, Any]) -> Union[ActingUser, Gate]:
     refusal = demo_mode_refusal(st.get_option("server.address"), bool(auth))
     if refusal:
+        logger.warning("demo mode refused: %s", refusal)
         return Gate("Demo mode refused", ":material/block:", partial(_refused_page, refusal))
     st.warning(DEMO_BANNER, icon=":material/science:")
     user = demo_sign_in()

@@ -59,7 +59,10 @@ def main() -> None:
             for entry in entries
         ]
     if not rows:
-        st.info("No audit entries match these filters.")
+        if action or actor or first_day or last_day:
+            st.info("No audit entries match these filters.")
+        else:
+            st.info("Nothing has been recorded yet. Exports, imports, backfills, payment syncs and sends appear here.")
         return
 
     def export() -> bytes:

@@ -65,3 +65,9 @@ def test_an_empty_result_says_so(logged_actions, open_app):
     assert not at.exception
     assert not at.dataframe
     assert [info.value for info in at.info] == ["No audit entries match these filters."]
+
+
+def test_a_league_with_no_recorded_action_says_what_will_appear(demo_league, open_app):
+    at = open_app("admin", page="audit_log")
+    assert not at.exception
+    assert at.info[0].value.startswith("Nothing has been recorded yet.")

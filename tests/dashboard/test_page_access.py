@@ -59,11 +59,12 @@ def test_a_page_opens_for_the_roles_that_have_it_and_is_refused_for_the_others(d
         assert not at.title and not at.dataframe and not at.metric  # nothing of the page
 
 
-def test_a_coach_opening_the_audit_log_by_its_address_is_told_why(demo_league, open_app):
+def test_a_coach_opening_the_audit_log_by_its_address_is_told_why_and_shown_the_way_back(demo_league, open_app):
     at = open_app("coach", page="audit_log")
     assert not at.exception
     assert [error.value for error in at.error] == ["A coach may not view the audit log."]
     assert not at.dataframe and not at.get("download_button")
+    assert [link.proto.label for link in at.get("page_link")] == ["Go to Outstanding balances"]
 
 
 def test_the_audit_log_page_refuses_a_coach_even_without_the_router(demo_league, session):
