@@ -3,9 +3,9 @@
 Callers: a coach (of one of the league's two teams), the treasurer, the admin, nobody
 (``None``), and the admin of *another* league calling with this league's ids. For each
 (function, caller) the test asserts the call is refused with ``PermissionDenied`` — and
-leaves no trace in the audit log — or allowed, and then that the caller saw only what
+changed nothing in either league — or allowed, and then that the caller saw only what
 they may: a coach only their own team and no parent email address; the other league's
-admin nothing of this league at all.
+admin nothing of this league, and changed nothing in it.
 
 What each role may do is written out below from the roles table of the architecture
 brief, not read from ``core.access``, so that removing any single ``require`` (or
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Optional
 
 import pytest
-from sqlalchemy import func, inspect as sa_inspect, select
+from sqlalchemy import inspect as sa_inspect, select
 from sqlalchemy.orm import Session
 
 import core
@@ -36,7 +36,7 @@ from core.balances import BalanceFilter, outstanding_balances
 from core.directory import league_of, league_parents, league_products, visible_teams
 from core.errors import PermissionDenied
 from core.export import ExportKind, export_balances_csv
-from core.models import AuditEntry, Base, Tenant
+from core.models import Base, Product, Tenant
 from tests.factories import acting, make_link, make_parent, make_player, make_product, make_team, make_tenant
 
 P = Permission
@@ -70,9 +70,15 @@ class World:
     product_ids: frozenset[int]
     callers: dict[str, Optional[ActingUser]]
 
+    other_tenant_id: int
+
     @property
     def team_ids(self) -> frozenset[int]:
         return frozenset({self.own_team_id, self.other_team_id})
+
+    @property
+    def tenant_ids(self) -> tuple[int, int]:
+        return (self.tenant.id, self.other_tenant_id)
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,9 @@ class Call:
     function: Callable[..., Any]
     permission: Permission
     run: Callable[[Session, Optional[ActingUser], World], Any]
+    # False for a function that changes data and returns a report rather than the league's
+    # data: then an allowed caller's result is not expected to show the league's name.
+    returns_league_data: bool = True
 
 
 CALLS: tuple[Call, ...] = (
@@ -149,6 +158,7 @@ def build_world(session: Session) -> World:
         other_team_id=zulu_team.id,
         parent_ids=frozenset({own_parent.id, zulu_parent.id}),
         product_ids=frozenset({registration.id}),
+        other_tenant_id=beta.id,
         callers={
             "coach": acting(alpha, Role.COACH, teams=(own_team,)),
             "treasurer": acting(alpha, Role.TREASURER),
@@ -173,19 +183,22 @@ def test_permission_matrix(session, subtests, call: Call):
 
 def check_call(session: Session, call: Call, caller: str, world: World) -> None:
     user = world.callers[caller]
-    audit_rows = _audit_rows(session)
+    before = {tenant_id: league_rows(session, tenant_id) for tenant_id in world.tenant_ids}
     if call.permission not in MAY[caller]:
         with pytest.raises(PermissionDenied) as refusal:
             call.run(session, user, world)
         expected = "Sign in" if user is None else f"A {user.role.value} may not"
         assert str(refusal.value).startswith(expected)
-        assert _audit_rows(session) == audit_rows, "a refused call must leave no trace"
+        after = {tenant_id: league_rows(session, tenant_id) for tenant_id in world.tenant_ids}
+        assert after == before, "a refused call must change nothing"
         return
     seen = visible_text(call.run(session, user, world)).casefold()
     if caller == "other league's admin":
         assert LEAGUE_MARK not in seen, "another league's data leaked"
+        assert league_rows(session, world.tenant.id) == before[world.tenant.id], "another league was changed"
         return
-    assert LEAGUE_MARK in seen, "an allowed caller sees their league's data"
+    if call.returns_league_data:
+        assert LEAGUE_MARK in seen, "an allowed caller sees their league's data"
     if caller == "coach":
         assert OTHER_TEAM_MARK not in seen, "a coach saw another team"
         assert not any(email in seen for email in PARENT_EMAILS), "a coach saw a parent's email address"
@@ -233,8 +246,20 @@ def visible_text(value: Any) -> str:
     return str(value)
 
 
-def _audit_rows(session: Session) -> int:
-    return session.scalar(select(func.count()).select_from(AuditEntry)) or 0
+def league_rows(session: Session, tenant_id: int) -> dict[str, list[Any]]:
+    """Every row of every table that belongs to one league, to tell whether a call changed any."""
+    rows: dict[str, list[Any]] = {}
+    for table in Base.metadata.sorted_tables:
+        if "tenant_id" in table.c:
+            belongs = table.c.tenant_id == tenant_id
+        elif table.name == "tenants":
+            belongs = table.c.id == tenant_id
+        elif "product_id" in table.c:
+            belongs = table.c.product_id.in_(select(Product.id).where(Product.tenant_id == tenant_id))
+        else:
+            raise AssertionError(f"say how rows of table {table.name} belong to a league")
+        rows[table.name] = list(session.execute(select(table).where(belongs).order_by(*table.primary_key)))
+    return rows
 
 
 def _qualified(function: Callable[..., Any]) -> str:
