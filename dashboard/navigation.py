@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 from core.access import ActingUser, Permission
 
@@ -26,6 +27,8 @@ PAGES: tuple[PageEntry, ...] = (
               Permission.IMPORT_ROSTER, "import", section="Admin"),
     PageEntry("pages/backfill.py", "Mint payment links", ":material/add_link:",
               Permission.MINT_LINKS, "backfill", section="Admin"),
+    PageEntry("pages/audit_log.py", "Audit log", ":material/history:",
+              Permission.VIEW_AUDIT_LOG, "audit_log", section="Admin"),
 )
 
 
@@ -34,3 +37,8 @@ def pages_for(user: ActingUser | None) -> list[PageEntry]:
     if user is None:
         return []
     return [page for page in PAGES if user.can(page.permission)]
+
+
+def entry_for(url_path: str) -> Optional[PageEntry]:
+    """The entry of the page at ``url_path`` (how the router knows what a page needs)."""
+    return next((page for page in PAGES if page.url_path == url_path), None)
