@@ -22,7 +22,7 @@ PAGES: tuple[PageEntry, ...] = (
     PageEntry("pages/balances.py", "Outstanding balances", ":material/account_balance_wallet:",
               Permission.VIEW_BALANCES, "balances"),
     PageEntry("pages/payment_sync.py", "Sync from Stripe", ":material/sync:",
-              Permission.SYNC_PAYMENTS, "sync-payments"),
+              Permission.SYNC_PAYMENTS, "payment_sync"),
     PageEntry("pages/import_roster.py", "Import roster", ":material/upload_file:",
               Permission.IMPORT_ROSTER, "import", section="Admin"),
     PageEntry("pages/backfill.py", "Mint payment links", ":material/add_link:",

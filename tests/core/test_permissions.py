@@ -37,6 +37,7 @@ from core.directory import league_of, league_parents, league_products, visible_t
 from core.errors import PermissionDenied
 from core.export import ExportKind, export_balances_csv
 from core.models import Base, Product, Tenant
+from core.payment_sync import sync_payments
 from tests.factories import acting, make_link, make_parent, make_player, make_product, make_team, make_tenant
 
 P = Permission
@@ -111,7 +112,25 @@ CALLS: tuple[Call, ...] = (
     Call("audit_filter_choices", audit_filter_choices, P.VIEW_AUDIT_LOG,
          lambda s, u, w: audit_filter_choices(s, u)),
     Call("audit_log_csv", audit_log_csv, P.VIEW_AUDIT_LOG, lambda s, u, w: audit_log_csv(s, u)),
+    Call("sync_payments", sync_payments, P.SYNC_PAYMENTS,
+         lambda s, u, w: sync_payments(_joined(s), u, NoPaymentsYet()), returns_league_data=False),
 )
+
+
+class NoPaymentsYet:
+    """A payment gateway with no completed checkout yet; any other call is a failure."""
+
+    def list_completed_checkout_sessions(self, **_: object) -> Iterable[Any]:
+        return iter(())
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"the sync was not expected to call {name}")
+
+
+def _joined(session: Session) -> Session:
+    """A session inside the test's transaction, for functions that commit per item: their
+    commits release a savepoint, and the matrix still rolls every caller back."""
+    return Session(bind=session.connection(), join_transaction_mode="create_savepoint")
 
 # Public functions that take the acting user but are not service functions of their own.
 NOT_SERVICE_FUNCTIONS: dict[str, str] = {

@@ -15,8 +15,8 @@ from tests.dashboard.conftest import APP
 
 # The menu of each role, from the roles table of the architecture brief.
 MENU = {
-    "admin": ["Outstanding balances", "Audit log"],
-    "treasurer": ["Outstanding balances"],
+    "admin": ["Outstanding balances", "Sync from Stripe", "Audit log"],
+    "treasurer": ["Outstanding balances", "Sync from Stripe"],
     "coach": ["Outstanding balances"],
 }
 PAGE_NAMES = [entry.url_path for entry in PAGES]
