@@ -52,7 +52,7 @@ def test_treasurer_syncs_and_the_paid_family_drops_out_of_the_balances(stripe_co
     before = _metrics(at)["Total outstanding"]
     stripe_configured.complete_checkout_session(link.stripe_payment_link_id)
 
-    at.switch_page("pages/payment_sync.py").run()
+    at.switch_page("views/payment_sync.py").run()
     assert "Payments last synced from Stripe: never." in [c.value for c in at.caption]
     at.button(key="sync_run").click().run()
 
@@ -64,7 +64,7 @@ def test_treasurer_syncs_and_the_paid_family_drops_out_of_the_balances(stripe_co
     assert any(s.value.startswith("Synced at ") for s in at.success)
     assert "Payments last synced from Stripe: never." not in [c.value for c in at.caption]
 
-    at.switch_page("pages/balances.py").run()
+    at.switch_page("views/balances.py").run()
     assert not at.exception
     after = _metrics(at)["Total outstanding"]
     assert after == format_cents(expected.total_cents) != before
