@@ -1,0 +1,10 @@
+"""Email: rendering the league's branded emails, the backends that deliver them, and the outbox.
+
+Modules:
+- ``brand``: the league's brand, read once per tenant from its row.
+- ``rendering``: Jinja2 templates to a subject, an HTML part and a plain-text part, and the
+  ``email.message.EmailMessage`` that is sent.
+- ``registry``: the kinds of email (audience + templates + subject).
+- ``backends`` / ``gmail``: where messages go (files, SMTP, the Gmail API).
+- ``campaigns`` / ``outbox``: the manifest, test sends, sends to everyone, and the durable outbox.
+"""
