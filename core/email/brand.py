@@ -56,7 +56,7 @@ def brand_for_tenant(tenant: Tenant, *, email_from: str) -> Brand:
     for label, colour in (("primary", tenant.brand_primary_color), ("accent", tenant.brand_accent_color)):
         if not _COLOUR.match(colour or ""):
             raise InvalidInput(
-                f"The league's {label} brand colour must be a hex colour like #1d3557, not {colour!r}"
+                f"The league's {label} brand colour must be a hex colour like #RRGGBB, not {colour!r}"
             )
     logo = (tenant.logo_url or "").strip()
     return Brand(
