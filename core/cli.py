@@ -13,11 +13,11 @@ from typing import Optional, Sequence
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from core.commands import database, send_outstanding
+from core.commands import balances, database, demo, send_outstanding
 from core.errors import BillingError
 from core.settings import ConfigurationError
 
-COMMAND_MODULES = (database, send_outstanding)
+COMMAND_MODULES = (database, demo, balances, send_outstanding)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,66 @@
+"""``balances [--csv FILE]``: outstanding balances per parent, or the treasurer's CSV."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from core.balances import BalanceFilter, outstanding_balances, summarise
+from core.commands.context import add_tenant_option, league_command
+from core.errors import InvalidInput
+from core.export import ExportKind, export_balances_csv
+from core.money import format_cents
+
+
+def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = commands.add_parser(
+        "balances",
+        help="show outstanding balances, or export them as CSV",
+        description="Outstanding balances per parent (active payment links of non-withdrawn players).",
+    )
+    add_tenant_option(parser)
+    parser.add_argument("--csv", metavar="FILE", type=Path, help="write a CSV export to FILE ('-' for stdout)")
+    parser.add_argument(
+        "--per-parent",
+        action="store_true",
+        help="with --csv: one row per parent instead of one per line item",
+    )
+    parser.add_argument("--search", default="", help="only parents or players whose name contains this")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    filters = BalanceFilter(parent_search=args.search)
+    with league_command(args) as ctx:
+        if args.csv is not None:
+            kind = ExportKind.PARENTS if args.per_parent else ExportKind.LINE_ITEMS
+            data = export_balances_csv(ctx.session, ctx.user, filters, kind=kind)
+            _write(args.csv, data)
+            ctx.session.commit()
+            return 0
+        balances = outstanding_balances(ctx.session, ctx.user, filters)
+    summary = summarise(balances)
+    for balance in balances:
+        print(f"{balance.parent_name} <{balance.parent_email or 'no email'}>: "
+              f"{format_cents(balance.total_cents, balance.currency)}")
+        for item in balance.items:
+            print(f"    {item.player_name:<28} {item.product_name:<22} "
+                  f"{format_cents(item.amount_cents, item.currency):>10}  {item.pay_url}")
+    print(f"Total outstanding: {format_cents(summary.total_cents, summary.currency)} from "
+          f"{summary.families} families ({summary.players} players, {summary.line_items} items)")
+    return 0
+
+
+def _write(target: Path, data: bytes) -> None:
+    if str(target) == "-":
+        import sys
+
+        sys.stdout.buffer.write(data)
+        return
+    if target.is_dir():
+        raise InvalidInput(f"{target} is a folder; give a file name for the CSV")
+    try:
+        target.write_bytes(data)
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {target}: {exc.strerror}") from None
+    print(f"Wrote {target}")

@@ -1,0 +1,35 @@
+"""``demo``: create and fill the demo league (safe to run again)."""
+
+from __future__ import annotations
+
+import argparse
+
+from core.commands.context import open_database
+from core.db import unit_of_work
+from core.demo import build_demo_league
+
+
+def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = commands.add_parser(
+        "demo",
+        help="create and fill a demo league",
+        description="Create the demo league (teams, ~150 players, ~100 parents, products, links). "
+        "Running it again leaves an existing demo league as it is.",
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings, engine = open_database()
+    try:
+        with unit_of_work(engine) as session:
+            summary = build_demo_league(session)
+    finally:
+        engine.dispose()
+    verb = "Created" if summary.created else "Already there:"
+    print(
+        f"{verb} demo league '{summary.tenant_slug}' with {summary.teams} teams, {summary.parents} parents, "
+        f"{summary.players} players and {summary.links} payment links "
+        f"({settings.database_url_for_display()})."
+    )
+    return 0

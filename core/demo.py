@@ -1,0 +1,237 @@
+"""A believable demo league, so a fresh checkout has something real to look at.
+
+Deterministic (seeded): several teams, ~150 players, ~100 parents (siblings share a
+parent), registration, monthly dues and an optional uniform bought through orders,
+links in every status, and the awkward real-world cases: apostrophes, accents,
+HTML-looking text, a parent with no email, an opted-out parent, withdrawn players.
+Demo links point at Stripe-looking URLs that go nowhere; the backfill mints real ones.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.models import (
+    LinkStatus,
+    Order,
+    OrderStatus,
+    Parent,
+    PaymentLink,
+    Player,
+    PlayerStatus,
+    PriceTier,
+    Product,
+    ProductKind,
+    Team,
+    Tenant,
+    utcnow,
+)
+
+DEMO_SLUG = "demo"
+
+_TEAMS = ("U10 Rockets", "U10 Comets", "U12 Hawks", "U12 Falcons", "U14 Titans", "U14 Storm")
+_LAST_NAMES = (
+    "Anderson", "O'Brien", "Núñez", "Nguyen", "García", "Smith", "Kowalski", "D'Angelo",
+    "Okafor", "Müller", "Johnson", "Lefèvre", "Patel", "Brown", "Søndergaard", "Williams",
+    "Martínez", "Chen", "O'Connor", "Jackson", "Rossi", "Dubois", "Kim", "Ali", "Young",
+)
+_ADULT_FIRST = (
+    "Maria", "James", "Aisha", "Chloé", "David", "Priya", "Liam", "Sofía", "Noah", "Fatima",
+    "Ethan", "Zoë", "Lucas", "Ingrid", "Omar", "Hannah", "Mateo", "Grace", "Kwame", "Renée",
+)
+_KID_FIRST = (
+    "Ava", "Leo", "Mia", "Eli", "Zara", "Finn", "Nora", "Kai", "Luca", "Ines", "Theo", "Maya",
+    "Jonah", "Ruby", "Amir", "Léa", "Owen", "Isla", "Max", "Nia", "Sam", "Jade", "Ben", "Ada",
+)
+
+
+@dataclass(frozen=True)
+class DemoSummary:
+    tenant_slug: str
+    created: bool
+    teams: int
+    parents: int
+    players: int
+    links: int
+
+
+def build_demo_league(session: Session, *, seed: int = 7) -> DemoSummary:
+    """Create the demo league (or report the existing one). The caller commits."""
+    existing = session.scalars(select(Tenant).where(Tenant.slug == DEMO_SLUG)).one_or_none()
+    if existing is not None:
+        return _summary_of(session, existing, created=False)
+    rng = random.Random(seed)
+    tenant = Tenant(
+        slug=DEMO_SLUG,
+        name="Westside Youth Basketball",
+        currency="usd",
+        sender_name="Westside Youth Basketball Treasurer",
+        reply_to="treasurer@westside-hoops.example",
+        footer_text="Westside Youth Basketball · 100 Court Street · Questions? Reply to this email.",
+    )
+    session.add(tenant)
+    session.flush()
+    teams = [Team(tenant_id=tenant.id, name=name) for name in _TEAMS]
+    session.add_all(teams)
+    registration, dues, uniform = _products(session, tenant)
+    parents = _parents(session, tenant, rng)
+    players = _players(session, tenant, parents, teams, rng)
+    _links_and_orders(session, tenant, players, registration, dues, uniform, rng)
+    session.flush()
+    return _summary_of(session, tenant, created=True)
+
+
+def _products(session: Session, tenant: Tenant) -> tuple[Product, Product, Product]:
+    registration = Product(tenant_id=tenant.id, name="Registration", kind=ProductKind.ONE_TIME, required=True)
+    dues = Product(tenant_id=tenant.id, name="Monthly dues", kind=ProductKind.MONTHLY, required=True)
+    uniform = Product(tenant_id=tenant.id, name="Uniform", kind=ProductKind.ONE_TIME, required=False)
+    session.add_all([registration, dues, uniform])
+    session.flush()
+    session.add_all(
+        [
+            PriceTier(product_id=registration.id, amount_cents=15000, currency="usd", is_default=True),
+            PriceTier(product_id=dues.id, amount_cents=6000, currency="usd", is_default=True),
+            PriceTier(product_id=uniform.id, amount_cents=4500, currency="usd", is_default=True),
+            PriceTier(product_id=uniform.id, amount_cents=5500, currency="usd"),  # adult sizes
+        ]
+    )
+    session.flush()
+    return registration, dues, uniform
+
+
+def _parents(session: Session, tenant: Tenant, rng: random.Random) -> list[Parent]:
+    parents: list[Parent] = []
+    for index in range(100):
+        first, last = rng.choice(_ADULT_FIRST), _LAST_NAMES[index % len(_LAST_NAMES)]
+        local = f"{first}.{last}".lower().replace("'", "")
+        email = f"{_ascii(local)}.{index}@families.example"
+        parents.append(Parent(tenant_id=tenant.id, name=f"{first} {last}", email=email, external_ref=f"PAR-{index + 1:04d}"))
+    # The awkward cases a real roster always has.
+    parents[3].email = None  # no email on file
+    parents[8].email_opt_out = True
+    parents[12].name = "Renée <b>D'Angelo</b> & Co"  # HTML-looking text from a form
+    session.add_all(parents)
+    session.flush()
+    return parents
+
+
+def _players(
+    session: Session, tenant: Tenant, parents: list[Parent], teams: list[Team], rng: random.Random
+) -> list[Player]:
+    players: list[Player] = []
+    # 100 parents, 150 players: the first 40 parents have siblings (two or three kids).
+    kids_per_parent = [3 if i < 10 else 2 if i < 40 else 1 for i in range(len(parents))]
+    for parent, count in zip(parents, kids_per_parent):
+        last = parent.name.split()[-1] if "<" not in parent.name else "D'Angelo"
+        for _ in range(count):
+            players.append(
+                Player(
+                    tenant_id=tenant.id,
+                    parent_id=parent.id,
+                    team_id=rng.choice(teams).id,
+                    first_name=rng.choice(_KID_FIRST),
+                    last_name=last,
+                    status=PlayerStatus.SIGNED,
+                    external_ref=f"PLY-{len(players) + 1:04d}",
+                )
+            )
+    for index in (5, 47, 90):
+        players[index].status = PlayerStatus.WITHDRAWN
+    for index in (60, 61, 120, 149):
+        players[index].status = PlayerStatus.PROSPECT
+    session.add_all(players)
+    session.flush()
+    return players
+
+
+def _links_and_orders(
+    session: Session,
+    tenant: Tenant,
+    players: list[Player],
+    registration: Product,
+    dues: Product,
+    uniform: Product,
+    rng: random.Random,
+) -> None:
+    tiers = {tier.product_id: tier for tier in session.scalars(select(PriceTier).where(PriceTier.is_default))}
+    now = utcnow()
+    counter = 0
+
+    def link(player: Player, product: Product, status: LinkStatus, order: Order | None = None) -> None:
+        nonlocal counter
+        counter += 1
+        tier = tiers[product.id]
+        amount = order.amount_cents if order else tier.amount_cents
+        session.add(
+            PaymentLink(
+                tenant_id=tenant.id,
+                player_id=player.id,
+                product_id=product.id,
+                price_tier_id=tier.id,
+                order_id=order.id if order else None,
+                amount_cents=amount,
+                currency="usd",
+                stripe_payment_link_id=f"plink_demo_{counter:05d}",
+                url=f"https://buy.stripe.com/test_demo{counter:05d}",
+                status=status,
+                created_at=now - timedelta(days=30),
+                paid_at=now - timedelta(days=rng.randint(1, 25)) if status is LinkStatus.PAID else None,
+                paid_amount_cents=amount if status is LinkStatus.PAID else None,
+                deactivated_at=now - timedelta(days=2) if status is LinkStatus.DEACTIVATED else None,
+            )
+        )
+
+    for index, player in enumerate(players):
+        if player.status is PlayerStatus.PROSPECT:
+            continue
+        if index % 23 == 22:
+            continue  # signed late: the backfill still owes them links
+        registration_paid = rng.random() < 0.45
+        link(player, registration, LinkStatus.PAID if registration_paid else LinkStatus.ACTIVE)
+        if index % 17 == 3:
+            # Dues price changed: an old deactivated link and a new active one.
+            link(player, dues, LinkStatus.DEACTIVATED)
+        link(player, dues, LinkStatus.PAID if rng.random() < 0.3 else LinkStatus.ACTIVE)
+        if index % 6 == 0:
+            order = Order(
+                tenant_id=tenant.id,
+                player_id=player.id,
+                product_id=uniform.id,
+                amount_cents=4500,
+                currency="usd",
+                status=OrderStatus.PENDING,
+                external_ref=f"ORD-{index:04d}",
+            )
+            session.add(order)
+            session.flush()
+            if index % 12 == 0:
+                link(player, uniform, LinkStatus.ACTIVE, order)
+    session.flush()
+
+
+def _summary_of(session: Session, tenant: Tenant, *, created: bool) -> DemoSummary:
+    from sqlalchemy import func
+
+    def count(model: type, **where: object) -> int:
+        statement = select(func.count()).select_from(model).where(model.tenant_id == tenant.id)  # type: ignore[attr-defined]
+        return int(session.scalar(statement) or 0)
+
+    return DemoSummary(
+        tenant_slug=tenant.slug,
+        created=created,
+        teams=count(Team),
+        parents=count(Parent),
+        players=count(Player),
+        links=count(PaymentLink),
+    )
+
+
+def _ascii(text: str) -> str:
+    import unicodedata
+
+    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")

@@ -1,0 +1,110 @@
+"""The treasurer's CSV export, built from the one balances function.
+
+Cells that a spreadsheet would read as a formula (starting with ``= + - @``, a tab or a
+carriage return) are prefixed with an apostrophe. Files are UTF-8 with a byte-order mark
+so that spreadsheet programs read accented names correctly.
+"""
+
+from __future__ import annotations
+
+import csv
+import enum
+import io
+from typing import Iterable, Sequence
+
+from sqlalchemy.orm import Session
+
+from core.access import ActingUser, Permission, require
+from core.audit import record_action
+from core.balances import BalanceFilter, OutstandingBalance, outstanding_balances, summarise
+
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+class ExportKind(str, enum.Enum):
+    LINE_ITEMS = "line_items"
+    PARENTS = "parents"
+
+
+LINE_ITEM_HEADER = ("parent", "parent_email", "player", "team", "item", "amount", "currency", "pay_now_url")
+PARENT_HEADER = ("parent", "parent_email", "players", "items", "total", "currency")
+
+
+def neutralise_formula(value: object) -> str:
+    """Text of a cell that a spreadsheet will show as text, never evaluate."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_PREFIXES) else text
+
+
+def decimal_amount(amount_cents: int) -> str:
+    """``15050`` → ``'150.50'``: exact, no float on the way."""
+    sign = "-" if amount_cents < 0 else ""
+    whole, cents = divmod(abs(amount_cents), 100)
+    return f"{sign}{whole}.{cents:02d}"
+
+
+def line_item_rows(balances: Iterable[OutstandingBalance]) -> Iterable[tuple[object, ...]]:
+    for balance in balances:
+        for item in balance.items:
+            yield (
+                balance.parent_name,
+                balance.parent_email or "",
+                item.player_name,
+                item.team_name or "",
+                item.product_name,
+                decimal_amount(item.amount_cents),
+                item.currency.upper(),
+                item.pay_url,
+            )
+
+
+def parent_rows(balances: Iterable[OutstandingBalance]) -> Iterable[tuple[object, ...]]:
+    for balance in balances:
+        yield (
+            balance.parent_name,
+            balance.parent_email or "",
+            "; ".join(balance.player_names),
+            len(balance.items),
+            decimal_amount(balance.total_cents),
+            balance.currency.upper(),
+        )
+
+
+def render_csv(balances: Sequence[OutstandingBalance], kind: ExportKind) -> bytes:
+    """The CSV bytes (UTF-8 with BOM) of ``balances``, one row per line item or per parent."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    if kind is ExportKind.LINE_ITEMS:
+        writer.writerow(LINE_ITEM_HEADER)
+        rows = line_item_rows(balances)
+    else:
+        writer.writerow(PARENT_HEADER)
+        rows = parent_rows(balances)
+    for row in rows:
+        writer.writerow([neutralise_formula(cell) for cell in row])
+    return buffer.getvalue().encode("utf-8-sig")
+
+
+def export_balances_csv(
+    session: Session,
+    user: ActingUser,
+    filters: BalanceFilter = BalanceFilter(),
+    *,
+    kind: ExportKind = ExportKind.LINE_ITEMS,
+) -> bytes:
+    """The treasurer's export of the current balances, recorded in the audit log.
+
+    The caller commits (the audit row lands with the caller's transaction).
+    """
+    require(user, Permission.EXPORT_BALANCES)
+    balances = outstanding_balances(session, user, filters)
+    summary = summarise(balances)
+    record_action(
+        session,
+        user,
+        "export",
+        f"Exported {summary.line_items} line items for {summary.families} families "
+        f"({decimal_amount(summary.total_cents)} {summary.currency.upper()}) as {kind.value}",
+        details={"kind": kind.value, "families": summary.families, "total_cents": summary.total_cents},
+    )
+    return render_csv(balances, kind)

@@ -1,0 +1,173 @@
+"""Outstanding balances: who owes what, grouped by family, with filters, charts and the CSV export."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Optional
+
+import pandas as pd
+import streamlit as st
+
+from core.access import ActingUser, Permission
+from core.balances import BalanceFilter, OutstandingBalance, outstanding_balances, summarise
+from core.db import session_factory
+from core.directory import league_of, league_products, visible_teams
+from core.export import ExportKind, export_balances_csv
+from core.money import format_cents
+from dashboard.state import engine, require_user, session_scope
+
+FAMILIES_PER_PAGE = 25
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _balances(user: ActingUser, filters: BalanceFilter) -> list[OutstandingBalance]:
+    with session_scope() as session:
+        return outstanding_balances(session, user, filters)
+
+
+def _filters(user: ActingUser) -> BalanceFilter:
+    with session_scope() as session:
+        teams = {team.id: team.label for team in visible_teams(session, user)}
+        products = {product.id: product.label for product in league_products(session, user)}
+    columns = st.columns([2, 2, 2, 2] if user.can(Permission.VIEW_CONTACT_DETAILS) else [2, 2, 2])
+    team_ids = columns[0].multiselect(
+        "Team", options=list(teams), format_func=teams.__getitem__, key="filter_teams", placeholder="All teams"
+    )
+    product_ids = columns[1].multiselect(
+        "Item", options=list(products), format_func=products.__getitem__, key="filter_products",
+        placeholder="All items",
+    )
+    search = columns[2].text_input("Family or player name", key="filter_search", placeholder="e.g. O'Brien")
+    email = ""
+    if user.can(Permission.VIEW_CONTACT_DETAILS):
+        email = columns[3].text_input("Parent email (exact)", key="filter_email")
+    return BalanceFilter(
+        team_ids=frozenset(team_ids), product_ids=frozenset(product_ids),
+        parent_search=search, parent_email=email,
+    )
+
+
+def _line_items_frame(balances: list[OutstandingBalance]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "Family": balance.parent_name,
+                "Player": item.player_name,
+                "Team": item.team_name or "—",
+                "Item": item.product_name,
+                "Amount": format_cents(item.amount_cents, item.currency),
+                "cents": item.amount_cents,
+                "Status": "processing" if item.processing else "owed",
+                "Pay Now": item.pay_url,
+            }
+            for balance in balances
+            for item in balance.items
+        ]
+    )
+
+
+def _link_columns() -> dict[str, object]:
+    return {
+        "Pay Now": st.column_config.LinkColumn("Pay Now", display_text="Pay now ↗"),
+        "cents": None,
+    }
+
+
+def _headline(balances: list[OutstandingBalance], synced_at: Optional[datetime]) -> None:
+    summary = summarise(balances)
+    first, second, third, fourth = st.columns(4)
+    first.metric("Total outstanding", format_cents(summary.total_cents, summary.currency))
+    second.metric("Families owing", f"{summary.families:,}")
+    third.metric("Players", f"{summary.players:,}")
+    fourth.metric("Open items", f"{summary.line_items:,}")
+    synced = synced_at.strftime("%d %b %Y %H:%M UTC") if synced_at else "never"
+    st.caption(f"Payments last synced from Stripe: {synced}. Paid links drop out after a sync.")
+
+
+def _families(balances: list[OutstandingBalance], user: ActingUser) -> None:
+    pages = max(1, -(-len(balances) // FAMILIES_PER_PAGE))
+    page = 1
+    if pages > 1:
+        page = st.columns([1, 4])[0].number_input(
+            f"Page (of {pages})", min_value=1, max_value=pages, value=1, key="families_page"
+        )
+    start = (page - 1) * FAMILIES_PER_PAGE
+    for balance in balances[start : start + FAMILIES_PER_PAGE]:
+        contact = ""
+        if user.can(Permission.VIEW_CONTACT_DETAILS):
+            contact = f" · {balance.parent_email}" if balance.parent_email else " · no email on file"
+        label = (
+            f"**{balance.parent_name}** — {format_cents(balance.total_cents, balance.currency)} "
+            f"({len(balance.items)} item{'s' if len(balance.items) != 1 else ''}){contact}"
+        )
+        with st.expander(label):
+            frame = _line_items_frame([balance]).drop(columns=["Family"])
+            st.dataframe(frame, hide_index=True, column_config=_link_columns(), width="stretch")
+
+
+def _charts(balances: list[OutstandingBalance]) -> None:
+    frame = _line_items_frame(balances)
+    left, right = st.columns(2)
+    for column, field, title in ((left, "Team", "Owed by team"), (right, "Item", "Owed by item")):
+        grouped = frame.groupby(field, as_index=False)["cents"].sum()
+        grouped["Dollars owed"] = grouped["cents"] // 100  # whole dollars, for the bar length only
+        column.subheader(title)
+        column.bar_chart(grouped, x=field, y="Dollars owed", horizontal=True)
+
+
+def _downloads(user: ActingUser, filters: BalanceFilter) -> None:
+    factory = session_factory(engine())
+
+    def export(kind: ExportKind) -> bytes:
+        with factory() as session:
+            data = export_balances_csv(session, user, filters, kind=kind)
+            session.commit()
+            return data
+
+    stamp = datetime.now().strftime("%Y-%m-%d")
+    row = st.container(horizontal=True)
+    row.download_button(
+        "Download line items (CSV)", data=lambda: export(ExportKind.LINE_ITEMS),
+        file_name=f"balances-line-items-{stamp}.csv", mime="text/csv", key="download_items",
+        icon=":material/download:",
+    )
+    row.download_button(
+        "Download per family (CSV)", data=lambda: export(ExportKind.PARENTS),
+        file_name=f"balances-per-family-{stamp}.csv", mime="text/csv", key="download_parents",
+        icon=":material/download:",
+    )
+
+
+def main() -> None:
+    user = require_user()
+    with session_scope() as session:
+        league = league_of(session, user)
+        league_name, synced_at = league.name, league.payments_synced_at
+    st.title("Outstanding balances")
+    st.caption(league_name)
+    filters = _filters(user)
+    balances = _balances(user, filters)
+    _headline(balances, synced_at)
+    if not balances:
+        if filters != BalanceFilter():
+            st.info("No family owes anything that matches these filters. Clear a filter to see more.")
+        else:
+            st.success(
+                "Nobody owes anything right now. If you expected balances, mint payment links with the "
+                "backfill (admin) or import the roster first."
+            )
+        return
+    if user.can(Permission.EXPORT_BALANCES):
+        _downloads(user, filters)
+    by_family, line_items, charts = st.tabs(["By family", "All line items", "Charts"])
+    with by_family:
+        _families(balances, user)
+    with line_items:
+        st.dataframe(
+            _line_items_frame(balances), hide_index=True, column_config=_link_columns(), width="stretch"
+        )
+    with charts:
+        _charts(balances)
+
+
+main()

@@ -1,0 +1,74 @@
+"""``python -m core`` as an operator uses it: db upgrade, demo, balances and the CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+from core.balances import outstanding_balances, summarise
+from core.cli import main
+from core.tenants import find_tenant
+from tests.factories import acting
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_demo_then_balances_prints_the_league_total(database_url, monkeypatch, capsys, session):
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    assert main(["db", "upgrade"]) == 0
+    assert main(["demo"]) == 0
+    assert "Created demo league 'demo'" in capsys.readouterr().out
+    assert main(["demo"]) == 0
+    assert "Already there" in capsys.readouterr().out
+    assert main(["balances"]) == 0
+    out = capsys.readouterr().out
+    total = summarise(outstanding_balances(session, acting(find_tenant(session, "demo")))).total_cents
+    assert f"Total outstanding: ${total // 100:,}.{total % 100:02d}" in out
+
+
+def test_balances_csv_writes_a_file_whose_total_matches(database_url, monkeypatch, tmp_path, session):
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    main(["demo"])
+    target = tmp_path / "balances.csv"
+    assert main(["balances", "--csv", str(target)]) == 0
+    rows = list(csv.DictReader(io.StringIO(target.read_text("utf-8-sig"))))
+    total = summarise(outstanding_balances(session, acting(find_tenant(session, None)))).total_cents
+    assert sum(int(r["amount"].replace(".", "")) for r in rows) == total
+
+
+def test_an_unknown_league_is_one_clear_line_and_exit_1(database_url, monkeypatch, capsys):
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    main(["demo"])
+    capsys.readouterr()
+    assert main(["balances", "--tenant", "nope"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == "error: No league called 'nope' (leagues: demo)."
+
+
+def test_no_league_yet_says_what_to_do(database_url, monkeypatch, capsys):
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    assert main(["balances"]) == 1
+    assert "python -m core demo" in capsys.readouterr().err
+
+
+def test_the_module_runs_from_the_repository_root_with_help(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "core", "--help"], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0
+    for command in ("db", "demo", "balances"):
+        assert command in result.stdout
+
+
+def test_a_bad_database_url_is_one_line_without_a_traceback(tmp_path):
+    env = {"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [sys.executable, "-m", "core", "balances"], cwd=REPO, capture_output=True, text=True, env=env, timeout=60
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: database:")
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -1,0 +1,74 @@
+"""The treasurer's CSV: totals equal the page's, formulas are neutralised, names survive."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+from sqlalchemy import select
+
+from core.access import Role
+from core.balances import outstanding_balances, summarise
+from core.errors import PermissionDenied
+from core.export import ExportKind, export_balances_csv, neutralise_formula
+from core.models import AuditEntry
+from tests.factories import acting, make_link, make_parent, make_player, make_product, make_team, make_tenant
+
+
+def _rows(data: bytes) -> list[dict[str, str]]:
+    assert data.startswith(b"\xef\xbb\xbf"), "UTF-8 byte-order mark for spreadsheets"
+    return list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
+
+
+@pytest.fixture
+def league(session):
+    tenant = make_tenant(session)
+    team = make_team(session, tenant, "U12 Hawks")
+    registration = make_product(session, tenant, "Registration", amount_cents=15050)
+    uniform = make_product(session, tenant, "=HYPERLINK(\"http://evil\")", amount_cents=4599)
+    sneaky = make_parent(session, tenant, "@SUM(A1:A9)", "sneaky@example.org")
+    accented = make_parent(session, tenant, "Zoë Núñez-O'Brien", "zoe@example.org")
+    for parent, first in ((sneaky, "+cmd"), (accented, "Léa")):
+        kid = make_player(session, tenant, parent, team, first_name=first)
+        make_link(session, tenant, kid, registration)
+        make_link(session, tenant, kid, uniform)
+    session.commit()
+    return tenant
+
+
+def test_line_item_totals_equal_the_balances_to_the_cent(session, league):
+    user = acting(league, Role.TREASURER)
+    rows = _rows(export_balances_csv(session, user, kind=ExportKind.LINE_ITEMS))
+    expected = summarise(outstanding_balances(session, user)).total_cents
+    assert sum(int(r["amount"].replace(".", "")) for r in rows) == expected == 2 * (15050 + 4599)
+    per_parent = _rows(export_balances_csv(session, user, kind=ExportKind.PARENTS))
+    assert sum(int(r["total"].replace(".", "")) for r in per_parent) == expected
+    assert {r["players"] for r in per_parent} == {"'+cmd Player", "Léa Player"}
+
+
+def test_cells_that_look_like_formulas_are_neutralised(session, league):
+    rows = _rows(export_balances_csv(session, acting(league)))
+    cells = [value for row in rows for value in row.values()]
+    assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for cell in cells)
+    assert "'@SUM(A1:A9)" in cells and "'+cmd Player" in cells
+    assert neutralise_formula("-5") == "'-5" and neutralise_formula("\tx") == "'\tx"
+    assert neutralise_formula("Ana") == "Ana"
+
+
+def test_accented_names_survive_the_round_trip(session, league):
+    rows = _rows(export_balances_csv(session, acting(league)))
+    assert "Zoë Núñez-O'Brien" in {r["parent"] for r in rows}
+
+
+def test_export_is_recorded_in_the_audit_log(session, league):
+    export_balances_csv(session, acting(league, Role.TREASURER))
+    session.commit()
+    entry = session.scalars(select(AuditEntry)).one()
+    assert entry.action == "export" and entry.actor == "treasurer@example.org"
+    assert "2 families" in entry.summary
+
+
+def test_a_coach_cannot_export(session, league):
+    with pytest.raises(PermissionDenied):
+        export_balances_csv(session, acting(league, Role.COACH))

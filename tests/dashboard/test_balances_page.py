@@ -1,0 +1,58 @@
+"""The Balances page as each role sees it."""
+
+from __future__ import annotations
+
+from core.access import Role
+from core.balances import outstanding_balances, summarise
+from core.directory import league_teams
+from core.money import format_cents
+from core.tenants import find_tenant
+from tests.factories import acting
+
+
+def _expected_total(session, role=Role.ADMIN, teams=()):  # type: ignore[no-untyped-def]
+    tenant = find_tenant(session, "demo")
+    user = acting(tenant, role)
+    if teams:
+        from core.access import ActingUser
+
+        user = ActingUser("coach", Role.COACH, tenant.id, frozenset(teams))
+    return summarise(outstanding_balances(session, user))
+
+
+def test_admin_sees_the_league_total_and_families(demo_league, open_app, session):
+    at = open_app("admin")
+    assert not at.exception
+    expected = _expected_total(session)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Total outstanding"] == format_cents(expected.total_cents)
+    assert metrics["Families owing"] == f"{expected.families:,}"
+    assert len(at.expander) == 25  # first page of families
+    assert any(b.label.startswith("Download line items") for b in at.get("download_button"))
+
+
+def test_coach_sees_only_their_team_without_contact_details_or_export(demo_league, open_app, session):
+    tenant = find_tenant(session, "demo")
+    team = league_teams(session, tenant.id)[0]
+    at = open_app("coach", coach_teams=[team.id])
+    assert not at.exception
+    expected = _expected_total(session, Role.COACH, teams=(team.id,))
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Total outstanding"] == format_cents(expected.total_cents)
+    assert "@" not in " ".join(e.label for e in at.expander)
+    assert not at.get("download_button")
+    assert [t.label for t in at.text_input] == ["Family or player name"]
+
+
+def test_search_narrows_to_matching_families(demo_league, open_app):
+    at = open_app("treasurer")
+    at.text_input(key="filter_search").input("O'Brien").run()
+    assert not at.exception
+    assert at.expander and all("O'Brien" in e.label for e in at.expander)
+
+
+def test_a_search_that_matches_nobody_says_so(demo_league, open_app):
+    at = open_app("treasurer")
+    at.text_input(key="filter_search").input("zzzz-nobody").run()
+    assert not at.exception
+    assert any("No family owes anything that matches" in i.value for i in at.info)
