@@ -20,6 +20,9 @@ class PageEntry:
 PAGES: tuple[PageEntry, ...] = (
     PageEntry("pages/balances.py", "Outstanding balances", ":material/account_balance_wallet:",
               Permission.VIEW_BALANCES, "balances"),
+    PageEntry("pages/email.py", "Email", ":material/mail:", Permission.PREVIEW_EMAIL, "email", section="Email"),
+    PageEntry("pages/email_history.py", "Email history", ":material/history:", Permission.PREVIEW_EMAIL,
+              "email-history", section="Email"),
 )
 
 

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from email.message import EmailMessage as MimeMessage
 from typing import Callable, Optional
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from core.access import ActingUser, Permission, require
@@ -27,6 +27,7 @@ from core.email.headers import normalise_recipient
 from core.email.outbox import (
     DEFAULT_COOLDOWN_DAYS,
     DrainProgress,
+    INTERRUPTED,
     DrainResult,
     Sessions,
     counts_as_reminder_since,
@@ -346,6 +347,127 @@ def preview_email(
         headers=tuple((key, str(value)) for key, value in message.items()),
         parent_email=balance.parent_email,
     )
+
+
+@dataclass(frozen=True)
+class ParentChoice:
+    """A parent who would get ``email_type``, for a preview or test-send picker."""
+
+    parent_id: int
+    label: str
+
+
+@dataclass(frozen=True)
+class CampaignSummary:
+    """One campaign with how many of its messages are in each state."""
+
+    id: int
+    email_type: str
+    started_at: datetime
+    started_by: str
+    test_address: Optional[str]
+    status: str
+    total_cents: int
+    currency: str
+    counts: dict[str, int]
+
+    @property
+    def is_test(self) -> bool:
+        return self.test_address is not None
+
+    @property
+    def unfinished(self) -> bool:
+        return bool(self.counts.get("pending") or self.counts.get("sending"))
+
+
+@dataclass(frozen=True)
+class MessageRow:
+    """One outbox row as a result table shows it."""
+
+    id: int
+    parent_id: int
+    parent_name: str
+    to_address: Optional[str]
+    subject: str
+    amount: str
+    status: str
+    reason: Optional[str]
+    sent_at: Optional[datetime]
+    provider_message_id: Optional[str]
+    has_body: bool
+
+
+def parents_to_email(session: Session, user: ActingUser, email_type: EmailType) -> list[ParentChoice]:
+    """Everyone ``email_type`` could be rendered for (from its audience), labelled with address and total."""
+    require(user, Permission.PREVIEW_EMAIL)
+    return [
+        ParentChoice(
+            balance.parent_id,
+            f"{balance.parent_name} <{balance.parent_email}> — {format_cents(balance.total_cents, balance.currency)}"
+            if balance.parent_email
+            else f"{balance.parent_name} (no email) — {format_cents(balance.total_cents, balance.currency)}",
+        )
+        for balance in email_type.audience(session, user, None)
+        if balance.items
+    ]
+
+
+def campaign_summaries(session: Session, user: ActingUser, *, limit: int = 200) -> list[CampaignSummary]:
+    """The league's campaigns, newest first, with message counts by status (two queries)."""
+    campaigns = list_campaigns(session, user, limit=limit)
+    counts: dict[int, dict[str, int]] = {campaign.id: {} for campaign in campaigns}
+    if campaigns:
+        rows = session.execute(
+            select(EmailMessage.campaign_id, EmailMessage.status, func.count())
+            .where(EmailMessage.campaign_id.in_(list(counts)), EmailMessage.tenant_id == user.tenant_id)
+            .group_by(EmailMessage.campaign_id, EmailMessage.status)
+        )
+        for campaign_id, status, count in rows:
+            counts[campaign_id][status.value] = int(count)
+    return [
+        CampaignSummary(
+            id=campaign.id,
+            email_type=campaign.email_type,
+            started_at=campaign.started_at,
+            started_by=campaign.started_by,
+            test_address=campaign.test_address,
+            status=campaign.status.value,
+            total_cents=int((campaign.audience or {}).get("total_cents", 0)),
+            currency=str((campaign.audience or {}).get("currency", "usd")),
+            counts=counts[campaign.id],
+        )
+        for campaign in campaigns
+    ]
+
+
+def message_rows(session: Session, user: ActingUser, campaign_id: int) -> list[MessageRow]:
+    """The campaign's result table: every parent with what happened and why."""
+    require(user, Permission.PREVIEW_EMAIL)
+    rows = session.execute(
+        select(
+            EmailMessage.id, EmailMessage.parent_id, Parent.name, EmailMessage.to_address, EmailMessage.subject,
+            EmailMessage.amount_cents, EmailMessage.currency, EmailMessage.status, EmailMessage.skip_reason,
+            EmailMessage.error, EmailMessage.sent_at, EmailMessage.provider_message_id,
+            EmailMessage.html_body.is_not(None),
+        )
+        .join(Parent, Parent.id == EmailMessage.parent_id)
+        .where(EmailMessage.campaign_id == campaign_id, EmailMessage.tenant_id == user.tenant_id)
+        .order_by(Parent.name, EmailMessage.id)
+    )
+    result = [
+        MessageRow(
+            id=id_, parent_id=parent_id, parent_name=name, to_address=to, subject=subject,
+            amount=format_cents(amount, currency),
+            status="interrupted" if status is MessageStatus.SENDING else status.value,
+            reason=skip_reason or (INTERRUPTED if status is MessageStatus.SENDING else error),
+            sent_at=sent_at, provider_message_id=provider_id, has_body=bool(has_body),
+        )
+        for (id_, parent_id, name, to, subject, amount, currency, status, skip_reason, error, sent_at,
+             provider_id, has_body) in rows
+    ]
+    # What needs the admin's attention first: failures, then interrupted, queued, sent, skipped.
+    rank = {"failed": 0, "interrupted": 1, "pending": 2, "sent": 3, "skipped": 4}
+    return sorted(result, key=lambda row: rank[row.status])
 
 
 def list_campaigns(session: Session, user: ActingUser, *, limit: int = 200) -> list[EmailCampaign]:
