@@ -8,30 +8,37 @@ from typing import Callable
 
 
 class Pacer:
-    """Spaces calls evenly at ``per_minute`` a minute, across threads.
+    """Spaces calls at ``per_minute`` a minute across threads, allowing a burst of ``burst``.
 
-    Each ``wait()`` reserves the next free slot and sleeps until it. Slots are evenly spaced
-    (no bursts), so a server counting over any window sees at most the configured rate.
+    Each ``wait()`` reserves the next slot and sleeps until it (the generic cell rate
+    algorithm). With ``burst=1`` slots are strictly evenly spaced. A larger ``burst`` lets a
+    sender that fell behind (a slow database commit, a late thread) reclaim up to
+    ``burst - 1`` missed slots at once, so its average stays at the rate; no window of any
+    length ever sees more than its share of the rate plus ``burst - 1`` calls.
     """
 
     def __init__(
         self,
         per_minute: float,
         *,
+        burst: int = 1,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if per_minute <= 0:
             raise ValueError("the rate must be more than zero a minute")
+        if burst < 1:
+            raise ValueError("the burst must be at least one call")
         self.interval = 60.0 / per_minute
+        self.burst = burst
         self._clock, self._sleep = clock, sleep
-        self._next_slot = 0.0
+        self._next_slot = float("-inf")
         self._lock = threading.Lock()
 
     def wait(self) -> None:
         with self._lock:
             now = self._clock()
-            slot = max(now, self._next_slot)
+            slot = max(self._next_slot, now - (self.burst - 1) * self.interval)
             self._next_slot = slot + self.interval
         if slot > now:
             self._sleep(slot - now)

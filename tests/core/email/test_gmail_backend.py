@@ -136,6 +136,21 @@ def test_the_pacer_spaces_sends_evenly_under_the_per_minute_rate():
     assert sleeps == [1.0, 2.0, 3.0]
 
 
+def test_a_pacer_with_a_burst_lets_a_late_sender_catch_up_but_never_run_ahead():
+    now = [0.0]
+    sleeps: list[float] = []
+    pacer = Pacer(60, burst=2, clock=lambda: now[0], sleep=sleeps.append)
+    pacer.wait()          # t=0: slot 0
+    now[0] = 5.0          # the sender fell behind by several slots
+    pacer.wait()          # reclaims one missed slot: no wait
+    pacer.wait()          # ...and one more at once, no more
+    pacer.wait()          # then back to one a second
+    assert sleeps == [1.0]
+    now[0] = 6.0
+    pacer.wait()
+    assert sleeps == [1.0, 1.0]
+
+
 def test_sends_go_through_the_pacer():
     now = [0.0]
     sleeps: list[float] = []
