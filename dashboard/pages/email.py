@@ -229,7 +229,7 @@ def main() -> None:
     config = settings()
     st.title("Email")
     where = f"files in {config.email_outbox_dir}" if config.email_backend == "file" else config.email_backend.upper()
-    st.caption(f"The outstanding-balance email. Sending through: {where}. From: {config.email_from}")
+    st.caption(f"The outstanding-balance email. Sending through: {where}.")
     choices = _choices(user)
     preview, test, everyone = st.tabs(["Preview", "Test send", "Send to everyone"])
     with preview:
