@@ -12,6 +12,7 @@ from core.email.campaigns import (
     Manifest,
     build_manifest,
     campaign_messages,
+    parents_to_email,
     run_campaign,
     send_test_email,
     start_campaign,
@@ -70,8 +71,7 @@ def run(args: argparse.Namespace, *, stdin: Optional[TextIO] = None) -> int:
 
 def _test_send(ctx: CommandContext, address: str, parent_id: Optional[int]) -> int:
     if parent_id is None:
-        manifest = build_manifest(ctx.session, ctx.user, OUTSTANDING_BALANCE, cooldown_days=0)
-        owing = [entry for entry in (*manifest.recipients, *manifest.skipped) if entry.line_items]
+        owing = parents_to_email(ctx.session, ctx.user, OUTSTANDING_BALANCE)
         if not owing:
             raise InvalidInput("Nobody owes anything: there is no email to test.")
         parent_id = owing[0].parent_id

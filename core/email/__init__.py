@@ -2,9 +2,11 @@
 
 Modules:
 - ``brand``: the league's brand, read once per tenant from its row.
+- ``headers``: header values that can never carry a line break; recipient validation.
 - ``rendering``: Jinja2 templates to a subject, an HTML part and a plain-text part, and the
   ``email.message.EmailMessage`` that is sent.
 - ``registry``: the kinds of email (audience + templates + subject).
-- ``backends`` / ``gmail``: where messages go (files, SMTP, the Gmail API).
+- ``backends`` / ``gmail`` / ``pacing``: where messages go (files, SMTP, the Gmail API), paced.
 - ``campaigns`` / ``outbox``: the manifest, test sends, sends to everyone, and the durable outbox.
+- ``presend``: the payment sync that runs before a send to everyone.
 """

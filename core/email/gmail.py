@@ -133,9 +133,12 @@ class GmailBackend:
         if not retryable:
             raise EmailDeliveryError(f"Gmail refused the message ({status}): {message}") from None
         if attempt == self.max_attempts:
+            # Still rate-limited after every back-off: stop the run (the message stays queued)
+            # rather than fail every remaining message the same slow way.
             raise EmailDeliveryError(
                 f"Gmail still refused the message after {attempt} attempts ({status}): {message}",
                 retryable=True,
+                quota_exhausted=status in (429, 403),
             ) from None
         retry_after = _retry_after_seconds(exc)
         return retry_after if retry_after is not None else self._backoff(attempt)

@@ -99,6 +99,9 @@ def drain_outbox(
 ) -> DrainResult:
     """Send the campaign's pending messages, committing each one before and after the provider call.
 
+    A message is skipped at claim time when its parent got (or is getting) another reminder
+    within the campaign's cool-down; with a cool-down of 0 days that check is off.
+
     Durable per message: this opens its own sessions from ``sessions`` (an engine or a session
     factory) and commits after every step. ``workers`` threads send at once (default: what the
     backend allows). ``progress`` is called in the calling thread after every message. Stops

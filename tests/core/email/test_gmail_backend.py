@@ -106,11 +106,18 @@ def test_a_permission_403_without_a_rate_limit_reason_is_not_retried():
     assert len(http.request_sequence) == 1
 
 
-def test_endless_rate_limiting_gives_up_after_the_last_attempt_as_retryable():
+def test_endless_rate_limiting_stops_the_run_like_an_exhausted_quota():
     backend, http, _ = gmail([error(429, "rateLimitExceeded")] * 6)
     with pytest.raises(EmailDeliveryError, match="after 6 attempts") as caught:
         backend.send(a_message())
-    assert caught.value.retryable and len(http.request_sequence) == 6
+    assert caught.value.quota_exhausted and len(http.request_sequence) == 6
+
+
+def test_endless_server_errors_fail_the_message_without_stopping_the_run():
+    backend, http, _ = gmail([error(503, "backendError")] * 6)
+    with pytest.raises(EmailDeliveryError, match="after 6 attempts") as caught:
+        backend.send(a_message())
+    assert caught.value.retryable and not caught.value.quota_exhausted
 
 
 def test_a_dropped_connection_mid_send_is_reported_as_uncertain_not_retried():
@@ -214,3 +221,30 @@ def test_only_the_gmail_module_imports_the_google_client():
         if "googleapiclient" in path.read_text() or "google.oauth2" in path.read_text()
     )
     assert importers == ["core/email/gmail.py"]
+
+
+def test_a_campaign_through_gmail_stops_cleanly_at_the_daily_limit_and_resumes(session, engine, league):
+    from core.email.campaigns import start_campaign
+    from core.email.outbox import drain_outbox
+    from core.email.registry import OUTSTANDING_BALANCE
+    from tests.core.email.conftest import EMAIL_FROM
+    from tests.factories import acting
+
+    admin = acting(league["tenant"])
+    campaign = start_campaign(session, admin, OUTSTANDING_BALANCE, email_from=EMAIL_FROM)
+    backend, http, _ = gmail([error(429, "rateLimitExceeded"), ok("first"), error(403, "dailyLimitExceeded")])
+    stopped = drain_outbox(engine, admin, campaign.id, backend=backend, email_from=EMAIL_FROM, workers=1)
+    assert (stopped.sent, stopped.failed, stopped.remaining) == (1, 0, 1)
+    assert "daily sending limit" in stopped.stopped_reason
+    tomorrow, http2, _ = gmail([ok("second")])
+    resumed = drain_outbox(engine, admin, campaign.id, backend=tomorrow, email_from=EMAIL_FROM, workers=1)
+    assert (resumed.sent, resumed.remaining, resumed.succeeded) == (1, 0, True)
+    sent_raw = [json.loads(body)["raw"] for _, _, body, _ in http.request_sequence + http2.request_sequence]
+    to = [a_message_to(raw) for raw in sent_raw]
+    assert sorted(set(to)) == ["ana@example.org", "ben@example.org"]
+
+
+def a_message_to(raw: str) -> str:
+    import email
+    import email.policy
+    return email.message_from_bytes(base64.urlsafe_b64decode(raw), policy=email.policy.default)["To"].addresses[0].addr_spec
