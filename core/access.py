@@ -8,8 +8,16 @@ from __future__ import annotations
 import enum
 import getpass
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeVar
 
-from core.errors import PermissionDenied
+from core.errors import NotFound, PermissionDenied
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from core.models import Base
+
+RowT = TypeVar("RowT", bound="Base")
 
 
 class Role(str, enum.Enum):
@@ -19,6 +27,7 @@ class Role(str, enum.Enum):
 
 
 class Permission(str, enum.Enum):
+    VIEW_LEAGUE = "see the league"
     VIEW_BALANCES = "view balances"
     VIEW_CONTACT_DETAILS = "see parents' contact details"
     EXPORT_BALANCES = "export balances"
@@ -31,9 +40,10 @@ class Permission(str, enum.Enum):
 
 
 _GRANTS: dict[Role, frozenset[Permission]] = {
-    Role.COACH: frozenset({Permission.VIEW_BALANCES}),
+    Role.COACH: frozenset({Permission.VIEW_LEAGUE, Permission.VIEW_BALANCES}),
     Role.TREASURER: frozenset(
         {
+            Permission.VIEW_LEAGUE,
             Permission.VIEW_BALANCES,
             Permission.VIEW_CONTACT_DETAILS,
             Permission.EXPORT_BALANCES,
@@ -71,6 +81,18 @@ def require(user: ActingUser | None, permission: Permission) -> ActingUser:
     if not user.can(permission):
         raise PermissionDenied(f"A {user.role.value} may not {permission.value}.")
     return user
+
+
+def find_in_league(session: Session, user: ActingUser, model: type[RowT], ident: int, *, label: str) -> RowT:
+    """The row ``ident`` of ``model`` in the acting user's league.
+
+    A row of another league is reported exactly like a missing one, so ids never reveal
+    what other leagues hold. Call it after the service function's own ``require``.
+    """
+    row = session.get(model, ident)
+    if row is None or getattr(row, "tenant_id") != user.tenant_id:
+        raise NotFound(f"There is no {label} {ident} in this league.")
+    return row
 
 
 def cli_operator(tenant_id: int) -> ActingUser:

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, Optional
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from core.access import ActingUser, Permission, require
 from core.models import AuditEntry
+
+
+@dataclass(frozen=True)
+class AuditChoices:
+    """The values the audit log's filters can take in one league."""
+
+    actions: list[str]
+    actors: list[str]
 
 
 def record_action(
@@ -41,10 +50,50 @@ def list_audit_entries(
     action: Optional[str] = None,
     actor: Optional[str] = None,
     since: Optional[datetime] = None,
-    limit: int = 1000,
+    until: Optional[datetime] = None,
+    limit: Optional[int] = 1000,
 ) -> list[AuditEntry]:
-    """The league's audit log, newest first."""
+    """The league's audit log, newest first, from ``since`` (inclusive) to ``until`` (exclusive).
+
+    ``limit=None`` returns every matching entry (for the CSV export).
+    """
     require(user, Permission.VIEW_AUDIT_LOG)
+    statement = entries_statement(user, action=action, actor=actor, since=since, until=until)
+    if limit is not None:
+        statement = statement.limit(limit)
+    return list(session.scalars(statement))
+
+
+def audit_filter_choices(session: Session, user: ActingUser) -> AuditChoices:
+    """The actions and the people that appear in the league's audit log, for the filters."""
+    require(user, Permission.VIEW_AUDIT_LOG)
+    actions = session.scalars(
+        select(AuditEntry.action).where(AuditEntry.tenant_id == user.tenant_id).distinct().order_by(AuditEntry.action)
+    )
+    actors = session.scalars(
+        select(AuditEntry.actor).where(AuditEntry.tenant_id == user.tenant_id).distinct().order_by(AuditEntry.actor)
+    )
+    return AuditChoices(actions=list(actions), actors=list(actors))
+
+
+def audit_period(
+    first_day: Optional[date], last_day: Optional[date]
+) -> tuple[Optional[datetime], Optional[datetime]]:
+    """``since`` and ``until`` for whole UTC days from ``first_day`` to ``last_day``, both included."""
+    since = datetime.combine(first_day, time.min, tzinfo=timezone.utc) if first_day else None
+    until = datetime.combine(last_day + timedelta(days=1), time.min, tzinfo=timezone.utc) if last_day else None
+    return since, until
+
+
+def entries_statement(
+    user: ActingUser,
+    *,
+    action: Optional[str],
+    actor: Optional[str],
+    since: Optional[datetime],
+    until: Optional[datetime],
+) -> Select[tuple[AuditEntry]]:
+    """The query of the user's league's audit entries, newest first (for service functions only)."""
     statement = select(AuditEntry).where(AuditEntry.tenant_id == user.tenant_id)
     if action:
         statement = statement.where(AuditEntry.action == action)
@@ -52,5 +101,6 @@ def list_audit_entries(
         statement = statement.where(AuditEntry.actor == actor)
     if since:
         statement = statement.where(AuditEntry.created_at >= since)
-    statement = statement.order_by(AuditEntry.created_at.desc(), AuditEntry.id.desc()).limit(limit)
-    return list(session.scalars(statement))
+    if until:
+        statement = statement.where(AuditEntry.created_at < until)
+    return statement.order_by(AuditEntry.created_at.desc(), AuditEntry.id.desc())

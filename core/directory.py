@@ -18,12 +18,12 @@ class Choice:
 
 
 def list_leagues(session: Session) -> list[Tenant]:
-    """Every league, for the sign-in league picker."""
+    """Every league, for the demo sign-in's league picker (before anyone acts; never shown in OIDC mode)."""
     return list(session.scalars(select(Tenant).order_by(Tenant.name)))
 
 
 def league_teams(session: Session, tenant_id: int) -> list[Choice]:
-    """The teams of a league by name (for sign-in: which teams a coach has)."""
+    """The teams of a league by name, for sign-in (which teams a coach has); not scoped to a user."""
     rows = session.execute(select(Team.id, Team.name).where(Team.tenant_id == tenant_id).order_by(Team.name))
     return [Choice(id, name) for id, name in rows]
 
@@ -36,6 +36,7 @@ def visible_teams(session: Session, user: ActingUser) -> list[Choice]:
 
 
 def league_products(session: Session, user: ActingUser) -> list[Choice]:
+    """The league's products by name, for the item filter."""
     require(user, Permission.VIEW_BALANCES)
     rows = session.execute(
         select(Product.id, Product.name).where(Product.tenant_id == user.tenant_id).order_by(Product.name)
@@ -54,6 +55,7 @@ def league_parents(session: Session, user: ActingUser) -> list[Choice]:
 
 def league_of(session: Session, user: ActingUser) -> Tenant:
     """The acting user's league."""
+    require(user, Permission.VIEW_LEAGUE)
     tenant = session.get(Tenant, user.tenant_id)
     assert tenant is not None, "an acting user always belongs to an existing league"
     return tenant

@@ -70,19 +70,21 @@ def parent_rows(balances: Iterable[OutstandingBalance]) -> Iterable[tuple[object
         )
 
 
-def render_csv(balances: Sequence[OutstandingBalance], kind: ExportKind) -> bytes:
-    """The CSV bytes (UTF-8 with BOM) of ``balances``, one row per line item or per parent."""
+def csv_bytes(header: Sequence[str], rows: Iterable[Sequence[object]]) -> bytes:
+    """A spreadsheet-safe CSV file: UTF-8 with BOM, CRLF lines, every cell through ``neutralise_formula``."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
-    if kind is ExportKind.LINE_ITEMS:
-        writer.writerow(LINE_ITEM_HEADER)
-        rows = line_item_rows(balances)
-    else:
-        writer.writerow(PARENT_HEADER)
-        rows = parent_rows(balances)
+    writer.writerow(header)
     for row in rows:
         writer.writerow([neutralise_formula(cell) for cell in row])
     return buffer.getvalue().encode("utf-8-sig")
+
+
+def render_csv(balances: Sequence[OutstandingBalance], kind: ExportKind) -> bytes:
+    """The CSV bytes (UTF-8 with BOM) of ``balances``, one row per line item or per parent."""
+    if kind is ExportKind.LINE_ITEMS:
+        return csv_bytes(LINE_ITEM_HEADER, line_item_rows(balances))
+    return csv_bytes(PARENT_HEADER, parent_rows(balances))
 
 
 def export_balances_csv(

@@ -1,33 +1,61 @@
 """League Billing Dashboard: the Streamlit entrypoint and router.
 
 Run from the repository root: ``python -m streamlit run dashboard/app.py``.
+
+Every page is registered, but the menu shows only the pages the signed-in role may open.
+A page reached by its address anyway is refused here, before it runs, and the ``core``
+functions it calls refuse again: hiding a page is a convenience, never the protection.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from core.errors import BillingError
-from dashboard.identity import demo_sign_in, no_league_page
-from dashboard.navigation import pages_for
+from core.access import ActingUser, require
+from core.errors import BillingError, PermissionDenied
+from dashboard.identity import Gate, sign_in
+from dashboard.navigation import PAGES, entry_for, pages_for
 
 st.set_page_config(page_title="League Billing", page_icon=":material/sports_basketball:", layout="wide")
 
-user = demo_sign_in()
-entries = pages_for(user)
-if entries:
+
+def menu(user: ActingUser) -> dict[str, list[st.Page]]:
+    """All pages by section: the user's own visible (first one the default), the rest hidden."""
+    allowed = pages_for(user)
     sections: dict[str, list[st.Page]] = {}
-    for entry in entries:
+    for entry in allowed:
         sections.setdefault(entry.section, []).append(
-            st.Page(entry.file, title=entry.title, icon=entry.icon, url_path=entry.url_path)
+            st.Page(entry.file, title=entry.title, icon=entry.icon, url_path=entry.url_path,
+                    default=entry is allowed[0])
         )
-    page = st.navigation(sections)
+    # Hidden pages sit in the first section so that no empty section heading appears.
+    first_section = next(iter(sections), PAGES[0].section)
+    for entry in PAGES:
+        if entry not in allowed:
+            sections.setdefault(first_section, []).append(
+                st.Page(entry.file, title=entry.title, icon=entry.icon, url_path=entry.url_path,
+                        visibility="hidden")
+            )
+    return sections
+
+
+signed_in = sign_in()
+if isinstance(signed_in, Gate):
+    st.navigation([st.Page(signed_in.show, title=signed_in.title, icon=signed_in.icon)]).run()
 else:
-    page = st.navigation([st.Page(no_league_page, title="Welcome", icon=":material/waving_hand:")])
-
-st.sidebar.warning("Demo mode: anyone can pick any role. Not for real families' data.", icon=":material/science:")
-
-try:
-    page.run()
-except BillingError as exc:
-    st.error(str(exc), icon=":material/block:")
+    sections = menu(signed_in)
+    page = st.navigation(sections)
+    entry = entry_for(page.url_path)
+    try:
+        if entry is not None:
+            require(signed_in, entry.permission)
+    except PermissionDenied as refusal:
+        st.error(str(refusal), icon=":material/block:")
+        home = next((shown for pages in sections.values() for shown in pages if shown.visibility == "visible"), None)
+        if home is not None:
+            st.page_link(home, label=f"Go to {home.title}", icon=":material/arrow_back:")
+    else:
+        try:
+            page.run()
+        except BillingError as exc:
+            st.error(str(exc), icon=":material/block:")

@@ -1,21 +1,91 @@
-"""Who is using the dashboard. In demo mode a role picker stands in for sign-in."""
+"""Who is using the dashboard.
+
+With ``AUTH_MODE=oidc`` people sign in through Streamlit's OpenID Connect (``st.login``)
+and their roles come from the ``[roles.<league>]`` tables of secrets.toml. In demo mode
+(the default) a role picker stands in for sign-in, and refuses to run where it could
+hand out admin rights to strangers (see ``core.demo_guard``).
+"""
 
 from __future__ import annotations
 
-from typing import Optional
+import logging
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Callable, Mapping, Optional, Union
 
 import streamlit as st
+from streamlit.errors import StreamlitAuthError
 
 from core.access import ActingUser, Role
 from core.demo import build_demo_league
+from core.demo_guard import demo_mode_refusal
 from core.directory import league_teams, list_leagues
-from dashboard.state import session_scope, set_acting_user
+from core.oidc_config import DEFAULT_PROVIDER, oidc_configuration_problem, oidc_providers
+from core.role_directory import LeagueAccess, league_access_for, parse_role_directory, verified_email
+from core.settings import ConfigurationError, read_secrets_section
+from dashboard.state import session_scope, set_acting_user, settings
 
-_ROLE_LABELS = {
+logger = logging.getLogger(__name__)
+
+ROLE_LABELS = {
     Role.ADMIN: "Admin (everything)",
     Role.TREASURER: "Treasurer (balances, export, sync)",
     Role.COACH: "Coach (own team's balances)",
 }
+_ROLE_NAMES = {Role.ADMIN: "Admin", Role.TREASURER: "Treasurer", Role.COACH: "Coach"}
+DEMO_BANNER = (
+    "**Demo mode.** Anyone can pick any role here, and sign-in is switched off. "
+    "Use it to look around, never with real families' data."
+)
+
+
+@dataclass(frozen=True)
+class Gate:
+    """The one page shown instead of the app: nobody with a role is signed in, or the setup is refused."""
+
+    title: str
+    icon: str
+    show: Callable[[], None]
+
+
+def sign_in() -> Union[ActingUser, Gate]:
+    """The acting user of this run (also put in session state), or the page to show instead."""
+    set_acting_user(None)
+    try:
+        mode = settings().auth_mode
+        auth = auth_section()
+        result = _oidc_sign_in(auth) if mode == "oidc" else _demo_sign_in(auth)
+    except ConfigurationError as exc:
+        result = Gate("Setup problem", ":material/settings_alert:", partial(_problem_page, str(exc)))
+    if isinstance(result, ActingUser):
+        set_acting_user(result)
+    return result
+
+
+def auth_section() -> Mapping[str, Any]:
+    """The ``[auth]`` section: the project's secrets.toml, or wherever Streamlit itself finds one."""
+    section = read_secrets_section("auth")
+    if section:
+        return section
+    if st.secrets.load_if_toml_exists() and "auth" in st.secrets:
+        found = st.secrets["auth"]
+        return found if isinstance(found, Mapping) else {}
+    return {}
+
+
+# --- demo mode -------------------------------------------------------------------------------
+
+
+def _demo_sign_in(auth: Mapping[str, Any]) -> Union[ActingUser, Gate]:
+    refusal = demo_mode_refusal(st.get_option("server.address"), bool(auth))
+    if refusal:
+        logger.warning("demo mode refused: %s", refusal)
+        return Gate("Demo mode refused", ":material/block:", partial(_refused_page, refusal))
+    st.warning(DEMO_BANNER, icon=":material/science:")
+    user = demo_sign_in()
+    if user is None:
+        return Gate("Welcome", ":material/waving_hand:", no_league_page)
+    return user
 
 
 def demo_sign_in() -> Optional[ActingUser]:
@@ -23,7 +93,6 @@ def demo_sign_in() -> Optional[ActingUser]:
     with session_scope() as session:
         leagues = [(tenant.id, tenant.name) for tenant in list_leagues(session)]
     if not leagues:
-        set_acting_user(None)
         return None
     with st.sidebar:
         st.caption("Demo sign-in")
@@ -32,7 +101,7 @@ def demo_sign_in() -> Optional[ActingUser]:
             "League", options=list(league_names), format_func=league_names.__getitem__, key="demo_league"
         )
         role = st.radio(
-            "Act as", options=list(_ROLE_LABELS), format_func=_ROLE_LABELS.__getitem__, key="demo_role"
+            "Act as", options=list(ROLE_LABELS), format_func=ROLE_LABELS.__getitem__, key="demo_role"
         )
         team_ids: frozenset[int] = frozenset()
         if role is Role.COACH:
@@ -43,9 +112,7 @@ def demo_sign_in() -> Optional[ActingUser]:
                 default=list(teams)[:1], key="demo_coach_teams",
             )
             team_ids = frozenset(chosen)
-    user = ActingUser(identity=f"demo-{role.value}", role=role, tenant_id=tenant_id, team_ids=team_ids)
-    set_acting_user(user)
-    return user
+    return ActingUser(identity=f"demo-{role.value}", role=role, tenant_id=tenant_id, team_ids=team_ids)
 
 
 def no_league_page() -> None:
@@ -59,3 +126,93 @@ def no_league_page() -> None:
         with session_scope() as session:
             build_demo_league(session)
         st.rerun()
+
+
+def _refused_page(reason: str) -> None:
+    st.title("Demo mode refused to start")
+    st.error(reason, icon=":material/block:")
+    st.caption("Nothing else is shown until this is fixed; restart the app afterwards.")
+
+
+# --- OIDC sign-in ----------------------------------------------------------------------------
+
+
+def _oidc_sign_in(auth: Mapping[str, Any]) -> Union[ActingUser, Gate]:
+    problem = oidc_configuration_problem(auth)
+    if problem:
+        return Gate("Setup problem", ":material/settings_alert:", partial(_problem_page, problem))
+    if not st.user.get("is_logged_in", False):
+        return Gate("Sign in", ":material/login:", partial(_sign_in_page, oidc_providers(auth)))
+    email = verified_email(st.user.to_dict())
+    if email is None:
+        return Gate("Welcome", ":material/waving_hand:", partial(_no_role_page, None))
+    directory = parse_role_directory(read_secrets_section("roles"))
+    with session_scope() as session:
+        leagues = league_access_for(session, directory, email)
+    if not leagues:
+        return Gate("Welcome", ":material/waving_hand:", partial(_no_role_page, email))
+    access = _choose_league(leagues)
+    _signed_in_sidebar(email, access)
+    return access.user
+
+
+def _choose_league(leagues: list[LeagueAccess]) -> LeagueAccess:
+    if len(leagues) == 1:
+        return leagues[0]
+    by_slug = {league.league_slug: league for league in leagues}
+    slug = st.sidebar.selectbox(
+        "League", options=list(by_slug), key="signed_in_league",
+        format_func=lambda slug: f"{by_slug[slug].league_name} ({_ROLE_NAMES[by_slug[slug].user.role]})",
+    )
+    return by_slug[slug]
+
+
+def _signed_in_sidebar(email: str, access: LeagueAccess) -> None:
+    with st.sidebar:
+        st.caption(f"Signed in as {_plain(email)}")
+        st.caption(f"{_ROLE_NAMES[access.user.role]} · {_plain(access.league_name)}")
+        if st.button("Sign out", key="sign_out", icon=":material/logout:"):
+            st.logout()
+            st.stop()
+
+
+def _sign_in_page(providers: list[str]) -> None:
+    st.title("League Billing Dashboard")
+    st.write("Sign in with your league account to see balances and billing.")
+    for provider in providers:
+        label = "Sign in" if provider == DEFAULT_PROVIDER else f"Sign in with {provider.title()}"
+        if st.button(label, type="primary", key=f"sign_in_{provider}", icon=":material/login:"):
+            try:
+                st.login(provider)
+            except StreamlitAuthError as exc:
+                st.error(f"Sign-in is not set up correctly: {exc}", icon=":material/error:")
+
+
+def _no_role_page(email: Optional[str]) -> None:
+    st.title("Welcome")
+    if email is None:
+        st.info(
+            "Your sign-in did not come with a verified email address, so the dashboard cannot tell "
+            "which league you belong to. Sign in with your league account, or ask your league admin."
+        )
+    else:
+        st.info(
+            f"You are signed in as **{_plain(email)}**, but you don't have a role in any league yet. "
+            "Please ask your league admin to add your address as an admin, treasurer or coach."
+        )
+    if st.button("Sign out", key="no_role_sign_out", icon=":material/logout:"):
+        st.logout()
+        st.stop()
+
+
+def _problem_page(problem: str) -> None:
+    st.title("League Billing Dashboard")
+    st.error(problem, icon=":material/settings_alert:")
+    st.caption("An operator needs to fix the configuration; nothing else is shown until then.")
+
+
+def _plain(text: str) -> str:
+    """Text from outside (an email, a league name) shown without Markdown effects."""
+    for character in "\\`*_[]<>#|~$":
+        text = text.replace(character, "\\" + character)
+    return text

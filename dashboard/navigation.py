@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 from core.access import ActingUser, Permission
 
@@ -20,8 +21,14 @@ class PageEntry:
 PAGES: tuple[PageEntry, ...] = (
     PageEntry("pages/balances.py", "Outstanding balances", ":material/account_balance_wallet:",
               Permission.VIEW_BALANCES, "balances"),
+    PageEntry("pages/import_roster.py", "Import roster", ":material/upload_file:",
+              Permission.IMPORT_ROSTER, "import", section="Admin"),
+    PageEntry("pages/backfill.py", "Mint payment links", ":material/add_link:",
+              Permission.MINT_LINKS, "backfill", section="Admin"),
+    PageEntry("pages/audit_log.py", "Audit log", ":material/history:",
+              Permission.VIEW_AUDIT_LOG, "audit_log", section="Admin"),
     PageEntry("pages/email.py", "Email", ":material/mail:", Permission.PREVIEW_EMAIL, "email", section="Email"),
-    PageEntry("pages/email_history.py", "Email history", ":material/history:", Permission.PREVIEW_EMAIL,
+    PageEntry("pages/email_history.py", "Email history", ":material/mark_email_read:", Permission.PREVIEW_EMAIL,
               "email-history", section="Email"),
 )
 
@@ -31,3 +38,8 @@ def pages_for(user: ActingUser | None) -> list[PageEntry]:
     if user is None:
         return []
     return [page for page in PAGES if user.can(page.permission)]
+
+
+def entry_for(url_path: str) -> Optional[PageEntry]:
+    """The entry of the page at ``url_path`` (how the router knows what a page needs)."""
+    return next((page for page in PAGES if page.url_path == url_path), None)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
@@ -19,6 +19,10 @@ from sqlalchemy.orm import Session
 
 from core.db import make_engine, normalise_url, session_factory, upgrade_database
 from core.models import Base
+
+if TYPE_CHECKING:
+    from core.stripe_gateway import StripeGateway
+    from tests.stripe_stand_in import StripeStandIn
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -97,3 +101,30 @@ def artifacts_dir() -> Path:
     path = Path(__file__).resolve().parent.parent / "test-artifacts"
     path.mkdir(exist_ok=True)
     return path
+
+
+@pytest.fixture
+def stripe_stand_in() -> Iterator["StripeStandIn"]:
+    """A fresh local Stripe stand-in (real HTTP server on 127.0.0.1) for one test."""
+    from tests.stripe_stand_in import StripeStandIn
+
+    with StripeStandIn() as stand_in:
+        yield stand_in
+
+
+@pytest.fixture
+def stripe_gateway(stripe_stand_in: "StripeStandIn") -> "StripeGateway":
+    """The real ``StripeGateway`` (real SDK client) pointed at the stand-in.
+
+    Paced fast and with short 429 back-off so tests stay quick; the production pace and
+    back-off are exercised by bench/bench_backfill.py.
+    """
+    from core.stripe_gateway import StripeGateway
+
+    return StripeGateway(
+        "sk_test_stand_in",
+        api_base=stripe_stand_in.api_base,
+        requests_per_second=1000,
+        rate_limit_backoff_seconds=0.01,
+        max_backoff_seconds=0.05,
+    )

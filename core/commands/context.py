@@ -14,7 +14,7 @@ from core.access import ActingUser, cli_operator
 from core.db import make_engine, session_factory, upgrade_database
 from core.models import Tenant
 from core.settings import Settings, load_settings
-from core.tenants import find_tenant
+from core.tenants import find_or_create_tenant, find_tenant
 
 
 @dataclass
@@ -24,6 +24,8 @@ class CommandContext:
     session: Session
     tenant: Tenant
     user: ActingUser
+    # True when this command created the league (``create_league=True`` and it did not exist).
+    tenant_created: bool = False
 
 
 def add_tenant_option(parser: argparse.ArgumentParser) -> None:
@@ -40,12 +42,20 @@ def open_database() -> tuple[Settings, Engine]:
 
 
 @contextmanager
-def league_command(args: argparse.Namespace) -> Iterator[CommandContext]:
-    """Open the league named by ``--tenant`` as the CLI operator. The caller commits."""
+def league_command(args: argparse.Namespace, *, create_league: bool = False) -> Iterator[CommandContext]:
+    """Open the league named by ``--tenant`` as the CLI operator. The caller commits.
+
+    With ``create_league`` (the roster import) a league that does not exist yet is created
+    in the session, named by ``--tenant`` or ``default``; it lands only if the caller commits.
+    """
     settings, engine = open_database()
     try:
         with session_factory(engine)() as session:
-            tenant = find_tenant(session, getattr(args, "tenant", None))
-            yield CommandContext(settings, engine, session, tenant, cli_operator(tenant.id))
+            slug = getattr(args, "tenant", None)
+            if create_league:
+                tenant, created = find_or_create_tenant(session, slug)
+            else:
+                tenant, created = find_tenant(session, slug), False
+            yield CommandContext(settings, engine, session, tenant, cli_operator(tenant.id), created)
     finally:
         engine.dispose()

@@ -45,14 +45,20 @@ def browser():  # type: ignore[no-untyped-def]
         browser.close()
 
 
-def start_dashboard(env_overrides: dict[str, str], workdir: Path) -> Iterator[str]:
-    """Run ``python -m streamlit run dashboard/app.py`` on a free loopback port; yield its URL."""
+def start_dashboard(
+    env_overrides: dict[str, str], workdir: Path, *, address: str | None = "127.0.0.1"
+) -> Iterator[str]:
+    """Run ``python -m streamlit run dashboard/app.py`` on a free port; yield its loopback URL.
+
+    ``address`` is passed as ``--server.address``; None leaves it to .streamlit/config.toml.
+    """
     port = _free_port()
     env = {**os.environ, **env_overrides, "PYTHONUNBUFFERED": "1"}
     log = (workdir / "streamlit.log").open("w")
+    listen = ["--server.address", address] if address is not None else []
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "dashboard/app.py",
-         "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
+         "--server.port", str(port), *listen, "--server.headless", "true",
          "--browser.gatherUsageStats", "false"],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
@@ -78,11 +84,16 @@ def start_dashboard(env_overrides: dict[str, str], workdir: Path) -> Iterator[st
         log.close()
 
 
-@pytest.fixture
-def demo_dashboard(tmp_path: Path) -> Iterator[str]:
-    """The dashboard on a fresh SQLite file holding the demo league."""
+def demo_league_env(tmp_path: Path) -> dict[str, str]:
+    """Settings for a fresh SQLite file holding the demo league (created now)."""
     database_url = f"sqlite:///{tmp_path / 'league.db'}"
     env = {"DATABASE_URL": database_url, "EMAIL_OUTBOX_DIR": str(tmp_path / "outbox"), "AUTH_MODE": "demo"}
     subprocess.run([sys.executable, "-m", "core", "demo"], cwd=REPO, env={**os.environ, **env},
                    check=True, capture_output=True, timeout=120)
-    yield from start_dashboard(env, tmp_path)
+    return env
+
+
+@pytest.fixture
+def demo_dashboard(tmp_path: Path) -> Iterator[str]:
+    """The dashboard on a fresh SQLite file holding the demo league."""
+    yield from start_dashboard(demo_league_env(tmp_path), tmp_path)

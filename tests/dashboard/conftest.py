@@ -3,15 +3,36 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Optional
 
 import pytest
+import streamlit
+from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
 from core.db import unit_of_work
 from core.demo import build_demo_league
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
+
+
+@pytest.fixture(autouse=True)
+def router_runs_every_time(monkeypatch) -> None:
+    """Run the app as the server does once ``st.navigation`` has been called: the router
+    (dashboard/app.py) runs on every rerun, whatever page is asked for.
+
+    Streamlit treats a ``pages/`` folder next to the entrypoint as an old-style page list
+    until the first ``st.navigation`` call switches that off for the process. AppTest resets
+    the switch before every run, so a switched-to page would otherwise run on its own,
+    without the router's sign-in and refusal (and without the sidebar).
+    """
+    original = PagesManager.__init__
+
+    def init(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        original(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init)
 
 
 @pytest.fixture
@@ -25,14 +46,35 @@ def demo_league(engine, database_url, monkeypatch, tmp_path) -> Iterator[None]:
 
 
 @pytest.fixture
-def open_app(database_url, monkeypatch) -> Callable[..., AppTest]:
+def secrets_file(tmp_path, monkeypatch) -> Path:
+    """The secrets.toml the app reads: absent unless a test writes it (never the developer's own)."""
+    path = tmp_path / "secrets" / "secrets.toml"
+    path.parent.mkdir()
+    monkeypatch.setattr("core.settings.SECRETS_FILE", path)
+    return path
+
+
+@pytest.fixture
+def server_address(monkeypatch) -> Callable[[Optional[str]], None]:
+    """Set the address the app believes it listens on (``server.address``); loopback by default."""
+    original = streamlit.config.get_option
+
+    def listen_on(address: Optional[str]) -> None:
+        monkeypatch.setattr(
+            streamlit, "get_option", lambda key: address if key == "server.address" else original(key)
+        )
+
+    listen_on("127.0.0.1")
+    return listen_on
+
+
+@pytest.fixture
+def open_app(database_url, monkeypatch, secrets_file, server_address) -> Callable[..., AppTest]:
     """Start the app as a role (demo sign-in), optionally on a page by url path."""
     monkeypatch.setenv("DATABASE_URL", database_url)
 
     def start(role: str = "admin", page: str | None = None, coach_teams: list[int] | None = None) -> AppTest:
-        # Widget values are preset through session state: AppTest drops the entrypoint's
-        # sidebar from its element tree after a rerun with file pages, so the sign-in
-        # widgets cannot be clicked there (the browser test clicks them for real).
+        # Widget values are preset through session state, before the first run.
         at = AppTest.from_file(APP, default_timeout=30)
         at.session_state["demo_role"] = _role(role)
         if coach_teams is not None:

@@ -1,0 +1,52 @@
+"""The audit log as a CSV file, for the admin's records."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Iterable, Optional
+
+from sqlalchemy.orm import Session
+
+from core.access import ActingUser, Permission, require
+from core.audit import entries_statement, record_action
+from core.export import csv_bytes
+from core.models import AuditEntry
+
+AUDIT_LOG_HEADER = ("when_utc", "who", "role", "action", "summary")
+
+
+def audit_log_csv(
+    session: Session,
+    user: ActingUser,
+    *,
+    action: Optional[str] = None,
+    actor: Optional[str] = None,
+    since: Optional[datetime] = None,
+    until: Optional[datetime] = None,
+) -> bytes:
+    """Every audit entry matching the filters, newest first, as spreadsheet-safe CSV.
+
+    The export itself is recorded in the audit log (it lands when the caller commits).
+    """
+    require(user, Permission.VIEW_AUDIT_LOG)
+    entries = list(session.scalars(entries_statement(user, action=action, actor=actor, since=since, until=until)))
+    data = csv_bytes(AUDIT_LOG_HEADER, _rows(entries))
+    record_action(
+        session,
+        user,
+        "export",
+        f"Exported {len(entries)} audit log {'entry' if len(entries) == 1 else 'entries'} as CSV",
+        details={"kind": "audit_log", "entries": len(entries), "action": action, "actor": actor},
+    )
+    return data
+
+
+def _rows(entries: Iterable[AuditEntry]) -> Iterable[tuple[str, ...]]:
+    for entry in entries:
+        yield (
+            entry.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            entry.actor,
+            entry.role,
+            entry.action,
+            entry.summary,
+        )

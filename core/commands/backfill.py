@@ -1,0 +1,104 @@
+"""``backfill [--commit]``: mint persistent payment links for signed players (dry run by default)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from core.backfill import (
+    DEFAULT_CONCURRENCY,
+    BackfillPlan,
+    BackfillResult,
+    ItemOutcome,
+    ItemStatus,
+    commit_backfill,
+    describe_totals,
+    plan_backfill,
+    plan_rows,
+)
+from core.commands.context import add_tenant_option, league_command
+from core.money import format_cents
+from core.payment_gateway import StripeNotConfigured, configured_payment_gateway
+
+
+def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = commands.add_parser(
+        "backfill",
+        help="mint a Stripe payment link for everything signed players owe (dry run by default)",
+        description=(
+            "Plan one persistent Stripe Payment Link per required product and per pending order "
+            "of every signed player, and print the plan. Nothing changes unless --commit is given. "
+            "Safe to rerun: links already made are left alone."
+        ),
+    )
+    parser.add_argument("--commit", action="store_true", help="mint the links through Stripe")
+    parser.add_argument(
+        "--concurrency", type=int, default=DEFAULT_CONCURRENCY, metavar="N",
+        help=f"Stripe requests in flight at once (default {DEFAULT_CONCURRENCY}); the pace stays under Stripe's limit",
+    )
+    add_tenant_option(parser)
+    parser.set_defaults(handler=run_backfill)
+
+
+def run_backfill(args: argparse.Namespace) -> int:
+    with league_command(args) as ctx:
+        if args.commit and not ctx.settings.stripe_configured:
+            raise StripeNotConfigured("mint payment links (the dry run works without it)")
+        plan = plan_backfill(ctx.session, ctx.user)
+        if not args.commit:
+            _print_plan(plan, heading=f"Backfill plan for {ctx.tenant.name} ({ctx.tenant.slug}) — dry run, nothing changed")
+            if plan.to_mint:
+                print("Run again with --commit to mint these links.")
+            return 0
+        gateway = configured_payment_gateway(ctx.settings, action="mint payment links")
+        totals = plan.totals
+        print(f"Minting {totals.links_to_mint} links for {ctx.tenant.name} ({ctx.tenant.slug})...", flush=True)
+        result = commit_backfill(
+            ctx.session, ctx.user, gateway, plan,
+            progress=_print_progress, success_url=ctx.settings.payment_success_url,
+            concurrency=args.concurrency,
+        )
+        return _report(result)
+
+
+def _print_plan(plan: BackfillPlan, *, heading: str) -> None:
+    print(heading)
+    rows = plan_rows(plan)
+    if rows:
+        print(_table(rows))
+    else:
+        print("No signed players owe anything.")
+    print(f"Totals: {describe_totals(plan.totals)}")
+
+
+def _table(rows: Sequence[dict[str, str]]) -> str:
+    columns = list(rows[0])
+    widths = {c: max(len(c), *(len(row[c]) for row in rows)) for c in columns}
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(v.ljust(widths[c]) for c, v in zip(columns, values)).rstrip()
+
+    return "\n".join([line(columns), line(["-" * widths[c] for c in columns])] + [line(list(row.values())) for row in rows])
+
+
+def _print_progress(done: int, total: int, outcome: ItemOutcome) -> None:
+    if outcome.status is ItemStatus.SKIPPED:
+        return
+    item = outcome.item
+    what = f"{item.player_name} — {item.product_name} {format_cents(item.amount_cents, item.currency)}"
+    detail = f": {outcome.reason}" if outcome.status is ItemStatus.FAILED else ""
+    print(f"[{done:>{len(str(total))}}/{total}] {outcome.status.value:<6} {what}{detail}", flush=True)
+
+
+def _report(result: BackfillResult) -> int:
+    print(f"Done: {result.summary()}.")
+    if result.ok:
+        return 0
+    print("Failed:", file=sys.stderr)
+    for outcome in result.failed:
+        item = outcome.item
+        print(f"  {item.player_name} — {item.product_name}: {outcome.reason}", file=sys.stderr)
+    print(f"error: {len(result.failed)} of the links could not be minted (listed above); "
+          "fix the cause and run the backfill again", file=sys.stderr)
+    return 1

@@ -1,0 +1,72 @@
+"""``import FILE.csv [--commit] [--tenant SLUG]``: preview or apply a roster file."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from core.commands.context import add_tenant_option, league_command
+from core.errors import InvalidInput
+from core.roster_import import ImportResult, import_roster
+
+KINDS_HELP = """\
+The kind of file is recognised by its header row (column order is free, extra columns are ignored):
+  players:  player_ref, first_name, last_name, status, team, parent_ref, parent_name, parent_email
+  products: product, kind, required, amount
+  orders:   order_ref, player_ref, product, amount, status
+Import products and players before the orders that refer to them.
+"""
+
+
+def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = commands.add_parser(
+        "import",
+        help="import a roster CSV file (players, products or orders); dry run unless --commit",
+        description="Preview (the default) or apply a roster CSV file. An import with any error "
+        "changes nothing. The first import into an empty database creates a league called 'default'.",
+        epilog=KINDS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("file", metavar="FILE.csv", type=Path, help="the CSV file, UTF-8")
+    parser.add_argument("--commit", action="store_true", help="apply the changes (default: preview only)")
+    add_tenant_option(parser)
+    parser.set_defaults(handler=run_import)
+
+
+def run_import(args: argparse.Namespace) -> int:
+    path: Path = args.file
+    if not path.is_file():
+        raise InvalidInput(f"No such file: {path}")
+    with league_command(args, create_league=True) as ctx:
+        result = import_roster(ctx.session, ctx.user, path, commit=args.commit)
+        if result.committed:
+            ctx.session.commit()
+        else:
+            ctx.session.rollback()
+        league = f"league {ctx.tenant.slug!r}" if not ctx.tenant_created else f"new league {ctx.tenant.slug!r}"
+        print_preview(result, league)
+    if not result.ok:
+        for error in result.errors:
+            print(f"  {error}", file=sys.stderr)
+        if result.errors_not_shown:
+            print(f"  ... and {result.errors_not_shown} more", file=sys.stderr)
+        noun = "problem" if result.error_count == 1 else "problems"
+        print(f"error: {result.error_count} {noun} in {result.file_name}; nothing was imported", file=sys.stderr)
+        return 1
+    if result.committed:
+        print(f"Imported {result.file_name}.")
+    else:
+        print("dry run: nothing changed; pass --commit to import.")
+    return 0
+
+
+def print_preview(result: ImportResult, league: str) -> None:
+    """The counts table: what was (or would be) created, updated and left unchanged."""
+    if result.kind is None:  # the header matched no kind: there is nothing to count
+        return
+    print(f"{result.kind.value} file {result.file_name}: {result.rows} rows for {league}")
+    print(f"  {'':<10}{'created':>9}{'updated':>9}{'unchanged':>11}")
+    for entity in result.entities:
+        counts = result.counts[entity]
+        print(f"  {entity:<10}{counts.created:>9}{counts.updated:>9}{counts.unchanged:>11}")

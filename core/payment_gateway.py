@@ -1,0 +1,115 @@
+"""The payment provider port: what the product asks of Stripe, in the product's own terms.
+
+Domain code (the backfill, payment sync) depends on ``PaymentGateway`` and the small
+value types below, never on the Stripe SDK. The one real implementation lives in
+``core.stripe_gateway``; ``configured_payment_gateway`` builds it from the settings and is
+the only place outside that module that knows it exists (imported lazily, so importing this
+module does not import the SDK).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Iterator, Mapping, Optional, Protocol
+
+from core.errors import BillingError
+
+if TYPE_CHECKING:
+    from core.settings import Settings
+
+
+class StripeNotConfigured(BillingError):
+    """Minting or syncing was asked for, but no Stripe API key is configured."""
+
+    def __init__(self, action: str = "talk to Stripe") -> None:
+        super().__init__(
+            f"STRIPE_API_KEY is not set: add it to the environment or .streamlit/secrets.toml "
+            f"to {action}."
+        )
+
+
+@dataclass(frozen=True)
+class PaymentLinkRequest:
+    """One persistent Payment Link for one Price, quantity one.
+
+    ``single_payment`` lets the link be paid once only (one-time products);
+    ``save_payment_method`` keeps the card on a new Stripe Customer for later off-session
+    charges (monthly products).
+    """
+
+    price_id: str
+    success_url: str
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    single_payment: bool = False
+    save_payment_method: bool = False
+
+
+@dataclass(frozen=True)
+class MintedLink:
+    """A Payment Link as Stripe returned it."""
+
+    id: str
+    url: str
+    active: bool = True
+
+
+@dataclass(frozen=True)
+class CompletedCheckout:
+    """One completed Checkout Session (someone finished paying through a link)."""
+
+    id: str
+    payment_link_id: Optional[str]
+    payment_status: str  # "paid", "unpaid" (payment still processing) or "no_payment_required"
+    amount_total: Optional[int]
+    currency: Optional[str]
+    created: datetime
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    customer_id: Optional[str] = None
+
+    @property
+    def paid(self) -> bool:
+        return self.payment_status in {"paid", "no_payment_required"}
+
+
+class PaymentGateway(Protocol):
+    """What the product needs from the payment provider. Errors are ``PaymentProviderError``."""
+
+    def create_price(
+        self,
+        *,
+        amount_cents: int,
+        currency: str,
+        product_name: str,
+        metadata: Mapping[str, str],
+        idempotency_key: str,
+    ) -> str:
+        """Create a one-time Price (with its own provider product); return the Price id."""
+        ...
+
+    def create_payment_link(self, request: PaymentLinkRequest, *, idempotency_key: str) -> MintedLink:
+        """Create a Payment Link; the same key returns the same link instead of a second one."""
+        ...
+
+    def deactivate_payment_link(self, link_id: str) -> MintedLink:
+        """Stop a link from taking payments (it keeps existing at the provider)."""
+        ...
+
+    def list_completed_checkout_sessions(
+        self, *, payment_link: Optional[str] = None, created_since: Optional[datetime] = None
+    ) -> Iterator[CompletedCheckout]:
+        """Every completed Checkout Session, newest first, fetched page by page as iterated."""
+        ...
+
+
+def configured_payment_gateway(
+    settings: Optional["Settings"] = None, *, action: str = "talk to Stripe"
+) -> PaymentGateway:
+    """The Stripe gateway built from the settings (read now); ``StripeNotConfigured`` without a key."""
+    from core.settings import load_settings
+    from core.stripe_gateway import StripeGateway
+
+    settings = settings or load_settings()
+    if not settings.stripe_configured:
+        raise StripeNotConfigured(action)
+    return StripeGateway.from_settings(settings)

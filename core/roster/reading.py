@@ -1,0 +1,149 @@
+"""Reading a roster file row by row: never the whole file in memory.
+
+The bytes are decoded line by line so a file that is not UTF-8 is refused with the line
+where it goes wrong. A UTF-8 byte-order mark and Windows line endings are accepted, and
+so are semicolon- or tab-separated files (what some spreadsheets export).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Iterable, Iterator, Optional, Union
+
+from core.errors import InvalidInput
+from core.roster.formats import FileFormat, RecognisedHeader, recognise_header
+
+RosterSource = Union[str, Path, bytes, BinaryIO]
+
+_BOM = b"\xef\xbb\xbf"
+_DELIMITERS = (",", ";", "\t")
+
+
+class RosterFileError(InvalidInput):
+    """The file as a whole cannot be read (not UTF-8, no header, broken CSV quoting)."""
+
+    def __init__(self, message: str, *, line: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+@dataclass(frozen=True)
+class CsvRow:
+    """One data row: its first line number in the file and its cells by column name."""
+
+    line: int
+    values: dict[str, str]
+
+
+@contextmanager
+def open_source(source: RosterSource) -> Iterator[BinaryIO]:
+    """A binary stream over ``source``: a path, the file's bytes, or an open binary file."""
+    if isinstance(source, (str, Path)):
+        try:
+            handle = open(source, "rb")
+        except FileNotFoundError:
+            raise InvalidInput(f"No such file: {source}") from None
+        except IsADirectoryError:
+            raise InvalidInput(f"{source} is a folder, not a CSV file") from None
+        with handle:
+            yield handle
+    elif isinstance(source, (bytes, bytearray)):
+        yield io.BytesIO(source)
+    else:
+        if source.seekable():
+            source.seek(0)
+        yield source
+
+
+def source_name(source: RosterSource) -> str:
+    """A name for the file in messages and the audit log."""
+    if isinstance(source, (str, Path)):
+        return Path(source).name
+    return str(getattr(source, "name", "") or "uploaded file")
+
+
+class RosterReader:
+    """Iterates the rows of a roster file after recognising its header.
+
+    Construct it, read ``header`` (which raises ``RosterFileError`` for an empty file or a
+    header that matches no kind), then iterate ``rows()``; iteration raises
+    ``RosterFileError`` when a later line is not UTF-8 or breaks the CSV quoting.
+    """
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._lines = _decoded_lines(stream)
+        self._reader: Optional[Iterator[list[str]]] = None
+        # csv counts the lines it has read from the header on; this turns that into file lines.
+        self._line_offset = 0
+        self.header_line = 0
+        self.header = self._read_header()
+
+    @property
+    def format(self) -> FileFormat:
+        return self.header.format
+
+    def _read_header(self) -> RecognisedHeader:
+        for number, text in self._lines:
+            if not text.strip():
+                continue
+            delimiter = max(_DELIMITERS, key=text.count) if any(d in text for d in _DELIMITERS) else ","
+            lines = _chain_first(text, (line for _, line in self._lines))
+            self._reader = csv.reader(lines, delimiter=delimiter, strict=True)
+            self.header_line = number
+            self._line_offset = number - 1
+            try:
+                cells = next(self._reader)
+            except csv.Error as exc:
+                raise RosterFileError(f"the header is not valid CSV: {exc}", line=number) from None
+            try:
+                return recognise_header(cells)
+            except InvalidInput as exc:
+                raise RosterFileError(str(exc), line=number) from None
+        raise RosterFileError(
+            "The file is empty: it needs a header row naming its columns, then one row per record."
+        )
+
+    def rows(self) -> Iterator[CsvRow]:
+        """Data rows, skipping blank lines; cells are stripped of surrounding spaces."""
+        reader = self._reader
+        assert reader is not None
+        positions = self.header.positions
+        previous_end = reader.line_num  # type: ignore[attr-defined]
+        while True:
+            line = self._line_offset + previous_end + 1
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                raise RosterFileError(f"not valid CSV: {exc}", line=line) from None
+            previous_end = reader.line_num  # type: ignore[attr-defined]
+            if not any(cell.strip() for cell in cells):
+                continue
+            yield CsvRow(
+                line,
+                {name: cells[i].strip() if i < len(cells) else "" for name, i in positions.items()},
+            )
+
+
+def _decoded_lines(stream: BinaryIO) -> Iterator[tuple[int, str]]:
+    for number, raw in enumerate(stream, start=1):
+        if number == 1 and raw.startswith(_BOM):
+            raw = raw[len(_BOM):]
+        try:
+            yield number, raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RosterFileError(
+                f"the file is not UTF-8 text (byte 0x{raw[exc.start]:02x} cannot be "
+                "read). Save it from your spreadsheet as \"CSV UTF-8\" and try again.",
+                line=number,
+            ) from None
+
+
+def _chain_first(first: str, rest: Iterable[str]) -> Iterator[str]:
+    yield first
+    yield from rest

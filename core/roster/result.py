@@ -1,0 +1,99 @@
+"""What an import did or would do: counts per entity and the problems found."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator, Optional
+
+from core.roster.formats import RosterKind
+
+ENTITIES: tuple[str, ...] = ("teams", "parents", "players", "products", "orders")
+MAX_REPORTED_ERRORS = 200
+
+
+@dataclass(frozen=True)
+class RowError:
+    """One problem, naming the line of the file and the column when there is one."""
+
+    line: Optional[int]
+    column: Optional[str]
+    message: str
+
+    def __str__(self) -> str:
+        where = []
+        if self.line is not None:
+            where.append(f"line {self.line}")
+        if self.column:
+            where.append(f"column {self.column}")
+        return f"{', '.join(where)}: {self.message}" if where else self.message
+
+
+class ErrorList:
+    """Collects problems; keeps the first ``limit`` and counts the rest."""
+
+    def __init__(self, limit: int = MAX_REPORTED_ERRORS) -> None:
+        self.limit = limit
+        self.kept: list[RowError] = []
+        self.total = 0
+
+    def add(self, line: Optional[int], column: Optional[str], message: str) -> None:
+        self.total += 1
+        if len(self.kept) < self.limit:
+            self.kept.append(RowError(line, column, message))
+
+    def __bool__(self) -> bool:
+        return self.total > 0
+
+    def __iter__(self) -> Iterator[RowError]:
+        return iter(self.kept)
+
+
+@dataclass
+class EntityCounts:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.created + self.updated + self.unchanged
+
+
+@dataclass
+class ImportResult:
+    """The preview (dry run) or the outcome (commit) of one roster import.
+
+    ``counts`` has every entity; the file's kind decides which of them it touches
+    (``entities``). ``errors`` holds the first problems found; ``error_count`` all of them.
+    When there is any error nothing was (or would be) changed.
+    """
+
+    file_name: str
+    kind: Optional[RosterKind] = None
+    entities: tuple[str, ...] = ()
+    rows: int = 0
+    counts: dict[str, EntityCounts] = field(default_factory=lambda: {e: EntityCounts() for e in ENTITIES})
+    errors: list[RowError] = field(default_factory=list)
+    error_count: int = 0
+    committed: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error_count == 0
+
+    @property
+    def errors_not_shown(self) -> int:
+        return self.error_count - len(self.errors)
+
+    @property
+    def changes(self) -> int:
+        return sum(c.created + c.updated for c in self.counts.values())
+
+    def summary(self) -> str:
+        """One line for the audit log and messages: ``players: 3 created, 1 updated, 9 unchanged``."""
+        parts = [
+            f"{entity}: {c.created} created, {c.updated} updated, {c.unchanged} unchanged"
+            for entity, c in self.counts.items()
+            if entity in self.entities
+        ]
+        return "; ".join(parts) or "nothing to import"

@@ -1,0 +1,134 @@
+"""Mint payment links (admin): the backfill plan, dry run by default, commit with confirmation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from core.access import ActingUser, Permission, require
+from core.backfill import (
+    BackfillPlan,
+    BackfillResult,
+    ItemOutcome,
+    commit_backfill,
+    describe_totals,
+    plan_backfill,
+    plan_rows,
+)
+from core.money import format_cents
+from core.payment_gateway import configured_payment_gateway
+from dashboard.state import data_changed, require_user, session_scope, settings
+
+RESULT_KEY = "backfill_last_result"
+
+
+def _plan(user: ActingUser) -> BackfillPlan:
+    with session_scope() as session:
+        return plan_backfill(session, user)
+
+
+def _headline(plan: BackfillPlan) -> None:
+    totals = plan.totals
+    first, second, third, fourth = st.columns(4)
+    first.metric("Links to mint", f"{totals.links_to_mint:,}")
+    second.metric("Amount they bill", format_cents(totals.amount_to_mint_cents, totals.currency))
+    third.metric("Stripe prices to create", f"{totals.prices_to_create:,}")
+    fourth.metric("Already linked or paid", f"{totals.already_linked + totals.already_paid:,}")
+    st.caption(describe_totals(totals))
+
+
+def _plan_table(plan: BackfillPlan) -> None:
+    rows = plan_rows(plan)
+    if not rows:
+        st.info("No signed player owes anything: there is nothing to plan.")
+        return
+    only_to_mint = st.checkbox("Show only the links to mint", key="backfill_only_to_mint")
+    frame = pd.DataFrame(rows)
+    if only_to_mint:
+        frame = frame[frame["Action"] == "mint"]
+    st.dataframe(frame, hide_index=True, width="stretch", key="backfill_plan_table")
+
+
+def _commit_controls(user: ActingUser, plan: BackfillPlan) -> bool:
+    """Confirmation and the Mint button; returns True when links were minted in this run."""
+    current = settings()
+    if not current.stripe_configured:
+        st.warning(
+            "STRIPE_API_KEY is not set, so links cannot be minted. Add it to the environment or to "
+            ".streamlit/secrets.toml and reload. The dry run works without it.",
+            icon=":material/key_off:",
+        )
+        return False
+    totals = plan.totals
+    if not totals.links_to_mint:
+        st.success("Every signed player already has their links. Nothing to mint.")
+        return False
+    confirmed = st.checkbox(
+        f"Mint {totals.links_to_mint:,} payment links in Stripe, billing "
+        f"{format_cents(totals.amount_to_mint_cents, totals.currency)} in total",
+        key="backfill_confirm",
+    )
+    if not st.button("Mint payment links", type="primary", disabled=not confirmed, key="backfill_commit"):
+        return False
+    bar = st.progress(0.0, text="Starting…")
+
+    def progress(done: int, total: int, outcome: ItemOutcome) -> None:
+        item = outcome.item
+        bar.progress(done / total, text=f"{done:,} of {total:,}: {item.player_name} — {item.product_name} "
+                                        f"({outcome.status.value})")
+
+    gateway = configured_payment_gateway(current, action="mint payment links")
+    with session_scope() as session:
+        result = commit_backfill(session, user, gateway, plan, progress=progress,
+                                 success_url=current.payment_success_url)
+    st.session_state[RESULT_KEY] = _result_view(result)
+    data_changed()
+    return True
+
+
+def _result_view(result: BackfillResult) -> dict[str, Any]:
+    return {
+        "summary": result.summary(),
+        "failures": [
+            {"Player": o.item.player_name, "Parent": o.item.parent_name, "Product": o.item.product_name,
+             "Amount": format_cents(o.item.amount_cents, o.item.currency), "Reason": o.reason}
+            for o in result.failed
+        ],
+    }
+
+
+def _last_result() -> None:
+    view = st.session_state.get(RESULT_KEY)
+    if not view:
+        return
+    if view["failures"]:
+        st.error(f"Last run: {view['summary']}. These links could not be minted; fix the cause and "
+                 "mint again (links already made are kept).", icon=":material/error:")
+        st.dataframe(pd.DataFrame(view["failures"]), hide_index=True, width="stretch",
+                     key="backfill_failures")
+    else:
+        st.success(f"Last run: {view['summary']}.", icon=":material/check_circle:")
+
+
+def main() -> None:
+    user = require(require_user(), Permission.MINT_LINKS)
+    st.title("Mint payment links")
+    st.caption(
+        "One persistent Stripe Payment Link per required product and per pending order of every "
+        "signed player. Links that exist are left alone, so this is safe to run again."
+    )
+    plan = _plan(user)
+    dry_run = st.toggle("Dry run: show the plan, change nothing", value=True, key="backfill_dry_run")
+    if dry_run:
+        st.info("Dry run: nothing is changed. Turn the dry run off to mint the links below.",
+                icon=":material/visibility:")
+    elif _commit_controls(user, plan):
+        plan = _plan(user)
+    _last_result()
+    _headline(plan)
+    _plan_table(plan)
+
+
+main()

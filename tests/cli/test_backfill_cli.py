@@ -1,0 +1,120 @@
+"""``python -m core backfill``: dry run by default, --commit mints, failures exit non-zero."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from core.cli import main
+from core.models import LinkStatus, PaymentLink, ProductKind
+from tests.factories import make_parent, make_player, make_product, make_tenant
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def league(session, database_url, monkeypatch):
+    for name in ("STRIPE_API_KEY", "STRIPE_API_BASE", "PAYMENT_SUCCESS_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    tenant = make_tenant(session, "westside", name="Westside Hoops")
+    make_product(session, tenant, "Registration", amount_cents=15000)
+    make_product(session, tenant, "Monthly dues", kind=ProductKind.MONTHLY, amount_cents=6000)
+    ana = make_parent(session, tenant, "Ana O'Neil")
+    ben = make_parent(session, tenant, "Ben Zed")
+    make_player(session, tenant, ana, first_name="Amy")
+    bo = make_player(session, tenant, ben, first_name="Bo")
+    session.commit()
+    return dict(tenant=tenant, bo=bo)
+
+
+def _links(session) -> int:
+    session.expire_all()
+    return session.execute(select(func.count()).select_from(PaymentLink)).scalar_one()
+
+
+def _use_stand_in(monkeypatch, stand_in) -> None:
+    monkeypatch.setenv("STRIPE_API_KEY", "sk_test_cli")
+    monkeypatch.setenv("STRIPE_API_BASE", stand_in.api_base)
+
+
+def test_the_dry_run_prints_the_plan_and_changes_nothing(session, league, stripe_stand_in, capsys):
+    assert main(["backfill"]) == 0
+    out = capsys.readouterr().out
+    assert "dry run, nothing changed" in out
+    for column in ("Player", "Parent", "Product", "Amount", "Price", "Link exists?"):
+        assert column in out
+    assert "Amy Player" in out and "Ana O'Neil" in out and "$150.00" in out and "$60.00" in out
+    assert "Totals: 4 links to mint ($420.00), 2 Stripe prices to create" in out
+    assert "--commit" in out
+    assert _links(session) == 0 and stripe_stand_in.request_count == 0
+
+
+def test_commit_without_a_stripe_key_says_what_is_missing(session, league, capsys):
+    assert main(["backfill", "--commit"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.strip().splitlines() == [
+        "error: STRIPE_API_KEY is not set: add it to the environment or .streamlit/secrets.toml "
+        "to mint payment links (the dry run works without it)."
+    ]
+    assert _links(session) == 0
+
+
+def test_commit_mints_with_progress_and_a_rerun_mints_nothing(session, league, stripe_stand_in, monkeypatch, capsys):
+    _use_stand_in(monkeypatch, stripe_stand_in)
+    assert main(["backfill", "--commit", "--tenant", "westside"]) == 0
+    out = capsys.readouterr().out
+    assert "Minting 4 links for Westside Hoops" in out
+    assert out.count("minted ") >= 4 and "[4/4]" in out
+    assert "Done: 4 minted" in out
+    assert _links(session) == 4 and len(stripe_stand_in.payment_links) == 4
+
+    assert main(["backfill", "--commit"]) == 0
+    assert "Done: 0 minted" in capsys.readouterr().out
+    assert len(stripe_stand_in.payment_links) == 4
+
+
+def test_a_failed_item_is_listed_and_the_exit_status_is_not_zero(session, league, stripe_stand_in, monkeypatch,
+                                                                  capsys):
+    _use_stand_in(monkeypatch, stripe_stand_in)
+    bo = league["bo"]
+    stripe_stand_in.inject("error", times=None, path="/v1/payment_links", message="Your account is restricted",
+                           when=lambda r: r.params["metadata"]["player_id"] == str(bo.id))
+    assert main(["backfill", "--commit"]) == 1
+    captured = capsys.readouterr()
+    assert "Done: 2 minted" in captured.out
+    assert "Bo Player — Registration: Stripe could not create a payment link: HTTP 400: Your account is restricted" \
+        in captured.err
+    assert captured.err.strip().splitlines()[-1].startswith("error: 2 of the links could not be minted")
+    assert _links(session) == 2
+
+
+@pytest.mark.postgres_only
+def test_two_backfill_processes_at_once_mint_each_link_once(session, league, database_url, stripe_stand_in):
+    for n in range(10):
+        parent = make_parent(session, league["tenant"], f"Family {n:02d}")
+        make_player(session, league["tenant"], parent, first_name=f"Kid{n:02d}")
+    session.commit()
+    env = {**os.environ, "DATABASE_URL": database_url, "STRIPE_API_KEY": "sk_test_cli",
+           "STRIPE_API_BASE": stripe_stand_in.api_base}
+    stripe_stand_in.latency = 0.02
+    runs = [
+        subprocess.Popen([sys.executable, "-m", "core", "backfill", "--commit"], cwd=REPO, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outputs = [run.communicate(timeout=120) for run in runs]
+
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    pairs = 2 * 12  # registration and dues for 12 signed players
+    session.expire_all()
+    active = session.execute(
+        select(PaymentLink.player_id, PaymentLink.product_id).where(PaymentLink.status == LinkStatus.ACTIVE)
+    ).all()
+    assert len(active) == len(set(active)) == pairs
+    assert len(stripe_stand_in.payment_links) == pairs

@@ -1,0 +1,276 @@
+"""The permission matrix: every service function in ``core`` × every kind of caller.
+
+Callers: a coach (of one of the league's two teams), the treasurer, the admin, nobody
+(``None``), and the admin of *another* league calling with this league's ids. For each
+(function, caller) the test asserts the call is refused with ``PermissionDenied`` — and
+changed nothing in either league — or allowed, and then that the caller saw only what
+they may: a coach only their own team and no parent email address; the other league's
+admin nothing of this league, and changed nothing in it.
+
+What each role may do is written out below from the roles table of the architecture
+brief, not read from ``core.access``, so that removing any single ``require`` (or
+granting a role too much) makes a case fail.
+
+Adding a service function: add one ``Call`` row to ``CALLS``. ``test_every_service_function_is_in_the_matrix``
+fails until you do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+import pkgutil
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping, Optional
+
+import pytest
+from sqlalchemy import inspect as sa_inspect, select
+from sqlalchemy.orm import Session
+
+import core
+from core.access import ActingUser, Permission, Role
+from core.audit import audit_filter_choices, list_audit_entries, record_action
+from core.audit_export import audit_log_csv
+from core.balances import BalanceFilter, outstanding_balances
+from core.directory import league_of, league_parents, league_products, visible_teams
+from core.errors import PermissionDenied
+from core.export import ExportKind, export_balances_csv
+from core.models import Base, Product, Tenant
+from tests.factories import acting, make_link, make_parent, make_player, make_product, make_team, make_tenant
+
+P = Permission
+
+# What each caller may do: the roles table of ARCHITECTURE.md.
+MAY: dict[str, frozenset[Permission]] = {
+    "coach": frozenset({P.VIEW_LEAGUE, P.VIEW_BALANCES}),
+    "treasurer": frozenset({P.VIEW_LEAGUE, P.VIEW_BALANCES, P.VIEW_CONTACT_DETAILS, P.EXPORT_BALANCES,
+                            P.SYNC_PAYMENTS}),
+    "admin": frozenset(Permission),
+    "nobody": frozenset(),
+    "other league's admin": frozenset(Permission),
+}
+CALLERS = tuple(MAY)
+
+# Text (compared in lower case) that marks this league's data, the coach's other team, and
+# parents' addresses.
+LEAGUE_MARK = "alpha"
+OTHER_TEAM_MARK = "zulu"
+PARENT_EMAILS = ("own.parent@alpha.example", "zulu.parent@alpha.example")
+
+
+@dataclass
+class World:
+    """Two leagues; the matrix acts on the first ("Alpha") with ids taken from it."""
+
+    tenant: Tenant
+    own_team_id: int
+    other_team_id: int
+    parent_ids: frozenset[int]
+    product_ids: frozenset[int]
+    callers: dict[str, Optional[ActingUser]]
+
+    other_tenant_id: int
+
+    @property
+    def team_ids(self) -> frozenset[int]:
+        return frozenset({self.own_team_id, self.other_team_id})
+
+    @property
+    def tenant_ids(self) -> tuple[int, int]:
+        return (self.tenant.id, self.other_tenant_id)
+
+
+@dataclass(frozen=True)
+class Call:
+    """One service function called the way a page or a crafted request would call it."""
+
+    name: str
+    function: Callable[..., Any]
+    permission: Permission
+    run: Callable[[Session, Optional[ActingUser], World], Any]
+    # False for a function that changes data and returns a report rather than the league's
+    # data: then an allowed caller's result is not expected to show the league's name.
+    returns_league_data: bool = True
+
+
+CALLS: tuple[Call, ...] = (
+    Call("outstanding_balances", outstanding_balances, P.VIEW_BALANCES,
+         lambda s, u, w: outstanding_balances(s, u, BalanceFilter(team_ids=w.team_ids, parent_ids=w.parent_ids))),
+    Call("outstanding_balances by parent email", outstanding_balances, P.VIEW_CONTACT_DETAILS,
+         lambda s, u, w: outstanding_balances(s, u, BalanceFilter(parent_email=PARENT_EMAILS[0]))),
+    Call("visible_teams", visible_teams, P.VIEW_BALANCES, lambda s, u, w: visible_teams(s, u)),
+    Call("league_products", league_products, P.VIEW_BALANCES, lambda s, u, w: league_products(s, u)),
+    Call("league_parents", league_parents, P.VIEW_CONTACT_DETAILS, lambda s, u, w: league_parents(s, u)),
+    Call("league_of", league_of, P.VIEW_LEAGUE, lambda s, u, w: league_of(s, u)),
+    Call("export_balances_csv line items", export_balances_csv, P.EXPORT_BALANCES,
+         lambda s, u, w: export_balances_csv(s, u, BalanceFilter(product_ids=w.product_ids))),
+    Call("export_balances_csv per parent", export_balances_csv, P.EXPORT_BALANCES,
+         lambda s, u, w: export_balances_csv(s, u, kind=ExportKind.PARENTS)),
+    Call("list_audit_entries", list_audit_entries, P.VIEW_AUDIT_LOG, lambda s, u, w: list_audit_entries(s, u)),
+    Call("audit_filter_choices", audit_filter_choices, P.VIEW_AUDIT_LOG,
+         lambda s, u, w: audit_filter_choices(s, u)),
+    Call("audit_log_csv", audit_log_csv, P.VIEW_AUDIT_LOG, lambda s, u, w: audit_log_csv(s, u)),
+)
+
+# Public functions that take the acting user but are not service functions of their own.
+NOT_SERVICE_FUNCTIONS: dict[str, str] = {
+    "core.access.require": "is the check itself",
+    "core.access.find_in_league": "a lookup for service functions, called after their own require",
+    "core.audit.record_action": "writes the audit row of a service function, after that function's require",
+    "core.audit.entries_statement": "builds the audit log query for service functions; runs nothing",
+}
+# Public functions that read the database without an acting user: they run before anyone
+# acts (sign-in, choosing a league) or are the operator's bootstrap from the command line.
+BEFORE_ANYONE_ACTS: dict[str, str] = {
+    "core.directory.list_leagues": "the demo sign-in's league picker",
+    "core.directory.league_teams": "the demo sign-in's team picker",
+    "core.role_directory.league_access_for": "OIDC sign-in: decides who the user is",
+    "core.demo.build_demo_league": "creates the demo league (CLI, and the empty-database page in demo mode)",
+    "core.tenants.find_tenant": "the CLI's --tenant option",
+    "core.tenants.find_or_create_tenant": "the CLI's first import",
+    "core.tenants.list_tenant_slugs": "the CLI's error messages",
+}
+
+
+def build_world(session: Session) -> World:
+    alpha = make_tenant(session, "alpha", name="Alpha League")
+    own_team, zulu_team = make_team(session, alpha, "Alpha Own Team"), make_team(session, alpha, "Alpha Zulu Team")
+    registration = make_product(session, alpha, "Alpha Registration")
+    own_parent = make_parent(session, alpha, "Alpha Own Parent", email=PARENT_EMAILS[0])
+    zulu_parent = make_parent(session, alpha, "Alpha Zulu Parent", email=PARENT_EMAILS[1])
+    make_link(session, alpha, make_player(session, alpha, own_parent, own_team, first_name="Own",
+                                          last_name="Alphakid"), registration)
+    make_link(session, alpha, make_player(session, alpha, zulu_parent, zulu_team, first_name="Zulu",
+                                          last_name="Alphakid"), registration)
+    record_action(session, ActingUser("tom@alpha.example", Role.TREASURER, alpha.id), "export", "Alpha export")
+
+    beta = make_tenant(session, "beta", name="Beta League")
+    beta_team = make_team(session, beta, "Beta Team")
+    beta_product = make_product(session, beta, "Beta Registration")
+    beta_parent = make_parent(session, beta, "Beta Parent", email="parent@beta.example")
+    make_link(session, beta, make_player(session, beta, beta_parent, beta_team), beta_product)
+    record_action(session, ActingUser("bea@beta.example", Role.ADMIN, beta.id), "export", "Beta export")
+
+    return World(
+        tenant=alpha,
+        own_team_id=own_team.id,
+        other_team_id=zulu_team.id,
+        parent_ids=frozenset({own_parent.id, zulu_parent.id}),
+        product_ids=frozenset({registration.id}),
+        other_tenant_id=beta.id,
+        callers={
+            "coach": acting(alpha, Role.COACH, teams=(own_team,)),
+            "treasurer": acting(alpha, Role.TREASURER),
+            "admin": acting(alpha, Role.ADMIN),
+            "nobody": None,
+            "other league's admin": acting(beta, Role.ADMIN),
+        },
+    )
+
+
+@pytest.mark.parametrize("call", CALLS, ids=lambda call: call.name)
+def test_permission_matrix(session, subtests, call: Call):
+    world = build_world(session)
+    for caller in CALLERS:
+        with subtests.test(caller=caller):
+            savepoint = session.begin_nested()  # each caller starts from the same league
+            try:
+                check_call(session, call, caller, world)
+            finally:
+                savepoint.rollback()
+
+
+def check_call(session: Session, call: Call, caller: str, world: World) -> None:
+    user = world.callers[caller]
+    before = {tenant_id: league_rows(session, tenant_id) for tenant_id in world.tenant_ids}
+    if call.permission not in MAY[caller]:
+        with pytest.raises(PermissionDenied) as refusal:
+            call.run(session, user, world)
+        expected = "Sign in" if user is None else f"A {user.role.value} may not"
+        assert str(refusal.value).startswith(expected)
+        after = {tenant_id: league_rows(session, tenant_id) for tenant_id in world.tenant_ids}
+        assert after == before, "a refused call must change nothing"
+        return
+    seen = visible_text(call.run(session, user, world)).casefold()
+    if caller == "other league's admin":
+        assert LEAGUE_MARK not in seen, "another league's data leaked"
+        assert league_rows(session, world.tenant.id) == before[world.tenant.id], "another league was changed"
+        return
+    if call.returns_league_data:
+        assert LEAGUE_MARK in seen, "an allowed caller sees their league's data"
+    if caller == "coach":
+        assert OTHER_TEAM_MARK not in seen, "a coach saw another team"
+        assert not any(email in seen for email in PARENT_EMAILS), "a coach saw a parent's email address"
+
+
+def test_every_service_function_is_in_the_matrix():
+    in_matrix = {_qualified(call.function) for call in CALLS}
+    missing = [
+        name for name, parameters in _public_core_functions()
+        if "user" in parameters and name not in in_matrix and name not in NOT_SERVICE_FUNCTIONS
+    ]
+    assert missing == [], "add a Call row for each of these to CALLS"
+
+
+def test_every_function_that_reads_the_database_takes_the_acting_user():
+    unchecked = [
+        name for name, parameters in _public_core_functions()
+        if "session" in parameters and "user" not in parameters and name not in BEFORE_ANYONE_ACTS
+    ]
+    assert unchecked == [], "service functions take the acting user right after the session"
+
+
+def test_the_matrix_lists_no_function_that_no_longer_exists():
+    public = {name for name, _ in _public_core_functions()}
+    listed = {_qualified(call.function) for call in CALLS} | set(NOT_SERVICE_FUNCTIONS) | set(BEFORE_ANYONE_ACTS)
+    assert sorted(listed - public) == []
+
+
+def visible_text(value: Any) -> str:
+    """Everything a caller could read in a result: text of rows, dataclasses, files and lists."""
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.decode("utf-8-sig")
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Base):
+        return " ".join(str(getattr(value, attr.key)) for attr in sa_inspect(value).mapper.column_attrs)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return " ".join(visible_text(getattr(value, f.name)) for f in dataclasses.fields(value))
+    if isinstance(value, Mapping):
+        return " ".join(f"{visible_text(k)} {visible_text(v)}" for k, v in value.items())
+    if isinstance(value, Iterable):
+        return " ".join(visible_text(item) for item in value)
+    return str(value)
+
+
+def league_rows(session: Session, tenant_id: int) -> dict[str, list[Any]]:
+    """Every row of every table that belongs to one league, to tell whether a call changed any."""
+    rows: dict[str, list[Any]] = {}
+    for table in Base.metadata.sorted_tables:
+        if "tenant_id" in table.c:
+            belongs = table.c.tenant_id == tenant_id
+        elif table.name == "tenants":
+            belongs = table.c.id == tenant_id
+        elif "product_id" in table.c:
+            belongs = table.c.product_id.in_(select(Product.id).where(Product.tenant_id == tenant_id))
+        else:
+            raise AssertionError(f"say how rows of table {table.name} belong to a league")
+        rows[table.name] = list(session.execute(select(table).where(belongs).order_by(*table.primary_key)))
+    return rows
+
+
+def _qualified(function: Callable[..., Any]) -> str:
+    return f"{function.__module__}.{function.__name__}"
+
+
+def _public_core_functions() -> Iterable[tuple[str, Mapping[str, inspect.Parameter]]]:
+    for info in pkgutil.walk_packages(core.__path__, "core."):
+        if info.name.endswith("__main__"):
+            continue
+        module = importlib.import_module(info.name)
+        for name, obj in vars(module).items():
+            if inspect.isfunction(obj) and obj.__module__ == module.__name__ and not name.startswith("_"):
+                yield f"{module.__name__}.{name}", inspect.signature(obj).parameters

@@ -1,0 +1,126 @@
+"""The Mint payment links page: dry run first, then a confirmed commit against the Stripe stand-in."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from core.access import Role
+from core.backfill import plan_backfill
+from core.models import LinkStatus, PaymentLink
+from core.tenants import find_tenant
+from dashboard.navigation import pages_for
+from tests.factories import acting
+
+
+@pytest.fixture
+def no_stripe(monkeypatch):
+    monkeypatch.delenv("STRIPE_API_KEY", raising=False)
+    monkeypatch.delenv("STRIPE_API_BASE", raising=False)
+
+
+@pytest.fixture
+def stripe_configured(monkeypatch, stripe_stand_in):
+    monkeypatch.setenv("STRIPE_API_KEY", "sk_test_dashboard")
+    monkeypatch.setenv("STRIPE_API_BASE", stripe_stand_in.api_base)
+    monkeypatch.setenv("PAYMENT_SUCCESS_URL", "https://westside.example/thanks")
+    return stripe_stand_in
+
+
+def _active_links(session) -> int:
+    session.expire_all()
+    return session.execute(
+        select(func.count()).select_from(PaymentLink).where(PaymentLink.status == LinkStatus.ACTIVE)
+    ).scalar_one()
+
+
+def _plan(session):
+    return plan_backfill(session, acting(find_tenant(session, "demo")))
+
+
+def _table_with(at, column: str):
+    """The first table on the page that has ``column`` (AppTest does not expose dataframe keys)."""
+    return next(frame.value for frame in at.dataframe if column in frame.value.columns)
+
+
+def _plan_table(at):
+    return _table_with(at, "Link exists?")
+
+
+def _open(open_app):
+    at = open_app("admin", page="backfill")
+    assert not at.exception
+    return at
+
+
+def test_the_dry_run_is_on_by_default_and_shows_the_plan(demo_league, open_app, session, no_stripe):
+    before = _active_links(session)
+    plan = _plan(session)
+    at = _open(open_app)
+    assert at.toggle(key="backfill_dry_run").value is True
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Links to mint"] == str(plan.totals.links_to_mint) and plan.totals.links_to_mint > 0
+    table = _plan_table(at)
+    assert len(table) == len(plan.items)
+    assert list(table.columns)[:6] == ["Player", "Parent", "Product", "Amount", "Price", "Link exists?"]
+    assert not [b for b in at.button if b.key == "backfill_commit"]
+    assert _active_links(session) == before
+
+
+def test_the_table_can_show_only_what_would_be_minted(demo_league, open_app, session, no_stripe):
+    plan = _plan(session)
+    at = _open(open_app)
+    at.checkbox(key="backfill_only_to_mint").check().run()
+    assert not at.exception
+    assert len(_plan_table(at)) == plan.totals.links_to_mint
+
+
+def test_without_a_stripe_key_commit_explains_what_is_missing(demo_league, open_app, session, no_stripe):
+    at = _open(open_app)
+    at.toggle(key="backfill_dry_run").set_value(False).run()
+    assert not at.exception
+    assert any("STRIPE_API_KEY is not set" in w.value for w in at.warning)
+    assert not [b for b in at.button if b.key == "backfill_commit"]
+    assert len(_plan_table(at)) > 0  # the plan is still shown
+
+
+def test_commit_asks_for_confirmation_then_mints_the_plan(demo_league, open_app, session, stripe_configured):
+    to_mint = _plan(session).totals.links_to_mint
+    before = _active_links(session)
+    at = _open(open_app)
+    at.toggle(key="backfill_dry_run").set_value(False).run()
+    assert at.button(key="backfill_commit").disabled
+    at.checkbox(key="backfill_confirm").check().run()
+    assert not at.button(key="backfill_commit").disabled
+    assert stripe_configured.request_count == 0
+
+    at.button(key="backfill_commit").click().run()
+
+    assert not at.exception
+    assert any(f"{to_mint} minted" in s.value for s in at.success)
+    assert _active_links(session) == before + to_mint
+    assert len(stripe_configured.payment_links) == to_mint
+    assert {m.label: m.value for m in at.metric}["Links to mint"] == "0"  # the plan shown is the new one
+
+
+def test_failures_are_shown_with_their_reason(demo_league, open_app, session, stripe_configured):
+    stripe_configured.inject("error", times=None, path="/v1/payment_links", message="Your account is restricted",
+                             when=lambda r: "order_id" in r.params["metadata"])
+    failing = [i for i in _plan(session).to_mint if i.order_id is not None]
+    assert failing
+    at = _open(open_app)
+    at.toggle(key="backfill_dry_run").set_value(False).run()
+    at.checkbox(key="backfill_confirm").check().run()
+    at.button(key="backfill_commit").click().run()
+
+    assert not at.exception
+    assert any(f"{len(failing)} failed" in e.value for e in at.error)
+    failures = _table_with(at, "Reason")
+    assert len(failures) == len(failing)
+    assert all("Your account is restricted" in reason for reason in failures["Reason"])
+
+
+def test_only_admins_are_offered_the_page(session, demo_league):
+    tenant = find_tenant(session, "demo")
+    for role, offered in ((Role.ADMIN, True), (Role.TREASURER, False), (Role.COACH, False)):
+        assert any(p.url_path == "backfill" for p in pages_for(acting(tenant, role))) is offered

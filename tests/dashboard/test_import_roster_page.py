@@ -1,0 +1,95 @@
+"""The Import roster page: upload, preview, errors, import, audit entry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from core.access import Role
+
+from core.models import AuditEntry, Player, Team
+from core.tenants import find_tenant
+from dashboard.navigation import pages_for
+from tests.factories import acting
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+PLAYERS_CSV = (EXAMPLES / "players.csv").read_bytes()
+
+
+def players_in(session, slug: str = "demo") -> int:  # type: ignore[no-untyped-def]
+    session.expire_all()
+    tenant = find_tenant(session, slug)
+    return session.scalar(select(func.count()).select_from(Player).where(Player.tenant_id == tenant.id))
+
+
+def upload(at, name: str, content: bytes):  # type: ignore[no-untyped-def]
+    at.file_uploader(key="roster_file").set_value((name, content, "text/csv")).run()
+    assert not at.exception
+    return at
+
+
+def table_with(at, column: str):  # type: ignore[no-untyped-def]
+    [frame] = [d.value for d in at.dataframe if column in d.value.columns]
+    return frame
+
+
+def counts_table(at) -> dict[str, tuple[int, int, int]]:  # type: ignore[no-untyped-def]
+    frame = table_with(at, "Created")
+    return {row[""]: (row["Created"], row["Updated"], row["Left alone"]) for _, row in frame.iterrows()}
+
+
+def test_an_upload_is_previewed_and_nothing_changes_until_import(demo_league, open_app, session):
+    before = players_in(session)
+    at = upload(open_app("admin", page="import_roster"), "players.csv", PLAYERS_CSV)
+    assert at.subheader[0].value == "Preview: players file, 8 rows"
+    assert counts_table(at) == {"Teams": (2, 0, 1), "Parents": (7, 0, 0), "Players": (8, 0, 0)}
+    assert not at.button(key="roster_import_commit").disabled
+    assert not at.error
+    assert players_in(session) == before
+
+
+def test_problems_are_listed_by_row_and_column_and_import_is_disabled(demo_league, open_app, session):
+    broken = PLAYERS_CSV.replace(b"carlos.reyes@example.org", b"carlos.reyes@").replace(b",withdrawn,", b",gone,")
+    at = upload(open_app("admin", page="import_roster"), "players.csv", broken)
+    assert "2 problems in players.csv" in at.error[0].value
+    errors = table_with(at, "Problem")
+    assert list(errors.columns) == ["Row", "Column", "Problem"]
+    assert [(row["Row"], row["Column"]) for _, row in errors.iterrows()] == [("6", "parent_email"), ("7", "status")]
+    assert "not a known status" in errors.iloc[1]["Problem"]
+    assert at.button(key="roster_import_commit").disabled
+
+
+def test_a_file_of_no_known_kind_says_what_is_expected(demo_league, open_app):
+    at = upload(open_app("admin", page="import_roster"), "contacts.csv", b"name,email\nAna,ana@example.org\n")
+    assert not at.subheader
+    problem = table_with(at, "Problem").iloc[0]["Problem"]
+    assert "matches no kind of roster file" in problem and "players: player_ref" in problem
+    assert at.button(key="roster_import_commit").disabled
+
+
+def test_import_applies_the_file_and_records_it_in_the_audit_log(demo_league, open_app, session):
+    before = players_in(session)
+    at = upload(open_app("admin", page="import_roster"), "players.csv", PLAYERS_CSV)
+    at.button(key="roster_import_commit").click().run()
+    assert not at.exception
+    assert at.success[0].value.startswith("Imported players.csv (8 rows): teams: 2 created")
+    assert players_in(session) == before + 8
+    assert "U14 Thunder" in session.scalars(select(Team.name)).all()
+    entry = session.scalars(select(AuditEntry).where(AuditEntry.action == "roster_import")).one()
+    assert entry.actor == "demo-admin" and entry.details["counts"]["players"]["created"] == 8
+    # The same file, still in the uploader, now changes nothing.
+    assert counts_table(at)["Players"] == (0, 0, 8)
+    assert any("already in the league" in info.value for info in at.info)
+
+
+def test_the_page_is_offered_to_admins_only(demo_league, open_app, session):
+    tenant = find_tenant(session, "demo")
+    offered = {role: [p.url_path for p in pages_for(acting(tenant, role))] for role in Role}
+    assert "import" in offered[Role.ADMIN]
+    assert "import" not in offered[Role.TREASURER] and "import" not in offered[Role.COACH]
+    at = open_app("treasurer")
+    assert not at.exception
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        at.switch_page("pages/import_roster.py")

@@ -1,0 +1,833 @@
+"""A local Stripe stand-in: a real HTTP server the real ``stripe.StripeClient`` talks to.
+
+It serves the part of the Stripe API the product uses (Prices, Payment Links, Checkout
+Session listing), keeps state, and behaves the way Stripe documents where it matters here:
+
+* Form-encoded parameters are decoded (nested brackets, indexed lists) and checked against
+  the Stripe SDK's own parameter types (``stripe.params.PaymentLinkCreateParams`` and so
+  on): a name the SDK does not declare is refused with ``parameter_unknown``, as Stripe does.
+  The allowed names are read from the SDK's type annotations, never copied by hand.
+* ``Idempotency-Key``: the same key with the same parameters replays the first response
+  (``Idempotent-Replayed: true``); the same key with other parameters is a 400
+  ``idempotency_error``; a key whose first request is still running gets a 409. As with
+  Stripe, a request refused before it runs (validation, injected 429/500, rate limit) is not
+  remembered under its key.
+* Every response carries a ``Request-Id`` header.
+
+Faults for tests and benchmarks: ``inject("rate_limit" | "server_error" | "drop" |
+"drop_after" | "error", times=N, when=...)``, a per-request ``latency``, and a
+``rate_limit`` (requests per second, sliding one-second window) above which it answers 429.
+
+Test-only: ``complete_checkout_session(link_id, paid=..., amount_total=...)`` (or
+``POST /_stand_in/payment_links/{id}/complete``) records a finished checkout on a link.
+
+Run it on its own for a demo: ``python -m tests.stripe_stand_in --port 12111``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import re
+import secrets
+import socket
+import sys
+import threading
+import time
+import types
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Dict, ForwardRef, List, Literal, Mapping, Optional, Union
+from urllib.parse import parse_qsl, urlsplit
+
+import stripe.params as stripe_params
+import stripe.params.checkout as stripe_checkout_params
+from stripe._request_options import RequestOptions
+from typing_extensions import NotRequired, Required, get_args, get_origin, is_typeddict
+
+# -- parameter schemas, from the SDK's TypedDicts ---------------------------------------------
+
+# RequestOptions (api_key, idempotency_key, ...) travel as headers, never as parameters.
+_REQUEST_OPTION_NAMES = frozenset(RequestOptions.__annotations__)
+
+
+def _resolve(annotation: Any, namespace: Mapping[str, Any]) -> Any:
+    """Evaluate a string or ``ForwardRef`` annotation in the SDK module that declared it."""
+    if isinstance(annotation, ForwardRef):
+        annotation = annotation.__forward_arg__
+    if isinstance(annotation, str):
+        annotation = eval(annotation, dict(namespace))  # the SDK's own annotation text
+    return annotation
+
+
+def _namespace_of(typed_dict: type) -> Mapping[str, Any]:
+    return vars(sys.modules[typed_dict.__module__])
+
+
+def unknown_parameter(value: Any, annotation: Any, path: str, namespace: Mapping[str, Any]) -> Optional[str]:
+    """The first parameter name under ``path`` that ``annotation`` does not declare, or None."""
+    annotation = _resolve(annotation, namespace)
+    origin = get_origin(annotation)
+    if origin in (NotRequired, Required):
+        return unknown_parameter(value, get_args(annotation)[0], path, namespace)
+    if origin is Union or origin is types.UnionType:
+        options = [_resolve(option, namespace) for option in get_args(annotation)]
+        if isinstance(value, dict):
+            # A mapping matches a TypedDict, a free-form Dict, or a list sent with indices.
+            for option in options:
+                if is_typeddict(option):
+                    return unknown_parameter(value, option, path, namespace)
+            for option in options:
+                if get_origin(option) in (dict, list) or _is_free_form(option):
+                    return unknown_parameter(value, option, path, namespace)
+            return _first_nested(value, path)
+        return None
+    if is_typeddict(annotation):
+        if not isinstance(value, dict):
+            return None
+        declared = {
+            name: hint
+            for name, hint in annotation.__annotations__.items()
+            if name not in _REQUEST_OPTION_NAMES
+        }
+        for name, item in value.items():
+            item_path = f"{path}[{name}]" if path else name
+            if name not in declared:
+                return item_path
+            found = unknown_parameter(item, declared[name], item_path, _namespace_of(annotation))
+            if found:
+                return found
+        return None
+    if origin is list:
+        if not isinstance(value, dict):
+            return None
+        element = get_args(annotation)[0]
+        for index, item in value.items():
+            if not index.isdigit():
+                return f"{path}[{index}]"
+            found = unknown_parameter(item, element, f"{path}[{index}]", namespace)
+            if found:
+                return found
+        return None
+    if origin is dict or _is_free_form(annotation):
+        return None  # metadata and the like: any key
+    return _first_nested(value, path)  # a scalar was expected
+
+
+def _is_free_form(annotation: Any) -> bool:
+    target = get_origin(annotation) or annotation
+    return isinstance(target, type) and target.__name__ == "UntypedStripeObject"
+
+
+def _first_nested(value: Any, path: str) -> Optional[str]:
+    if isinstance(value, dict) and value:
+        return f"{path}[{next(iter(value))}]"
+    return None
+
+
+def check_parameters(params: Mapping[str, Any], typed_dict: type) -> Optional[str]:
+    """The first undeclared parameter name in ``params`` for the SDK type ``typed_dict``."""
+    return unknown_parameter(dict(params), typed_dict, "", _namespace_of(typed_dict))
+
+
+def decode_form(text: str) -> dict[str, Any]:
+    """``a[b][0][c]=1&x=2`` -> ``{"a": {"b": {"0": {"c": "1"}}}, "x": "2"}`` (values stay text)."""
+    result: dict[str, Any] = {}
+    for key, value in parse_qsl(text, keep_blank_values=True):
+        head, rest = key.split("[", 1) if "[" in key else (key, "")
+        names = [head] + (re.findall(r"\[([^\]]*)\]", "[" + rest) if rest else [])
+        node = result
+        for name in names[:-1]:
+            child = node.get(name)
+            if not isinstance(child, dict):
+                child = node[name] = {}
+            node = child
+        node[names[-1]] = value
+    return result
+
+
+def as_list(value: Any) -> list[Any]:
+    """An indexed form list (``{"0": ..., "1": ...}``) as a list in index order."""
+    if isinstance(value, list):
+        return value
+    if isinstance(value, dict):
+        return [value[key] for key in sorted(value, key=lambda k: int(k) if k.isdigit() else -1)]
+    return [] if value in (None, "") else [value]
+
+
+def _as_bool(value: Any) -> bool:
+    return str(value).lower() == "true"
+
+
+def _as_int(value: Any, name: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ApiError(400, f"Invalid integer: {value}", param=name, code="parameter_invalid_integer")
+
+
+# -- records, faults, errors --------------------------------------------------------------------
+
+
+@dataclass
+class RecordedRequest:
+    """One request the stand-in received, with the answer it gave."""
+
+    method: str
+    path: str
+    params: dict[str, Any]
+    idempotency_key: Optional[str]
+    api_key: Optional[str]
+    status: Optional[int] = None
+    replayed: bool = False
+    dropped: bool = False
+
+
+@dataclass
+class Fault:
+    kind: str  # rate_limit | server_error | drop | drop_after | error
+    remaining: Optional[int]  # None: forever
+    when: Callable[[RecordedRequest], bool]
+    status: int = 400
+    message: str = "Injected failure"
+    code: Optional[str] = None
+
+
+class ApiError(Exception):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        param: Optional[str] = None,
+        code: Optional[str] = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = {"error": {"type": type, "message": message, "param": param, "code": code}}
+        self.body["error"] = {k: v for k, v in self.body["error"].items() if v is not None}
+
+
+@dataclass
+class _IdempotentResult:
+    fingerprint: tuple[str, str, str]
+    status: Optional[int] = None  # None: still running
+    body: Any = None
+
+
+FAULT_KINDS = {"rate_limit", "server_error", "drop", "drop_after", "error"}
+
+
+# -- the stand-in -----------------------------------------------------------------------------
+
+
+class StripeStandIn:
+    """A threaded HTTP server on 127.0.0.1 (random port) imitating the Stripe API."""
+
+    def __init__(self, *, latency: float = 0.0, rate_limit: Optional[float] = None, port: int = 0) -> None:
+        self.latency = latency
+        self.rate_limit = rate_limit
+        self._port = port
+        self._lock = threading.RLock()
+        self._ids = itertools.count(1)
+        self._server: Optional[ThreadingHTTPServer] = None
+        self._thread: Optional[threading.Thread] = None
+        self.reset()
+
+    # lifecycle
+
+    def start(self) -> "StripeStandIn":
+        stand_in = self
+
+        class Handler(_Handler):
+            pass
+
+        Handler.stand_in = stand_in
+        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="stripe-stand-in", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> "StripeStandIn":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def api_base(self) -> str:
+        assert self._server is not None, "start() the stand-in first"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def reset(self) -> None:
+        """Forget all state, faults and recorded requests (latency and rate limit stay)."""
+        with self._lock:
+            self.requests: list[RecordedRequest] = []
+            self.prices: dict[str, dict[str, Any]] = {}
+            self.products: dict[str, dict[str, Any]] = {}
+            self.payment_links: dict[str, dict[str, Any]] = {}
+            self.link_line_items: dict[str, list[dict[str, Any]]] = {}
+            self.checkout_sessions: list[dict[str, Any]] = []
+            self._idempotency: dict[tuple[str, str], _IdempotentResult] = {}
+            self._faults: list[Fault] = []
+            self._accepted_at: deque[float] = deque()
+            self.rate_limited = 0
+
+    # fault injection
+
+    def inject(
+        self,
+        kind: str,
+        *,
+        times: Optional[int] = 1,
+        method: Optional[str] = None,
+        path: Optional[str] = None,
+        when: Optional[Callable[[RecordedRequest], bool]] = None,
+        status: int = 400,
+        message: str = "Injected failure",
+        code: Optional[str] = None,
+    ) -> Fault:
+        """Make the next ``times`` matching requests fail (``times=None``: all of them).
+
+        ``rate_limit`` answers 429, ``server_error`` 500, ``error`` answers ``status`` with
+        ``message``; ``drop`` closes the connection before the request runs and
+        ``drop_after`` after it ran (the change is made, the answer is lost).
+        """
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault {kind!r}; one of {sorted(FAULT_KINDS)}")
+
+        def matches(request: RecordedRequest) -> bool:
+            if method and request.method != method.upper():
+                return False
+            if path and not request.path.startswith(path):
+                return False
+            return when(request) if when else True
+
+        fault = Fault(kind, times, matches, status=status, message=message, code=code)
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    # inspection
+
+    def count(self, method: Optional[str] = None, path: Optional[str] = None, *, status: Optional[int] = None) -> int:
+        with self._lock:
+            return sum(
+                1
+                for r in self.requests
+                if (method is None or r.method == method.upper())
+                and (path is None or r.path.startswith(path))
+                and (status is None or r.status == status)
+            )
+
+    @property
+    def request_count(self) -> int:
+        with self._lock:
+            return len(self.requests)
+
+    def link_params(self, link_id: str) -> dict[str, Any]:
+        """The decoded parameters the link was created with (for asserting on them)."""
+        with self._lock:
+            return self.payment_links[link_id]["_created_with"]
+
+    # test-only: a parent pays
+
+    def complete_checkout_session(
+        self,
+        link_id: str,
+        *,
+        paid: bool = True,
+        amount_total: Optional[int] = None,
+        created: Optional[int] = None,
+    ) -> dict[str, Any]:
+        """Record a completed Checkout Session on a link, as if a parent had paid through it.
+
+        ``paid=False`` is a completed session whose payment is still processing.
+        """
+        with self._lock:
+            link = self.payment_links.get(link_id)
+            if link is None:
+                raise ApiError(404, f"No such payment_link: '{link_id}'", code="resource_missing")
+            if not link["active"]:
+                raise ApiError(400, "This payment link is not active.", code="payment_link_inactive")
+            items = self.link_line_items[link_id]
+            total = sum(self.prices[item["price"]]["unit_amount"] * item["quantity"] for item in items)
+            session = {
+                "id": f"cs_test_{self._token()}",
+                "object": "checkout.session",
+                "payment_link": link_id,
+                "status": "complete",
+                "payment_status": "paid" if paid else "unpaid",
+                "mode": "payment",
+                "amount_total": total if amount_total is None else amount_total,
+                "currency": link["currency"],
+                "created": int(time.time()) if created is None else created,
+                "metadata": dict(link["metadata"]),
+                "customer": f"cus_{self._token()}" if link["customer_creation"] == "always" else None,
+                "livemode": False,
+                "_seq": next(self._ids),
+            }
+            self.checkout_sessions.append(session)
+            restriction = link.get("restrictions")
+            if restriction:
+                completed = restriction["completed_sessions"]
+                completed["count"] += 1
+                if completed["count"] >= completed["limit"]:
+                    link["active"] = False  # Stripe deactivates a link whose limit is reached
+            return _public(session)
+
+    # request handling (called from server threads)
+
+    def _token(self) -> str:
+        return f"{next(self._ids):05d}{secrets.token_hex(5)}"
+
+    def handle(self, record: RecordedRequest) -> tuple[int, Any, dict[str, str]]:
+        """Answer one request: (status, JSON body or a drop marker, extra headers).
+
+        Checks happen on arrival; ``latency`` then passes while an idempotency key is held
+        "in progress", so a second request with the key meanwhile gets Stripe's 409.
+        """
+        with self._lock:
+            early, runnable = self._refuse_early(record)
+            if early is None:
+                handler, path_id = runnable
+                slot = self._reserve_idempotency(record)
+        if self.latency:
+            time.sleep(self.latency)
+        if early is not None:
+            return early
+        if isinstance(slot, tuple):
+            return slot
+        with self._lock:
+            try:
+                status, body = 200, handler(self, record, path_id)
+            except ApiError as exc:
+                status, body = exc.status, exc.body
+            except Exception:
+                if slot is not None:  # nothing ran to remember: free the key
+                    self._idempotency.pop((record.api_key or "", record.idempotency_key or ""), None)
+                raise
+            if slot is not None:
+                slot.status, slot.body = status, body
+            record.status = status
+            if self._take_fault(record, before=False) is not None:
+                record.dropped = True
+                return 0, _DROP, {}
+            return status, body, {}
+
+    def _refuse_early(self, record: RecordedRequest) -> tuple[Optional[tuple[int, Any, dict[str, str]]], Any]:
+        """(answer, None) when refused before running (never remembered under its key),
+        else (None, (handler, path id))."""
+        self.requests.append(record)
+        if not record.api_key:
+            return self._error(record, ApiError(401, "You did not provide an API key.")), None
+        if self._over_rate_limit():
+            self.rate_limited += 1
+            return self._error(
+                record, ApiError(429, "Too many requests hit the API too quickly.", code="rate_limit")
+            ), None
+        fault = self._take_fault(record, before=True)
+        if fault is not None:
+            if fault.kind == "drop":
+                record.dropped = True
+                return (0, _DROP, {}), None
+            return self._error(record, _fault_error(fault)), None
+        route = _route(record.method, record.path)
+        if route is None:
+            return self._error(record, ApiError(404, f"Unrecognized request URL ({record.method} {record.path}).")), None
+        handler, typed_dict, path_id = route
+        unknown = check_parameters(record.params, typed_dict)
+        if unknown:
+            return self._error(
+                record,
+                ApiError(400, f"Received unknown parameter: {unknown}", param=unknown, code="parameter_unknown"),
+            ), None
+        return None, (handler, path_id)
+
+    def _error(self, record: RecordedRequest, error: ApiError) -> tuple[int, Any, dict[str, str]]:
+        record.status = error.status
+        return error.status, error.body, {}
+
+    def _over_rate_limit(self) -> bool:
+        if not self.rate_limit:
+            return False
+        now = time.monotonic()
+        window = self._accepted_at
+        while window and window[0] <= now - 1.0:
+            window.popleft()
+        if len(window) >= self.rate_limit:
+            return True
+        window.append(now)
+        return False
+
+    def _take_fault(self, record: RecordedRequest, *, before: bool) -> Optional[Fault]:
+        for fault in self._faults:
+            if (fault.kind == "drop_after") == before:
+                continue
+            if fault.remaining == 0 or not fault.when(record):
+                continue
+            if fault.remaining is not None:
+                fault.remaining -= 1
+            return fault
+        return None
+
+    def _reserve_idempotency(self, record: RecordedRequest) -> Any:
+        """None (no key), a fresh slot to fill, or a finished answer (replay, conflict)."""
+        if record.method != "POST" or not record.idempotency_key:
+            return None
+        key = (record.api_key or "", record.idempotency_key)
+        fingerprint = (record.method, record.path, json.dumps(record.params, sort_keys=True))
+        existing = self._idempotency.get(key)
+        if existing is None:
+            slot = _IdempotentResult(fingerprint)
+            self._idempotency[key] = slot
+            return slot
+        if existing.fingerprint != fingerprint:
+            return self._error(
+                record,
+                ApiError(
+                    400,
+                    "Keys for idempotent requests can only be used with the same parameters they were "
+                    f"first used with. Try using a key other than '{record.idempotency_key}' if you "
+                    "meant to execute a different request.",
+                    type="idempotency_error",
+                ),
+            )
+        if existing.status is None:
+            return self._error(
+                record,
+                ApiError(
+                    409,
+                    "There is currently another in-progress request using this Stripe token.",
+                    type="idempotency_error",
+                    code="idempotency_key_in_use",
+                ),
+            )
+        record.status, record.replayed = existing.status, True
+        return existing.status, existing.body, {"Idempotent-Replayed": "true"}
+
+
+_DROP = object()
+
+
+def _fault_error(fault: Fault) -> ApiError:
+    if fault.kind == "rate_limit":
+        return ApiError(429, "Too many requests hit the API too quickly.", code="rate_limit")
+    if fault.kind == "server_error":
+        return ApiError(500, "An unknown error occurred.", type="api_error")
+    return ApiError(fault.status, fault.message, code=fault.code)
+
+
+def _public(obj: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in obj.items() if not key.startswith("_")}
+
+
+def _list_object(url: str, items: List[dict[str, Any]], params: Mapping[str, Any]) -> dict[str, Any]:
+    limit = _as_int(params.get("limit", 10), "limit")
+    if not 1 <= limit <= 100:
+        raise ApiError(400, "Invalid limit: must be between 1 and 100", param="limit")
+    start = 0
+    if params.get("starting_after"):
+        ids = [item["id"] for item in items]
+        if params["starting_after"] not in ids:
+            raise ApiError(404, f"No such object: '{params['starting_after']}'", param="starting_after")
+        start = ids.index(params["starting_after"]) + 1
+    page = items[start : start + limit]
+    return {
+        "object": "list",
+        "url": url,
+        "has_more": start + limit < len(items),
+        "data": [_public(item) for item in page],
+    }
+
+
+# -- endpoints ----------------------------------------------------------------------------------
+
+
+def _create_price(stand_in: StripeStandIn, request: RecordedRequest, _: Optional[str]) -> dict[str, Any]:
+    params = request.params
+    if "currency" not in params:
+        raise ApiError(400, "Missing required param: currency.", param="currency", code="parameter_missing")
+    if "unit_amount" not in params:
+        raise ApiError(400, "Missing required param: unit_amount.", param="unit_amount", code="parameter_missing")
+    product = params.get("product")
+    if not product:
+        product_data = params.get("product_data") or {}
+        if not product_data.get("name"):
+            raise ApiError(400, "Missing required param: product_data[name].", param="product_data[name]", code="parameter_missing")
+        product = f"prod_{stand_in._token()}"
+        stand_in.products[product] = {"id": product, "object": "product", "name": product_data["name"],
+                                      "metadata": dict(product_data.get("metadata") or {})}
+    elif product not in stand_in.products:
+        raise ApiError(400, f"No such product: '{product}'", param="product", code="resource_missing")
+    recurring = params.get("recurring")
+    price = {
+        "id": f"price_{stand_in._token()}",
+        "object": "price",
+        "active": _as_bool(params.get("active", "true")),
+        "currency": params["currency"].lower(),
+        "unit_amount": _as_int(params["unit_amount"], "unit_amount"),
+        "product": product,
+        "type": "recurring" if recurring else "one_time",
+        "recurring": {"interval": recurring.get("interval"),
+                      "interval_count": _as_int(recurring.get("interval_count", 1), "recurring[interval_count]")}
+        if recurring else None,
+        "metadata": dict(params.get("metadata") or {}),
+        "nickname": params.get("nickname"),
+        "created": int(time.time()),
+        "livemode": False,
+    }
+    stand_in.prices[price["id"]] = price
+    return price
+
+
+def _list_prices(stand_in: StripeStandIn, request: RecordedRequest, _: Optional[str]) -> dict[str, Any]:
+    params = request.params
+    items = list(reversed(stand_in.prices.values()))
+    if "active" in params:
+        items = [p for p in items if p["active"] == _as_bool(params["active"])]
+    if "currency" in params:
+        items = [p for p in items if p["currency"] == params["currency"]]
+    if "product" in params:
+        items = [p for p in items if p["product"] == params["product"]]
+    return _list_object("/v1/prices", items, params)
+
+
+def _retrieve_price(stand_in: StripeStandIn, request: RecordedRequest, price_id: Optional[str]) -> dict[str, Any]:
+    price = stand_in.prices.get(price_id or "")
+    if price is None:
+        raise ApiError(404, f"No such price: '{price_id}'", param="id", code="resource_missing")
+    return price
+
+
+def _create_payment_link(stand_in: StripeStandIn, request: RecordedRequest, _: Optional[str]) -> dict[str, Any]:
+    params = request.params
+    raw_items = as_list(params.get("line_items"))
+    if not raw_items:
+        raise ApiError(400, "Missing required param: line_items.", param="line_items", code="parameter_missing")
+    line_items = []
+    for index, item in enumerate(raw_items):
+        price_id = item.get("price")
+        price = stand_in.prices.get(price_id or "")
+        if price is None:
+            raise ApiError(400, f"No such price: '{price_id}'", param=f"line_items[{index}][price]", code="resource_missing")
+        if not price["active"]:
+            raise ApiError(400, f"The price '{price_id}' is not active.", param=f"line_items[{index}][price]")
+        if "quantity" not in item:
+            raise ApiError(400, "Missing required param: line_items[0][quantity].",
+                           param=f"line_items[{index}][quantity]", code="parameter_missing")
+        line_items.append({"price": price_id, "quantity": _as_int(item["quantity"], "quantity")})
+    prices = [stand_in.prices[item["price"]] for item in line_items]
+    subscription = any(price["type"] == "recurring" for price in prices)
+    if subscription:
+        for name in ("payment_intent_data", "customer_creation"):
+            if name in params:
+                raise ApiError(400, f"You can not pass `{name}` in `subscription` mode.", param=name)
+    currencies = {price["currency"] for price in prices}
+    if len(currencies) > 1:
+        raise ApiError(400, "All prices on a payment link must share a currency.", param="line_items")
+    after = params.get("after_completion") or {"type": "hosted_confirmation"}
+    if after.get("type") == "redirect" and not (after.get("redirect") or {}).get("url"):
+        raise ApiError(400, "Missing required param: after_completion[redirect][url].",
+                       param="after_completion[redirect][url]", code="parameter_missing")
+    restrictions = None
+    if params.get("restrictions"):
+        limit = _as_int(params["restrictions"]["completed_sessions"]["limit"], "restrictions[completed_sessions][limit]")
+        restrictions = {"completed_sessions": {"count": 0, "limit": limit}}
+    intent = params.get("payment_intent_data")
+    token = stand_in._token()
+    link = {
+        "id": f"plink_{token}",
+        "object": "payment_link",
+        "active": True,
+        "url": f"https://buy.stripe.com/test_{token}",
+        "currency": currencies.pop(),
+        "metadata": dict(params.get("metadata") or {}),
+        "after_completion": {
+            "type": after.get("type"),
+            "redirect": {"url": after["redirect"]["url"]} if after.get("type") == "redirect" else None,
+            "hosted_confirmation": None if after.get("type") == "redirect" else {"custom_message": None},
+        },
+        "customer_creation": params.get("customer_creation", "if_required"),
+        "payment_intent_data": {
+            "capture_method": intent.get("capture_method", "automatic"),
+            "setup_future_usage": intent.get("setup_future_usage"),
+            "metadata": dict(intent.get("metadata") or {}),
+        } if intent else None,
+        "restrictions": restrictions,
+        "livemode": False,
+        "_created_with": params,
+    }
+    stand_in.payment_links[link["id"]] = link
+    stand_in.link_line_items[link["id"]] = line_items
+    return _public(link)
+
+
+def _update_payment_link(stand_in: StripeStandIn, request: RecordedRequest, link_id: Optional[str]) -> dict[str, Any]:
+    link = stand_in.payment_links.get(link_id or "")
+    if link is None:
+        raise ApiError(404, f"No such payment_link: '{link_id}'", param="id", code="resource_missing")
+    if "active" in request.params:
+        link["active"] = _as_bool(request.params["active"])
+    if "metadata" in request.params:
+        metadata = request.params["metadata"]
+        if metadata == "":
+            link["metadata"] = {}
+        else:
+            for key, value in metadata.items():
+                if value == "":
+                    link["metadata"].pop(key, None)
+                else:
+                    link["metadata"][key] = value
+    return _public(link)
+
+
+def _retrieve_payment_link(stand_in: StripeStandIn, request: RecordedRequest, link_id: Optional[str]) -> dict[str, Any]:
+    link = stand_in.payment_links.get(link_id or "")
+    if link is None:
+        raise ApiError(404, f"No such payment_link: '{link_id}'", param="id", code="resource_missing")
+    return _public(link)
+
+
+def _list_checkout_sessions(stand_in: StripeStandIn, request: RecordedRequest, _: Optional[str]) -> dict[str, Any]:
+    params = request.params
+    items = sorted(stand_in.checkout_sessions, key=lambda s: (s["created"], s["_seq"]), reverse=True)
+    if "payment_link" in params:
+        items = [s for s in items if s["payment_link"] == params["payment_link"]]
+    if "status" in params:
+        items = [s for s in items if s["status"] == params["status"]]
+    created = params.get("created")
+    if isinstance(created, dict):
+        bounds = {op: _as_int(value, f"created[{op}]") for op, value in created.items()}
+        checks = {"gt": lambda c, b: c > b, "gte": lambda c, b: c >= b, "lt": lambda c, b: c < b, "lte": lambda c, b: c <= b}
+        items = [s for s in items if all(checks[op](s["created"], b) for op, b in bounds.items())]
+    elif created is not None:
+        items = [s for s in items if s["created"] == _as_int(created, "created")]
+    return _list_object("/v1/checkout/sessions", items, params)
+
+
+def _complete_session(stand_in: StripeStandIn, request: RecordedRequest, link_id: Optional[str]) -> dict[str, Any]:
+    params = request.params
+    return stand_in.complete_checkout_session(
+        link_id or "",
+        paid=_as_bool(params.get("paid", "true")),
+        amount_total=_as_int(params["amount_total"], "amount_total") if "amount_total" in params else None,
+        created=_as_int(params["created"], "created") if "created" in params else None,
+    )
+
+
+class _CompleteSessionParams(stripe_params.PaymentLinkRetrieveParams):  # an open-ended test route
+    paid: NotRequired[str]
+    amount_total: NotRequired[int]
+    created: NotRequired[int]
+
+
+_ID = r"([A-Za-z0-9_]+)"
+_ROUTES: list[tuple[str, "re.Pattern[str]", Callable[..., Any], type]] = [
+    ("POST", re.compile(r"^/v1/prices$"), _create_price, stripe_params.PriceCreateParams),
+    ("GET", re.compile(r"^/v1/prices$"), _list_prices, stripe_params.PriceListParams),
+    ("GET", re.compile(rf"^/v1/prices/{_ID}$"), _retrieve_price, stripe_params.PriceRetrieveParams),
+    ("POST", re.compile(r"^/v1/payment_links$"), _create_payment_link, stripe_params.PaymentLinkCreateParams),
+    ("POST", re.compile(rf"^/v1/payment_links/{_ID}$"), _update_payment_link, stripe_params.PaymentLinkUpdateParams),
+    ("GET", re.compile(rf"^/v1/payment_links/{_ID}$"), _retrieve_payment_link, stripe_params.PaymentLinkRetrieveParams),
+    ("GET", re.compile(r"^/v1/checkout/sessions$"), _list_checkout_sessions, stripe_checkout_params.SessionListParams),
+    ("POST", re.compile(rf"^/_stand_in/payment_links/{_ID}/complete$"), _complete_session, _CompleteSessionParams),
+]
+
+
+def _route(method: str, path: str) -> Optional[tuple[Callable[..., Any], type, Optional[str]]]:
+    for route_method, pattern, handler, typed_dict in _ROUTES:
+        match = pattern.match(path)
+        if route_method == method and match:
+            return handler, typed_dict, match.group(1) if match.groups() else None
+    return None
+
+
+# -- HTTP ---------------------------------------------------------------------------------------
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as the SDK's requests session expects
+    disable_nagle_algorithm = True  # headers and body go out in separate writes
+    stand_in: StripeStandIn
+
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def do_POST(self) -> None:
+        self._serve("POST")
+
+    def do_DELETE(self) -> None:
+        self._serve("DELETE")
+
+    def _serve(self, method: str) -> None:
+        url = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length).decode() if length else ""
+        query = body if method == "POST" else url.query
+        authorization = self.headers.get("Authorization") or ""
+        record = RecordedRequest(
+            method=method,
+            path=url.path,
+            params=decode_form(query),
+            idempotency_key=self.headers.get("Idempotency-Key"),
+            api_key=authorization[len("Bearer "):] if authorization.startswith("Bearer ") else None,
+        )
+        status, payload, headers = self.stand_in.handle(record)
+        if payload is _DROP:
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Request-Id", f"req_{secrets.token_hex(7)}")
+        if record.idempotency_key:
+            self.send_header("Idempotency-Key", record.idempotency_key)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description="Run the local Stripe stand-in until interrupted.")
+    parser.add_argument("--port", type=int, default=12111)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
+    parser.add_argument("--rate-limit", type=float, default=None, help="requests per second before 429s")
+    args = parser.parse_args(argv)
+    with StripeStandIn(latency=args.latency, rate_limit=args.rate_limit, port=args.port) as stand_in:
+        print(f"Stripe stand-in at {stand_in.api_base} (STRIPE_API_BASE={stand_in.api_base})", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()
