@@ -211,6 +211,7 @@ def bench_send(sends: int, *, per_minute: int, latency: float, workers: int) -> 
         with session_factory(engine)() as session:
             started = time.perf_counter()
             campaign = start_campaign(session, admin, OUTSTANDING_BALANCE, email_from=EMAIL_FROM)
+            session.commit()
             queued_in = time.perf_counter() - started
         backend = GmailBackend(
             lambda: build("gmail", "v1", http=httplib2.Http(timeout=30), cache_discovery=False,

@@ -105,6 +105,7 @@ def _send_to_everyone(ctx: CommandContext, args: argparse.Namespace, *, stdin: T
     campaign = start_campaign(
         ctx.session, ctx.user, OUTSTANDING_BALANCE, email_from=ctx.settings.email_from, cooldown_days=cooldown
     )
+    ctx.session.commit()
     queued = campaign.audience.get("recipients", 0)
     print(f"Campaign #{campaign.id}: {queued} emails queued, {campaign.audience.get('skipped', 0)} parents skipped.")
     return _drain(ctx, campaign.id)

@@ -121,7 +121,7 @@ class EmailPreview:
         return self.message.as_bytes()
 
 
-def league_brand(session: Session, user: ActingUser, *, email_from: str) -> Brand:
+def _league_brand(session: Session, user: ActingUser, *, email_from: str) -> Brand:
     """The acting user's league brand, with ``EMAIL_FROM`` as the sending address."""
     return brand_for_tenant(session.get_one(Tenant, user.tenant_id), email_from=email_from)
 
@@ -187,16 +187,16 @@ def start_campaign(
     email_from: str,
     cooldown_days: int = DEFAULT_COOLDOWN_DAYS,
 ) -> EmailCampaign:
-    """Write a send-to-everyone campaign and its outbox rows, rendered, then COMMIT them.
+    """Write a send-to-everyone campaign and its outbox rows, rendered and ready to send.
 
-    Commits because the outbox must be durable before anything is sent. The league's row is
-    locked while the manifest is built, so two campaigns started at once are built one after
-    the other and the second sees the first one's queued messages (skipped by the cool-down).
+    The caller commits, before draining (the outbox must be durable before anything is sent).
+    The league's row stays locked until then, so two campaigns started at once are built one
+    after the other and the second sees the first one's queued messages (skipped by the cool-down).
     """
     require(user, Permission.SEND_EMAIL)
     _lock_league(session, user)
     manifest = build_manifest(session, user, email_type, cooldown_days=cooldown_days)
-    brand = league_brand(session, user, email_from=email_from)
+    brand = _league_brand(session, user, email_from=email_from)
     campaign = EmailCampaign(
         tenant_id=user.tenant_id,
         email_type=email_type.key,
@@ -228,7 +228,7 @@ def start_campaign(
     )
     if not manifest.recipients:
         campaign.status, campaign.finished_at = CampaignStatus.COMPLETED, utcnow()
-    session.commit()
+    session.flush()
     return campaign
 
 
@@ -251,7 +251,7 @@ def send_test_email(
     address = normalise_recipient(test_address)
     with open_session(sessions) as session:
         balance = _balance_of(session, user, email_type, parent_id)
-        brand = league_brand(session, user, email_from=email_from)
+        brand = _league_brand(session, user, email_from=email_from)
         rendered = render_email(email_type, balance, brand)
         campaign = EmailCampaign(
             tenant_id=user.tenant_id,
@@ -332,7 +332,7 @@ def preview_email(
     """
     require(user, Permission.PREVIEW_EMAIL)
     balance = _balance_of(session, user, email_type, parent_id)
-    brand = league_brand(session, user, email_from=email_from)
+    brand = _league_brand(session, user, email_from=email_from)
     rendered = render_email(email_type, balance, brand)
     message = compose_message(
         rendered,

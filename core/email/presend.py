@@ -1,9 +1,9 @@
 """Before a send to everyone: bring payments in from Stripe so nobody who paid is reminded.
 
-The sync itself lives in ``core.payment_sync`` (``sync_payments(session, user, gateway)``).
-It is looked up when a send starts, not imported here, and can be injected, so sending works
-whether or not that module is present. The contract this module expects from it:
-``sync_payments(session, user, gateway)`` and ``gateway_from_settings(settings)``.
+The sync itself lives in ``core.payment_sync`` (``sync_payments(session, user, gateway)``),
+with the gateway from ``core.payment_gateway.configured_payment_gateway``. It is looked up
+when a send starts, not imported here, and can be injected, so sending works whether or not
+that module is present.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional
 
 from sqlalchemy.orm import Session
 
-from core.access import ActingUser
+from core.access import ActingUser, Permission, require
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,7 @@ def sync_payments_first(
 
     ``sync`` replaces the default lookup of ``core.payment_sync``. The caller commits.
     """
+    require(user, Permission.SEND_EMAIL)
     if sync is None:
         if not settings.stripe_configured:
             return PresendSync(False, "Payments were not synced first: Stripe is not configured.")
@@ -63,11 +64,12 @@ def _default_payment_sync(settings: Settings) -> tuple[Optional[PaymentSync], st
             raise
         return None, "the payment sync is not part of this installation."
     sync_payments = getattr(module, "sync_payments", None)
-    gateway_from_settings = getattr(module, "gateway_from_settings", None)
-    if sync_payments is None or gateway_from_settings is None:
-        return None, "core.payment_sync has no sync_payments / gateway_from_settings."
+    if sync_payments is None:
+        return None, "core.payment_sync has no sync_payments."
 
     def run(session: Session, user: ActingUser) -> Any:
-        return sync_payments(session, user, gateway_from_settings(settings))
+        from core.payment_gateway import configured_payment_gateway
+
+        return sync_payments(session, user, configured_payment_gateway(settings, action="sync payments"))
 
     return run, ""

@@ -68,6 +68,7 @@ def test_two_workers_draining_one_campaign_send_each_email_once(session, databas
     tenant, emails = big_league
     admin = acting(tenant)
     campaign = start_campaign(session, admin, OUTSTANDING_BALANCE, email_from=EMAIL_FROM)
+    session.commit()
     engines = [make_engine(database_url) for _ in range(2)]
     outbox = tmp_path / "outbox"
     try:
@@ -93,6 +94,7 @@ def test_two_admins_sending_to_everyone_at_once_email_each_parent_once(session, 
             from core.db import session_factory
             with session_factory(engine)() as own:
                 campaign = start_campaign(own, admin, OUTSTANDING_BALANCE, email_from=EMAIL_FROM)
+                own.commit()
             drain_outbox(engine, admin, campaign.id, backend=Slow(outbox), email_from=EMAIL_FROM, workers=2)
             return campaign
         finally:
@@ -109,6 +111,7 @@ def test_two_campaigns_queued_for_the_same_parents_cannot_both_email_one(session
     tenant, emails = big_league
     admin = acting(tenant)
     first = start_campaign(session, admin, OUTSTANDING_BALANCE, email_from=EMAIL_FROM)
+    session.commit()
     second = EmailCampaign(tenant_id=tenant.id, email_type="outstanding_balance", started_by="other@example.org",
                            audience={"cooldown_days": 3})
     session.add(second)

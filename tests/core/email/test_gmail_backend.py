@@ -232,6 +232,7 @@ def test_a_campaign_through_gmail_stops_cleanly_at_the_daily_limit_and_resumes(s
 
     admin = acting(league["tenant"])
     campaign = start_campaign(session, admin, OUTSTANDING_BALANCE, email_from=EMAIL_FROM)
+    session.commit()
     backend, http, _ = gmail([error(429, "rateLimitExceeded"), ok("first"), error(403, "dailyLimitExceeded")])
     stopped = drain_outbox(engine, admin, campaign.id, backend=backend, email_from=EMAIL_FROM, workers=1)
     assert (stopped.sent, stopped.failed, stopped.remaining) == (1, 0, 1)

@@ -47,6 +47,7 @@ def admin_of(session):  # type: ignore[no-untyped-def]
 def send_to_everyone(session, engine, backend, **options):  # type: ignore[no-untyped-def]
     admin = admin_of(session)
     campaign = start_campaign(session, admin, OUTSTANDING_BALANCE, email_from=EMAIL_FROM, **options)
+    session.commit()
     return campaign, run_campaign(engine, admin, campaign.id, backend=backend, email_from=EMAIL_FROM)
 
 
@@ -207,6 +208,7 @@ def test_an_exhausted_daily_quota_stops_the_run_and_a_later_run_finishes_it(sess
 def test_a_crash_half_way_then_a_resume_never_sends_a_second_copy(session, engine, league, outbox_dir, before_delivery):
     admin = admin_of(session)
     campaign = start_campaign(session, admin, OUTSTANDING_BALANCE, email_from=EMAIL_FROM)
+    session.commit()
     with pytest.raises(CrashAfter.Crash):
         drain_outbox(engine, admin, campaign.id, backend=CrashAfter(outbox_dir, 1, before_delivery=before_delivery),
                      email_from=EMAIL_FROM)
@@ -252,6 +254,7 @@ def test_a_killed_send_process_resumes_where_it_stopped(session, engine, databas
     session.commit()
     admin = acting(tenant)
     campaign = start_campaign(session, admin, OUTSTANDING_BALANCE, email_from=EMAIL_FROM)
+    session.commit()
     worker = subprocess.Popen(
         [sys.executable, "-c", KILLABLE_DRAIN, database_url, str(outbox_dir), str(tenant.id), str(campaign.id), EMAIL_FROM],
         cwd=Path(__file__).resolve().parents[3],
@@ -325,20 +328,30 @@ def test_a_test_send_for_a_parent_who_owes_nothing_is_refused(session, engine, l
 
 # --- who may send, and where --------------------------------------------------------------------
 
-@pytest.mark.parametrize("role", [Role.COACH, Role.TREASURER])
+@pytest.mark.parametrize("role", [Role.COACH, Role.TREASURER, None])
 def test_only_an_admin_may_send(session, engine, league, outbox_dir, role):
-    user = acting(league["tenant"], role)
-    with pytest.raises(PermissionDenied):
-        start_campaign(session, user, OUTSTANDING_BALANCE, email_from=EMAIL_FROM)
-    with pytest.raises(PermissionDenied):
-        send_test_email(engine, user, parent_id=league["ana"].id, test_address="me@example.org",
-                        email_type=OUTSTANDING_BALANCE, backend=FileBackend(outbox_dir), email_from=EMAIL_FROM)
-    with pytest.raises(PermissionDenied):
-        drain_outbox(engine, user, 1, backend=FileBackend(outbox_dir), email_from=EMAIL_FROM)
+    campaign = start_campaign(session, admin_of(session), OUTSTANDING_BALANCE, email_from=EMAIL_FROM)
+    session.commit()
+    user = acting(league["tenant"], role) if role else None
+    backend = FileBackend(outbox_dir)
+    attempts = [
+        lambda: start_campaign(session, user, OUTSTANDING_BALANCE, email_from=EMAIL_FROM),
+        lambda: send_test_email(engine, user, parent_id=league["ana"].id, test_address="me@example.org",
+                                email_type=OUTSTANDING_BALANCE, backend=backend, email_from=EMAIL_FROM),
+        lambda: drain_outbox(engine, user, campaign.id, backend=backend, email_from=EMAIL_FROM),
+        lambda: run_campaign(engine, user, campaign.id, backend=backend, email_from=EMAIL_FROM),
+        lambda: retry_messages(session, user, campaign.id),
+    ]
+    for attempt in attempts:
+        with pytest.raises(PermissionDenied):
+            attempt()
+    assert read_outbox(outbox_dir) == []
+    assert sorted(set(statuses(session, campaign.id).values())) == ["pending", "skipped"]
 
 
 def test_another_leagues_campaign_cannot_be_run_or_read(session, engine, league, outbox_dir):
     campaign = start_campaign(session, admin_of(session), OUTSTANDING_BALANCE, email_from=EMAIL_FROM)
+    session.commit()
     other_admin = acting(make_tenant(session))
     session.commit()
     with pytest.raises(NotFound):
@@ -366,6 +379,7 @@ def test_a_second_kind_of_reminder_is_one_registry_entry(session, engine, league
                               subject_template="{{ brand.league_name }}: monthly dues of {{ total }}")
     admin = admin_of(session)
     campaign = start_campaign(session, admin, dues_reminder, email_from=EMAIL_FROM)
+    session.commit()
     run_campaign(engine, admin, campaign.id, backend=FileBackend(outbox_dir), email_from=EMAIL_FROM)
     (message,) = read_outbox(outbox_dir)
     assert message["Subject"].strip() == "Westside Hoops: monthly dues of $60.00"

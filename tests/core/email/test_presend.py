@@ -31,11 +31,12 @@ def test_an_injected_sync_runs_in_the_callers_session(session):
     assert calls == [(session, user)] and outcome.ran and outcome.note.endswith("3 paid")
 
 
-def test_the_payment_sync_module_is_used_when_present(session, monkeypatch):
+def test_the_payment_sync_module_is_used_with_the_configured_stripe_gateway(session, monkeypatch):
+    from core.stripe_gateway import StripeGateway
+
     calls = []
     module = types.ModuleType("core.payment_sync")
-    module.gateway_from_settings = lambda settings: ("gateway", settings.stripe_api_key.reveal())  # type: ignore[attr-defined]
     module.sync_payments = lambda s, u, gateway: calls.append(gateway) or "ok"  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "core.payment_sync", module)
     outcome = sync_payments_first(session, acting(make_tenant(session)), settings=STRIPE)
-    assert outcome.ran and calls == [("gateway", "sk_test_123")]
+    assert outcome.ran and len(calls) == 1 and isinstance(calls[0], StripeGateway)
