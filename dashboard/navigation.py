@@ -10,7 +10,7 @@ from core.access import ActingUser, Permission
 
 @dataclass(frozen=True)
 class PageEntry:
-    file: str  # relative to dashboard/
+    file: str  # relative to dashboard/ (not "pages/": Streamlit would serve that folder without the router)
     title: str
     icon: str
     permission: Permission
@@ -19,16 +19,16 @@ class PageEntry:
 
 
 PAGES: tuple[PageEntry, ...] = (
-    PageEntry("pages/balances.py", "Outstanding balances", ":material/account_balance_wallet:",
+    PageEntry("views/balances.py", "Outstanding balances", ":material/account_balance_wallet:",
               Permission.VIEW_BALANCES, "balances"),
-    PageEntry("pages/import_roster.py", "Import roster", ":material/upload_file:",
+    PageEntry("views/import_roster.py", "Import roster", ":material/upload_file:",
               Permission.IMPORT_ROSTER, "import", section="Admin"),
-    PageEntry("pages/backfill.py", "Mint payment links", ":material/add_link:",
+    PageEntry("views/backfill.py", "Mint payment links", ":material/add_link:",
               Permission.MINT_LINKS, "backfill", section="Admin"),
-    PageEntry("pages/audit_log.py", "Audit log", ":material/history:",
+    PageEntry("views/audit_log.py", "Audit log", ":material/history:",
               Permission.VIEW_AUDIT_LOG, "audit_log", section="Admin"),
-    PageEntry("pages/email.py", "Email", ":material/mail:", Permission.PREVIEW_EMAIL, "email", section="Email"),
-    PageEntry("pages/email_history.py", "Email history", ":material/mark_email_read:", Permission.PREVIEW_EMAIL,
+    PageEntry("views/email.py", "Email", ":material/mail:", Permission.PREVIEW_EMAIL, "email", section="Email"),
+    PageEntry("views/email_history.py", "Email history", ":material/mark_email_read:", Permission.PREVIEW_EMAIL,
               "email-history", section="Email"),
 )
 

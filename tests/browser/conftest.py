@@ -97,3 +97,28 @@ def demo_league_env(tmp_path: Path) -> dict[str, str]:
 def demo_dashboard(tmp_path: Path) -> Iterator[str]:
     """The dashboard on a fresh SQLite file holding the demo league."""
     yield from start_dashboard(demo_league_env(tmp_path), tmp_path)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):  # type: ignore[no-untyped-def]
+    report = yield
+    if report.when == "call":
+        item.stash[_CALL_FAILED] = report.failed
+    return report
+
+
+_CALL_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.fixture
+def page(browser, request, artifacts_dir, tmp_path):  # type: ignore[no-untyped-def]
+    """A browser tab; when the test fails, its screenshot and the server log are kept."""
+    tab = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    yield tab
+    if request.node.stash.get(_CALL_FAILED, False):
+        name = request.node.name.replace("/", "_")
+        tab.screenshot(path=str(artifacts_dir / f"FAILED-{name}.png"), full_page=True)
+        log = tmp_path / "streamlit.log"
+        if log.exists():
+            (artifacts_dir / f"FAILED-{name}.log").write_text(log.read_text())
+    tab.close()

@@ -4,27 +4,27 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.browser.streamlit_page import wait_until_idle
 
 pytestmark = pytest.mark.browser
 
 
-def test_treasurer_sees_demo_balances_and_downloads_the_csv(browser, demo_dashboard, artifacts_dir):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+def test_treasurer_sees_demo_balances_and_downloads_the_csv(page, demo_dashboard, artifacts_dir):
     page.goto(demo_dashboard)
     page.get_by_text("Outstanding balances", exact=True).first.wait_for(timeout=60_000)
     page.get_by_text("Treasurer (balances, export, sync)").click()
     wait_until_idle(page)
     total = page.get_by_test_id("stMetricValue").first
-    total.wait_for(timeout=30_000)
-    assert total.inner_text().startswith("$")
+    expect(total).to_have_text(re.compile(r"^\$[\d,]+\.\d\d$"), timeout=30_000)
     page.get_by_text("Download line items (CSV)").wait_for(timeout=30_000)
     page.get_by_test_id("stExpander").first.wait_for()
     wait_until_idle(page)
-    assert page.get_by_text("Act as").count() == 1
+    expect(page.get_by_text("Act as")).to_have_count(1)
     page.screenshot(path=str(artifacts_dir / "balances-treasurer.png"), full_page=True)
 
     with page.expect_download(timeout=60_000) as download_info:
@@ -35,4 +35,3 @@ def test_treasurer_sees_demo_balances_and_downloads_the_csv(browser, demo_dashbo
     exported_cents = sum(int(row["amount"].replace(".", "")) for row in rows)
     shown_cents = int(total.inner_text().replace("$", "").replace(",", "").replace(".", ""))
     assert exported_cents == shown_cents
-    page.close()

@@ -19,9 +19,8 @@ def outbox_messages(outbox: Path) -> list[email.message.EmailMessage]:
             for p in sorted(outbox.glob("*.eml"))]
 
 
-def test_admin_previews_tests_and_sends_the_outstanding_balance_email(browser, demo_dashboard, artifacts_dir, tmp_path):
+def test_admin_previews_tests_and_sends_the_outstanding_balance_email(page, demo_dashboard, artifacts_dir, tmp_path):
     outbox = tmp_path / "outbox"  # where demo_dashboard points EMAIL_OUTBOX_DIR
-    page = browser.new_page(viewport={"width": 1400, "height": 1100})
     page.goto(demo_dashboard)
     page.get_by_text("Outstanding balances", exact=True).first.wait_for(timeout=60_000)
     wait_until_idle(page)
@@ -75,4 +74,3 @@ def test_admin_previews_tests_and_sends_the_outstanding_balance_email(browser, d
         assert message.get_content_type() == "multipart/alternative"
         assert "Total: $" in message.get_body(("plain",)).get_content()
         assert message["Message-ID"] and message["Reply-To"]
-    page.close()

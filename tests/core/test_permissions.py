@@ -32,6 +32,7 @@ import core
 from core.access import ActingUser, Permission, Role
 from core.audit import audit_filter_choices, list_audit_entries, record_action
 from core.audit_export import audit_log_csv
+from core.backfill import plan_backfill
 from core.balances import BalanceFilter, outstanding_balances
 from core.directory import league_of, league_parents, league_products, visible_teams
 from core.email.campaigns import (
@@ -51,6 +52,7 @@ from core.email.registry import OUTSTANDING_BALANCE, everyone_who_owes
 from core.errors import PermissionDenied
 from core.export import ExportKind, export_balances_csv
 from core.models import Base, Product, Tenant
+from core.roster_import import import_roster
 from core.settings import Settings
 from tests.factories import acting, make_link, make_parent, make_player, make_product, make_team, make_tenant
 
@@ -126,6 +128,10 @@ CALLS: tuple[Call, ...] = (
     Call("audit_filter_choices", audit_filter_choices, P.VIEW_AUDIT_LOG,
          lambda s, u, w: audit_filter_choices(s, u)),
     Call("audit_log_csv", audit_log_csv, P.VIEW_AUDIT_LOG, lambda s, u, w: audit_log_csv(s, u)),
+    Call("plan_backfill", plan_backfill, P.MINT_LINKS, lambda s, u, w: plan_backfill(s, u)),
+    Call("import_roster", import_roster, P.IMPORT_ROSTER,
+         lambda s, u, w: import_roster(s, u, ROSTER_CSV_BYTES, commit=True, file_name="players.csv"),
+         returns_league_data=False),
     # Email: reads run as they are; the ones that need a campaign start one first (SEND_EMAIL,
     # which only the admin has, like PREVIEW_EMAIL), in the matrix's savepoint.
     Call("everyone_who_owes", everyone_who_owes, P.VIEW_BALANCES, lambda s, u, w: everyone_who_owes(s, u)),
@@ -152,6 +158,12 @@ CALLS: tuple[Call, ...] = (
          lambda s, u, w: get_message(s, u, campaign_messages(s, u, _campaign(s, u).id)[0].id)),
 )
 
+ROSTER_CSV_BYTES = (
+    b"player_ref,first_name,last_name,status,team,parent_ref,parent_name,parent_email\r\n"
+    b"K-NEW,Nia,Alphakid,signed,Alpha Own Team,P-NEW,Alpha New Parent,new.parent@alpha.example\r\n"
+)
+
+
 EMAIL_FROM = "Treasurer <treasurer@league.example>"
 
 
@@ -164,6 +176,7 @@ def _campaign(session: Session, user: Optional[ActingUser]) -> Any:
 # Service functions that commit as they go (durable per item), so they cannot run inside
 # the matrix's savepoints; each has its own refusal tests, named here.
 COMMITTING_SERVICE_FUNCTIONS: dict[str, str] = {
+    "core.backfill.commit_backfill": "tests/core/test_backfill.py: coach, treasurer and another league's plan",
     "core.email.campaigns.send_test_email": "tests/core/email/test_outbox.py::test_only_an_admin_may_send",
     "core.email.campaigns.run_campaign": "tests/core/email/test_outbox.py::test_only_an_admin_may_send",
     "core.email.outbox.drain_outbox": "tests/core/email/test_outbox.py::test_only_an_admin_may_send",

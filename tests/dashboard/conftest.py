@@ -7,32 +7,12 @@ from typing import Callable, Iterator, Optional
 
 import pytest
 import streamlit
-from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
 from core.db import unit_of_work
 from core.demo import build_demo_league
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
-
-
-@pytest.fixture(autouse=True)
-def router_runs_every_time(monkeypatch) -> None:
-    """Run the app as the server does once ``st.navigation`` has been called: the router
-    (dashboard/app.py) runs on every rerun, whatever page is asked for.
-
-    Streamlit treats a ``pages/`` folder next to the entrypoint as an old-style page list
-    until the first ``st.navigation`` call switches that off for the process. AppTest resets
-    the switch before every run, so a switched-to page would otherwise run on its own,
-    without the router's sign-in and refusal (and without the sidebar).
-    """
-    original = PagesManager.__init__
-
-    def init(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init)
 
 
 @pytest.fixture
@@ -81,10 +61,20 @@ def open_app(database_url, monkeypatch, secrets_file, server_address) -> Callabl
             at.session_state["demo_coach_teams"] = coach_teams
         at.run()
         if page:
-            at.switch_page(f"pages/{page}.py").run()
+            at.switch_page(_page_file(page)).run()
         return at
 
     return start
+
+
+def _page_file(page: str) -> str:
+    """The file of a page named by its url path or its file's name, relative to dashboard/."""
+    from dashboard.navigation import PAGES
+
+    for entry in PAGES:
+        if page in (entry.url_path, Path(entry.file).stem):
+            return entry.file
+    raise AssertionError(f"no page called {page!r}")
 
 
 def _role(name: str):  # type: ignore[no-untyped-def]

@@ -147,7 +147,7 @@ def test_the_history_lists_campaigns_and_shows_each_messages_exact_html(demo_lea
     at = open_app("admin", page="email")
     at.text_input(key="test_address").input("me@example.org").run()
     at.button(key="send_test").click().run()
-    at.switch_page("pages/email_history.py").run()
+    at.switch_page("views/email_history.py").run()
     assert not at.exception
     campaigns = table_with(at, "Campaign")
     assert list(campaigns["To"]) == ["test to me@example.org"] and list(campaigns["Sent"]) == [1]

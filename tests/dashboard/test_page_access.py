@@ -15,7 +15,7 @@ from tests.dashboard.conftest import APP
 
 # The menu of each role, from the roles table of the architecture brief.
 MENU = {
-    "admin": ["Outstanding balances", "Audit log"],
+    "admin": ["Outstanding balances", "Import roster", "Mint payment links", "Audit log", "Email", "Email history"],
     "treasurer": ["Outstanding balances"],
     "coach": ["Outstanding balances"],
 }
@@ -70,7 +70,7 @@ def test_a_coach_opening_the_audit_log_by_its_address_is_told_why_and_shown_the_
 def test_the_audit_log_page_refuses_a_coach_even_without_the_router(demo_league, session):
     """A crafted run of the page script itself: core refuses, nothing is shown."""
     tenant = find_tenant(session, "demo")
-    at = AppTest.from_file(APP.replace("app.py", "pages/audit_log.py"), default_timeout=30)
+    at = AppTest.from_file(APP.replace("app.py", "views/audit_log.py"), default_timeout=30)
     at.session_state["acting_user"] = ActingUser("demo-coach", Role.COACH, tenant.id)
     at.run()
     assert [exception.message for exception in at.exception] == ["A coach may not view the audit log."]
