@@ -13,11 +13,11 @@ from typing import Optional, Sequence
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from core.commands import backfill, balances, database, demo, import_roster
+from core.commands import backfill, balances, database, demo, import_roster, send_outstanding
 from core.errors import BillingError
 from core.settings import ConfigurationError
 
-COMMAND_MODULES = (database, demo, balances, import_roster, backfill)
+COMMAND_MODULES = (database, demo, balances, import_roster, backfill, send_outstanding)
 
 
 def build_parser() -> argparse.ArgumentParser:

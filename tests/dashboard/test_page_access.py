@@ -15,7 +15,7 @@ from tests.dashboard.conftest import APP
 
 # The menu of each role, from the roles table of the architecture brief.
 MENU = {
-    "admin": ["Outstanding balances", "Import roster", "Mint payment links", "Audit log"],
+    "admin": ["Outstanding balances", "Import roster", "Mint payment links", "Audit log", "Email", "Email history"],
     "treasurer": ["Outstanding balances"],
     "coach": ["Outstanding balances"],
 }
