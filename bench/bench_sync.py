@@ -170,7 +170,7 @@ def incremental(engine, stand_in: StripeStandIn, args: argparse.Namespace) -> No
         elapsed = time.perf_counter() - started
     calls = stand_in.request_count - before
     assert result.ok, result.errors
-    assert result.paid_count == args.payments, result.summary_line()
+    assert result.paid_count == args.payments, result.summary()
     print(f"incremental sync: {args.links:,} active links, {args.payments} new payments, "
           f"{args.in_overlap} already recorded in the overlap, {args.older:,} older")
     print(f"  Stripe calls: {calls} (goal <= 5)   wall time: {elapsed:.2f} s (goal < 3 s)   "

@@ -183,7 +183,7 @@ class SyncResult:
     def new_flags(self) -> list[SyncFlag]:
         return [flag for flag in self.flags if flag.new]
 
-    def summary_line(self) -> str:
+    def summary(self) -> str:
         """One line for logs, the CLI and the audit log."""
         mode = "full check of every link" if self.full else "incremental"
         parts = [
@@ -496,9 +496,9 @@ class _PaymentSync:
         result.still_owed_cents = summary.total_cents
         result.currency = summary.currency
         result.processing_count = sum(item.processing for balance in balances for item in balance.items)
-        record_action(self.session, self.user, "sync", result.summary_line(), details=_audit_details(result))
+        record_action(self.session, self.user, "sync", result.summary(), details=_audit_details(result))
         self.session.commit()
-        log.info("%s", result.summary_line())
+        log.info("%s", result.summary())
 
     def _advance_mark(self, started_at: datetime) -> None:
         # Only forward: a slower sync that started earlier must not move it back.

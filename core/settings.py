@@ -59,6 +59,7 @@ class Settings:
     smtp_username: Optional[str] = None
     smtp_password: Optional[Secret] = None
     smtp_starttls: bool = True
+    smtp_ssl: bool = False  # implicit TLS (usually port 465) instead of STARTTLS
     gmail_credentials_file: Optional[Path] = None
     gmail_delegated_user: Optional[str] = None
     gmail_sends_per_minute: int = 50

@@ -29,6 +29,9 @@ PAGES: tuple[PageEntry, ...] = (
               Permission.MINT_LINKS, "backfill", section="Admin"),
     PageEntry("views/audit_log.py", "Audit log", ":material/history:",
               Permission.VIEW_AUDIT_LOG, "audit_log", section="Admin"),
+    PageEntry("views/email.py", "Email", ":material/mail:", Permission.PREVIEW_EMAIL, "email", section="Email"),
+    PageEntry("views/email_history.py", "Email history", ":material/mark_email_read:", Permission.PREVIEW_EMAIL,
+              "email-history", section="Email"),
 )
 
 

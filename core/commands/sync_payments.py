@@ -61,4 +61,4 @@ def _print_details(result: SyncResult) -> None:
         print(f"paid: {payment.player_name} / {payment.product_name}: {amount}")
     for link in result.deactivated:
         print(f"deactivated: {link.player_name} / {link.product_name} ({link.stripe_payment_link_id})")
-    print(result.summary_line())
+    print(result.summary())

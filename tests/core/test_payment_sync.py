@@ -461,7 +461,7 @@ def test_every_sync_leaves_an_audit_row_with_its_summary(session, league, stripe
 
     [entry] = session.scalars(select(AuditEntry).where(AuditEntry.tenant_id == league.tenant.id)).all()
     assert (entry.action, entry.actor, entry.role) == ("sync", "treasurer@example.org", "treasurer")
-    assert entry.summary == result.summary_line() and "1 paid ($150.00)" in entry.summary
+    assert entry.summary == result.summary() and "1 paid ($150.00)" in entry.summary
     assert entry.details["paid"] == 1 and entry.details["complete"] is True
 
 

@@ -35,11 +35,26 @@ from core.audit_export import audit_log_csv
 from core.backfill import plan_backfill
 from core.balances import BalanceFilter, outstanding_balances
 from core.directory import league_of, league_parents, league_products, visible_teams
+from core.email.campaigns import (
+    build_manifest,
+    campaign_messages,
+    campaign_summaries,
+    get_message,
+    list_campaigns,
+    message_rows,
+    parents_to_email,
+    preview_email,
+    start_campaign,
+)
+from core.email.outbox import retry_messages
+from core.email.presend import sync_payments_first
+from core.email.registry import OUTSTANDING_BALANCE, everyone_who_owes
 from core.errors import PermissionDenied
 from core.export import ExportKind, export_balances_csv
 from core.models import Base, Product, Tenant
 from core.payment_sync import sync_payments
 from core.roster_import import import_roster
+from core.settings import Settings
 from tests.factories import acting, make_link, make_parent, make_player, make_product, make_team, make_tenant
 
 P = Permission
@@ -118,6 +133,30 @@ CALLS: tuple[Call, ...] = (
     Call("import_roster", import_roster, P.IMPORT_ROSTER,
          lambda s, u, w: import_roster(s, u, ROSTER_CSV_BYTES, commit=True, file_name="players.csv"),
          returns_league_data=False),
+    # Email: reads run as they are; the ones that need a campaign start one first (SEND_EMAIL,
+    # which only the admin has, like PREVIEW_EMAIL), in the matrix's savepoint.
+    Call("everyone_who_owes", everyone_who_owes, P.VIEW_BALANCES, lambda s, u, w: everyone_who_owes(s, u)),
+    Call("parents_to_email", parents_to_email, P.PREVIEW_EMAIL,
+         lambda s, u, w: parents_to_email(s, u, OUTSTANDING_BALANCE)),
+    Call("build_manifest", build_manifest, P.PREVIEW_EMAIL,
+         lambda s, u, w: build_manifest(s, u, OUTSTANDING_BALANCE)),
+    Call("preview_email", preview_email, P.PREVIEW_EMAIL,
+         lambda s, u, w: preview_email(s, u, parent_id=parents_to_email(s, u, OUTSTANDING_BALANCE)[0].parent_id,
+                                       email_type=OUTSTANDING_BALANCE, email_from=EMAIL_FROM)),
+    Call("sync_payments_first", sync_payments_first, P.SEND_EMAIL,
+         lambda s, u, w: sync_payments_first(s, u, settings=Settings()), returns_league_data=False),
+    Call("start_campaign", start_campaign, P.SEND_EMAIL, lambda s, u, w: _campaign(s, u), returns_league_data=False),
+    Call("retry_messages", retry_messages, P.SEND_EMAIL,
+         lambda s, u, w: retry_messages(s, u, _campaign(s, u).id), returns_league_data=False),
+    Call("list_campaigns", list_campaigns, P.SEND_EMAIL,
+         lambda s, u, w: (_campaign(s, u), list_campaigns(s, u))[1], returns_league_data=False),
+    Call("campaign_summaries", campaign_summaries, P.SEND_EMAIL,
+         lambda s, u, w: (_campaign(s, u), campaign_summaries(s, u))[1], returns_league_data=False),
+    Call("campaign_messages", campaign_messages, P.SEND_EMAIL,
+         lambda s, u, w: campaign_messages(s, u, _campaign(s, u).id)),
+    Call("message_rows", message_rows, P.SEND_EMAIL, lambda s, u, w: message_rows(s, u, _campaign(s, u).id)),
+    Call("get_message", get_message, P.SEND_EMAIL,
+         lambda s, u, w: get_message(s, u, campaign_messages(s, u, _campaign(s, u).id)[0].id)),
     Call("sync_payments", sync_payments, P.SYNC_PAYMENTS,
          lambda s, u, w: sync_payments(_joined(s), u, NoPaymentsYet()), returns_league_data=False),
 )
@@ -127,11 +166,24 @@ ROSTER_CSV_BYTES = (
     b"K-NEW,Nia,Alphakid,signed,Alpha Own Team,P-NEW,Alpha New Parent,new.parent@alpha.example\r\n"
 )
 
+
+EMAIL_FROM = "Treasurer <treasurer@league.example>"
+
+
+def _campaign(session: Session, user: Optional[ActingUser]) -> Any:
+    campaign = start_campaign(session, user, OUTSTANDING_BALANCE, email_from=EMAIL_FROM)  # type: ignore[arg-type]
+    session.flush()
+    return campaign
+
+
 # Service functions that commit as they go (durable per item) and are not run inside the
 # matrix's savepoints (sync_payments is, through ``_joined``); each has its own refusal
 # tests, named here.
 COMMITTING_SERVICE_FUNCTIONS: dict[str, str] = {
     "core.backfill.commit_backfill": "tests/core/test_backfill.py: coach, treasurer and another league's plan",
+    "core.email.campaigns.send_test_email": "tests/core/email/test_outbox.py::test_only_an_admin_may_send",
+    "core.email.campaigns.run_campaign": "tests/core/email/test_outbox.py::test_only_an_admin_may_send",
+    "core.email.outbox.drain_outbox": "tests/core/email/test_outbox.py::test_only_an_admin_may_send",
 }
 
 

@@ -1,0 +1,12 @@
+"""Email: rendering the league's branded emails, the backends that deliver them, and the outbox.
+
+Modules:
+- ``brand``: the league's brand, read once per tenant from its row.
+- ``headers``: header values that can never carry a line break; recipient validation.
+- ``rendering``: Jinja2 templates to a subject, an HTML part and a plain-text part, and the
+  ``email.message.EmailMessage`` that is sent.
+- ``registry``: the kinds of email (audience + templates + subject).
+- ``backends`` / ``gmail`` / ``pacing``: where messages go (files, SMTP, the Gmail API), paced.
+- ``campaigns`` / ``outbox``: the manifest, test sends, sends to everyone, and the durable outbox.
+- ``presend``: the payment sync that runs before a send to everyone.
+"""

@@ -1,0 +1,614 @@
+"""Campaigns: the manifest, preview, test send and send to everyone.
+
+A send to everyone is: ``build_manifest`` (shown to the admin), ``start_campaign`` (writes the
+campaign and one outbox row per parent, then commits), and ``core.email.outbox.drain_outbox``
+(sends, durable per message). A test send is the same path with one parent's real email going
+to a test address, marked as a test and not counted as a reminder.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.message import EmailMessage as MimeMessage
+from typing import Callable, Optional
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
+
+from core.access import ActingUser, Permission, require
+from core.audit import record_action
+from core.balances import OutstandingBalance
+from core.email.backends import EmailBackend
+from core.email.brand import Brand, brand_for_tenant
+from core.email.headers import normalise_recipient
+from core.email.outbox import (
+    DEFAULT_COOLDOWN_DAYS,
+    DrainProgress,
+    INTERRUPTED,
+    DrainResult,
+    Sessions,
+    counts_as_reminder_since,
+    drain_outbox,
+    open_session,
+)
+from core.email.registry import EmailType
+from core.email.rendering import (
+    RenderedEmail,
+    compose_message,
+    mark_as_test,
+    message_id_for,
+    render_email,
+)
+from core.errors import InvalidInput, NotFound
+from core.models import (
+    CampaignStatus,
+    EmailCampaign,
+    EmailMessage,
+    MessageStatus,
+    Parent,
+    Tenant,
+    utcnow,
+)
+from core.money import format_cents
+
+log = logging.getLogger(__name__)
+
+NO_EMAIL = "no email address"
+INVALID_EMAIL = "email address not valid"
+OPTED_OUT = "opted out of email"
+ALL_PROCESSING = "payment processing"
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """One parent of the league: the email they will get, or why they get none."""
+
+    parent_id: int
+    parent_name: str
+    email: Optional[str]
+    amount_cents: int
+    currency: str
+    line_items: int
+    skip_reason: Optional[str] = None
+    balance: Optional[OutstandingBalance] = None
+
+    @property
+    def amount(self) -> str:
+        return format_cents(self.amount_cents, self.currency)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Who will get what, and who is skipped and why, before anything is sent."""
+
+    email_type: str
+    cooldown_days: int
+    recipients: tuple[ManifestEntry, ...]
+    skipped: tuple[ManifestEntry, ...]
+    currency: str
+
+    @property
+    def count(self) -> int:
+        return len(self.recipients)
+
+    @property
+    def total_cents(self) -> int:
+        return sum(entry.amount_cents for entry in self.recipients)
+
+    @property
+    def total(self) -> str:
+        return format_cents(self.total_cents, self.currency)
+
+    @property
+    def skip_counts(self) -> dict[str, int]:
+        return dict(Counter(_reason_kind(entry.skip_reason or "") for entry in self.skipped))
+
+
+@dataclass(frozen=True)
+class EmailPreview:
+    """The exact message one parent would get, and its parts for display."""
+
+    message: MimeMessage
+    rendered: RenderedEmail
+    headers: tuple[tuple[str, str], ...]
+    parent_email: Optional[str]
+
+    @property
+    def raw(self) -> bytes:
+        return self.message.as_bytes()
+
+
+def _league_brand(session: Session, user: ActingUser, *, email_from: str) -> Brand:
+    """The acting user's league brand, with ``EMAIL_FROM`` as the sending address."""
+    return brand_for_tenant(session.get_one(Tenant, user.tenant_id), email_from=email_from)
+
+
+def build_manifest(
+    session: Session,
+    user: ActingUser,
+    email_type: EmailType,
+    *,
+    cooldown_days: int = DEFAULT_COOLDOWN_DAYS,
+    now: Optional[datetime] = None,
+) -> Manifest:
+    """Every parent of the league: who will get ``email_type`` (and for how much) and who is skipped.
+
+    Skipped: nothing owed, opted out, no or unusable email address, every item's payment still
+    processing, or emailed within the cool-down (a sent reminder that was not a test, or one
+    queued in another campaign that is still running). Runs a constant number of queries.
+    """
+    require(user, Permission.PREVIEW_EMAIL)
+    if cooldown_days < 0:
+        raise InvalidInput("The cool-down cannot be negative.")
+    since = (now or utcnow()) - timedelta(days=cooldown_days)
+    tenant = session.get_one(Tenant, user.tenant_id)
+    balances = {balance.parent_id: balance for balance in email_type.audience(session, user, None)}
+    recent = _recent_reminders(session, user, since=since) if cooldown_days else {}
+    parents = session.execute(
+        select(Parent.id, Parent.name, Parent.email, Parent.email_opt_out)
+        .where(Parent.tenant_id == user.tenant_id)
+        .order_by(Parent.name, Parent.id)
+    ).all()
+    recipients: list[ManifestEntry] = []
+    skipped: list[ManifestEntry] = []
+    for parent_id, name, email, opted_out in parents:
+        balance = balances.get(parent_id)
+        reason, address = _skip_reason(
+            balance, email, opted_out, recent.get(parent_id), email_type=email_type, cooldown_days=cooldown_days
+        )
+        entry = ManifestEntry(
+            parent_id=parent_id,
+            parent_name=name,
+            email=address or email,
+            amount_cents=balance.total_cents if balance else 0,
+            currency=balance.currency if balance else tenant.currency,
+            line_items=len(balance.items) if balance else 0,
+            skip_reason=reason,
+            balance=balance,
+        )
+        (skipped if reason else recipients).append(entry)
+    return Manifest(
+        email_type=email_type.key,
+        cooldown_days=cooldown_days,
+        recipients=tuple(recipients),
+        skipped=tuple(skipped),
+        currency=recipients[0].currency if recipients else tenant.currency,
+    )
+
+
+def start_campaign(
+    session: Session,
+    user: ActingUser,
+    email_type: EmailType,
+    *,
+    email_from: str,
+    cooldown_days: int = DEFAULT_COOLDOWN_DAYS,
+) -> EmailCampaign:
+    """Write a send-to-everyone campaign and its outbox rows, rendered and ready to send.
+
+    The caller commits, before draining (the outbox must be durable before anything is sent).
+    The league's row stays locked until then, so two campaigns started at once are built one
+    after the other and the second sees the first one's queued messages (skipped by the cool-down).
+    """
+    require(user, Permission.SEND_EMAIL)
+    _lock_league(session, user)
+    manifest = build_manifest(session, user, email_type, cooldown_days=cooldown_days)
+    brand = _league_brand(session, user, email_from=email_from)
+    campaign = EmailCampaign(
+        tenant_id=user.tenant_id,
+        email_type=email_type.key,
+        audience={
+            "scope": "everyone",
+            "cooldown_days": cooldown_days,
+            "recipients": manifest.count,
+            "skipped": len(manifest.skipped),
+            "total_cents": manifest.total_cents,
+            "currency": manifest.currency,
+        },
+        started_by=user.identity,
+    )
+    session.add(campaign)
+    session.flush()
+    rows = [
+        _outbox_row(campaign, entry, email_type, brand)
+        for entry in (*manifest.recipients, *manifest.skipped)
+    ]
+    if rows:
+        session.execute(insert(EmailMessage), rows)
+    record_action(
+        session,
+        user,
+        "email.send_to_everyone",
+        f"Started campaign #{campaign.id}: {manifest.count} emails for {manifest.total}, "
+        f"{len(manifest.skipped)} skipped",
+        details={"campaign_id": campaign.id, "skipped": manifest.skip_counts, "total_cents": manifest.total_cents},
+    )
+    if not manifest.recipients:
+        campaign.status, campaign.finished_at = CampaignStatus.COMPLETED, utcnow()
+    session.flush()
+    return campaign
+
+
+def send_test_email(
+    sessions: Sessions,
+    user: ActingUser,
+    *,
+    parent_id: int,
+    test_address: str,
+    email_type: EmailType,
+    backend: EmailBackend,
+    email_from: str,
+) -> DrainResult:
+    """Send one parent's real email to ``test_address``, subject marked ``[TEST]``; commits.
+
+    The address is validated before anything is written or sent. A test send is recorded (its
+    own campaign and an audit row) but never counts as a reminder to the parent.
+    """
+    require(user, Permission.SEND_EMAIL)
+    address = normalise_recipient(test_address)
+    with open_session(sessions) as session:
+        balance = _balance_of(session, user, email_type, parent_id)
+        brand = _league_brand(session, user, email_from=email_from)
+        rendered = render_email(email_type, balance, brand)
+        campaign = EmailCampaign(
+            tenant_id=user.tenant_id,
+            email_type=email_type.key,
+            audience={"scope": "test", "parent_id": parent_id},
+            test_address=address,
+            started_by=user.identity,
+        )
+        session.add(campaign)
+        session.flush()
+        session.add(
+            EmailMessage(
+                campaign_id=campaign.id,
+                tenant_id=user.tenant_id,
+                parent_id=parent_id,
+                to_address=address,
+                subject=mark_as_test(rendered.subject),
+                amount_cents=balance.total_cents,
+                currency=balance.currency,
+                status=MessageStatus.PENDING,
+                message_id_header=message_id_for(
+                    tenant_id=user.tenant_id, campaign_id=campaign.id, parent_id=parent_id, domain=brand.sender_domain
+                ),
+                html_body=rendered.html,
+                text_body=rendered.text,
+            )
+        )
+        record_action(
+            session,
+            user,
+            "email.test_send",
+            f"Test send of {balance.parent_name}'s email to {address}",
+            details={"campaign_id": campaign.id, "parent_id": parent_id, "to": address},
+        )
+        session.commit()
+        campaign_id = campaign.id
+    return drain_outbox(sessions, user, campaign_id, backend=backend, email_from=email_from, workers=1)
+
+
+def run_campaign(
+    sessions: Sessions,
+    user: ActingUser,
+    campaign_id: int,
+    *,
+    backend: EmailBackend,
+    email_from: str,
+    workers: Optional[int] = None,
+    progress: Optional[Callable[[DrainProgress], None]] = None,
+) -> DrainResult:
+    """Send (or resume) a campaign through the outbox and record the outcome in the audit log."""
+    result = drain_outbox(
+        sessions, user, campaign_id, backend=backend, email_from=email_from, workers=workers, progress=progress
+    )
+    with open_session(sessions) as session:
+        record_action(
+            session,
+            user,
+            "email.campaign_run",
+            f"Campaign #{campaign_id}: {result.sent} sent, {result.failed} failed, "
+            f"{result.skipped} skipped, {result.interrupted} interrupted, {result.remaining} still queued",
+            details={"campaign_id": campaign_id, "stopped_reason": result.stopped_reason},
+        )
+        session.commit()
+    return result
+
+
+def preview_email(
+    session: Session,
+    user: ActingUser,
+    *,
+    parent_id: int,
+    email_type: EmailType,
+    email_from: str,
+) -> EmailPreview:
+    """The exact message ``parent_id`` would get (headers, plain text, HTML), built as a send builds it.
+
+    Only the Message-ID and Date differ from a real send: they are assigned when the campaign is.
+    """
+    require(user, Permission.PREVIEW_EMAIL)
+    balance = _balance_of(session, user, email_type, parent_id)
+    brand = _league_brand(session, user, email_from=email_from)
+    rendered = render_email(email_type, balance, brand)
+    message = compose_message(
+        rendered,
+        brand=brand,
+        to_name=balance.parent_name,
+        to_address=balance.parent_email or "no-address@invalid",
+        message_id=message_id_for(tenant_id=user.tenant_id, campaign_id=0, parent_id=parent_id, domain=brand.sender_domain),
+    )
+    return EmailPreview(
+        message=message,
+        rendered=rendered,
+        headers=tuple((key, str(value)) for key, value in message.items()),
+        parent_email=balance.parent_email,
+    )
+
+
+@dataclass(frozen=True)
+class ParentChoice:
+    """A parent who would get ``email_type``, for a preview or test-send picker."""
+
+    parent_id: int
+    label: str
+
+
+@dataclass(frozen=True)
+class CampaignSummary:
+    """One campaign with how many of its messages are in each state."""
+
+    id: int
+    email_type: str
+    started_at: datetime
+    started_by: str
+    test_address: Optional[str]
+    status: str
+    total_cents: int
+    currency: str
+    counts: dict[str, int]
+
+    @property
+    def is_test(self) -> bool:
+        return self.test_address is not None
+
+    @property
+    def unfinished(self) -> bool:
+        return bool(self.counts.get("pending") or self.counts.get("sending"))
+
+
+@dataclass(frozen=True)
+class MessageRow:
+    """One outbox row as a result table shows it."""
+
+    id: int
+    parent_id: int
+    parent_name: str
+    to_address: Optional[str]
+    subject: str
+    amount: str
+    status: str
+    reason: Optional[str]
+    sent_at: Optional[datetime]
+    provider_message_id: Optional[str]
+    has_body: bool
+
+
+def parents_to_email(session: Session, user: ActingUser, email_type: EmailType) -> list[ParentChoice]:
+    """Everyone ``email_type`` could be rendered for (from its audience), labelled with address and total."""
+    require(user, Permission.PREVIEW_EMAIL)
+    return [
+        ParentChoice(
+            balance.parent_id,
+            f"{balance.parent_name} <{balance.parent_email}> — {format_cents(balance.total_cents, balance.currency)}"
+            if balance.parent_email
+            else f"{balance.parent_name} (no email) — {format_cents(balance.total_cents, balance.currency)}",
+        )
+        for balance in email_type.audience(session, user, None)
+        if balance.items
+    ]
+
+
+def campaign_summaries(session: Session, user: ActingUser, *, limit: int = 200) -> list[CampaignSummary]:
+    """The league's campaigns, newest first, with message counts by status (two queries)."""
+    campaigns = list_campaigns(session, user, limit=limit)
+    counts: dict[int, dict[str, int]] = {campaign.id: {} for campaign in campaigns}
+    if campaigns:
+        rows = session.execute(
+            select(EmailMessage.campaign_id, EmailMessage.status, func.count())
+            .where(EmailMessage.campaign_id.in_(list(counts)), EmailMessage.tenant_id == user.tenant_id)
+            .group_by(EmailMessage.campaign_id, EmailMessage.status)
+        )
+        for campaign_id, status, count in rows:
+            counts[campaign_id][status.value] = int(count)
+    return [
+        CampaignSummary(
+            id=campaign.id,
+            email_type=campaign.email_type,
+            started_at=campaign.started_at,
+            started_by=campaign.started_by,
+            test_address=campaign.test_address,
+            status=campaign.status.value,
+            total_cents=int((campaign.audience or {}).get("total_cents", 0)),
+            currency=str((campaign.audience or {}).get("currency", "usd")),
+            counts=counts[campaign.id],
+        )
+        for campaign in campaigns
+    ]
+
+
+def message_rows(session: Session, user: ActingUser, campaign_id: int) -> list[MessageRow]:
+    """The campaign's result table: every parent with what happened and why."""
+    require(user, Permission.PREVIEW_EMAIL)
+    rows = session.execute(
+        select(
+            EmailMessage.id, EmailMessage.parent_id, Parent.name, EmailMessage.to_address, EmailMessage.subject,
+            EmailMessage.amount_cents, EmailMessage.currency, EmailMessage.status, EmailMessage.skip_reason,
+            EmailMessage.error, EmailMessage.sent_at, EmailMessage.provider_message_id,
+            EmailMessage.html_body.is_not(None),
+        )
+        .join(Parent, Parent.id == EmailMessage.parent_id)
+        .where(EmailMessage.campaign_id == campaign_id, EmailMessage.tenant_id == user.tenant_id)
+        .order_by(Parent.name, EmailMessage.id)
+    )
+    result = [
+        MessageRow(
+            id=id_, parent_id=parent_id, parent_name=name, to_address=to, subject=subject,
+            amount=format_cents(amount, currency),
+            status="interrupted" if status is MessageStatus.SENDING else status.value,
+            reason=skip_reason or (INTERRUPTED if status is MessageStatus.SENDING else error),
+            sent_at=sent_at, provider_message_id=provider_id, has_body=bool(has_body),
+        )
+        for (id_, parent_id, name, to, subject, amount, currency, status, skip_reason, error, sent_at,
+             provider_id, has_body) in rows
+    ]
+    # What needs the admin's attention first: failures, then interrupted, queued, sent, skipped.
+    rank = {"failed": 0, "interrupted": 1, "pending": 2, "sent": 3, "skipped": 4}
+    return sorted(result, key=lambda row: rank[row.status])
+
+
+def list_campaigns(session: Session, user: ActingUser, *, limit: int = 200) -> list[EmailCampaign]:
+    """The league's campaigns, newest first."""
+    require(user, Permission.PREVIEW_EMAIL)
+    return list(
+        session.scalars(
+            select(EmailCampaign)
+            .where(EmailCampaign.tenant_id == user.tenant_id)
+            .order_by(EmailCampaign.started_at.desc(), EmailCampaign.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def campaign_messages(session: Session, user: ActingUser, campaign_id: int) -> list[EmailMessage]:
+    """Every outbox row of one campaign (with its parent), by parent name."""
+    require(user, Permission.PREVIEW_EMAIL)
+    return list(
+        session.scalars(
+            select(EmailMessage)
+            .join(Parent, Parent.id == EmailMessage.parent_id)
+            .where(EmailMessage.campaign_id == campaign_id, EmailMessage.tenant_id == user.tenant_id)
+            .order_by(Parent.name, EmailMessage.id)
+        )
+    )
+
+
+def get_message(session: Session, user: ActingUser, message_id: int) -> EmailMessage:
+    """One sent (or queued) message of the league, with the exact HTML and text it carried."""
+    require(user, Permission.PREVIEW_EMAIL)
+    message = session.scalars(
+        select(EmailMessage).where(EmailMessage.id == message_id, EmailMessage.tenant_id == user.tenant_id)
+    ).one_or_none()
+    if message is None:
+        raise NotFound(f"No email message #{message_id} in this league.")
+    return message
+
+
+def _skip_reason(
+    balance: Optional[OutstandingBalance],
+    email: Optional[str],
+    opted_out: bool,
+    recent_campaign: Optional[tuple[int, str]],
+    *,
+    email_type: EmailType,
+    cooldown_days: int,
+) -> tuple[Optional[str], Optional[str]]:
+    """(reason to skip or None, the normalised address)."""
+    if balance is None or not balance.items:
+        return email_type.not_in_audience_reason, None
+    if opted_out:
+        return OPTED_OUT, None
+    if not email or not email.strip():
+        return NO_EMAIL, None
+    try:
+        address = normalise_recipient(email)
+    except InvalidInput:
+        return INVALID_EMAIL, None
+    if all(item.processing for item in balance.items):
+        return ALL_PROCESSING, address
+    if recent_campaign is not None:
+        campaign_id, how = recent_campaign
+        return f"{how} within the {cooldown_days}-day cool-down (campaign #{campaign_id})", address
+    return None, address
+
+
+def _reason_kind(reason: str) -> str:
+    return "emailed within the cool-down" if "cool-down" in reason else reason
+
+
+def _recent_reminders(session: Session, user: ActingUser, *, since: datetime) -> dict[int, tuple[int, str]]:
+    """Parents reminded since ``since`` (sent or being sent), or queued in a running campaign."""
+    rows = session.execute(
+        select(EmailMessage.parent_id, EmailMessage.campaign_id, EmailMessage.status)
+        .join(EmailCampaign, EmailCampaign.id == EmailMessage.campaign_id)
+        .where(
+            EmailMessage.tenant_id == user.tenant_id,
+            EmailCampaign.test_address.is_(None),
+            counts_as_reminder_since(since)
+            | (
+                (EmailMessage.status == MessageStatus.PENDING)
+                & (EmailCampaign.status == CampaignStatus.RUNNING)
+                & (EmailMessage.created_at >= since)
+            ),
+        )
+        .order_by(EmailMessage.id)
+    ).all()
+    recent: dict[int, tuple[int, str]] = {}
+    for parent_id, campaign_id, status in rows:
+        how = "queued" if status is MessageStatus.PENDING else "emailed"
+        if parent_id not in recent or how == "emailed":
+            recent[parent_id] = (campaign_id, how)
+    return recent
+
+
+def _outbox_row(campaign: EmailCampaign, entry: ManifestEntry, email_type: EmailType, brand: Brand) -> dict[str, object]:
+    row: dict[str, object] = {
+        "campaign_id": campaign.id,
+        "tenant_id": campaign.tenant_id,
+        "parent_id": entry.parent_id,
+        "to_address": entry.email,
+        "amount_cents": entry.amount_cents,
+        "currency": entry.currency,
+        "message_id_header": message_id_for(
+            tenant_id=campaign.tenant_id, campaign_id=campaign.id, parent_id=entry.parent_id, domain=brand.sender_domain
+        ),
+        "status": MessageStatus.SKIPPED if entry.skip_reason else MessageStatus.PENDING,
+        "skip_reason": entry.skip_reason,
+        "subject": "",
+        "html_body": None,
+        "text_body": None,
+        "attempts": 0,
+        "created_at": utcnow(),
+    }
+    if entry.skip_reason is None and entry.balance is not None:
+        rendered = render_email(email_type, entry.balance, brand)
+        row.update(subject=rendered.subject, html_body=rendered.html, text_body=rendered.text)
+    return row
+
+
+def _balance_of(session: Session, user: ActingUser, email_type: EmailType, parent_id: int) -> OutstandingBalance:
+    parent = session.scalars(
+        select(Parent).where(Parent.id == parent_id, Parent.tenant_id == user.tenant_id)
+    ).one_or_none()
+    if parent is None:
+        raise NotFound(f"No parent #{parent_id} in this league.")
+    balances = email_type.audience(session, user, frozenset({parent_id}))
+    if not balances or not balances[0].items:
+        raise InvalidInput(f"{parent.name} owes nothing: there is no email to send.")
+    return balances[0]
+
+
+def _lock_league(session: Session, user: ActingUser) -> None:
+    """Serialise campaign starts in one league until the caller commits.
+
+    PostgreSQL: ``SELECT ... FOR UPDATE`` on the tenant row. SQLite: a no-op ``UPDATE`` that
+    takes the database's write lock before the manifest is read.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(Tenant.id).where(Tenant.id == user.tenant_id).with_for_update())
+    else:
+        session.execute(update(Tenant).where(Tenant.id == user.tenant_id).values(slug=Tenant.slug))
+

@@ -1,0 +1,42 @@
+"""Header values that can never carry a line break into a message's headers."""
+
+from __future__ import annotations
+
+import re
+
+from email_validator import EmailNotValidError, validate_email
+
+from core.errors import InvalidInput
+
+# Every character that could end a header line or hide in one: CR, LF, other C0/C1 controls,
+# and the Unicode line and paragraph separators.
+_BREAKS_AND_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u0085]+")
+_SPACES = re.compile(r"\s+")
+
+
+def header_text(value: str | None, *, limit: int = 200) -> str:
+    """Free text for a header (a subject, a display name): line breaks and controls become spaces."""
+    text = _BREAKS_AND_CONTROLS.sub(" ", value or "")
+    return _SPACES.sub(" ", text).strip()[:limit]
+
+
+def require_header_address(value: str | None) -> str:
+    """An address for a header, unchanged; refuses anything holding a line break or control character."""
+    address = (value or "").strip()
+    if not address or _BREAKS_AND_CONTROLS.search(address) or " " in address:
+        raise InvalidInput(f"{value!r} is not a usable email address")
+    return address
+
+
+def normalise_recipient(value: str | None) -> str:
+    """A recipient address validated by syntax (no DNS lookup), in the ASCII form servers accept.
+
+    Raises ``InvalidInput`` with the validator's reason when the address cannot be used.
+    """
+    if not value or not value.strip():
+        raise InvalidInput("An email address is needed.")
+    try:
+        result = validate_email(value.strip(), check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError as exc:
+        raise InvalidInput(f"{value!r} is not a valid email address: {exc}") from None
+    return require_header_address(result.ascii_email or result.normalized)

@@ -1,0 +1,412 @@
+"""The durable outbox: every recipient is an ``email_messages`` row, sent one committed step at a time.
+
+``drain_outbox`` claims a pending row and commits it as ``sending`` BEFORE the provider is
+called, then commits ``sent`` (or ``failed``) AFTER. So a crash, a closed browser tab or a
+restart leaves at most the message that was in flight as ``sending``: a later drain never sends
+a ``sent`` row again and never re-sends a ``sending`` one on its own (it is reported as
+interrupted — it may have been delivered — and only an explicit retry puts it back in the queue).
+
+Two drains of one campaign (threads, processes, or dashboard replicas) claim rows with
+``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL and a conditional ``UPDATE`` on SQLite, so
+no row is claimed twice. Two campaigns cannot both email one parent: the claim locks the parent
+row and skips the message if another reminder to that parent was sent or is being sent within
+the cool-down.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Callable, Optional, Union
+
+from sqlalchemy import ColumnElement, Engine, and_, func, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.access import ActingUser, Permission, require
+from core.db import session_factory
+from core.email.backends import DeliveryUncertain, EmailBackend
+from core.email.brand import Brand, brand_for_tenant
+from core.email.rendering import RenderedEmail, compose_message
+from core.errors import EmailDeliveryError, NotFound
+from core.models import (
+    CampaignStatus,
+    EmailCampaign,
+    EmailMessage,
+    MessageStatus,
+    Parent,
+    Tenant,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+INTERRUPTED = "interrupted — may have been delivered; retry it only if the parent did not get it"
+DEFAULT_COOLDOWN_DAYS = 3
+
+Sessions = Union[Engine, sessionmaker[Session]]
+
+
+@dataclass(frozen=True)
+class DrainProgress:
+    """How far a drain has got; handed to the ``progress`` callback after every message."""
+
+    done: int
+    total: int
+    sent: int
+    failed: int
+    skipped: int
+
+
+@dataclass(frozen=True)
+class DrainResult:
+    """What one drain did. ``interrupted`` counts the campaign's rows left ``sending``."""
+
+    campaign_id: int
+    sent: int
+    failed: int
+    skipped: int
+    interrupted: int
+    remaining: int
+    stopped_reason: Optional[str] = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.failed == 0 and self.interrupted == 0 and self.remaining == 0
+
+
+@dataclass
+class _Tally:
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+    interrupted: int = 0
+    stopped_reason: Optional[str] = None
+    errors: list[BaseException] = field(default_factory=list)
+
+
+def drain_outbox(
+    sessions: Sessions,
+    user: ActingUser,
+    campaign_id: int,
+    *,
+    backend: EmailBackend,
+    email_from: str,
+    workers: Optional[int] = None,
+    progress: Optional[Callable[[DrainProgress], None]] = None,
+) -> DrainResult:
+    """Send the campaign's pending messages, committing each one before and after the provider call.
+
+    A message is skipped at claim time when its parent got (or is getting) another reminder
+    within the campaign's cool-down; with a cool-down of 0 days that check is off.
+
+    Durable per message: this opens its own sessions from ``sessions`` (an engine or a session
+    factory) and commits after every step. ``workers`` threads send at once (default: what the
+    backend allows). ``progress`` is called in the calling thread after every message. Stops
+    early, leaving the rest pending, when the provider's daily quota is exhausted.
+    """
+    require(user, Permission.SEND_EMAIL)
+    make_session = _factory(sessions)
+    with make_session() as session:
+        campaign = _load_campaign(session, user, campaign_id)
+        brand = brand_for_tenant(session.get_one(Tenant, user.tenant_id), email_from=email_from)
+        cooldown_days = int((campaign.audience or {}).get("cooldown_days", DEFAULT_COOLDOWN_DAYS))
+        is_test = campaign.is_test
+        total = _count(session, campaign_id, MessageStatus.PENDING)
+        if campaign.status is not CampaignStatus.RUNNING and total:
+            campaign.status, campaign.finished_at = CampaignStatus.RUNNING, None
+        session.commit()
+    job = _Drain(
+        make_session,
+        user,
+        campaign_id,
+        is_test=is_test,
+        cooldown=timedelta(days=cooldown_days),
+        backend=backend,
+        brand=brand,
+    )
+    tally = job.run(workers or max(1, backend.parallel_sends), total=total, progress=progress)
+    with make_session() as session:
+        interrupted = _count(session, campaign_id, MessageStatus.SENDING)
+        remaining = _count(session, campaign_id, MessageStatus.PENDING)
+        _settle_campaign(session, campaign_id, interrupted=interrupted, remaining=remaining)
+        session.commit()
+    return DrainResult(
+        campaign_id=campaign_id,
+        sent=tally.sent,
+        failed=tally.failed,
+        skipped=tally.skipped,
+        interrupted=interrupted,
+        remaining=remaining,
+        stopped_reason=tally.stopped_reason,
+    )
+
+
+def retry_messages(
+    session: Session, user: ActingUser, campaign_id: int, *, failed: bool = True, interrupted: bool = False
+) -> int:
+    """Put the campaign's failed messages (and, when asked, interrupted ones) back in the queue.
+
+    An interrupted message may already have been delivered; only the admin can decide to send it
+    again, so it is retried only with ``interrupted=True``. Returns how many were queued.
+    The caller commits.
+    """
+    require(user, Permission.SEND_EMAIL)
+    campaign = _load_campaign(session, user, campaign_id)
+    statuses = ([MessageStatus.FAILED] if failed else []) + ([MessageStatus.SENDING] if interrupted else [])
+    result = session.execute(
+        update(EmailMessage)
+        .where(
+            EmailMessage.campaign_id == campaign.id,
+            EmailMessage.tenant_id == user.tenant_id,
+            EmailMessage.status.in_(statuses),
+        )
+        .values(status=MessageStatus.PENDING, error=None)
+    )
+    if result.rowcount:
+        campaign.status, campaign.finished_at = CampaignStatus.RUNNING, None
+    session.flush()
+    return int(result.rowcount or 0)
+
+
+def counts_as_reminder_since(since: datetime) -> ColumnElement[bool]:
+    """Messages (joined to their campaign) that count as a reminder since ``since``.
+
+    Sent or being sent, and not a test send: a test never uses up a parent's cool-down.
+    """
+    return and_(
+        EmailCampaign.test_address.is_(None),
+        or_(
+            and_(EmailMessage.status == MessageStatus.SENT, EmailMessage.sent_at >= since),
+            and_(EmailMessage.status == MessageStatus.SENDING, EmailMessage.claimed_at >= since),
+        ),
+    )
+
+
+class _Drain:
+    """One drain of one campaign, by one or more worker threads."""
+
+    def __init__(
+        self,
+        make_session: sessionmaker[Session],
+        user: ActingUser,
+        campaign_id: int,
+        *,
+        is_test: bool,
+        cooldown: timedelta,
+        backend: EmailBackend,
+        brand: Brand,
+    ) -> None:
+        self.make_session = make_session
+        self.user = user
+        self.campaign_id = campaign_id
+        self.is_test = is_test
+        self.cooldown = cooldown
+        self.backend = backend
+        self.brand = brand
+        self.stop = threading.Event()
+        self.events: queue.Queue[str] = queue.Queue()
+        self.tally = _Tally()
+        self.lock = threading.Lock()
+
+    def run(
+        self, workers: int, *, total: int, progress: Optional[Callable[[DrainProgress], None]]
+    ) -> _Tally:
+        threads = [
+            threading.Thread(target=self._work, name=f"outbox-{self.campaign_id}-{n}", daemon=True)
+            for n in range(workers)
+        ]
+        for thread in threads:
+            thread.start()
+        done = 0
+        try:
+            while any(thread.is_alive() for thread in threads) or not self.events.empty():
+                try:
+                    self.events.get(timeout=0.05)
+                except queue.Empty:
+                    continue
+                done += 1
+                if progress is not None:
+                    with self.lock:
+                        snapshot = DrainProgress(
+                            done, max(total, done), self.tally.sent, self.tally.failed, self.tally.skipped
+                        )
+                    progress(snapshot)
+        except BaseException:
+            # Ctrl-C or a failing progress callback: let the in-flight messages finish and record.
+            self.stop.set()
+            for thread in threads:
+                thread.join()
+            raise
+        for thread in threads:
+            thread.join()
+        if self.tally.errors:
+            raise self.tally.errors[0]
+        return self.tally
+
+    def _work(self) -> None:
+        try:
+            with self.make_session() as session:
+                while not self.stop.is_set():
+                    claimed = self._claim_next(session)
+                    if claimed is None:
+                        return
+                    self._send(session, claimed)
+        except BaseException as exc:  # a crash: stop the others and re-raise in the caller
+            self.stop.set()
+            with self.lock:
+                self.tally.errors.append(exc)
+
+    def _claim_next(self, session: Session) -> Optional[EmailMessage]:
+        """Claim one pending row as ``sending`` and commit; ``None`` when nothing is left."""
+        postgres = session.get_bind().dialect.name == "postgresql"
+        while not self.stop.is_set():
+            candidate = select(EmailMessage.id, EmailMessage.parent_id).where(
+                EmailMessage.campaign_id == self.campaign_id,
+                EmailMessage.tenant_id == self.user.tenant_id,
+                EmailMessage.status == MessageStatus.PENDING,
+            ).order_by(EmailMessage.id).limit(1)
+            if postgres:
+                candidate = candidate.with_for_update(skip_locked=True)
+            row = session.execute(candidate).first()
+            if row is None:
+                session.rollback()
+                return None
+            message_id, parent_id = row
+            if postgres and not self.is_test:
+                # Serialises claims for one parent across campaigns (NO KEY UPDATE: inserts may go on).
+                session.execute(select(Parent.id).where(Parent.id == parent_id).with_for_update(key_share=True))
+            now = utcnow()
+            claimed = session.execute(
+                update(EmailMessage)
+                .where(EmailMessage.id == message_id, EmailMessage.status == MessageStatus.PENDING)
+                .values(status=MessageStatus.SENDING, claimed_at=now, attempts=EmailMessage.attempts + 1)
+            ).rowcount
+            if not claimed:
+                session.rollback()
+                continue
+            if not self.is_test:
+                other = self._other_reminder(session, message_id, parent_id, since=now - self.cooldown)
+                if other is not None:
+                    session.execute(
+                        update(EmailMessage)
+                        .where(EmailMessage.id == message_id)
+                        .values(
+                            status=MessageStatus.SKIPPED,
+                            skip_reason=f"emailed within the cool-down (campaign #{other})",
+                        )
+                    )
+                    session.commit()
+                    self._record("skipped")
+                    continue
+            session.commit()
+            return session.get_one(EmailMessage, message_id, populate_existing=True)
+        return None
+
+    def _other_reminder(self, session: Session, message_id: int, parent_id: int, *, since: datetime) -> Optional[int]:
+        return session.scalars(
+            select(EmailMessage.campaign_id)
+            .join(EmailCampaign, EmailCampaign.id == EmailMessage.campaign_id)
+            .where(
+                EmailMessage.tenant_id == self.user.tenant_id,
+                EmailMessage.parent_id == parent_id,
+                EmailMessage.id != message_id,
+                counts_as_reminder_since(since),
+            )
+            .limit(1)
+        ).first()
+
+    def _send(self, session: Session, row: EmailMessage) -> None:
+        message = compose_message(
+            RenderedEmail(subject=row.subject, html=row.html_body or "", text=row.text_body or ""),
+            brand=self.brand,
+            to_name="" if self.is_test else row.parent.name,
+            to_address=row.to_address or "",
+            message_id=row.message_id_header,
+            date=row.claimed_at,
+        )
+        try:
+            provider_id = self.backend.send(message)
+        except DeliveryUncertain as exc:
+            # Left ``sending``: only the admin may decide to send it again.
+            self._finish(session, row.id, error=f"{INTERRUPTED}: {exc}", status=MessageStatus.SENDING)
+            self._record("interrupted")
+            return
+        except EmailDeliveryError as exc:
+            if exc.quota_exhausted:
+                self._finish(session, row.id, error=str(exc), status=MessageStatus.PENDING)
+                with self.lock:
+                    self.tally.stopped_reason = str(exc)
+                self.stop.set()
+                return
+            log.warning("Message %s to parent %s failed: %s", row.id, row.parent_id, exc)
+            self._finish(session, row.id, error=str(exc), status=MessageStatus.FAILED)
+            self._record("failed")
+            return
+        self._finish(session, row.id, provider_id=provider_id, status=MessageStatus.SENT)
+        self._record("sent")
+
+    def _finish(
+        self,
+        session: Session,
+        message_id: int,
+        *,
+        status: MessageStatus,
+        provider_id: Optional[str] = None,
+        error: Optional[str] = None,
+    ) -> None:
+        values: dict[str, object] = {"status": status, "error": error}
+        if status is MessageStatus.SENT:
+            values.update(provider_message_id=provider_id, sent_at=utcnow())
+        session.execute(
+            update(EmailMessage)
+            .where(EmailMessage.id == message_id, EmailMessage.status == MessageStatus.SENDING)
+            .values(**values)
+        )
+        session.commit()
+
+    def _record(self, outcome: str) -> None:
+        with self.lock:
+            setattr(self.tally, outcome, getattr(self.tally, outcome) + 1)
+        self.events.put(outcome)
+
+
+def open_session(sessions: Sessions) -> Session:
+    """A new session from an engine or a session factory."""
+    return _factory(sessions)()
+
+
+def _factory(sessions: Sessions) -> sessionmaker[Session]:
+    return session_factory(sessions) if isinstance(sessions, Engine) else sessions
+
+
+def _load_campaign(session: Session, user: ActingUser, campaign_id: int) -> EmailCampaign:
+    campaign = session.scalars(
+        select(EmailCampaign).where(EmailCampaign.id == campaign_id, EmailCampaign.tenant_id == user.tenant_id)
+    ).one_or_none()
+    if campaign is None:
+        raise NotFound(f"No email campaign #{campaign_id} in this league.")
+    return campaign
+
+
+def _count(session: Session, campaign_id: int, status: MessageStatus) -> int:
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(EmailMessage)
+            .where(EmailMessage.campaign_id == campaign_id, EmailMessage.status == status)
+        )
+        or 0
+    )
+
+
+def _settle_campaign(session: Session, campaign_id: int, *, interrupted: int, remaining: int) -> None:
+    campaign = session.get_one(EmailCampaign, campaign_id)
+    if interrupted or remaining:
+        campaign.status, campaign.finished_at = CampaignStatus.RUNNING, None
+        return
+    failed = _count(session, campaign_id, MessageStatus.FAILED)
+    campaign.status = CampaignStatus.FAILED if failed else CampaignStatus.COMPLETED
+    campaign.finished_at = utcnow()

@@ -1,0 +1,60 @@
+"""The kinds of email the league sends. Each is one entry: audience, templates and subject.
+
+A second kind of reminder is one more ``EmailType`` here, not a copy of the send path: the
+manifest, preview, test send, outbox and history work for any entry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from sqlalchemy.orm import Session
+
+from core.access import ActingUser
+from core.balances import BalanceFilter, OutstandingBalance, outstanding_balances
+from core.errors import InvalidInput
+
+# Who an email type goes to: the balances of the league, optionally narrowed to some parents.
+Audience = Callable[[Session, ActingUser, Optional[frozenset[int]]], list[OutstandingBalance]]
+
+
+@dataclass(frozen=True)
+class EmailType:
+    """One kind of email. ``subject_template`` is a Jinja2 string rendered with the body's context."""
+
+    key: str
+    title: str
+    audience: Audience
+    html_template: str
+    text_template: str
+    subject_template: str
+    # Why a parent of the league who is not in the audience gets nothing.
+    not_in_audience_reason: str = "nothing owed"
+
+
+def everyone_who_owes(
+    session: Session, user: ActingUser, parent_ids: Optional[frozenset[int]] = None
+) -> list[OutstandingBalance]:
+    """Every parent with an outstanding balance, from the one balances function."""
+    return outstanding_balances(session, user, BalanceFilter(parent_ids=parent_ids or frozenset()))
+
+
+OUTSTANDING_BALANCE = EmailType(
+    key="outstanding_balance",
+    title="Outstanding balance reminder",
+    audience=everyone_who_owes,
+    html_template="outstanding_balance.html",
+    text_template="outstanding_balance.txt",
+    subject_template="{{ brand.league_name }}: {{ total }} outstanding for {{ players }}",
+)
+
+EMAIL_TYPES: dict[str, EmailType] = {email_type.key: email_type for email_type in (OUTSTANDING_BALANCE,)}
+
+
+def get_email_type(key: str) -> EmailType:
+    """The email type called ``key``; ``InvalidInput`` naming the known ones otherwise."""
+    try:
+        return EMAIL_TYPES[key]
+    except KeyError:
+        raise InvalidInput(f"Unknown email type {key!r} (known: {', '.join(EMAIL_TYPES)})") from None

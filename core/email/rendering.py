@@ -1,0 +1,155 @@
+"""Rendering: Jinja2 templates to a subject, an HTML part and a plain-text part, then the exact message.
+
+Rendering is separate from sending. ``render_email`` turns one parent's balance into text;
+``compose_message`` turns that text into the ``email.message.EmailMessage`` whose bytes a
+backend delivers. HTML templates are autoescaped, CSS is inlined for mail clients, and every
+header value goes through ``core.email.headers`` so it can never carry a line break.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from email import policy
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+from functools import lru_cache
+from typing import TYPE_CHECKING, Optional
+
+import css_inline
+from jinja2 import Environment, PackageLoader, StrictUndefined, Template, select_autoescape
+
+from core.balances import OutstandingBalance
+from core.email.brand import Brand
+from core.email.headers import header_text, require_header_address
+from core.models import utcnow
+from core.money import format_cents
+
+if TYPE_CHECKING:
+    from core.email.registry import EmailType
+
+TEST_SUBJECT_PREFIX = "[TEST] "
+
+
+@dataclass(frozen=True)
+class EmailLine:
+    """One row of the Player | Item | Amount | Pay Now table, formatted for a template."""
+
+    player_name: str
+    product_name: str
+    amount: str
+    pay_url: Optional[str]
+    processing: bool
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    """The text of one email: header-safe subject, inlined HTML part, plain-text part."""
+
+    subject: str
+    html: str
+    text: str
+
+
+@lru_cache(maxsize=1)
+def template_environment() -> Environment:
+    """The Jinja2 environment (built on first use): ``.html`` autoescaped, ``.txt`` and subjects not."""
+    return Environment(
+        loader=PackageLoader("core.email", "templates"),
+        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False, default=False),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        auto_reload=False,
+    )
+
+
+@lru_cache(maxsize=32)
+def _subject_template(source: str) -> Template:
+    return template_environment().from_string(source)
+
+
+@lru_cache(maxsize=1)
+def _inliner() -> css_inline.CSSInliner:
+    # Remote stylesheets are never fetched: everything a template needs is in it.
+    return css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
+
+
+def email_lines(balance: OutstandingBalance) -> list[EmailLine]:
+    """The table rows of ``balance``; only http(s) payment URLs become buttons."""
+    return [
+        EmailLine(
+            player_name=header_text(item.player_name),
+            product_name=header_text(item.product_name),
+            amount=format_cents(item.amount_cents, item.currency),
+            pay_url=item.pay_url if item.pay_url.startswith(("https://", "http://")) else None,
+            processing=item.processing,
+        )
+        for item in balance.items
+    ]
+
+
+def render_email(email_type: "EmailType", balance: OutstandingBalance, brand: Brand) -> RenderedEmail:
+    """Render ``email_type`` for one parent's ``balance`` in the league's ``brand``."""
+    environment = template_environment()
+    context = {
+        "brand": brand,
+        "parent_name": header_text(balance.parent_name),
+        "lines": email_lines(balance),
+        "total": format_cents(balance.total_cents, balance.currency),
+        "players": _join_names(tuple(header_text(name) for name in balance.player_names)),
+    }
+    subject = header_text(_subject_template(email_type.subject_template).render(context), limit=250)
+    html = environment.get_template(email_type.html_template).render(subject=subject, **context)
+    text = environment.get_template(email_type.text_template).render(subject=subject, **context)
+    return RenderedEmail(subject=subject, html=_inliner().inline(html), text=text)
+
+
+def mark_as_test(subject: str) -> str:
+    """The subject of a test send: marked so nobody mistakes it for the real reminder."""
+    return header_text(TEST_SUBJECT_PREFIX + subject, limit=260)
+
+
+def message_id_for(*, tenant_id: int, campaign_id: int, parent_id: int, domain: str) -> str:
+    """The Message-ID of the email to ``parent_id`` in ``campaign_id``: the same on every attempt."""
+    digest = hashlib.sha256(f"{tenant_id}:{campaign_id}:{parent_id}".encode()).hexdigest()[:16]
+    return f"<c{campaign_id}.p{parent_id}.{digest}@{require_header_address(domain)}>"
+
+
+def compose_message(
+    rendered: RenderedEmail,
+    *,
+    brand: Brand,
+    to_name: str,
+    to_address: str,
+    message_id: str,
+    date: Optional[datetime] = None,
+) -> EmailMessage:
+    """The exact message to send: headers, a plain-text part and the HTML alternative.
+
+    Lines end in CRLF (the SMTP policy), so the bytes written to a file, handed to SMTP or to
+    the Gmail API are the same.
+    """
+    message = EmailMessage(policy=policy.SMTP)
+    message["Subject"] = header_text(rendered.subject, limit=260)
+    message["From"] = brand.sender
+    message["To"] = Address(display_name=header_text(to_name), addr_spec=require_header_address(to_address))
+    if brand.reply_to_address is not None:
+        message["Reply-To"] = brand.reply_to_address
+    message["Date"] = format_datetime(date or utcnow())
+    message["Message-ID"] = require_header_address(message_id)
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(rendered.text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    message.add_alternative(rendered.html, subtype="html", charset="utf-8", cte="quoted-printable")
+    # A boundary derived from the Message-ID (not a random one) makes the bytes reproducible.
+    message.set_boundary("=_" + hashlib.sha256(message_id.encode()).hexdigest()[:32])
+    return message
+
+
+def _join_names(names: tuple[str, ...]) -> str:
+    if len(names) <= 1:
+        return "".join(names)
+    return ", ".join(names[:-1]) + " and " + names[-1]

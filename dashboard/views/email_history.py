@@ -1,0 +1,63 @@
+"""Email history: every campaign, its messages, and the exact HTML each message carried."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core.email.campaigns import campaign_summaries, get_message, message_rows
+from dashboard.email_frame import sandboxed_email
+from dashboard.state import require_user, session_scope
+
+user = require_user()
+st.title("Email history")
+
+with session_scope() as session:
+    campaigns = campaign_summaries(session, user)
+if not campaigns:
+    st.info("No email has been sent yet.")
+    st.stop()
+
+st.dataframe(
+    pd.DataFrame([
+        {
+            "Campaign": c.id,
+            "Started": c.started_at.strftime("%Y-%m-%d %H:%M UTC"),
+            "By": c.started_by,
+            "To": f"test to {c.test_address}" if c.is_test else "everyone who owes",
+            "Status": c.status,
+            "Sent": c.counts.get("sent", 0),
+            "Failed": c.counts.get("failed", 0),
+            "Skipped": c.counts.get("skipped", 0),
+            "Queued": c.counts.get("pending", 0),
+            "Interrupted": c.counts.get("sending", 0),
+        }
+        for c in campaigns
+    ]),
+    hide_index=True, width="stretch", key="history_campaigns",
+)
+
+labels = {c.id: f"#{c.id} · {c.started_at:%Y-%m-%d %H:%M} · "
+                f"{'test to ' + c.test_address if c.test_address else 'everyone'}" for c in campaigns}
+campaign_id = st.selectbox("Campaign", options=list(labels), format_func=labels.__getitem__, key="history_campaign")
+with session_scope() as session:
+    rows = message_rows(session, user, campaign_id)
+st.dataframe(
+    pd.DataFrame([{"Family": r.parent_name, "To": r.to_address or "—", "Owes": r.amount, "Status": r.status,
+                   "Sent at": r.sent_at.strftime("%Y-%m-%d %H:%M:%S UTC") if r.sent_at else "",
+                   "Reason": r.reason or "", "Provider id": r.provider_message_id or ""} for r in rows]),
+    hide_index=True, width="stretch", key="history_messages",
+)
+
+viewable = {r.id: f"{r.parent_name} — {r.status}" for r in rows if r.has_body}
+if viewable:
+    message_id = st.selectbox("Show the email sent to", options=list(viewable), format_func=viewable.__getitem__,
+                              key="history_message")
+    with session_scope() as session:
+        message = get_message(session, user, message_id)
+        subject, html_body, text_body = message.subject, message.html_body or "", message.text_body or ""
+        to_address, message_id_header = message.to_address, message.message_id_header
+    st.text(f"Subject: {subject}\nTo: {to_address}\nMessage-ID: {message_id_header}")
+    sandboxed_email(html_body, title="Email as sent")
+    with st.expander("Plain-text part"):
+        st.code(text_body, language=None, wrap_lines=True)

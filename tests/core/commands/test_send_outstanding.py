@@ -1,0 +1,106 @@
+"""``python -m core send-outstanding``: test send, send to everyone with confirmation, exit status."""
+
+from __future__ import annotations
+
+import io
+import socket
+
+import pytest
+
+from core.cli import main
+from tests.core.email.conftest import EMAIL_FROM, league, outbox_dir, read_outbox, recipients  # noqa: F401 - fixtures
+
+
+@pytest.fixture
+def cli_env(monkeypatch, database_url, outbox_dir, tmp_path):  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("EMAIL_BACKEND", "file")
+    monkeypatch.setenv("EMAIL_OUTBOX_DIR", str(outbox_dir))
+    monkeypatch.setenv("EMAIL_FROM", EMAIL_FROM)
+    monkeypatch.delenv("STRIPE_API_KEY", raising=False)
+    return outbox_dir
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_test_send_goes_to_the_test_address_only(league, cli_env, capsys):
+    code = main(["send-outstanding", "--test-email", "me@example.org", "--parent", str(league["ben"].id)])
+    assert code == 0
+    (message,) = read_outbox(cli_env)
+    assert message["To"].addresses[0].addr_spec == "me@example.org"
+    assert message["Subject"].strip().startswith("[TEST] Westside Hoops: $150.00")
+    assert "1 sent, 0 failed" in capsys.readouterr().out
+
+
+def test_a_test_send_without_a_parent_uses_the_first_who_owes(league, cli_env):
+    assert main(["send-outstanding", "--test-email", "me@example.org"]) == 0
+    (message,) = read_outbox(cli_env)
+    assert "Ana O'Neil" in message.get_body(("plain",)).get_content()
+
+
+def test_an_invalid_test_address_is_one_line_on_stderr_and_exit_1(league, cli_env, capsys):
+    assert main(["send-outstanding", "--test-email", "not-an-address"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: 'not-an-address' is not a valid email address") and err.count("\n") == 1
+    assert read_outbox(cli_env) == []
+
+
+def test_all_without_yes_and_without_a_terminal_refuses_and_sends_nothing(league, cli_env, capsys, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO("y\n"))
+    assert main(["send-outstanding", "--all"]) == 1
+    captured = capsys.readouterr()
+    assert "Will email 2 parents, $510.00 in total" in captured.out
+    assert "Dan Optout: opted out of email" in captured.out
+    assert "Payments were not synced first: Stripe is not configured." in captured.out
+    assert "Pass --yes" in captured.err
+    assert read_outbox(cli_env) == []
+
+
+def test_all_asks_on_the_terminal_and_sends_when_confirmed(league, cli_env, capsys, monkeypatch):
+    monkeypatch.setattr("sys.stdin", Terminal("y\n"))
+    assert main(["send-outstanding", "--all"]) == 0
+    assert "Send 2 emails now? [y/N]" in capsys.readouterr().out
+    assert recipients(cli_env) == ["ana@example.org", "ben@example.org"]
+
+
+def test_all_answered_no_sends_nothing(league, cli_env, monkeypatch):
+    monkeypatch.setattr("sys.stdin", Terminal("n\n"))
+    assert main(["send-outstanding", "--all"]) == 1
+    assert read_outbox(cli_env) == []
+
+
+def test_all_with_yes_sends_and_a_rerun_emails_nobody_twice(league, cli_env, capsys):
+    assert main(["send-outstanding", "--all", "--yes"]) == 0
+    assert "2 sent, 0 failed" in capsys.readouterr().out
+    assert main(["send-outstanding", "--all", "--yes"]) == 0
+    assert "0 emails queued, 7 parents skipped" in capsys.readouterr().out
+    assert recipients(cli_env) == ["ana@example.org", "ben@example.org"]
+
+
+def test_a_failed_send_exits_non_zero_and_names_who_failed(league, cli_env, capsys, monkeypatch):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    monkeypatch.setenv("EMAIL_BACKEND", "smtp")
+    monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("SMTP_PORT", str(closed_port))
+    monkeypatch.setenv("SMTP_STARTTLS", "false")
+    assert main(["send-outstanding", "--all", "--yes"]) == 1
+    err = capsys.readouterr().err
+    assert "failed: Ana O'Neil <& Co> <ana@example.org>: Could not connect" in err
+    assert "--resume" in err
+    monkeypatch.setenv("EMAIL_BACKEND", "file")
+    campaign_id = int(err.split("--resume ")[1].split()[0])
+    assert main(["send-outstanding", "--resume", str(campaign_id), "--retry-failed"]) == 0
+    assert recipients(cli_env) == ["ana@example.org", "ben@example.org"]
+
+
+def test_options_that_do_not_go_together_are_refused(league, cli_env, capsys):
+    assert main(["send-outstanding", "--all", "--parent", "1"]) == 1
+    assert main(["send-outstanding", "--test-email", "me@example.org", "--yes"]) == 1
+    assert "--yes goes with --all" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["send-outstanding", "--all", "--test-email", "me@example.org"])

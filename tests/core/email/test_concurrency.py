@@ -1,0 +1,137 @@
+"""Two drains, two campaigns, two admins at once: still one email per parent.
+
+On PostgreSQL these exercise the row locks (SKIP LOCKED, the league and parent locks); on SQLite,
+the database write lock that the same code takes there.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from core.db import make_engine
+from core.email.backends import FileBackend
+from core.email.campaigns import campaign_messages, start_campaign
+from core.email.outbox import drain_outbox
+from core.email.registry import OUTSTANDING_BALANCE
+from core.models import EmailCampaign, EmailMessage, MessageStatus
+from tests.core.email.conftest import EMAIL_FROM, recipients
+from tests.factories import acting, make_link, make_parent, make_player, make_product, make_tenant
+
+PARENTS = 24
+
+
+class Slow(FileBackend):
+    def send(self, message):  # type: ignore[no-untyped-def]
+        time.sleep(0.02)
+        return super().send(message)
+
+
+@pytest.fixture
+def big_league(session):
+    tenant = make_tenant(session, slug="busy")
+    product = make_product(session, tenant, "Registration")
+    parents = [make_parent(session, tenant, f"Parent {n:02d}", f"p{n:02d}@example.org") for n in range(PARENTS)]
+    for parent in parents:
+        make_link(session, tenant, make_player(session, tenant, parent), product)
+    session.commit()
+    return tenant, sorted(p.email for p in parents)
+
+
+def in_parallel(*jobs):  # type: ignore[no-untyped-def]
+    """Run the jobs in threads released together; return their results, re-raising any error."""
+    barrier = threading.Barrier(len(jobs))
+    results: list[object] = [None] * len(jobs)
+    errors: list[BaseException] = []
+
+    def run(index, job):  # type: ignore[no-untyped-def]
+        try:
+            barrier.wait()
+            results[index] = job()
+        except BaseException as exc:  # noqa: BLE001 - handed back to the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(n, job)) for n, job in enumerate(jobs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+def test_two_workers_draining_one_campaign_send_each_email_once(session, database_url, big_league, tmp_path):
+    tenant, emails = big_league
+    admin = acting(tenant)
+    campaign = start_campaign(session, admin, OUTSTANDING_BALANCE, email_from=EMAIL_FROM)
+    session.commit()
+    engines = [make_engine(database_url) for _ in range(2)]
+    outbox = tmp_path / "outbox"
+    try:
+        first, second = in_parallel(*(
+            (lambda e=e: drain_outbox(e, admin, campaign.id, backend=Slow(outbox), email_from=EMAIL_FROM, workers=3))
+            for e in engines
+        ))
+    finally:
+        for e in engines:
+            e.dispose()
+    assert first.sent + second.sent == PARENTS and first.sent and second.sent
+    assert recipients(outbox) == emails
+
+
+def test_two_admins_sending_to_everyone_at_once_email_each_parent_once(session, database_url, big_league, tmp_path):
+    tenant, emails = big_league
+    admin = acting(tenant)
+    outbox = tmp_path / "outbox"
+
+    def send_to_everyone() -> EmailCampaign:
+        engine = make_engine(database_url)
+        try:
+            from core.db import session_factory
+            with session_factory(engine)() as own:
+                campaign = start_campaign(own, admin, OUTSTANDING_BALANCE, email_from=EMAIL_FROM)
+                own.commit()
+            drain_outbox(engine, admin, campaign.id, backend=Slow(outbox), email_from=EMAIL_FROM, workers=2)
+            return campaign
+        finally:
+            engine.dispose()
+
+    one, two = in_parallel(send_to_everyone, send_to_everyone)
+    assert recipients(outbox) == emails
+    skipped = [m for c in (one, two) for m in campaign_messages(session, admin, c.id) if m.status is MessageStatus.SKIPPED]
+    assert len(skipped) == PARENTS and all("cool-down" in m.skip_reason for m in skipped)
+
+
+def test_two_campaigns_queued_for_the_same_parents_cannot_both_email_one(session, database_url, big_league, tmp_path):
+    """Even when both outboxes hold every parent (e.g. one started with no cool-down), the claim decides."""
+    tenant, emails = big_league
+    admin = acting(tenant)
+    first = start_campaign(session, admin, OUTSTANDING_BALANCE, email_from=EMAIL_FROM)
+    session.commit()
+    second = EmailCampaign(tenant_id=tenant.id, email_type="outstanding_balance", started_by="other@example.org",
+                           audience={"cooldown_days": 3})
+    session.add(second)
+    session.flush()
+    for row in campaign_messages(session, admin, first.id):
+        session.add(EmailMessage(campaign_id=second.id, tenant_id=tenant.id, parent_id=row.parent_id,
+                                 to_address=row.to_address, subject=row.subject, amount_cents=row.amount_cents,
+                                 currency=row.currency, status=MessageStatus.PENDING,
+                                 message_id_header=row.message_id_header.replace("<c", "<d"),
+                                 html_body=row.html_body, text_body=row.text_body))
+    session.commit()
+    outbox = tmp_path / "outbox"
+    engines = [make_engine(database_url) for _ in range(2)]
+    try:
+        results = in_parallel(*(
+            (lambda e=e, c=c: drain_outbox(e, admin, c, backend=Slow(outbox), email_from=EMAIL_FROM, workers=3))
+            for e, c in zip(engines, (first.id, second.id))
+        ))
+    finally:
+        for e in engines:
+            e.dispose()
+    assert recipients(outbox) == emails
+    assert sum(r.sent for r in results) == PARENTS and sum(r.skipped for r in results) == PARENTS

@@ -1,0 +1,251 @@
+"""The Gmail backend through googleapiclient's own HttpMockSequence: retries, back-off, quota."""
+
+from __future__ import annotations
+
+import base64
+import json
+from urllib.parse import urlparse
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from googleapiclient.discovery import build
+from googleapiclient.http import HttpMockSequence
+
+from core.email.backends import DeliveryUncertain, make_backend
+from core.email.gmail import GmailBackend, load_credentials
+from core.email.pacing import Pacer
+from core.errors import EmailDeliveryError
+from core.settings import Settings
+from tests.core.email.test_backends import a_message
+
+
+def ok(message_id: str = "18c0ffee") -> tuple[dict, str]:  # type: ignore[type-arg]
+    return {"status": "200", "content-type": "application/json"}, json.dumps({"id": message_id, "threadId": "t1"})
+
+
+def error(status: int, reason: str, **headers: str) -> tuple[dict, str]:  # type: ignore[type-arg]
+    body = {"error": {"code": status, "message": f"{reason} happened",
+                      "errors": [{"domain": "usageLimits", "reason": reason, "message": f"{reason} happened"}]}}
+    return {"status": str(status), "content-type": "application/json", **headers}, json.dumps(body)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.sleeps: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+
+
+def gmail(responses, *, per_minute: float = 6000):  # type: ignore[no-untyped-def]
+    http = HttpMockSequence(list(responses))
+    sleep = Recorder()
+    backend = GmailBackend(lambda: build("gmail", "v1", http=http, cache_discovery=False),
+                           sends_per_minute=per_minute, sleep=sleep, base_delay=1.0)
+    return backend, http, sleep
+
+
+def test_a_message_is_sent_as_base64url_raw_to_users_me_messages_send():
+    backend, http, _ = gmail([ok("abc123")])
+    message = a_message()
+    assert backend.send(message) == "abc123"
+    (uri, method, body, _headers), = http.request_sequence
+    assert method == "POST" and urlparse(uri).path == "/gmail/v1/users/me/messages/send"
+    raw = json.loads(body)["raw"]
+    assert base64.urlsafe_b64decode(raw) == message.as_bytes()
+
+
+@pytest.mark.parametrize("refusal", [
+    error(429, "rateLimitExceeded"),
+    error(403, "userRateLimitExceeded"),
+    error(403, "rateLimitExceeded"),
+    error(500, "backendError"),
+    error(503, "backendError"),
+])
+def test_rate_limits_and_server_errors_are_retried_with_back_off(refusal):
+    backend, http, sleep = gmail([refusal, refusal, ok("later")])
+    assert backend.send(a_message()) == "later"
+    assert len(http.request_sequence) == 3
+    assert len(sleep.sleeps) == 2 and sleep.sleeps[1] > sleep.sleeps[0] >= 1.0
+
+
+def test_a_mixed_storm_of_429_403_and_500_ends_in_one_send():
+    backend, http, _ = gmail([error(429, "rateLimitExceeded"), error(403, "userRateLimitExceeded"),
+                              error(500, "backendError"), ok("finally")])
+    assert backend.send(a_message()) == "finally"
+    assert len(http.request_sequence) == 4
+
+
+def test_retry_after_from_gmail_is_honoured():
+    backend, _, sleep = gmail([error(429, "rateLimitExceeded", **{"retry-after": "7"}), ok()])
+    backend.send(a_message())
+    assert len(sleep.sleeps) == 1 and 6.5 < sleep.sleeps[0] <= 7.0
+
+
+def test_the_daily_limit_stops_at_once_as_quota_exhausted():
+    backend, http, sleep = gmail([error(403, "dailyLimitExceeded"), ok()])
+    with pytest.raises(EmailDeliveryError) as caught:
+        backend.send(a_message())
+    assert caught.value.quota_exhausted and "daily sending limit" in str(caught.value)
+    assert len(http.request_sequence) == 1 and sleep.sleeps == []
+
+
+def test_a_refusal_that_is_not_a_rate_limit_is_not_retried():
+    backend, http, _ = gmail([error(400, "invalidArgument"), ok()])
+    with pytest.raises(EmailDeliveryError, match="refused the message \\(400\\)") as caught:
+        backend.send(a_message())
+    assert not caught.value.retryable and not caught.value.quota_exhausted
+    assert len(http.request_sequence) == 1
+
+
+def test_a_permission_403_without_a_rate_limit_reason_is_not_retried():
+    backend, http, _ = gmail([error(403, "insufficientPermissions"), ok()])
+    with pytest.raises(EmailDeliveryError):
+        backend.send(a_message())
+    assert len(http.request_sequence) == 1
+
+
+def test_endless_rate_limiting_stops_the_run_like_an_exhausted_quota():
+    backend, http, _ = gmail([error(429, "rateLimitExceeded")] * 6)
+    with pytest.raises(EmailDeliveryError, match="after 6 attempts") as caught:
+        backend.send(a_message())
+    assert caught.value.quota_exhausted and len(http.request_sequence) == 6
+
+
+def test_endless_server_errors_fail_the_message_without_stopping_the_run():
+    backend, http, _ = gmail([error(503, "backendError")] * 6)
+    with pytest.raises(EmailDeliveryError, match="after 6 attempts") as caught:
+        backend.send(a_message())
+    assert caught.value.retryable and not caught.value.quota_exhausted
+
+
+def test_a_dropped_connection_mid_send_is_reported_as_uncertain_not_retried():
+    class Dropping(HttpMockSequence):
+        def request(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            self.request_sequence.append(args)
+            raise ConnectionResetError("reset by peer")
+
+    http = Dropping([])
+    backend = GmailBackend(lambda: build("gmail", "v1", http=http, cache_discovery=False), sends_per_minute=600,
+                           sleep=lambda s: None)
+    with pytest.raises(DeliveryUncertain):
+        backend.send(a_message())
+    assert len(http.request_sequence) == 1
+
+
+def test_the_pacer_spaces_sends_evenly_under_the_per_minute_rate():
+    now = [100.0]
+    sleeps: list[float] = []
+    pacer = Pacer(60, clock=lambda: now[0], sleep=sleeps.append)
+    for _ in range(4):
+        pacer.wait()
+    assert sleeps == [1.0, 2.0, 3.0]
+
+
+def test_a_pacer_with_a_burst_lets_a_late_sender_catch_up_but_never_run_ahead():
+    now = [0.0]
+    sleeps: list[float] = []
+    pacer = Pacer(60, burst=2, clock=lambda: now[0], sleep=sleeps.append)
+    pacer.wait()          # t=0: slot 0
+    now[0] = 5.0          # the sender fell behind by several slots
+    pacer.wait()          # reclaims one missed slot: no wait
+    pacer.wait()          # ...and one more at once, no more
+    pacer.wait()          # then back to one a second
+    assert sleeps == [1.0]
+    now[0] = 6.0
+    pacer.wait()
+    assert sleeps == [1.0, 1.0]
+
+
+def test_sends_go_through_the_pacer():
+    now = [0.0]
+    sleeps: list[float] = []
+    backend, _, _ = gmail([ok("1"), ok("2"), ok("3")])
+    backend.pacer = Pacer(30, clock=lambda: now[0], sleep=sleeps.append)
+    for _ in range(3):
+        backend.send(a_message())
+    assert sleeps == [2.0, 4.0]
+
+
+def _service_account_file(tmp_path):  # type: ignore[no-untyped-def]
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    path = tmp_path / "service-account.json"
+    path.write_text(json.dumps({
+        "type": "service_account", "project_id": "league", "private_key_id": "k1", "private_key": pem,
+        "client_email": "mailer@league.iam.gserviceaccount.com", "client_id": "1",
+        "token_uri": "https://oauth2.googleapis.com/token",
+    }))
+    return path
+
+
+def test_a_service_account_sends_as_the_delegated_mailbox(tmp_path):
+    credentials = load_credentials(_service_account_file(tmp_path), delegated_user="treasurer@westside.example.org")
+    assert credentials._subject == "treasurer@westside.example.org"
+    assert credentials.scopes == ["https://www.googleapis.com/auth/gmail.send"]
+
+
+def test_a_service_account_without_a_delegated_mailbox_is_refused(tmp_path):
+    with pytest.raises(EmailDeliveryError, match="GMAIL_DELEGATED_USER"):
+        load_credentials(_service_account_file(tmp_path), delegated_user=None)
+
+
+def test_an_oauth_token_file_is_accepted(tmp_path):
+    path = tmp_path / "token.json"
+    path.write_text(json.dumps({"type": "authorized_user", "client_id": "c", "client_secret": "s",
+                                "refresh_token": "r", "token": "t"}))
+    credentials = load_credentials(path, delegated_user=None)
+    assert credentials.refresh_token == "r"
+
+
+def test_the_gmail_backend_is_built_from_the_settings(tmp_path):
+    settings = Settings(email_backend="gmail", gmail_credentials_file=_service_account_file(tmp_path),
+                        gmail_delegated_user="treasurer@westside.example.org", gmail_sends_per_minute=30)
+    backend = make_backend(settings)
+    assert isinstance(backend, GmailBackend) and backend.pacer.interval == 2.0
+    with pytest.raises(EmailDeliveryError, match="GMAIL_CREDENTIALS_FILE"):
+        make_backend(Settings(email_backend="gmail"))
+
+
+def test_only_the_gmail_module_imports_the_google_client():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    importers = sorted(
+        str(path.relative_to(root))
+        for folder in ("core", "dashboard")
+        if (root / folder).exists()
+        for path in (root / folder).rglob("*.py")
+        if "googleapiclient" in path.read_text() or "google.oauth2" in path.read_text()
+    )
+    assert importers == ["core/email/gmail.py"]
+
+
+def test_a_campaign_through_gmail_stops_cleanly_at_the_daily_limit_and_resumes(session, engine, league):
+    from core.email.campaigns import start_campaign
+    from core.email.outbox import drain_outbox
+    from core.email.registry import OUTSTANDING_BALANCE
+    from tests.core.email.conftest import EMAIL_FROM
+    from tests.factories import acting
+
+    admin = acting(league["tenant"])
+    campaign = start_campaign(session, admin, OUTSTANDING_BALANCE, email_from=EMAIL_FROM)
+    session.commit()
+    backend, http, _ = gmail([error(429, "rateLimitExceeded"), ok("first"), error(403, "dailyLimitExceeded")])
+    stopped = drain_outbox(engine, admin, campaign.id, backend=backend, email_from=EMAIL_FROM, workers=1)
+    assert (stopped.sent, stopped.failed, stopped.remaining) == (1, 0, 1)
+    assert "daily sending limit" in stopped.stopped_reason
+    tomorrow, http2, _ = gmail([ok("second")])
+    resumed = drain_outbox(engine, admin, campaign.id, backend=tomorrow, email_from=EMAIL_FROM, workers=1)
+    assert (resumed.sent, resumed.remaining, resumed.succeeded) == (1, 0, True)
+    sent_raw = [json.loads(body)["raw"] for _, _, body, _ in http.request_sequence + http2.request_sequence]
+    to = [a_message_to(raw) for raw in sent_raw]
+    assert sorted(set(to)) == ["ana@example.org", "ben@example.org"]
+
+
+def a_message_to(raw: str) -> str:
+    import email
+    import email.policy
+    return email.message_from_bytes(base64.urlsafe_b64decode(raw), policy=email.policy.default)["To"].addresses[0].addr_spec

@@ -1,0 +1,174 @@
+"""The Email and Email history pages, driven by widget keys as an admin would."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import html
+import socket
+from pathlib import Path
+
+import pytest
+
+from core.access import Role
+from core.email.campaigns import build_manifest
+from core.email.registry import OUTSTANDING_BALANCE
+from core.tenants import find_tenant
+from dashboard.navigation import pages_for
+from tests.factories import acting
+
+
+@pytest.fixture
+def outbox(tmp_path) -> Path:  # the demo_league fixture points EMAIL_OUTBOX_DIR here
+    return tmp_path / "outbox"
+
+
+def sent_to(outbox: Path) -> list[str]:
+    return sorted(
+        email.message_from_bytes(p.read_bytes(), policy=email.policy.default)["To"].addresses[0].addr_spec
+        for p in outbox.glob("*.eml")
+    )
+
+
+def frame_html(at) -> str:  # type: ignore[no-untyped-def]
+    (frame,) = at.get("iframe")
+    return frame.proto.srcdoc
+
+
+def table_with(at, column: str):  # type: ignore[no-untyped-def]
+    """The first table on the page that has ``column`` (AppTest does not expose a dataframe's key)."""
+    return next(frame.value for frame in at.dataframe if column in frame.value.columns)
+
+
+def expected_manifest(session):  # type: ignore[no-untyped-def]
+    return build_manifest(session, acting(find_tenant(session, "demo")), OUTSTANDING_BALANCE)
+
+
+def test_the_preview_shows_the_exact_html_in_a_sandboxed_frame_with_text_and_headers(demo_league, open_app):
+    at = open_app("admin", page="email")
+    assert not at.exception
+    family = at.selectbox(key="preview_parent")
+    assert family.options and "—" in family.options[0]
+    srcdoc = frame_html(at)
+    assert srcdoc.startswith('<iframe sandbox="" ') and "allow-scripts" not in srcdoc
+    shown = html.unescape(srcdoc.split('srcdoc="', 1)[1].rsplit('"></iframe>', 1)[0])
+    assert shown.startswith("<!DOCTYPE html>") and ">Pay now</a>" in shown
+    text = at.code[0].value
+    assert "Total: $" in text and "Westside Youth Basketball" in text
+    headers = table_with(at, "Header")
+    assert {"Subject", "From", "To", "Reply-To", "Message-ID"} <= set(headers["Header"])
+    assert at.get("download_button")[0].proto.label == "Download as .eml"
+
+
+def test_a_test_send_to_a_bad_address_says_why_and_sends_nothing(demo_league, open_app, outbox):
+    at = open_app("admin", page="email")
+    at.text_input(key="test_address").input("not an address").run()
+    at.button(key="send_test").click().run()
+    assert not at.exception
+    assert "is not a valid email address" in at.error[0].value
+    assert sent_to(outbox) == []
+
+
+def test_a_test_send_delivers_one_email_marked_test(demo_league, open_app, outbox):
+    at = open_app("admin", page="email")
+    at.text_input(key="test_address").input("me@example.org").run()
+    at.button(key="send_test").click().run()
+    assert not at.exception
+    assert at.success[0].value == "Test email sent to me@example.org."
+    (path,) = outbox.glob("*.eml")
+    message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    assert message["To"].addresses[0].addr_spec == "me@example.org"
+    assert message["Subject"].strip().startswith("[TEST] ")
+
+
+def test_send_to_everyone_shows_the_manifest_and_sends_only_after_confirmation(
+    demo_league, open_app, outbox, session
+):
+    manifest = expected_manifest(session)
+    at = open_app("admin", page="email")
+    at.button(key="prepare_send").click().run()
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Emails to send"] == str(manifest.count) and metrics["Owed by them"] == manifest.total
+    assert "Stripe is not configured" in at.info[0].value
+    skipped = table_with(at, "Why skipped")
+    assert set(skipped["Why skipped"]) >= {"no email address", "opted out of email", "nothing owed"}
+    assert sent_to(outbox) == []
+
+    at.button(key="open_send_dialog").click().run()
+    assert not at.exception and sent_to(outbox) == []
+    at.button(key="confirm_send").click().run()
+    assert not at.exception
+    results = {m.label: m.value for m in at.metric}
+    assert results["Sent"] == str(manifest.count) and results["Failed"] == "0"
+    assert sent_to(outbox) == sorted(e.email for e in manifest.recipients)
+    table = table_with(at, "Reason")
+    assert (table["Status"] == "sent").sum() == manifest.count
+
+
+def test_cancelling_the_confirmation_sends_nothing(demo_league, open_app, outbox):
+    at = open_app("admin", page="email")
+    at.button(key="prepare_send").click().run()
+    at.button(key="open_send_dialog").click().run()
+    at.button(key="cancel_send").click().run()
+    assert not at.exception
+    assert "confirm_send" not in [b.key for b in at.button]
+    assert sent_to(outbox) == []
+
+
+def test_failed_messages_are_listed_with_the_reason_and_can_be_retried(
+    demo_league, open_app, outbox, session, monkeypatch
+):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    monkeypatch.setenv("EMAIL_BACKEND", "smtp")
+    monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("SMTP_PORT", str(closed_port))
+    monkeypatch.setenv("SMTP_STARTTLS", "false")
+    manifest = expected_manifest(session)
+    at = open_app("admin", page="email")
+    at.button(key="prepare_send").click().run()
+    at.button(key="open_send_dialog").click().run()
+    at.button(key="confirm_send").click().run()
+    assert not at.exception
+    table = table_with(at, "Reason")
+    failed = table[table["Status"] == "failed"]
+    assert len(failed) == manifest.count and failed["Reason"].str.contains("Could not connect").all()
+
+    monkeypatch.setenv("EMAIL_BACKEND", "file")
+    at.button(key="retry_failed").click().run()
+    assert not at.exception
+    assert {m.label: m.value for m in at.metric}["Sent"] == str(manifest.count)
+    assert sent_to(outbox) == sorted(e.email for e in manifest.recipients)
+
+
+def test_the_history_lists_campaigns_and_shows_each_messages_exact_html(demo_league, open_app):
+    at = open_app("admin", page="email")
+    at.text_input(key="test_address").input("me@example.org").run()
+    at.button(key="send_test").click().run()
+    at.switch_page("views/email_history.py").run()
+    assert not at.exception
+    campaigns = table_with(at, "Campaign")
+    assert list(campaigns["To"]) == ["test to me@example.org"] and list(campaigns["Sent"]) == [1]
+    messages = table_with(at, "Provider id")
+    assert list(messages["Status"]) == ["sent"]
+    srcdoc = frame_html(at)
+    assert srcdoc.startswith('<iframe sandbox="" ') and "Pay now" in srcdoc
+    assert "Subject: [TEST] " in at.text[0].value
+
+
+def test_the_history_page_says_when_nothing_was_sent(demo_league, open_app):
+    at = open_app("admin", page="email_history")
+    assert not at.exception
+    assert at.info[0].value == "No email has been sent yet."
+
+
+@pytest.mark.parametrize("role", [Role.TREASURER, Role.COACH])
+def test_only_admins_get_the_email_pages(role):
+    from core.access import ActingUser
+
+    titles = [page.title for page in pages_for(ActingUser("x", role, 1))]
+    assert "Email" not in titles and "Email history" not in titles
+    admin_titles = [page.title for page in pages_for(ActingUser("x", Role.ADMIN, 1))]
+    assert {"Email", "Email history"} <= set(admin_titles)
