@@ -475,3 +475,24 @@ def test_progress_is_reported_while_recording(session, stripe_stand_in, stripe_g
 
     recording = [p for p in seen if p.phase == "Recording payments"]
     assert [p.done for p in recording] == [1, 2, 3, 4] and recording[-1].fraction == 1.0
+
+
+# -- the send to everyone syncs first ----------------------------------------------------------
+
+
+def test_a_send_to_everyone_syncs_first_so_a_family_who_paid_is_not_emailed(session, league, stripe_stand_in):
+    from core.email.campaigns import build_manifest
+    from core.email.presend import sync_payments_first
+    from core.email.registry import OUTSTANDING_BALANCE
+    from core.settings import Secret, Settings
+
+    paid_parent = league.links[0].player.parent_id
+    stripe_stand_in.complete_checkout_session(league.links[0].stripe_payment_link_id)
+    settings = Settings(stripe_api_key=Secret("sk_test_stand_in"), stripe_api_base=stripe_stand_in.api_base)
+
+    outcome = sync_payments_first(session, league.admin, settings=settings)
+
+    assert outcome.ran and "Payment sync (incremental): 1 paid ($150.00)" in outcome.note
+    manifest = build_manifest(session, league.admin, OUTSTANDING_BALANCE)
+    assert paid_parent not in {entry.parent_id for entry in manifest.recipients}
+    assert len(manifest.recipients) == 2
