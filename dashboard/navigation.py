@@ -21,6 +21,8 @@ class PageEntry:
 PAGES: tuple[PageEntry, ...] = (
     PageEntry("views/balances.py", "Outstanding balances", ":material/account_balance_wallet:",
               Permission.VIEW_BALANCES, "balances"),
+    PageEntry("views/payment_sync.py", "Sync from Stripe", ":material/sync:",
+              Permission.SYNC_PAYMENTS, "payment_sync"),
     PageEntry("views/import_roster.py", "Import roster", ":material/upload_file:",
               Permission.IMPORT_ROSTER, "import", section="Admin"),
     PageEntry("views/backfill.py", "Mint payment links", ":material/add_link:",

@@ -19,7 +19,9 @@ Faults for tests and benchmarks: ``inject("rate_limit" | "server_error" | "drop"
 ``rate_limit`` (requests per second, sliding one-second window) above which it answers 429.
 
 Test-only: ``complete_checkout_session(link_id, paid=..., amount_total=...)`` (or
-``POST /_stand_in/payment_links/{id}/complete``) records a finished checkout on a link.
+``POST /_stand_in/payment_links/{id}/complete``) records a finished checkout on a link;
+``settle_checkout_session(id)`` lets a processing payment succeed; ``add_payment_link``
+seeds a link without an HTTP request.
 
 Run it on its own for a demo: ``python -m tests.stripe_stand_in --port 12111``.
 """
@@ -356,16 +358,19 @@ class StripeStandIn:
         paid: bool = True,
         amount_total: Optional[int] = None,
         created: Optional[int] = None,
+        even_if_inactive: bool = False,
     ) -> dict[str, Any]:
         """Record a completed Checkout Session on a link, as if a parent had paid through it.
 
         ``paid=False`` is a completed session whose payment is still processing.
+        ``even_if_inactive`` imitates a checkout that was already open when the link stopped
+        taking payments (two parents paying a one-payment link at the same moment).
         """
         with self._lock:
             link = self.payment_links.get(link_id)
             if link is None:
                 raise ApiError(404, f"No such payment_link: '{link_id}'", code="resource_missing")
-            if not link["active"]:
+            if not link["active"] and not even_if_inactive:
                 raise ApiError(400, "This payment link is not active.", code="payment_link_inactive")
             items = self.link_line_items[link_id]
             total = sum(self.prices[item["price"]]["unit_amount"] * item["quantity"] for item in items)
@@ -392,6 +397,47 @@ class StripeStandIn:
                 if completed["count"] >= completed["limit"]:
                     link["active"] = False  # Stripe deactivates a link whose limit is reached
             return _public(session)
+
+    def settle_checkout_session(self, session_id: str) -> dict[str, Any]:
+        """A processing (delayed-method) payment succeeds: the session becomes ``paid``.
+
+        As at Stripe, the session keeps its original ``created`` time.
+        """
+        with self._lock:
+            for session in self.checkout_sessions:
+                if session["id"] == session_id:
+                    session["payment_status"] = "paid"
+                    return _public(session)
+        raise ApiError(404, f"No such checkout.session: '{session_id}'", code="resource_missing")
+
+    def add_payment_link(
+        self,
+        link_id: str,
+        *,
+        amount_cents: int,
+        currency: str = "usd",
+        metadata: Optional[Mapping[str, str]] = None,
+        single_payment: bool = False,
+    ) -> None:
+        """Put a link (and a Price for it) straight into the state, without an HTTP request.
+
+        For seeding large states in tests and benchmarks; links created through the API
+        are what the adapter tests use.
+        """
+        with self._lock:
+            price_id = f"price_{self._token()}"
+            self.prices[price_id] = {"id": price_id, "object": "price", "active": True, "currency": currency,
+                                     "unit_amount": amount_cents, "product": None, "type": "one_time",
+                                     "recurring": None, "metadata": {}, "created": int(time.time()),
+                                     "livemode": False}
+            self.payment_links[link_id] = {
+                "id": link_id, "object": "payment_link", "active": True,
+                "url": f"https://buy.stripe.com/test_{link_id}", "currency": currency,
+                "metadata": dict(metadata or {}), "customer_creation": "if_required",
+                "restrictions": {"completed_sessions": {"count": 0, "limit": 1}} if single_payment else None,
+                "livemode": False, "_created_with": {},
+            }
+            self.link_line_items[link_id] = [{"price": price_id, "quantity": 1}]
 
     # request handling (called from server threads)
 

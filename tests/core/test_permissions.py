@@ -52,6 +52,7 @@ from core.email.registry import OUTSTANDING_BALANCE, everyone_who_owes
 from core.errors import PermissionDenied
 from core.export import ExportKind, export_balances_csv
 from core.models import Base, Product, Tenant
+from core.payment_sync import sync_payments
 from core.roster_import import import_roster
 from core.settings import Settings
 from tests.factories import acting, make_link, make_parent, make_player, make_product, make_team, make_tenant
@@ -156,6 +157,8 @@ CALLS: tuple[Call, ...] = (
     Call("message_rows", message_rows, P.SEND_EMAIL, lambda s, u, w: message_rows(s, u, _campaign(s, u).id)),
     Call("get_message", get_message, P.SEND_EMAIL,
          lambda s, u, w: get_message(s, u, campaign_messages(s, u, _campaign(s, u).id)[0].id)),
+    Call("sync_payments", sync_payments, P.SYNC_PAYMENTS,
+         lambda s, u, w: sync_payments(_joined(s), u, NoPaymentsYet()), returns_league_data=False),
 )
 
 ROSTER_CSV_BYTES = (
@@ -173,14 +176,32 @@ def _campaign(session: Session, user: Optional[ActingUser]) -> Any:
     return campaign
 
 
-# Service functions that commit as they go (durable per item), so they cannot run inside
-# the matrix's savepoints; each has its own refusal tests, named here.
+# Service functions that commit as they go (durable per item) and are not run inside the
+# matrix's savepoints (sync_payments is, through ``_joined``); each has its own refusal
+# tests, named here.
 COMMITTING_SERVICE_FUNCTIONS: dict[str, str] = {
     "core.backfill.commit_backfill": "tests/core/test_backfill.py: coach, treasurer and another league's plan",
     "core.email.campaigns.send_test_email": "tests/core/email/test_outbox.py::test_only_an_admin_may_send",
     "core.email.campaigns.run_campaign": "tests/core/email/test_outbox.py::test_only_an_admin_may_send",
     "core.email.outbox.drain_outbox": "tests/core/email/test_outbox.py::test_only_an_admin_may_send",
 }
+
+
+class NoPaymentsYet:
+    """A payment gateway with no completed checkout yet; any other call is a failure."""
+
+    def list_completed_checkout_sessions(self, **_: object) -> Iterable[Any]:
+        return iter(())
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"the sync was not expected to call {name}")
+
+
+def _joined(session: Session) -> Session:
+    """A session inside the test's transaction, for functions that commit per item: their
+    commits release a savepoint, and the matrix still rolls every caller back."""
+    return Session(bind=session.connection(), join_transaction_mode="create_savepoint")
+
 
 # Public functions that take the acting user but are not service functions of their own.
 NOT_SERVICE_FUNCTIONS: dict[str, str] = {

@@ -15,8 +15,9 @@ from tests.dashboard.conftest import APP
 
 # The menu of each role, from the roles table of the architecture brief.
 MENU = {
-    "admin": ["Outstanding balances", "Import roster", "Mint payment links", "Audit log", "Email", "Email history"],
-    "treasurer": ["Outstanding balances"],
+    "admin": ["Outstanding balances", "Sync from Stripe", "Import roster", "Mint payment links", "Audit log",
+              "Email", "Email history"],
+    "treasurer": ["Outstanding balances", "Sync from Stripe"],
     "coach": ["Outstanding balances"],
 }
 PAGE_NAMES = [entry.url_path for entry in PAGES]

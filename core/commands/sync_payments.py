@@ -1,0 +1,64 @@
+"""``sync-payments [--full]``: mark links paid from Stripe, deactivate withdrawn players' links.
+
+Made for cron: a clean run prints nothing. Payments that need a person (a different
+amount, a second payment, a payment for an unknown link) are one line each on stdout the
+first time a sync sees them; a failure is one line on stderr and exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from core.commands.context import add_tenant_option, league_command
+from core.money import format_cents
+from core.payment_gateway import configured_payment_gateway
+from core.payment_sync import SyncResult, sync_payments
+from core.settings import load_settings
+
+
+def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = commands.add_parser(
+        "sync-payments",
+        help="mark links paid from Stripe and deactivate links of withdrawn players",
+        description="Ask Stripe for the completed checkouts since the last sync (with a day's overlap) and "
+        "mark their links paid; deactivate the links of withdrawn players. Quiet when all is well: "
+        "prints only payments that need a look, and fails with exit status 1 when Stripe could not "
+        "be asked (what was recorded is kept; run it again).",
+    )
+    add_tenant_option(parser)
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="check every active link one by one instead (the first sync of a league, or an audit)",
+    )
+    # Also accepted after the command; SUPPRESS keeps the global -v when it is given before.
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+        help="print what was recorded even when nothing needs attention",
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    # Before the database: without a key there is nothing to do, and the error says why.
+    gateway = configured_payment_gateway(load_settings(), action="sync payments")
+    with league_command(args) as ctx:
+        result = sync_payments(ctx.session, ctx.user, gateway, full=args.full)
+    for flag in result.new_flags:
+        print(f"flagged: {flag.describe()}")
+    if getattr(args, "verbose", False):
+        _print_details(result)
+    result.raise_for_errors()
+    return 0
+
+
+def _print_details(result: SyncResult) -> None:
+    for payment in result.paid:
+        amount = (
+            "an unknown amount" if payment.amount_cents is None
+            else format_cents(payment.amount_cents, payment.currency)
+        )
+        print(f"paid: {payment.player_name} / {payment.product_name}: {amount}")
+    for link in result.deactivated:
+        print(f"deactivated: {link.player_name} / {link.product_name} ({link.stripe_payment_link_id})")
+    print(result.summary())

@@ -1,0 +1,134 @@
+"""Sync from Stripe: mark paid links, deactivate withdrawn players' links, and show what changed."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Optional
+
+import pandas as pd
+import streamlit as st
+
+from core.access import ActingUser
+from core.directory import league_of
+from core.money import format_cents
+from core.payment_gateway import configured_payment_gateway
+from core.payment_sync import SyncProgress, SyncResult, sync_payments
+from dashboard.state import data_changed, require_user, session_scope, settings
+
+RESULT_KEY = "payment_sync_result"
+
+
+def _when(moment: Optional[datetime]) -> str:
+    return moment.strftime("%d %b %Y %H:%M UTC") if moment else "never"
+
+
+def _not_configured() -> None:
+    st.warning(
+        "Stripe is not configured, so payments cannot be synced. Set **STRIPE_API_KEY** (a secret key, "
+        "`sk_test_…` for test mode) in the server's environment or in `.streamlit/secrets.toml`, then reload "
+        "this page. For a local Stripe stand-in, also set **STRIPE_API_BASE** to its address.",
+        icon=":material/key_off:",
+    )
+
+
+def _run(user: ActingUser, *, full: bool) -> SyncResult:
+    gateway = configured_payment_gateway(settings(), action="sync payments")
+    bar = st.progress(0.0, text="Asking Stripe…")
+
+    def show(progress: SyncProgress) -> None:
+        fraction = progress.fraction
+        counted = f"{progress.done:,} of {progress.total:,}" if progress.total else f"{progress.done:,} so far"
+        bar.progress(fraction if fraction is not None else 0.0, text=f"{progress.phase}: {counted}")
+
+    with session_scope() as session:
+        result = sync_payments(session, user, gateway, full=full, progress=show)
+    bar.empty()
+    data_changed()  # cached balances no longer hold
+    return result
+
+
+def _summary(result: SyncResult) -> None:
+    if result.errors:
+        st.error(
+            f"The sync did not finish ({len(result.errors)} problem{'s' if len(result.errors) != 1 else ''}). "
+            "Everything it recorded is kept; sync again to finish.\n\n"
+            + "\n".join(f"- {error}" for error in result.errors[:10]),
+            icon=":material/error:",
+        )
+    elif result.new_flags:
+        st.warning(f"Synced. {len(result.new_flags)} payment(s) need a look (below).", icon=":material/flag:")
+    else:
+        st.success(f"Synced at {_when(result.synced_at)}.", icon=":material/check_circle:")
+    first, second, third, fourth = st.columns(4)
+    first.metric("Paid since last sync", f"{result.paid_count:,}", format_cents(result.paid_cents, result.currency),
+                 delta_color="off", delta_arrow="off")
+    second.metric("Still owed", f"{result.still_owed_count:,}",
+                  format_cents(result.still_owed_cents, result.currency), delta_color="off", delta_arrow="off")
+    third.metric("Processing", f"{result.processing_count:,}")
+    fourth.metric("Flagged", f"{len(result.flags):,}")
+    if result.flags:
+        st.subheader("Flagged payments")
+        st.dataframe(pd.DataFrame([
+            {
+                "Why": flag.kind.label,
+                "Player": flag.player_name or "—",
+                "Item": flag.product_name or "—",
+                "Detail": flag.message,
+                "Checkout Session": flag.checkout_session_id,
+                "Reported": "new" if flag.new else "before",
+            }
+            for flag in result.flags
+        ]), hide_index=True, width="stretch")
+    if result.paid:
+        st.subheader("Recorded as paid")
+        st.dataframe(pd.DataFrame([
+            {
+                "Player": payment.player_name,
+                "Item": payment.product_name,
+                "Paid": "unknown" if payment.amount_cents is None
+                else format_cents(payment.amount_cents, payment.currency),
+                "Paid at": _when(payment.paid_at),
+            }
+            for payment in result.paid
+        ]), hide_index=True, width="stretch")
+    if result.deactivated:
+        st.subheader("Deactivated (withdrawn players)")
+        st.dataframe(pd.DataFrame([
+            {"Player": link.player_name, "Item": link.product_name, "Stripe link": link.stripe_payment_link_id}
+            for link in result.deactivated
+        ]), hide_index=True, width="stretch")
+
+
+def _league(user: ActingUser) -> tuple[str, Optional[datetime]]:
+    with session_scope() as session:
+        league = league_of(session, user)
+        return league.name, league.payments_synced_at
+
+
+def main() -> None:
+    user = require_user()
+    league_name, _ = _league(user)
+    st.title("Sync from Stripe")
+    st.caption(league_name)
+    st.write(
+        "Marks links paid when a family has paid through them, and deactivates the links of withdrawn "
+        "players. Paid families then drop out of the balances and of reminder emails."
+    )
+    last_synced = st.empty()  # filled after a sync below may have moved it
+    if not settings().stripe_configured:
+        last_synced.caption(f"Payments last synced from Stripe: {_when(_league(user)[1])}.")
+        _not_configured()
+        return
+    full = st.toggle(
+        "Check every link one by one (for the first sync or an audit; slower: about 24 links a second)",
+        key="sync_full",
+    )
+    if st.button("Sync from Stripe", key="sync_run", type="primary", icon=":material/sync:"):
+        st.session_state[RESULT_KEY] = _run(user, full=full)
+    last_synced.caption(f"Payments last synced from Stripe: {_when(_league(user)[1])}.")
+    result = st.session_state.get(RESULT_KEY)
+    if isinstance(result, SyncResult):
+        _summary(result)
+
+
+main()

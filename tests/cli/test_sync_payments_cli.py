@@ -1,0 +1,115 @@
+"""``python -m core sync-payments`` as cron runs it: quiet when all is well, loud when not."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from core.cli import main
+from core.db import unit_of_work
+from core.demo import build_demo_league
+from core.models import LinkStatus, PaymentLink, Player, PlayerStatus, Tenant
+from tests.stripe_links import mirror_league
+
+
+@pytest.fixture
+def demo_in_stripe(engine, database_url, monkeypatch, stripe_stand_in) -> Tenant:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("STRIPE_API_KEY", "sk_test_stand_in")
+    monkeypatch.setenv("STRIPE_API_BASE", stripe_stand_in.api_base)
+    with unit_of_work(engine) as session:
+        build_demo_league(session)
+        tenant = session.scalars(select(Tenant)).one()
+        mirror_league(stripe_stand_in, session, tenant.id)
+    return tenant
+
+
+def _active_link(session, *, withdrawn: bool = False) -> PaymentLink:  # type: ignore[no-untyped-def]
+    status = Player.status == PlayerStatus.WITHDRAWN if withdrawn else Player.status != PlayerStatus.WITHDRAWN
+    return session.scalars(
+        select(PaymentLink).join(Player, Player.id == PaymentLink.player_id)
+        .where(PaymentLink.status == LinkStatus.ACTIVE, status).order_by(PaymentLink.id)
+    ).first()
+
+
+def test_a_clean_sync_prints_nothing_and_exits_0(demo_in_stripe, stripe_stand_in, session, capsys):
+    link = _active_link(session)
+    withdrawn = _active_link(session, withdrawn=True)
+    stripe_stand_in.complete_checkout_session(link.stripe_payment_link_id)
+
+    assert main(["sync-payments"]) == 0
+
+    assert capsys.readouterr() == ("", "")
+    session.expire_all()
+    assert session.get(PaymentLink, link.id).status is LinkStatus.PAID
+    assert session.get(PaymentLink, withdrawn.id).status is LinkStatus.DEACTIVATED
+
+
+def test_a_flagged_payment_is_one_line_on_stdout_the_first_time_only(demo_in_stripe, stripe_stand_in, session, capsys):
+    link = _active_link(session)
+    stripe_stand_in.complete_checkout_session(link.stripe_payment_link_id, amount_total=100)
+
+    assert main(["sync-payments"]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    [line] = out.splitlines()
+    assert line.startswith("flagged: paid a different amount: ") and "$1.00" in line
+
+    assert main(["sync-payments"]) == 0
+    assert capsys.readouterr() == ("", "")
+
+
+@pytest.mark.parametrize("argv", [["-v", "sync-payments"], ["sync-payments", "--verbose"]])
+def test_verbose_prints_what_was_recorded(demo_in_stripe, stripe_stand_in, session, capsys, argv):
+    stripe_stand_in.complete_checkout_session(_active_link(session).stripe_payment_link_id)
+
+    assert main(argv) == 0
+
+    out = capsys.readouterr().out
+    assert out.count("paid: ") == 1 and "deactivated: " in out
+    assert out.splitlines()[-1].startswith("Payment sync (incremental): 1 paid")
+
+
+def test_full_checks_each_active_link(demo_in_stripe, stripe_stand_in, session, capsys):
+    # A few active links keep the test quick: the real gateway paces at Stripe's test-mode rate.
+    active = session.scalars(select(PaymentLink).where(PaymentLink.status == LinkStatus.ACTIVE)).all()
+    for link in active[8:]:
+        link.status = LinkStatus.PAID
+    session.commit()
+    active = active[:8]
+
+    assert main(["sync-payments", "--full", "--tenant", "demo"]) == 0
+
+    asked = {r.params.get("payment_link") for r in stripe_stand_in.requests if r.path == "/v1/checkout/sessions"}
+    assert asked == {link.stripe_payment_link_id for link in active}
+    assert capsys.readouterr() == ("", "")
+
+
+def test_a_stripe_failure_is_one_line_on_stderr_and_exit_1(demo_in_stripe, stripe_stand_in, session, capsys):
+    stripe_stand_in.inject("error", status=401, message="Invalid API Key provided", times=None)
+
+    assert main(["sync-payments"]) == 1
+
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1
+    assert err.startswith("error: payment sync incomplete: ") and "Invalid API Key provided" in err
+    assert session.get(Tenant, demo_in_stripe.id).payments_synced_at is None
+
+
+def test_without_a_stripe_key_it_says_what_is_missing(database_url, monkeypatch, capsys):
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.delenv("STRIPE_API_KEY", raising=False)
+
+    assert main(["sync-payments"]) == 1
+
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.strip() == (
+        "error: STRIPE_API_KEY is not set: add it to the environment or .streamlit/secrets.toml to sync payments."
+    )
+
+
+def test_an_unknown_league_is_one_clear_line(demo_in_stripe, capsys):
+    assert main(["sync-payments", "--tenant", "nope"]) == 1
+    assert capsys.readouterr().err.strip() == "error: No league called 'nope' (leagues: demo)."

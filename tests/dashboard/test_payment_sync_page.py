@@ -1,0 +1,112 @@
+"""The Sync from Stripe page, driven with AppTest against the Stripe stand-in."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from core.access import ActingUser, Role
+from core.balances import outstanding_balances, summarise
+from core.models import LinkStatus, PaymentLink, Player, PlayerStatus
+from core.money import format_cents
+from core.tenants import find_tenant
+from dashboard.navigation import pages_for
+from tests.factories import acting
+from tests.stripe_links import mirror_league
+
+
+@pytest.fixture(autouse=True)
+def fresh_page_caches():  # type: ignore[no-untyped-def]
+    # Cached balances are keyed by user and filters, not by database: the same demo league
+    # on SQLite and then PostgreSQL would otherwise share them across tests.
+    import streamlit as st
+
+    st.cache_data.clear()
+    yield
+    st.cache_data.clear()
+
+
+@pytest.fixture
+def stripe_configured(demo_league, session, stripe_stand_in, monkeypatch):  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("STRIPE_API_KEY", "sk_test_stand_in")
+    monkeypatch.setenv("STRIPE_API_BASE", stripe_stand_in.api_base)
+    mirror_league(stripe_stand_in, session, find_tenant(session, "demo").id)
+    return stripe_stand_in
+
+
+def _owed_link(session) -> PaymentLink:  # type: ignore[no-untyped-def]
+    return session.scalars(
+        select(PaymentLink).join(Player, Player.id == PaymentLink.player_id)
+        .where(PaymentLink.status == LinkStatus.ACTIVE, Player.status != PlayerStatus.WITHDRAWN)
+        .order_by(PaymentLink.id)
+    ).first()
+
+
+def _metrics(at) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    return {metric.label: metric.value for metric in at.metric}
+
+
+def test_treasurer_syncs_and_the_paid_family_drops_out_of_the_balances(stripe_configured, open_app, session):
+    link = _owed_link(session)
+    at = open_app("treasurer")  # the Balances page first, so its cached figures must be refreshed
+    before = _metrics(at)["Total outstanding"]
+    stripe_configured.complete_checkout_session(link.stripe_payment_link_id)
+
+    at.switch_page("views/payment_sync.py").run()
+    assert "Payments last synced from Stripe: never." in [c.value for c in at.caption]
+    at.button(key="sync_run").click().run()
+
+    assert not at.exception
+    metrics = _metrics(at)
+    assert metrics["Paid since last sync"] == "1" and metrics["Flagged"] == "0"
+    expected = summarise(outstanding_balances(session, acting(find_tenant(session, "demo"), Role.TREASURER)))
+    assert metrics["Still owed"] == f"{expected.line_items:,}"
+    assert any(s.value.startswith("Synced at ") for s in at.success)
+    assert "Payments last synced from Stripe: never." not in [c.value for c in at.caption]
+
+    at.switch_page("views/balances.py").run()
+    assert not at.exception
+    after = _metrics(at)["Total outstanding"]
+    assert after == format_cents(expected.total_cents) != before
+    assert "Payments last synced from Stripe: never" not in " ".join(c.value for c in at.caption)
+
+
+def test_a_payment_of_a_different_amount_is_shown_flagged(stripe_configured, open_app, session):
+    stripe_configured.complete_checkout_session(_owed_link(session).stripe_payment_link_id, amount_total=100)
+    at = open_app("admin", page="payment_sync")
+
+    at.button(key="sync_run").click().run()
+
+    assert not at.exception
+    assert _metrics(at)["Flagged"] == "1"
+    assert any("need a look" in warning.value for warning in at.warning)
+    flags = at.dataframe[0].value  # flagged payments come first
+    assert list(flags["Why"]) == ["paid a different amount"] and list(flags["Reported"]) == ["new"]
+
+
+def test_a_stripe_failure_says_the_sync_did_not_finish(stripe_configured, open_app):
+    stripe_configured.inject("error", status=401, message="Invalid API Key provided", times=None)
+    at = open_app("treasurer", page="payment_sync")
+
+    at.button(key="sync_run").click().run()
+
+    assert not at.exception
+    [error] = [e for e in at.error if "did not finish" in e.value]
+    assert "Invalid API Key provided" in error.value
+
+
+def test_without_stripe_the_page_says_what_is_missing(demo_league, open_app, monkeypatch):
+    monkeypatch.delenv("STRIPE_API_KEY", raising=False)
+    at = open_app("treasurer", page="payment_sync")
+
+    assert not at.exception
+    assert any("STRIPE_API_KEY" in warning.value for warning in at.warning)
+    assert "sync_run" not in [button.key for button in at.button]
+
+
+def test_only_treasurer_and_admin_get_the_page():
+    def titles(role: Role) -> list[str]:
+        return [entry.title for entry in pages_for(ActingUser("someone", role, 1))]
+
+    assert "Sync from Stripe" in titles(Role.TREASURER) and "Sync from Stripe" in titles(Role.ADMIN)
+    assert "Sync from Stripe" not in titles(Role.COACH)
