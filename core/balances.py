@@ -52,7 +52,13 @@ class OutstandingBalance:
 
     @property
     def total_cents(self) -> int:
-        return sum(item.amount_cents for item in self.items)
+        """What is still to pay: every item except payments already processing."""
+        return sum(item.amount_cents for item in self.items if not item.processing)
+
+    @property
+    def processing_cents(self) -> int:
+        """Paid through a delayed method (e.g. a bank debit) that has not settled yet."""
+        return sum(item.amount_cents for item in self.items if item.processing)
 
     @property
     def currency(self) -> str:
@@ -76,11 +82,12 @@ class BalanceFilter:
 
 @dataclass(frozen=True)
 class BalanceSummary:
-    total_cents: int
+    total_cents: int  # still to pay; payments processing are not in it
     families: int
     players: int
     line_items: int
     currency: str
+    processing_cents: int = 0
 
 
 def outstanding_balances(
@@ -105,11 +112,12 @@ def summarise(balances: Sequence[OutstandingBalance]) -> BalanceSummary:
     """The headline figures of a list of balances (no extra query)."""
     items = [item for balance in balances for item in balance.items]
     return BalanceSummary(
-        total_cents=sum(item.amount_cents for item in items),
+        total_cents=sum(balance.total_cents for balance in balances),
         families=sum(1 for balance in balances if balance.items),
         players=len({item.player_id for item in items}),
         line_items=len(items),
         currency=items[0].currency if items else "usd",
+        processing_cents=sum(balance.processing_cents for balance in balances),
     )
 
 

@@ -26,8 +26,10 @@ class ExportKind(str, enum.Enum):
     PARENTS = "parents"
 
 
-LINE_ITEM_HEADER = ("parent", "parent_email", "player", "team", "item", "amount", "currency", "pay_now_url")
-PARENT_HEADER = ("parent", "parent_email", "players", "items", "total", "currency")
+LINE_ITEM_HEADER = (
+    "parent", "parent_email", "player", "team", "item", "amount", "currency", "status", "pay_now_url",
+)
+PARENT_HEADER = ("parent", "parent_email", "players", "items", "total", "processing", "currency")
 
 
 def neutralise_formula(value: object) -> str:
@@ -54,6 +56,7 @@ def line_item_rows(balances: Iterable[OutstandingBalance]) -> Iterable[tuple[obj
                 item.product_name,
                 decimal_amount(item.amount_cents),
                 item.currency.upper(),
+                "processing" if item.processing else "owed",
                 item.pay_url,
             )
 
@@ -66,6 +69,7 @@ def parent_rows(balances: Iterable[OutstandingBalance]) -> Iterable[tuple[object
             "; ".join(balance.player_names),
             len(balance.items),
             decimal_amount(balance.total_cents),
+            decimal_amount(balance.processing_cents),
             balance.currency.upper(),
         )
 

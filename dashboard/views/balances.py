@@ -19,8 +19,9 @@ from dashboard.state import engine, require_user, session_scope
 FAMILIES_PER_PAGE = 25
 
 
-@st.cache_data(ttl=30, show_spinner=False)
 def _balances(user: ActingUser, filters: BalanceFilter) -> list[OutstandingBalance]:
+    # Not cached: the figures must agree with the CSV (computed when it is downloaded) and
+    # with changes made by the CLI or another replica; it is one query however large the league.
     with session_scope() as session:
         return outstanding_balances(session, user, filters)
 
@@ -81,7 +82,11 @@ def _headline(balances: list[OutstandingBalance], synced_at: Optional[datetime])
     third.metric("Players", f"{summary.players:,}")
     fourth.metric("Open items", f"{summary.line_items:,}")
     synced = synced_at.strftime("%d %b %Y %H:%M UTC") if synced_at else "never"
-    st.caption(f"Payments last synced from Stripe: {synced}. Paid links drop out after a sync.")
+    processing = ""
+    if summary.processing_cents:
+        processing = (f" {format_cents(summary.processing_cents, summary.currency)} more is being paid "
+                      "(bank payments still processing) and is not counted as outstanding.")
+    st.caption(f"Payments last synced from Stripe: {synced}. Paid links drop out after a sync.{processing}")
 
 
 def _families(balances: list[OutstandingBalance], user: ActingUser) -> None:

@@ -107,3 +107,20 @@ def test_statement_count_does_not_grow_with_the_league(session, engine, league):
     statements.clear()
     outstanding_balances(session, acting(tenant))
     assert len(statements) == small == 1
+
+
+def test_a_payment_still_processing_is_shown_but_not_counted_as_owed(session, league):
+    from sqlalchemy import select
+
+    from core.models import PaymentLink
+
+    kid3 = league["kids"][2]
+    link = session.scalars(select(PaymentLink).where(PaymentLink.player_id == kid3.id)).one()
+    link.processing = True
+    session.commit()
+    balances = outstanding_balances(session, acting(league["tenant"]))
+    ben = next(b for b in balances if b.parent_name == "Ben Zed")
+    assert [item.processing for item in ben.items] == [True]
+    assert (ben.total_cents, ben.processing_cents) == (0, 15000)
+    summary = summarise(balances)
+    assert (summary.total_cents, summary.processing_cents) == (15000 * 2 + 6000, 15000)

@@ -72,3 +72,19 @@ def test_export_is_recorded_in_the_audit_log(session, league):
 def test_a_coach_cannot_export(session, league):
     with pytest.raises(PermissionDenied):
         export_balances_csv(session, acting(league, Role.COACH))
+
+
+def test_processing_payments_are_marked_and_left_out_of_the_owed_total(session, league):
+    from core.models import PaymentLink
+
+    link = session.scalars(select(PaymentLink).order_by(PaymentLink.id)).first()
+    link.processing = True
+    session.commit()
+    user = acting(league, Role.TREASURER)
+    rows = _rows(export_balances_csv(session, user))
+    owed = sum(int(r["amount"].replace(".", "")) for r in rows if r["status"] == "owed")
+    assert [r["status"] for r in rows].count("processing") == 1
+    assert owed == summarise(outstanding_balances(session, user)).total_cents
+    per_parent = _rows(export_balances_csv(session, user, kind=ExportKind.PARENTS))
+    assert sum(int(r["total"].replace(".", "")) for r in per_parent) == owed
+    assert sum(int(r["processing"].replace(".", "")) for r in per_parent) == link.amount_cents
