@@ -17,11 +17,11 @@ from core.email.campaigns import (
     send_test_email,
     start_campaign,
 )
-from core.email.outbox import INTERRUPTED, DrainProgress, DrainResult, retry_messages
+from core.email.outbox import INTERRUPTED, DrainProgress, DrainResult, is_in_flight, retry_messages
 from core.email.presend import sync_payments_first
 from core.email.registry import OUTSTANDING_BALANCE
 from core.errors import InvalidInput
-from core.models import MessageStatus
+from core.models import MessageStatus, utcnow
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -89,12 +89,14 @@ def _test_send(ctx: CommandContext, address: str, parent_id: Optional[int]) -> i
 
 def _send_to_everyone(ctx: CommandContext, args: argparse.Namespace, *, stdin: TextIO) -> int:
     cooldown = ctx.settings.email_cooldown_days if args.cooldown_days is None else args.cooldown_days
-    sync = sync_payments_first(ctx.session, ctx.user, settings=ctx.settings)
-    ctx.session.commit()
-    print(sync.note)
-    manifest = build_manifest(ctx.session, ctx.user, OUTSTANDING_BALANCE, cooldown_days=cooldown)
+    # The sync commits as it goes: it runs in its own session, and a failed sync sends nothing.
     ctx.session.rollback()
+    sync = sync_payments_first(ctx.engine, ctx.user, settings=ctx.settings)
+    print(sync.note)
+    expected = None
     if not args.yes:
+        manifest = build_manifest(ctx.session, ctx.user, OUTSTANDING_BALANCE, cooldown_days=cooldown)
+        ctx.session.rollback()
         _print_manifest(manifest)
         if manifest.count == 0:
             print("Nothing to send.")
@@ -102,8 +104,11 @@ def _send_to_everyone(ctx: CommandContext, args: argparse.Namespace, *, stdin: T
         if not _confirmed(manifest, stdin):
             print("Nothing sent.")
             return 1
+        # What was confirmed is what is queued: if the list changed meanwhile, nothing is sent.
+        expected = manifest.totals
     campaign = start_campaign(
-        ctx.session, ctx.user, OUTSTANDING_BALANCE, email_from=ctx.settings.email_from, cooldown_days=cooldown
+        ctx.session, ctx.user, OUTSTANDING_BALANCE, email_from=ctx.settings.email_from, cooldown_days=cooldown,
+        expected=expected,
     )
     ctx.session.commit()
     queued = campaign.audience.get("recipients", 0)
@@ -138,16 +143,28 @@ def _report(ctx: CommandContext, result: DrainResult) -> int:
         f"Campaign #{result.campaign_id}: {result.sent} sent, {result.failed} failed, "
         f"{result.skipped} skipped at send time, {result.interrupted} interrupted, {result.remaining} still queued."
     )
+    if result.in_flight:
+        print(f"{result.in_flight} messages are being sent by another run right now.")
     if result.stopped_reason:
         print(f"Stopped: {result.stopped_reason}", file=sys.stderr)
+    if result.skipped or not result.succeeded:
+        messages = campaign_messages(ctx.session, ctx.user, result.campaign_id)
+        for message in messages:
+            # Claimed (attempts > 0) and then skipped: the family's situation changed since it was queued.
+            if message.status is MessageStatus.SKIPPED and message.attempts:
+                print(f"skipped at send time: {message.parent.name} <{message.to_address}>: {message.skip_reason}")
     if not result.succeeded:
-        for message in campaign_messages(ctx.session, ctx.user, result.campaign_id):
+        now = utcnow()
+        for message in messages:
             if message.status is MessageStatus.FAILED:
                 print(f"failed: {message.parent.name} <{message.to_address}>: {message.error}", file=sys.stderr)
-            elif message.status is MessageStatus.SENDING:
+            elif message.status is MessageStatus.SENDING and not is_in_flight(
+                message.status, error=message.error, claimed_at=message.claimed_at, now=now
+            ):
                 print(f"{INTERRUPTED}: {message.parent.name} <{message.to_address}>", file=sys.stderr)
         print(
-            f"Resume with: python -m core send-outstanding --resume {result.campaign_id} [--retry-failed]",
+            f"Resume with: python -m core send-outstanding --resume {result.campaign_id} "
+            "[--retry-failed] [--retry-interrupted]",
             file=sys.stderr,
         )
         return 1

@@ -1,4 +1,9 @@
-"""The league's brand: defined once, on the tenant row, and used by every email template."""
+"""The league's brand: defined once, and used by every email template.
+
+The league's own colours, logo, names and footer come from the tenant row; the neutral
+colours around them (page, card, text, borders, muted text) are named here, once, with their
+defaults. Templates take every colour from ``brand`` and contain no colour of their own.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,14 @@ from core.errors import InvalidInput
 from core.models import Tenant
 
 _COLOUR = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
+
+# The neutral palette every league's email shares (the league's own colours are on its row).
+PAGE_BACKGROUND_COLOR = "#f4f5f7"
+CARD_BACKGROUND_COLOR = "#ffffff"
+TEXT_COLOR = "#222222"
+TEXT_ON_BRAND_COLOR = "#ffffff"  # text on the league's primary and accent colours
+BORDER_COLOR = "#e1e4e8"
+MUTED_TEXT_COLOR = "#6a737d"
 
 
 @dataclass(frozen=True)
@@ -31,6 +44,17 @@ class Brand:
     sender_address: str
     reply_to: Optional[str]
     footer_text: Optional[str]
+    page_background_color: str = PAGE_BACKGROUND_COLOR
+    card_background_color: str = CARD_BACKGROUND_COLOR
+    text_color: str = TEXT_COLOR
+    text_on_brand_color: str = TEXT_ON_BRAND_COLOR
+    border_color: str = BORDER_COLOR
+    muted_text_color: str = MUTED_TEXT_COLOR
+
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            if name.endswith("_color") and not _COLOUR.match(value or ""):
+                raise InvalidInput(f"The email's {name.replace('_', ' ')} must be a hex colour like #RRGGBB, not {value!r}")
 
     @property
     def sender(self) -> Address:

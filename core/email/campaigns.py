@@ -26,12 +26,15 @@ from core.email.brand import Brand, brand_for_tenant
 from core.email.headers import normalise_recipient
 from core.email.outbox import (
     DEFAULT_COOLDOWN_DAYS,
-    DrainProgress,
+    IN_FLIGHT,
     INTERRUPTED,
+    DrainProgress,
     DrainResult,
     Sessions,
     counts_as_reminder_since,
     drain_outbox,
+    in_flight_messages,
+    is_in_flight,
     open_session,
 )
 from core.email.registry import EmailType
@@ -42,7 +45,7 @@ from core.email.rendering import (
     message_id_for,
     render_email,
 )
-from core.errors import InvalidInput, NotFound
+from core.errors import BillingError, InvalidInput, NotFound
 from core.models import (
     CampaignStatus,
     EmailCampaign,
@@ -60,6 +63,21 @@ NO_EMAIL = "no email address"
 INVALID_EMAIL = "email address not valid"
 OPTED_OUT = "opted out of email"
 ALL_PROCESSING = "payment processing"
+QUEUED_ELSEWHERE = "already queued in another send"
+BEING_EMAILED = "being emailed by another send"
+COOL_DOWN = "emailed within the cool-down"
+
+
+class ManifestChanged(BillingError):
+    """The send to everyone was refused: who gets what is no longer what the admin reviewed."""
+
+
+@dataclass(frozen=True)
+class ManifestTotals:
+    """What an admin reviewed and confirmed: how many emails, for how much in total."""
+
+    count: int
+    total_cents: int
 
 
 @dataclass(frozen=True)
@@ -103,6 +121,11 @@ class Manifest:
         return format_cents(self.total_cents, self.currency)
 
     @property
+    def totals(self) -> ManifestTotals:
+        """The figures an admin confirms; ``start_campaign`` checks them against its own manifest."""
+        return ManifestTotals(count=self.count, total_cents=self.total_cents)
+
+    @property
     def skip_counts(self) -> dict[str, int]:
         return dict(Counter(_reason_kind(entry.skip_reason or "") for entry in self.skipped))
 
@@ -137,16 +160,17 @@ def build_manifest(
     """Every parent of the league: who will get ``email_type`` (and for how much) and who is skipped.
 
     Skipped: nothing owed, opted out, no or unusable email address, every item's payment still
-    processing, or emailed within the cool-down (a sent reminder that was not a test, or one
-    queued in another campaign that is still running). Runs a constant number of queries.
+    processing, emailed within the cool-down (a sent reminder that was not a test), and —
+    whatever the cool-down, even 0 days — queued in another campaign that is still running or
+    being emailed right now. Runs a constant number of queries.
     """
     require(user, Permission.PREVIEW_EMAIL)
     if cooldown_days < 0:
         raise InvalidInput("The cool-down cannot be negative.")
-    since = (now or utcnow()) - timedelta(days=cooldown_days)
+    now = now or utcnow()
     tenant = session.get_one(Tenant, user.tenant_id)
     balances = {balance.parent_id: balance for balance in email_type.audience(session, user, None)}
-    recent = _recent_reminders(session, user, since=since) if cooldown_days else {}
+    recent = _recent_reminders(session, user, now=now, cooldown_days=cooldown_days)
     parents = session.execute(
         select(Parent.id, Parent.name, Parent.email, Parent.email_opt_out)
         .where(Parent.tenant_id == user.tenant_id)
@@ -156,9 +180,7 @@ def build_manifest(
     skipped: list[ManifestEntry] = []
     for parent_id, name, email, opted_out in parents:
         balance = balances.get(parent_id)
-        reason, address = _skip_reason(
-            balance, email, opted_out, recent.get(parent_id), email_type=email_type, cooldown_days=cooldown_days
-        )
+        reason, address = _skip_reason(balance, email, opted_out, recent.get(parent_id), email_type=email_type)
         entry = ManifestEntry(
             parent_id=parent_id,
             parent_name=name,
@@ -186,16 +208,27 @@ def start_campaign(
     *,
     email_from: str,
     cooldown_days: int = DEFAULT_COOLDOWN_DAYS,
+    expected: Optional[ManifestTotals] = None,
 ) -> EmailCampaign:
     """Write a send-to-everyone campaign and its outbox rows, rendered and ready to send.
 
+    ``expected`` is what the admin reviewed and confirmed (``Manifest.totals``): when the
+    manifest built now differs (a payment synced, a parent added or opted out since),
+    ``ManifestChanged`` is raised and nothing is written.
+
     The caller commits, before draining (the outbox must be durable before anything is sent).
     The league's row stays locked until then, so two campaigns started at once are built one
-    after the other and the second sees the first one's queued messages (skipped by the cool-down).
+    after the other and the second sees the first one's queued messages (and skips them).
     """
     require(user, Permission.SEND_EMAIL)
     _lock_league(session, user)
     manifest = build_manifest(session, user, email_type, cooldown_days=cooldown_days)
+    if expected is not None and manifest.totals != expected:
+        raise ManifestChanged(
+            f"The list changed since you reviewed it: review again. It is now {_emails(manifest.count)} for "
+            f"{manifest.total}; you confirmed {_emails(expected.count)} for "
+            f"{format_cents(expected.total_cents, manifest.currency)}. Nothing was sent."
+        )
     brand = _league_brand(session, user, email_from=email_from)
     campaign = EmailCampaign(
         tenant_id=user.tenant_id,
@@ -443,12 +476,13 @@ def campaign_summaries(session: Session, user: ActingUser, *, limit: int = 200) 
 def message_rows(session: Session, user: ActingUser, campaign_id: int) -> list[MessageRow]:
     """The campaign's result table: every parent with what happened and why."""
     require(user, Permission.PREVIEW_EMAIL)
+    now = utcnow()
     rows = session.execute(
         select(
             EmailMessage.id, EmailMessage.parent_id, Parent.name, EmailMessage.to_address, EmailMessage.subject,
             EmailMessage.amount_cents, EmailMessage.currency, EmailMessage.status, EmailMessage.skip_reason,
             EmailMessage.error, EmailMessage.sent_at, EmailMessage.provider_message_id,
-            EmailMessage.html_body.is_not(None),
+            EmailMessage.html_body.is_not(None), EmailMessage.claimed_at,
         )
         .join(Parent, Parent.id == EmailMessage.parent_id)
         .where(EmailMessage.campaign_id == campaign_id, EmailMessage.tenant_id == user.tenant_id)
@@ -458,15 +492,16 @@ def message_rows(session: Session, user: ActingUser, campaign_id: int) -> list[M
         MessageRow(
             id=id_, parent_id=parent_id, parent_name=name, to_address=to, subject=subject,
             amount=format_cents(amount, currency),
-            status="interrupted" if status is MessageStatus.SENDING else status.value,
-            reason=skip_reason or (INTERRUPTED if status is MessageStatus.SENDING else error),
+            status=shown,
+            reason=skip_reason or {"sending": IN_FLIGHT, "interrupted": error or INTERRUPTED}.get(shown, error),
             sent_at=sent_at, provider_message_id=provider_id, has_body=bool(has_body),
         )
         for (id_, parent_id, name, to, subject, amount, currency, status, skip_reason, error, sent_at,
-             provider_id, has_body) in rows
+             provider_id, has_body, claimed_at) in rows
+        for shown in (_shown_status(status, error=error, claimed_at=claimed_at, now=now),)
     ]
-    # What needs the admin's attention first: failures, then interrupted, queued, sent, skipped.
-    rank = {"failed": 0, "interrupted": 1, "pending": 2, "sent": 3, "skipped": 4}
+    # What needs the admin's attention first: failures, then interrupted, being sent, queued, sent, skipped.
+    rank = {"failed": 0, "interrupted": 1, "sending": 2, "pending": 3, "sent": 4, "skipped": 5}
     return sorted(result, key=lambda row: rank[row.status])
 
 
@@ -507,14 +542,24 @@ def get_message(session: Session, user: ActingUser, message_id: int) -> EmailMes
     return message
 
 
+def _emails(count: int) -> str:
+    return f"{count} email" if count == 1 else f"{count} emails"
+
+
+def _shown_status(status: MessageStatus, *, error: Optional[str], claimed_at: Optional[datetime], now: datetime) -> str:
+    """A ``sending`` row is shown as ``sending`` while a worker has it, ``interrupted`` after."""
+    if status is MessageStatus.SENDING:
+        return "sending" if is_in_flight(status, error=error, claimed_at=claimed_at, now=now) else "interrupted"
+    return status.value
+
+
 def _skip_reason(
     balance: Optional[OutstandingBalance],
     email: Optional[str],
     opted_out: bool,
-    recent_campaign: Optional[tuple[int, str]],
+    recent: Optional[str],
     *,
     email_type: EmailType,
-    cooldown_days: int,
 ) -> tuple[Optional[str], Optional[str]]:
     """(reason to skip or None, the normalised address)."""
     if balance is None or not balance.items:
@@ -529,39 +574,52 @@ def _skip_reason(
         return INVALID_EMAIL, None
     if all(item.processing for item in balance.items):
         return ALL_PROCESSING, address
-    if recent_campaign is not None:
-        campaign_id, how = recent_campaign
-        return f"{how} within the {cooldown_days}-day cool-down (campaign #{campaign_id})", address
+    if recent is not None:
+        return recent, address
     return None, address
 
 
 def _reason_kind(reason: str) -> str:
-    return "emailed within the cool-down" if "cool-down" in reason else reason
+    """The reason without the campaign number or the cool-down's length, to count skips by kind."""
+    return COOL_DOWN if "cool-down" in reason else reason.split(" (campaign #")[0]
 
 
-def _recent_reminders(session: Session, user: ActingUser, *, since: datetime) -> dict[int, tuple[int, str]]:
-    """Parents reminded since ``since`` (sent or being sent), or queued in a running campaign."""
+def _recent_reminders(session: Session, user: ActingUser, *, now: datetime, cooldown_days: int) -> dict[int, str]:
+    """Why each parent already reminded or about to be is skipped (parent id -> reason).
+
+    Within the cool-down: a reminder sent (or possibly sent) that was not a test. Whatever the
+    cool-down: a reminder being sent right now, or queued in another campaign still running —
+    so two sends with a cool-down of 0 days never queue one parent twice.
+    """
+    since = now - timedelta(days=cooldown_days)
     rows = session.execute(
-        select(EmailMessage.parent_id, EmailMessage.campaign_id, EmailMessage.status)
+        select(
+            EmailMessage.parent_id, EmailMessage.campaign_id, EmailMessage.status, EmailMessage.error,
+            EmailMessage.claimed_at,
+        )
         .join(EmailCampaign, EmailCampaign.id == EmailMessage.campaign_id)
         .where(
             EmailMessage.tenant_id == user.tenant_id,
             EmailCampaign.test_address.is_(None),
             counts_as_reminder_since(since)
-            | (
-                (EmailMessage.status == MessageStatus.PENDING)
-                & (EmailCampaign.status == CampaignStatus.RUNNING)
-                & (EmailMessage.created_at >= since)
-            ),
+            | in_flight_messages(now)
+            | ((EmailMessage.status == MessageStatus.PENDING) & (EmailCampaign.status == CampaignStatus.RUNNING)),
         )
         .order_by(EmailMessage.id)
     ).all()
+    # One reason per parent, the strongest: being emailed now, then emailed, then queued.
+    rank = {BEING_EMAILED: 0, COOL_DOWN: 1, QUEUED_ELSEWHERE: 2}
     recent: dict[int, tuple[int, str]] = {}
-    for parent_id, campaign_id, status in rows:
-        how = "queued" if status is MessageStatus.PENDING else "emailed"
-        if parent_id not in recent or how == "emailed":
-            recent[parent_id] = (campaign_id, how)
-    return recent
+    for parent_id, campaign_id, status, error, claimed_at in rows:
+        if is_in_flight(status, error=error, claimed_at=claimed_at, now=now):
+            kind, reason = BEING_EMAILED, f"{BEING_EMAILED} (campaign #{campaign_id})"
+        elif status is MessageStatus.PENDING:
+            kind, reason = QUEUED_ELSEWHERE, f"{QUEUED_ELSEWHERE} (campaign #{campaign_id})"
+        else:
+            kind, reason = COOL_DOWN, f"emailed within the {cooldown_days}-day cool-down (campaign #{campaign_id})"
+        if parent_id not in recent or rank[kind] <= recent[parent_id][0]:
+            recent[parent_id] = (rank[kind], reason)
+    return {parent_id: reason for parent_id, (_, reason) in recent.items()}
 
 
 def _outbox_row(campaign: EmailCampaign, entry: ManifestEntry, email_type: EmailType, brand: Brand) -> dict[str, object]:

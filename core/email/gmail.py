@@ -1,11 +1,16 @@
 """The Gmail API backend: the only module that imports the Google API client.
 
 Sends with ``users().messages().send(userId="me", body={"raw": ...})`` as a service account
-with domain-wide delegation (``GMAIL_DELEGATED_USER``) or with an OAuth token file. Rate-limit
-answers (429, 403 ``userRateLimitExceeded``/``rateLimitExceeded``) and server errors are retried
-with exponential back-off; ``dailyLimitExceeded`` stops the run cleanly
-(``EmailDeliveryError`` with ``quota_exhausted``). Sends are paced under the per-user rate
-``GMAIL_SENDS_PER_MINUTE``, shared by all threads using one backend.
+with domain-wide delegation (``GMAIL_DELEGATED_USER``) or with an OAuth token file.
+
+Rate-limit answers (429, 403 ``userRateLimitExceeded``/``rateLimitExceeded``) are refusals:
+nothing was sent, so they are retried with exponential back-off (honouring ``Retry-After`` up
+to ``max_delay``; a longer wait stops the run with the message still queued), and
+``dailyLimitExceeded`` stops the run cleanly (``EmailDeliveryError`` with ``quota_exhausted``).
+A server error (5xx) or a connection that breaks after the request went out is different: Gmail
+may have delivered the message already, so it is never retried here (``DeliveryUncertain``:
+the outbox leaves it interrupted for the admin to decide). Sends are paced under the per-user
+rate ``GMAIL_SENDS_PER_MINUTE``, shared by all threads using one backend.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from google.oauth2 import credentials as user_credentials
 from google.oauth2 import service_account
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
+from googleapiclient.http import DEFAULT_HTTP_TIMEOUT_SEC
 
 from core.email.backends import DeliveryUncertain
 from core.email.pacing import Pacer
@@ -37,7 +43,6 @@ log = logging.getLogger(__name__)
 SEND_SCOPE = "https://www.googleapis.com/auth/gmail.send"
 RATE_LIMIT_REASONS = frozenset({"userRateLimitExceeded", "rateLimitExceeded"})
 DAILY_LIMIT_REASONS = frozenset({"dailyLimitExceeded"})
-RETRIED_SERVER_STATUSES = frozenset({500, 502, 503, 504})
 
 # Builds one Gmail API service object; called once per sending thread (the HTTP client the
 # service uses is not thread-safe). Tests pass one built on googleapiclient's HttpMockSequence.
@@ -82,6 +87,17 @@ class GmailBackend:
             sends_per_minute=settings.gmail_sends_per_minute,
         )
 
+    @property
+    def longest_send_seconds(self) -> float:
+        """The longest one ``send`` can take: every attempt timing out, every back-off at its longest.
+
+        The outbox's ``STALE_CLAIM_AFTER`` must stay above this, so a slow send is never taken
+        for an abandoned one.
+        """
+        waiting_for_a_slot = self.pacer.interval * self.parallel_sends
+        attempts = self.max_attempts * (DEFAULT_HTTP_TIMEOUT_SEC + waiting_for_a_slot)
+        return attempts + (self.max_attempts - 1) * (self.max_delay + self.base_delay)
+
     def send(self, message: EmailMessage) -> str:
         raw = base64.urlsafe_b64encode(message.as_bytes()).decode("ascii")
         request_body = {"raw": raw}
@@ -100,7 +116,7 @@ class GmailBackend:
             except (httplib2.HttpLib2Error, OSError) as exc:
                 # The request may have reached Gmail (a timeout, a reset connection): do not send again.
                 raise DeliveryUncertain(f"The connection to Gmail broke; the message may have been sent: {exc}") from None
-            log.info("Gmail asked to slow down or failed (attempt %d); retrying in %.1fs", attempt, delay)
+            log.info("Gmail asked to slow down (attempt %d); retrying in %.1fs", attempt, delay)
             self.pacer.hold_off(delay)
         raise EmailDeliveryError(  # pragma: no cover - the loop returns or raises
             "Gmail kept refusing the message", retryable=True
@@ -127,9 +143,12 @@ class GmailBackend:
             raise EmailDeliveryError(
                 f"Gmail's daily sending limit is reached: {message}", quota_exhausted=True
             ) from None
-        retryable = status == 429 or (status == 403 and bool(reasons & RATE_LIMIT_REASONS)) or (
-            status in RETRIED_SERVER_STATUSES
-        )
+        if status >= 500:
+            # The request reached Gmail and failed there: it may have sent the message first.
+            raise DeliveryUncertain(
+                f"Gmail answered {status} ({message}); the message may have been sent"
+            ) from None
+        retryable = status == 429 or (status == 403 and bool(reasons & RATE_LIMIT_REASONS))
         if not retryable:
             raise EmailDeliveryError(f"Gmail refused the message ({status}): {message}") from None
         if attempt == self.max_attempts:
@@ -141,6 +160,14 @@ class GmailBackend:
                 quota_exhausted=status in (429, 403),
             ) from None
         retry_after = _retry_after_seconds(exc)
+        if retry_after is not None and retry_after > self.max_delay:
+            # Waiting that long would hold this message's claim for too long: stop the run
+            # (nothing was sent, the message stays queued) and let a later run carry on.
+            raise EmailDeliveryError(
+                f"Gmail asked to wait {retry_after:.0f} s before sending more ({status}): {message}",
+                retryable=True,
+                quota_exhausted=True,
+            ) from None
         return retry_after if retry_after is not None else self._backoff(attempt)
 
     def _backoff(self, attempt: int) -> float:

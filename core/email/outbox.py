@@ -6,11 +6,19 @@ restart leaves at most the message that was in flight as ``sending``: a later dr
 a ``sent`` row again and never re-sends a ``sending`` one on its own (it is reported as
 interrupted — it may have been delivered — and only an explicit retry puts it back in the queue).
 
+A ``sending`` row is *in flight* while its claim is younger than ``STALE_CLAIM_AFTER`` (longer
+than any backend can take over one message) and no worker has reported on it; after that, or
+once its worker reported an uncertain delivery, it is *interrupted*. Only interrupted rows are
+reported as such and can be put back in the queue, so a retry never re-sends a message another
+worker is sending right now. A worker records its outcome against its own claim (the row's
+``attempts``), so a send that finishes late is still recorded, even if the row was re-queued.
+
 Two drains of one campaign (threads, processes, or dashboard replicas) claim rows with
 ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL and a conditional ``UPDATE`` on SQLite, so
 no row is claimed twice. Two campaigns cannot both email one parent: the claim locks the parent
-row and skips the message if another reminder to that parent was sent or is being sent within
-the cool-down.
+row and skips the message if another reminder to that parent is in flight, or was sent since
+this message was queued or within the cool-down. The claim also checks, with the one balances
+function, that the parent still owes what the queued email says and has not opted out since.
 """
 
 from __future__ import annotations
@@ -29,8 +37,10 @@ from core.access import ActingUser, Permission, require
 from core.db import session_factory
 from core.email.backends import DeliveryUncertain, EmailBackend
 from core.email.brand import Brand, brand_for_tenant
+from core.email.headers import normalise_recipient
+from core.email.registry import Audience, get_email_type
 from core.email.rendering import RenderedEmail, compose_message
-from core.errors import EmailDeliveryError, NotFound
+from core.errors import EmailDeliveryError, InvalidInput, NotFound
 from core.models import (
     CampaignStatus,
     EmailCampaign,
@@ -44,7 +54,20 @@ from core.models import (
 log = logging.getLogger(__name__)
 
 INTERRUPTED = "interrupted — may have been delivered; retry it only if the parent did not get it"
+IN_FLIGHT = "being sent"
 DEFAULT_COOLDOWN_DAYS = 3
+# A claim older than this is no longer in flight: its worker stopped without recording an
+# outcome. It must be longer than the longest a backend can spend on one message (Gmail:
+# six attempts of at most 60 s each and five back-offs of at most 65 s, about 11.5 minutes;
+# SMTP: a few 30 s timeouts), so a slow send is never taken for an abandoned one.
+STALE_CLAIM_AFTER = timedelta(minutes=15)
+
+# Why a queued message is not sent after all: the family's situation changed since it was queued.
+PAID_SINCE_QUEUED = "paid since queued"
+OPTED_OUT_SINCE_QUEUED = "opted out since queued"
+PROCESSING_SINCE_QUEUED = "payment processing since queued"
+BALANCE_CHANGED = "balance changed since queued — start a new send"
+ADDRESS_CHANGED = "email address changed since queued — start a new send"
 
 Sessions = Union[Engine, sessionmaker[Session]]
 
@@ -62,7 +85,11 @@ class DrainProgress:
 
 @dataclass(frozen=True)
 class DrainResult:
-    """What one drain did. ``interrupted`` counts the campaign's rows left ``sending``."""
+    """What one drain did.
+
+    ``interrupted`` counts the campaign's rows left ``sending`` that no worker is sending any
+    more; ``in_flight`` the ones another worker is sending right now (not this drain's concern).
+    """
 
     campaign_id: int
     sent: int
@@ -71,6 +98,7 @@ class DrainResult:
     interrupted: int
     remaining: int
     stopped_reason: Optional[str] = None
+    in_flight: int = 0
 
     @property
     def succeeded(self) -> bool:
@@ -99,8 +127,10 @@ def drain_outbox(
 ) -> DrainResult:
     """Send the campaign's pending messages, committing each one before and after the provider call.
 
-    A message is skipped at claim time when its parent got (or is getting) another reminder
-    within the campaign's cool-down; with a cool-down of 0 days that check is off.
+    A message is skipped at claim time when another reminder to its parent is being sent, or
+    was sent since the message was queued or within the campaign's cool-down; and when the
+    parent paid, opted out or now owes a different amount since it was queued (the skip reason
+    says which).
 
     Durable per message: this opens its own sessions from ``sessions`` (an engine or a session
     factory) and commits after every step. ``workers`` threads send at once (default: what the
@@ -114,6 +144,7 @@ def drain_outbox(
         brand = brand_for_tenant(session.get_one(Tenant, user.tenant_id), email_from=email_from)
         cooldown_days = int((campaign.audience or {}).get("cooldown_days", DEFAULT_COOLDOWN_DAYS))
         is_test = campaign.is_test
+        audience = get_email_type(campaign.email_type).audience
         total = _count(session, campaign_id, MessageStatus.PENDING)
         if campaign.status is not CampaignStatus.RUNNING and total:
             campaign.status, campaign.finished_at = CampaignStatus.RUNNING, None
@@ -126,12 +157,15 @@ def drain_outbox(
         cooldown=timedelta(days=cooldown_days),
         backend=backend,
         brand=brand,
+        audience=audience,
     )
     tally = job.run(workers or max(1, backend.parallel_sends), total=total, progress=progress)
     with make_session() as session:
-        interrupted = _count(session, campaign_id, MessageStatus.SENDING)
+        now = utcnow()
+        interrupted = _count_where(session, campaign_id, interrupted_messages(now))
+        in_flight = _count_where(session, campaign_id, in_flight_messages(now))
         remaining = _count(session, campaign_id, MessageStatus.PENDING)
-        _settle_campaign(session, campaign_id, interrupted=interrupted, remaining=remaining)
+        _settle_campaign(session, campaign_id, unfinished=interrupted + in_flight + remaining)
         session.commit()
     return DrainResult(
         campaign_id=campaign_id,
@@ -141,6 +175,7 @@ def drain_outbox(
         interrupted=interrupted,
         remaining=remaining,
         stopped_reason=tally.stopped_reason,
+        in_flight=in_flight,
     )
 
 
@@ -150,25 +185,64 @@ def retry_messages(
     """Put the campaign's failed messages (and, when asked, interrupted ones) back in the queue.
 
     An interrupted message may already have been delivered; only the admin can decide to send it
-    again, so it is retried only with ``interrupted=True``. Returns how many were queued.
-    The caller commits.
+    again, so it is retried only with ``interrupted=True``. A message another worker is sending
+    right now (claimed less than ``STALE_CLAIM_AFTER`` ago) is never put back. Returns how many
+    were queued. The caller commits.
     """
     require(user, Permission.SEND_EMAIL)
     campaign = _load_campaign(session, user, campaign_id)
-    statuses = ([MessageStatus.FAILED] if failed else []) + ([MessageStatus.SENDING] if interrupted else [])
+    which = ([EmailMessage.status == MessageStatus.FAILED] if failed else []) + (
+        [interrupted_messages(utcnow())] if interrupted else []
+    )
+    if not which:
+        return 0
+    # ``attempts`` is left as it is: it identifies the last claim, so if that worker does
+    # finish after all, its outcome is still recorded on this row (see ``_Drain._finish``).
     result = session.execute(
         update(EmailMessage)
         .where(
             EmailMessage.campaign_id == campaign.id,
             EmailMessage.tenant_id == user.tenant_id,
-            EmailMessage.status.in_(statuses),
+            or_(*which),
         )
         .values(status=MessageStatus.PENDING, error=None)
+        .execution_options(synchronize_session=False)
     )
     if result.rowcount:
         campaign.status, campaign.finished_at = CampaignStatus.RUNNING, None
     session.flush()
     return int(result.rowcount or 0)
+
+
+def in_flight_messages(now: datetime) -> ColumnElement[bool]:
+    """Messages a worker is sending right now: claimed recently, no outcome reported yet."""
+    return and_(
+        EmailMessage.status == MessageStatus.SENDING,
+        EmailMessage.error.is_(None),
+        EmailMessage.claimed_at >= now - STALE_CLAIM_AFTER,
+    )
+
+
+def interrupted_messages(now: datetime) -> ColumnElement[bool]:
+    """Messages left ``sending`` that no worker is sending any more (they may have been delivered).
+
+    Either the worker reported that delivery is uncertain (it recorded an error), or the claim
+    is older than ``STALE_CLAIM_AFTER`` (the worker stopped without a word: killed, crashed).
+    """
+    return and_(
+        EmailMessage.status == MessageStatus.SENDING,
+        or_(EmailMessage.error.is_not(None), EmailMessage.claimed_at < now - STALE_CLAIM_AFTER),
+    )
+
+
+def is_in_flight(status: MessageStatus, *, error: Optional[str], claimed_at: Optional[datetime], now: datetime) -> bool:
+    """``in_flight_messages`` for one row already read."""
+    return (
+        status is MessageStatus.SENDING
+        and error is None
+        and claimed_at is not None
+        and claimed_at >= now - STALE_CLAIM_AFTER
+    )
 
 
 def counts_as_reminder_since(since: datetime) -> ColumnElement[bool]:
@@ -198,6 +272,7 @@ class _Drain:
         cooldown: timedelta,
         backend: EmailBackend,
         brand: Brand,
+        audience: Audience,
     ) -> None:
         self.make_session = make_session
         self.user = user
@@ -206,6 +281,7 @@ class _Drain:
         self.cooldown = cooldown
         self.backend = backend
         self.brand = brand
+        self.audience = audience
         self.stop = threading.Event()
         self.events: queue.Queue[str] = queue.Queue()
         self.tally = _Tally()
@@ -260,7 +336,12 @@ class _Drain:
                 self.tally.errors.append(exc)
 
     def _claim_next(self, session: Session) -> Optional[EmailMessage]:
-        """Claim one pending row as ``sending`` and commit; ``None`` when nothing is left."""
+        """Claim one pending row as ``sending`` and commit; ``None`` when nothing is left.
+
+        Before it is committed, the claim re-checks (for a real send, not a test) that the
+        parent is not being or has not been emailed by another campaign, and that the queued
+        email is still true: otherwise the row is committed ``skipped`` with the reason.
+        """
         postgres = session.get_bind().dialect.name == "postgresql"
         while not self.stop.is_set():
             candidate = select(EmailMessage.id, EmailMessage.parent_id).where(
@@ -282,41 +363,84 @@ class _Drain:
             claimed = session.execute(
                 update(EmailMessage)
                 .where(EmailMessage.id == message_id, EmailMessage.status == MessageStatus.PENDING)
-                .values(status=MessageStatus.SENDING, claimed_at=now, attempts=EmailMessage.attempts + 1)
+                .values(
+                    status=MessageStatus.SENDING, claimed_at=now, attempts=EmailMessage.attempts + 1, error=None
+                )
+                .execution_options(synchronize_session=False)
             ).rowcount
             if not claimed:
                 session.rollback()
                 continue
-            if not self.is_test:
-                other = self._other_reminder(session, message_id, parent_id, since=now - self.cooldown)
-                if other is not None:
-                    session.execute(
-                        update(EmailMessage)
-                        .where(EmailMessage.id == message_id)
-                        .values(
-                            status=MessageStatus.SKIPPED,
-                            skip_reason=f"emailed within the cool-down (campaign #{other})",
-                        )
-                    )
-                    session.commit()
-                    self._record("skipped")
-                    continue
+            message = session.get_one(EmailMessage, message_id, populate_existing=True)
+            reason = None if self.is_test else self._reason_to_skip(session, message, now=now)
+            if reason is not None:
+                session.execute(
+                    update(EmailMessage)
+                    .where(EmailMessage.id == message_id)
+                    .values(status=MessageStatus.SKIPPED, skip_reason=reason)
+                    .execution_options(synchronize_session=False)
+                )
+                session.commit()
+                self._record("skipped")
+                continue
             session.commit()
-            return session.get_one(EmailMessage, message_id, populate_existing=True)
+            return message
         return None
 
-    def _other_reminder(self, session: Session, message_id: int, parent_id: int, *, since: datetime) -> Optional[int]:
-        return session.scalars(
-            select(EmailMessage.campaign_id)
+    def _reason_to_skip(self, session: Session, message: EmailMessage, *, now: datetime) -> Optional[str]:
+        return self._other_reminder(session, message, now=now) or self._no_longer_true(session, message)
+
+    def _other_reminder(self, session: Session, message: EmailMessage, *, now: datetime) -> Optional[str]:
+        """Why another campaign's reminder to this parent stops this one, if it does.
+
+        Whatever the cool-down: one being sent right now, or one sent (or possibly sent) since
+        this message was queued. Within the cool-down: any sent or possibly sent before.
+        """
+        cooldown_start = now - self.cooldown
+        since = min(cooldown_start, message.created_at)
+        other = session.execute(
+            select(EmailMessage.campaign_id, EmailMessage.status, EmailMessage.error, EmailMessage.claimed_at,
+                   EmailMessage.sent_at)
             .join(EmailCampaign, EmailCampaign.id == EmailMessage.campaign_id)
             .where(
                 EmailMessage.tenant_id == self.user.tenant_id,
-                EmailMessage.parent_id == parent_id,
-                EmailMessage.id != message_id,
-                counts_as_reminder_since(since),
+                EmailMessage.parent_id == message.parent_id,
+                EmailMessage.id != message.id,
+                EmailCampaign.test_address.is_(None),
+                or_(in_flight_messages(now), counts_as_reminder_since(since)),
             )
-            .limit(1)
-        ).first()
+            .order_by(EmailMessage.id.desc())
+        ).all()
+        if not other:
+            return None
+        for campaign_id, status, error, claimed_at, _ in other:
+            if is_in_flight(status, error=error, claimed_at=claimed_at, now=now):
+                return f"being emailed by another send (campaign #{campaign_id})"
+        campaign_id, status, _, claimed_at, sent_at = other[0]
+        when = sent_at if status is MessageStatus.SENT else claimed_at
+        if self.cooldown and when is not None and when >= cooldown_start:
+            return f"emailed within the cool-down (campaign #{campaign_id})"
+        return f"emailed since this was queued (campaign #{campaign_id})"
+
+    def _no_longer_true(self, session: Session, message: EmailMessage) -> Optional[str]:
+        """Why the queued email is no longer right for the parent, from the one balances function."""
+        balances = self.audience(session, self.user, frozenset({message.parent_id}))
+        balance = balances[0] if balances else None
+        if balance is None or not balance.items:
+            return PAID_SINCE_QUEUED
+        if balance.email_opt_out:
+            return OPTED_OUT_SINCE_QUEUED
+        if balance.total_cents == 0:
+            return PROCESSING_SINCE_QUEUED
+        if (balance.total_cents, balance.currency) != (message.amount_cents, message.currency):
+            return BALANCE_CHANGED
+        try:
+            address = normalise_recipient(balance.parent_email or "")
+        except InvalidInput:
+            address = None
+        if address != message.to_address:
+            return ADDRESS_CHANGED
+        return None
 
     def _send(self, session: Session, row: EmailMessage) -> None:
         message = compose_message(
@@ -327,45 +451,68 @@ class _Drain:
             message_id=row.message_id_header,
             date=row.claimed_at,
         )
+        claim = row.attempts
         try:
             provider_id = self.backend.send(message)
         except DeliveryUncertain as exc:
             # Left ``sending``: only the admin may decide to send it again.
-            self._finish(session, row.id, error=f"{INTERRUPTED}: {exc}", status=MessageStatus.SENDING)
+            self._finish(session, row.id, claim, error=f"{INTERRUPTED}: {exc}", status=MessageStatus.SENDING)
             self._record("interrupted")
             return
         except EmailDeliveryError as exc:
             if exc.quota_exhausted:
-                self._finish(session, row.id, error=str(exc), status=MessageStatus.PENDING)
+                self._finish(session, row.id, claim, error=str(exc), status=MessageStatus.PENDING)
                 with self.lock:
                     self.tally.stopped_reason = str(exc)
                 self.stop.set()
                 return
             log.warning("Message %s to parent %s failed: %s", row.id, row.parent_id, exc)
-            self._finish(session, row.id, error=str(exc), status=MessageStatus.FAILED)
+            self._finish(session, row.id, claim, error=str(exc), status=MessageStatus.FAILED)
             self._record("failed")
             return
-        self._finish(session, row.id, provider_id=provider_id, status=MessageStatus.SENT)
+        except BaseException as exc:
+            # A crash or Ctrl-C inside the provider call: the message may have gone out. Say
+            # so on the row at once, so it shows as interrupted rather than in flight.
+            session.rollback()
+            self._finish(
+                session, row.id, claim, status=MessageStatus.SENDING,
+                error=f"{INTERRUPTED}: the send stopped ({type(exc).__name__})",
+            )
+            raise
+        self._finish(session, row.id, claim, provider_id=provider_id, status=MessageStatus.SENT)
         self._record("sent")
 
     def _finish(
         self,
         session: Session,
         message_id: int,
+        claim: int,
         *,
         status: MessageStatus,
         provider_id: Optional[str] = None,
         error: Optional[str] = None,
     ) -> None:
+        """Record the outcome of this worker's claim (``claim`` is the row's ``attempts`` then).
+
+        Matched on the claim, not on the status: if the row was put back in the queue while
+        this send took too long, the outcome is still recorded (a delivered message becomes
+        ``sent`` and is not sent again). Only a newer claim of the row wins over it.
+        """
         values: dict[str, object] = {"status": status, "error": error}
         if status is MessageStatus.SENT:
             values.update(provider_message_id=provider_id, sent_at=utcnow())
-        session.execute(
+        recorded = session.execute(
             update(EmailMessage)
-            .where(EmailMessage.id == message_id, EmailMessage.status == MessageStatus.SENDING)
+            .where(EmailMessage.id == message_id, EmailMessage.attempts == claim)
             .values(**values)
-        )
+            .execution_options(synchronize_session=False)
+        ).rowcount
         session.commit()
+        if not recorded:
+            log.warning(
+                "Message %s was claimed again before this send finished; its outcome (%s) was not recorded",
+                message_id, status.value,
+            )
 
     def _record(self, outcome: str) -> None:
         with self.lock:
@@ -402,9 +549,18 @@ def _count(session: Session, campaign_id: int, status: MessageStatus) -> int:
     )
 
 
-def _settle_campaign(session: Session, campaign_id: int, *, interrupted: int, remaining: int) -> None:
+def _count_where(session: Session, campaign_id: int, condition: ColumnElement[bool]) -> int:
+    return int(
+        session.scalar(
+            select(func.count()).select_from(EmailMessage).where(EmailMessage.campaign_id == campaign_id, condition)
+        )
+        or 0
+    )
+
+
+def _settle_campaign(session: Session, campaign_id: int, *, unfinished: int) -> None:
     campaign = session.get_one(EmailCampaign, campaign_id)
-    if interrupted or remaining:
+    if unfinished:
         campaign.status, campaign.finished_at = CampaignStatus.RUNNING, None
         return
     failed = _count(session, campaign_id, MessageStatus.FAILED)

@@ -1,27 +1,39 @@
 """Before a send to everyone: bring payments in from Stripe so nobody who paid is reminded.
 
-The sync itself lives in ``core.payment_sync`` (``sync_payments(session, user, gateway)``),
-with the gateway from ``core.payment_gateway.configured_payment_gateway``. It is looked up
-when a send starts, not imported here, and can be injected, so sending works whether or not
-that module is present.
+When Stripe is configured, the send to everyone goes ahead only after a complete payment
+sync: a sync that fails or does not finish refuses the send (``PaymentsNotSynced``), because
+sending on old payment data would remind families who already paid. When Stripe is not
+configured there is nothing to sync, and the note says so.
+
+``sync_payments`` commits as it goes (durable per link), so it runs here in a session of its
+own, opened from the engine or session factory it is given and closed before the campaign is
+built: its commits never touch the caller's transaction or the league lock a campaign start
+holds.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 from sqlalchemy.orm import Session
 
 from core.access import ActingUser, Permission, require
+from core.email.outbox import Sessions, open_session
+from core.errors import BillingError, PermissionDenied
+from core.payment_gateway import configured_payment_gateway
+from core.payment_sync import SyncResult, sync_payments
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Syncs the league's payments in the caller's session; returns something that describes it.
-PaymentSync = Callable[[Session, ActingUser], Any]
+# Syncs the league's payments in the session it is given (and commits there).
+PaymentSync = Callable[[Session, ActingUser], SyncResult]
+
+
+class PaymentsNotSynced(BillingError):
+    """The send to everyone was refused: payments could not be synced from Stripe first."""
 
 
 @dataclass(frozen=True)
@@ -33,43 +45,42 @@ class PresendSync:
 
 
 def sync_payments_first(
-    session: Session,
+    sessions: Sessions,
     user: ActingUser,
     *,
     settings: Settings,
     sync: Optional[PaymentSync] = None,
 ) -> PresendSync:
-    """Run the payment sync when Stripe is configured; otherwise say why it was skipped.
+    """Sync payments from Stripe before a send to everyone; refuse the send if that fails.
 
-    ``sync`` replaces the default lookup of ``core.payment_sync``. The caller commits.
+    Stripe not configured: nothing is synced and the note says so. Stripe configured: the
+    sync (``core.payment_sync.sync_payments`` with the configured gateway, or ``sync``) runs
+    in its own session from ``sessions`` (an engine or a session factory) and commits there;
+    if it raises or does not complete, ``PaymentsNotSynced`` is raised and the caller must
+    not send. What the sync did record is kept either way.
     """
     require(user, Permission.SEND_EMAIL)
-    if sync is None:
-        if not settings.stripe_configured:
-            return PresendSync(False, "Payments were not synced first: Stripe is not configured.")
-        sync, missing = _default_payment_sync(settings)
-        if sync is None:
-            return PresendSync(False, f"Payments were not synced first: {missing}")
-    outcome = sync(session, user)
-    summary = getattr(outcome, "summary", None)
-    text = summary() if callable(summary) else (summary or "done")
-    return PresendSync(True, f"Payments synced from Stripe first: {text}")
-
-
-def _default_payment_sync(settings: Settings) -> tuple[Optional[PaymentSync], str]:
+    if not settings.stripe_configured:
+        return PresendSync(False, "Payments were not synced first: Stripe is not configured.")
+    run = sync or _stripe_sync(settings)
     try:
-        module = importlib.import_module("core.payment_sync")
-    except ModuleNotFoundError as exc:
-        if exc.name not in {"core.payment_sync"}:
-            raise
-        return None, "the payment sync is not part of this installation."
-    sync_payments = getattr(module, "sync_payments", None)
-    if sync_payments is None:
-        return None, "core.payment_sync has no sync_payments."
+        with open_session(sessions) as session:
+            result = run(session, user)
+        result.raise_for_errors()
+    except PermissionDenied:
+        raise
+    except BillingError as exc:
+        log.warning("Send to everyone refused: the payment sync failed: %s", exc)
+        raise PaymentsNotSynced(
+            f"Payments could not be synced from Stripe ({str(exc).rstrip('.')}); nothing was sent. "
+            "Try again, or fix the Stripe problem first."
+        ) from None
+    return PresendSync(True, f"Payments synced from Stripe first: {result.summary()}")
 
-    def run(session: Session, user: ActingUser) -> Any:
-        from core.payment_gateway import configured_payment_gateway
 
-        return sync_payments(session, user, configured_payment_gateway(settings, action="sync payments"))
+def _stripe_sync(settings: Settings) -> PaymentSync:
+    def run(session: Session, user: ActingUser) -> SyncResult:
+        gateway = configured_payment_gateway(settings, action="sync payments before sending")
+        return sync_payments(session, user, gateway)
 
-    return run, ""
+    return run

@@ -11,6 +11,8 @@ from core.access import ActingUser, Permission
 from core.email.backends import make_backend
 from core.email.campaigns import (
     Manifest,
+    ManifestChanged,
+    ManifestTotals,
     build_manifest,
     campaign_summaries,
     message_rows,
@@ -21,9 +23,10 @@ from core.email.campaigns import (
     start_campaign,
 )
 from core.email.outbox import DrainProgress, DrainResult, retry_messages
-from core.email.presend import sync_payments_first
+from core.email.presend import PaymentsNotSynced, sync_payments_first
 from core.email.registry import OUTSTANDING_BALANCE
 from core.errors import InvalidInput
+from core.money import format_cents
 from core.settings import Settings
 from dashboard.email_frame import sandboxed_email
 from dashboard.state import data_changed, engine, require_user, session_scope, settings
@@ -32,6 +35,8 @@ EMAIL_TYPE = OUTSTANDING_BALANCE
 LAST_CAMPAIGN = "email_last_campaign"
 PREPARED = "email_prepared_note"
 CONFIRMING = "email_confirming_send"
+REVIEWED = "email_reviewed_manifest"
+SEND_REFUSED = "email_send_refused"
 
 
 def _choices(user: ActingUser) -> dict[int, str]:
@@ -109,15 +114,44 @@ def _run(user: ActingUser, config: Settings, campaign_id: int) -> DrainResult:
 
 def _stop_confirming() -> None:
     st.session_state.pop(CONFIRMING, None)
+    st.session_state.pop(REVIEWED, None)
+
+
+def _open_confirmation(reviewed: ManifestTotals, currency: str) -> None:
+    # The figures the admin saw when they asked to send: confirming sends exactly those or nothing.
+    st.session_state[REVIEWED] = (reviewed, currency)
+    st.session_state[CONFIRMING] = True
+    st.session_state.pop(SEND_REFUSED, None)
+
+
+def _start_reviewed_send(user: ActingUser, config: Settings, reviewed: ManifestTotals) -> Optional[int]:
+    """Sync again, then queue the campaign only if it is what the admin reviewed; None if refused."""
+    try:
+        st.session_state[PREPARED] = sync_payments_first(engine(), user, settings=config).note
+        with session_scope() as session:
+            campaign = start_campaign(session, user, EMAIL_TYPE, email_from=config.email_from,
+                                      cooldown_days=config.email_cooldown_days, expected=reviewed)
+            return campaign.id
+    except PaymentsNotSynced as exc:
+        st.session_state.pop(PREPARED, None)  # the list shown was not synced: prepare again
+        st.session_state[SEND_REFUSED] = str(exc)
+        return None
+    except ManifestChanged as exc:  # the page shows the list as it is now, to review again
+        st.session_state[SEND_REFUSED] = str(exc)
+        return None
+    finally:
+        data_changed()
 
 
 # Kept open across reruns by a session flag (not only by the click that opened it), so the
 # confirmation survives a full rerun; closing it clears the flag.
 @st.dialog("Send to everyone", width="medium", on_dismiss=_stop_confirming)
-def _confirm_send(count: int, total: str, cooldown_days: int) -> None:
-    st.write(f"Email **{count}** families, **{total}** owed in total?")
+def _confirm_send(reviewed: ManifestTotals, currency: str, cooldown_days: int) -> None:
+    st.write(f"Email **{reviewed.count}** families, **{format_cents(reviewed.total_cents, currency)}** "
+             "owed in total?")
     st.caption(f"Families emailed in the last {cooldown_days} days, opted out, without an address or "
-               "owing nothing are skipped. This cannot be undone.")
+               "owing nothing are skipped. Payments are synced once more first; if the list changed, "
+               "nothing is sent. This cannot be undone.")
     left, right = st.columns(2)
     if right.button("Cancel", key="cancel_send", width="stretch"):
         _stop_confirming()
@@ -125,13 +159,11 @@ def _confirm_send(count: int, total: str, cooldown_days: int) -> None:
     if left.button("Yes, send now", key="confirm_send", type="primary", width="stretch"):
         _stop_confirming()
         user, config = require_user(), settings()
-        with session_scope() as session:
-            campaign = start_campaign(session, user, EMAIL_TYPE, email_from=config.email_from,
-                                      cooldown_days=config.email_cooldown_days)
-            campaign_id = campaign.id
-        _run(user, config, campaign_id)
-        st.session_state[LAST_CAMPAIGN] = campaign_id
-        st.session_state.pop(PREPARED, None)
+        campaign_id = _start_reviewed_send(user, config, reviewed)
+        if campaign_id is not None:
+            _run(user, config, campaign_id)
+            st.session_state[LAST_CAMPAIGN] = campaign_id
+            st.session_state.pop(PREPARED, None)
         st.rerun()
 
 
@@ -161,7 +193,10 @@ def _result(user: ActingUser, config: Settings, campaign_id: int) -> None:
         rows = message_rows(session, user, campaign_id)
     counts = {status: sum(1 for row in rows if row.status == status)
               for status in ("sent", "failed", "interrupted", "pending", "skipped")}
+    sending = sum(1 for row in rows if row.status == "sending")
     st.subheader(f"Campaign #{campaign_id}")
+    if sending:
+        st.info(f"{sending} message(s) are being sent by another run right now.", icon=":material/outgoing_mail:")
     columns = st.columns(5)
     for column, (status, count) in zip(columns, counts.items()):
         column.metric(status.capitalize(), f"{count:,}")
@@ -196,16 +231,22 @@ def _send_tab(user: ActingUser, config: Settings) -> None:
     for campaign in unfinished:
         if campaign.id != st.session_state.get(LAST_CAMPAIGN):
             st.warning(f"Campaign #{campaign.id} did not finish: {campaign.counts.get('pending', 0)} queued, "
-                       f"{campaign.counts.get('sending', 0)} interrupted.", icon=":material/pending:")
+                       f"{campaign.counts.get('sending', 0)} being sent or interrupted.", icon=":material/pending:")
             if st.button(f"Open campaign #{campaign.id}", key=f"open_campaign_{campaign.id}"):
                 st.session_state[LAST_CAMPAIGN] = campaign.id
                 st.rerun()
     st.write("First the payments are brought in from Stripe (when it is configured), so nobody who paid is "
              "reminded; then you see who gets what before anything is sent.")
     if st.button("Sync payments and prepare the send", key="prepare_send", icon=":material/sync:"):
-        with session_scope() as session:
-            st.session_state[PREPARED] = sync_payments_first(session, user, settings=config).note
+        st.session_state.pop(SEND_REFUSED, None)
+        try:
+            st.session_state[PREPARED] = sync_payments_first(engine(), user, settings=config).note
+        except PaymentsNotSynced as exc:
+            st.session_state.pop(PREPARED, None)
+            st.session_state[SEND_REFUSED] = str(exc)
         data_changed()
+    if SEND_REFUSED in st.session_state:
+        st.error(st.session_state[SEND_REFUSED], icon=":material/block:")
     if PREPARED in st.session_state:
         st.info(st.session_state[PREPARED], icon=":material/info:")
         with session_scope() as session:
@@ -213,9 +254,10 @@ def _send_tab(user: ActingUser, config: Settings) -> None:
         _manifest_tables(manifest)
         if manifest.count:
             st.button(f"Send {manifest.count} emails…", key="open_send_dialog", type="primary",
-                      icon=":material/send:", on_click=st.session_state.__setitem__, args=(CONFIRMING, True))
-            if st.session_state.get(CONFIRMING):
-                _confirm_send(manifest.count, manifest.total, config.email_cooldown_days)
+                      icon=":material/send:", on_click=_open_confirmation, args=(manifest.totals, manifest.currency))
+            if st.session_state.get(CONFIRMING) and REVIEWED in st.session_state:
+                reviewed, currency = st.session_state[REVIEWED]
+                _confirm_send(reviewed, currency, config.email_cooldown_days)
         else:
             _stop_confirming()
             st.success("Nobody needs an email right now.")

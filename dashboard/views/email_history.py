@@ -30,7 +30,7 @@ st.dataframe(
             "Failed": c.counts.get("failed", 0),
             "Skipped": c.counts.get("skipped", 0),
             "Queued": c.counts.get("pending", 0),
-            "Interrupted": c.counts.get("sending", 0),
+            "Sending or interrupted": c.counts.get("sending", 0),
         }
         for c in campaigns
     ]),

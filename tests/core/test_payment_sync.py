@@ -480,7 +480,7 @@ def test_progress_is_reported_while_recording(session, stripe_stand_in, stripe_g
 # -- the send to everyone syncs first ----------------------------------------------------------
 
 
-def test_a_send_to_everyone_syncs_first_so_a_family_who_paid_is_not_emailed(session, league, stripe_stand_in):
+def test_a_send_to_everyone_syncs_first_so_a_family_who_paid_is_not_emailed(session, engine, league, stripe_stand_in):
     from core.email.campaigns import build_manifest
     from core.email.presend import sync_payments_first
     from core.email.registry import OUTSTANDING_BALANCE
@@ -490,7 +490,8 @@ def test_a_send_to_everyone_syncs_first_so_a_family_who_paid_is_not_emailed(sess
     stripe_stand_in.complete_checkout_session(league.links[0].stripe_payment_link_id)
     settings = Settings(stripe_api_key=Secret("sk_test_stand_in"), stripe_api_base=stripe_stand_in.api_base)
 
-    outcome = sync_payments_first(session, league.admin, settings=settings)
+    session.rollback()
+    outcome = sync_payments_first(engine, league.admin, settings=settings)
 
     assert outcome.ran and "Payment sync (incremental): 1 paid ($150.00)" in outcome.note
     manifest = build_manifest(session, league.admin, OUTSTANDING_BALANCE)

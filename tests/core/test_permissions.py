@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 
 import pytest
 from sqlalchemy import inspect as sa_inspect, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 import core
 from core.access import ActingUser, Permission, Role
@@ -150,7 +150,8 @@ CALLS: tuple[Call, ...] = (
          lambda s, u, w: preview_email(s, u, parent_id=parents_to_email(s, u, OUTSTANDING_BALANCE)[0].parent_id,
                                        email_type=OUTSTANDING_BALANCE, email_from=EMAIL_FROM)),
     Call("sync_payments_first", sync_payments_first, P.SEND_EMAIL,
-         lambda s, u, w: sync_payments_first(s, u, settings=Settings()), returns_league_data=False),
+         lambda s, u, w: sync_payments_first(_joined_sessions(s), u, settings=Settings()),
+         returns_league_data=False),
     Call("start_campaign", start_campaign, P.SEND_EMAIL, lambda s, u, w: _campaign(s, u), returns_league_data=False),
     Call("retry_messages", retry_messages, P.SEND_EMAIL,
          lambda s, u, w: retry_messages(s, u, _campaign(s, u).id), returns_league_data=False),
@@ -207,6 +208,11 @@ def _joined(session: Session) -> Session:
     """A session inside the test's transaction, for functions that commit per item: their
     commits release a savepoint, and the matrix still rolls every caller back."""
     return Session(bind=session.connection(), join_transaction_mode="create_savepoint")
+
+
+def _joined_sessions(session: Session) -> "sessionmaker[Session]":
+    """A session factory whose sessions join the test's transaction (see ``_joined``)."""
+    return sessionmaker(bind=session.connection(), join_transaction_mode="create_savepoint")
 
 
 # Public functions that take the acting user but are not service functions of their own.

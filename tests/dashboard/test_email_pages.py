@@ -13,9 +13,11 @@ import pytest
 from core.access import Role
 from core.email.campaigns import build_manifest
 from core.email.registry import OUTSTANDING_BALANCE
+from core.models import LinkStatus, PaymentLink
 from core.tenants import find_tenant
 from dashboard.navigation import pages_for
 from tests.factories import acting
+from tests.stripe_links import mirror_league
 
 
 @pytest.fixture
@@ -104,6 +106,68 @@ def test_send_to_everyone_shows_the_manifest_and_sends_only_after_confirmation(
     assert sent_to(outbox) == sorted(e.email for e in manifest.recipients)
     table = table_with(at, "Reason")
     assert (table["Status"] == "sent").sum() == manifest.count
+
+
+@pytest.fixture
+def stripe_configured(demo_league, session, stripe_stand_in, monkeypatch):  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("STRIPE_API_KEY", "sk_test_stand_in")
+    monkeypatch.setenv("STRIPE_API_BASE", stripe_stand_in.api_base)
+    mirror_league(stripe_stand_in, session, find_tenant(session, "demo").id)
+    return stripe_stand_in
+
+
+def links_of_first_recipient(session) -> list[PaymentLink]:  # type: ignore[no-untyped-def]
+    entry = expected_manifest(session).recipients[0]
+    session.rollback()
+    return [session.get(PaymentLink, item.link_id) for item in entry.balance.items]
+
+
+def test_the_send_is_refused_when_the_list_changed_after_the_admin_reviewed_it(demo_league, open_app, outbox, session):
+    before = expected_manifest(session)
+    session.rollback()
+    at = open_app("admin", page="email")
+    at.button(key="prepare_send").click().run()
+    at.button(key="open_send_dialog").click().run()
+    for link in links_of_first_recipient(session):  # a family pays while the admin reads the dialog
+        link.status = LinkStatus.PAID
+    session.commit()
+
+    at.button(key="confirm_send").click().run()
+
+    assert not at.exception
+    assert sent_to(outbox) == []
+    assert at.error[0].value.startswith("The list changed since you reviewed it: review again.")
+    assert {m.label: m.value for m in at.metric}["Emails to send"] == str(before.count - 1)  # the list as it is now
+    assert "confirm_send" not in [b.key for b in at.button]
+
+
+def test_confirming_syncs_payments_again_so_a_family_who_just_paid_is_not_emailed(
+    stripe_configured, open_app, outbox, session
+):
+    at = open_app("admin", page="email")
+    at.button(key="prepare_send").click().run()
+    assert "Payments synced from Stripe first" in at.info[0].value
+    at.button(key="open_send_dialog").click().run()
+    stripe_configured.complete_checkout_session(links_of_first_recipient(session)[0].stripe_payment_link_id)
+
+    at.button(key="confirm_send").click().run()
+
+    assert not at.exception
+    assert sent_to(outbox) == []
+    assert at.error[0].value.startswith("The list changed since you reviewed it")
+
+
+def test_a_failed_payment_sync_refuses_the_send_and_shows_no_list(stripe_configured, open_app, outbox):
+    stripe_configured.inject("error", status=401, message="Invalid API Key provided", times=None,
+                             path="/v1/checkout/sessions")
+    at = open_app("admin", page="email")
+    at.button(key="prepare_send").click().run()
+
+    assert not at.exception
+    assert at.error[0].value.startswith("Payments could not be synced from Stripe (")
+    assert "nothing was sent" in at.error[0].value
+    assert "open_send_dialog" not in [b.key for b in at.button] and not at.metric
+    assert sent_to(outbox) == []
 
 
 def test_cancelling_the_confirmation_sends_nothing(demo_league, open_app, outbox):

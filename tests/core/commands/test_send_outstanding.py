@@ -104,3 +104,48 @@ def test_options_that_do_not_go_together_are_refused(league, cli_env, capsys):
     assert "--yes goes with --all" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["send-outstanding", "--all", "--test-email", "me@example.org"])
+
+
+class PaysWhileAsked(Terminal):
+    """A terminal where, while the admin reads the manifest, a family's payment lands."""
+
+    def __init__(self, answer: str, pay) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(answer)
+        self.pay = pay
+
+    def readline(self, *args) -> str:  # type: ignore[no-untyped-def]
+        self.pay()
+        return super().readline(*args)
+
+
+def test_all_sends_nothing_when_the_list_changed_between_the_manifest_and_the_confirmation(
+    league, cli_env, capsys, monkeypatch, session
+):
+    from sqlalchemy import select, update
+
+    from core.models import LinkStatus, PaymentLink, Player
+
+    def ben_pays() -> None:
+        ben_players = select(Player.id).where(Player.parent_id == league["ben"].id)
+        session.execute(update(PaymentLink).where(PaymentLink.player_id.in_(ben_players)).values(status=LinkStatus.PAID))
+        session.commit()
+
+    monkeypatch.setattr("sys.stdin", PaysWhileAsked("y\n", ben_pays))
+    assert main(["send-outstanding", "--all"]) == 1
+    captured = capsys.readouterr()
+    assert "Will email 2 parents, $510.00 in total" in captured.out
+    assert captured.err.startswith("error: The list changed since you reviewed it: review again.")
+    assert captured.err.count("\n") == 1
+    assert read_outbox(cli_env) == []
+
+
+def test_all_sends_nothing_when_the_payment_sync_fails(league, cli_env, capsys, monkeypatch, stripe_stand_in):
+    monkeypatch.setenv("STRIPE_API_KEY", "sk_test_stand_in")
+    monkeypatch.setenv("STRIPE_API_BASE", stripe_stand_in.api_base)
+    stripe_stand_in.inject("error", status=401, message="Invalid API Key provided", times=None,
+                           path="/v1/checkout/sessions")
+    assert main(["send-outstanding", "--all", "--yes"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: Payments could not be synced from Stripe (") and err.count("\n") == 1
+    assert "Invalid API Key provided" in err and "nothing was sent" in err
+    assert read_outbox(cli_env) == []

@@ -17,11 +17,14 @@ from core.email.backends import FileBackend
 from core.email.campaigns import campaign_messages, start_campaign
 from core.email.outbox import drain_outbox
 from core.email.registry import OUTSTANDING_BALANCE
-from core.models import EmailCampaign, EmailMessage, MessageStatus
+from core.models import EmailCampaign, EmailMessage, MessageStatus, Tenant
 from tests.core.email.conftest import EMAIL_FROM, recipients
 from tests.factories import acting, make_link, make_parent, make_player, make_product, make_tenant
 
 PARENTS = 24
+# How a parent another send is emailing (or has emailed) is skipped, at queue or at claim time.
+ALREADY_REMINDED = ("already queued in another send", "being emailed by another send", "emailed within the",
+                    "emailed since this was queued")
 
 
 class Slow(FileBackend):
@@ -83,7 +86,11 @@ def test_two_workers_draining_one_campaign_send_each_email_once(session, databas
     assert recipients(outbox) == emails
 
 
-def test_two_admins_sending_to_everyone_at_once_email_each_parent_once(session, database_url, big_league, tmp_path):
+@pytest.mark.parametrize("cooldown_days", [3, 0], ids=["3-day-cool-down", "no-cool-down"])
+def test_two_admins_sending_to_everyone_at_once_email_each_parent_once(
+    session, database_url, big_league, tmp_path, cooldown_days
+):
+    """A cool-down of 0 days governs only earlier sends: two sends at once still email each parent once."""
     tenant, emails = big_league
     admin = acting(tenant)
     outbox = tmp_path / "outbox"
@@ -93,7 +100,8 @@ def test_two_admins_sending_to_everyone_at_once_email_each_parent_once(session, 
         try:
             from core.db import session_factory
             with session_factory(engine)() as own:
-                campaign = start_campaign(own, admin, OUTSTANDING_BALANCE, email_from=EMAIL_FROM)
+                campaign = start_campaign(own, admin, OUTSTANDING_BALANCE, email_from=EMAIL_FROM,
+                                          cooldown_days=cooldown_days)
                 own.commit()
             drain_outbox(engine, admin, campaign.id, backend=Slow(outbox), email_from=EMAIL_FROM, workers=2)
             return campaign
@@ -103,35 +111,68 @@ def test_two_admins_sending_to_everyone_at_once_email_each_parent_once(session, 
     one, two = in_parallel(send_to_everyone, send_to_everyone)
     assert recipients(outbox) == emails
     skipped = [m for c in (one, two) for m in campaign_messages(session, admin, c.id) if m.status is MessageStatus.SKIPPED]
-    assert len(skipped) == PARENTS and all("cool-down" in m.skip_reason for m in skipped)
+    assert len(skipped) == PARENTS
+    assert all(m.skip_reason.startswith(ALREADY_REMINDED) for m in skipped), {m.skip_reason for m in skipped}
 
 
-def test_two_campaigns_queued_for_the_same_parents_cannot_both_email_one(session, database_url, big_league, tmp_path):
-    """Even when both outboxes hold every parent (e.g. one started with no cool-down), the claim decides."""
+@pytest.mark.parametrize("cooldown_days", [3, 0], ids=["3-day-cool-down", "no-cool-down"])
+def test_two_campaigns_queued_for_the_same_parents_cannot_both_email_one(
+    session, database_url, big_league, tmp_path, cooldown_days
+):
+    """Even when both outboxes hold every parent (e.g. queued before a fix), the claim decides, whatever the cool-down."""
     tenant, emails = big_league
     admin = acting(tenant)
-    first = start_campaign(session, admin, OUTSTANDING_BALANCE, email_from=EMAIL_FROM)
+    first = start_campaign(session, admin, OUTSTANDING_BALANCE, email_from=EMAIL_FROM, cooldown_days=cooldown_days)
     session.commit()
-    second = EmailCampaign(tenant_id=tenant.id, email_type="outstanding_balance", started_by="other@example.org",
-                           audience={"cooldown_days": 3})
-    session.add(second)
-    session.flush()
-    for row in campaign_messages(session, admin, first.id):
-        session.add(EmailMessage(campaign_id=second.id, tenant_id=tenant.id, parent_id=row.parent_id,
-                                 to_address=row.to_address, subject=row.subject, amount_cents=row.amount_cents,
-                                 currency=row.currency, status=MessageStatus.PENDING,
-                                 message_id_header=row.message_id_header.replace("<c", "<d"),
-                                 html_body=row.html_body, text_body=row.text_body))
-    session.commit()
+    second_id = _copy_of(session, first, cooldown_days=cooldown_days)
     outbox = tmp_path / "outbox"
     engines = [make_engine(database_url) for _ in range(2)]
     try:
         results = in_parallel(*(
             (lambda e=e, c=c: drain_outbox(e, admin, c, backend=Slow(outbox), email_from=EMAIL_FROM, workers=3))
-            for e, c in zip(engines, (first.id, second.id))
+            for e, c in zip(engines, (first.id, second_id))
         ))
     finally:
         for e in engines:
             e.dispose()
     assert recipients(outbox) == emails
     assert sum(r.sent for r in results) == PARENTS and sum(r.skipped for r in results) == PARENTS
+    # Drained again later, neither campaign sends anything more.
+    later = [drain_outbox(session.get_bind(), admin, c, backend=Slow(outbox), email_from=EMAIL_FROM)
+             for c in (first.id, second_id)]
+    assert [r.sent for r in later] == [0, 0] and recipients(outbox) == emails
+
+
+def test_a_campaign_queued_before_another_sent_does_not_email_its_parents_again_with_no_cool_down(
+    session, engine, big_league, tmp_path
+):
+    """One after the other: the first campaign sends, then the second (queued earlier) is drained."""
+    tenant, emails = big_league
+    admin = acting(tenant)
+    first = start_campaign(session, admin, OUTSTANDING_BALANCE, email_from=EMAIL_FROM, cooldown_days=0)
+    session.commit()
+    second_id = _copy_of(session, first, cooldown_days=0)
+    outbox = tmp_path / "outbox"
+    assert drain_outbox(engine, admin, first.id, backend=Slow(outbox), email_from=EMAIL_FROM).sent == PARENTS
+    result = drain_outbox(engine, admin, second_id, backend=Slow(outbox), email_from=EMAIL_FROM)
+    assert (result.sent, result.skipped) == (0, PARENTS)
+    assert recipients(outbox) == emails
+    reasons = {m.skip_reason for m in campaign_messages(session, admin, second_id)}
+    assert reasons == {f"emailed since this was queued (campaign #{first.id})"}
+
+
+def _copy_of(session, campaign: EmailCampaign, *, cooldown_days: int) -> int:  # type: ignore[no-untyped-def]
+    """A second running campaign holding the same parents as ``campaign``, all pending."""
+    admin = acting(session.get(Tenant, campaign.tenant_id))
+    copy = EmailCampaign(tenant_id=campaign.tenant_id, email_type="outstanding_balance",
+                         started_by="other@example.org", audience={"cooldown_days": cooldown_days})
+    session.add(copy)
+    session.flush()
+    for row in campaign_messages(session, admin, campaign.id):
+        session.add(EmailMessage(campaign_id=copy.id, tenant_id=row.tenant_id, parent_id=row.parent_id,
+                                 to_address=row.to_address, subject=row.subject, amount_cents=row.amount_cents,
+                                 currency=row.currency, status=MessageStatus.PENDING,
+                                 message_id_header=row.message_id_header.replace("<c", "<d"),
+                                 html_body=row.html_body, text_body=row.text_body))
+    session.commit()
+    return copy.id

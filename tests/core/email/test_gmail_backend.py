@@ -60,21 +60,42 @@ def test_a_message_is_sent_as_base64url_raw_to_users_me_messages_send():
     error(429, "rateLimitExceeded"),
     error(403, "userRateLimitExceeded"),
     error(403, "rateLimitExceeded"),
-    error(500, "backendError"),
-    error(503, "backendError"),
 ])
-def test_rate_limits_and_server_errors_are_retried_with_back_off(refusal):
+def test_rate_limits_are_retried_with_back_off(refusal):
     backend, http, sleep = gmail([refusal, refusal, ok("later")])
     assert backend.send(a_message()) == "later"
     assert len(http.request_sequence) == 3
     assert len(sleep.sleeps) == 2 and sleep.sleeps[1] > sleep.sleeps[0] >= 1.0
 
 
-def test_a_mixed_storm_of_429_403_and_500_ends_in_one_send():
+def test_a_mixed_storm_of_429_and_403_rate_limits_ends_in_one_send():
     backend, http, _ = gmail([error(429, "rateLimitExceeded"), error(403, "userRateLimitExceeded"),
-                              error(500, "backendError"), ok("finally")])
+                              error(403, "rateLimitExceeded"), ok("finally")])
     assert backend.send(a_message()) == "finally"
     assert len(http.request_sequence) == 4
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_a_server_error_may_have_sent_the_message_so_it_is_uncertain_and_not_retried(status):
+    backend, http, sleep = gmail([error(status, "backendError"), ok("second copy")])
+    with pytest.raises(DeliveryUncertain, match=f"Gmail answered {status}.*may have been sent"):
+        backend.send(a_message())
+    assert len(http.request_sequence) == 1 and sleep.sleeps == []
+
+
+def test_a_retry_after_longer_than_the_longest_back_off_stops_the_run_with_the_message_queued():
+    backend, http, sleep = gmail([error(429, "rateLimitExceeded", **{"retry-after": "3600"}), ok()])
+    with pytest.raises(EmailDeliveryError, match="asked to wait 3600 s") as caught:
+        backend.send(a_message())
+    assert caught.value.quota_exhausted and len(http.request_sequence) == 1 and sleep.sleeps == []
+
+
+def test_the_longest_gmail_send_is_shorter_than_a_stale_claim():
+    from core.email.outbox import STALE_CLAIM_AFTER
+    from core.settings import Settings
+
+    backend = GmailBackend(lambda: None, sends_per_minute=Settings().gmail_sends_per_minute)
+    assert 0 < backend.longest_send_seconds < STALE_CLAIM_AFTER.total_seconds()
 
 
 def test_retry_after_from_gmail_is_honoured():
@@ -111,13 +132,6 @@ def test_endless_rate_limiting_stops_the_run_like_an_exhausted_quota():
     with pytest.raises(EmailDeliveryError, match="after 6 attempts") as caught:
         backend.send(a_message())
     assert caught.value.quota_exhausted and len(http.request_sequence) == 6
-
-
-def test_endless_server_errors_fail_the_message_without_stopping_the_run():
-    backend, http, _ = gmail([error(503, "backendError")] * 6)
-    with pytest.raises(EmailDeliveryError, match="after 6 attempts") as caught:
-        backend.send(a_message())
-    assert caught.value.retryable and not caught.value.quota_exhausted
 
 
 def test_a_dropped_connection_mid_send_is_reported_as_uncertain_not_retried():
@@ -243,6 +257,28 @@ def test_a_campaign_through_gmail_stops_cleanly_at_the_daily_limit_and_resumes(s
     sent_raw = [json.loads(body)["raw"] for _, _, body, _ in http.request_sequence + http2.request_sequence]
     to = [a_message_to(raw) for raw in sent_raw]
     assert sorted(set(to)) == ["ana@example.org", "ben@example.org"]
+
+
+def test_a_server_error_through_gmail_leaves_the_message_interrupted_and_the_run_goes_on(session, engine, league):
+    from core.email.campaigns import message_rows, start_campaign
+    from core.email.outbox import drain_outbox, retry_messages
+    from core.email.registry import OUTSTANDING_BALANCE
+    from tests.core.email.conftest import EMAIL_FROM
+    from tests.factories import acting
+
+    admin = acting(league["tenant"])
+    campaign = start_campaign(session, admin, OUTSTANDING_BALANCE, email_from=EMAIL_FROM)
+    session.commit()
+    backend, http, _ = gmail([error(503, "backendError"), ok("second")])
+    result = drain_outbox(engine, admin, campaign.id, backend=backend, email_from=EMAIL_FROM, workers=1)
+    assert (result.sent, result.failed, result.interrupted, result.remaining) == (1, 0, 1, 0)
+    assert len(http.request_sequence) == 2  # one request per family: the 503 was not sent again
+    (ana,) = [row for row in message_rows(session, admin, campaign.id) if row.status == "interrupted"]
+    assert ana.to_address == "ana@example.org" and "may have been sent" in ana.reason
+    # Only the admin puts it back in the queue.
+    again, http2, _ = gmail([ok("third")])
+    assert drain_outbox(engine, admin, campaign.id, backend=again, email_from=EMAIL_FROM).sent == 0
+    assert http2.request_sequence == [] and retry_messages(session, admin, campaign.id) == 0
 
 
 def a_message_to(raw: str) -> str:

@@ -37,10 +37,11 @@ def test_the_manifest_lists_who_gets_what_and_who_is_skipped_and_why(session, le
 
 
 def _reminder(session, league, parent, *, sent_ago: timedelta, test: bool = False,
-              status: MessageStatus = MessageStatus.SENT) -> None:  # type: ignore[no-untyped-def]
+              status: MessageStatus = MessageStatus.SENT,
+              campaign_status: CampaignStatus = CampaignStatus.COMPLETED) -> None:  # type: ignore[no-untyped-def]
     tenant = league["tenant"]
     campaign = EmailCampaign(tenant_id=tenant.id, email_type="outstanding_balance", started_by="admin@example.org",
-                             test_address="me@example.org" if test else None, status=CampaignStatus.COMPLETED)
+                             test_address="me@example.org" if test else None, status=campaign_status)
     session.add(campaign)
     session.flush()
     session.add(EmailMessage(campaign_id=campaign.id, tenant_id=tenant.id, parent_id=parent.id,
@@ -73,6 +74,22 @@ def test_a_test_send_and_a_failed_send_do_not_count_as_reminders(session, league
 def test_a_cool_down_of_zero_days_skips_nobody_for_recent_email(session, league):
     _reminder(session, league, league["ana"], sent_ago=timedelta(hours=1))
     assert build_manifest(session, acting(league["tenant"]), OUTSTANDING_BALANCE, cooldown_days=0).count == 2
+
+
+@pytest.mark.parametrize("cooldown_days", [3, 0])
+def test_a_parent_queued_in_a_running_send_is_not_queued_again_whatever_the_cool_down(session, league, cooldown_days):
+    _reminder(session, league, league["ana"], sent_ago=timedelta(days=30), status=MessageStatus.PENDING,
+              campaign_status=CampaignStatus.RUNNING)
+    manifest = build_manifest(session, acting(league["tenant"]), OUTSTANDING_BALANCE, cooldown_days=cooldown_days)
+    assert reasons(manifest)["Ana O'Neil <& Co>"].startswith("already queued in another send (campaign #")
+    assert manifest.skip_counts["already queued in another send"] == 1
+
+
+def test_a_parent_being_emailed_right_now_is_not_queued_again_with_no_cool_down(session, league):
+    _reminder(session, league, league["ana"], sent_ago=timedelta(seconds=5), status=MessageStatus.SENDING,
+              campaign_status=CampaignStatus.RUNNING)
+    manifest = build_manifest(session, acting(league["tenant"]), OUTSTANDING_BALANCE, cooldown_days=0)
+    assert reasons(manifest)["Ana O'Neil <& Co>"].startswith("being emailed by another send (campaign #")
 
 
 def test_a_parent_whose_every_payment_is_processing_is_not_reminded(session, league):

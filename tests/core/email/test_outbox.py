@@ -7,27 +7,42 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from core.access import Role
 from core.email.backends import DeliveryUncertain, FileBackend
 from core.email.campaigns import (
+    ManifestChanged,
+    build_manifest,
     campaign_messages,
     get_message,
     list_campaigns,
+    message_rows,
     run_campaign,
     send_test_email,
     start_campaign,
 )
-from core.email.outbox import drain_outbox, retry_messages
+from core.email.outbox import STALE_CLAIM_AFTER, drain_outbox, retry_messages
 from core.email.registry import OUTSTANDING_BALANCE, EmailType, everyone_who_owes
 from core.errors import EmailDeliveryError, InvalidInput, NotFound, PermissionDenied
-from core.models import AuditEntry, CampaignStatus, EmailCampaign, EmailMessage, MessageStatus
+from core.models import (
+    AuditEntry,
+    CampaignStatus,
+    EmailCampaign,
+    EmailMessage,
+    LinkStatus,
+    MessageStatus,
+    PaymentLink,
+    Player,
+    utcnow,
+)
 from tests.core.email.conftest import EMAIL_FROM, read_outbox, recipients
 from tests.factories import acting, make_tenant
 
@@ -37,6 +52,16 @@ OWING = ["ana@example.org", "ben@example.org"]
 def statuses(session, campaign_id: int) -> dict[str, str]:  # type: ignore[no-untyped-def]
     session.expire_all()
     return {m.parent.name: m.status.value for m in campaign_messages(session, admin_of(session), campaign_id)}
+
+
+def age_claims(session, campaign_id: int) -> None:  # type: ignore[no-untyped-def]
+    """Make the campaign's claims older than the stale-claim limit, as if that much time had passed."""
+    session.execute(
+        update(EmailMessage)
+        .where(EmailMessage.campaign_id == campaign_id, EmailMessage.status == MessageStatus.SENDING)
+        .values(claimed_at=utcnow() - STALE_CLAIM_AFTER - timedelta(minutes=1))
+    )
+    session.commit()
 
 
 def admin_of(session):  # type: ignore[no-untyped-def]
@@ -267,16 +292,160 @@ def test_a_killed_send_process_resumes_where_it_stopped(session, engine, databas
     killed_at = len(list(outbox_dir.glob("*.eml")))
     assert 3 <= killed_at < 12
     resumed = drain_outbox(engine, admin, campaign.id, backend=FileBackend(outbox_dir), email_from=EMAIL_FROM)
-    assert resumed.interrupted <= 1
+    # The killed worker's claim is recent: for all this drain knows it is still sending it.
+    assert resumed.interrupted == 0 and resumed.in_flight <= 1
     delivered = recipients(outbox_dir)
     assert len(delivered) == len(set(delivered))  # nobody got two
-    if resumed.interrupted:
+    if resumed.in_flight:
+        assert retry_messages(session, admin, campaign.id, interrupted=True) == 0
+        age_claims(session, campaign.id)  # ...until its claim is stale: then it is interrupted
+        later = drain_outbox(engine, admin, campaign.id, backend=FileBackend(outbox_dir), email_from=EMAIL_FROM)
+        assert (later.interrupted, later.in_flight, later.sent) == (1, 0, 0)
         interrupted = next(m for m in campaign_messages(session, admin, campaign.id) if m.status is MessageStatus.SENDING)
         if interrupted.to_address not in delivered:
-            retry_messages(session, admin, campaign.id, interrupted=True)
+            assert retry_messages(session, admin, campaign.id, interrupted=True) == 1
             session.commit()
             drain_outbox(engine, admin, campaign.id, backend=FileBackend(outbox_dir), email_from=EMAIL_FROM)
     assert recipients(outbox_dir) == sorted(p.email for p in parents)
+
+
+# --- a send already running: in flight, stale, late -----------------------------------------------
+
+class Held(FileBackend):
+    """Holds the message to ``address`` inside the provider call until the test releases it."""
+
+    def __init__(self, directory: Path, address: str) -> None:
+        super().__init__(directory)
+        self.address = address
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def send(self, message):  # type: ignore[no-untyped-def]
+        if message["To"].addresses[0].addr_spec == self.address:
+            self.entered.set()
+            assert self.release.wait(30), "the test never released the send"
+        return super().send(message)
+
+
+def drain_in_background(engine, admin, campaign_id: int, backend):  # type: ignore[no-untyped-def]
+    pool = ThreadPoolExecutor(max_workers=1)
+    future = pool.submit(drain_outbox, engine, admin, campaign_id, backend=backend, email_from=EMAIL_FROM, workers=1)
+    pool.shutdown(wait=False)
+    return future
+
+
+def test_retrying_interrupted_messages_leaves_alone_one_another_worker_is_sending(session, engine, league, outbox_dir):
+    admin = admin_of(session)
+    campaign = start_campaign(session, admin, OUTSTANDING_BALANCE, email_from=EMAIL_FROM)
+    session.commit()
+    held = Held(outbox_dir, "ana@example.org")
+    worker = drain_in_background(engine, admin, campaign.id, held)
+    try:
+        assert held.entered.wait(10)
+        assert retry_messages(session, admin, campaign.id, interrupted=True) == 0
+        session.commit()
+        other = drain_outbox(engine, admin, campaign.id, backend=FileBackend(outbox_dir), email_from=EMAIL_FROM)
+        assert (other.sent, other.interrupted, other.in_flight) == (1, 0, 1)  # Ben; Ana is someone else's
+        assert statuses(session, campaign.id)["Ana O'Neil <& Co>"] == "sending"
+        shown = {row.parent_name: row.status for row in message_rows(session, admin, campaign.id)}
+        assert shown["Ana O'Neil <& Co>"] == "sending"
+    finally:
+        held.release.set()
+    assert worker.result(timeout=30).sent == 1
+    assert recipients(outbox_dir) == OWING
+    session.expire_all()
+    assert session.get(EmailCampaign, campaign.id).status is CampaignStatus.COMPLETED
+
+
+def test_a_send_that_finishes_after_its_stale_claim_was_requeued_is_recorded_and_not_sent_again(
+    session, engine, league, outbox_dir
+):
+    admin = admin_of(session)
+    campaign = start_campaign(session, admin, OUTSTANDING_BALANCE, email_from=EMAIL_FROM)
+    session.commit()
+    held = Held(outbox_dir, "ana@example.org")
+    worker = drain_in_background(engine, admin, campaign.id, held)
+    try:
+        assert held.entered.wait(10)
+        age_claims(session, campaign.id)  # the send takes longer than the stale-claim limit...
+        assert retry_messages(session, admin, campaign.id, interrupted=True) == 1  # ...so the admin re-queues it
+        session.commit()
+    finally:
+        held.release.set()  # ...and then it does go out
+    assert worker.result(timeout=30).sent == 2
+    assert statuses(session, campaign.id)["Ana O'Neil <& Co>"] == "sent"
+    again = drain_outbox(engine, admin, campaign.id, backend=FileBackend(outbox_dir), email_from=EMAIL_FROM)
+    assert again.sent == 0
+    assert recipients(outbox_dir) == OWING
+
+
+# --- the family's situation changed since the send was queued -----------------------------------
+
+def links_of(session, parent):  # type: ignore[no-untyped-def]
+    return session.scalars(
+        select(PaymentLink).join(Player, Player.id == PaymentLink.player_id)
+        .where(Player.parent_id == parent.id, PaymentLink.status == LinkStatus.ACTIVE)
+        .order_by(PaymentLink.id)
+    ).all()
+
+
+def test_a_resumed_send_does_not_email_a_family_who_paid_or_opted_out_since_it_was_queued(
+    session, engine, league, outbox_dir
+):
+    admin = admin_of(session)
+    campaign = start_campaign(session, admin, OUTSTANDING_BALANCE, email_from=EMAIL_FROM)
+    session.commit()
+    for link in links_of(session, league["ben"]):
+        link.status = LinkStatus.PAID
+    league["ana"].email_opt_out = True
+    session.commit()
+
+    result = drain_outbox(engine, admin, campaign.id, backend=FileBackend(outbox_dir), email_from=EMAIL_FROM)
+
+    assert (result.sent, result.skipped, result.succeeded) == (0, 2, True)
+    assert read_outbox(outbox_dir) == []
+    reasons = {m.parent.name: m.skip_reason for m in campaign_messages(session, admin, campaign.id)}
+    assert reasons["Bénédicte Zoë"] == "paid since queued"
+    assert reasons["Ana O'Neil <& Co>"] == "opted out since queued"
+
+
+def test_a_family_whose_balance_changed_since_the_send_was_queued_is_not_sent_the_old_amount(
+    session, engine, league, outbox_dir
+):
+    admin = admin_of(session)
+    campaign = start_campaign(session, admin, OUTSTANDING_BALANCE, email_from=EMAIL_FROM)
+    session.commit()
+    links_of(session, league["ana"])[0].status = LinkStatus.PAID  # $360.00 queued, $210.00 owed now
+    session.commit()
+
+    result = drain_outbox(engine, admin, campaign.id, backend=FileBackend(outbox_dir), email_from=EMAIL_FROM)
+
+    assert (result.sent, result.skipped) == (1, 1)
+    assert recipients(outbox_dir) == ["ben@example.org"]
+    ana = next(row for row in message_rows(session, admin, campaign.id) if row.parent_name == "Ana O'Neil <& Co>")
+    assert (ana.status, ana.reason) == ("skipped", "balance changed since queued — start a new send")
+
+
+# --- what the admin confirmed is what is queued ---------------------------------------------------
+
+def test_a_send_whose_list_changed_since_the_admin_reviewed_it_is_refused_and_writes_nothing(
+    session, engine, league, outbox_dir
+):
+    admin = admin_of(session)
+    reviewed = build_manifest(session, admin, OUTSTANDING_BALANCE).totals
+    session.rollback()
+    for link in links_of(session, league["ben"]):
+        link.status = LinkStatus.PAID
+    session.commit()
+
+    with pytest.raises(ManifestChanged, match="The list changed since you reviewed it: review again") as refused:
+        start_campaign(session, admin, OUTSTANDING_BALANCE, email_from=EMAIL_FROM, expected=reviewed)
+    session.rollback()
+
+    assert "now 1 email for $360.00; you confirmed 2 emails for $510.00" in str(refused.value)
+    assert session.scalars(select(EmailCampaign)).all() == []
+    current = build_manifest(session, admin, OUTSTANDING_BALANCE).totals
+    session.rollback()
+    assert start_campaign(session, admin, OUTSTANDING_BALANCE, email_from=EMAIL_FROM, expected=current).id
 
 
 # --- test send ----------------------------------------------------------------------------------
@@ -365,8 +534,9 @@ def test_another_leagues_campaign_cannot_be_run_or_read(session, engine, league,
 
 # --- a second kind of email is one registry entry -----------------------------------------------
 
-def test_a_second_kind_of_reminder_is_one_registry_entry(session, engine, league, outbox_dir):
+def test_a_second_kind_of_reminder_is_one_registry_entry(session, engine, league, outbox_dir, monkeypatch):
     from core.balances import BalanceFilter, outstanding_balances
+    from core.email.registry import EMAIL_TYPES
 
     dues_id = league["dues"].id
 
@@ -377,6 +547,7 @@ def test_a_second_kind_of_reminder_is_one_registry_entry(session, engine, league
     dues_reminder = EmailType(key="dues_reminder", title="Monthly dues reminder", audience=owing_dues,
                               html_template="outstanding_balance.html", text_template="outstanding_balance.txt",
                               subject_template="{{ brand.league_name }}: monthly dues of {{ total }}")
+    monkeypatch.setitem(EMAIL_TYPES, dues_reminder.key, dues_reminder)
     admin = admin_of(session)
     campaign = start_campaign(session, admin, dues_reminder, email_from=EMAIL_FROM)
     session.commit()

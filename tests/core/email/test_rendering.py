@@ -124,10 +124,38 @@ def test_a_brand_colour_that_is_not_a_hex_colour_is_refused(session, league, col
         brand_for_tenant(league["tenant"], email_from=EMAIL_FROM)
 
 
-def test_no_colour_is_written_in_python_code():
-    package = Path(__file__).resolve().parents[3] / "core" / "email"
-    offenders = [path.name for path in package.glob("*.py") if re.search(r"#[0-9a-fA-F]{6}\b", path.read_text())]
-    assert offenders == []
+PACKAGE = Path(__file__).resolve().parents[3] / "core" / "email"
+# A colour written out: #rgb, #rrggbb (with or without alpha), or a CSS colour function.
+COLOUR_LITERAL = re.compile(r"#(?:[0-9a-fA-F]{3,4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})\b|\b(?:rgba?|hsla?)\(", re.IGNORECASE)
+
+
+def test_no_colour_is_written_in_python_code_outside_the_brand():
+    offenders = [path.name for path in PACKAGE.glob("*.py") if COLOUR_LITERAL.search(path.read_text())]
+    assert offenders == ["brand.py"]
+
+
+def test_templates_contain_no_colour_of_their_own():
+    templates = sorted((PACKAGE / "templates").iterdir())
+    assert templates, "no templates found"
+    offenders = {path.name: COLOUR_LITERAL.findall(path.read_text()) for path in templates}
+    assert {name: found for name, found in offenders.items() if found} == {}
+
+
+def test_the_neutral_colours_come_from_the_brand():
+    plain = render_email(OUTSTANDING_BALANCE, balance(), BRAND).html
+    assert "#f4f5f7" in plain and "#6a737d" in plain  # the defaults
+    dark = Brand(**{**vars(BRAND), "page_background_color": "#000000", "text_color": "#eeeeee",
+                    "border_color": "#333333", "muted_text_color": "#999999", "card_background_color": "#111111",
+                    "text_on_brand_color": "#fefefe"})
+    html = render_email(OUTSTANDING_BALANCE, balance(), dark).html
+    for colour in ("#000000", "#eeeeee", "#333333", "#999999", "#111111", "#fefefe"):
+        assert colour in html
+    assert "#f4f5f7" not in html and "#6a737d" not in html and "#ffffff" not in html
+
+
+def test_a_neutral_colour_that_is_not_a_hex_colour_is_refused():
+    with pytest.raises(InvalidInput, match="border color must be a hex colour"):
+        Brand(**{**vars(BRAND), "border_color": "red; background: url(https://evil.example)"})
 
 
 def test_only_web_links_become_pay_now_buttons():
