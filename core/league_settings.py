@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, fields
 from typing import Optional
 
@@ -11,11 +10,10 @@ from sqlalchemy.orm import Session
 from core.access import ActingUser, Permission, require
 from core.audit import record_action
 from core.directory import league_of
+from core.email.brand import is_hex_colour
 from core.email.headers import normalise_recipient
 from core.errors import InvalidInput
 from core.models import Tenant
-
-HEX_COLOUR = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
 
 
 @dataclass(frozen=True)
@@ -85,7 +83,7 @@ def _checked(field: str, value: Optional[str]) -> Optional[str]:
         if field in _REQUIRED:
             raise InvalidInput(f"The league's {field.replace('_', ' ')} cannot be empty.")
         return ""
-    if field in {"primary_color", "accent_color"} and not HEX_COLOUR.fullmatch(value):
+    if field in {"primary_color", "accent_color"} and not is_hex_colour(value):
         raise InvalidInput(f"The {field.replace('_', ' ')} must be a hex colour like #1D3557, not {value!r}.")
     if field == "reply_to":
         return normalise_recipient(value)

@@ -17,7 +17,12 @@ from core.email.headers import header_text, require_header_address
 from core.errors import InvalidInput
 from core.models import Tenant
 
-_COLOUR = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
+HEX_COLOUR = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
+
+
+def is_hex_colour(value: Optional[str]) -> bool:
+    """True for a plain CSS hex colour (#RGB or #RRGGBB), the only kind written into CSS."""
+    return bool(value) and HEX_COLOUR.fullmatch(value or "") is not None
 
 # The neutral palette every league's email shares (the league's own colours are on its row).
 PAGE_BACKGROUND_COLOR = "#f4f5f7"
@@ -53,7 +58,7 @@ class Brand:
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
-            if name.endswith("_color") and not _COLOUR.match(value or ""):
+            if name.endswith("_color") and not is_hex_colour(value):
                 raise InvalidInput(f"The email's {name.replace('_', ' ')} must be a hex colour like #RRGGBB, not {value!r}")
 
     @property
@@ -78,7 +83,7 @@ def brand_for_tenant(tenant: Tenant, *, email_from: str) -> Brand:
     if not address or "@" not in address:
         raise InvalidInput(f"EMAIL_FROM must be an email address, not {email_from!r}")
     for label, colour in (("primary", tenant.brand_primary_color), ("accent", tenant.brand_accent_color)):
-        if not _COLOUR.match(colour or ""):
+        if not is_hex_colour(colour):
             raise InvalidInput(
                 f"The league's {label} brand colour must be a hex colour like #RRGGBB, not {colour!r}"
             )
