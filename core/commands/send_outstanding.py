@@ -12,6 +12,7 @@ from core.email.campaigns import (
     Manifest,
     build_manifest,
     campaign_messages,
+    campaign_summaries,
     parents_to_email,
     run_campaign,
     send_test_email,
@@ -21,6 +22,7 @@ from core.email.outbox import INTERRUPTED, DrainProgress, DrainResult, is_in_fli
 from core.email.presend import sync_payments_first
 from core.email.registry import OUTSTANDING_BALANCE
 from core.errors import InvalidInput
+from core.money import format_cents
 from core.models import MessageStatus, utcnow
 
 
@@ -84,6 +86,9 @@ def _test_send(ctx: CommandContext, address: str, parent_id: Optional[int]) -> i
         )
     finally:
         backend.close()
+    for message in campaign_messages(ctx.session, ctx.user, result.campaign_id):
+        print(f"Test send: {message.parent.name}'s email ({format_cents(message.amount_cents, message.currency)}) "
+              f"to {message.to_address}")
     return _report(ctx, result)
 
 
@@ -93,14 +98,16 @@ def _send_to_everyone(ctx: CommandContext, args: argparse.Namespace, *, stdin: T
     ctx.session.rollback()
     sync = sync_payments_first(ctx.engine, ctx.user, settings=ctx.settings)
     print(sync.note)
+    _point_at_unfinished_campaigns(ctx)
+    # The manifest is printed with --yes too, so a cron log says who was emailed and who not.
+    manifest = build_manifest(ctx.session, ctx.user, OUTSTANDING_BALANCE, cooldown_days=cooldown)
+    ctx.session.rollback()
+    _print_manifest(manifest)
+    if manifest.count == 0:
+        print("Nothing to send.")
+        return 0
     expected = None
     if not args.yes:
-        manifest = build_manifest(ctx.session, ctx.user, OUTSTANDING_BALANCE, cooldown_days=cooldown)
-        ctx.session.rollback()
-        _print_manifest(manifest)
-        if manifest.count == 0:
-            print("Nothing to send.")
-            return 0
         if not _confirmed(manifest, stdin):
             print("Nothing sent.")
             return 1
@@ -169,6 +176,19 @@ def _report(ctx: CommandContext, result: DrainResult) -> int:
         )
         return 1
     return 0
+
+
+def _point_at_unfinished_campaigns(ctx: CommandContext) -> None:
+    """Families still queued in an interrupted send are skipped by a new one: say where they are."""
+    for campaign in campaign_summaries(ctx.session, ctx.user, limit=20):
+        if campaign.unfinished and not campaign.is_test:
+            queued = campaign.counts.get("pending", 0)
+            print(
+                f"Campaign #{campaign.id} did not finish ({queued} still queued): its families are skipped "
+                f"below. Finish it with: python -m core send-outstanding --resume {campaign.id}",
+                file=sys.stderr,
+            )
+    ctx.session.rollback()
 
 
 def _print_manifest(manifest: Manifest) -> None:

@@ -76,7 +76,31 @@ def test_all_with_yes_sends_and_a_rerun_emails_nobody_twice(league, cli_env, cap
     assert main(["send-outstanding", "--all", "--yes"]) == 0
     assert "2 sent, 0 failed" in capsys.readouterr().out
     assert main(["send-outstanding", "--all", "--yes"]) == 0
-    assert "0 emails queued, 7 parents skipped" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Will email 0 parents" in out and "Nothing to send." in out
+    assert "emailed within the 3-day cool-down" in out  # the cron log says why each family was skipped
+    assert recipients(cli_env) == ["ana@example.org", "ben@example.org"]
+
+
+def test_an_interrupted_send_is_pointed_at_by_the_next_one(league, cli_env, capsys, engine):
+    from core.db import session_factory
+    from core.email.campaigns import start_campaign
+    from core.email.registry import OUTSTANDING_BALANCE
+    from core.tenants import find_tenant
+    from tests.factories import acting
+
+    with session_factory(engine)() as session:  # queued, then the process died before sending
+        campaign = start_campaign(session, acting(find_tenant(session, None)), OUTSTANDING_BALANCE,
+                                  email_from="League <league@example.org>")
+        session.commit()
+        campaign_id = campaign.id
+    assert main(["send-outstanding", "--all", "--yes"]) == 0
+    captured = capsys.readouterr()
+    assert f"Campaign #{campaign_id} did not finish (2 still queued)" in captured.err
+    assert f"--resume {campaign_id}" in captured.err
+    assert "already queued in another send" in captured.out
+    assert recipients(cli_env) == []
+    assert main(["send-outstanding", "--resume", str(campaign_id)]) == 0
     assert recipients(cli_env) == ["ana@example.org", "ben@example.org"]
 
 
