@@ -32,7 +32,9 @@ def test_a_test_send_goes_to_the_test_address_only(league, cli_env, capsys):
     (message,) = read_outbox(cli_env)
     assert message["To"].addresses[0].addr_spec == "me@example.org"
     assert message["Subject"].strip().startswith("[TEST] Westside Hoops: $150.00")
-    assert "1 sent, 0 failed" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "1 sent, 0 failed" in out
+    assert "Test send: Bénédicte Zoë's email ($150.00) to me@example.org" in out
 
 
 def test_a_test_send_without_a_parent_uses_the_first_who_owes(league, cli_env):
