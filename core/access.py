@@ -37,6 +37,7 @@ class Permission(str, enum.Enum):
     SEND_EMAIL = "send emails"
     IMPORT_ROSTER = "import the roster"
     VIEW_AUDIT_LOG = "view the audit log"
+    MANAGE_LEAGUE = "change the league's name and brand"
 
 
 _GRANTS: dict[Role, frozenset[Permission]] = {

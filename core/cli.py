@@ -13,11 +13,20 @@ from typing import Optional, Sequence
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from core.commands import backfill, balances, database, demo, import_roster, send_outstanding, sync_payments
+from core.commands import (
+    backfill,
+    balances,
+    database,
+    demo,
+    import_roster,
+    league,
+    send_outstanding,
+    sync_payments,
+)
 from core.errors import BillingError
 from core.settings import ConfigurationError
 
-COMMAND_MODULES = (database, demo, balances, import_roster, backfill, sync_payments, send_outstanding)
+COMMAND_MODULES = (database, demo, league, balances, import_roster, backfill, sync_payments, send_outstanding)
 
 
 def build_parser() -> argparse.ArgumentParser:

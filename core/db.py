@@ -10,7 +10,9 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.settings import REPO_ROOT, load_settings
+from core.settings import REPO_ROOT, ConfigurationError, load_settings
+
+SUPPORTED_BACKENDS = {"sqlite", "postgresql"}
 
 
 def normalise_url(url: str) -> str:
@@ -25,6 +27,11 @@ def make_engine(url: Optional[str] = None) -> Engine:
     """An engine for ``url`` (default: the configured ``DATABASE_URL``)."""
     url = normalise_url(url or load_settings().database_url)
     parsed = make_url(url)
+    if parsed.get_backend_name() not in SUPPORTED_BACKENDS:
+        raise ConfigurationError(
+            f"DATABASE_URL names a {parsed.get_backend_name()} database; use sqlite:///path.db or "
+            "postgresql://user@host/database"
+        )
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)

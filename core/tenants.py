@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Optional
 
 from sqlalchemy import select
@@ -11,6 +12,7 @@ from core.errors import InvalidInput, NotFound
 from core.models import Tenant
 
 DEFAULT_TENANT_SLUG = "default"
+SLUG_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 
 
 def find_tenant(session: Session, slug: Optional[str] = None) -> Tenant:
@@ -42,6 +44,11 @@ def find_or_create_tenant(session: Session, slug: Optional[str] = None) -> tuple
     tenant = session.scalars(select(Tenant).where(Tenant.slug == slug)).one_or_none()
     if tenant is not None:
         return tenant, False
+    if not SLUG_PATTERN.fullmatch(slug):
+        raise InvalidInput(
+            f"{slug!r} cannot name a league: use lower-case letters, digits and dashes "
+            "(e.g. westside-hoops), starting with a letter or digit, at most 64 characters."
+        )
     tenant = Tenant(slug=slug, name=slug.replace("-", " ").title())
     session.add(tenant)
     session.flush()

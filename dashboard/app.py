@@ -16,7 +16,7 @@ from core.errors import BillingError, PermissionDenied
 from dashboard.identity import Gate, sign_in
 from dashboard.navigation import PAGES, entry_for, pages_for
 
-st.set_page_config(page_title="League Billing", page_icon=":material/sports_basketball:", layout="wide")
+st.set_page_config(page_title="League Billing", page_icon="🏀", layout="wide")
 
 
 def menu(user: ActingUser) -> dict[str, list[st.Page]]:

@@ -24,6 +24,7 @@ from core.oidc_config import DEFAULT_PROVIDER, oidc_configuration_problem, oidc_
 from core.role_directory import LeagueAccess, league_access_for, parse_role_directory, verified_email
 from core.settings import ConfigurationError, read_secrets_section
 from dashboard.state import session_scope, set_acting_user, settings
+from dashboard.text import plain
 
 logger = logging.getLogger(__name__)
 
@@ -169,8 +170,8 @@ def _choose_league(leagues: list[LeagueAccess]) -> LeagueAccess:
 
 def _signed_in_sidebar(email: str, access: LeagueAccess) -> None:
     with st.sidebar:
-        st.caption(f"Signed in as {_plain(email)}")
-        st.caption(f"{_ROLE_NAMES[access.user.role]} · {_plain(access.league_name)}")
+        st.caption(f"Signed in as {plain(email)}")
+        st.caption(f"{_ROLE_NAMES[access.user.role]} · {plain(access.league_name)}")
         if st.button("Sign out", key="sign_out", icon=":material/logout:"):
             st.logout()
             st.stop()
@@ -197,7 +198,7 @@ def _no_role_page(email: Optional[str]) -> None:
         )
     else:
         st.info(
-            f"You are signed in as **{_plain(email)}**, but you don't have a role in any league yet. "
+            f"You are signed in as **{plain(email)}**, but you don't have a role in any league yet. "
             "Please ask your league admin to add your address as an admin, treasurer or coach."
         )
     if st.button("Sign out", key="no_role_sign_out", icon=":material/logout:"):
@@ -209,10 +210,3 @@ def _problem_page(problem: str) -> None:
     st.title("League Billing Dashboard")
     st.error(problem, icon=":material/settings_alert:")
     st.caption("An operator needs to fix the configuration; nothing else is shown until then.")
-
-
-def _plain(text: str) -> str:
-    """Text from outside (an email, a league name) shown without Markdown effects."""
-    for character in "\\`*_[]<>#|~$":
-        text = text.replace(character, "\\" + character)
-    return text

@@ -27,6 +27,8 @@ PAGES: tuple[PageEntry, ...] = (
               Permission.IMPORT_ROSTER, "import", section="Admin"),
     PageEntry("views/backfill.py", "Mint payment links", ":material/add_link:",
               Permission.MINT_LINKS, "backfill", section="Admin"),
+    PageEntry("views/league_settings.py", "League settings", ":material/palette:",
+              Permission.MANAGE_LEAGUE, "league", section="Admin"),
     PageEntry("views/audit_log.py", "Audit log", ":material/history:",
               Permission.VIEW_AUDIT_LOG, "audit_log", section="Admin"),
     PageEntry("views/email.py", "Email", ":material/mail:", Permission.PREVIEW_EMAIL, "email", section="Email"),

@@ -30,6 +30,8 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.per_parent and args.csv is None:
+        raise InvalidInput("--per-parent goes with --csv FILE (the screen listing is always per family)")
     filters = BalanceFilter(parent_search=args.search)
     with league_command(args) as ctx:
         if args.csv is not None:
@@ -47,8 +49,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"    {item.player_name:<28} {item.product_name:<22} "
                   f"{format_cents(item.amount_cents, item.currency):>10}  {item.pay_url}")
     print(f"Total outstanding: {format_cents(summary.total_cents, summary.currency)} from "
-          f"{summary.families} families ({summary.players} players, {summary.line_items} items)")
+          f"{_count(summary.families, 'family', 'families')} ({_count(summary.players, 'player')}, "
+          f"{_count(summary.line_items, 'item')})")
+    if summary.processing_cents:
+        print(f"Being paid (bank payments processing, not counted above): "
+              f"{format_cents(summary.processing_cents, summary.currency)}")
     return 0
+
+
+def _count(number: int, singular: str, plural: str = "") -> str:
+    return f"{number:,} {singular if number == 1 else plural or singular + 's'}"
 
 
 def _write(target: Path, data: bytes) -> None:

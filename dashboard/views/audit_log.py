@@ -13,6 +13,7 @@ from core.audit import audit_filter_choices, audit_period, list_audit_entries
 from core.audit_export import audit_log_csv
 from core.directory import league_of
 from dashboard.state import require_user, session_scope
+from dashboard.text import plain
 
 SHOWN_ENTRIES = 500
 
@@ -39,7 +40,7 @@ def main() -> None:
     with session_scope() as session:
         league_name = league_of(session, user).name
     st.title("Audit log")
-    st.caption(f"{league_name} · exports, imports, backfills, payment syncs and sends, newest first")
+    st.caption(f"{plain(league_name)} · exports, imports, backfills, payment syncs and sends, newest first")
     action, actor, first_day, last_day = _filters(user)
     if first_day and last_day and first_day > last_day:
         st.warning("The 'From' day is after the 'To' day, so nothing can match.")

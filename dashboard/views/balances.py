@@ -15,6 +15,7 @@ from core.directory import league_of, league_products, visible_teams
 from core.export import ExportKind, export_balances_csv
 from core.money import format_cents
 from dashboard.state import engine, require_user, session_scope
+from dashboard.text import plain
 
 FAMILIES_PER_PAGE = 25
 
@@ -100,9 +101,9 @@ def _families(balances: list[OutstandingBalance], user: ActingUser) -> None:
     for balance in balances[start : start + FAMILIES_PER_PAGE]:
         contact = ""
         if user.can(Permission.VIEW_CONTACT_DETAILS):
-            contact = f" · {balance.parent_email}" if balance.parent_email else " · no email on file"
+            contact = f" · {plain(balance.parent_email)}" if balance.parent_email else " · no email on file"
         label = (
-            f"**{balance.parent_name}** — {format_cents(balance.total_cents, balance.currency)} "
+            f"**{plain(balance.parent_name)}** — {format_cents(balance.total_cents, balance.currency)} "
             f"({len(balance.items)} item{'s' if len(balance.items) != 1 else ''}){contact}"
         )
         with st.expander(label):
@@ -149,7 +150,7 @@ def main() -> None:
         league = league_of(session, user)
         league_name, synced_at = league.name, league.payments_synced_at
     st.title("Outstanding balances")
-    st.caption(league_name)
+    st.caption(plain(league_name))
     filters = _filters(user)
     balances = _balances(user, filters)
     _headline(balances, synced_at)

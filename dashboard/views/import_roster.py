@@ -12,6 +12,7 @@ from core.directory import league_of
 from core.roster.formats import FORMATS
 from core.roster_import import ImportResult, import_roster
 from dashboard.state import data_changed, require_user, session_scope
+from dashboard.text import plain
 
 PREVIEW_KEY = "roster_import_preview"
 DONE_KEY = "roster_import_done"
@@ -99,7 +100,7 @@ def main() -> None:
     with session_scope() as session:
         league_name = league_of(session, user).name
     st.title("Import roster")
-    st.caption(f"{league_name} · players (with parents and teams), products or orders from a CSV file")
+    st.caption(f"{plain(league_name)} · players (with parents and teams), products or orders from a CSV file")
     done = st.session_state.pop(DONE_KEY, None)
     if done:
         st.success(done, icon=":material/check_circle:")
@@ -113,9 +114,9 @@ def main() -> None:
     if result.kind is not None:
         st.subheader(f"Preview: {result.kind.value} file, {result.rows:,} rows")
         if result.ok:
-            st.caption(f"What importing {result.file_name} would change. Nothing has changed yet.")
+            st.caption(f"What importing {plain(result.file_name)} would change. Nothing has changed yet.")
         else:
-            st.caption(f"What the rows of {result.file_name} without problems would change, once all are fixed.")
+            st.caption(f"What the rows of {plain(result.file_name)} without problems would change, once all are fixed.")
         _counts_table(result)
         if result.ok and result.changes == 0:
             st.info("Everything in this file is already in the league: importing it changes nothing.")

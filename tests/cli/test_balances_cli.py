@@ -72,3 +72,22 @@ def test_a_bad_database_url_is_one_line_without_a_traceback(tmp_path):
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("error: database:")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_an_unsupported_database_is_named_in_one_line():
+    env = {"DATABASE_URL": "mysql://u@h/db", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [sys.executable, "-m", "core", "balances"], cwd=REPO, capture_output=True, text=True, env=env, timeout=60
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "error: DATABASE_URL names a mysql database; use sqlite:///path.db or postgresql://user@host/database"
+    )
+
+
+def test_a_league_slug_that_is_not_a_slug_is_refused(database_url, monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    products = REPO / "examples" / "products.csv"
+    assert main(["import", str(products), "--tenant", "Bad Slug!", "--commit"]) == 1
+    assert "cannot name a league" in capsys.readouterr().err
+    assert main(["balances"]) == 1  # still no league at all

@@ -33,6 +33,7 @@ from core.access import ActingUser, Permission, Role
 from core.audit import audit_filter_choices, list_audit_entries, record_action
 from core.audit_export import audit_log_csv
 from core.backfill import plan_backfill
+from core.league_settings import LeagueSettings, current_league_settings, update_league_settings
 from core.balances import BalanceFilter, outstanding_balances
 from core.directory import league_of, league_parents, league_products, visible_teams
 from core.email.campaigns import (
@@ -130,6 +131,11 @@ CALLS: tuple[Call, ...] = (
          lambda s, u, w: audit_filter_choices(s, u)),
     Call("audit_log_csv", audit_log_csv, P.VIEW_AUDIT_LOG, lambda s, u, w: audit_log_csv(s, u)),
     Call("plan_backfill", plan_backfill, P.MINT_LINKS, lambda s, u, w: plan_backfill(s, u)),
+    Call("current_league_settings", current_league_settings, P.MANAGE_LEAGUE,
+         lambda s, u, w: current_league_settings(s, u), returns_league_data=True),
+    Call("update_league_settings", update_league_settings, P.MANAGE_LEAGUE,
+         lambda s, u, w: update_league_settings(s, u, LeagueSettings(footer_text="A changed footer")),
+         returns_league_data=True),
     Call("import_roster", import_roster, P.IMPORT_ROSTER,
          lambda s, u, w: import_roster(s, u, ROSTER_CSV_BYTES, commit=True, file_name="players.csv"),
          returns_league_data=False),

@@ -56,3 +56,17 @@ def test_a_search_that_matches_nobody_says_so(demo_league, open_app):
     at.text_input(key="filter_search").input("zzzz-nobody").run()
     assert not at.exception
     assert any("No family owes anything that matches" in i.value for i in at.info)
+
+
+def test_names_from_the_roster_are_shown_as_typed_not_as_markdown(demo_league, open_app, session):
+    from core.models import Parent
+
+    tenant = find_tenant(session, "demo")
+    owing = outstanding_balances(session, acting(tenant))[0]
+    parent = session.get(Parent, owing.parent_id)
+    parent.name = "[Pay here](https://evil.example) __Bold__"
+    session.commit()
+    at = open_app("treasurer")
+    assert not at.exception
+    label = next(e.label for e in at.expander if "Pay here" in e.label)
+    assert "\\[Pay here\\]" in label and "\\_\\_Bold\\_\\_" in label
