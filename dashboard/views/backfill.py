@@ -21,6 +21,7 @@ from core.backfill import (
 from core.money import format_cents
 from core.payment_gateway import configured_payment_gateway
 from dashboard.state import data_changed, require_user, session_scope, settings
+from dashboard.text import plain
 
 RESULT_KEY = "backfill_last_result"
 
@@ -83,8 +84,8 @@ def _commit_controls(user: ActingUser, plan: BackfillPlan) -> bool:
 
     def progress(done: int, total: int, outcome: ItemOutcome) -> None:
         item = outcome.item
-        bar.progress(done / total, text=f"{done:,} of {total:,}: {item.player_name} — {item.product_name} "
-                                        f"({outcome.status.value})")
+        bar.progress(done / total, text=f"{done:,} of {total:,}: {plain(item.player_name)} — "
+                                        f"{plain(item.product_name)} ({outcome.status.value})")
 
     gateway = configured_payment_gateway(current, action="mint payment links")
     with session_scope() as session:
