@@ -42,7 +42,7 @@ def _headline(plan: BackfillPlan) -> None:
     )
     fourth.metric("Stripe prices to create", f"{totals.prices_to_create:,}")
     fifth.metric("Already linked or paid", f"{totals.already_linked + totals.already_paid:,}")
-    st.caption(describe_totals(totals))
+    st.caption(plain(describe_totals(totals)))  # amounts: "$" pairs must not turn into maths
 
 
 def _plan_table(plan: BackfillPlan) -> None:
@@ -77,7 +77,7 @@ def _commit_controls(user: ActingUser, plan: BackfillPlan) -> bool:
         label += (f", and replace {totals.links_to_replace:,} at a new price "
                   f"({format_cents(totals.replaced_from_cents, totals.currency)} → "
                   f"{format_cents(totals.replaced_to_cents, totals.currency)}; the old links are deactivated)")
-    confirmed = st.checkbox(label, key="backfill_confirm")
+    confirmed = st.checkbox(plain(label), key="backfill_confirm")
     if not st.button("Mint payment links", type="primary", disabled=not confirmed, key="backfill_commit"):
         return False
     bar = st.progress(0.0, text="Starting…")

@@ -8,9 +8,11 @@ from sqlalchemy import func, select
 from core.access import Role
 from core.backfill import plan_backfill
 from core.models import LinkStatus, PaymentLink, Player, PlayerStatus, Product
+from core.money import format_cents
 from core.roster_import import import_roster
 from core.tenants import find_tenant
 from dashboard.navigation import pages_for
+from dashboard.text import plain
 from tests.factories import acting
 from tests.stripe_links import mirror_league
 
@@ -138,7 +140,10 @@ def test_a_price_change_is_shown_old_to_new_and_replaced_on_commit(demo_league, 
     assert len(replaced_rows) == replacing and set(replaced_rows["Amount"]) == {"$150.00 → $175.00"}
 
     at.toggle(key="backfill_dry_run").set_value(False).run()
-    assert f"replace {replacing} at a new price ($" in at.checkbox(key="backfill_confirm").label
+    totals = _plan(session).totals
+    expected = (f"replace {replacing} at a new price ({format_cents(totals.replaced_from_cents)} → "
+                f"{format_cents(totals.replaced_to_cents)}")
+    assert plain(expected) in at.checkbox(key="backfill_confirm").label  # "$" escaped: never read as maths
     at.checkbox(key="backfill_confirm").check().run()
     at.button(key="backfill_commit").click().run()
 
