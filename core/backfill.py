@@ -14,6 +14,23 @@ link was paid. The database allows one active link per pair, so when two things 
 one pair (two pending orders for it, or an order while a link for the pair is active) the
 second one waits, shown with its reason, until the first is paid or deactivated.
 
+A price change is a new link and the old one deactivated: when the active default-tier link
+of a pair is at another amount than the product's default tier now (a roster import of a new
+amount makes a new default tier), the plan *replaces* it. The new link is minted first, so
+the family always has a working link; then one transaction deactivates the old row and
+activates the new one; then the old link is switched off in Stripe. If Stripe refuses that,
+it is reported (the old link is already inactive here, and payment sync still records and
+flags a payment made through it). Only links made from the default tier are replaced, never
+an order's, and not while a payment on the link is processing (it may yet settle).
+
+Each link row is *reserved* (status ``minting``, no Stripe id yet) and committed before Stripe
+is asked. Its id goes into the request's idempotency key and the link's metadata
+(``link_id``), so a crash between Stripe's answer and the database write costs nothing: the
+rerun finds the reservation and finishes it. Within a day it sends the same request again
+and Stripe answers with the link it made; Stripe forgets idempotency keys after 24 hours, so
+an older reservation is first looked for among the account's active links by its
+``link_id``, and only minted (with the same key) if Stripe has no such link.
+
 Monthly products are billed with a one-time Price, and the link saves the card:
 ``payment_intent_data.setup_future_usage=off_session`` with ``customer_creation=always``.
 A recurring Price would turn the link into a subscription checkout, where Stripe refuses
@@ -28,9 +45,10 @@ import logging
 from collections import Counter, defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from typing import Callable, Hashable, Iterable, Optional, Sequence, TypeVar
+from datetime import datetime, timedelta
+from typing import Callable, Hashable, Iterable, NamedTuple, Optional, Sequence, TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -49,6 +67,7 @@ from core.models import (
     Product,
     ProductKind,
     Tenant,
+    utcnow,
 )
 from core.money import format_cents
 from core.payment_gateway import MintedLink, PaymentGateway, PaymentLinkRequest
@@ -59,12 +78,16 @@ T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
 
 DEFAULT_CONCURRENCY = 8  # requests in flight; the gateway paces them under Stripe's limit
+# Stripe keeps an idempotency key for at least 24 hours; an hour's margin on top.
+IDEMPOTENCY_KEY_MEMORY = timedelta(hours=23)
+RESERVATION_BATCH = 500  # reservations written per commit
 
 _TierKey = tuple[int, int, str]  # (product id, amount in cents, currency)
 
 
 class PlanAction(str, enum.Enum):
     MINT = "mint"
+    REPLACE = "replace"  # the default price changed: a new link, then the old one deactivated
     ALREADY_LINKED = "already linked"
     ALREADY_PAID = "already paid"
     WAITING = "waiting"  # another link for the same player and product comes first
@@ -79,7 +102,12 @@ class PriceSource(str, enum.Enum):
 
 @dataclass(frozen=True)
 class BackfillItem:
-    """One thing a signed player owes, and what the backfill will do about it."""
+    """One thing a signed player owes, and what the backfill will do about it.
+
+    For a ``REPLACE`` item, ``existing_link_id`` is the link it replaces and
+    ``replaced_amount_cents``/``replaced_currency`` its amount. ``reserved_link_id`` is set
+    when an interrupted run already reserved the row: the commit finishes that row.
+    """
 
     key: str
     player_id: int
@@ -97,20 +125,38 @@ class BackfillItem:
     tier_id: Optional[int] = None
     order_id: Optional[int] = None
     existing_link_id: Optional[int] = None
-    # How many links this player and product had before: part of the idempotency key, so a
-    # new link after a paid or deactivated one is not answered with the old one.
-    earlier_links: int = 0
+    reserved_link_id: Optional[int] = None
+    reserved_at: Optional[datetime] = None
+    replaced_amount_cents: Optional[int] = None
+    replaced_currency: Optional[str] = None
 
     @property
     def link_exists(self) -> bool:
         return self.existing_link_id is not None
 
-    def idempotency_key(self, tenant_id: int) -> str:
-        """Same (league, player, product, amount) -> same key, so a rerun replays, never repeats."""
-        return (
-            f"backfill-link:t{tenant_id}:pl{self.player_id}:pr{self.product_id}:"
-            f"{self.currency}{self.amount_cents}:n{self.earlier_links}"
-        )
+    @property
+    def replaces_link_id(self) -> Optional[int]:
+        return self.existing_link_id if self.action is PlanAction.REPLACE else None
+
+    @property
+    def amount_text(self) -> str:
+        """The amount for people: ``$150.00``, or ``$150.00 → $175.00`` for a price change."""
+        if not self.amount_cents:
+            return "—"
+        new = format_cents(self.amount_cents, self.currency)
+        if self.action is PlanAction.REPLACE and self.replaced_amount_cents is not None:
+            return f"{format_cents(self.replaced_amount_cents, self.replaced_currency or self.currency)} → {new}"
+        return new
+
+
+def link_idempotency_key(tenant_id: int, link_id: int) -> str:
+    """The key of the Stripe request minting the link reserved as row ``link_id``.
+
+    One row, one key: a rerun that finishes the row replays the request, and a new link for
+    the same player and product (after a payment or a price change) is a new row, so Stripe
+    never answers it with the old link.
+    """
+    return f"backfill-link:t{tenant_id}:l{link_id}"
 
 
 @dataclass(frozen=True)
@@ -125,6 +171,9 @@ class PlanTotals:
     waiting: int
     blocked: int
     players: int
+    links_to_replace: int = 0
+    replaced_from_cents: int = 0  # what the links to replace bill now
+    replaced_to_cents: int = 0  # what their replacements will bill
 
 
 @dataclass(frozen=True)
@@ -141,19 +190,24 @@ class BackfillPlan:
         return tuple(item for item in self.items if item.action is PlanAction.MINT)
 
     @property
+    def to_replace(self) -> tuple[BackfillItem, ...]:
+        return tuple(item for item in self.items if item.action is PlanAction.REPLACE)
+
+    @property
+    def to_change(self) -> tuple[BackfillItem, ...]:
+        """Every item that mints a link: new ones and replacements, in plan order."""
+        return tuple(item for item in self.items if item.action in (PlanAction.MINT, PlanAction.REPLACE))
+
+    @property
     def totals(self) -> PlanTotals:
-        to_mint = self.to_mint
+        to_mint, to_replace, to_change = self.to_mint, self.to_replace, self.to_change
         actions = Counter(item.action for item in self.items)
-        needs_price = {
-            (i.product_id, i.amount_cents, i.currency) for i in to_mint if i.price_source is not PriceSource.EXISTING
-        }
-        needs_tier = {
-            (i.product_id, i.amount_cents, i.currency) for i in to_mint if i.price_source is PriceSource.NEW_TIER
-        }
+        needs_price = {_tier_key(i) for i in to_change if i.price_source is not PriceSource.EXISTING}
+        needs_tier = {_tier_key(i) for i in to_change if i.price_source is PriceSource.NEW_TIER}
         return PlanTotals(
             links_to_mint=len(to_mint),
             amount_to_mint_cents=sum(item.amount_cents for item in to_mint),
-            currency=to_mint[0].currency if to_mint else "usd",
+            currency=to_change[0].currency if to_change else "usd",
             prices_to_create=len(needs_price),
             tiers_to_create=len(needs_tier),
             already_linked=actions[PlanAction.ALREADY_LINKED],
@@ -161,11 +215,15 @@ class BackfillPlan:
             waiting=actions[PlanAction.WAITING],
             blocked=actions[PlanAction.BLOCKED],
             players=self.signed_players,
+            links_to_replace=len(to_replace),
+            replaced_from_cents=sum(item.replaced_amount_cents or 0 for item in to_replace),
+            replaced_to_cents=sum(item.amount_cents for item in to_replace),
         )
 
 
 class ItemStatus(str, enum.Enum):
     MINTED = "minted"
+    REPLACED = "replaced"  # a new link at the new price is active, the old one deactivated
     REUSED = "reused"  # another backfill minted the same link at the same time
     SKIPPED = "skipped"
     FAILED = "failed"
@@ -180,6 +238,25 @@ class ItemOutcome:
     url: Optional[str] = None
 
 
+@dataclass(frozen=True)
+class OldLinkStillActive:
+    """A replaced link deactivated here whose deactivation in Stripe failed.
+
+    Someone holding its URL can still pay the old price; payment sync records such a
+    payment and flags it. Switch the link off in the Stripe dashboard.
+    """
+
+    item: BackfillItem
+    link_id: int
+    stripe_payment_link_id: str
+    reason: str
+
+    def describe(self) -> str:
+        return (f"{self.item.player_name} — {self.item.product_name}: the old link {self.stripe_payment_link_id} "
+                f"is deactivated here but still active in Stripe ({self.reason}); deactivate it in the "
+                f"Stripe dashboard")
+
+
 @dataclass
 class BackfillResult:
     """What a commit did, item by item."""
@@ -187,6 +264,8 @@ class BackfillResult:
     outcomes: list[ItemOutcome] = field(default_factory=list)
     prices_created: int = 0
     tiers_created: int = 0
+    resumed: int = 0  # reservations of an interrupted run taken up again
+    old_links_still_active: list[OldLinkStillActive] = field(default_factory=list)
 
     def _with(self, status: ItemStatus) -> list[ItemOutcome]:
         return [outcome for outcome in self.outcomes if outcome.status is status]
@@ -194,6 +273,10 @@ class BackfillResult:
     @property
     def minted(self) -> list[ItemOutcome]:
         return self._with(ItemStatus.MINTED)
+
+    @property
+    def replaced(self) -> list[ItemOutcome]:
+        return self._with(ItemStatus.REPLACED)
 
     @property
     def reused(self) -> list[ItemOutcome]:
@@ -209,14 +292,18 @@ class BackfillResult:
 
     @property
     def ok(self) -> bool:
-        return not self.failed
+        return not self.failed and not self.old_links_still_active
 
     def summary(self) -> str:
-        return (
-            f"{len(self.minted)} minted, {len(self.reused)} already minted by another run, "
+        text = (
+            f"{len(self.minted)} minted, {len(self.replaced)} replaced at a new price, "
+            f"{len(self.reused)} already minted by another run, "
             f"{len(self.skipped)} skipped, {len(self.failed)} failed; "
             f"{self.prices_created} Stripe prices created"
         )
+        if self.old_links_still_active:
+            text += f"; {len(self.old_links_still_active)} replaced links still active in Stripe"
+        return text
 
 
 ProgressCallback = Callable[[int, int, ItemOutcome], None]
@@ -250,12 +337,14 @@ def plan_backfill(session: Session, user: ActingUser) -> BackfillPlan:
         )
     }
     links = _LinkIndex(
-        session.execute(
+        _LinkRow(*row)
+        for row in session.execute(
             select(PaymentLink.id, PaymentLink.player_id, PaymentLink.product_id, PaymentLink.order_id,
-                   PaymentLink.status, PaymentLink.amount_cents, PaymentLink.currency)
+                   PaymentLink.status, PaymentLink.amount_cents, PaymentLink.currency, PaymentLink.processing,
+                   PaymentLink.price_tier_id, PaymentLink.created_at)
             .where(PaymentLink.tenant_id == user.tenant_id)
             .order_by(PaymentLink.id)
-        ).all()
+        )
     )
     orders: dict[int, list[Order]] = defaultdict(list)
     for order in session.scalars(
@@ -281,24 +370,41 @@ def plan_backfill(session: Session, user: ActingUser) -> BackfillPlan:
     )
 
 
+class _LinkRow(NamedTuple):
+    id: int
+    player_id: int
+    product_id: int
+    order_id: Optional[int]
+    status: LinkStatus
+    amount_cents: int
+    currency: str
+    processing: bool
+    price_tier_id: int
+    created_at: datetime
+
+    @property
+    def amount(self) -> str:
+        return format_cents(self.amount_cents, self.currency)
+
+
 class _LinkIndex:
     """The league's existing links, indexed the ways the plan asks about them."""
 
-    def __init__(self, rows: Sequence[tuple]) -> None:  # type: ignore[type-arg]
-        self.active: dict[tuple[int, int], tuple] = {}  # type: ignore[type-arg]
-        self.paid: dict[tuple[int, int], tuple] = {}  # type: ignore[type-arg]
-        self.by_order: dict[int, tuple] = {}  # type: ignore[type-arg]
-        self.count: Counter[tuple[int, int]] = Counter()
+    def __init__(self, rows: Iterable[_LinkRow]) -> None:
+        self.active: dict[tuple[int, int], _LinkRow] = {}
+        self.minting: dict[tuple[int, int], _LinkRow] = {}  # reservations an interrupted run left
+        self.paid: dict[tuple[int, int], _LinkRow] = {}
+        self.by_order: dict[int, _LinkRow] = {}
         for row in rows:
-            _id, player_id, product_id, order_id, status, _amount, _currency = row
-            pair = (player_id, product_id)
-            self.count[pair] += 1
-            if status is LinkStatus.ACTIVE:
+            pair = (row.player_id, row.product_id)
+            if row.status is LinkStatus.ACTIVE:
                 self.active[pair] = row
-            elif status is LinkStatus.PAID:
+            elif row.status is LinkStatus.MINTING:
+                self.minting[pair] = row
+            elif row.status is LinkStatus.PAID:
                 self.paid[pair] = row
-            if order_id is not None and status is not LinkStatus.DEACTIVATED:
-                self.by_order[order_id] = row
+            if row.order_id is not None and row.status is not LinkStatus.DEACTIVATED:
+                self.by_order[row.order_id] = row
 
 
 class _PlayerPlanner:
@@ -314,67 +420,112 @@ class _PlayerPlanner:
     def required_item(self, product: Product) -> BackfillItem:
         pair = (self.player.id, product.id)
         tier = next((t for t in product.price_tiers if t.is_default), None)
-        if pair in self.links.active:
-            return self._existing(product, self.links.active[pair], PlanAction.ALREADY_LINKED, "has an active link")
+        active = self.links.active.get(pair)
+        reserved = self.links.minting.get(pair)
+        if reserved is not None:
+            return self._resume(product, reserved, replaces=active if _is_price_change(active, reserved) else None)
+        if active is not None:
+            if tier is not None and active.order_id is None and _price_differs(active, tier):
+                new = format_cents(tier.amount_cents, tier.currency)
+                if active.processing:
+                    return self._existing(
+                        product, active, PlanAction.WAITING,
+                        f"price changed to {new}, but a payment on the {active.amount} link is processing: "
+                        f"it is replaced only if that payment fails",
+                    )
+                return self._to_mint(product, tier.amount_cents, tier.currency, tier, order_id=None, replaces=active)
+            return self._existing(product, active, PlanAction.ALREADY_LINKED, "has an active link")
         if pair in self.links.paid:
             return self._existing(product, self.links.paid[pair], PlanAction.ALREADY_PAID, "already paid")
         if tier is None:
             return self._item(product, 0, "usd", PlanAction.BLOCKED,
                               f"{product.name} has no default price: set one, then run the backfill again")
-        return self._to_mint(product, tier.amount_cents, tier.currency, tier, order=None)
+        return self._to_mint(product, tier.amount_cents, tier.currency, tier, order_id=None)
 
     def order_item(self, product: Product, order: Order) -> BackfillItem:
         pair = (self.player.id, product.id)
         if order.id in self.links.by_order:
             row = self.links.by_order[order.id]
-            action = PlanAction.ALREADY_LINKED if row[4] is LinkStatus.ACTIVE else PlanAction.ALREADY_PAID
-            return self._existing(product, row, action, f"order #{order.id} is linked", order=order)
+            if row.status is LinkStatus.MINTING:
+                return self._resume(product, row, replaces=None)
+            action = PlanAction.ALREADY_LINKED if row.status is LinkStatus.ACTIVE else PlanAction.ALREADY_PAID
+            return self._existing(product, row, action, f"order #{order.id} is linked", order_id=order.id)
         if pair in self.links.active:
             row = self.links.active[pair]
             return self._item(
                 product, order.amount_cents, order.currency, PlanAction.WAITING,
                 f"order #{order.id} waits: an active {product.name} link "
-                f"({format_cents(row[5], row[6])}) must be paid or deactivated first",
-                order=order, existing_link_id=row[0],
+                f"({row.amount}) must be paid or deactivated first",
+                order_id=order.id, existing_link_id=row.id,
+            )
+        if pair in self.links.minting:
+            return self._item(
+                product, order.amount_cents, order.currency, PlanAction.WAITING,
+                f"order #{order.id} waits: another {product.name} link is being minted",
+                order_id=order.id,
             )
         if product.id in self.planned:
             first = self.planned[product.id]
             return self._item(
                 product, order.amount_cents, order.currency, PlanAction.WAITING,
                 f"order #{order.id} waits for order #{first.order_id}: one active link per player and product",
-                order=order,
+                order_id=order.id,
             )
         tier = next(
             (t for t in product.price_tiers
              if t.amount_cents == order.amount_cents and t.currency == order.currency),
             None,
         )
-        return self._to_mint(product, order.amount_cents, order.currency, tier, order=order)
+        return self._to_mint(product, order.amount_cents, order.currency, tier, order_id=order.id)
 
-    def _to_mint(self, product: Product, amount: int, currency: str,
-                 tier: Optional[PriceTier], *, order: Optional[Order]) -> BackfillItem:
+    def _resume(self, product: Product, reserved: _LinkRow, *, replaces: Optional[_LinkRow]) -> BackfillItem:
+        """Finish a row an interrupted run reserved, at the amount it was reserved for."""
+        reason = f"finishes the link an interrupted run reserved at {reserved.created_at:%Y-%m-%d %H:%M} UTC"
+        if replaces is not None:
+            reason += f"; price changed: {replaces.amount} → {reserved.amount}, the old link is then deactivated"
+        item = self._item(
+            product, reserved.amount_cents, reserved.currency,
+            PlanAction.REPLACE if replaces is not None else PlanAction.MINT, reason,
+            order_id=reserved.order_id, price_source=PriceSource.EXISTING, tier_id=reserved.price_tier_id,
+            existing_link_id=replaces.id if replaces is not None else None,
+            reserved=reserved, replaces=replaces,
+        )
+        self.planned[product.id] = item
+        return item
+
+    def _to_mint(self, product: Product, amount: int, currency: str, tier: Optional[PriceTier], *,
+                 order_id: Optional[int], replaces: Optional[_LinkRow] = None) -> BackfillItem:
         if tier is None:
             source, reason = PriceSource.NEW_TIER, f"new price tier at {format_cents(amount, currency)}"
         elif tier.stripe_price_id is None:
             source, reason = PriceSource.NEW_PRICE, "the tier gets its Stripe price"
         else:
             source, reason = PriceSource.EXISTING, "price exists"
-        what = f"order #{order.id}" if order else ("monthly dues" if product.kind is ProductKind.MONTHLY else "required")
+        if replaces is not None:
+            what = (f"price changed: {replaces.amount} → {format_cents(amount, currency)}, "
+                    f"the old link is deactivated once the new one is made")
+        elif order_id is not None:
+            what = f"order #{order_id}"
+        else:
+            what = "monthly dues" if product.kind is ProductKind.MONTHLY else "required"
         item = self._item(
-            product, amount, currency, PlanAction.MINT, f"{what}; {reason}",
-            order=order, price_source=source, tier_id=tier.id if tier else None,
+            product, amount, currency, PlanAction.REPLACE if replaces is not None else PlanAction.MINT,
+            f"{what}; {reason}", order_id=order_id, price_source=source, tier_id=tier.id if tier else None,
+            existing_link_id=replaces.id if replaces is not None else None, replaces=replaces,
         )
         self.planned[product.id] = item
         return item
 
-    def _existing(self, product: Product, row: tuple, action: PlanAction, reason: str,  # type: ignore[type-arg]
-                  *, order: Optional[Order] = None) -> BackfillItem:
-        return self._item(product, row[5], row[6], action, reason, order=order, existing_link_id=row[0])
+    def _existing(self, product: Product, row: _LinkRow, action: PlanAction, reason: str, *,
+                  order_id: Optional[int] = None) -> BackfillItem:
+        return self._item(product, row.amount_cents, row.currency, action, reason, order_id=order_id,
+                          existing_link_id=row.id)
 
     def _item(self, product: Product, amount: int, currency: str, action: PlanAction, reason: str, *,
-              order: Optional[Order] = None, price_source: Optional[PriceSource] = None,
-              tier_id: Optional[int] = None, existing_link_id: Optional[int] = None) -> BackfillItem:
-        key = f"t{self.tenant_id}-pl{self.player.id}-pr{product.id}" + (f"-o{order.id}" if order else "")
+              order_id: Optional[int] = None, price_source: Optional[PriceSource] = None,
+              tier_id: Optional[int] = None, existing_link_id: Optional[int] = None,
+              reserved: Optional[_LinkRow] = None, replaces: Optional[_LinkRow] = None) -> BackfillItem:
+        key = f"t{self.tenant_id}-pl{self.player.id}-pr{product.id}" + (f"-o{order_id}" if order_id else "")
         return BackfillItem(
             key=key,
             player_id=self.player.id,
@@ -390,10 +541,31 @@ class _PlayerPlanner:
             reason=reason,
             price_source=price_source,
             tier_id=tier_id,
-            order_id=order.id if order else None,
+            order_id=order_id,
             existing_link_id=existing_link_id,
-            earlier_links=self.links.count[(self.player.id, product.id)],
+            reserved_link_id=reserved.id if reserved is not None else None,
+            reserved_at=reserved.created_at if reserved is not None else None,
+            replaced_amount_cents=replaces.amount_cents if replaces is not None else None,
+            replaced_currency=replaces.currency if replaces is not None else None,
         )
+
+
+def _price_differs(link: _LinkRow, tier: PriceTier) -> bool:
+    return (link.amount_cents, link.currency) != (tier.amount_cents, tier.currency)
+
+
+def _is_price_change(active: Optional[_LinkRow], reserved: _LinkRow) -> bool:
+    """A reservation next to an active link of the pair is that link's replacement.
+
+    (Only a price change reserves a row while the pair's link is active; anything else is a
+    leftover of a race, finished and then switched off because the pair is linked.)
+    """
+    return (
+        active is not None
+        and active.order_id is None
+        and reserved.order_id is None
+        and (active.amount_cents, active.currency) != (reserved.amount_cents, reserved.currency)
+    )
 
 
 # -- commit -------------------------------------------------------------------------------------
@@ -409,16 +581,19 @@ def commit_backfill(
     success_url: Optional[str] = None,
     concurrency: int = DEFAULT_CONCURRENCY,
 ) -> BackfillResult:
-    """Mint the plan's links through Stripe. **Commits the session once per item.**
+    """Mint the plan's links through Stripe. **Commits the session as it goes.**
 
-    Each link row is written and committed as soon as Stripe returns the link, so a crash
-    loses at most the links in flight, and those come back on the rerun: every request
-    carries a deterministic idempotency key, and Stripe answers a repeated key with the
-    link it already made. Missing price tiers and Stripe Prices are created (and committed)
-    first. If another backfill records the same link first, the database's one-active-link
-    rule refuses the second row and this run reuses the winner's link. One failing item is
-    recorded with its reason and the others go on. ``progress(done, total, outcome)`` is
-    called after each item, in the caller's thread. An audit entry is committed at the end.
+    Missing price tiers and Stripe Prices are created (and committed) first. Then every
+    link's row is reserved (``minting``) and committed before Stripe is asked, and each is
+    completed and committed as soon as Stripe returns its link; a replacement deactivates
+    the old row in the same transaction, and then the old link is switched off in Stripe
+    (a failure there is in ``old_links_still_active``, and makes the result not ``ok``). A crash therefore leaves reservations, which the next run
+    finishes without a second Stripe link (see the module docstring). If another backfill
+    records the same pair first, this run reuses the winner's link and switches its own
+    off. One failing item is recorded with its reason and the others go on; when Stripe
+    refused an item outright, its reservation is removed so the next run starts afresh.
+    ``progress(done, total, outcome)`` is called after each item, in the caller's thread. An
+    audit entry is committed at the end.
     """
     require(user, Permission.MINT_LINKS)
     if plan.tenant_id != user.tenant_id:
@@ -433,15 +608,48 @@ def commit_backfill(
         session, user, "backfill.commit", f"Payment link backfill: {result.summary()}",
         details={
             "minted": len(result.minted),
+            "replaced": len(result.replaced),
             "reused": len(result.reused),
             "skipped": len(result.skipped),
+            "resumed": result.resumed,
             "failed": [{"item": o.item.key, "reason": o.reason} for o in result.failed],
+            "old_links_still_active_in_stripe": [
+                {"item": o.item.key, "link_id": o.link_id, "stripe_payment_link_id": o.stripe_payment_link_id,
+                 "reason": o.reason}
+                for o in result.old_links_still_active
+            ],
             "prices_created": result.prices_created,
             "tiers_created": result.tiers_created,
         },
     )
     session.commit()
     return result
+
+
+@dataclass(frozen=True)
+class _Price:
+    tier_id: int
+    stripe_price_id: Optional[str]
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One reserved row to complete with a Stripe link."""
+
+    item: BackfillItem
+    price: _Price
+    link_id: int
+    reserved_at: datetime
+    resumed: bool
+
+
+@dataclass(frozen=True)
+class _Retirement:
+    """An old link, deactivated here, to switch off in Stripe."""
+
+    item: BackfillItem
+    link_id: int
+    stripe_payment_link_id: str
 
 
 class _CommitRun:
@@ -456,45 +664,70 @@ class _CommitRun:
         self.concurrency = max(1, concurrency)
         self.result = BackfillResult()
         self.total = len(plan.items)
+        self.switch_offs: list[tuple[_Retirement, Future[MintedLink]]] = []
+        self.switch_off_pool: Optional[ThreadPoolExecutor] = None
 
     def execute(self) -> BackfillResult:
         for item in self.plan.items:
-            if item.action is PlanAction.MINT:
+            if item.action in (PlanAction.MINT, PlanAction.REPLACE):
                 continue
             if item.action is PlanAction.BLOCKED:
                 self._done(ItemOutcome(item, ItemStatus.FAILED, item.reason))
             else:
                 self._done(ItemOutcome(item, ItemStatus.SKIPPED, item.reason, link_id=item.existing_link_id))
-        to_mint = self._still_unlinked(self.plan.to_mint)
-        prices = self._prices_for(to_mint)
+        work = self._still_needed(self.plan.to_change)
+        prices = self._prices_for(work)
         ready = []
-        for item in to_mint:
+        for item in work:
             price = prices.get(_tier_key(item))
             if isinstance(price, str):
                 self._done(ItemOutcome(item, ItemStatus.FAILED, price))
             else:
                 ready.append((item, price))
-        self._mint(ready)
+        # Replaced links are switched off in Stripe as soon as each replacement is recorded,
+        # alongside the minting; leaving the block waits for the last of them.
+        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="stripe-switch-off") as pool:
+            self.switch_off_pool = pool
+            self._mint(self._reserve(ready))
+        self._report_switch_offs()
         return self.result
 
-    # items whose pair got an active link since the plan was made
+    # items whose pair changed since the plan was made
 
-    def _still_unlinked(self, items: Sequence[BackfillItem]) -> list[BackfillItem]:
-        active = {
-            (player_id, product_id): link_id
-            for link_id, player_id, product_id in self.session.execute(
-                select(PaymentLink.id, PaymentLink.player_id, PaymentLink.product_id).where(
-                    PaymentLink.tenant_id == self.user.tenant_id, PaymentLink.status == LinkStatus.ACTIVE
-                )
+    def _still_needed(self, items: Sequence[BackfillItem]) -> list[BackfillItem]:
+        rows = self.session.execute(
+            select(PaymentLink.id, PaymentLink.player_id, PaymentLink.product_id, PaymentLink.status,
+                   PaymentLink.processing).where(
+                PaymentLink.tenant_id == self.user.tenant_id,
+                PaymentLink.status.in_([LinkStatus.ACTIVE, LinkStatus.MINTING]),
             )
-        }
+        ).all()
+        self.session.commit()  # end the read, so no snapshot is held while Stripe is asked
+        active = {(r.player_id, r.product_id): r for r in rows if r.status is LinkStatus.ACTIVE}
+        minting = {(r.player_id, r.product_id): r.id for r in rows if r.status is LinkStatus.MINTING}
+        reserved = set(minting.values())
         fresh = []
         for item in items:
-            link_id = active.get((item.player_id, item.product_id))
-            if link_id is None:
+            pair = (item.player_id, item.product_id)
+            current = active.get(pair)
+            skip: Optional[str] = None
+            if item.reserved_link_id is not None:
+                if item.reserved_link_id not in reserved:
+                    skip = "finished since the plan was made"
+            elif pair in minting:
+                skip = "another backfill is minting this link"
+            elif item.action is PlanAction.REPLACE:
+                if current is None or current.id != item.existing_link_id:
+                    skip = "the link to replace changed since the plan was made"
+                elif current.processing:
+                    skip = "a payment on the link to replace is processing"
+            elif current is not None:
+                skip = "linked since the plan was made"
+            if skip is None:
                 fresh.append(item)
             else:
-                self._done(ItemOutcome(item, ItemStatus.SKIPPED, "linked since the plan was made", link_id=link_id))
+                link_id = minting.get(pair) or (current.id if current is not None else None)
+                self._done(ItemOutcome(item, ItemStatus.SKIPPED, skip, link_id=link_id))
         return fresh
 
     # price tiers and Stripe Prices
@@ -510,6 +743,7 @@ class _CommitRun:
                 select(PriceTier.id, PriceTier.stripe_price_id).where(PriceTier.id.in_(list(tier_ids.values())))
             ).all()
         )
+        self.session.commit()
         prices: dict[_TierKey, _Price | str] = {
             key: _Price(tier_id, stored[tier_id]) for key, tier_id in tier_ids.items() if stored.get(tier_id)
         }
@@ -578,47 +812,104 @@ class _CommitRun:
             self.result.prices_created += 1
             return price_id
         stored = self.session.scalars(select(PriceTier.stripe_price_id).where(PriceTier.id == tier_id)).one()
+        self.session.commit()
         return stored or price_id
 
-    # links
+    # reservations: the rows exist, and are committed, before Stripe is asked
 
-    def _mint(self, ready: Sequence[tuple[BackfillItem, "_Price"]]) -> None:
-        by_key = {item.key: (item, price) for item, price in ready}
-        tasks = [(item.key, self._link_task(item, price)) for item, price in ready]
-
-        def record(key: str, minted: Optional[MintedLink], error: Optional[PaymentProviderError]) -> None:
-            item, price = by_key[key]
-            if error is not None:
-                self._done(ItemOutcome(item, ItemStatus.FAILED, str(error)))
+    def _reserve(self, ready: Sequence[tuple[BackfillItem, _Price]]) -> list[_Job]:
+        jobs = []
+        fresh = []
+        for item, price in ready:
+            if item.reserved_link_id is not None:
+                assert item.reserved_at is not None
+                jobs.append(_Job(item, price, item.reserved_link_id, item.reserved_at, resumed=True))
+                self.result.resumed += 1
             else:
-                assert minted is not None
-                self._done(self._store_link(item, price, minted))
+                fresh.append((item, price))
+        reserved: list[_Job] = []
+        for start in range(0, len(fresh), RESERVATION_BATCH):
+            reserved.extend(self._reserve_batch(fresh[start:start + RESERVATION_BATCH]))
+        return jobs + self._without_pairs_linked_meanwhile(reserved)
 
-        _run_concurrently(tasks, concurrency=self.concurrency, on_done=record)
+    def _without_pairs_linked_meanwhile(self, jobs: Sequence[_Job]) -> list[_Job]:
+        """Drop new reservations whose pair got an active link between the check and the insert.
 
-    def _link_task(self, item: BackfillItem, price: "_Price") -> Callable[[], MintedLink]:
-        assert price.stripe_price_id is not None
-        metadata = {
-            "tenant": self.plan.tenant_slug,
-            "tenant_id": str(self.plan.tenant_id),
-            "player_id": str(item.player_id),
-            "product_id": str(item.product_id),
-            "link_key": item.key,
+        The one-reservation index stops two runs reserving a pair at once, but not a run
+        reserving a pair another run has just finished. Checked after the commit, this is
+        exact: a reservation could only be inserted once the other run's row had stopped
+        being ``minting``, that is once its activation was committed, so it is visible now.
+        Nothing was asked of Stripe for these rows yet, so they are simply removed.
+        """
+        if not jobs:
+            return []
+        active = {
+            (player_id, product_id): link_id
+            for player_id, product_id, link_id in self.session.execute(
+                select(PaymentLink.player_id, PaymentLink.product_id, PaymentLink.id).where(
+                    PaymentLink.tenant_id == self.plan.tenant_id, PaymentLink.status == LinkStatus.ACTIVE
+                )
+            )
         }
-        if item.order_id is not None:
-            metadata["order_id"] = str(item.order_id)
-        request = PaymentLinkRequest(
-            price_id=price.stripe_price_id,
-            success_url=self.success_url,
-            metadata=metadata,
-            single_payment=item.product_kind is ProductKind.ONE_TIME,
-            save_payment_method=item.product_kind is ProductKind.MONTHLY,
-        )
-        key = item.idempotency_key(self.plan.tenant_id)
-        return lambda: self.gateway.create_payment_link(request, idempotency_key=key)
+        kept, dropped = [], []
+        for job in jobs:
+            current = active.get((job.item.player_id, job.item.product_id))
+            if current == job.item.replaces_link_id:
+                kept.append(job)
+            else:
+                reason = ("the link to replace changed since the plan was made" if job.item.replaces_link_id
+                          else "linked since the plan was made")
+                dropped.append(job.link_id)
+                self._done(ItemOutcome(job.item, ItemStatus.SKIPPED, reason, link_id=current))
+        if dropped:
+            self.session.execute(
+                delete(PaymentLink).where(PaymentLink.id.in_(dropped), PaymentLink.status == LinkStatus.MINTING)
+            )
+        self.session.commit()
+        return kept
 
-    def _store_link(self, item: BackfillItem, price: "_Price", minted: MintedLink) -> ItemOutcome:
-        link = PaymentLink(
+    def _reserve_batch(self, batch: Sequence[tuple[BackfillItem, _Price]]) -> list[_Job]:
+        now = utcnow()
+        rows = [self._reservation(item, price, now) for item, price in batch]
+        self.session.add_all(rows)
+        try:
+            self.session.flush()
+            ids = [row.id for row in rows]
+            self.session.commit()
+        except IntegrityError:  # another backfill reserved some of these pairs: one by one
+            self.session.rollback()
+            return [job for item, price in batch if (job := self._reserve_one(item, price)) is not None]
+        return [_Job(item, price, link_id, now, resumed=False) for (item, price), link_id in zip(batch, ids)]
+
+    def _reserve_one(self, item: BackfillItem, price: _Price) -> Optional[_Job]:
+        now = utcnow()
+        row = self._reservation(item, price, now)
+        self.session.add(row)
+        try:
+            self.session.flush()
+            link_id = row.id
+            self.session.commit()
+        except IntegrityError as exc:
+            self.session.rollback()
+            taken = self.session.scalars(
+                select(PaymentLink.id).where(
+                    PaymentLink.tenant_id == self.plan.tenant_id,
+                    PaymentLink.player_id == item.player_id,
+                    PaymentLink.product_id == item.product_id,
+                    PaymentLink.status == LinkStatus.MINTING,
+                )
+            ).first()
+            self.session.commit()
+            if taken is not None:
+                self._done(ItemOutcome(item, ItemStatus.SKIPPED, "another backfill is minting this link",
+                                       link_id=taken))
+            else:
+                self._done(ItemOutcome(item, ItemStatus.FAILED, f"the database refused the link: {_reason(exc)}"))
+            return None
+        return _Job(item, price, link_id, now, resumed=False)
+
+    def _reservation(self, item: BackfillItem, price: _Price, now: datetime) -> PaymentLink:
+        return PaymentLink(
             tenant_id=self.plan.tenant_id,
             player_id=item.player_id,
             product_id=item.product_id,
@@ -626,19 +917,150 @@ class _CommitRun:
             order_id=item.order_id,
             amount_cents=item.amount_cents,
             currency=item.currency,
-            stripe_payment_link_id=minted.id,
-            url=minted.url,
-            status=LinkStatus.ACTIVE,
+            status=LinkStatus.MINTING,
+            created_at=now,
         )
-        self.session.add(link)
+
+    # links
+
+    def _mint(self, jobs: Sequence[_Job]) -> None:
+        cutoff = utcnow() - IDEMPOTENCY_KEY_MEMORY
+        old = [job for job in jobs if job.reserved_at <= cutoff]
+        found, unknown = self._look_up_at_stripe(old) if old else ({}, set())
+        to_create = []
+        for job in jobs:
+            if job.link_id in found:
+                self._done(self._complete(job, found[job.link_id]))
+            elif job.link_id not in unknown:
+                to_create.append(job)
+        by_id = {job.link_id: job for job in to_create}
+
+        def record(link_id: int, minted: Optional[MintedLink], error: Optional[PaymentProviderError]) -> None:
+            job = by_id[link_id]
+            if error is not None:
+                self._done(self._not_minted(job, error))
+            else:
+                assert minted is not None
+                self._done(self._complete(job, minted))
+
+        tasks = [(job.link_id, self._link_task(job)) for job in to_create]
+        _run_concurrently(tasks, concurrency=self.concurrency, on_done=record)
+
+    def _look_up_at_stripe(self, jobs: Sequence[_Job]) -> tuple[dict[int, MintedLink], set[int]]:
+        """Reservations older than Stripe's memory of their key: the link each made, if any.
+
+        Returns the links found by ``link_id`` metadata, and the reservations that could not
+        be looked up (they are reported failed and keep their row; minting them blind could
+        make a second link).
+        """
+        wanted = {str(job.link_id): job.link_id for job in jobs}
+        found: dict[int, MintedLink] = {}
         try:
+            for link in self.gateway.list_payment_links(active=True):
+                metadata = link.metadata
+                if metadata.get("tenant_id") == str(self.plan.tenant_id) and metadata.get("link_id") in wanted:
+                    found.setdefault(wanted[metadata["link_id"]], link)
+                    if len(found) == len(wanted):
+                        break
+        except PaymentProviderError as exc:
+            unknown = {job.link_id for job in jobs if job.link_id not in found}
+            for job in jobs:
+                if job.link_id in unknown:
+                    self._done(ItemOutcome(
+                        job.item, ItemStatus.FAILED,
+                        f"could not look for the link an interrupted run may have made: {exc}",
+                        link_id=job.link_id,
+                    ))
+            return found, unknown
+        return found, set()
+
+    def _link_task(self, job: _Job) -> Callable[[], MintedLink]:
+        assert job.price.stripe_price_id is not None
+        item = job.item
+        metadata = {
+            "tenant": self.plan.tenant_slug,
+            "tenant_id": str(self.plan.tenant_id),
+            "player_id": str(item.player_id),
+            "product_id": str(item.product_id),
+            "link_id": str(job.link_id),
+            "link_key": item.key,
+        }
+        if item.order_id is not None:
+            metadata["order_id"] = str(item.order_id)
+        request = PaymentLinkRequest(
+            price_id=job.price.stripe_price_id,
+            success_url=self.success_url,
+            metadata=metadata,
+            single_payment=item.product_kind is ProductKind.ONE_TIME,
+            save_payment_method=item.product_kind is ProductKind.MONTHLY,
+        )
+        key = link_idempotency_key(self.plan.tenant_id, job.link_id)
+        return lambda: self.gateway.create_payment_link(request, idempotency_key=key)
+
+    def _complete(self, job: _Job, minted: MintedLink) -> ItemOutcome:
+        """Record Stripe's link on the reserved row and make it active (one transaction).
+
+        A replacement deactivates the old row first, in the same transaction, so the
+        one-active-link index holds at every statement.
+        """
+        item = job.item
+        link = self._locked(job.link_id)
+        if link is None or link.status is not LinkStatus.MINTING:
+            self.session.commit()
+            return self._finished_elsewhere(job, link, minted)
+        link.stripe_payment_link_id = minted.id
+        link.url = minted.url
+        retirement: Optional[_Retirement] = None
+        replaced_id = item.replaces_link_id
+        try:
+            if replaced_id is not None:
+                old = self._locked(replaced_id)
+                if old is None or old.status is not LinkStatus.ACTIVE or old.processing:
+                    self._set_aside(link)
+                    self.session.commit()
+                    self._switch_off_orphan(minted)
+                    return ItemOutcome(
+                        item, ItemStatus.SKIPPED,
+                        "the link to replace was paid, is being paid or was deactivated meanwhile; "
+                        "the new link was switched off",
+                        link_id=replaced_id,
+                    )
+                old.status = LinkStatus.DEACTIVATED
+                old.deactivated_at = utcnow()
+                self.session.flush()  # the old row leaves the one-active-link index before the new one enters
+                assert old.stripe_payment_link_id is not None
+                retirement = _Retirement(item, old.id, old.stripe_payment_link_id)
+            link.status = LinkStatus.ACTIVE
             self.session.commit()
         except IntegrityError as exc:
             self.session.rollback()
-            return self._reuse_winner(item, minted, exc)
+            return self._lost_the_pair(job, minted, exc)
+        if retirement is not None:
+            self._switch_off_replaced(retirement)
+            return ItemOutcome(item, ItemStatus.REPLACED, link_id=link.id, url=link.url)
         return ItemOutcome(item, ItemStatus.MINTED, link_id=link.id, url=link.url)
 
-    def _reuse_winner(self, item: BackfillItem, minted: MintedLink, exc: IntegrityError) -> ItemOutcome:
+    def _finished_elsewhere(self, job: _Job, link: Optional[PaymentLink], minted: MintedLink) -> ItemOutcome:
+        """The reservation is no longer ``minting``: another run finished (or removed) it."""
+        if link is not None and link.stripe_payment_link_id == minted.id:
+            if link.status is LinkStatus.ACTIVE:
+                return ItemOutcome(job.item, ItemStatus.REUSED, "another backfill recorded this link first",
+                                   link_id=link.id, url=link.url)
+            return ItemOutcome(job.item, ItemStatus.SKIPPED,
+                               f"another backfill finished this link ({link.status.value})", link_id=link.id)
+        self._switch_off_orphan(minted)  # a link no row records: nobody must be able to pay through it
+        return ItemOutcome(job.item, ItemStatus.FAILED,
+                           "its reservation was finished or removed by another run; the Stripe link was switched off",
+                           link_id=job.link_id)
+
+    def _lost_the_pair(self, job: _Job, minted: MintedLink, exc: IntegrityError) -> ItemOutcome:
+        """The database refused to activate the row: another link of the pair is active.
+
+        Keep that one and set ours aside (deactivated, switched off in Stripe). For any other
+        refusal the reservation is left as it is, to be looked at: switching its Stripe link
+        off would make the next run finish the row with a dead link.
+        """
+        item = job.item
         winner = self.session.scalars(
             select(PaymentLink).where(
                 PaymentLink.tenant_id == self.plan.tenant_id,
@@ -647,21 +1069,75 @@ class _CommitRun:
                 PaymentLink.status == LinkStatus.ACTIVE,
             )
         ).first()
+        link = self._locked(job.link_id)
+        if link is None or link.status is not LinkStatus.MINTING:
+            self.session.commit()
+            return self._finished_elsewhere(job, link, minted)
         if winner is None:
-            reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-            return ItemOutcome(item, ItemStatus.FAILED, f"the database refused the link: {reason}")
-        if winner.stripe_payment_link_id != minted.id:
-            self._retire_orphan(minted)
-        return ItemOutcome(
-            item, ItemStatus.REUSED, "another backfill recorded this link first", link_id=winner.id, url=winner.url
-        )
+            self.session.commit()
+            return ItemOutcome(item, ItemStatus.FAILED, f"the database refused the link: {_reason(exc)}",
+                               link_id=job.link_id)
+        link.stripe_payment_link_id, link.url = minted.id, minted.url
+        self._set_aside(link)
+        self.session.commit()
+        self._switch_off_orphan(minted)
+        return ItemOutcome(item, ItemStatus.REUSED, "another backfill recorded a link for this pair first",
+                           link_id=winner.id, url=winner.url)
 
-    def _retire_orphan(self, minted: MintedLink) -> None:
+    def _not_minted(self, job: _Job, error: PaymentProviderError) -> ItemOutcome:
+        if error.changed_nothing:
+            # Stripe refused the request itself: nothing exists to find later. Without the
+            # reservation the next run gets a new row and key, and Stripe does not replay the
+            # refusal it remembers under the old key.
+            self.session.execute(
+                delete(PaymentLink).where(PaymentLink.id == job.link_id, PaymentLink.status == LinkStatus.MINTING)
+            )
+            self.session.commit()
+            return ItemOutcome(job.item, ItemStatus.FAILED, str(error))
+        if job.resumed and error.http_status == 409:
+            return ItemOutcome(job.item, ItemStatus.SKIPPED, "another backfill is minting this link right now",
+                               link_id=job.link_id)
+        return ItemOutcome(job.item, ItemStatus.FAILED,
+                           f"{error}; the link stays reserved and the next run finishes it", link_id=job.link_id)
+
+    def _locked(self, link_id: int) -> Optional[PaymentLink]:
+        return self.session.scalars(
+            select(PaymentLink)
+            .where(PaymentLink.id == link_id, PaymentLink.tenant_id == self.plan.tenant_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).one_or_none()
+
+    @staticmethod
+    def _set_aside(link: PaymentLink) -> None:
+        """A reserved row whose Stripe link is not used: kept, deactivated, with the link's id."""
+        link.status = LinkStatus.DEACTIVATED
+        link.deactivated_at = utcnow()
+
+    def _switch_off_orphan(self, minted: MintedLink) -> None:
         """Our Stripe link lost to another one: switch it off so nobody can pay through it."""
         try:
             self.gateway.deactivate_payment_link(minted.id)
         except PaymentProviderError as exc:
             log.warning("Could not deactivate unused payment link %s: %s", minted.id, exc)
+
+    def _switch_off_replaced(self, retirement: _Retirement) -> None:
+        """Switch off in Stripe an old link this run replaced (already deactivated here)."""
+        assert self.switch_off_pool is not None
+        future = self.switch_off_pool.submit(self.gateway.deactivate_payment_link, retirement.stripe_payment_link_id)
+        self.switch_offs.append((retirement, future))
+
+    def _report_switch_offs(self) -> None:
+        for retirement, future in self.switch_offs:
+            error = future.exception()
+            if error is None:
+                continue
+            if not isinstance(error, PaymentProviderError):
+                raise error
+            failure = OldLinkStillActive(retirement.item, retirement.link_id, retirement.stripe_payment_link_id,
+                                         str(error))
+            self.result.old_links_still_active.append(failure)
+            log.warning("%s", failure.describe())
 
     def _done(self, outcome: ItemOutcome) -> None:
         self.result.outcomes.append(outcome)
@@ -671,10 +1147,8 @@ class _CommitRun:
             self.progress(len(self.result.outcomes), self.total, outcome)
 
 
-@dataclass(frozen=True)
-class _Price:
-    tier_id: int
-    stripe_price_id: Optional[str]
+def _reason(exc: IntegrityError) -> str:
+    return str(getattr(exc, "orig", exc)).strip().splitlines()[0]
 
 
 def _tier_key(item: BackfillItem) -> _TierKey:
@@ -715,15 +1189,19 @@ def _run_concurrently(
 
 
 def plan_rows(plan: BackfillPlan) -> list[dict[str, str]]:
-    """The plan as table rows: player, parent, product, amount, price, link exists?, action."""
+    """The plan as table rows: player, parent, product, amount, price, link exists?, action.
+
+    A price change shows as ``$150.00 → $175.00``; a row an interrupted run reserved shows
+    ``reserved`` under "Link exists?".
+    """
     return [
         {
             "Player": item.player_name,
             "Parent": item.parent_name,
             "Product": item.product_name,
-            "Amount": format_cents(item.amount_cents, item.currency) if item.amount_cents else "—",
+            "Amount": item.amount_text,
             "Price": item.price_source.value if item.price_source else "—",
-            "Link exists?": "yes" if item.link_exists else "no",
+            "Link exists?": "yes" if item.link_exists else ("reserved" if item.reserved_link_id else "no"),
             "Action": item.action.value,
             "Note": item.reason,
         }
@@ -733,9 +1211,16 @@ def plan_rows(plan: BackfillPlan) -> list[dict[str, str]]:
 
 def describe_totals(totals: PlanTotals) -> str:
     """One line of plan totals for people."""
+    replacing = ""
+    if totals.links_to_replace:
+        replacing = (
+            f", {_count(totals.links_to_replace, 'link')} to replace at a new price "
+            f"({format_cents(totals.replaced_from_cents, totals.currency)} → "
+            f"{format_cents(totals.replaced_to_cents, totals.currency)})"
+        )
     return (
         f"{_count(totals.links_to_mint, 'link')} to mint "
-        f"({format_cents(totals.amount_to_mint_cents, totals.currency)}), "
+        f"({format_cents(totals.amount_to_mint_cents, totals.currency)}){replacing}, "
         f"{_count(totals.prices_to_create, 'Stripe price')} to create "
         f"({_count(totals.tiers_to_create, 'new tier')}); "
         f"{totals.already_linked} already linked, {totals.already_paid} already paid, "

@@ -18,12 +18,20 @@ class InvalidInput(BillingError):
 
 
 class PaymentProviderError(BillingError):
-    """Stripe refused or failed a request."""
+    """Stripe refused or failed a request.
 
-    def __init__(self, message: str, *, request_id: str | None = None, retryable: bool = False):
+    ``changed_nothing`` is True only when Stripe answered that the request itself was refused
+    (a 4xx other than a conflict, a rate limit or an idempotency mismatch), so it is certain
+    nothing was created; after a lost answer or a server error nobody can tell.
+    """
+
+    def __init__(self, message: str, *, request_id: str | None = None, retryable: bool = False,
+                 changed_nothing: bool = False, http_status: int | None = None):
         super().__init__(message if request_id is None else f"{message} (Stripe request {request_id})")
         self.request_id = request_id
         self.retryable = retryable
+        self.changed_nothing = changed_nothing
+        self.http_status = http_status
 
 
 class EmailDeliveryError(BillingError):

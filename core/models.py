@@ -102,6 +102,9 @@ class LinkStatus(str, enum.Enum):
     ACTIVE = "active"
     PAID = "paid"
     DEACTIVATED = "deactivated"
+    # Reserved by the backfill before Stripe is asked: the row's id goes into the request's
+    # idempotency key and the link's metadata, so a rerun finds what Stripe made. Not owed yet.
+    MINTING = "minting"
 
 
 class CampaignStatus(str, enum.Enum):
@@ -252,11 +255,21 @@ class PaymentLink(Base):
     ``product_id`` is NOT NULL and a partial unique index allows at most one *active*
     link per (tenant, player, product): a NULL can never slip past it, and a price change
     is a new link with the old one deactivated.
+
+    A ``minting`` row is the backfill's reservation: written and committed before Stripe is
+    asked, without a Stripe id or URL yet. A second partial unique index allows one
+    reservation per (tenant, player, product), so two backfills cannot both mint for a pair.
+    It is a separate index, not the active one widened, because a price change reserves the
+    new link while the old one is still active (the family keeps a working link throughout).
     """
 
     __tablename__ = "payment_links"
     __table_args__ = (
         CheckConstraint("amount_cents > 0", name="amount_positive"),
+        CheckConstraint(
+            "status = 'minting' OR (stripe_payment_link_id IS NOT NULL AND url IS NOT NULL)",
+            name="stripe_link_once_minted",
+        ),
         Index(
             "uq_payment_links_one_active_per_player_product",
             "tenant_id",
@@ -265,6 +278,15 @@ class PaymentLink(Base):
             unique=True,
             postgresql_where=text("status = 'active'"),
             sqlite_where=text("status = 'active'"),
+        ),
+        Index(
+            "uq_payment_links_one_minting_per_player_product",
+            "tenant_id",
+            "player_id",
+            "product_id",
+            unique=True,
+            postgresql_where=text("status = 'minting'"),
+            sqlite_where=text("status = 'minting'"),
         ),
         Index("ix_payment_links_tenant_status", "tenant_id", "status"),
     )
@@ -277,8 +299,9 @@ class PaymentLink(Base):
     order_id: Mapped[Optional[int]] = mapped_column(ForeignKey("orders.id"), index=True)
     amount_cents: Mapped[int] = mapped_column(Integer)
     currency: Mapped[str] = mapped_column(String(3))
-    stripe_payment_link_id: Mapped[str] = mapped_column(String(255), unique=True)
-    url: Mapped[str] = mapped_column(String(1000))
+    # NULL only while ``minting`` (the CHECK above): Stripe has not answered yet.
+    stripe_payment_link_id: Mapped[Optional[str]] = mapped_column(String(255), unique=True)
+    url: Mapped[Optional[str]] = mapped_column(String(1000))
     status: Mapped[LinkStatus] = mapped_column(
         _enum(LinkStatus, "payment_link_status"), default=LinkStatus.ACTIVE
     )

@@ -52,6 +52,7 @@ class MintedLink:
     id: str
     url: str
     active: bool = True
+    metadata: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,11 @@ class PaymentGateway(Protocol):
 
     def deactivate_payment_link(self, link_id: str) -> MintedLink:
         """Stop a link from taking payments (it keeps existing at the provider)."""
+        ...
+
+    def list_payment_links(self, *, active: Optional[bool] = None) -> Iterator[MintedLink]:
+        """Every Payment Link of the account (only active or inactive ones if asked), newest
+        first, fetched page by page as iterated. The provider cannot search links by metadata."""
         ...
 
     def list_completed_checkout_sessions(

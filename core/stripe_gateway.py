@@ -180,14 +180,30 @@ class StripeGateway(PaymentGateway):
                 payment_link_params(request), {"idempotency_key": idempotency_key}
             ),
         )
-        return MintedLink(id=str(link.id), url=str(link.url), active=bool(link.active))
+        return _minted_link(link)
 
     def deactivate_payment_link(self, link_id: str) -> MintedLink:
         link = self._call(
             f"deactivate payment link {link_id}",
             lambda: self._client.v1.payment_links.update(link_id, {"active": False}),
         )
-        return MintedLink(id=str(link.id), url=str(link.url), active=bool(link.active))
+        return _minted_link(link)
+
+    def list_payment_links(self, *, active: Optional[bool] = None) -> Iterator[MintedLink]:
+        params: stripe.params.PaymentLinkListParams = {"limit": LIST_PAGE_SIZE}
+        if active is not None:
+            params["active"] = active
+        while True:
+            page_params = dict(params)
+            page = self._call(
+                "list payment links",
+                lambda: self._client.v1.payment_links.list(page_params),  # type: ignore[arg-type]
+            )
+            for link in page.data:
+                yield _minted_link(link)
+            if not page.has_more or not page.data:
+                return
+            params["starting_after"] = page.data[-1].id
 
     def list_completed_checkout_sessions(
         self, *, payment_link: Optional[str] = None, created_since: Optional[datetime] = None
@@ -261,6 +277,15 @@ def payment_link_params(request: PaymentLinkRequest) -> stripe.params.PaymentLin
     return params
 
 
+def _minted_link(link: Any) -> MintedLink:
+    metadata = getattr(link, "metadata", None)
+    metadata = metadata.to_dict() if metadata is not None else {}
+    return MintedLink(
+        id=str(link.id), url=str(link.url), active=bool(link.active),
+        metadata={str(k): str(v) for k, v in metadata.items()},
+    )
+
+
 def _completed_checkout(session: Any) -> CompletedCheckout:
     metadata = getattr(session, "metadata", None)
     metadata = metadata.to_dict() if metadata is not None else {}
@@ -295,4 +320,15 @@ def _provider_error(action: str, exc: stripe.StripeError, *, retryable: bool) ->
         f"Stripe could not {action}: {status}{reason}",
         request_id=exc.request_id,
         retryable=retryable,
+        changed_nothing=_changed_nothing(exc),
+        http_status=exc.http_status,
     )
+
+
+def _changed_nothing(exc: stripe.StripeError) -> bool:
+    """Stripe refused the request itself. Not so for an idempotency mismatch: the key's first
+    request (with other parameters) may have made something."""
+    status = exc.http_status
+    if status is None or not 400 <= status < 500 or status in (409, 429):
+        return False
+    return not isinstance(exc, stripe.IdempotencyError)

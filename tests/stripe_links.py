@@ -15,6 +15,8 @@ def mirror_links(stand_in: StripeStandIn, session: Session, links: Iterable[Paym
     """Register each link in the stand-in under its ``stripe_payment_link_id``, with the
     backfill's metadata and its one-payment restriction for one-time products."""
     for link in links:
+        if link.stripe_payment_link_id is None:  # a reservation: nothing at Stripe yet
+            continue
         tenant = session.get(Tenant, link.tenant_id)
         product = session.get(Product, link.product_id)
         assert tenant is not None and product is not None
@@ -23,6 +25,7 @@ def mirror_links(stand_in: StripeStandIn, session: Session, links: Iterable[Paym
             "tenant_id": str(tenant.id),
             "player_id": str(link.player_id),
             "product_id": str(link.product_id),
+            "link_id": str(link.id),
         }
         if link.order_id is not None:
             metadata["order_id"] = str(link.order_id)

@@ -13,9 +13,12 @@ Session listing), keeps state, and behaves the way Stripe documents where it mat
   Stripe, a request refused before it runs (validation, injected 429/500, rate limit) is not
   remembered under its key.
 * Every response carries a ``Request-Id`` header.
+* Lists (prices, payment links, checkout sessions) come newest first, a page at a time
+  (``limit``, ``starting_after``). ``forget_idempotency_keys()`` does what Stripe does to a
+  key after 24 hours.
 
 Faults for tests and benchmarks: ``inject("rate_limit" | "server_error" | "drop" |
-"drop_after" | "error", times=N, when=...)``, a per-request ``latency``, and a
+"drop_after" | "error" | "refuse", times=N, when=...)``, a per-request ``latency``, and a
 ``rate_limit`` (requests per second, sliding one-second window) above which it answers 429.
 
 Test-only: ``complete_checkout_session(link_id, paid=..., amount_total=...)`` (or
@@ -189,7 +192,7 @@ class RecordedRequest:
 
 @dataclass
 class Fault:
-    kind: str  # rate_limit | server_error | drop | drop_after | error
+    kind: str  # rate_limit | server_error | drop | drop_after | error | refuse
     remaining: Optional[int]  # None: forever
     when: Callable[[RecordedRequest], bool]
     status: int = 400
@@ -220,7 +223,8 @@ class _IdempotentResult:
     body: Any = None
 
 
-FAULT_KINDS = {"rate_limit", "server_error", "drop", "drop_after", "error"}
+FAULT_KINDS = {"rate_limit", "server_error", "drop", "drop_after", "error", "refuse"}
+_FAULT_STAGE = {"drop_after": "after", "refuse": "run"}  # every other kind: "before" the request runs
 
 
 # -- the stand-in -----------------------------------------------------------------------------
@@ -306,7 +310,10 @@ class StripeStandIn:
 
         ``rate_limit`` answers 429, ``server_error`` 500, ``error`` answers ``status`` with
         ``message``; ``drop`` closes the connection before the request runs and
-        ``drop_after`` after it ran (the change is made, the answer is lost).
+        ``drop_after`` after it ran (the change is made, the answer is lost). ``refuse``
+        answers ``status`` with ``message`` from inside the endpoint, so, as at Stripe, the
+        refusal is kept under the request's idempotency key and replayed to a retry; ``error``
+        refuses before the request runs and is not kept.
         """
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault {kind!r}; one of {sorted(FAULT_KINDS)}")
@@ -326,6 +333,11 @@ class StripeStandIn:
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
+
+    def forget_idempotency_keys(self) -> None:
+        """Forget every idempotency key, as Stripe does once a key is 24 hours old."""
+        with self._lock:
+            self._idempotency.clear()
 
     # inspection
 
@@ -463,6 +475,9 @@ class StripeStandIn:
             return slot
         with self._lock:
             try:
+                refusal = self._take_fault(record, stage="run")
+                if refusal is not None:
+                    raise _fault_error(refusal)
                 status, body = 200, handler(self, record, path_id)
             except ApiError as exc:
                 status, body = exc.status, exc.body
@@ -473,7 +488,7 @@ class StripeStandIn:
             if slot is not None:
                 slot.status, slot.body = status, body
             record.status = status
-            if self._take_fault(record, before=False) is not None:
+            if self._take_fault(record, stage="after") is not None:
                 record.dropped = True
                 return 0, _DROP, {}
             return status, body, {}
@@ -489,7 +504,7 @@ class StripeStandIn:
             return self._error(
                 record, ApiError(429, "Too many requests hit the API too quickly.", code="rate_limit")
             ), None
-        fault = self._take_fault(record, before=True)
+        fault = self._take_fault(record, stage="before")
         if fault is not None:
             if fault.kind == "drop":
                 record.dropped = True
@@ -523,9 +538,9 @@ class StripeStandIn:
         window.append(now)
         return False
 
-    def _take_fault(self, record: RecordedRequest, *, before: bool) -> Optional[Fault]:
+    def _take_fault(self, record: RecordedRequest, *, stage: str) -> Optional[Fault]:
         for fault in self._faults:
-            if (fault.kind == "drop_after") == before:
+            if _FAULT_STAGE.get(fault.kind, "before") != stage:
                 continue
             if fault.remaining == 0 or not fault.when(record):
                 continue
@@ -745,6 +760,13 @@ def _update_payment_link(stand_in: StripeStandIn, request: RecordedRequest, link
     return _public(link)
 
 
+def _list_payment_links(stand_in: StripeStandIn, request: RecordedRequest, _: Optional[str]) -> dict[str, Any]:
+    items = list(reversed(stand_in.payment_links.values()))  # newest first, as Stripe lists
+    if "active" in request.params:
+        items = [link for link in items if link["active"] == _as_bool(request.params["active"])]
+    return _list_object("/v1/payment_links", items, request.params)
+
+
 def _retrieve_payment_link(stand_in: StripeStandIn, request: RecordedRequest, link_id: Optional[str]) -> dict[str, Any]:
     link = stand_in.payment_links.get(link_id or "")
     if link is None:
@@ -791,6 +813,7 @@ _ROUTES: list[tuple[str, "re.Pattern[str]", Callable[..., Any], type]] = [
     ("GET", re.compile(r"^/v1/prices$"), _list_prices, stripe_params.PriceListParams),
     ("GET", re.compile(rf"^/v1/prices/{_ID}$"), _retrieve_price, stripe_params.PriceRetrieveParams),
     ("POST", re.compile(r"^/v1/payment_links$"), _create_payment_link, stripe_params.PaymentLinkCreateParams),
+    ("GET", re.compile(r"^/v1/payment_links$"), _list_payment_links, stripe_params.PaymentLinkListParams),
     ("POST", re.compile(rf"^/v1/payment_links/{_ID}$"), _update_payment_link, stripe_params.PaymentLinkUpdateParams),
     ("GET", re.compile(rf"^/v1/payment_links/{_ID}$"), _retrieve_payment_link, stripe_params.PaymentLinkRetrieveParams),
     ("GET", re.compile(r"^/v1/checkout/sessions$"), _list_checkout_sessions, stripe_checkout_params.SessionListParams),

@@ -18,7 +18,6 @@ from core.backfill import (
     plan_rows,
 )
 from core.commands.context import add_tenant_option, league_command
-from core.money import format_cents
 from core.payment_gateway import StripeNotConfigured, configured_payment_gateway
 
 
@@ -28,8 +27,10 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         help="mint a Stripe payment link for everything signed players owe (dry run by default)",
         description=(
             "Plan one persistent Stripe Payment Link per required product and per pending order "
-            "of every signed player, and print the plan. Nothing changes unless --commit is given. "
-            "Safe to rerun: links already made are left alone."
+            "of every signed player, and print the plan. A link whose product's default price "
+            "changed is replaced: a new link at the new price, then the old one deactivated. "
+            "Nothing changes unless --commit is given. Safe to rerun: links already made are left "
+            "alone, and links an interrupted run was minting are finished, never made twice."
         ),
     )
     parser.add_argument("--commit", action="store_true", help="mint the links through Stripe")
@@ -48,12 +49,14 @@ def run_backfill(args: argparse.Namespace) -> int:
         plan = plan_backfill(ctx.session, ctx.user)
         if not args.commit:
             _print_plan(plan, heading=f"Backfill plan for {ctx.tenant.name} ({ctx.tenant.slug}) — dry run, nothing changed")
-            if plan.to_mint:
+            if plan.to_change:
                 print("Run again with --commit to mint these links.")
             return 0
         gateway = configured_payment_gateway(ctx.settings, action="mint payment links")
         totals = plan.totals
-        print(f"Minting {totals.links_to_mint} links for {ctx.tenant.name} ({ctx.tenant.slug})...", flush=True)
+        replacing = f" and replacing {totals.links_to_replace} at a new price" if totals.links_to_replace else ""
+        print(f"Minting {totals.links_to_mint} links{replacing} for {ctx.tenant.name} ({ctx.tenant.slug})...",
+              flush=True)
         result = commit_backfill(
             ctx.session, ctx.user, gateway, plan,
             progress=_print_progress, success_url=ctx.settings.payment_success_url,
@@ -86,19 +89,30 @@ def _print_progress(done: int, total: int, outcome: ItemOutcome) -> None:
     if outcome.status is ItemStatus.SKIPPED:
         return
     item = outcome.item
-    what = f"{item.player_name} — {item.product_name} {format_cents(item.amount_cents, item.currency)}"
+    what = f"{item.player_name} — {item.product_name} {item.amount_text}"
     detail = f": {outcome.reason}" if outcome.status is ItemStatus.FAILED else ""
-    print(f"[{done:>{len(str(total))}}/{total}] {outcome.status.value:<6} {what}{detail}", flush=True)
+    print(f"[{done:>{len(str(total))}}/{total}] {outcome.status.value:<8} {what}{detail}", flush=True)
 
 
 def _report(result: BackfillResult) -> int:
     print(f"Done: {result.summary()}.")
     if result.ok:
         return 0
-    print("Failed:", file=sys.stderr)
-    for outcome in result.failed:
-        item = outcome.item
-        print(f"  {item.player_name} — {item.product_name}: {outcome.reason}", file=sys.stderr)
-    print(f"error: {len(result.failed)} of the links could not be minted (listed above); "
-          "fix the cause and run the backfill again", file=sys.stderr)
+    if result.failed:
+        print("Failed:", file=sys.stderr)
+        for outcome in result.failed:
+            item = outcome.item
+            print(f"  {item.player_name} — {item.product_name}: {outcome.reason}", file=sys.stderr)
+    if result.old_links_still_active:
+        print("Replaced, but the old link is still active in Stripe:", file=sys.stderr)
+        for old in result.old_links_still_active:
+            print(f"  {old.describe()}", file=sys.stderr)
+    problems = []
+    if result.failed:
+        problems.append(f"{len(result.failed)} of the links could not be minted (listed above); "
+                        "fix the cause and run the backfill again")
+    if result.old_links_still_active:
+        problems.append(f"{len(result.old_links_still_active)} replaced links are still active in Stripe "
+                        "(listed above); deactivate them in the Stripe dashboard")
+    print(f"error: {'; '.join(problems)}", file=sys.stderr)
     return 1

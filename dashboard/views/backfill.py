@@ -12,6 +12,7 @@ from core.backfill import (
     BackfillPlan,
     BackfillResult,
     ItemOutcome,
+    PlanAction,
     commit_backfill,
     describe_totals,
     plan_backfill,
@@ -20,6 +21,7 @@ from core.backfill import (
 from core.money import format_cents
 from core.payment_gateway import configured_payment_gateway
 from dashboard.state import data_changed, require_user, session_scope, settings
+from dashboard.text import plain
 
 RESULT_KEY = "backfill_last_result"
 
@@ -31,12 +33,16 @@ def _plan(user: ActingUser) -> BackfillPlan:
 
 def _headline(plan: BackfillPlan) -> None:
     totals = plan.totals
-    first, second, third, fourth = st.columns(4)
+    first, second, third, fourth, fifth = st.columns(5)
     first.metric("Links to mint", f"{totals.links_to_mint:,}")
     second.metric("Amount they bill", format_cents(totals.amount_to_mint_cents, totals.currency))
-    third.metric("Stripe prices to create", f"{totals.prices_to_create:,}")
-    fourth.metric("Already linked or paid", f"{totals.already_linked + totals.already_paid:,}")
-    st.caption(describe_totals(totals))
+    third.metric(
+        "Price changes", f"{totals.links_to_replace:,}",
+        help="Links at an old default price, replaced by a new link at the new price; the old link is deactivated.",
+    )
+    fourth.metric("Stripe prices to create", f"{totals.prices_to_create:,}")
+    fifth.metric("Already linked or paid", f"{totals.already_linked + totals.already_paid:,}")
+    st.caption(plain(describe_totals(totals)))  # amounts: "$" pairs must not turn into maths
 
 
 def _plan_table(plan: BackfillPlan) -> None:
@@ -47,7 +53,7 @@ def _plan_table(plan: BackfillPlan) -> None:
     only_to_mint = st.checkbox("Show only the links to mint", key="backfill_only_to_mint")
     frame = pd.DataFrame(rows)
     if only_to_mint:
-        frame = frame[frame["Action"] == "mint"]
+        frame = frame[frame["Action"].isin([PlanAction.MINT.value, PlanAction.REPLACE.value])]
     st.dataframe(frame, hide_index=True, width="stretch", key="backfill_plan_table")
 
 
@@ -62,22 +68,24 @@ def _commit_controls(user: ActingUser, plan: BackfillPlan) -> bool:
         )
         return False
     totals = plan.totals
-    if not totals.links_to_mint:
+    if not totals.links_to_mint and not totals.links_to_replace:
         st.success("Every signed player already has their links. Nothing to mint.")
         return False
-    confirmed = st.checkbox(
-        f"Mint {totals.links_to_mint:,} payment links in Stripe, billing "
-        f"{format_cents(totals.amount_to_mint_cents, totals.currency)} in total",
-        key="backfill_confirm",
-    )
+    label = (f"Mint {totals.links_to_mint:,} payment links in Stripe, billing "
+             f"{format_cents(totals.amount_to_mint_cents, totals.currency)} in total")
+    if totals.links_to_replace:
+        label += (f", and replace {totals.links_to_replace:,} at a new price "
+                  f"({format_cents(totals.replaced_from_cents, totals.currency)} → "
+                  f"{format_cents(totals.replaced_to_cents, totals.currency)}; the old links are deactivated)")
+    confirmed = st.checkbox(plain(label), key="backfill_confirm")
     if not st.button("Mint payment links", type="primary", disabled=not confirmed, key="backfill_commit"):
         return False
     bar = st.progress(0.0, text="Starting…")
 
     def progress(done: int, total: int, outcome: ItemOutcome) -> None:
         item = outcome.item
-        bar.progress(done / total, text=f"{done:,} of {total:,}: {item.player_name} — {item.product_name} "
-                                        f"({outcome.status.value})")
+        bar.progress(done / total, text=f"{done:,} of {total:,}: {plain(item.player_name)} — "
+                                        f"{plain(item.product_name)} ({outcome.status.value})")
 
     gateway = configured_payment_gateway(current, action="mint payment links")
     with session_scope() as session:
@@ -93,8 +101,13 @@ def _result_view(result: BackfillResult) -> dict[str, Any]:
         "summary": result.summary(),
         "failures": [
             {"Player": o.item.player_name, "Parent": o.item.parent_name, "Product": o.item.product_name,
-             "Amount": format_cents(o.item.amount_cents, o.item.currency), "Reason": o.reason}
+             "Amount": o.item.amount_text, "Reason": o.reason}
             for o in result.failed
+        ],
+        "old_links_still_active": [
+            {"Player": o.item.player_name, "Parent": o.item.parent_name, "Product": o.item.product_name,
+             "Old Stripe link": o.stripe_payment_link_id, "Reason": o.reason}
+            for o in result.old_links_still_active
         ],
     }
 
@@ -108,7 +121,14 @@ def _last_result() -> None:
                  "mint again (links already made are kept).", icon=":material/error:")
         st.dataframe(pd.DataFrame(view["failures"]), hide_index=True, width="stretch",
                      key="backfill_failures")
-    else:
+    if view.get("old_links_still_active"):
+        lead = "" if view["failures"] else f"Last run: {view['summary']}. "
+        st.error(f"{lead}These links were replaced at a new price and are deactivated here, but Stripe could not "
+                 "switch the old link off: someone with its address can still pay the old price. Deactivate "
+                 "them in the Stripe dashboard.", icon=":material/link_off:")
+        st.dataframe(pd.DataFrame(view["old_links_still_active"]), hide_index=True, width="stretch",
+                     key="backfill_old_links_still_active")
+    if not view["failures"] and not view.get("old_links_still_active"):
         st.success(f"Last run: {view['summary']}.", icon=":material/check_circle:")
 
 
@@ -117,7 +137,8 @@ def main() -> None:
     st.title("Mint payment links")
     st.caption(
         "One persistent Stripe Payment Link per required product and per pending order of every "
-        "signed player. Links that exist are left alone, so this is safe to run again."
+        "signed player. Links that exist are left alone, so this is safe to run again; a link at an "
+        "old default price is replaced by one at the new price and the old one deactivated."
     )
     plan = _plan(user)
     dry_run = st.toggle("Dry run: show the plan, change nothing", value=True, key="backfill_dry_run")

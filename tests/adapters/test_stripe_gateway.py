@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime, timezone
+from typing import Any
 
 import pytest
 
@@ -123,6 +124,21 @@ def test_deactivating_an_unknown_link_is_a_provider_error(stripe_gateway):
         stripe_gateway.deactivate_payment_link("plink_missing")
 
 
+def test_payment_links_are_listed_newest_first_across_pages_with_their_metadata(stripe_gateway, stripe_stand_in):
+    price_id = _price(stripe_gateway)
+    made = [stripe_gateway.create_payment_link(_link(price_id, metadata={"link_id": str(n)}), idempotency_key=f"l{n}")
+            for n in range(205)]
+    stripe_gateway.deactivate_payment_link(made[0].id)
+
+    listed = list(stripe_gateway.list_payment_links())
+    active = list(stripe_gateway.list_payment_links(active=True))
+
+    assert [link.id for link in listed] == [link.id for link in reversed(made)]
+    assert listed[0].metadata == {"link_id": "204"} and listed[0].url == made[-1].url
+    assert len(active) == 204 and made[0].id not in {link.id for link in active}
+    assert stripe_stand_in.count("GET", "/v1/payment_links") == 3 + 3  # 100 + 100 + 5, twice
+
+
 # -- completed checkout sessions ---------------------------------------------------------------
 
 
@@ -208,6 +224,29 @@ def test_a_refusal_names_the_reason_and_the_request(stripe_gateway, stripe_stand
     stripe_stand_in.inject("error", status=400, message="Amount must be at least 50 cents")
     with pytest.raises(PaymentProviderError, match=r"Amount must be at least 50 cents \(Stripe request req_"):
         _price(stripe_gateway, 10)
+
+
+def test_only_a_refusal_of_the_request_itself_says_nothing_was_made(stripe_stand_in):
+    gateway = _fast_gateway(stripe_stand_in, max_network_retries=1)
+    price_id = _price(gateway)
+
+    def failure(**inject: Any) -> PaymentProviderError:
+        stripe_stand_in.clear_faults()
+        stripe_stand_in.inject(path="/v1/payment_links", **inject)
+        with pytest.raises(PaymentProviderError) as failed:
+            gateway.create_payment_link(_link(price_id), idempotency_key=f"k{len(stripe_stand_in.requests)}")
+        return failed.value
+
+    refused = failure(kind="refuse", status=400, message="The account cannot take payments")
+    assert (refused.changed_nothing, refused.http_status) == (True, 400)
+    for unknown in (failure(kind="drop", times=None), failure(kind="server_error", times=None),
+                    failure(kind="rate_limit", times=None)):
+        assert not unknown.changed_nothing  # from here nobody can tell whether the link exists
+    stripe_stand_in.clear_faults()
+    gateway.create_payment_link(_link(price_id), idempotency_key="reused")
+    with pytest.raises(PaymentProviderError) as mismatch:
+        gateway.create_payment_link(_link(price_id, single_payment=True), idempotency_key="reused")
+    assert not mismatch.value.changed_nothing  # the key's first request made a link
 
 
 # -- pacing and configuration -----------------------------------------------------------------

@@ -125,3 +125,29 @@ def test_a_one_time_link_stops_after_its_single_payment(stripe_stand_in):
     assert stripe_stand_in.payment_links[link["id"]]["active"] is False
     status, _ = _call(stripe_stand_in, "POST", f"/_stand_in/payment_links/{link['id']}/complete")
     assert status == 400
+
+
+def test_a_refusal_from_inside_the_endpoint_is_replayed_to_its_key_until_stripe_forgets_it(stripe_stand_in):
+    price = _price(stripe_stand_in)
+    body = f"line_items[0][price]={price}&line_items[0][quantity]=1"
+    stripe_stand_in.inject("refuse", status=400, message="The account cannot take payments")
+    assert _call(stripe_stand_in, "POST", "/v1/payment_links", body, idempotency_key="k")[0] == 400
+    status, _ = _call(stripe_stand_in, "POST", "/v1/payment_links", body, idempotency_key="k")
+    assert status == 400 and stripe_stand_in.requests[-1].replayed  # as Stripe keeps a refusal under its key
+
+    stripe_stand_in.forget_idempotency_keys()  # a day later
+    status, link = _call(stripe_stand_in, "POST", "/v1/payment_links", body, idempotency_key="k")
+    assert status == 200 and list(stripe_stand_in.payment_links) == [link["id"]]
+
+
+def test_payment_links_are_listed_and_filtered_by_active(stripe_stand_in):
+    price = _price(stripe_stand_in)
+    ids = [_call(stripe_stand_in, "POST", "/v1/payment_links",
+                 f"line_items[0][price]={price}&line_items[0][quantity]=1&metadata[link_id]={n}")[1]["id"]
+           for n in range(3)]
+    _call(stripe_stand_in, "POST", f"/v1/payment_links/{ids[1]}", "active=false")
+    _, everything = _call(stripe_stand_in, "GET", "/v1/payment_links", "limit=2")
+    _, active = _call(stripe_stand_in, "GET", "/v1/payment_links", "active=true")
+    assert ([link["id"] for link in everything["data"]], everything["has_more"]) == ([ids[2], ids[1]], True)
+    assert [link["metadata"]["link_id"] for link in active["data"]] == ["2", "0"]
+    assert _call(stripe_stand_in, "GET", "/v1/payment_links", "metadata[link_id]=2")[0] == 400  # no search

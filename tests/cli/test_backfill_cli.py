@@ -118,3 +118,64 @@ def test_two_backfill_processes_at_once_mint_each_link_once(session, league, dat
     ).all()
     assert len(active) == len(set(active)) == pairs
     assert len(stripe_stand_in.payment_links) == pairs
+
+
+@pytest.fixture
+def price_went_up(session, league, stripe_stand_in, monkeypatch, capsys, tmp_path) -> None:
+    """Everything minted at the old prices, then a products file puts Registration up to $175."""
+    _use_stand_in(monkeypatch, stripe_stand_in)
+    assert main(["backfill", "--commit"]) == 0
+    products = tmp_path / "products.csv"
+    products.write_text("product,kind,required,amount\nRegistration,one_time,yes,175.00\n")
+    assert main(["import", str(products), "--commit"]) == 0
+    capsys.readouterr()
+
+
+def test_the_dry_run_shows_a_price_change_as_old_to_new(session, league, price_went_up, capsys):
+
+    assert main(["backfill"]) == 0
+
+    out = capsys.readouterr().out
+    [amy] = [line for line in out.splitlines() if line.startswith("Amy Player") and "Registration" in line]
+    assert "$150.00 → $175.00" in amy and "replace" in amy
+    assert "0 links to mint ($0.00), 2 links to replace at a new price ($300.00 → $350.00)" in out
+    assert "--commit" in out
+
+
+def test_commit_replaces_the_links_and_a_rerun_changes_nothing(session, league, price_went_up, stripe_stand_in,
+                                                              capsys):
+
+    assert main(["backfill", "--commit"]) == 0
+
+    out = capsys.readouterr().out
+    assert "Minting 0 links and replacing 2 at a new price for Westside Hoops" in out
+    assert "replaced Amy Player — Registration $150.00 → $175.00" in out
+    assert "Done: 0 minted, 2 replaced at a new price" in out
+    session.expire_all()
+    active = session.scalars(select(PaymentLink).where(PaymentLink.status == LinkStatus.ACTIVE)).all()
+    assert sorted(l.amount_cents for l in active) == [6000, 6000, 17500, 17500]
+    old = session.scalars(select(PaymentLink).where(PaymentLink.status == LinkStatus.DEACTIVATED)).all()
+    assert len(old) == 2 and not any(stripe_stand_in.payment_links[l.stripe_payment_link_id]["active"] for l in old)
+
+    requests = stripe_stand_in.request_count
+    assert main(["backfill", "--commit"]) == 0
+    assert "Done: 0 minted, 0 replaced" in capsys.readouterr().out
+    assert stripe_stand_in.request_count == requests
+
+
+def test_an_old_link_stripe_would_not_switch_off_is_listed_and_the_exit_status_is_not_zero(
+        session, league, price_went_up, stripe_stand_in, capsys):
+    session.expire_all()
+    bo_old = session.scalars(select(PaymentLink).where(PaymentLink.player_id == league["bo"].id,
+                                                       PaymentLink.amount_cents == 15000)).one()
+    stripe_stand_in.inject("error", times=None, method="POST",
+                           path=f"/v1/payment_links/{bo_old.stripe_payment_link_id}", message="Stripe is having a moment")
+
+    assert main(["backfill", "--commit"]) == 1
+
+    captured = capsys.readouterr()
+    assert "2 replaced at a new price" in captured.out
+    assert (f"Bo Player — Registration: the old link {bo_old.stripe_payment_link_id} is deactivated here but still "
+            "active in Stripe") in captured.err
+    assert captured.err.strip().splitlines()[-1] == (
+        "error: 1 replaced links are still active in Stripe (listed above); deactivate them in the Stripe dashboard")

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from core.access import Role
 from core.backfill import (
@@ -18,11 +19,15 @@ from core.backfill import (
     PlanAction,
     PriceSource,
     commit_backfill,
+    link_idempotency_key,
     plan_backfill,
+    plan_rows,
 )
+from core.balances import outstanding_balances
 from core.db import make_engine, session_factory
 from core.errors import PermissionDenied
-from core.models import AuditEntry, Base, LinkStatus, PaymentLink, PlayerStatus, PriceTier, ProductKind
+from core.models import AuditEntry, Base, LinkStatus, PaymentLink, PlayerStatus, PriceTier, ProductKind, utcnow
+from core.payment_sync import sync_payments
 from core.stripe_gateway import StripeGateway
 from tests.factories import (
     acting,
@@ -71,6 +76,11 @@ def _table_counts(session) -> dict[str, int]:
         table.name: session.execute(select(func.count()).select_from(table)).scalar_one()
         for table in Base.metadata.sorted_tables
     }
+
+
+def _reservations(session) -> list[PaymentLink]:
+    session.expire_all()
+    return list(session.scalars(select(PaymentLink).where(PaymentLink.status == LinkStatus.MINTING)))
 
 
 def _active_links(session, tenant) -> list[PaymentLink]:
@@ -130,13 +140,7 @@ def test_pairs_with_an_active_or_paid_link_are_left_alone(session, league):
     assert (amy.action, amy.existing_link_id, amy.link_exists) == (PlanAction.ALREADY_LINKED, active.id, True)
     assert al.action is PlanAction.ALREADY_PAID
     assert bo.action is PlanAction.MINT and not bo.link_exists
-    # a new link after a deactivated one must not be answered with the old one
-    assert bo.idempotency_key(tenant.id) != plan_key_without_history(bo, tenant.id)
     assert plan.totals.already_linked == 1 and plan.totals.already_paid == 1
-
-
-def plan_key_without_history(item, tenant_id: int) -> str:
-    return replace(item, earlier_links=0).idempotency_key(tenant_id)
 
 
 def test_an_order_for_a_required_product_replaces_its_default_tier_link(session, league):
@@ -254,7 +258,8 @@ def test_links_carry_metadata_and_the_settings_of_their_kind(session, league, st
     assert params["after_completion"] == {"type": "redirect", "redirect": {"url": "https://westside.example/paid"}}
     assert params["metadata"] == {
         "tenant": "westside", "tenant_id": str(tenant.id), "player_id": str(amy.id),
-        "product_id": str(league["registration"].id), "link_key": f"t{tenant.id}-pl{amy.id}-pr{league['registration'].id}",
+        "product_id": str(league["registration"].id), "link_id": str(registration.id),
+        "link_key": f"t{tenant.id}-pl{amy.id}-pr{league['registration'].id}",
     }
 
     dues = links[(amy.id, league["dues"].id)]
@@ -351,10 +356,205 @@ def test_a_link_stripe_made_before_a_crash_is_recorded_on_the_rerun_not_made_aga
     assert sum(r.replayed for r in stripe_stand_in.requests) == at_stripe_only
 
 
+class ChecksTheReservation:
+    """A gateway that, when asked for a link, looks in the database for the row it is for."""
+
+    def __init__(self, real: StripeGateway, engine) -> None:
+        self.real, self.engine, self.seen = real, engine, []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def create_payment_link(self, request, *, idempotency_key):
+        link_id = int(request.metadata["link_id"])
+        with session_factory(self.engine)() as other:  # another connection: sees committed rows only
+            row = other.get(PaymentLink, link_id)
+            self.seen.append((idempotency_key, row.status, row.stripe_payment_link_id, row.player_id,
+                              row.product_id, int(request.metadata["player_id"]), int(request.metadata["product_id"])))
+        return self.real.create_payment_link(request, idempotency_key=idempotency_key)
+
+
+def test_each_link_row_is_reserved_and_committed_before_stripe_is_asked(session, engine, league, stripe_gateway):
+    gateway = ChecksTheReservation(stripe_gateway, engine)
+    result = commit_backfill(session, league["admin"], gateway, plan_backfill(session, league["admin"]),
+                             success_url=SUCCESS_URL)
+
+    assert result.ok and len(gateway.seen) == 8
+    for key, status, stripe_id, player_id, product_id, asked_player, asked_product in gateway.seen:
+        assert (status, stripe_id) == (LinkStatus.MINTING, None)
+        assert (player_id, product_id) == (asked_player, asked_product)
+    links = _active_links(session, league["tenant"])
+    assert sorted(key for key, *_ in gateway.seen) == sorted(
+        link_idempotency_key(league["tenant"].id, link.id) for link in links)
+    assert not _reservations(session)
+
+
+def test_a_new_link_after_a_deactivated_one_is_a_new_row_with_its_own_key(session, league, stripe_gateway,
+                                                                          stripe_stand_in):
+    old = make_link(session, league["tenant"], league["bo"], league["registration"], status=LinkStatus.DEACTIVATED)
+    session.commit()
+    commit_backfill(session, league["admin"], stripe_gateway, plan_backfill(session, league["admin"]),
+                    success_url=SUCCESS_URL)
+    [new] = [l for l in _active_links(session, league["tenant"])
+             if (l.player_id, l.product_id) == (league["bo"].id, league["registration"].id)]
+    assert new.id != old.id and new.stripe_payment_link_id != old.stripe_payment_link_id
+    request = next(r for r in stripe_stand_in.requests if r.params.get("metadata", {}).get("link_id") == str(new.id))
+    assert request.idempotency_key == link_idempotency_key(league["tenant"].id, new.id)
+
+
+def test_a_link_stripe_made_before_a_crash_is_found_on_a_rerun_more_than_a_day_later(session, league,
+                                                                                     stripe_gateway, stripe_stand_in):
+    with pytest.raises(Crash):
+        commit_backfill(session, league["admin"], DiesAfterStripeAnswers(stripe_gateway, after=4),
+                        plan_backfill(session, league["admin"]), success_url=SUCCESS_URL, concurrency=1)
+    session.rollback()
+    reserved = {link.id for link in _reservations(session)}
+    assert len(reserved) == 4 and len(_active_links(session, league["tenant"])) == 4
+    made_before = {int(link["metadata"]["link_id"]) for link in stripe_stand_in.payment_links.values()} & reserved
+    assert made_before  # at Stripe, not recorded here
+    # A day and more passes: Stripe forgets the idempotency keys.
+    stripe_stand_in.forget_idempotency_keys()
+    session.execute(update(PaymentLink).where(PaymentLink.status == LinkStatus.MINTING)
+                    .values(created_at=utcnow() - timedelta(days=2)))
+    session.commit()
+
+    plan = plan_backfill(session, league["admin"])
+    resumed = [item for item in plan.to_mint if item.reserved_link_id is not None]
+    assert {item.reserved_link_id for item in resumed} == reserved and plan.totals.links_to_mint == 4
+    assert sum(row["Link exists?"] == "reserved" for row in plan_rows(plan)) == 4
+    requests_before = len(stripe_stand_in.requests)
+    result = commit_backfill(session, league["admin"], stripe_gateway, plan, success_url=SUCCESS_URL)
+
+    assert result.ok and len(result.minted) == 4 and result.resumed == 4
+    assert len(stripe_stand_in.payment_links) == 8  # nothing minted twice
+    links = _active_links(session, league["tenant"])
+    assert len(links) == 8 and not _reservations(session)
+    for link in links:
+        assert stripe_stand_in.payment_links[link.stripe_payment_link_id]["metadata"]["link_id"] == str(link.id)
+    rerun = stripe_stand_in.requests[requests_before:]
+    assert any((r.method, r.path) == ("GET", "/v1/payment_links") for r in rerun)
+    created = {r.idempotency_key for r in rerun if (r.method, r.path) == ("POST", "/v1/payment_links")}
+    assert created == {link_idempotency_key(league["tenant"].id, link_id) for link_id in reserved - made_before}
+    assert len(_owed_items(session, league)) == 8
+
+
+def test_an_old_reservation_is_not_minted_blind_when_stripe_cannot_be_searched(session, league, stripe_gateway,
+                                                                              stripe_stand_in):
+    with pytest.raises(Crash):
+        commit_backfill(session, league["admin"], DiesAfterStripeAnswers(stripe_gateway, after=0),
+                        plan_backfill(session, league["admin"]), success_url=SUCCESS_URL, concurrency=1)
+    session.rollback()
+    session.execute(update(PaymentLink).where(PaymentLink.status == LinkStatus.MINTING)
+                    .values(created_at=utcnow() - timedelta(days=2)))
+    session.commit()
+    stripe_stand_in.forget_idempotency_keys()
+    stripe_stand_in.inject("server_error", times=None, method="GET", path="/v1/payment_links")
+    links_at_stripe = len(stripe_stand_in.payment_links)
+
+    result = commit_backfill(session, league["admin"], stripe_gateway, plan_backfill(session, league["admin"]),
+                             success_url=SUCCESS_URL)
+
+    assert len(result.failed) == 8 and all("could not look for the link" in o.reason for o in result.failed)
+    assert len(stripe_stand_in.payment_links) == links_at_stripe  # nothing made without knowing
+    assert len(_reservations(session)) == 8
+
+
+class SecondRunMidway:
+    """Starts a second backfill while the first is about to ask Stripe for its first link."""
+
+    def __init__(self, real: StripeGateway, engine, admin) -> None:
+        self.real, self.engine, self.admin = real, engine, admin
+        self.second: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def create_payment_link(self, request, *, idempotency_key):
+        if self.second is None:
+            with session_factory(self.engine)() as other:
+                plan = plan_backfill(other, self.admin)
+                self.second = (plan, commit_backfill(other, self.admin, self.real, plan, success_url=SUCCESS_URL))
+        return self.real.create_payment_link(request, idempotency_key=idempotency_key)
+
+
+def test_a_second_run_finishes_the_first_ones_reservations_and_nothing_is_made_twice(session, engine, league,
+                                                                                      stripe_gateway,
+                                                                                      stripe_stand_in):
+    gateway = SecondRunMidway(stripe_gateway, engine, league["admin"])
+    first = commit_backfill(session, league["admin"], gateway, plan_backfill(session, league["admin"]),
+                            success_url=SUCCESS_URL, concurrency=1)
+
+    second_plan, second = gateway.second
+    assert all(item.reserved_link_id is not None for item in second_plan.to_mint) and len(second_plan.to_mint) == 8
+    assert second.ok and len(second.minted) == 8 and second.resumed == 8
+    assert first.ok and len(first.reused) == 8 and not first.minted
+    assert len(stripe_stand_in.payment_links) == 8
+    assert len(_active_links(session, league["tenant"])) == 8 and not _reservations(session)
+
+
+def test_a_link_whose_fate_is_unknown_stays_reserved_and_the_rerun_records_what_stripe_made(session, league,
+                                                                                           stripe_gateway,
+                                                                                           stripe_stand_in):
+    bo, registration = league["bo"], league["registration"]
+    attempts: list[Any] = []
+
+    def bos_registration(request) -> bool:
+        metadata = request.params.get("metadata", {})
+        return metadata.get("player_id") == str(bo.id) and metadata.get("product_id") == str(registration.id)
+
+    def a_retry(request) -> bool:
+        if not bos_registration(request):
+            return False
+        attempts.append(request)
+        return len(attempts) > 1
+
+    # Stripe makes the link and the answer is lost; the client's retries cannot get through.
+    stripe_stand_in.inject("drop_after", times=1, method="POST", path="/v1/payment_links", when=bos_registration)
+    stripe_stand_in.inject("drop", times=None, method="POST", path="/v1/payment_links", when=a_retry)
+    result = commit_backfill(session, league["admin"], stripe_gateway, plan_backfill(session, league["admin"]),
+                             success_url=SUCCESS_URL)
+
+    [failure] = result.failed
+    assert "stays reserved" in failure.reason
+    [reservation] = _reservations(session)
+    assert (reservation.player_id, reservation.product_id) == (bo.id, registration.id)
+    assert len(stripe_stand_in.payment_links) == 8  # Stripe did make it
+
+    stripe_stand_in.clear_faults()
+    rerun = commit_backfill(session, league["admin"], stripe_gateway, plan_backfill(session, league["admin"]),
+                            success_url=SUCCESS_URL)
+
+    assert rerun.ok and [o.link_id for o in rerun.minted] == [reservation.id]
+    assert len(stripe_stand_in.payment_links) == 8 and stripe_stand_in.requests[-1].replayed
+    assert not _reservations(session) and len(_active_links(session, league["tenant"])) == 8
+
+
+def test_a_reservation_is_not_owed_and_payment_sync_leaves_it_alone(session, league, stripe_gateway):
+    amy, registration = league["amy"], league["registration"]
+    reservation = PaymentLink(tenant_id=league["tenant"].id, player_id=amy.id, product_id=registration.id,
+                              price_tier_id=default_tier(registration).id, amount_cents=15000, currency="usd",
+                              status=LinkStatus.MINTING)
+    session.add(reservation)
+    session.commit()
+
+    assert _owed_items(session, league) == []
+    sync = sync_payments(session, league["admin"], stripe_gateway, full=True)
+
+    assert sync.ok and sync.links_checked == 0
+    session.refresh(reservation)
+    assert (reservation.status, reservation.stripe_payment_link_id) == (LinkStatus.MINTING, None)
+
+
+def _owed_items(session, league) -> list[Any]:
+    return [item for balance in outstanding_balances(session, league["admin"]) for item in balance.items]
+
+
 def test_one_failing_item_is_reported_and_the_others_are_minted(session, league, stripe_gateway, stripe_stand_in):
     bo = league["bo"]
+    # Refused from inside the endpoint: like Stripe, the stand-in keeps the refusal under the
+    # request's idempotency key and would replay it to the same key.
     stripe_stand_in.inject(
-        "error", times=None, path="/v1/payment_links", status=400,
+        "refuse", times=1, path="/v1/payment_links", status=400,
         message="The account cannot take payments in this currency",
         when=lambda r: r.params.get("metadata", {}).get("player_id") == str(bo.id)
         and r.params["metadata"]["product_id"] == str(league["registration"].id),
@@ -369,11 +569,14 @@ def test_one_failing_item_is_reported_and_the_others_are_minted(session, league,
     assert len(result.minted) == 7 and len(_active_links(session, league["tenant"])) == 7
     audit = session.scalars(select(AuditEntry).where(AuditEntry.action == "backfill.commit")).one()
     assert audit.details["failed"][0]["reason"] == failure.reason
+    # Stripe refused outright, so nothing exists to find later: the reservation is gone
+    assert not _reservations(session)
+    [refused_key] = {r.idempotency_key for r in stripe_stand_in.requests if r.status == 400}
 
-    stripe_stand_in.clear_faults()
     rerun = commit_backfill(session, league["admin"], stripe_gateway, plan_backfill(session, league["admin"]),
                             success_url=SUCCESS_URL)
     assert [(o.item.player_id, o.item.product_id) for o in rerun.minted] == [(bo.id, league["registration"].id)]
+    assert stripe_stand_in.requests[-1].idempotency_key != refused_key  # a new row, so a new key
 
 
 def test_a_price_that_cannot_be_created_fails_only_the_links_that_need_it(session, league, stripe_gateway,

@@ -7,10 +7,14 @@ from sqlalchemy import func, select
 
 from core.access import Role
 from core.backfill import plan_backfill
-from core.models import LinkStatus, PaymentLink
+from core.models import LinkStatus, PaymentLink, Player, PlayerStatus, Product
+from core.money import format_cents
+from core.roster_import import import_roster
 from core.tenants import find_tenant
 from dashboard.navigation import pages_for
+from dashboard.text import plain
 from tests.factories import acting
+from tests.stripe_links import mirror_league
 
 
 @pytest.fixture
@@ -118,6 +122,41 @@ def test_failures_are_shown_with_their_reason(demo_league, open_app, session, st
     failures = _table_with(at, "Reason")
     assert len(failures) == len(failing)
     assert all("Your account is restricted" in reason for reason in failures["Reason"])
+
+
+def test_a_price_change_is_shown_old_to_new_and_replaced_on_commit(demo_league, open_app, session,
+                                                                    stripe_configured):
+    tenant = find_tenant(session, "demo")
+    mirror_league(stripe_configured, session, tenant.id)  # the demo's links exist at Stripe
+    products = b"product,kind,required,amount\nRegistration,one_time,yes,175.00\n"
+    assert not import_roster(session, acting(tenant), products, commit=True).errors
+    session.commit()
+    replacing = _plan(session).totals.links_to_replace
+    assert replacing > 0
+    at = _open(open_app)
+    assert {m.label: m.value for m in at.metric}["Price changes"] == str(replacing)
+    table = _plan_table(at)
+    replaced_rows = table[table["Action"] == "replace"]
+    assert len(replaced_rows) == replacing and set(replaced_rows["Amount"]) == {"$150.00 → $175.00"}
+
+    at.toggle(key="backfill_dry_run").set_value(False).run()
+    totals = _plan(session).totals
+    expected = (f"replace {replacing} at a new price ({format_cents(totals.replaced_from_cents)} → "
+                f"{format_cents(totals.replaced_to_cents)}")
+    assert plain(expected) in at.checkbox(key="backfill_confirm").label  # "$" escaped: never read as maths
+    at.checkbox(key="backfill_confirm").check().run()
+    at.button(key="backfill_commit").click().run()
+
+    assert not at.exception
+    assert any(f"{replacing} replaced at a new price" in s.value for s in at.success)
+    session.expire_all()
+    registration = session.scalars(select(Product).where(Product.tenant_id == tenant.id,
+                                                         Product.name == "Registration")).one()
+    active = session.scalars(select(PaymentLink.amount_cents).join(Player, Player.id == PaymentLink.player_id).where(
+        PaymentLink.product_id == registration.id, PaymentLink.status == LinkStatus.ACTIVE,
+        Player.status == PlayerStatus.SIGNED)).all()
+    assert active and set(active) == {17500}  # (withdrawn players are not billed: payment sync retires theirs)
+    assert {m.label: m.value for m in at.metric}["Price changes"] == "0"
 
 
 def test_only_admins_are_offered_the_page(session, demo_league):
