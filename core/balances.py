@@ -7,13 +7,12 @@ The dashboard table, the treasurer's CSV, the email audience and the email body 
 from __future__ import annotations
 
 import gc
-from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import Iterable, Iterator, NamedTuple, Optional, Sequence
+from typing import Any, Iterator, NamedTuple, Optional, Sequence
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Row, Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from core.access import ActingUser, Permission, require
@@ -128,10 +127,10 @@ def _balances_statement(user: ActingUser, filters: BalanceFilter) -> Select:  # 
             Parent.name,
             Parent.email,
             Parent.email_opt_out,
+            # From here on, the columns are a LineItem's fields in order.
             PaymentLink.id,
             Player.id,
-            Player.first_name,
-            Player.last_name,
+            func.trim(Player.first_name + " " + Player.last_name),
             Team.name,
             Product.id,
             Product.name,
@@ -194,42 +193,17 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _group_by_parent(rows: Iterable[tuple], *, show_email: bool) -> list[OutstandingBalance]:  # type: ignore[type-arg]
+def _group_by_parent(rows: Sequence[Row[Any]], *, show_email: bool) -> list[OutstandingBalance]:
     parents: dict[int, tuple[str, Optional[str], bool]] = {}
-    items: dict[int, list[LineItem]] = defaultdict(list)
-    for (
-        parent_id,
-        parent_name,
-        parent_email,
-        opt_out,
-        link_id,
-        player_id,
-        first_name,
-        last_name,
-        team_name,
-        product_id,
-        product_name,
-        amount_cents,
-        currency,
-        url,
-        processing,
-    ) in rows:
-        if parent_id not in parents:
-            parents[parent_id] = (parent_name, parent_email if show_email else None, opt_out)
-        items[parent_id].append(
-            LineItem(
-                link_id,
-                player_id,
-                f"{first_name} {last_name}".strip(),
-                team_name,
-                product_id,
-                product_name,
-                amount_cents,
-                currency,
-                url,
-                bool(processing),
-            )
-        )
+    items: dict[int, list[LineItem]] = {}
+    make_item = LineItem._make
+    for row in rows:
+        parent_id = row[0]
+        parent_items = items.get(parent_id)
+        if parent_items is None:
+            parent_items = items[parent_id] = []
+            parents[parent_id] = (row[1], row[2] if show_email else None, row[3])
+        parent_items.append(make_item(row[4:]))
     ordered = sorted(parents.items(), key=lambda entry: (entry[1][0].casefold(), entry[0]))
     return [
         OutstandingBalance(
