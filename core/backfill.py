@@ -1142,7 +1142,8 @@ class _CommitRun:
     def _done(self, outcome: ItemOutcome) -> None:
         self.result.outcomes.append(outcome)
         if outcome.status is ItemStatus.FAILED:
-            log.warning("Backfill item %s failed: %s", outcome.item.key, outcome.reason)
+            # info, not warning: the caller reports every failure to the person who ran it.
+            log.info("Backfill item %s failed: %s", outcome.item.key, outcome.reason)
         if self.progress is not None:
             self.progress(len(self.result.outcomes), self.total, outcome)
 

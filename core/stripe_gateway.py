@@ -313,8 +313,16 @@ def _retryable(exc: stripe.StripeError) -> bool:
     return exc.http_status is not None and (exc.http_status >= 500 or exc.http_status == 409)
 
 
+def _one_line_reason(exc: stripe.StripeError) -> str:
+    """The SDK's message as one line. Connection errors carry a multi-line support notice and
+    a urllib3 traceback in text; the operator needs only that Stripe could not be reached."""
+    if isinstance(exc, stripe.APIConnectionError):
+        return "could not connect to Stripe (check STRIPE_API_BASE and the network)"
+    return " ".join((exc.user_message or type(exc).__name__).split())
+
+
 def _provider_error(action: str, exc: stripe.StripeError, *, retryable: bool) -> PaymentProviderError:
-    reason = exc.user_message or type(exc).__name__
+    reason = _one_line_reason(exc)
     status = f"HTTP {exc.http_status}: " if exc.http_status else ""
     return PaymentProviderError(
         f"Stripe could not {action}: {status}{reason}",

@@ -218,6 +218,9 @@ def test_connections_dropped_past_the_retries_are_a_retryable_error(stripe_stand
         _price(gateway)
     assert failed.value.retryable
     assert stripe_stand_in.count("POST", "/v1/prices") == 2
+    # One line an operator can read, not the SDK's support notice and urllib3's story.
+    assert str(failed.value) == "Stripe could not create a price: could not connect to Stripe (check " \
+        "STRIPE_API_BASE and the network)"
 
 
 def test_a_refusal_names_the_reason_and_the_request(stripe_gateway, stripe_stand_in):
