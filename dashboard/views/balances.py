@@ -118,7 +118,9 @@ def _charts(balances: list[OutstandingBalance]) -> None:
         grouped = frame.groupby(field, as_index=False)["cents"].sum()
         grouped["Dollars owed"] = grouped["cents"] // 100  # whole dollars, for the bar length only
         column.subheader(title)
-        column.bar_chart(grouped, x=field, y="Dollars owed", horizontal=True)
+        # The theme's colour (.streamlit/config.toml), so the charts match the rest of the app.
+        column.bar_chart(grouped, x=field, y="Dollars owed", horizontal=True,
+                         color=st.get_option("theme.primaryColor"))
 
 
 def _downloads(user: ActingUser, filters: BalanceFilter) -> None:
