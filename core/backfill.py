@@ -444,31 +444,33 @@ class _PlayerPlanner:
 
     def order_item(self, product: Product, order: Order) -> BackfillItem:
         pair = (self.player.id, product.id)
+        # The treasurer knows an order by its reference in the registration system.
+        label = f"order {order.external_ref}" if order.external_ref else f"order #{order.id}"
         if order.id in self.links.by_order:
             row = self.links.by_order[order.id]
             if row.status is LinkStatus.MINTING:
                 return self._resume(product, row, replaces=None)
             action = PlanAction.ALREADY_LINKED if row.status is LinkStatus.ACTIVE else PlanAction.ALREADY_PAID
-            return self._existing(product, row, action, f"order #{order.id} is linked", order_id=order.id)
+            return self._existing(product, row, action, f"{label} is linked", order_id=order.id)
         if pair in self.links.active:
             row = self.links.active[pair]
             return self._item(
                 product, order.amount_cents, order.currency, PlanAction.WAITING,
-                f"order #{order.id} waits: an active {product.name} link "
+                f"{label} waits: an active {product.name} link "
                 f"({row.amount}) must be paid or deactivated first",
                 order_id=order.id, existing_link_id=row.id,
             )
         if pair in self.links.minting:
             return self._item(
                 product, order.amount_cents, order.currency, PlanAction.WAITING,
-                f"order #{order.id} waits: another {product.name} link is being minted",
+                f"{label} waits: another {product.name} link is being minted",
                 order_id=order.id,
             )
         if product.id in self.planned:
             first = self.planned[product.id]
             return self._item(
                 product, order.amount_cents, order.currency, PlanAction.WAITING,
-                f"order #{order.id} waits for order #{first.order_id}: one active link per player and product",
+                f"{label} waits for order #{first.order_id}: one active link per player and product",
                 order_id=order.id,
             )
         tier = next(
@@ -476,7 +478,8 @@ class _PlayerPlanner:
              if t.amount_cents == order.amount_cents and t.currency == order.currency),
             None,
         )
-        return self._to_mint(product, order.amount_cents, order.currency, tier, order_id=order.id)
+        return self._to_mint(product, order.amount_cents, order.currency, tier, order_id=order.id,
+                             order_label=label)
 
     def _resume(self, product: Product, reserved: _LinkRow, *, replaces: Optional[_LinkRow]) -> BackfillItem:
         """Finish a row an interrupted run reserved, at the amount it was reserved for."""
@@ -494,7 +497,8 @@ class _PlayerPlanner:
         return item
 
     def _to_mint(self, product: Product, amount: int, currency: str, tier: Optional[PriceTier], *,
-                 order_id: Optional[int], replaces: Optional[_LinkRow] = None) -> BackfillItem:
+                 order_id: Optional[int], replaces: Optional[_LinkRow] = None,
+                 order_label: Optional[str] = None) -> BackfillItem:
         if tier is None:
             source, reason = PriceSource.NEW_TIER, f"new price tier at {format_cents(amount, currency)}"
         elif tier.stripe_price_id is None:
@@ -505,7 +509,7 @@ class _PlayerPlanner:
             what = (f"price changed: {replaces.amount} → {format_cents(amount, currency)}, "
                     f"the old link is deactivated once the new one is made")
         elif order_id is not None:
-            what = f"order #{order_id}"
+            what = order_label or f"order #{order_id}"
         else:
             what = "monthly dues" if product.kind is ProductKind.MONTHLY else "required"
         item = self._item(

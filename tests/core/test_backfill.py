@@ -159,6 +159,8 @@ def test_a_second_order_for_the_same_product_waits_for_the_first(session, league
     assert first_item.action is PlanAction.MINT
     assert (second_item.order_id, second_item.action) == (second.id, PlanAction.WAITING)
     assert f"waits for order #{league['amy_uniform'].id}" in second_item.reason
+    assert second_item.reason.startswith(f"order {second.external_ref} waits")  # the treasurer's reference
+    assert first_item.reason.startswith(f"order {league['amy_uniform'].external_ref};")
 
 
 def test_an_order_waits_while_the_player_has_an_active_link_for_that_product(session, league):
