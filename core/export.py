@@ -104,6 +104,19 @@ def export_balances_csv(
     """
     require(user, Permission.EXPORT_BALANCES)
     balances = outstanding_balances(session, user, filters)
+    record_balances_export(session, user, balances, kind=kind)
+    return render_csv(balances, kind)
+
+
+def record_balances_export(
+    session: Session, user: ActingUser, balances: Sequence[OutstandingBalance], *, kind: ExportKind
+) -> None:
+    """Record in the audit log that ``user`` took ``balances`` away as a CSV. The caller commits.
+
+    The dashboard renders the CSV from the balances it shows and records the export when the
+    download is clicked; the command line records it through ``export_balances_csv``.
+    """
+    require(user, Permission.EXPORT_BALANCES)
     summary = summarise(balances)
     record_action(
         session,
@@ -113,4 +126,3 @@ def export_balances_csv(
         f"({decimal_amount(summary.total_cents)} {summary.currency.upper()}) as {kind.value}",
         details={"kind": kind.value, "families": summary.families, "total_cents": summary.total_cents},
     )
-    return render_csv(balances, kind)

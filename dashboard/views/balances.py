@@ -10,19 +10,18 @@ import streamlit as st
 
 from core.access import ActingUser, Permission
 from core.balances import BalanceFilter, OutstandingBalance, outstanding_balances, summarise
-from core.db import session_factory
 from core.directory import league_of, league_products, visible_teams
-from core.export import ExportKind, export_balances_csv
+from core.export import ExportKind, record_balances_export, render_csv
 from core.money import format_cents
-from dashboard.state import engine, require_user, session_scope
+from dashboard.state import require_user, session_scope
 from dashboard.text import plain
 
 FAMILIES_PER_PAGE = 25
 
 
 def _balances(user: ActingUser, filters: BalanceFilter) -> list[OutstandingBalance]:
-    # Not cached: the figures must agree with the CSV (computed when it is downloaded) and
-    # with changes made by the CLI or another replica; it is one query however large the league.
+    # Not cached: the figures must follow changes made by the CLI or another replica at once;
+    # it is one query however large the league.
     with session_scope() as session:
         return outstanding_balances(session, user, filters)
 
@@ -123,27 +122,23 @@ def _charts(balances: list[OutstandingBalance]) -> None:
                          color=st.get_option("theme.primaryColor"))
 
 
-def _downloads(user: ActingUser, filters: BalanceFilter) -> None:
-    factory = session_factory(engine())
+def _downloads(user: ActingUser, balances: list[OutstandingBalance]) -> None:
+    """The CSVs of exactly the balances on screen; the export is audited when it is clicked."""
 
-    def export(kind: ExportKind) -> bytes:
-        with factory() as session:
-            data = export_balances_csv(session, user, filters, kind=kind)
-            session.commit()
-            return data
+    def record(kind: ExportKind) -> None:
+        with session_scope() as session:
+            record_balances_export(session, user, balances, kind=kind)
 
     stamp = datetime.now().strftime("%Y-%m-%d")
     row = st.container(horizontal=True)
-    row.download_button(
-        "Download line items (CSV)", data=lambda: export(ExportKind.LINE_ITEMS),
-        file_name=f"balances-line-items-{stamp}.csv", mime="text/csv", key="download_items",
-        icon=":material/download:",
-    )
-    row.download_button(
-        "Download per family (CSV)", data=lambda: export(ExportKind.PARENTS),
-        file_name=f"balances-per-family-{stamp}.csv", mime="text/csv", key="download_parents",
-        icon=":material/download:",
-    )
+    for kind, label, name in (
+        (ExportKind.LINE_ITEMS, "Download line items (CSV)", "line-items"),
+        (ExportKind.PARENTS, "Download per family (CSV)", "per-family"),
+    ):
+        row.download_button(
+            label, data=render_csv(balances, kind), file_name=f"balances-{name}-{stamp}.csv", mime="text/csv",
+            key=f"download_{name}", icon=":material/download:", on_click=record, args=(kind,),
+        )
 
 
 def main() -> None:
@@ -166,7 +161,7 @@ def main() -> None:
             )
         return
     if user.can(Permission.EXPORT_BALANCES):
-        _downloads(user, filters)
+        _downloads(user, balances)
     by_family, line_items, charts = st.tabs(["By family", "All line items", "Charts"])
     with by_family:
         _families(balances, user)

@@ -7,14 +7,16 @@ import io
 import re
 
 import pytest
+from sqlalchemy import text
 from playwright.sync_api import expect
 
+from core.db import make_engine
 from tests.browser.streamlit_page import wait_until_idle
 
 pytestmark = pytest.mark.browser
 
 
-def test_treasurer_sees_demo_balances_and_downloads_the_csv(page, demo_dashboard, artifacts_dir):
+def test_treasurer_sees_demo_balances_and_downloads_the_csv(demo_dashboard, page, artifacts_dir, tmp_path):
     page.goto(demo_dashboard)
     page.get_by_text("Outstanding balances", exact=True).first.wait_for(timeout=60_000)
     page.get_by_text("Treasurer (balances, export, sync)").click()
@@ -35,3 +37,10 @@ def test_treasurer_sees_demo_balances_and_downloads_the_csv(page, demo_dashboard
     exported_cents = sum(int(row["amount"].replace(".", "")) for row in rows if row["status"] == "owed")
     shown_cents = int(total.inner_text().replace("$", "").replace(",", "").replace(".", ""))
     assert exported_cents == shown_cents
+    # The download is recorded in the audit log, as the treasurer who clicked it.
+    engine = make_engine(f"sqlite:///{tmp_path / 'league.db'}")
+    with engine.connect() as connection:
+        exports = connection.execute(text("SELECT actor, summary FROM audit_log WHERE action = 'export'")).all()
+    engine.dispose()
+    assert [actor for actor, _ in exports] == ["demo-treasurer"]
+    assert exports[0][1].startswith(f"Exported {len(rows)} line items")

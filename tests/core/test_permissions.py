@@ -51,7 +51,7 @@ from core.email.outbox import retry_messages
 from core.email.presend import sync_payments_first
 from core.email.registry import OUTSTANDING_BALANCE, everyone_who_owes
 from core.errors import PermissionDenied
-from core.export import ExportKind, export_balances_csv
+from core.export import ExportKind, export_balances_csv, record_balances_export
 from core.models import Base, Product, Tenant
 from core.payment_sync import sync_payments
 from core.roster_import import import_roster
@@ -131,6 +131,8 @@ CALLS: tuple[Call, ...] = (
          lambda s, u, w: audit_filter_choices(s, u)),
     Call("audit_log_csv", audit_log_csv, P.VIEW_AUDIT_LOG, lambda s, u, w: audit_log_csv(s, u)),
     Call("plan_backfill", plan_backfill, P.MINT_LINKS, lambda s, u, w: plan_backfill(s, u)),
+    Call("record_balances_export", record_balances_export, P.EXPORT_BALANCES,
+         lambda s, u, w: record_balances_export(s, u, [], kind=ExportKind.LINE_ITEMS), returns_league_data=False),
     Call("current_league_settings", current_league_settings, P.MANAGE_LEAGUE,
          lambda s, u, w: current_league_settings(s, u), returns_league_data=True),
     Call("update_league_settings", update_league_settings, P.MANAGE_LEAGUE,
