@@ -895,18 +895,21 @@ class _CommitRun:
             self.session.commit()
         except IntegrityError as exc:
             self.session.rollback()
-            taken = self.session.scalars(
-                select(PaymentLink.id).where(
+            # The other run may already have finished its link by now: minting or active, the
+            # pair is taken care of, and this run leaves it alone.
+            taken = self.session.execute(
+                select(PaymentLink.id, PaymentLink.status).where(
                     PaymentLink.tenant_id == self.plan.tenant_id,
                     PaymentLink.player_id == item.player_id,
                     PaymentLink.product_id == item.product_id,
-                    PaymentLink.status == LinkStatus.MINTING,
-                )
+                    PaymentLink.status.in_([LinkStatus.MINTING, LinkStatus.ACTIVE]),
+                ).order_by(PaymentLink.id.desc())
             ).first()
             self.session.commit()
-            if taken is not None:
-                self._done(ItemOutcome(item, ItemStatus.SKIPPED, "another backfill is minting this link",
-                                       link_id=taken))
+            if taken is not None and item.replaces_link_id != taken.id:
+                reason = ("another backfill is minting this link" if taken.status is LinkStatus.MINTING
+                          else "another backfill minted this link meanwhile")
+                self._done(ItemOutcome(item, ItemStatus.SKIPPED, reason, link_id=taken.id))
             else:
                 self._done(ItemOutcome(item, ItemStatus.FAILED, f"the database refused the link: {_reason(exc)}"))
             return None

@@ -655,7 +655,7 @@ def test_two_backfills_at_once_leave_one_active_link_per_pair(database_url, sess
     assert not errors
     links = _active_links(session, league["tenant"])
     assert len(links) == pairs == len({(l.player_id, l.product_id) for l in links})
-    assert all(result.ok for result in results)
+    assert all(result.ok for result in results), [(o.item.key, o.reason) for r in results for o in r.failed]
     assert sum(len(r.minted) for r in results) == pairs
     assert sum(len(r.reused) + len(r.skipped) for r in results) == pairs
     assert len(stripe_stand_in.payment_links) == pairs  # the same idempotency keys: Stripe made each link once
