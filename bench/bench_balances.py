@@ -15,18 +15,17 @@ import os
 import statistics
 import sys
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import create_engine, event, insert, select, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy import event, insert, select, text  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from core.access import ActingUser, Role  # noqa: E402
 from core.balances import outstanding_balances  # noqa: E402
-from core.db import make_engine, normalise_url, upgrade_database  # noqa: E402
+from core.db import make_engine, normalise_url  # noqa: E402
+from tests.scratch_database import scratch_postgres_database  # noqa: E402
 from core.models import (  # noqa: E402
     LinkStatus,
     Parent,
@@ -125,13 +124,7 @@ def main() -> None:
     parser.add_argument("--naive-max", type=int, default=50_000, help="skip the naive walk above this size")
     args = parser.parse_args()
 
-    name = f"bench_balances_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    try:
-        upgrade_database(url)
+    with scratch_postgres_database(ADMIN_URL, "bench_balances") as url:
         engine = make_engine(url)
         print(f"{'parents':>8} {'links':>7} | {'balances ms':>11} {'stmts':>5} | {'naive ms':>9} {'stmts':>6} | {'ratio':>6}")
         for size in args.sizes:
@@ -154,10 +147,6 @@ def main() -> None:
             else:
                 print(f"{size:>8} {links:>7} | {fast * 1000:>11.1f} {fast_statements:>5} | {'skipped':>9} {'':>6} |")
         engine.dispose()
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 if __name__ == "__main__":

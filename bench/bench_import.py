@@ -20,15 +20,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from core.db import make_engine, normalise_url, session_factory, upgrade_database  # noqa: E402
+from core.db import make_engine, session_factory  # noqa: E402
+from tests.scratch_database import scratch_postgres_database  # noqa: E402
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 HEADER = "player_ref,first_name,last_name,status,team,parent_ref,parent_name,parent_email\n"
@@ -110,23 +109,12 @@ def main() -> int:
         run_size(args.child, args.database)
         return 0
 
-    admin_url = normalise_url(args.postgres)
-    name = f"bench_import_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    try:
-        upgrade_database(url)
+    with scratch_postgres_database(args.postgres, "bench_import") as url:
         print(f"Roster import benchmark on PostgreSQL ({make_url(url).render_as_string(hide_password=True)})")
         for rows in args.sizes:
             subprocess.run(
                 [sys.executable, __file__, "--child", str(rows), "--database", url], check=True
             )
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
     return 0
 
 

@@ -24,7 +24,6 @@ import random
 import sys
 import tempfile
 import time
-import uuid
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -32,8 +31,7 @@ from typing import Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import create_engine, insert, text, update  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy import insert, text, update  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from core.access import ActingUser, Role  # noqa: E402
@@ -52,6 +50,7 @@ from core.models import (  # noqa: E402
 )
 from core.payment_sync import sync_payments  # noqa: E402
 from core.stripe_gateway import StripeGateway, documented_rate_limit  # noqa: E402
+from tests.scratch_database import scratch_postgres_database  # noqa: E402
 from tests.stripe_stand_in import StripeStandIn  # noqa: E402
 
 ADMIN_URL = normalise_url(os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
@@ -68,18 +67,8 @@ def scratch_database(sqlite: bool) -> Iterator[str]:
             upgrade_database(url)
             yield url
         return
-    name = f"bench_sync_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    try:
-        upgrade_database(url)
+    with scratch_postgres_database(ADMIN_URL, "bench_sync") as url:
         yield url
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def build_league(session: Session, stand_in: StripeStandIn, slug: str, links: int, *, synced_at: datetime) -> tuple[int, list[str]]:

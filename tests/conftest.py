@@ -7,18 +7,20 @@ tables after every test.
 
 from __future__ import annotations
 
+from contextlib import ExitStack
+
 import os
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from core.db import make_engine, normalise_url, session_factory, upgrade_database
+from core.db import make_engine, session_factory, upgrade_database
 from core.models import Base
+from tests.scratch_database import scratch_postgres_database
 
 if TYPE_CHECKING:
     from core.stripe_gateway import StripeGateway
@@ -44,20 +46,12 @@ def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="session")
 def postgresql_url() -> Iterator[str]:
-    admin_url = normalise_url(POSTGRES_ADMIN_URL)
-    name = f"billing_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # the suite must say clearly why it cannot run
-        pytest.exit(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {exc}", returncode=3)
-    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    upgrade_database(url)
-    yield url
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with ExitStack() as stack:
+        try:
+            url = stack.enter_context(scratch_postgres_database(POSTGRES_ADMIN_URL, "billing_test"))
+        except OperationalError as exc:  # the suite must say clearly why it cannot run
+            pytest.exit(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {exc}", returncode=3)
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
