@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 from email.message import EmailMessage as MimeMessage
 from typing import Callable, Optional
 
-from sqlalchemy import func, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy.orm import Session, aliased
 
 from core.access import ActingUser, Permission, require
 from core.audit import record_action
@@ -65,6 +65,7 @@ OPTED_OUT = "opted out of email"
 ALL_PROCESSING = "payment processing"
 QUEUED_ELSEWHERE = "already queued in another send"
 BEING_EMAILED = "being emailed by another send"
+EMAILED_BY_SEND_IN_PROGRESS = "emailed by another send still in progress"
 COOL_DOWN = "emailed within the cool-down"
 
 
@@ -161,8 +162,9 @@ def build_manifest(
 
     Skipped: nothing owed, opted out, no or unusable email address, every item's payment still
     processing, emailed within the cool-down (a sent reminder that was not a test), and —
-    whatever the cool-down, even 0 days — queued in another campaign that is still running or
-    being emailed right now. Runs a constant number of queries.
+    whatever the cool-down, even 0 days — queued in another campaign that is still running,
+    being emailed right now, or already emailed by a send still in progress (two sends started
+    at once email a parent once). Runs a constant number of queries.
     """
     require(user, Permission.PREVIEW_EMAIL)
     if cooldown_days < 0:
@@ -588,14 +590,24 @@ def _recent_reminders(session: Session, user: ActingUser, *, now: datetime, cool
     """Why each parent already reminded or about to be is skipped (parent id -> reason).
 
     Within the cool-down: a reminder sent (or possibly sent) that was not a test. Whatever the
-    cool-down: a reminder being sent right now, or queued in another campaign still running —
-    so two sends with a cool-down of 0 days never queue one parent twice.
+    cool-down: a reminder being sent right now, queued in another campaign still running, or sent
+    by a campaign still sending (it has messages queued or in flight) — so two sends with a
+    cool-down of 0 days never email one parent twice, however far the first one has got.
     """
     since = now - timedelta(days=cooldown_days)
+    sibling = aliased(EmailMessage)
+    still_sending = (
+        select(sibling.id)
+        .where(
+            sibling.campaign_id == EmailMessage.campaign_id,
+            or_(sibling.status == MessageStatus.PENDING, in_flight_messages(now, sibling)),
+        )
+        .exists()
+    )
     rows = session.execute(
         select(
             EmailMessage.parent_id, EmailMessage.campaign_id, EmailMessage.status, EmailMessage.error,
-            EmailMessage.claimed_at,
+            EmailMessage.claimed_at, EmailMessage.sent_at,
         )
         .join(EmailCampaign, EmailCampaign.id == EmailMessage.campaign_id)
         .where(
@@ -603,20 +615,29 @@ def _recent_reminders(session: Session, user: ActingUser, *, now: datetime, cool
             EmailCampaign.test_address.is_(None),
             counts_as_reminder_since(since)
             | in_flight_messages(now)
-            | ((EmailMessage.status == MessageStatus.PENDING) & (EmailCampaign.status == CampaignStatus.RUNNING)),
+            | (
+                (EmailCampaign.status == CampaignStatus.RUNNING)
+                & (
+                    (EmailMessage.status == MessageStatus.PENDING)
+                    | ((EmailMessage.status == MessageStatus.SENT) & still_sending)
+                )
+            ),
         )
         .order_by(EmailMessage.id)
     ).all()
     # One reason per parent, the strongest: being emailed now, then emailed, then queued.
-    rank = {BEING_EMAILED: 0, COOL_DOWN: 1, QUEUED_ELSEWHERE: 2}
+    rank = {BEING_EMAILED: 0, COOL_DOWN: 1, EMAILED_BY_SEND_IN_PROGRESS: 2, QUEUED_ELSEWHERE: 3}
     recent: dict[int, tuple[int, str]] = {}
-    for parent_id, campaign_id, status, error, claimed_at in rows:
+    for parent_id, campaign_id, status, error, claimed_at, sent_at in rows:
+        when = sent_at if status is MessageStatus.SENT else claimed_at
         if is_in_flight(status, error=error, claimed_at=claimed_at, now=now):
             kind, reason = BEING_EMAILED, f"{BEING_EMAILED} (campaign #{campaign_id})"
         elif status is MessageStatus.PENDING:
             kind, reason = QUEUED_ELSEWHERE, f"{QUEUED_ELSEWHERE} (campaign #{campaign_id})"
-        else:
+        elif when is not None and when >= since:
             kind, reason = COOL_DOWN, f"emailed within the {cooldown_days}-day cool-down (campaign #{campaign_id})"
+        else:
+            kind, reason = EMAILED_BY_SEND_IN_PROGRESS, f"{EMAILED_BY_SEND_IN_PROGRESS} (campaign #{campaign_id})"
         if parent_id not in recent or rank[kind] <= recent[parent_id][0]:
             recent[parent_id] = (rank[kind], reason)
     return {parent_id: reason for parent_id, (_, reason) in recent.items()}

@@ -214,12 +214,15 @@ def retry_messages(
     return int(result.rowcount or 0)
 
 
-def in_flight_messages(now: datetime) -> ColumnElement[bool]:
-    """Messages a worker is sending right now: claimed recently, no outcome reported yet."""
+def in_flight_messages(now: datetime, message: type[EmailMessage] = EmailMessage) -> ColumnElement[bool]:
+    """Messages a worker is sending right now: claimed recently, no outcome reported yet.
+
+    ``message`` is the entity to test (``EmailMessage`` or an alias of it).
+    """
     return and_(
-        EmailMessage.status == MessageStatus.SENDING,
-        EmailMessage.error.is_(None),
-        EmailMessage.claimed_at >= now - STALE_CLAIM_AFTER,
+        message.status == MessageStatus.SENDING,
+        message.error.is_(None),
+        message.claimed_at >= now - STALE_CLAIM_AFTER,
     )
 
 

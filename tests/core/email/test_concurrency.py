@@ -24,7 +24,7 @@ from tests.factories import acting, make_link, make_parent, make_player, make_pr
 PARENTS = 24
 # How a parent another send is emailing (or has emailed) is skipped, at queue or at claim time.
 ALREADY_REMINDED = ("already queued in another send", "being emailed by another send", "emailed within the",
-                    "emailed since this was queued")
+                    "emailed since this was queued", "emailed by another send still in progress")
 
 
 class Slow(FileBackend):
@@ -113,6 +113,36 @@ def test_two_admins_sending_to_everyone_at_once_email_each_parent_once(
     skipped = [m for c in (one, two) for m in campaign_messages(session, admin, c.id) if m.status is MessageStatus.SKIPPED]
     assert len(skipped) == PARENTS
     assert all(m.skip_reason.startswith(ALREADY_REMINDED) for m in skipped), {m.skip_reason for m in skipped}
+
+
+def test_a_send_started_when_another_is_half_way_emails_nobody_twice_with_no_cool_down(
+    session, engine, big_league, tmp_path
+):
+    """The second admin presses send after the first send has emailed some parents but not all."""
+    tenant, emails = big_league
+    admin = acting(tenant)
+    outbox = tmp_path / "outbox"
+    second: list[int] = []
+
+    class StartsAnotherSendHalfWay(FileBackend):
+        def send(self, message):  # type: ignore[no-untyped-def]
+            provider_id = super().send(message)
+            if len(recipients(outbox)) == PARENTS // 2 and not second:
+                from core.db import unit_of_work
+                with unit_of_work(engine) as other:
+                    second.append(start_campaign(other, admin, OUTSTANDING_BALANCE, email_from=EMAIL_FROM,
+                                                 cooldown_days=0).id)
+            return provider_id
+
+    first = start_campaign(session, admin, OUTSTANDING_BALANCE, email_from=EMAIL_FROM, cooldown_days=0)
+    session.commit()
+    assert drain_outbox(engine, admin, first.id, backend=StartsAnotherSendHalfWay(outbox), email_from=EMAIL_FROM,
+                        workers=1).sent == PARENTS
+    later = drain_outbox(engine, admin, second[0], backend=Slow(outbox), email_from=EMAIL_FROM)
+    assert (later.sent, later.skipped) == (0, 0)
+    assert recipients(outbox) == emails
+    reasons = [m.skip_reason for m in campaign_messages(session, admin, second[0])]
+    assert len(reasons) == PARENTS and all(r.startswith(ALREADY_REMINDED) for r in reasons), set(reasons)
 
 
 @pytest.mark.parametrize("cooldown_days", [3, 0], ids=["3-day-cool-down", "no-cool-down"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 
 from core.access import Role
 from core.email.campaigns import build_manifest
@@ -90,6 +91,33 @@ def test_a_parent_being_emailed_right_now_is_not_queued_again_with_no_cool_down(
               campaign_status=CampaignStatus.RUNNING)
     manifest = build_manifest(session, acting(league["tenant"]), OUTSTANDING_BALANCE, cooldown_days=0)
     assert reasons(manifest)["Ana O'Neil <& Co>"].startswith("being emailed by another send (campaign #")
+
+
+def _campaign_part_sent(session, league, *, still_queued: bool) -> None:  # type: ignore[no-untyped-def]
+    """A running send that has emailed Ana a minute ago and, if ``still_queued``, not yet Ben."""
+    _reminder(session, league, league["ana"], sent_ago=timedelta(minutes=1), campaign_status=CampaignStatus.RUNNING)
+    campaign = session.scalars(select(EmailCampaign).order_by(EmailCampaign.id.desc())).first()
+    status = MessageStatus.PENDING if still_queued else MessageStatus.FAILED
+    session.add(EmailMessage(campaign_id=campaign.id, tenant_id=league["tenant"].id, parent_id=league["ben"].id,
+                             to_address=league["ben"].email, currency="usd", status=status,
+                             message_id_header=f"<y{campaign.id}@example.org>"))
+    session.commit()
+
+
+def test_a_parent_emailed_by_a_send_still_in_progress_is_not_emailed_again_with_no_cool_down(session, league):
+    """Two admins press send: the second one's list, built while the first is half-way, emails nobody twice."""
+    _campaign_part_sent(session, league, still_queued=True)
+    manifest = build_manifest(session, acting(league["tenant"]), OUTSTANDING_BALANCE, cooldown_days=0)
+    assert manifest.count == 0
+    assert reasons(manifest)["Ana O'Neil <& Co>"].startswith("emailed by another send still in progress (campaign #")
+    assert reasons(manifest)["Bénédicte Zoë"].startswith("already queued in another send (campaign #")
+
+
+def test_a_send_with_nothing_left_to_send_no_longer_holds_its_parents(session, league):
+    """Left running only by a failure to deal with, it does not stop a 0-day cool-down send reaching Ana."""
+    _campaign_part_sent(session, league, still_queued=False)
+    manifest = build_manifest(session, acting(league["tenant"]), OUTSTANDING_BALANCE, cooldown_days=0)
+    assert manifest.count == 2
 
 
 def test_a_parent_whose_every_payment_is_processing_is_not_reminded(session, league):
