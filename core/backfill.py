@@ -18,10 +18,12 @@ A price change is a new link and the old one deactivated: when the active defaul
 of a pair is at another amount than the product's default tier now (a roster import of a new
 amount makes a new default tier), the plan *replaces* it. The new link is minted first, so
 the family always has a working link; then one transaction deactivates the old row and
-activates the new one; then the old link is switched off in Stripe. If Stripe refuses that,
-it is reported (the old link is already inactive here, and payment sync still records and
-flags a payment made through it). Only links made from the default tier are replaced, never
-an order's, and not while a payment on the link is processing (it may yet settle).
+activates the new one, marking the old row ``stripe_deactivation_pending``; then the old link
+is switched off in Stripe and the mark cleared. If Stripe refuses that, or the run stops in
+between, it is reported and every later run tries again until Stripe has switched it off (in
+the meantime payment sync still records and flags a payment made through it). Only links made
+from the default tier are replaced, never an order's, and not while a payment on the link is
+processing (it may yet settle).
 
 Each link row is *reserved* (status ``minting``, no Stripe id yet) and committed before Stripe
 is asked. Its id goes into the request's idempotency key and the link's metadata
@@ -174,6 +176,7 @@ class PlanTotals:
     links_to_replace: int = 0
     replaced_from_cents: int = 0  # what the links to replace bill now
     replaced_to_cents: int = 0  # what their replacements will bill
+    links_to_switch_off: int = 0  # deactivated here, still to switch off in Stripe
 
 
 @dataclass(frozen=True)
@@ -184,6 +187,7 @@ class BackfillPlan:
     tenant_slug: str
     items: tuple[BackfillItem, ...]
     signed_players: int = 0
+    pending_switch_offs: tuple[PendingSwitchOff, ...] = ()
 
     @property
     def to_mint(self) -> tuple[BackfillItem, ...]:
@@ -218,7 +222,13 @@ class BackfillPlan:
             links_to_replace=len(to_replace),
             replaced_from_cents=sum(item.replaced_amount_cents or 0 for item in to_replace),
             replaced_to_cents=sum(item.amount_cents for item in to_replace),
+            links_to_switch_off=len(self.pending_switch_offs),
         )
+
+    @property
+    def has_work(self) -> bool:
+        """Whether committing would ask Stripe for anything: links to mint or replace, old ones to switch off."""
+        return bool(self.to_change or self.pending_switch_offs)
 
 
 class ItemStatus(str, enum.Enum):
@@ -239,22 +249,40 @@ class ItemOutcome:
 
 
 @dataclass(frozen=True)
-class OldLinkStillActive:
-    """A replaced link deactivated here whose deactivation in Stripe failed.
+class PendingSwitchOff:
+    """A link deactivated here (replaced at a new price, or minted and not used) that Stripe
+    has not switched off yet: its row is marked ``stripe_deactivation_pending``."""
 
-    Someone holding its URL can still pay the old price; payment sync records such a
-    payment and flags it. Switch the link off in the Stripe dashboard.
-    """
-
-    item: BackfillItem
     link_id: int
     stripe_payment_link_id: str
+    player_name: str
+    parent_name: str
+    product_name: str
+
+
+@dataclass(frozen=True)
+class OldLinkStillActive:
+    """A link deactivated here whose deactivation in Stripe failed (this run's or a retry).
+
+    Someone holding its URL can still pay through it; payment sync records such a payment
+    and flags it. The next backfill run tries again; or switch it off in the Stripe dashboard.
+    """
+
+    link: PendingSwitchOff
     reason: str
 
+    @property
+    def link_id(self) -> int:
+        return self.link.link_id
+
+    @property
+    def stripe_payment_link_id(self) -> str:
+        return self.link.stripe_payment_link_id
+
     def describe(self) -> str:
-        return (f"{self.item.player_name} — {self.item.product_name}: the old link {self.stripe_payment_link_id} "
-                f"is deactivated here but still active in Stripe ({self.reason}); deactivate it in the "
-                f"Stripe dashboard")
+        return (f"{self.link.player_name} — {self.link.product_name}: the old link {self.stripe_payment_link_id} "
+                f"is deactivated here but still active in Stripe ({self.reason}); the next backfill run tries "
+                f"again, or deactivate it in the Stripe dashboard")
 
 
 @dataclass
@@ -266,6 +294,7 @@ class BackfillResult:
     tiers_created: int = 0
     resumed: int = 0  # reservations of an interrupted run taken up again
     old_links_still_active: list[OldLinkStillActive] = field(default_factory=list)
+    switched_off_again: int = 0  # links an earlier run deactivated, switched off in Stripe by this one
 
     def _with(self, status: ItemStatus) -> list[ItemOutcome]:
         return [outcome for outcome in self.outcomes if outcome.status is status]
@@ -301,8 +330,10 @@ class BackfillResult:
             f"{len(self.skipped)} skipped, {len(self.failed)} failed; "
             f"{self.prices_created} Stripe prices created"
         )
+        if self.switched_off_again:
+            text += f"; {self.switched_off_again} old links of an earlier run switched off in Stripe"
         if self.old_links_still_active:
-            text += f"; {len(self.old_links_still_active)} replaced links still active in Stripe"
+            text += f"; {len(self.old_links_still_active)} old links still active in Stripe"
         return text
 
 
@@ -366,7 +397,26 @@ def plan_backfill(session: Session, user: ActingUser) -> BackfillPlan:
             if order.product_id in products:
                 items.append(planner.order_item(products[order.product_id], order))
     return BackfillPlan(
-        tenant_id=tenant.id, tenant_slug=tenant.slug, items=tuple(items), signed_players=len(players)
+        tenant_id=tenant.id, tenant_slug=tenant.slug, items=tuple(items), signed_players=len(players),
+        pending_switch_offs=_pending_switch_offs(session, tenant.id),
+    )
+
+
+def _pending_switch_offs(session: Session, tenant_id: int) -> tuple[PendingSwitchOff, ...]:
+    """The league's links deactivated here that Stripe has not switched off yet (one query)."""
+    rows = session.execute(
+        select(PaymentLink.id, PaymentLink.stripe_payment_link_id, Player.first_name, Player.last_name,
+               Parent.name, Product.name)
+        .join(Player, Player.id == PaymentLink.player_id)
+        .join(Parent, Parent.id == Player.parent_id)
+        .join(Product, Product.id == PaymentLink.product_id)
+        .where(PaymentLink.tenant_id == tenant_id, PaymentLink.stripe_deactivation_pending.is_(True),
+               PaymentLink.stripe_payment_link_id.is_not(None))
+        .order_by(PaymentLink.id)
+    ).all()
+    return tuple(
+        PendingSwitchOff(link_id, stripe_id, f"{first} {last}", parent_name, product_name)
+        for link_id, stripe_id, first, last, parent_name, product_name in rows
     )
 
 
@@ -591,8 +641,10 @@ def commit_backfill(
     link's row is reserved (``minting``) and committed before Stripe is asked, and each is
     completed and committed as soon as Stripe returns its link; a replacement deactivates
     the old row in the same transaction, and then the old link is switched off in Stripe
-    (a failure there is in ``old_links_still_active``, and makes the result not ``ok``). A crash therefore leaves reservations, which the next run
-    finishes without a second Stripe link (see the module docstring). If another backfill
+    (a failure there is in ``old_links_still_active``, and makes the result not ``ok``).
+    Old links an earlier run could not switch off are tried again first. A crash therefore
+    leaves reservations, which the next run finishes without a second Stripe link, and old
+    links marked for switching off, which the next run switches off (see the module docstring). If another backfill
     records the same pair first, this run reuses the winner's link and switches its own
     off. One failing item is recorded with its reason and the others go on; when Stripe
     refused an item outright, its reservation is removed so the next run starts afresh.
@@ -617,9 +669,10 @@ def commit_backfill(
             "skipped": len(result.skipped),
             "resumed": result.resumed,
             "failed": [{"item": o.item.key, "reason": o.reason} for o in result.failed],
+            "switched_off_again": result.switched_off_again,
             "old_links_still_active_in_stripe": [
-                {"item": o.item.key, "link_id": o.link_id, "stripe_payment_link_id": o.stripe_payment_link_id,
-                 "reason": o.reason}
+                {"link_id": o.link_id, "stripe_payment_link_id": o.stripe_payment_link_id,
+                 "player": o.link.player_name, "product": o.link.product_name, "reason": o.reason}
                 for o in result.old_links_still_active
             ],
             "prices_created": result.prices_created,
@@ -647,15 +700,6 @@ class _Job:
     resumed: bool
 
 
-@dataclass(frozen=True)
-class _Retirement:
-    """An old link, deactivated here, to switch off in Stripe."""
-
-    item: BackfillItem
-    link_id: int
-    stripe_payment_link_id: str
-
-
 class _CommitRun:
     def __init__(self, session: Session, user: ActingUser, gateway: PaymentGateway, plan: BackfillPlan,
                  progress: Optional[ProgressCallback], success_url: str, concurrency: int) -> None:
@@ -668,7 +712,7 @@ class _CommitRun:
         self.concurrency = max(1, concurrency)
         self.result = BackfillResult()
         self.total = len(plan.items)
-        self.switch_offs: list[tuple[_Retirement, Future[MintedLink]]] = []
+        self.switch_offs: list[tuple[PendingSwitchOff, bool, Future[MintedLink]]] = []
         self.switch_off_pool: Optional[ThreadPoolExecutor] = None
 
     def execute(self) -> BackfillResult:
@@ -688,10 +732,15 @@ class _CommitRun:
                 self._done(ItemOutcome(item, ItemStatus.FAILED, price))
             else:
                 ready.append((item, price))
-        # Replaced links are switched off in Stripe as soon as each replacement is recorded,
-        # alongside the minting; leaving the block waits for the last of them.
+        # Old links an earlier run left on in Stripe go first; replaced links are switched off
+        # as soon as each replacement is recorded, alongside the minting. Leaving the block
+        # waits for the last of them.
+        earlier = _pending_switch_offs(self.session, self.user.tenant_id)
+        self.session.commit()
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="stripe-switch-off") as pool:
             self.switch_off_pool = pool
+            for old in earlier:
+                self._switch_off(old, again=True)
             self._mint(self._reserve(ready))
         self._report_switch_offs()
         return self.result
@@ -1017,7 +1066,7 @@ class _CommitRun:
             return self._finished_elsewhere(job, link, minted)
         link.stripe_payment_link_id = minted.id
         link.url = minted.url
-        retirement: Optional[_Retirement] = None
+        retirement: Optional[PendingSwitchOff] = None
         replaced_id = item.replaces_link_id
         try:
             if replaced_id is not None:
@@ -1025,7 +1074,7 @@ class _CommitRun:
                 if old is None or old.status is not LinkStatus.ACTIVE or old.processing:
                     self._set_aside(link)
                     self.session.commit()
-                    self._switch_off_orphan(minted)
+                    self._switch_off_orphan(minted, link_id=link.id)
                     return ItemOutcome(
                         item, ItemStatus.SKIPPED,
                         "the link to replace was paid, is being paid or was deactivated meanwhile; "
@@ -1034,16 +1083,18 @@ class _CommitRun:
                     )
                 old.status = LinkStatus.DEACTIVATED
                 old.deactivated_at = utcnow()
+                old.stripe_deactivation_pending = True  # cleared once Stripe has switched it off
                 self.session.flush()  # the old row leaves the one-active-link index before the new one enters
                 assert old.stripe_payment_link_id is not None
-                retirement = _Retirement(item, old.id, old.stripe_payment_link_id)
+                retirement = PendingSwitchOff(old.id, old.stripe_payment_link_id, item.player_name,
+                                              item.parent_name, item.product_name)
             link.status = LinkStatus.ACTIVE
             self.session.commit()
         except IntegrityError as exc:
             self.session.rollback()
             return self._lost_the_pair(job, minted, exc)
         if retirement is not None:
-            self._switch_off_replaced(retirement)
+            self._switch_off(retirement)
             return ItemOutcome(item, ItemStatus.REPLACED, link_id=link.id, url=link.url)
         return ItemOutcome(item, ItemStatus.MINTED, link_id=link.id, url=link.url)
 
@@ -1087,7 +1138,7 @@ class _CommitRun:
         link.stripe_payment_link_id, link.url = minted.id, minted.url
         self._set_aside(link)
         self.session.commit()
-        self._switch_off_orphan(minted)
+        self._switch_off_orphan(minted, link_id=link.id)
         return ItemOutcome(item, ItemStatus.REUSED, "another backfill recorded a link for this pair first",
                            link_id=winner.id, url=winner.url)
 
@@ -1117,32 +1168,54 @@ class _CommitRun:
 
     @staticmethod
     def _set_aside(link: PaymentLink) -> None:
-        """A reserved row whose Stripe link is not used: kept, deactivated, with the link's id."""
+        """A reserved row whose Stripe link is not used: kept, deactivated, with the link's id,
+        marked to be switched off in Stripe (a later run retries if this one cannot)."""
         link.status = LinkStatus.DEACTIVATED
         link.deactivated_at = utcnow()
+        link.stripe_deactivation_pending = True
 
-    def _switch_off_orphan(self, minted: MintedLink) -> None:
-        """Our Stripe link lost to another one: switch it off so nobody can pay through it."""
+    def _switch_off_orphan(self, minted: MintedLink, *, link_id: Optional[int] = None) -> None:
+        """Our Stripe link lost to another one: switch it off so nobody can pay through it.
+
+        ``link_id`` is the row set aside with it, if any: its mark is cleared once Stripe
+        has switched the link off, and left for the next run to retry if not.
+        """
         try:
             self.gateway.deactivate_payment_link(minted.id)
         except PaymentProviderError as exc:
             log.warning("Could not deactivate unused payment link %s: %s", minted.id, exc)
+            return
+        if link_id is not None:
+            self._switched_off([link_id])
 
-    def _switch_off_replaced(self, retirement: _Retirement) -> None:
-        """Switch off in Stripe an old link this run replaced (already deactivated here)."""
+    def _switch_off(self, old: PendingSwitchOff, *, again: bool = False) -> None:
+        """Switch off in Stripe a link deactivated here (by this run, or by an earlier one if ``again``)."""
         assert self.switch_off_pool is not None
-        future = self.switch_off_pool.submit(self.gateway.deactivate_payment_link, retirement.stripe_payment_link_id)
-        self.switch_offs.append((retirement, future))
+        future = self.switch_off_pool.submit(self.gateway.deactivate_payment_link, old.stripe_payment_link_id)
+        self.switch_offs.append((old, again, future))
+
+    def _switched_off(self, link_ids: Sequence[int]) -> None:
+        """Stripe has switched these links off: nothing is waiting for them any more."""
+        self.session.execute(
+            update(PaymentLink)
+            .where(PaymentLink.id.in_(link_ids), PaymentLink.tenant_id == self.plan.tenant_id)
+            .values(stripe_deactivation_pending=False)
+            .execution_options(synchronize_session=False)
+        )
+        self.session.commit()
 
     def _report_switch_offs(self) -> None:
-        for retirement, future in self.switch_offs:
+        done = [(old, again) for old, again, future in self.switch_offs if future.exception() is None]
+        if done:
+            self._switched_off([old.link_id for old, _ in done])
+            self.result.switched_off_again = sum(1 for _, again in done if again)
+        for old, _, future in self.switch_offs:
             error = future.exception()
             if error is None:
                 continue
             if not isinstance(error, PaymentProviderError):
                 raise error
-            failure = OldLinkStillActive(retirement.item, retirement.link_id, retirement.stripe_payment_link_id,
-                                         str(error))
+            failure = OldLinkStillActive(old, str(error))
             self.result.old_links_still_active.append(failure)
             log.warning("%s", failure.describe())
 
@@ -1217,6 +1290,15 @@ def plan_rows(plan: BackfillPlan) -> list[dict[str, str]]:
     ]
 
 
+def switch_off_rows(plan: BackfillPlan) -> list[dict[str, str]]:
+    """The old links still to switch off in Stripe, as table rows."""
+    return [
+        {"Player": old.player_name, "Parent": old.parent_name, "Product": old.product_name,
+         "Old Stripe link": old.stripe_payment_link_id}
+        for old in plan.pending_switch_offs
+    ]
+
+
 def describe_totals(totals: PlanTotals) -> str:
     """One line of plan totals for people."""
     replacing = ""
@@ -1226,9 +1308,12 @@ def describe_totals(totals: PlanTotals) -> str:
             f"({format_cents(totals.replaced_from_cents, totals.currency)} → "
             f"{format_cents(totals.replaced_to_cents, totals.currency)})"
         )
+    switching_off = ""
+    if totals.links_to_switch_off:
+        switching_off = f", {_count(totals.links_to_switch_off, 'old link')} still to switch off in Stripe"
     return (
         f"{_count(totals.links_to_mint, 'link')} to mint "
-        f"({format_cents(totals.amount_to_mint_cents, totals.currency)}){replacing}, "
+        f"({format_cents(totals.amount_to_mint_cents, totals.currency)}){replacing}{switching_off}, "
         f"{_count(totals.prices_to_create, 'Stripe price')} to create "
         f"({_count(totals.tiers_to_create, 'new tier')}); "
         f"{totals.already_linked} already linked, {totals.already_paid} already paid, "

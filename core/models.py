@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -314,6 +315,9 @@ class PaymentLink(Base):
     processing: Mapped[bool] = mapped_column(Boolean, default=False)
     # A payment whose amount differs from the link's: flagged for the treasurer, never hidden.
     amount_mismatch: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Deactivated here but not yet switched off in Stripe (a replaced or unused link): its
+    # address may still take a payment until the backfill's next run switches it off.
+    stripe_deactivation_pending: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     player: Mapped[Player] = relationship()
     product: Mapped[Product] = relationship()

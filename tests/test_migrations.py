@@ -95,7 +95,8 @@ def test_downgrading_below_reservations_waits_until_none_is_left_and_keeps_the_l
             downgrade_database(database_url, "0001")
         engine = make_engine(database_url)
         with engine.begin() as connection:
-            assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
+            # PostgreSQL rolls back the whole downgrade (0003 too); SQLite keeps the step before.
+            assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() in {"0002", "0003"}
             connection.execute(text("DELETE FROM payment_links WHERE id = :id"), {"id": reservation_id})
 
         downgrade_database(database_url, "0001")
@@ -109,4 +110,28 @@ def test_downgrading_below_reservations_waits_until_none_is_left_and_keeps_the_l
         engine.dispose()
         assert diff == []
     finally:
+        upgrade_database(database_url)
+
+
+def test_downgrading_below_pending_deactivations_waits_until_stripe_switched_them_off(database_url, session):
+    tenant = make_tenant(session)
+    product = make_product(session, tenant)
+    player = make_player(session, tenant, make_parent(session, tenant))
+    old = make_link(session, tenant, player, product, status=LinkStatus.DEACTIVATED)
+    old.stripe_deactivation_pending = True
+    session.commit()
+    old_id = old.id
+    session.close()
+    engine = make_engine(database_url)
+    try:
+        with pytest.raises(RuntimeError, match="1 deactivated payment links are still active in Stripe"):
+            downgrade_database(database_url, "0002")
+        with engine.begin() as connection:
+            assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0003"
+            connection.execute(text("UPDATE payment_links SET stripe_deactivation_pending = false WHERE id = :id"),
+                               {"id": old_id})
+        downgrade_database(database_url, "0002")
+        assert "stripe_deactivation_pending" not in {c["name"] for c in inspect(engine).get_columns("payment_links")}
+    finally:
+        engine.dispose()
         upgrade_database(database_url)

@@ -16,6 +16,7 @@ from core.backfill import (
     describe_totals,
     plan_backfill,
     plan_rows,
+    switch_off_rows,
 )
 from core.commands.context import add_tenant_option, league_command
 from core.payment_gateway import StripeNotConfigured, configured_payment_gateway
@@ -49,12 +50,15 @@ def run_backfill(args: argparse.Namespace) -> int:
         plan = plan_backfill(ctx.session, ctx.user)
         if not args.commit:
             _print_plan(plan, heading=f"Backfill plan for {ctx.tenant.name} ({ctx.tenant.slug}) — dry run, nothing changed")
-            if plan.to_change:
-                print("Run again with --commit to mint these links.")
+            if plan.has_work:
+                print("Run again with --commit to mint these links." if plan.to_change else
+                      "Run again with --commit to switch the old links off in Stripe.")
             return 0
         gateway = configured_payment_gateway(ctx.settings, action="mint payment links")
         totals = plan.totals
         replacing = f" and replacing {totals.links_to_replace} at a new price" if totals.links_to_replace else ""
+        if totals.links_to_switch_off:
+            replacing += f", switching off {totals.links_to_switch_off} old links in Stripe"
         print(f"Minting {totals.links_to_mint} links{replacing} for {ctx.tenant.name} ({ctx.tenant.slug})...",
               flush=True)
         result = commit_backfill(
@@ -72,6 +76,9 @@ def _print_plan(plan: BackfillPlan, *, heading: str) -> None:
         print(_table(rows))
     else:
         print("No signed players owe anything.")
+    if plan.pending_switch_offs:
+        print("Deactivated here but still active in Stripe (an earlier run could not switch them off):")
+        print(_table(switch_off_rows(plan)))
     print(f"Totals: {describe_totals(plan.totals)}")
 
 
@@ -104,7 +111,7 @@ def _report(result: BackfillResult) -> int:
             item = outcome.item
             print(f"  {item.player_name} — {item.product_name}: {outcome.reason}", file=sys.stderr)
     if result.old_links_still_active:
-        print("Replaced, but the old link is still active in Stripe:", file=sys.stderr)
+        print("Deactivated here, but the old link is still active in Stripe:", file=sys.stderr)
         for old in result.old_links_still_active:
             print(f"  {old.describe()}", file=sys.stderr)
     problems = []
@@ -112,7 +119,7 @@ def _report(result: BackfillResult) -> int:
         problems.append(f"{len(result.failed)} of the links could not be minted (listed above); "
                         "fix the cause and run the backfill again")
     if result.old_links_still_active:
-        problems.append(f"{len(result.old_links_still_active)} replaced links are still active in Stripe "
-                        "(listed above); deactivate them in the Stripe dashboard")
+        problems.append(f"{len(result.old_links_still_active)} old links are still active in Stripe "
+                        "(listed above); run the backfill again to retry, or deactivate them in the Stripe dashboard")
     print(f"error: {'; '.join(problems)}", file=sys.stderr)
     return 1

@@ -17,6 +17,7 @@ from core.backfill import (
     describe_totals,
     plan_backfill,
     plan_rows,
+    switch_off_rows,
 )
 from core.money import format_cents
 from core.payment_gateway import configured_payment_gateway
@@ -45,6 +46,16 @@ def _headline(plan: BackfillPlan) -> None:
     st.caption(plain(describe_totals(totals)))  # amounts: "$" pairs must not turn into maths
 
 
+def _pending_switch_offs(plan: BackfillPlan) -> None:
+    if not plan.pending_switch_offs:
+        return
+    st.warning(f"{len(plan.pending_switch_offs):,} old links are deactivated here but still active in Stripe: an "
+               "earlier run could not switch them off. Minting (turn the dry run off) switches them off first.",
+               icon=":material/link_off:")
+    st.dataframe(pd.DataFrame(switch_off_rows(plan)), hide_index=True, width="stretch",
+                 key="backfill_pending_switch_offs")
+
+
 def _plan_table(plan: BackfillPlan) -> None:
     rows = plan_rows(plan)
     if not rows:
@@ -68,11 +79,16 @@ def _commit_controls(user: ActingUser, plan: BackfillPlan) -> bool:
         )
         return False
     totals = plan.totals
-    if not totals.links_to_mint and not totals.links_to_replace:
+    if not plan.has_work:
         st.success("Every signed player already has their links. Nothing to mint.")
         return False
-    label = (f"Mint {totals.links_to_mint:,} payment links in Stripe, billing "
-             f"{format_cents(totals.amount_to_mint_cents, totals.currency)} in total")
+    if plan.to_change:
+        label = (f"Mint {totals.links_to_mint:,} payment links in Stripe, billing "
+                 f"{format_cents(totals.amount_to_mint_cents, totals.currency)} in total")
+        if totals.links_to_switch_off:
+            label += f", and switch off {totals.links_to_switch_off:,} old links an earlier run left on"
+    else:
+        label = f"Switch off in Stripe the {totals.links_to_switch_off:,} old links an earlier run left on"
     if totals.links_to_replace:
         label += (f", and replace {totals.links_to_replace:,} at a new price "
                   f"({format_cents(totals.replaced_from_cents, totals.currency)} → "
@@ -105,7 +121,7 @@ def _result_view(result: BackfillResult) -> dict[str, Any]:
             for o in result.failed
         ],
         "old_links_still_active": [
-            {"Player": o.item.player_name, "Parent": o.item.parent_name, "Product": o.item.product_name,
+            {"Player": o.link.player_name, "Parent": o.link.parent_name, "Product": o.link.product_name,
              "Old Stripe link": o.stripe_payment_link_id, "Reason": o.reason}
             for o in result.old_links_still_active
         ],
@@ -123,9 +139,9 @@ def _last_result() -> None:
                      key="backfill_failures")
     if view.get("old_links_still_active"):
         lead = "" if view["failures"] else f"Last run: {view['summary']}. "
-        st.error(f"{lead}These links were replaced at a new price and are deactivated here, but Stripe could not "
-                 "switch the old link off: someone with its address can still pay the old price. Deactivate "
-                 "them in the Stripe dashboard.", icon=":material/link_off:")
+        st.error(f"{lead}These links are deactivated here, but Stripe could not switch them off: someone with "
+                 "the address can still pay through them. The next run tries again; or deactivate them in "
+                 "the Stripe dashboard.", icon=":material/link_off:")
         st.dataframe(pd.DataFrame(view["old_links_still_active"]), hide_index=True, width="stretch",
                      key="backfill_old_links_still_active")
     if not view["failures"] and not view.get("old_links_still_active"):
@@ -149,6 +165,7 @@ def main() -> None:
         plan = _plan(user)
     _last_result()
     _headline(plan)
+    _pending_switch_offs(plan)
     _plan_table(plan)
 
 

@@ -178,4 +178,12 @@ def test_an_old_link_stripe_would_not_switch_off_is_listed_and_the_exit_status_i
     assert (f"Bo Player — Registration: the old link {bo_old.stripe_payment_link_id} is deactivated here but still "
             "active in Stripe") in captured.err
     assert captured.err.strip().splitlines()[-1] == (
-        "error: 1 replaced links are still active in Stripe (listed above); deactivate them in the Stripe dashboard")
+        "error: 1 old links are still active in Stripe (listed above); run the backfill again to retry, or "
+        "deactivate them in the Stripe dashboard")
+
+    # The dry run afterwards still shows it, and says what --commit would do.
+    assert main(["backfill"]) == 0
+    dry = capsys.readouterr().out
+    assert "Deactivated here but still active in Stripe" in dry and bo_old.stripe_payment_link_id in dry
+    assert "1 old link still to switch off in Stripe" in dry
+    assert dry.strip().splitlines()[-1] == "Run again with --commit to switch the old links off in Stripe."

@@ -205,13 +205,63 @@ def test_a_failed_deactivation_in_stripe_is_reported_and_the_new_link_stays(sess
     [still_active] = result.old_links_still_active
     assert (still_active.link_id, still_active.stripe_payment_link_id) == (old.id, old.stripe_payment_link_id)
     assert "cannot be updated right now" in still_active.reason
-    assert "1 replaced links still active in Stripe" in result.summary()
+    assert "1 old links still active in Stripe" in result.summary()
     assert _link(session, league, league["amy"], league["registration"], LinkStatus.DEACTIVATED).id == old.id
     assert _link(session, league, league["amy"], league["registration"]).amount_cents == 17500
     assert stripe_stand_in.payment_links[old.stripe_payment_link_id]["active"] is True
     audit = session.scalars(select(AuditEntry).where(AuditEntry.action == "backfill.commit")
                             .order_by(AuditEntry.id.desc())).first()
     assert audit.details["old_links_still_active_in_stripe"][0]["stripe_payment_link_id"] == old.stripe_payment_link_id
+
+    # The next run, Stripe still refusing, tries again and says so; nothing else is asked of it.
+    plan = plan_backfill(session, league["admin"])
+    assert [o.stripe_payment_link_id for o in plan.pending_switch_offs] == [old.stripe_payment_link_id]
+    assert plan.has_work and not plan.to_change and plan.totals.links_to_switch_off == 1
+    assert "1 old link still to switch off in Stripe" in describe_totals(plan.totals)
+    again = commit_backfill(session, league["admin"], stripe_gateway, plan, success_url=SUCCESS_URL)
+    assert [o.link_id for o in again.old_links_still_active] == [old.id] and not again.ok
+
+    # Once Stripe accepts, the old link is switched off and nothing waits for it any more.
+    stripe_stand_in.clear_faults()
+    fixed = commit_backfill(session, league["admin"], stripe_gateway, plan_backfill(session, league["admin"]),
+                            success_url=SUCCESS_URL)
+    assert fixed.ok and fixed.switched_off_again == 1
+    assert "1 old links of an earlier run switched off in Stripe" in fixed.summary()
+    assert stripe_stand_in.payment_links[old.stripe_payment_link_id]["active"] is False
+    session.expire_all()
+    assert session.get(PaymentLink, old.id).stripe_deactivation_pending is False
+    assert not plan_backfill(session, league["admin"]).has_work
+
+
+def test_a_run_stopped_before_switching_the_old_link_off_leaves_it_to_the_next_run(session, league, stripe_gateway,
+                                                                                   stripe_stand_in):
+    """The process dies right after the replacement is recorded: the old link is still on in Stripe."""
+    old = _link(session, league, league["amy"], league["registration"])
+    _new_price(session, league, "Registration", "175.00")
+
+    class DiesBeforeSwitchingOff:
+        def __init__(self, real: StripeGateway) -> None:
+            self.real = real
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.real, name)
+
+        def deactivate_payment_link(self, stripe_id: str) -> Any:
+            raise KeyboardInterrupt  # the operator's Ctrl-C, or the machine going down
+
+    with pytest.raises(KeyboardInterrupt):
+        commit_backfill(session, league["admin"], DiesBeforeSwitchingOff(stripe_gateway),
+                        plan_backfill(session, league["admin"]), success_url=SUCCESS_URL)
+    session.rollback()
+    assert _link(session, league, league["amy"], league["registration"]).amount_cents == 17500
+    assert stripe_stand_in.payment_links[old.stripe_payment_link_id]["active"] is True
+
+    plan = plan_backfill(session, league["admin"])
+    left_on = [o.stripe_payment_link_id for o in plan.pending_switch_offs]
+    assert old.stripe_payment_link_id in left_on and not plan.to_change
+    result = commit_backfill(session, league["admin"], stripe_gateway, plan, success_url=SUCCESS_URL)
+    assert result.ok and result.switched_off_again == len(left_on)
+    assert [stripe_stand_in.payment_links[stripe_id]["active"] for stripe_id in left_on] == [False] * len(left_on)
 
 
 class PaidWhileMinting:

@@ -159,6 +159,39 @@ def test_a_price_change_is_shown_old_to_new_and_replaced_on_commit(demo_league, 
     assert {m.label: m.value for m in at.metric}["Price changes"] == "0"
 
 
+def test_old_links_an_earlier_run_left_on_in_stripe_are_shown_and_switched_off(demo_league, open_app, session,
+                                                                              stripe_configured):
+    tenant = find_tenant(session, "demo")
+    mirror_league(stripe_configured, session, tenant.id)
+    assert not import_roster(session, acting(tenant), b"product,kind,required,amount\nRegistration,one_time,yes,175.00\n",
+                             commit=True).errors
+    session.commit()
+    stripe_configured.inject("error", times=None, method="POST", path="/v1/payment_links/",
+                             message="Stripe is having a moment", when=lambda r: r.params.get("active") == "false")
+    at = _open(open_app)
+    at.toggle(key="backfill_dry_run").set_value(False).run()
+    at.checkbox(key="backfill_confirm").check().run()
+    at.button(key="backfill_commit").click().run()
+    left_on = _plan(session).pending_switch_offs
+    assert left_on and any("Stripe could not switch them off" in e.value for e in at.error)
+
+    stripe_configured.clear_faults()
+    at = _open(open_app)  # a later visit: the plan says what is still on, and minting switches it off
+    assert any(f"{len(left_on)} old links are deactivated here but still active in Stripe" in w.value
+               for w in at.warning)
+    assert set(_table_with(at, "Old Stripe link")["Old Stripe link"]) == {o.stripe_payment_link_id for o in left_on}
+    at.toggle(key="backfill_dry_run").set_value(False).run()
+    assert f"Switch off in Stripe the {len(left_on)} old links" in at.checkbox(key="backfill_confirm").label
+    at.checkbox(key="backfill_confirm").check().run()
+    at.button(key="backfill_commit").click().run()
+
+    assert not at.exception
+    assert any(f"{len(left_on)} old links of an earlier run switched off in Stripe" in s.value for s in at.success)
+    assert [stripe_configured.payment_links[o.stripe_payment_link_id]["active"] for o in left_on] == [False] * len(left_on)
+    assert not any("still active in Stripe" in w.value for w in at.warning)
+    assert not _plan(session).pending_switch_offs
+
+
 def test_only_admins_are_offered_the_page(session, demo_league):
     tenant = find_tenant(session, "demo")
     for role, offered in ((Role.ADMIN, True), (Role.TREASURER, False), (Role.COACH, False)):
