@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from core.access import ActingUser, Permission, require
 from core.errors import PermissionDenied
 from core.models import LinkStatus, Parent, PaymentLink, Player, PlayerStatus, Product, Team
+from core.name_search import fold, folded
 
 
 class LineItem(NamedTuple):
@@ -162,11 +163,11 @@ def _balances_statement(user: ActingUser, filters: BalanceFilter) -> Select:  # 
     if filters.parent_email:
         statement = statement.where(func.lower(Parent.email) == filters.parent_email.strip().lower())
     if filters.parent_search.strip():
-        pattern = f"%{_escape_like(filters.parent_search.strip().lower())}%"
+        pattern = f"%{_escape_like(fold(filters.parent_search.strip()))}%"
         statement = statement.where(
             or_(
-                func.lower(Parent.name).like(pattern, escape="\\"),
-                func.lower(Player.first_name + " " + Player.last_name).like(pattern, escape="\\"),
+                folded(Parent.name).like(pattern, escape="\\"),
+                folded(Player.first_name + " " + Player.last_name).like(pattern, escape="\\"),
             )
         )
     return statement

@@ -10,6 +10,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.name_search import register_sqlite_functions
 from core.settings import REPO_ROOT, ConfigurationError, load_settings
 
 SUPPORTED_BACKENDS = {"sqlite", "postgresql"}
@@ -42,6 +43,7 @@ def make_engine(url: Optional[str] = None) -> Engine:
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    register_sqlite_functions(dbapi_connection)
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")

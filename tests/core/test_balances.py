@@ -94,6 +94,20 @@ def test_filters_by_team_product_search_and_email(session, league):
     assert outstanding_balances(session, user, BalanceFilter(parent_search="100%")) == []
 
 
+@pytest.mark.parametrize("typed", ["garcia", "GARCIA", "García", "GARCÍA", "zoe", "ZOË ørsted", "lukasz"])
+def test_search_ignores_accents_and_case_whichever_side_has_them(session, league, typed):
+    """A coach typing on a phone finds García as "garcia", and Zoë's parent as "ZOE"."""
+    tenant = league["tenant"]
+    family = make_parent(session, tenant, "María García", "maria@example.org")
+    make_link(session, tenant, make_player(session, tenant, family, first_name="Zoë", last_name="Ørsted"),
+              league["registration"])
+    make_link(session, tenant, make_player(session, tenant, family, first_name="Łukasz", last_name="García"),
+              league["registration"])
+    session.commit()
+    found = outstanding_balances(session, acting(tenant), BalanceFilter(parent_search=typed))
+    assert [b.parent_name for b in found] == ["María García"]
+
+
 def test_statement_count_does_not_grow_with_the_league(session, engine, league):
     tenant, registration = league["tenant"], league["registration"]
     statements: list[str] = []
