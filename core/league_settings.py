@@ -13,7 +13,6 @@ from core.directory import league_of
 from core.email.brand import is_hex_colour
 from core.email.headers import normalise_recipient
 from core.errors import InvalidInput
-from core.models import Tenant
 
 
 @dataclass(frozen=True)

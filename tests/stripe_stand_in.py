@@ -42,9 +42,9 @@ import threading
 import time
 import types
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Dict, ForwardRef, List, Literal, Mapping, Optional, Union
+from typing import Any, Callable, ForwardRef, List, Mapping, Optional, Union
 from urllib.parse import parse_qsl, urlsplit
 
 import stripe.params as stripe_params

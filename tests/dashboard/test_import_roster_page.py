@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from sqlalchemy import func, select
 
 from core.access import Role
-
 from core.models import AuditEntry, Player, Team
 from core.tenants import find_tenant
 from dashboard.navigation import pages_for

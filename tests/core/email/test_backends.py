@@ -7,7 +7,6 @@ import email
 import email.policy
 import socket
 import ssl
-from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
