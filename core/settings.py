@@ -45,15 +45,20 @@ class Secret:
         return bool(self._value)
 
 
+# Placeholders that keep the embedded defaults working; nothing real may go out with them.
+PLACEHOLDER_SUCCESS_URL = "https://example.org/thank-you"
+PLACEHOLDER_EMAIL_FROM = "League Treasurer <treasurer@example.org>"
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = field(default_factory=lambda: f"sqlite:///{DEFAULT_SQLITE_PATH}")
     stripe_api_key: Optional[Secret] = None
     stripe_api_base: Optional[str] = None
-    payment_success_url: str = "https://example.org/thank-you"
+    payment_success_url: str = PLACEHOLDER_SUCCESS_URL
     email_backend: str = "file"
     email_outbox_dir: Path = DEFAULT_OUTBOX_DIR
-    email_from: str = "League Treasurer <treasurer@example.org>"
+    email_from: str = PLACEHOLDER_EMAIL_FROM
     smtp_host: Optional[str] = None
     smtp_port: int = 587
     smtp_username: Optional[str] = None
@@ -70,11 +75,45 @@ class Settings:
     def stripe_configured(self) -> bool:
         return bool(self.stripe_api_key)
 
+    @property
+    def stripe_live_mode(self) -> bool:
+        """A live key: links minted with it take real money."""
+        return is_live_stripe_key(self.stripe_api_key.reveal() if self.stripe_api_key else "")
+
+    def success_url_problem(self) -> Optional[str]:
+        """Why the links about to be minted would send families to the wrong page, if they would.
+
+        Raises ``ConfigurationError`` with a live key: real links are never minted with the
+        placeholder. With a test key the caller shows the returned warning and goes on.
+        """
+        if self.payment_success_url != PLACEHOLDER_SUCCESS_URL:
+            return None
+        problem = (f"PAYMENT_SUCCESS_URL is not set, so after paying a family lands on the placeholder "
+                   f"{PLACEHOLDER_SUCCESS_URL}; set it to your league's thank-you page")
+        if self.stripe_live_mode:
+            raise ConfigurationError(f"{problem} before minting live payment links.")
+        return f"{problem} (fine for a test key)."
+
+    def email_from_problem(self) -> Optional[str]:
+        """Why real email cannot go out From the configured address (``None``: it can).
+
+        Only the ``file`` backend, which delivers nothing, may use the placeholder.
+        """
+        if self.email_backend == "file" or self.email_from != PLACEHOLDER_EMAIL_FROM:
+            return None
+        return (f"EMAIL_FROM is not set, so email would go out from the placeholder {PLACEHOLDER_EMAIL_FROM}; "
+                f"set it to the address your league sends from (EMAIL_BACKEND is {self.email_backend}).")
+
     def database_url_for_display(self) -> str:
         """The database URL with any password masked."""
         from sqlalchemy.engine import make_url
 
         return make_url(self.database_url).render_as_string(hide_password=True)
+
+
+def is_live_stripe_key(api_key: str) -> bool:
+    """Whether a Stripe secret or restricted key is a live-mode one (real money)."""
+    return api_key.startswith(("sk_live_", "rk_live_"))
 
 
 _SECRET_FIELDS = {"stripe_api_key", "smtp_password"}

@@ -36,7 +36,7 @@ from core.payment_gateway import (
     PaymentLinkRequest,
     StripeNotConfigured,
 )
-from core.settings import Settings
+from core.settings import Settings, is_live_stripe_key
 
 __all__ = [
     "CompletedCheckout",
@@ -62,7 +62,7 @@ LIST_PAGE_SIZE = 100
 
 def documented_rate_limit(api_key: str) -> int:
     """Stripe's documented request rate for the key's mode (unknown keys get the test limit)."""
-    if api_key.startswith(("sk_live_", "rk_live_")):
+    if is_live_stripe_key(api_key):
         return LIVE_MODE_REQUESTS_PER_SECOND
     return TEST_MODE_REQUESTS_PER_SECOND
 

@@ -54,6 +54,9 @@ def run_backfill(args: argparse.Namespace) -> int:
                 print("Run again with --commit to mint these links." if plan.to_change else
                       "Run again with --commit to switch the old links off in Stripe.")
             return 0
+        url_problem = ctx.settings.success_url_problem()  # refuses the placeholder with a live key
+        if url_problem:
+            print(f"warning: {url_problem}", file=sys.stderr)
         gateway = configured_payment_gateway(ctx.settings, action="mint payment links")
         totals = plan.totals
         replacing = f" and replacing {totals.links_to_replace} at a new price" if totals.links_to_replace else ""

@@ -163,7 +163,14 @@ class SmtpBackend:
 
 
 def make_backend(settings: Settings) -> EmailBackend:
-    """The backend named by ``EMAIL_BACKEND``: ``file`` (default), ``smtp`` or ``gmail``."""
+    """The backend named by ``EMAIL_BACKEND``: ``file`` (default), ``smtp`` or ``gmail``.
+
+    A backend that delivers refuses the placeholder ``EMAIL_FROM``: families would get email
+    from (and reply to) an address nobody reads.
+    """
+    problem = settings.email_from_problem()
+    if problem:
+        raise EmailDeliveryError(problem)
     if settings.email_backend == "smtp":
         if not settings.smtp_host:
             raise EmailDeliveryError("EMAIL_BACKEND is smtp but SMTP_HOST is not set.")

@@ -21,6 +21,7 @@ from core.backfill import (
 )
 from core.money import format_cents
 from core.payment_gateway import configured_payment_gateway
+from core.settings import ConfigurationError
 from dashboard.state import data_changed, require_user, session_scope, settings
 from dashboard.text import plain
 
@@ -78,6 +79,13 @@ def _commit_controls(user: ActingUser, plan: BackfillPlan) -> bool:
             icon=":material/key_off:",
         )
         return False
+    try:
+        url_problem = current.success_url_problem()
+    except ConfigurationError as refusal:
+        st.error(str(refusal), icon=":material/link_off:")
+        return False
+    if url_problem:
+        st.warning(url_problem, icon=":material/link:")
     totals = plan.totals
     if not plan.has_work:
         st.success("Every signed player already has their links. Nothing to mint.")

@@ -272,6 +272,9 @@ def main() -> None:
     st.title("Email")
     where = f"files in {config.email_outbox_dir}" if config.email_backend == "file" else config.email_backend.upper()
     st.caption(f"The outstanding-balance email. Sending through: {where}.")
+    sender_problem = config.email_from_problem()
+    if sender_problem:
+        st.error(f"Nothing can be sent yet: {sender_problem}", icon=":material/alternate_email:")
     choices = _choices(user)
     preview, test, everyone = st.tabs(["Preview", "Test send", "Send to everyone"])
     with preview:

@@ -79,6 +79,33 @@ def test_commit_mints_with_progress_and_a_rerun_mints_nothing(session, league, s
     assert len(stripe_stand_in.payment_links) == 4
 
 
+def test_a_test_key_with_the_placeholder_thank_you_page_mints_with_a_warning(session, league, stripe_stand_in,
+                                                                             monkeypatch, capsys):
+    _use_stand_in(monkeypatch, stripe_stand_in)
+    assert main(["backfill", "--commit"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: PAYMENT_SUCCESS_URL is not set" in err and "(fine for a test key)" in err
+    assert _links(session) == 4
+
+
+def test_a_live_key_never_mints_links_that_send_families_to_the_placeholder_page(session, league, stripe_stand_in,
+                                                                                 monkeypatch, capsys):
+    _use_stand_in(monkeypatch, stripe_stand_in)
+    monkeypatch.setenv("STRIPE_API_KEY", "sk_live_cli")
+    assert main(["backfill", "--commit"]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: PAYMENT_SUCCESS_URL is not set, so after paying a family lands on the placeholder "
+        "https://example.org/thank-you; set it to your league's thank-you page before minting live payment links."
+    ]
+    assert _links(session) == 0 and stripe_stand_in.request_count == 0
+
+    monkeypatch.setenv("PAYMENT_SUCCESS_URL", "https://westside.example/thanks")
+    assert main(["backfill", "--commit"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert {link["after_completion"]["redirect"]["url"] for link in stripe_stand_in.payment_links.values()} == {
+        "https://westside.example/thanks"}
+
+
 def test_a_failed_item_is_listed_and_the_exit_status_is_not_zero(session, league, stripe_stand_in, monkeypatch,
                                                                   capsys):
     _use_stand_in(monkeypatch, stripe_stand_in)

@@ -107,6 +107,19 @@ def test_commit_asks_for_confirmation_then_mints_the_plan(demo_league, open_app,
     assert {m.label: m.value for m in at.metric}["Links to mint"] == "0"  # the plan shown is the new one
 
 
+def test_a_live_key_without_a_thank_you_page_cannot_mint(demo_league, open_app, session, stripe_configured,
+                                                        monkeypatch):
+    monkeypatch.setenv("STRIPE_API_KEY", "sk_live_dashboard")
+    monkeypatch.delenv("PAYMENT_SUCCESS_URL")
+    at = _open(open_app)
+    at.toggle(key="backfill_dry_run").set_value(False).run()
+    assert not at.exception
+    assert any("PAYMENT_SUCCESS_URL is not set" in e.value and "before minting live payment links" in e.value
+               for e in at.error)
+    assert not [b for b in at.button if b.key == "backfill_commit"]
+    assert stripe_configured.request_count == 0
+
+
 def test_failures_are_shown_with_their_reason(demo_league, open_app, session, stripe_configured):
     stripe_configured.inject("error", times=None, path="/v1/payment_links", message="Your account is restricted",
                              when=lambda r: "order_id" in r.params["metadata"])

@@ -187,6 +187,7 @@ def test_failed_messages_are_listed_with_the_reason_and_can_be_retried(
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
     monkeypatch.setenv("EMAIL_BACKEND", "smtp")
+    monkeypatch.setenv("EMAIL_FROM", "Westside Treasurer <treasurer@westside.example>")
     monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
     monkeypatch.setenv("SMTP_PORT", str(closed_port))
     monkeypatch.setenv("SMTP_STARTTLS", "false")
@@ -236,3 +237,18 @@ def test_only_admins_get_the_email_pages(role):
     assert "Email" not in titles and "Email history" not in titles
     admin_titles = [page.title for page in pages_for(ActingUser("x", Role.ADMIN, 1))]
     assert {"Email", "Email history"} <= set(admin_titles)
+
+
+def test_a_delivering_backend_with_the_placeholder_sender_is_refused_before_anything_is_sent(
+    demo_league, open_app, outbox, monkeypatch
+):
+    monkeypatch.setenv("EMAIL_BACKEND", "smtp")
+    monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
+    monkeypatch.delenv("EMAIL_FROM", raising=False)
+    at = open_app("admin", page="email")
+    assert not at.exception
+    assert any("Nothing can be sent yet: EMAIL_FROM is not set" in e.value for e in at.error)
+    at.text_input(key="test_address").input("me@example.org").run()
+    at.button(key="send_test").click().run()
+    assert any("placeholder League Treasurer <treasurer@example.org>" in e.value for e in at.error)
+    assert sent_to(outbox) == []

@@ -111,6 +111,7 @@ def test_a_failed_send_exits_non_zero_and_names_who_failed(league, cli_env, caps
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
     monkeypatch.setenv("EMAIL_BACKEND", "smtp")
+    monkeypatch.setenv("EMAIL_FROM", "Westside Treasurer <treasurer@westside.example>")
     monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
     monkeypatch.setenv("SMTP_PORT", str(closed_port))
     monkeypatch.setenv("SMTP_STARTTLS", "false")

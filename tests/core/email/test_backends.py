@@ -199,10 +199,21 @@ def test_no_smtp_server_listening_is_a_retryable_delivery_error():
     assert caught.value.retryable
 
 
+SENDER = "Westside Treasurer <treasurer@westside.example>"
+
+
 def test_the_smtp_backend_is_built_from_the_settings():
     backend = make_backend(Settings(email_backend="smtp", smtp_host="mail.example.org", smtp_port=465,
-                                    smtp_ssl=True, smtp_username="u", smtp_password=Secret("p")))
+                                    smtp_ssl=True, smtp_username="u", smtp_password=Secret("p"),
+                                    email_from=SENDER))
     assert isinstance(backend, SmtpBackend)
     assert (backend.host, backend.port, backend.use_ssl, backend.starttls) == ("mail.example.org", 465, True, False)
     with pytest.raises(EmailDeliveryError, match="SMTP_HOST"):
-        make_backend(Settings(email_backend="smtp"))
+        make_backend(Settings(email_backend="smtp", email_from=SENDER))
+
+
+def test_a_backend_that_delivers_refuses_the_placeholder_sender(tmp_path):
+    """Families would get email from, and reply to, treasurer@example.org: nobody reads it."""
+    with pytest.raises(EmailDeliveryError, match="EMAIL_FROM is not set.*EMAIL_BACKEND is smtp"):
+        make_backend(Settings(email_backend="smtp", smtp_host="mail.example.org"))
+    assert isinstance(make_backend(Settings(email_backend="file", email_outbox_dir=tmp_path)), FileBackend)

@@ -215,12 +215,14 @@ def test_an_oauth_token_file_is_accepted(tmp_path):
 
 
 def test_the_gmail_backend_is_built_from_the_settings(tmp_path):
+    sender = "Westside Treasurer <treasurer@westside.example.org>"
     settings = Settings(email_backend="gmail", gmail_credentials_file=_service_account_file(tmp_path),
-                        gmail_delegated_user="treasurer@westside.example.org", gmail_sends_per_minute=30)
+                        gmail_delegated_user="treasurer@westside.example.org", gmail_sends_per_minute=30,
+                        email_from=sender)
     backend = make_backend(settings)
     assert isinstance(backend, GmailBackend) and backend.pacer.interval == 2.0
     with pytest.raises(EmailDeliveryError, match="GMAIL_CREDENTIALS_FILE"):
-        make_backend(Settings(email_backend="gmail"))
+        make_backend(Settings(email_backend="gmail", email_from=sender))
 
 
 def test_only_the_gmail_module_imports_the_google_client():
