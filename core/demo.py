@@ -72,7 +72,7 @@ def build_demo_league(session: Session, *, seed: int = 7) -> DemoSummary:
         currency="usd",
         sender_name="Westside Youth Basketball Treasurer",
         reply_to="treasurer@westside-hoops.example",
-        footer_text="Westside Youth Basketball · 100 Court Street · Questions? Reply to this email.",
+        footer_text="Westside Youth Basketball · 100 Court Street · Springfield",
     )
     session.add(tenant)
     session.flush()

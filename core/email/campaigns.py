@@ -345,9 +345,12 @@ def run_campaign(
             session,
             user,
             "email.campaign_run",
+            # Skips decided when the campaign was queued are in its email.send_to_everyone entry.
             f"Campaign #{campaign_id}: {result.sent} sent, {result.failed} failed, "
-            f"{result.skipped} skipped, {result.interrupted} interrupted, {result.remaining} still queued",
-            details={"campaign_id": campaign_id, "stopped_reason": result.stopped_reason},
+            f"{result.skipped} skipped at send time, {result.interrupted} interrupted, "
+            f"{result.remaining} still queued",
+            details={"campaign_id": campaign_id, "stopped_reason": result.stopped_reason, "sent": result.sent,
+                     "failed": result.failed, "skipped_at_send_time": result.skipped},
         )
         session.commit()
     return result

@@ -152,7 +152,10 @@ def main() -> None:
     balances = _balances(user, filters)
     _headline(balances, synced_at)
     if not balances:
-        if filters != BalanceFilter():
+        if not user.sees_all_teams and not user.team_ids:
+            st.warning("You are not the coach of any team yet, so there are no balances to show. Ask your "
+                       "league's admin to add you as a team's coach.", icon=":material/groups:")
+        elif filters != BalanceFilter():
             st.info("No family owes anything that matches these filters. Clear a filter to see more.")
         else:
             st.success(

@@ -6,6 +6,7 @@ from core.access import Role
 from core.balances import outstanding_balances, summarise
 from core.directory import league_teams
 from core.money import format_cents
+from core.name_search import fold
 from core.tenants import find_tenant
 from tests.factories import acting
 
@@ -42,6 +43,22 @@ def test_coach_sees_only_their_team_without_contact_details_or_export(demo_leagu
     assert "@" not in " ".join(e.label for e in at.expander)
     assert not at.get("download_button")
     assert [t.label for t in at.text_input] == ["Family or player name"]
+
+
+def test_a_coach_of_no_team_is_told_so_not_sent_to_the_backfill(demo_league, open_app):
+    at = open_app("coach", coach_teams=[])
+    assert not at.exception
+    assert any("not the coach of any team yet" in w.value for w in at.warning)
+    assert not any("backfill" in s.value for s in at.success)
+
+
+def test_search_ignores_accents(demo_league, open_app, session):
+    accented = next(b.parent_name for b in outstanding_balances(session, acting(find_tenant(session, "demo")))
+                    if not b.parent_name.isascii())
+    at = open_app("treasurer")
+    at.text_input(key="filter_search").input(fold(accented)).run()  # typed without the accents
+    assert not at.exception
+    assert at.expander and any(accented in e.label for e in at.expander)
 
 
 def test_search_narrows_to_matching_families(demo_league, open_app):
