@@ -888,14 +888,41 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--port", type=int, default=12111)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
     parser.add_argument("--rate-limit", type=float, default=None, help="requests per second before 429s")
+    parser.add_argument(
+        "--mirror", metavar="DATABASE_URL",
+        help="start with the payment links that database records (e.g. the demo league's), as if minted here",
+    )
     args = parser.parse_args(argv)
     with StripeStandIn(latency=args.latency, rate_limit=args.rate_limit, port=args.port) as stand_in:
+        if args.mirror:
+            print(f"Mirrored {_mirror_database(stand_in, args.mirror)} payment links from the database", flush=True)
         print(f"Stripe stand-in at {stand_in.api_base} (STRIPE_API_BASE={stand_in.api_base})", flush=True)
         try:
             while True:
                 time.sleep(3600)
         except KeyboardInterrupt:
             pass
+
+
+def _mirror_database(stand_in: StripeStandIn, database_url: str) -> int:
+    """Every payment link the database records, into the stand-in; deactivated ones inactive."""
+    from sqlalchemy import select
+
+    from core.db import make_engine, session_factory
+    from core.models import LinkStatus, PaymentLink
+    from tests.stripe_links import mirror_links
+
+    engine = make_engine(database_url)
+    try:
+        with session_factory(engine)() as session:
+            links = session.scalars(select(PaymentLink).where(PaymentLink.stripe_payment_link_id.is_not(None))).all()
+            mirror_links(stand_in, session, links)
+            for link in links:
+                if link.status is LinkStatus.DEACTIVATED and not link.stripe_deactivation_pending:
+                    stand_in.payment_links[link.stripe_payment_link_id]["active"] = False
+            return len(links)
+    finally:
+        engine.dispose()
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ import urllib.error
 import urllib.request
 from typing import Any, Optional
 
+from sqlalchemy import select
+
 from tests.stripe_stand_in import check_parameters, decode_form, stripe_params
 
 
@@ -151,3 +153,30 @@ def test_payment_links_are_listed_and_filtered_by_active(stripe_stand_in):
     assert ([link["id"] for link in everything["data"]], everything["has_more"]) == ([ids[2], ids[1]], True)
     assert [link["metadata"]["link_id"] for link in active["data"]] == ["2", "0"]
     assert _call(stripe_stand_in, "GET", "/v1/payment_links", "metadata[link_id]=2")[0] == 400  # no search
+
+
+def test_mirroring_the_demo_league_lets_payment_sync_check_every_link(session, database_url, monkeypatch):
+    """README's try-Stripe-without-an-account path: the stand-in starts with the demo's links."""
+    from core.balances import outstanding_balances, summarise
+    from core.demo import build_demo_league
+    from core.models import LinkStatus, PaymentLink
+    from core.payment_sync import sync_payments
+    from core.stripe_gateway import StripeGateway
+    from core.tenants import find_tenant
+    from tests.factories import acting
+    from tests.stripe_stand_in import StripeStandIn, _mirror_database
+
+    build_demo_league(session)
+    session.commit()
+    links = session.scalars(select(PaymentLink)).all()
+    with StripeStandIn() as stand_in:
+        assert _mirror_database(stand_in, database_url) == len(links)
+        assert {link.stripe_payment_link_id for link in links
+                if link.status is not LinkStatus.DEACTIVATED} == {
+            i for i, link in stand_in.payment_links.items() if link["active"]}
+        admin = acting(find_tenant(session, "demo"))
+        owed = summarise(outstanding_balances(session, admin)).total_cents
+        gateway = StripeGateway("sk_test_mirror", api_base=stand_in.api_base, requests_per_second=1000)
+        result = sync_payments(session, admin, gateway, full=True)
+        assert result.ok, result.errors
+        assert summarise(outstanding_balances(session, admin)).total_cents == owed
