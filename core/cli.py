@@ -51,7 +51,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except (BillingError, ConfigurationError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {'; '.join(str(exc).splitlines())}", file=sys.stderr)  # several problems: one line
         return 1
     except SQLAlchemyError as exc:
         print(f"error: database: {_first_line(str(getattr(exc, 'orig', None) or exc))}", file=sys.stderr)

@@ -50,10 +50,22 @@ def current_league_settings(session: Session, user: ActingUser) -> LeagueSetting
 
 
 def update_league_settings(session: Session, user: ActingUser, changes: LeagueSettings) -> LeagueSettings:
-    """Check and apply ``changes`` to the acting user's league; all or nothing. The caller commits."""
+    """Check and apply ``changes`` to the acting user's league; all or nothing. The caller commits.
+
+    Every value is checked before anything changes; ``InvalidInput`` names all that are wrong,
+    one per line, so one save shows every mistake.
+    """
     require(user, Permission.MANAGE_LEAGUE)
     tenant = league_of(session, user)
-    cleaned = {f.name: _checked(f.name, getattr(changes, f.name)) for f in fields(LeagueSettings)}
+    cleaned: dict[str, Optional[str]] = {}
+    problems: list[str] = []
+    for f in fields(LeagueSettings):
+        try:
+            cleaned[f.name] = _checked(f.name, getattr(changes, f.name))
+        except InvalidInput as problem:
+            problems.append(str(problem))
+    if problems:
+        raise InvalidInput("\n".join(problems))
     changed = []
     for field, value in cleaned.items():
         if value is None:

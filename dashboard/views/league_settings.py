@@ -7,6 +7,9 @@ import streamlit as st
 from core.errors import InvalidInput
 from core.league_settings import LeagueSettings, current_league_settings, update_league_settings
 from dashboard.state import data_changed, require_user, session_scope
+from dashboard.text import plain
+
+SAVED = "league_settings_saved"
 
 
 def main() -> None:
@@ -15,6 +18,8 @@ def main() -> None:
         settings = current_league_settings(session, user)
     st.title("League settings")
     st.caption("The name and brand every email is signed with. The sending address itself is EMAIL_FROM.")
+    if st.session_state.pop(SAVED, False):
+        st.success("Saved. The next emails use these settings.", icon=":material/check_circle:")
     with st.form("league_settings"):
         name = st.text_input("League name", value=settings.name, key="league_name")
         sender_name = st.text_input("Emails come from (name)", value=settings.sender_name, key="league_sender")
@@ -34,10 +39,13 @@ def main() -> None:
         with session_scope() as session:
             update_league_settings(session, user, changes)
     except InvalidInput as exc:
-        st.error(str(exc), icon=":material/error:")
+        problems = str(exc).splitlines()
+        st.error("\n".join(f"- {plain(problem)}" for problem in problems) if len(problems) > 1 else plain(problems[0]),
+                 icon=":material/error:")
         return
     data_changed()
-    st.success("Saved. The next emails use these settings.", icon=":material/check_circle:")
+    st.session_state[SAVED] = True
+    st.rerun()  # the sidebar, drawn before this page, shows the league's new name too
 
 
 def _six_digit(colour: str) -> str:

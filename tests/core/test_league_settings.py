@@ -46,6 +46,18 @@ def test_bad_settings_are_refused_and_nothing_changes(session, changes, message)
     assert current_league_settings(session, acting(tenant)).name == "Westside"
 
 
+def test_every_bad_setting_is_named_at_once_and_nothing_changes(session):
+    tenant = make_tenant(session, "westside", name="Westside")
+    session.commit()
+    with pytest.raises(InvalidInput) as refused:
+        update_league_settings(session, acting(tenant), LeagueSettings(
+            name="Eastside", primary_color="red", reply_to="not an address", logo_url="http://x.example/l.png"))
+    reply_to, logo, colour = str(refused.value).splitlines()  # one line each, in the form's order
+    assert "valid email" in reply_to and "https://" in logo and "hex colour" in colour
+    session.rollback()
+    assert current_league_settings(session, acting(tenant)).name == "Westside"
+
+
 def test_only_an_admin_may_change_the_league(session):
     tenant = make_tenant(session)
     for role in (Role.TREASURER, Role.COACH):
@@ -62,5 +74,8 @@ def test_the_league_command_shows_and_changes_settings(database_url, monkeypatch
     assert "Northside Nets" in out and "money@northside.example" in out
     assert main(["league", "--primary-color", "blue"]) == 1
     assert capsys.readouterr().err.startswith("error: The primary color must be a hex colour")
+    assert main(["league", "--primary-color", "blue", "--reply-to", "nope"]) == 1
+    [line] = capsys.readouterr().err.splitlines()  # every problem, on the one error line
+    assert line.startswith("error: ") and "valid email" in line and "; The primary color must be a hex" in line
     session.expire_all()
     assert session.scalars(select(Tenant.name)).one() == "Northside Nets"
