@@ -4,10 +4,10 @@ before Stripe is asked and committing as it goes, so that a rerun finishes what 
 from __future__ import annotations
 
 import logging
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Callable, Hashable, Iterable, Optional, Sequence, TypeVar
+from typing import Callable, Optional, Sequence
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
@@ -28,11 +28,9 @@ from core.backfill.result import BackfillResult, ItemOutcome, ItemStatus, OldLin
 from core.errors import PaymentProviderError, PermissionDenied
 from core.models import LinkStatus, PaymentLink, PriceTier, ProductKind, utcnow
 from core.payment_gateway import MintedLink, PaymentGateway, PaymentLinkRequest
+from core.provider_calls import run_concurrently
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
-K = TypeVar("K", bound=Hashable)
 
 DEFAULT_CONCURRENCY = 8  # requests in flight; the gateway paces them under Stripe's limit
 # Stripe keeps an idempotency key for at least 24 hours; an hour's margin on top.
@@ -238,7 +236,7 @@ class _CommitRun:
 
         missing = [key for key in tier_ids if key not in prices]
         tasks = [(key, self._price_task(first_item[key], tier_ids[key])) for key in missing]
-        _run_concurrently(tasks, concurrency=self.concurrency, on_done=record)
+        run_concurrently(tasks, concurrency=self.concurrency, on_done=record, thread_name_prefix="stripe")
         return prices
 
     def _price_task(self, item: BackfillItem, tier_id: int) -> Callable[[], str]:
@@ -428,7 +426,7 @@ class _CommitRun:
                 self._done(self._complete(job, minted))
 
         tasks = [(job.link_id, self._link_task(job)) for job in to_create]
-        _run_concurrently(tasks, concurrency=self.concurrency, on_done=record)
+        run_concurrently(tasks, concurrency=self.concurrency, on_done=record, thread_name_prefix="stripe")
 
     def _look_up_at_stripe(self, jobs: Sequence[_Job]) -> tuple[dict[int, MintedLink], set[int]]:
         """Reservations older than Stripe's memory of their key: the link each made, if any.
@@ -658,33 +656,3 @@ class _CommitRun:
 
 def _reason(exc: IntegrityError) -> str:
     return str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-
-
-def _run_concurrently(
-    tasks: Iterable[tuple[K, Callable[[], T]]],
-    *,
-    concurrency: int,
-    on_done: Callable[[K, Optional[T], Optional[PaymentProviderError]], None],
-) -> None:
-    """Run provider calls with up to ``concurrency`` in flight; ``on_done`` runs in this thread.
-
-    A provider error is handed to ``on_done``; anything else (a bug, an interrupt, an error
-    raised by ``on_done``) cancels what has not started and propagates.
-    """
-    tasks = list(tasks)
-    if not tasks:
-        return
-    with ThreadPoolExecutor(max_workers=min(concurrency, len(tasks)), thread_name_prefix="stripe") as pool:
-        futures: dict[Future[T], K] = {pool.submit(task): key for key, task in tasks}
-        try:
-            for future in as_completed(futures):
-                try:
-                    value = future.result()
-                except PaymentProviderError as exc:
-                    on_done(futures[future], None, exc)
-                else:
-                    on_done(futures[future], value, None)
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
