@@ -26,10 +26,9 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Callable, Hashable, Iterable, Iterator, Optional, Sequence, TypeVar
+from typing import Callable, Optional, Sequence
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
@@ -54,6 +53,7 @@ from core.models import (
 from core.money import format_cents
 from core.payment_gateway import CompletedCheckout, PaymentGateway
 from core.payment_reconciliation import FlagKind, FlagNote, LinkDecision, LinkState, reconcile_link
+from core.provider_calls import run_concurrently
 
 __all__ = [
     "DEFAULT_OVERLAP",
@@ -68,9 +68,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-K = TypeVar("K", bound=Hashable)
-T = TypeVar("T")
 
 # Checkout Sessions stay open up to 24 hours after creation; ten minutes more for clock skew.
 DEFAULT_OVERLAP = timedelta(hours=24, minutes=10)
@@ -381,11 +378,12 @@ class _PaymentSync:
                 self._record(ref, checkouts, complete_history=True)
             self._report(phase, done, len(links))
 
-        _run_concurrently(
+        run_concurrently(
             ((ref, fetch(ref)) for ref in links),
             concurrency=self.concurrency,
             on_done=record,
             should_stop=self._too_many_errors,
+            thread_name_prefix="payment-sync",
         )
         if done < len(links):
             self._error(f"stopped after {MAX_ERRORS} errors; {len(links) - done} links were not checked")
@@ -473,11 +471,12 @@ class _PaymentSync:
                     self.session.commit()  # paid meanwhile: keep what was recorded
             self._report("Deactivating links of withdrawn players", done, len(links))
 
-        _run_concurrently(
+        run_concurrently(
             ((ref, deactivate(ref)) for ref in links),
             concurrency=self.concurrency,
             on_done=record,
             should_stop=self._too_many_errors,
+            thread_name_prefix="payment-sync",
         )
         if done < len(links):
             self._error(f"stopped after {MAX_ERRORS} errors; {len(links) - done} links were not deactivated")
@@ -608,40 +607,3 @@ def _audit_details(result: SyncResult) -> dict[str, object]:
         ],
         "errors": result.errors[:MAX_ERRORS],
     }
-
-
-def _run_concurrently(
-    tasks: Iterable[tuple[K, Callable[[], T]]],
-    *,
-    concurrency: int,
-    on_done: Callable[[K, Optional[T], Optional[PaymentProviderError]], None],
-    should_stop: Callable[[], bool],
-) -> None:
-    """Run provider calls on worker threads, at most ``concurrency`` in flight.
-
-    ``on_done`` runs on the calling thread, one result at a time, so it may use the
-    caller's database session. No new call starts once ``should_stop()`` is true.
-    """
-    pending: Iterator[tuple[K, Callable[[], T]]] = iter(tasks)
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="payment-sync") as pool:
-        in_flight: dict[Future[T], K] = {}
-
-        def submit_next() -> None:
-            for key, call in pending:
-                in_flight[pool.submit(call)] = key
-                return
-
-        for _ in range(concurrency):
-            submit_next()
-        while in_flight:
-            finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            for future in finished:
-                key = in_flight.pop(future)
-                try:
-                    value = future.result()
-                except PaymentProviderError as exc:
-                    on_done(key, None, exc)
-                else:
-                    on_done(key, value, None)
-                if not should_stop():
-                    submit_next()

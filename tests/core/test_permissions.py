@@ -189,7 +189,7 @@ def _campaign(session: Session, user: Optional[ActingUser]) -> Any:
 # matrix's savepoints (sync_payments is, through ``_joined``); each has its own refusal
 # tests, named here.
 COMMITTING_SERVICE_FUNCTIONS: dict[str, str] = {
-    "core.backfill.commit_backfill": "tests/core/test_backfill.py: coach, treasurer and another league's plan",
+    "core.backfill.commit.commit_backfill": "tests/core/test_backfill.py: coach, treasurer and another league's plan",
     "core.email.campaigns.send_test_email": "tests/core/email/test_outbox.py::test_only_an_admin_may_send",
     "core.email.campaigns.run_campaign": "tests/core/email/test_outbox.py::test_only_an_admin_may_send",
     "core.email.outbox.drain_outbox": "tests/core/email/test_outbox.py::test_only_an_admin_may_send",
