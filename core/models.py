@@ -7,6 +7,7 @@ Timestamps are stored in UTC and always come back timezone-aware, on SQLite too.
 from __future__ import annotations
 
 import enum
+import secrets
 from datetime import datetime, timezone
 from typing import Any, Optional
 
@@ -139,6 +140,15 @@ class Tenant(Base):
     footer_text: Mapped[Optional[str]] = mapped_column(Text)
     payments_synced_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # A random token naming this league at Stripe (idempotency keys, link metadata), so two
+    # databases on one Stripe account (a trial, a copy) never take each other's requests or
+    # links. NULL for leagues created before it existed: they keep ``t<id>`` (``league_key``).
+    stripe_namespace: Mapped[Optional[str]] = mapped_column(String(32), default=lambda: secrets.token_hex(8))
+
+    @property
+    def league_key(self) -> str:
+        """This league's name in its Stripe idempotency keys and metadata."""
+        return self.stripe_namespace or f"t{self.id}"
 
 
 class Team(Base):

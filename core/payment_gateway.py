@@ -108,6 +108,15 @@ class PaymentGateway(Protocol):
         ...
 
 
+def names_league(metadata: Mapping[str, str], *, tenant_id: int, league_key: str) -> bool:
+    """Whether metadata the backfill wrote (on a Price, a Payment Link, or the Checkout
+    Sessions it is copied to) names this league: by ``league_key``, or, on links minted before
+    the key existed, by ``tenant_id`` alone when the league still uses ``t<id>``."""
+    if "league_key" in metadata:
+        return metadata["league_key"] == league_key
+    return league_key == f"t{tenant_id}" and metadata.get("tenant_id") == str(tenant_id)
+
+
 def configured_payment_gateway(
     settings: Optional["Settings"] = None, *, action: str = "talk to Stripe"
 ) -> PaymentGateway:

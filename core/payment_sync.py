@@ -51,7 +51,7 @@ from core.models import (
     utcnow,
 )
 from core.money import format_cents
-from core.payment_gateway import CompletedCheckout, PaymentGateway
+from core.payment_gateway import CompletedCheckout, PaymentGateway, names_league
 from core.payment_reconciliation import FlagKind, FlagNote, LinkDecision, LinkState, reconcile_link
 from core.provider_calls import run_concurrently
 
@@ -262,6 +262,7 @@ class _PaymentSync:
         self.overlap = overlap
         self.concurrency = max(1, concurrency)
         self._progress = progress
+        self.league_key = session.get_one(Tenant, user.tenant_id).league_key
         self.result = SyncResult(full=full, started_at=utcnow())
         self._reported = self._flags_reported_since(self.result.started_at - overlap)
 
@@ -343,7 +344,7 @@ class _PaymentSync:
 
     def _claims_our_league(self, checkout: CompletedCheckout) -> bool:
         # The backfill puts the league on every link's metadata, and Checkout copies it.
-        return checkout.metadata.get("tenant_id") == str(self.user.tenant_id)
+        return names_league(checkout.metadata, tenant_id=self.user.tenant_id, league_key=self.league_key)
 
     # -- per-link checks: a full pass, or the links still processing --------------------------
 

@@ -23,6 +23,7 @@ def mirror_links(stand_in: StripeStandIn, session: Session, links: Iterable[Paym
         metadata = {
             "tenant": tenant.slug,
             "tenant_id": str(tenant.id),
+            "league_key": tenant.league_key,
             "player_id": str(link.player_id),
             "product_id": str(link.product_id),
             "link_id": str(link.id),

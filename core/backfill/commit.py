@@ -27,7 +27,7 @@ from core.backfill.plan import (
 from core.backfill.result import BackfillResult, ItemOutcome, ItemStatus, OldLinkStillActive
 from core.errors import PaymentProviderError, PermissionDenied
 from core.models import LinkStatus, PaymentLink, PriceTier, ProductKind, utcnow
-from core.payment_gateway import MintedLink, PaymentGateway, PaymentLinkRequest
+from core.payment_gateway import MintedLink, PaymentGateway, PaymentLinkRequest, names_league
 from core.provider_calls import run_concurrently
 
 log = logging.getLogger(__name__)
@@ -38,14 +38,20 @@ IDEMPOTENCY_KEY_MEMORY = timedelta(hours=23)
 RESERVATION_BATCH = 500  # reservations written per commit
 
 
-def link_idempotency_key(tenant_id: int, link_id: int) -> str:
+def link_idempotency_key(league_key: str, link_id: int) -> str:
     """The key of the Stripe request minting the link reserved as row ``link_id``.
 
     One row, one key: a rerun that finishes the row replays the request, and a new link for
     the same player and product (after a payment or a price change) is a new row, so Stripe
-    never answers it with the old link.
+    never answers it with the old link. ``league_key`` (``Tenant.league_key``) keeps another
+    database's league on the same Stripe account from sharing the key.
     """
-    return f"backfill-link:t{tenant_id}:l{link_id}"
+    return f"backfill-link:{league_key}:l{link_id}"
+
+
+def price_idempotency_key(league_key: str, product_id: int, currency: str, amount_cents: int) -> str:
+    """The key of the Stripe request creating the Price of a product at an amount."""
+    return f"backfill-price:{league_key}:pr{product_id}:{currency}{amount_cents}"
 
 
 ProgressCallback = Callable[[int, int, ItemOutcome], None]
@@ -243,10 +249,11 @@ class _CommitRun:
         metadata = {
             "tenant": self.plan.tenant_slug,
             "tenant_id": str(self.plan.tenant_id),
+            "league_key": self.plan.league_key,
             "product_id": str(item.product_id),
             "price_tier_id": str(tier_id),
         }
-        key = f"backfill-price:t{self.plan.tenant_id}:pr{item.product_id}:{item.currency}{item.amount_cents}"
+        key = price_idempotency_key(self.plan.league_key, item.product_id, item.currency, item.amount_cents)
         return lambda: self.gateway.create_price(
             amount_cents=item.amount_cents, currency=item.currency, product_name=item.product_name,
             metadata=metadata, idempotency_key=key,
@@ -440,7 +447,8 @@ class _CommitRun:
         try:
             for link in self.gateway.list_payment_links(active=True):
                 metadata = link.metadata
-                if metadata.get("tenant_id") == str(self.plan.tenant_id) and metadata.get("link_id") in wanted:
+                ours = names_league(metadata, tenant_id=self.plan.tenant_id, league_key=self.plan.league_key)
+                if ours and metadata.get("link_id") in wanted:
                     found.setdefault(wanted[metadata["link_id"]], link)
                     if len(found) == len(wanted):
                         break
@@ -462,6 +470,7 @@ class _CommitRun:
         metadata = {
             "tenant": self.plan.tenant_slug,
             "tenant_id": str(self.plan.tenant_id),
+            "league_key": self.plan.league_key,
             "player_id": str(item.player_id),
             "product_id": str(item.product_id),
             "link_id": str(job.link_id),
@@ -476,7 +485,7 @@ class _CommitRun:
             single_payment=item.product_kind is ProductKind.ONE_TIME,
             save_payment_method=item.product_kind is ProductKind.MONTHLY,
         )
-        key = link_idempotency_key(self.plan.tenant_id, job.link_id)
+        key = link_idempotency_key(self.plan.league_key, job.link_id)
         return lambda: self.gateway.create_payment_link(request, idempotency_key=key)
 
     def _complete(self, job: _Job, minted: MintedLink) -> ItemOutcome:

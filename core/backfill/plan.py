@@ -121,6 +121,7 @@ class BackfillPlan:
 
     tenant_id: int
     tenant_slug: str
+    league_key: str  # the league's name at Stripe (``Tenant.league_key``)
     items: tuple[BackfillItem, ...]
     signed_players: int = 0
     pending_switch_offs: tuple[PendingSwitchOff, ...] = ()
@@ -233,7 +234,8 @@ def plan_backfill(session: Session, user: ActingUser) -> BackfillPlan:
             if order.product_id in products:
                 items.append(planner.order_item(products[order.product_id], order))
     return BackfillPlan(
-        tenant_id=tenant.id, tenant_slug=tenant.slug, items=tuple(items), signed_players=len(players),
+        tenant_id=tenant.id, tenant_slug=tenant.slug, league_key=tenant.league_key, items=tuple(items),
+        signed_players=len(players),
         pending_switch_offs=_pending_switch_offs(session, tenant.id),
     )
 

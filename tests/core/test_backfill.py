@@ -259,7 +259,7 @@ def test_links_carry_metadata_and_the_settings_of_their_kind(session, league, st
     assert "payment_intent_data" not in params and "customer_creation" not in params
     assert params["after_completion"] == {"type": "redirect", "redirect": {"url": "https://westside.example/paid"}}
     assert params["metadata"] == {
-        "tenant": "westside", "tenant_id": str(tenant.id), "player_id": str(amy.id),
+        "tenant": "westside", "tenant_id": str(tenant.id), "league_key": tenant.league_key, "player_id": str(amy.id),
         "product_id": str(league["registration"].id), "link_id": str(registration.id),
         "link_key": f"t{tenant.id}-pl{amy.id}-pr{league['registration'].id}",
     }
@@ -387,7 +387,7 @@ def test_each_link_row_is_reserved_and_committed_before_stripe_is_asked(session,
         assert (player_id, product_id) == (asked_player, asked_product)
     links = _active_links(session, league["tenant"])
     assert sorted(key for key, *_ in gateway.seen) == sorted(
-        link_idempotency_key(league["tenant"].id, link.id) for link in links)
+        link_idempotency_key(league["tenant"].league_key, link.id) for link in links)
     assert not _reservations(session)
 
 
@@ -401,7 +401,7 @@ def test_a_new_link_after_a_deactivated_one_is_a_new_row_with_its_own_key(sessio
              if (l.player_id, l.product_id) == (league["bo"].id, league["registration"].id)]
     assert new.id != old.id and new.stripe_payment_link_id != old.stripe_payment_link_id
     request = next(r for r in stripe_stand_in.requests if r.params.get("metadata", {}).get("link_id") == str(new.id))
-    assert request.idempotency_key == link_idempotency_key(league["tenant"].id, new.id)
+    assert request.idempotency_key == link_idempotency_key(league["tenant"].league_key, new.id)
 
 
 def test_a_link_stripe_made_before_a_crash_is_found_on_a_rerun_more_than_a_day_later(session, league,
@@ -436,7 +436,7 @@ def test_a_link_stripe_made_before_a_crash_is_found_on_a_rerun_more_than_a_day_l
     rerun = stripe_stand_in.requests[requests_before:]
     assert any((r.method, r.path) == ("GET", "/v1/payment_links") for r in rerun)
     created = {r.idempotency_key for r in rerun if (r.method, r.path) == ("POST", "/v1/payment_links")}
-    assert created == {link_idempotency_key(league["tenant"].id, link_id) for link_id in reserved - made_before}
+    assert created == {link_idempotency_key(league["tenant"].league_key, link_id) for link_id in reserved - made_before}
     assert len(_owed_items(session, league)) == 8
 
 
@@ -659,3 +659,44 @@ def test_two_backfills_at_once_leave_one_active_link_per_pair(database_url, sess
     assert sum(len(r.minted) for r in results) == pairs
     assert sum(len(r.reused) + len(r.skipped) for r in results) == pairs
     assert len(stripe_stand_in.payment_links) == pairs  # the same idempotency keys: Stripe made each link once
+
+
+def _league_in_its_own_database(path) -> Any:  # type: ignore[no-untyped-def]
+    """A fresh SQLite database holding league #1 with one player owing registration."""
+    from core.db import upgrade_database
+
+    url = f"sqlite:///{path}"
+    upgrade_database(url)
+    engine = make_engine(url)
+    session = session_factory(engine)()
+    tenant = make_tenant(session, "westside")
+    make_player(session, tenant, make_parent(session, tenant, "Ana O'Neil", "ana@example.org"), first_name="Amy")
+    make_product(session, tenant, "Registration", amount_cents=15000)
+    session.commit()
+    return engine, session, tenant
+
+
+def test_two_databases_on_one_stripe_account_each_mint_their_own_links(tmp_path, stripe_stand_in, stripe_gateway):
+    """A trial install next to the real one: both have a league #1 and a link row #1."""
+    minted = []
+    for name in ("real.db", "trial.db"):
+        engine, session, tenant = _league_in_its_own_database(tmp_path / name)
+        try:
+            assert tenant.id == 1
+            result = commit_backfill(session, acting(tenant), stripe_gateway, plan_backfill(session, acting(tenant)),
+                                     success_url="https://westside.example/paid")
+            assert result.ok and len(result.minted) == 1, result.failed
+            minted.append(session.scalars(select(PaymentLink.stripe_payment_link_id)).one())
+        finally:
+            session.close()
+            engine.dispose()
+    assert minted[0] != minted[1] and set(minted) <= set(stripe_stand_in.payment_links)
+    assert len({stripe_stand_in.payment_links[m]["metadata"]["league_key"] for m in minted}) == 2
+
+
+def test_a_league_from_before_the_stripe_namespace_keeps_its_keys(session, league):
+    """An interrupted backfill's reservation must be finished with the key it was sent with."""
+    tenant = league["tenant"]
+    tenant.stripe_namespace = None
+    assert tenant.league_key == f"t{tenant.id}"
+    assert link_idempotency_key(tenant.league_key, 7) == f"backfill-link:t{tenant.id}:l7"

@@ -422,17 +422,22 @@ def test_payments_for_links_we_do_not_know_are_flagged_only_when_they_name_our_l
     session, league, stripe_stand_in, stripe_gateway
 ):
     tenant = league.tenant
-    stripe_stand_in.add_payment_link("plink_lost", amount_cents=15000, metadata={"tenant_id": str(tenant.id)})
+    stripe_stand_in.add_payment_link("plink_lost", amount_cents=15000,
+                                     metadata={"tenant_id": str(tenant.id), "league_key": tenant.league_key})
     stripe_stand_in.add_payment_link("plink_other_shop", amount_cents=999, metadata={})
+    # Another database's league with the same id on the same Stripe account (a trial, a copy).
+    stripe_stand_in.add_payment_link("plink_other_install", amount_cents=15000,
+                                     metadata={"tenant_id": str(tenant.id), "league_key": "0123456789abcdef"})
     lost = stripe_stand_in.complete_checkout_session("plink_lost")
     stripe_stand_in.complete_checkout_session("plink_other_shop")
+    stripe_stand_in.complete_checkout_session("plink_other_install")
 
     result = sync_payments(session, league.treasurer, stripe_gateway)
 
     assert [(f.kind, f.checkout_session_id, f.link_id) for f in result.flags] == [
         (FlagKind.UNKNOWN_LINK, lost["id"], None)
     ]
-    assert result.sessions_not_ours == 1 and result.paid_count == 0
+    assert result.sessions_not_ours == 2 and result.paid_count == 0
 
 
 def test_another_leagues_payments_are_left_for_that_league(session, league, stripe_stand_in, stripe_gateway):
@@ -497,3 +502,17 @@ def test_a_send_to_everyone_syncs_first_so_a_family_who_paid_is_not_emailed(sess
     manifest = build_manifest(session, league.admin, OUTSTANDING_BALANCE)
     assert paid_parent not in {entry.parent_id for entry in manifest.recipients}
     assert len(manifest.recipients) == 2
+
+
+@pytest.mark.parametrize("metadata, league_key, ours", [
+    ({"tenant_id": "1", "league_key": "a1b2c3d4e5f60718"}, "a1b2c3d4e5f60718", True),
+    ({"tenant_id": "1", "league_key": "ffffffffffffffff"}, "a1b2c3d4e5f60718", False),  # another database's league 1
+    ({"tenant_id": "1"}, "a1b2c3d4e5f60718", False),  # no key: only a league still on t<id> may claim it
+    ({"tenant_id": "1"}, "t1", True),  # minted before league keys existed
+    ({"tenant_id": "2"}, "t1", False),
+    ({}, "t1", False),
+])
+def test_whose_metadata_is_decided_by_the_league_key(metadata, league_key, ours):
+    from core.payment_gateway import names_league
+
+    assert names_league(metadata, tenant_id=1, league_key=league_key) is ours
