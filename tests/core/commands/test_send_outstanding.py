@@ -8,7 +8,11 @@ import socket
 import pytest
 
 from core.cli import main
-from tests.core.email.conftest import EMAIL_FROM, league, outbox_dir, read_outbox, recipients  # noqa: F401 - fixtures
+from tests.core.email import conftest as email_fixtures
+from tests.core.email.conftest import EMAIL_FROM, read_outbox, recipients
+
+# The email tests' league and outbox, as fixtures of this module too.
+league, outbox_dir = email_fixtures.league, email_fixtures.outbox_dir
 
 
 @pytest.fixture
