@@ -12,6 +12,10 @@ from core.errors import InvalidInput, NotFound
 from core.models import Parent, Product, Team, Tenant
 
 
+# Ids are 32-bit integers (PostgreSQL's integer); a longer number cannot be one.
+_LARGEST_ID = 2**31 - 1
+
+
 @dataclass(frozen=True)
 class Choice:
     id: int
@@ -72,7 +76,7 @@ def find_parent(session: Session, user: ActingUser, reference: str) -> Parent:
             )
         )
     }
-    if text.isdigit():
+    if text.isascii() and text.isdigit() and int(text) <= _LARGEST_ID:
         try:
             by_id = find_in_league(session, user, Parent, int(text), label="parent")
             found[by_id.id] = by_id

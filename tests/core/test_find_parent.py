@@ -27,7 +27,7 @@ def test_a_parent_is_found_by_id_parent_ref_or_email_in_any_case(session, league
 
 def test_a_parent_of_another_league_is_reported_like_a_missing_one(session, leagues):
     west_admin, eve = acting(leagues["west"]), leagues["eve"]
-    for reference in (str(eve.id), "PA-900", "eve@example.org", "PA-999"):
+    for reference in (str(eve.id), "PA-900", "eve@example.org", "PA-999", "99999999999999999999", "²"):
         with pytest.raises(NotFound) as missing:
             find_parent(session, west_admin, reference)
         assert str(missing.value) == (
