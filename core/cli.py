@@ -1,15 +1,18 @@
 """``python -m core <command>``: the operator's command line.
 
 Each command lives in its own module under ``core/commands`` and registers itself here.
-Errors are one clear line on stderr and a non-zero exit status, never a traceback.
+Errors are one clear line on stderr and a non-zero exit status, never a traceback: 2 for
+a mistyped command line, 1 for anything else.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
 import sys
-from typing import Optional, Sequence
+from contextlib import contextmanager
+from typing import Iterator, NoReturn, Optional, Sequence
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -29,8 +32,43 @@ from core.settings import ConfigurationError
 COMMAND_MODULES = (database, demo, league, balances, import_roster, backfill, sync_payments, send_outstanding)
 
 
+class CommandParser(argparse.ArgumentParser):
+    """argparse, with each argument error one line on stderr (exit status 2) instead of the usage.
+
+    An unrecognized argument is reported before a missing required one: argparse checks the
+    required ones first, so ``send-outstanding --bogus`` would say that one of ``--test-email``,
+    ``--all`` or ``--resume`` is required. So ``parse_known_args`` (which argparse also calls for
+    each subcommand, whose parsers are of this class too) first parses with nothing required,
+    only to find unrecognized arguments; it reports them itself and never returns any.
+    """
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def, override]
+        args = sys.argv[1:] if args is None else list(args)
+        with _nothing_required(self):
+            _, unrecognized = super().parse_known_args(args, copy.copy(namespace))
+        if unrecognized:
+            self.error(f"unrecognized arguments: {' '.join(unrecognized)}")
+        return super().parse_known_args(args, namespace)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+@contextmanager
+def _nothing_required(parser: argparse.ArgumentParser) -> Iterator[None]:
+    """For a moment, none of this parser's own arguments and groups is required."""
+    required = [item for item in (*parser._actions, *parser._mutually_exclusive_groups) if item.required]
+    for item in required:
+        item.required = False
+    try:
+        yield
+    finally:
+        for item in required:
+            item.required = True
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m core",
         description="League Billing Dashboard: operator commands. Run from the repository root.",
     )

@@ -11,7 +11,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.name_search import register_sqlite_functions
-from core.settings import REPO_ROOT, ConfigurationError, load_settings
+from core.settings import DEFAULT_SQLITE_PATH, REPO_ROOT, ConfigurationError, load_settings
 
 SUPPORTED_BACKENDS = {"sqlite", "postgresql"}
 
@@ -35,11 +35,29 @@ def make_engine(url: Optional[str] = None) -> Engine:
         )
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            _check_sqlite_folder(Path(parsed.database))
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+def _check_sqlite_folder(path: Path) -> None:
+    """Create the default database's folder (``data/``) on first use; refuse any other missing one.
+
+    A mistyped ``DATABASE_URL`` must not quietly start an empty database somewhere new.
+    """
+    folder = path.parent
+    if folder.is_dir():
+        return
+    if folder.resolve() == DEFAULT_SQLITE_PATH.parent:
+        folder.mkdir(parents=True, exist_ok=True)
+        return
+    problem = "is not a folder" if folder.exists() else "does not exist"
+    raise ConfigurationError(
+        f"DATABASE_URL names the SQLite file {path}, but {folder} {problem}; "
+        "create the folder or correct DATABASE_URL"
+    )
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from core.access import ActingUser, Permission, require
+from core.access import ActingUser, Permission, find_in_league, require
+from core.errors import InvalidInput, NotFound
 from core.models import Parent, Product, Team, Tenant
+
+
+# Ids are 32-bit integers (PostgreSQL's integer); a longer number cannot be one.
+_LARGEST_ID = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,43 @@ def league_parents(session: Session, user: ActingUser) -> list[Choice]:
         select(Parent.id, Parent.name, Parent.email).where(Parent.tenant_id == user.tenant_id).order_by(Parent.name)
     )
     return [Choice(id, f"{name} <{email}>" if email else f"{name} (no email)") for id, name, email in rows]
+
+
+def find_parent(session: Session, user: ActingUser, reference: str) -> Parent:
+    """The parent of the user's league named by ``reference``, as an operator would name them.
+
+    ``reference`` is the parent's id, their ``parent_ref`` from the roster (``PA-501``) or
+    their email address in any case. ``NotFound`` when it names nobody in this league;
+    ``InvalidInput`` when it names more than one (two parents sharing an address).
+    """
+    require(user, Permission.VIEW_CONTACT_DETAILS)
+    text = reference.strip()
+    found = {
+        parent.id: parent
+        for parent in session.scalars(
+            select(Parent).where(
+                Parent.tenant_id == user.tenant_id,
+                or_(Parent.external_ref == text, func.lower(Parent.email) == text.lower()),
+            )
+        )
+    }
+    if text.isascii() and text.isdigit() and int(text) <= _LARGEST_ID:
+        try:
+            by_id = find_in_league(session, user, Parent, int(text), label="parent")
+            found[by_id.id] = by_id
+        except NotFound:
+            pass
+    if not found:
+        raise NotFound(f"No parent {text!r} in this league: give their id, parent_ref or email address.")
+    if len(found) > 1:
+        named = "; ".join(
+            f"{p.name} (id {p.id}" + (f", parent_ref {p.external_ref})" if p.external_ref else ")")
+            for p in sorted(found.values(), key=lambda p: p.id)
+        )
+        raise InvalidInput(
+            f"{text!r} names {len(found)} parents in this league ({named}): give their parent_ref or id."
+        )
+    return next(iter(found.values()))
 
 
 def league_of(session: Session, user: ActingUser) -> Tenant:

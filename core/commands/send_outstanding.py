@@ -7,6 +7,7 @@ import sys
 from typing import Optional, TextIO
 
 from core.commands.context import CommandContext, add_tenant_option, league_command
+from core.directory import find_parent
 from core.email.backends import make_backend
 from core.email.campaigns import (
     Manifest,
@@ -41,7 +42,11 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     mode.add_argument("--test-email", metavar="ADDR", help="send a test to this address")
     mode.add_argument("--all", action="store_true", help="send to every parent who owes")
     mode.add_argument("--resume", metavar="CAMPAIGN", type=int, help="continue an earlier campaign")
-    parser.add_argument("--parent", metavar="ID", type=int, help="with --test-email: whose email (default: the first who owes)")
+    parser.add_argument(
+        "--parent", metavar="PARENT",
+        help="with --test-email: whose email, by their parent_ref from the roster (e.g. PA-501), email address "
+             "or id (default: the first who owes)",
+    )
     parser.add_argument("--yes", action="store_true", help="with --all: send without asking")
     parser.add_argument(
         "--cooldown-days", metavar="N", type=int, default=None,
@@ -71,8 +76,10 @@ def run(args: argparse.Namespace, *, stdin: Optional[TextIO] = None) -> int:
         return _send_to_everyone(ctx, args, stdin=stdin or sys.stdin)
 
 
-def _test_send(ctx: CommandContext, address: str, parent_id: Optional[int]) -> int:
-    if parent_id is None:
+def _test_send(ctx: CommandContext, address: str, parent: Optional[str]) -> int:
+    if parent is not None:
+        parent_id = find_parent(ctx.session, ctx.user, parent).id
+    else:
         owing = parents_to_email(ctx.session, ctx.user, OUTSTANDING_BALANCE)
         if not owing:
             raise InvalidInput("Nobody owes anything: there is no email to test.")

@@ -21,6 +21,7 @@ RosterSource = Union[str, Path, bytes, BinaryIO]
 
 _BOM = b"\xef\xbb\xbf"
 _DELIMITERS = (",", ";", "\t")
+_DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab"}
 
 
 class RosterFileError(InvalidInput):
@@ -33,10 +34,15 @@ class RosterFileError(InvalidInput):
 
 @dataclass(frozen=True)
 class CsvRow:
-    """One data row: its first line number in the file and its cells by column name."""
+    """One data row: its first line number in the file and its cells by column name.
+
+    ``problem`` says why the cells cannot be trusted: the row has more or fewer fields than
+    the header, so a value may sit under the wrong column. Such a row must not be imported.
+    """
 
     line: int
     values: dict[str, str]
+    problem: Optional[str] = None
 
 
 @contextmanager
@@ -80,6 +86,8 @@ class RosterReader:
         # csv counts the lines it has read from the header on; this turns that into file lines.
         self._line_offset = 0
         self.header_line = 0
+        self._header_width = 0
+        self._delimiter = ","
         self.header = self._read_header()
 
     @property
@@ -93,12 +101,14 @@ class RosterReader:
             delimiter = max(_DELIMITERS, key=text.count) if any(d in text for d in _DELIMITERS) else ","
             lines = _chain_first(text, (line for _, line in self._lines))
             self._reader = csv.reader(lines, delimiter=delimiter, strict=True)
+            self._delimiter = delimiter
             self.header_line = number
             self._line_offset = number - 1
             try:
                 cells = next(self._reader)
             except csv.Error as exc:
                 raise RosterFileError(f"the header is not valid CSV: {exc}", line=number) from None
+            self._header_width = len(cells)
             try:
                 return recognise_header(cells)
             except InvalidInput as exc:
@@ -108,7 +118,10 @@ class RosterReader:
         )
 
     def rows(self) -> Iterator[CsvRow]:
-        """Data rows, skipping blank lines; cells are stripped of surrounding spaces."""
+        """Data rows, skipping blank lines; cells are stripped of surrounding spaces.
+
+        A row whose number of fields differs from the header's comes with a ``problem``.
+        """
         reader = self._reader
         assert reader is not None
         positions = self.header.positions
@@ -127,7 +140,15 @@ class RosterReader:
             yield CsvRow(
                 line,
                 {name: cells[i].strip() if i < len(cells) else "" for name, i in positions.items()},
+                None if len(cells) == self._header_width else self._width_problem(len(cells)),
             )
+
+    def _width_problem(self, fields: int) -> str:
+        separator = _DELIMITER_NAMES[self._delimiter]
+        return (
+            f"the row has {fields} fields but the header has {self._header_width}; check it for a "
+            f"missing or extra {separator} (a value that contains a {separator} needs quotes)"
+        )
 
 
 def _decoded_lines(stream: BinaryIO) -> Iterator[tuple[int, str]]:

@@ -123,6 +123,10 @@ class RowChecker:
 
     def check(self, row: CsvRow) -> Optional[RosterRecord]:
         """The row's record, or None when it has a problem (recorded in ``errors``)."""
+        if row.problem is not None:
+            # Its values may sit under the wrong columns: checking them would only mislead.
+            self.errors.add(row.line, None, row.problem)
+            return None
         before = self.errors.total
         record = self._check(row)
         return record if self.errors.total == before else None

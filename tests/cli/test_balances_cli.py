@@ -85,6 +85,16 @@ def test_an_unsupported_database_is_named_in_one_line():
     )
 
 
+def test_a_sqlite_file_in_a_missing_folder_is_one_line_and_creates_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/typo/league.db")
+    for command in (["balances"], ["db", "upgrade"], ["demo"]):
+        assert main(command) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: DATABASE_URL names the SQLite file {tmp_path}/typo/league.db, but ")
+        assert f"{tmp_path}/typo does not exist" in err and err.count("\n") == 1
+    assert not (tmp_path / "typo").exists()
+
+
 def test_a_league_slug_that_is_not_a_slug_is_refused(database_url, monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("DATABASE_URL", database_url)
     products = REPO / "examples" / "products.csv"

@@ -35,7 +35,7 @@ from core.audit_export import audit_log_csv
 from core.backfill import plan_backfill
 from core.league_settings import LeagueSettings, current_league_settings, update_league_settings
 from core.balances import BalanceFilter, outstanding_balances
-from core.directory import league_of, league_parents, league_products, visible_teams
+from core.directory import find_parent, league_of, league_parents, league_products, visible_teams
 from core.email.campaigns import (
     build_manifest,
     campaign_messages,
@@ -50,7 +50,7 @@ from core.email.campaigns import (
 from core.email.outbox import retry_messages
 from core.email.presend import sync_payments_first
 from core.email.registry import OUTSTANDING_BALANCE, everyone_who_owes
-from core.errors import PermissionDenied
+from core.errors import NotFound, PermissionDenied
 from core.export import ExportKind, export_balances_csv, record_balances_export
 from core.models import Base, Product, Tenant
 from core.payment_sync import sync_payments
@@ -121,6 +121,8 @@ CALLS: tuple[Call, ...] = (
     Call("visible_teams", visible_teams, P.VIEW_BALANCES, lambda s, u, w: visible_teams(s, u)),
     Call("league_products", league_products, P.VIEW_BALANCES, lambda s, u, w: league_products(s, u)),
     Call("league_parents", league_parents, P.VIEW_CONTACT_DETAILS, lambda s, u, w: league_parents(s, u)),
+    Call("find_parent", find_parent, P.VIEW_CONTACT_DETAILS,
+         lambda s, u, w: _found_or_none(lambda: find_parent(s, u, PARENT_EMAILS[0]))),
     Call("league_of", league_of, P.VIEW_LEAGUE, lambda s, u, w: league_of(s, u)),
     Call("export_balances_csv line items", export_balances_csv, P.EXPORT_BALANCES,
          lambda s, u, w: export_balances_csv(s, u, BalanceFilter(product_ids=w.product_ids))),
@@ -177,6 +179,14 @@ ROSTER_CSV_BYTES = (
 
 
 EMAIL_FROM = "Treasurer <treasurer@league.example>"
+
+
+def _found_or_none(lookup: Callable[[], Any]) -> Any:
+    """A lookup's result; None when it finds nothing (another league's admin looking up this one's)."""
+    try:
+        return lookup()
+    except NotFound:
+        return None
 
 
 def _campaign(session: Session, user: Optional[ActingUser]) -> Any:

@@ -181,6 +181,53 @@ def test_broken_csv_quoting_is_reported_with_its_line(session, league):
     assert result.errors[0].line == 2 and "not valid CSV" in result.errors[0].message
 
 
+def test_a_row_with_a_field_missing_is_refused_and_keeps_the_parents_email(session, league):
+    run(session, league, (
+        f"{PLAYERS_HEADER}\n"
+        "PL-1003,Hugo,Lefèvre,signed,U10 Comets,PA-503,Amélie Lefèvre,amelie@example.org\n"
+    ), commit=True)
+    text = (
+        f"{PLAYERS_HEADER}\n"
+        "PL-1003,Hugo,Lefèvre,signed,U10 Comets,PA-503,Amélie Lefèvre,amelie@example.org\n"
+        "\n"
+        "PL-1004,Zoë,Lefèvre,signed,U10 Comets,PA-503,Amélie Lefèvre\n"
+    )
+    result = run(session, league, text, commit=True)
+    assert not result.committed
+    assert messages(result) == [
+        "line 4: the row has 7 fields but the header has 8; check it for a missing or extra comma "
+        "(a value that contains a comma needs quotes)"
+    ]
+    session.expire_all()
+    assert session.scalars(select(Parent.email)).all() == ["amelie@example.org"]
+    assert session.scalars(select(Player.external_ref)).all() == ["PL-1003"]
+
+
+def test_a_row_with_an_extra_field_is_refused(session, league):
+    # An unquoted comma in a name shifts every later value one column to the right.
+    text = f"{PLAYERS_HEADER}\nK1,Maya,Okafor, Jr.,signed,,P1,Ngozi Okafor,ngozi@example.org\n"
+    [error] = run(session, league, text, commit=True).errors
+    assert (error.line, error.column) == (2, None)
+    assert error.message.startswith("the row has 9 fields but the header has 8;")
+    assert count_rows(session, Player) == 0
+
+
+def test_a_semicolon_file_with_a_missing_field_names_the_semicolon(session, league):
+    text = "product;kind;required;amount\nUniform;one_time;45\nCamp;one_time;no;80\n"
+    result = run(session, league, text)
+    assert messages(result) == [
+        "line 2: the row has 3 fields but the header has 4; check it for a missing or extra semicolon "
+        "(a value that contains a semicolon needs quotes)"
+    ]
+
+
+def test_blank_lines_and_lines_of_bare_separators_are_still_skipped(session, league):
+    text = PRODUCTS + "\n,,,\n,,\n"
+    result = run(session, league, text, commit=True)
+    assert result.ok, messages(result)
+    assert counts(result, "products") == (3, 0, 0)
+
+
 # Row validation: every message names the line and the column
 
 

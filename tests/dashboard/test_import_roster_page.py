@@ -59,6 +59,16 @@ def test_problems_are_listed_by_row_and_column_and_import_is_disabled(demo_leagu
     assert at.button(key="roster_import_commit").disabled
 
 
+def test_a_row_missing_a_field_is_listed_and_import_is_disabled(demo_league, open_app):
+    short = PLAYERS_CSV.replace(b",amelie.lefevre@example.org", b"")
+    at = upload(open_app("admin", page="import_roster"), "players.csv", short)
+    assert "1 problem in players.csv" in at.error[0].value
+    [row] = [row for _, row in table_with(at, "Problem").iterrows()]
+    assert (row["Row"], row["Column"]) == ("5", "—")
+    assert row["Problem"].startswith("the row has 7 fields but the header has 8; check it for a missing or extra comma")
+    assert at.button(key="roster_import_commit").disabled
+
+
 def test_a_file_of_no_known_kind_says_what_is_expected(demo_league, open_app):
     at = upload(open_app("admin", page="import_roster"), "contacts.csv", b"name,email\nAna,ana@example.org\n")
     assert not at.subheader

@@ -8,7 +8,11 @@ import socket
 import pytest
 
 from core.cli import main
-from tests.core.email.conftest import EMAIL_FROM, league, outbox_dir, read_outbox, recipients  # noqa: F401 - fixtures
+from tests.core.email import conftest as email_fixtures
+from tests.core.email.conftest import EMAIL_FROM, read_outbox, recipients
+
+# The email tests' league and outbox, as fixtures of this module too.
+league, outbox_dir = email_fixtures.league, email_fixtures.outbox_dir
 
 
 @pytest.fixture
@@ -35,6 +39,30 @@ def test_a_test_send_goes_to_the_test_address_only(league, cli_env, capsys):
     out = capsys.readouterr().out
     assert "1 sent, 0 failed" in out
     assert "Test send: Bénédicte Zoë's email ($150.00) to me@example.org" in out
+
+
+def test_a_test_send_names_the_parent_by_parent_ref_or_email_address(league, cli_env, capsys):
+    assert main(["send-outstanding", "--test-email", "me@example.org", "--parent", league["ben"].external_ref]) == 0
+    assert "Test send: Bénédicte Zoë's email ($150.00) to me@example.org" in capsys.readouterr().out
+    assert main(["send-outstanding", "--test-email", "me@example.org", "--parent", "ANA@Example.org"]) == 0
+    assert "Test send: Ana O'Neil <& Co>'s email ($360.00) to me@example.org" in capsys.readouterr().out
+    assert recipients(cli_env) == ["me@example.org", "me@example.org"]
+
+
+def test_a_parent_not_in_the_league_is_one_line_and_nothing_is_sent(league, cli_env, capsys, session):
+    from tests.factories import make_parent, make_tenant
+
+    other = make_tenant(session, "eastside")
+    make_parent(session, other, "Eve East", "eve@east.example.org", external_ref="PA-900")
+    session.commit()
+    for reference in ("PA-999", "PA-900", "eve@east.example.org"):
+        code = main(["send-outstanding", "--tenant", "westside", "--test-email", "me@example.org",
+                     "--parent", reference])
+        assert code == 1
+        assert capsys.readouterr().err == (
+            f"error: No parent {reference!r} in this league: give their id, parent_ref or email address.\n"
+        )
+    assert read_outbox(cli_env) == []
 
 
 def test_a_test_send_without_a_parent_uses_the_first_who_owes(league, cli_env):

@@ -1,0 +1,53 @@
+"""A mistyped command line: one line on stderr naming what is wrong, exit status 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from core.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_an_unknown_argument_is_named_before_a_missing_required_one():
+    result = subprocess.run(
+        [sys.executable, "-m", "core", "send-outstanding", "--bogus"],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == "error: unrecognized arguments: --bogus (see python -m core send-outstanding --help)\n"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        ([], "the following arguments are required: COMMAND (see python -m core --help)"),
+        (["--bogus", "balances"], "unrecognized arguments: --bogus (see python -m core --help)"),
+        (["balance"], "argument COMMAND: invalid choice: 'balance' (choose from"),
+        (["send-outstanding"], "one of the arguments --test-email --all --resume is required "
+                               "(see python -m core send-outstanding --help)"),
+        (["send-outstanding", "--parent", "PA-501", "--bogus"], "unrecognized arguments: --bogus (see"),
+        (["balances", "--csv"], "argument --csv: expected one argument (see python -m core balances --help)"),
+        (["import", "players.csv", "--comit"], "unrecognized arguments: --comit (see python -m core import --help)"),
+        (["db", "upgrade", "now"], "unrecognized arguments: now (see python -m core db upgrade --help)"),
+    ],
+)
+def test_each_argument_error_is_one_line_with_exit_status_2(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(argv)
+    assert exit.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(f"error: {message}") and captured.err.count("\n") == 1
+
+
+def test_help_still_shows_the_whole_usage(capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["send-outstanding", "--help"])
+    assert exit.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m core send-outstanding") and "--parent PARENT" in out
