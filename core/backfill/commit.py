@@ -80,7 +80,8 @@ def commit_backfill(
     records the same pair first, this run reuses the winner's link and switches its own
     off. One failing item is recorded with its reason and the others go on; when Stripe
     refused an item outright, its reservation is removed so the next run starts afresh.
-    ``progress(done, total, outcome)`` is called after each item, in the caller's thread. An
+    ``progress(done, total, outcome)`` is called after each link minted, replaced or failed
+    (``total``: the links to mint or replace), in the caller's thread. An
     audit entry is committed at the end.
     """
     require(user, Permission.MINT_LINKS)
@@ -143,7 +144,10 @@ class _CommitRun:
         self.success_url = success_url
         self.concurrency = max(1, concurrency)
         self.result = BackfillResult()
-        self.total = len(plan.items)
+        # Progress counts what the run asks Stripe for (what the admin confirmed: links to
+        # mint or replace), not the plan's already-linked or waiting rows.
+        self.total = len(plan.to_change)
+        self.changed = 0
         self.switch_offs: list[tuple[PendingSwitchOff, bool, Future[MintedLink]]] = []
         self.switch_off_pool: Optional[ThreadPoolExecutor] = None
 
@@ -659,8 +663,11 @@ class _CommitRun:
         if outcome.status is ItemStatus.FAILED:
             # info, not warning: the caller reports every failure to the person who ran it.
             log.info("Backfill item %s failed: %s", outcome.item.key, outcome.reason)
+        if outcome.item.action not in (PlanAction.MINT, PlanAction.REPLACE):
+            return
+        self.changed += 1
         if self.progress is not None:
-            self.progress(len(self.result.outcomes), self.total, outcome)
+            self.progress(self.changed, self.total, outcome)
 
 
 def _reason(exc: IntegrityError) -> str:

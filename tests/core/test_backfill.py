@@ -225,7 +225,7 @@ def test_commit_mints_exactly_the_plan(session, league, stripe_gateway, stripe_s
                              progress=lambda done, total, outcome: seen.append((done, total)))
 
     assert result.ok and len(result.minted) == 8
-    assert seen[-1] == (8, 8)
+    assert seen == [(n, 8) for n in range(1, 9)]
     links = _active_links(session, league["tenant"])
     planned = {(i.player_id, i.product_id, i.amount_cents, i.order_id) for i in plan.to_mint}
     assert {(l.player_id, l.product_id, l.amount_cents, l.order_id) for l in links} == planned
@@ -700,3 +700,17 @@ def test_a_league_from_before_the_stripe_namespace_keeps_its_keys(session, leagu
     tenant.stripe_namespace = None
     assert tenant.league_key == f"t{tenant.id}"
     assert link_idempotency_key(tenant.league_key, 7) == f"backfill-link:t{tenant.id}:l7"
+
+
+def test_progress_counts_the_links_being_minted_not_the_whole_plan(session, league, stripe_gateway):
+    """A newly signed player in a league already linked: 2 links to mint among 8 already made."""
+    commit_backfill(session, league["admin"], stripe_gateway, plan_backfill(session, league["admin"]),
+                    success_url=SUCCESS_URL)
+    make_player(session, league["tenant"], make_parent(session, league["tenant"], "Eve New"), first_name="Ed")
+    session.commit()
+    plan = plan_backfill(session, league["admin"])
+    assert (len(plan.items), plan.totals.links_to_mint) == (10, 2)
+    seen = []
+    commit_backfill(session, league["admin"], stripe_gateway, plan, success_url=SUCCESS_URL,
+                    progress=lambda done, total, outcome: seen.append((done, total, outcome.item.player_name)))
+    assert seen == [(1, 2, "Ed Player"), (2, 2, "Ed Player")]
