@@ -101,6 +101,9 @@ def _test_send(ctx: CommandContext, address: str, parent: Optional[str]) -> int:
 
 def _send_to_everyone(ctx: CommandContext, args: argparse.Namespace, *, stdin: TextIO) -> int:
     cooldown = ctx.settings.email_cooldown_days if args.cooldown_days is None else args.cooldown_days
+    # A backend that cannot send (no SMTP_HOST, the placeholder EMAIL_FROM...) is refused now,
+    # before anything is synced or queued: a queued campaign would hold its parents.
+    make_backend(ctx.settings).close()
     # The sync commits as it goes: it runs in its own session, and a failed sync sends nothing.
     ctx.session.rollback()
     sync = sync_payments_first(ctx.engine, ctx.user, settings=ctx.settings)

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from email.message import EmailMessage as MimeMessage
 from typing import Callable, Optional
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from core.access import ActingUser, Permission, require
@@ -28,6 +28,7 @@ from core.email.outbox import (
     DEFAULT_COOLDOWN_DAYS,
     IN_FLIGHT,
     INTERRUPTED,
+    STALE_CLAIM_AFTER,
     DrainProgress,
     DrainResult,
     Sessions,
@@ -594,18 +595,21 @@ def _recent_reminders(session: Session, user: ActingUser, *, now: datetime, cool
 
     Within the cool-down: a reminder sent (or possibly sent) that was not a test. Whatever the
     cool-down: a reminder being sent right now, queued in another campaign still running, or sent
-    by a campaign still sending (it has messages queued or in flight) — so two sends with a
-    cool-down of 0 days never email one parent twice, however far the first one has got.
+    by a campaign still sending (messages queued or in flight, and one claimed within
+    ``STALE_CLAIM_AFTER``) — so two sends with a cool-down of 0 days never email one parent
+    twice, however far the first one has got. A send that stopped (the daily quota, a crash)
+    holds only what it still has queued, not every parent it ever emailed.
     """
     since = now - timedelta(days=cooldown_days)
-    sibling = aliased(EmailMessage)
-    still_sending = (
-        select(sibling.id)
-        .where(
-            sibling.campaign_id == EmailMessage.campaign_id,
-            or_(sibling.status == MessageStatus.PENDING, in_flight_messages(now, sibling)),
-        )
-        .exists()
+    unfinished, recent = aliased(EmailMessage), aliased(EmailMessage)
+    still_sending = and_(
+        select(unfinished.id).where(
+            unfinished.campaign_id == EmailMessage.campaign_id,
+            or_(unfinished.status == MessageStatus.PENDING, in_flight_messages(now, unfinished)),
+        ).exists(),
+        select(recent.id).where(
+            recent.campaign_id == EmailMessage.campaign_id, recent.claimed_at >= now - STALE_CLAIM_AFTER,
+        ).exists(),
     )
     rows = session.execute(
         select(

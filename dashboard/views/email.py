@@ -73,7 +73,8 @@ def _test_send_tab(user: ActingUser, config: Settings, choices: dict[int, str]) 
              "It does not count as a reminder to the family.")
     parent_id = st.selectbox("Whose email", options=list(choices), format_func=choices.__getitem__, key="test_parent")
     address = st.text_input("Send the test to", key="test_address", placeholder="you@example.org")
-    if st.button("Send test email", key="send_test", type="primary", icon=":material/send:"):
+    if st.button("Send test email", key="send_test", type="primary", icon=":material/send:",
+                 disabled=config.email_from_problem() is not None):
         backend = make_backend(config)
         try:
             result = send_test_email(engine(), user, parent_id=parent_id, test_address=address,
@@ -126,6 +127,7 @@ def _open_confirmation(reviewed: ManifestTotals, currency: str) -> None:
 
 def _start_reviewed_send(user: ActingUser, config: Settings, reviewed: ManifestTotals) -> Optional[int]:
     """Sync again, then queue the campaign only if it is what the admin reviewed; None if refused."""
+    make_backend(config).close()  # a backend that cannot send refuses now, before anything is queued
     try:
         st.session_state[PREPARED] = sync_payments_first(engine(), user, settings=config).note
         with session_scope() as session:
@@ -237,7 +239,9 @@ def _send_tab(user: ActingUser, config: Settings) -> None:
                 st.rerun()
     st.write("First the payments are brought in from Stripe (when it is configured), so nobody who paid is "
              "reminded; then you see who gets what before anything is sent.")
-    if st.button("Sync payments and prepare the send", key="prepare_send", icon=":material/sync:"):
+    cannot_send = config.email_from_problem() is not None  # said at the top of the page
+    if st.button("Sync payments and prepare the send", key="prepare_send", icon=":material/sync:",
+                 disabled=cannot_send):
         st.session_state.pop(SEND_REFUSED, None)
         try:
             st.session_state[PREPARED] = sync_payments_first(engine(), user, settings=config).note

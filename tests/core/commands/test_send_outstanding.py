@@ -204,3 +204,19 @@ def test_all_sends_nothing_when_the_payment_sync_fails(league, cli_env, capsys, 
     assert err.startswith("error: Payments could not be synced from Stripe (") and err.count("\n") == 1
     assert "Invalid API Key provided" in err and "nothing was sent" in err
     assert read_outbox(cli_env) == []
+
+
+def test_a_backend_that_cannot_send_is_refused_before_anything_is_queued(league, cli_env, capsys, monkeypatch, session):
+    """Queued first, a campaign would hold every parent ("already queued") until resumed."""
+    from sqlalchemy import func, select
+
+    from core.models import EmailCampaign
+
+    monkeypatch.setenv("EMAIL_BACKEND", "smtp")
+    monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
+    monkeypatch.delenv("EMAIL_FROM", raising=False)
+    assert main(["send-outstanding", "--all", "--yes"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: EMAIL_FROM is not set") and "queued" not in captured.out
+    session.expire_all()
+    assert session.execute(select(func.count()).select_from(EmailCampaign)).scalar_one() == 0

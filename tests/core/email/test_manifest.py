@@ -93,9 +93,10 @@ def test_a_parent_being_emailed_right_now_is_not_queued_again_with_no_cool_down(
     assert reasons(manifest)["Ana O'Neil <& Co>"].startswith("being emailed by another send (campaign #")
 
 
-def _campaign_part_sent(session, league, *, still_queued: bool) -> None:  # type: ignore[no-untyped-def]
-    """A running send that has emailed Ana a minute ago and, if ``still_queued``, not yet Ben."""
-    _reminder(session, league, league["ana"], sent_ago=timedelta(minutes=1), campaign_status=CampaignStatus.RUNNING)
+def _campaign_part_sent(session, league, *, still_queued: bool,
+                        sent_ago: timedelta = timedelta(minutes=1)) -> None:  # type: ignore[no-untyped-def]
+    """A running send that has emailed Ana (a minute ago) and, if ``still_queued``, not yet Ben."""
+    _reminder(session, league, league["ana"], sent_ago=sent_ago, campaign_status=CampaignStatus.RUNNING)
     campaign = session.scalars(select(EmailCampaign).order_by(EmailCampaign.id.desc())).first()
     status = MessageStatus.PENDING if still_queued else MessageStatus.FAILED
     session.add(EmailMessage(campaign_id=campaign.id, tenant_id=league["tenant"].id, parent_id=league["ben"].id,
@@ -110,6 +111,15 @@ def test_a_parent_emailed_by_a_send_still_in_progress_is_not_emailed_again_with_
     manifest = build_manifest(session, acting(league["tenant"]), OUTSTANDING_BALANCE, cooldown_days=0)
     assert manifest.count == 0
     assert reasons(manifest)["Ana O'Neil <& Co>"].startswith("emailed by another send still in progress (campaign #")
+    assert reasons(manifest)["Bénédicte Zoë"].startswith("already queued in another send (campaign #")
+
+
+@pytest.mark.parametrize("cooldown_days", [3, 0])
+def test_a_send_that_stopped_days_ago_holds_only_what_it_still_has_queued(session, league, cooldown_days):
+    """Stopped by the daily quota or a crash and never resumed: Ana, emailed 10 days ago, is due again."""
+    _campaign_part_sent(session, league, still_queued=True, sent_ago=timedelta(days=10))
+    manifest = build_manifest(session, acting(league["tenant"]), OUTSTANDING_BALANCE, cooldown_days=cooldown_days)
+    assert [e.parent_name for e in manifest.recipients] == ["Ana O'Neil <& Co>"]
     assert reasons(manifest)["Bénédicte Zoë"].startswith("already queued in another send (campaign #")
 
 
