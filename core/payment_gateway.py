@@ -108,6 +108,19 @@ class PaymentGateway(Protocol):
         ...
 
 
+def league_metadata(*, tenant_id: int, league_key: str) -> dict[str, str]:
+    """The metadata naming the league on what the backfill creates at Stripe.
+
+    A league still on ``t<id>`` (created before ``stripe_namespace``) gets no ``league_key``:
+    its requests must stay exactly as they were, or a reservation an interrupted run left
+    would be refused by Stripe (same idempotency key, other parameters).
+    """
+    metadata = {"tenant_id": str(tenant_id)}
+    if league_key != f"t{tenant_id}":
+        metadata["league_key"] = league_key
+    return metadata
+
+
 def names_league(metadata: Mapping[str, str], *, tenant_id: int, league_key: str) -> bool:
     """Whether metadata the backfill wrote (on a Price, a Payment Link, or the Checkout
     Sessions it is copied to) names this league: by ``league_key``, or, on links minted before

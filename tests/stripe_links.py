@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.models import PaymentLink, Product, ProductKind, Tenant
+from core.payment_gateway import league_metadata
 from tests.stripe_stand_in import StripeStandIn
 
 
@@ -22,8 +23,7 @@ def mirror_links(stand_in: StripeStandIn, session: Session, links: Iterable[Paym
         assert tenant is not None and product is not None
         metadata = {
             "tenant": tenant.slug,
-            "tenant_id": str(tenant.id),
-            "league_key": tenant.league_key,
+            **league_metadata(tenant_id=tenant.id, league_key=tenant.league_key),
             "player_id": str(link.player_id),
             "product_id": str(link.product_id),
             "link_id": str(link.id),

@@ -27,7 +27,7 @@ from core.backfill.plan import (
 from core.backfill.result import BackfillResult, ItemOutcome, ItemStatus, OldLinkStillActive
 from core.errors import PaymentProviderError, PermissionDenied
 from core.models import LinkStatus, PaymentLink, PriceTier, ProductKind, utcnow
-from core.payment_gateway import MintedLink, PaymentGateway, PaymentLinkRequest, names_league
+from core.payment_gateway import MintedLink, PaymentGateway, PaymentLinkRequest, league_metadata, names_league
 from core.provider_calls import run_concurrently
 
 log = logging.getLogger(__name__)
@@ -252,8 +252,7 @@ class _CommitRun:
     def _price_task(self, item: BackfillItem, tier_id: int) -> Callable[[], str]:
         metadata = {
             "tenant": self.plan.tenant_slug,
-            "tenant_id": str(self.plan.tenant_id),
-            "league_key": self.plan.league_key,
+            **league_metadata(tenant_id=self.plan.tenant_id, league_key=self.plan.league_key),
             "product_id": str(item.product_id),
             "price_tier_id": str(tier_id),
         }
@@ -473,8 +472,7 @@ class _CommitRun:
         item = job.item
         metadata = {
             "tenant": self.plan.tenant_slug,
-            "tenant_id": str(self.plan.tenant_id),
-            "league_key": self.plan.league_key,
+            **league_metadata(tenant_id=self.plan.tenant_id, league_key=self.plan.league_key),
             "player_id": str(item.player_id),
             "product_id": str(item.product_id),
             "link_id": str(job.link_id),

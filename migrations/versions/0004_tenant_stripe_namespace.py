@@ -6,12 +6,15 @@ answers for 24 hours ("Keys for idempotent requests can only be used with the sa
 parameters") and could take the other's links for its own. New leagues get a random
 ``stripe_namespace``; the keys and metadata use it.
 
-Leagues that exist already keep NULL, and with it their ``t<id>`` keys: a reservation an
-interrupted backfill left must be finished with the key it was first sent with, or Stripe
-would make a second link.
+Leagues that exist already keep NULL, and with it their ``t<id>`` keys and metadata: a
+reservation an interrupted backfill left must be finished with the very request it was first
+sent with, or Stripe would refuse it.
 
-Downgrade drops the column: leagues created since then fall back to ``t<id>`` keys, so let any
-interrupted backfill finish first (a reservation would otherwise be sent with a new key).
+Downgrade leaves the column in place (the code before 0004 never reads it, and the column
+accepts NULL for the leagues that code creates). The namespaces cannot be made again: dropped,
+a league's existing links and prices at Stripe would no longer be recognised as its own (a
+reservation looked up by metadata would be minted again, a payment through an unrecorded link
+would not be flagged). Upgrading again adds the column only if it is missing.
 
 Revision ID: 0004
 Revises: 0003
@@ -29,8 +32,11 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.add_column('tenants', sa.Column('stripe_namespace', sa.String(length=32), nullable=True))
+    columns = {column['name'] for column in sa.inspect(op.get_bind()).get_columns('tenants')}
+    if 'stripe_namespace' not in columns:  # a downgrade keeps it (see above)
+        op.add_column('tenants', sa.Column('stripe_namespace', sa.String(length=32), nullable=True))
 
 
 def downgrade() -> None:
-    op.drop_column('tenants', 'stripe_namespace')
+    # The column stays: the namespaces in it cannot be made again (see above).
+    pass

@@ -694,23 +694,25 @@ def test_two_databases_on_one_stripe_account_each_mint_their_own_links(tmp_path,
     assert len({stripe_stand_in.payment_links[m]["metadata"]["league_key"] for m in minted}) == 2
 
 
-def test_a_league_from_before_the_stripe_namespace_keeps_its_keys(session, league):
-    """An interrupted backfill's reservation must be finished with the key it was sent with."""
+def test_a_league_from_before_the_stripe_namespace_resumes_an_interrupted_run_with_its_requests_unchanged(
+        session, league, stripe_gateway, stripe_stand_in):
+    """Created before migration 0004: its requests are sent exactly as before (key and parameters),
+    so a reservation left by a run interrupted before the upgrade is replayed, not refused."""
     tenant = league["tenant"]
     tenant.stripe_namespace = None
-    assert tenant.league_key == f"t{tenant.id}"
-    assert link_idempotency_key(tenant.league_key, 7) == f"backfill-link:t{tenant.id}:l7"
-
-
-def test_progress_counts_the_links_being_minted_not_the_whole_plan(session, league, stripe_gateway):
-    """A newly signed player in a league already linked: 2 links to mint among 8 already made."""
-    commit_backfill(session, league["admin"], stripe_gateway, plan_backfill(session, league["admin"]),
-                    success_url=SUCCESS_URL)
-    make_player(session, league["tenant"], make_parent(session, league["tenant"], "Eve New"), first_name="Ed")
     session.commit()
-    plan = plan_backfill(session, league["admin"])
-    assert (len(plan.items), plan.totals.links_to_mint) == (10, 2)
-    seen = []
-    commit_backfill(session, league["admin"], stripe_gateway, plan, success_url=SUCCESS_URL,
-                    progress=lambda done, total, outcome: seen.append((done, total, outcome.item.player_name)))
-    assert seen == [(1, 2, "Ed Player"), (2, 2, "Ed Player")]
+    assert tenant.league_key == f"t{tenant.id}"
+    with pytest.raises(Crash):
+        commit_backfill(session, league["admin"], DiesAfterStripeAnswers(stripe_gateway, after=4),
+                        plan_backfill(session, league["admin"]), success_url=SUCCESS_URL, concurrency=1)
+    session.rollback()
+    at_stripe_only = len(stripe_stand_in.payment_links) - 4
+
+    result = commit_backfill(session, league["admin"], stripe_gateway, plan_backfill(session, league["admin"]),
+                             success_url=SUCCESS_URL)
+
+    assert result.ok and len(stripe_stand_in.payment_links) == 8
+    assert sum(r.replayed for r in stripe_stand_in.requests) == at_stripe_only >= 1
+    minting = [r for r in stripe_stand_in.requests if r.path == "/v1/payment_links" and r.method == "POST"]
+    assert all(r.idempotency_key.startswith(f"backfill-link:t{tenant.id}:l") for r in minting)
+    assert not any("league_key" in r.params["metadata"] for r in minting)
