@@ -4,7 +4,8 @@ One folding, written three ways that agree: ``fold`` in Python (for the search t
 ``folded(column)`` in SQL — PostgreSQL's built-in ``translate`` (no extension needed), and on
 SQLite a function registered on every connection (``register_sqlite_functions``), since its
 ``lower()`` only knows ASCII. Each accented Latin letter in the table becomes its plain
-lower-case letter; anything else is lower-cased and kept as it is.
+lower-case letter, a combining accent (a name saved decomposed, as some Mac programs do:
+"e" followed by U+0301) is dropped, and anything else is lower-cased and kept as it is.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ _UNDECOMPOSED = {"Đ": "d", "đ": "d", "Ħ": "h", "ħ": "h", "Ł": "l", "ł": "l
 PLAIN = "".join(
     _UNDECOMPOSED.get(letter) or unicodedata.normalize("NFKD", letter)[0].lower() for letter in ACCENTED
 )
-_TABLE = str.maketrans(ACCENTED, PLAIN)
+# Combining diacritical marks: ``translate`` deletes what has no counterpart in PLAIN.
+COMBINING = "".join(chr(code) for code in range(0x0300, 0x0370))
+_TABLE = str.maketrans(ACCENTED, PLAIN, COMBINING)
 SQLITE_FUNCTION = "billing_fold"
 
 
@@ -55,7 +58,7 @@ class folded(FunctionElement[str]):  # noqa: N801 - reads as a SQL function
 @compiles(folded, "postgresql")
 def _folded_postgresql(element: folded, compiler: Any, **kw: Any) -> str:
     argument = compiler.process(element.clauses, **kw)
-    return f"lower(translate({argument}, '{ACCENTED}', '{PLAIN}'))"
+    return f"lower(translate({argument}, '{ACCENTED}{COMBINING}', '{PLAIN}'))"
 
 
 @compiles(folded, "sqlite")
