@@ -76,6 +76,8 @@ class CompletedCheckout:
 class PaymentGateway(Protocol):
     """What the product needs from the payment provider. Errors are ``PaymentProviderError``."""
 
+    live_mode: bool  # whether what it creates takes real money
+
     def create_price(
         self,
         *,

@@ -81,18 +81,8 @@ class Settings:
         return is_live_stripe_key(self.stripe_api_key.reveal() if self.stripe_api_key else "")
 
     def success_url_problem(self) -> Optional[str]:
-        """Why the links about to be minted would send families to the wrong page, if they would.
-
-        Raises ``ConfigurationError`` with a live key: real links are never minted with the
-        placeholder. With a test key the caller shows the returned warning and goes on.
-        """
-        if self.payment_success_url != PLACEHOLDER_SUCCESS_URL:
-            return None
-        problem = (f"PAYMENT_SUCCESS_URL is not set, so after paying a family lands on the placeholder "
-                   f"{PLACEHOLDER_SUCCESS_URL}; set it to your league's thank-you page")
-        if self.stripe_live_mode:
-            raise ConfigurationError(f"{problem} before minting live payment links.")
-        return f"{problem} (fine for a test key)."
+        """``success_url_problem`` for the configured thank-you page and key."""
+        return success_url_problem(self.payment_success_url, live=self.stripe_live_mode)
 
     def email_from_problem(self) -> Optional[str]:
         """Why real email cannot go out From the configured address (``None``: it can).
@@ -109,6 +99,21 @@ class Settings:
         from sqlalchemy.engine import make_url
 
         return make_url(self.database_url).render_as_string(hide_password=True)
+
+
+def success_url_problem(success_url: str, *, live: bool) -> Optional[str]:
+    """Why links minted now would send families to the wrong page after paying, if they would.
+
+    Raises ``ConfigurationError`` for live links: real links are never minted with the
+    placeholder. For test links it returns a warning to show, and minting goes on.
+    """
+    if success_url != PLACEHOLDER_SUCCESS_URL:
+        return None
+    problem = (f"PAYMENT_SUCCESS_URL is not set, so after paying a family lands on the placeholder "
+               f"{PLACEHOLDER_SUCCESS_URL}; set it to your league's thank-you page")
+    if live:
+        raise ConfigurationError(f"{problem} before minting live payment links.")
+    return f"{problem} (fine for a test key)."
 
 
 def is_live_stripe_key(api_key: str) -> bool:

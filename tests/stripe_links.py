@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -43,3 +43,15 @@ def mirror_league(stand_in: StripeStandIn, session: Session, tenant_id: int) -> 
     """Every link of a league (e.g. the demo league) into the stand-in."""
     links = session.scalars(select(PaymentLink).where(PaymentLink.tenant_id == tenant_id)).all()
     mirror_links(stand_in, session, links)
+
+
+class LiveMode:
+    """A gateway as if its key were a live one (what it creates would take real money)."""
+
+    live_mode = True
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)

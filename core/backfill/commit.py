@@ -29,6 +29,7 @@ from core.errors import PaymentProviderError, PermissionDenied
 from core.models import LinkStatus, PaymentLink, PriceTier, ProductKind, utcnow
 from core.payment_gateway import MintedLink, PaymentGateway, PaymentLinkRequest, league_metadata, names_league
 from core.provider_calls import run_concurrently
+from core.settings import load_settings, success_url_problem
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +89,9 @@ def commit_backfill(
     if plan.tenant_id != user.tenant_id:
         raise PermissionDenied("This plan belongs to another league.")
     if success_url is None:
-        from core.settings import load_settings
-
         success_url = load_settings().payment_success_url
+    if plan.to_change:  # only switching old links off needs no thank-you page
+        success_url_problem(success_url, live=gateway.live_mode)  # refuses the placeholder for live links
     run = _CommitRun(session, user, gateway, plan, progress, success_url, concurrency)
     result = run.execute()
     record_action(
@@ -642,13 +643,13 @@ class _CommitRun:
         self.session.commit()
 
     def _report_switch_offs(self) -> None:
-        done = [(old, again) for old, again, future in self.switch_offs if future.exception() is None]
+        done = [(old, again) for old, again, future in self.switch_offs if _switched_off(future)]
         if done:
             self._switched_off([old.link_id for old, _ in done])
             self.result.switched_off_again = sum(1 for _, again in done if again)
         for old, _, future in self.switch_offs:
             error = future.exception()
-            if error is None:
+            if _switched_off(future):
                 continue
             if not isinstance(error, PaymentProviderError):
                 raise error
@@ -666,6 +667,12 @@ class _CommitRun:
         self.changed += 1
         if self.progress is not None:
             self.progress(self.changed, self.total, outcome)
+
+
+def _switched_off(future: Future[MintedLink]) -> bool:
+    """Stripe switched the link off, or has no such link (nothing can be paid through it)."""
+    error = future.exception()
+    return error is None or (isinstance(error, PaymentProviderError) and error.http_status == 404)
 
 
 def _reason(exc: IntegrityError) -> str:

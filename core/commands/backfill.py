@@ -54,7 +54,8 @@ def run_backfill(args: argparse.Namespace) -> int:
                 print("Run again with --commit to mint these links." if plan.to_change else
                       "Run again with --commit to switch the old links off in Stripe.")
             return 0
-        url_problem = ctx.settings.success_url_problem()  # refuses the placeholder with a live key
+        # Refuses the placeholder with a live key (commit_backfill does too); only minting needs it.
+        url_problem = ctx.settings.success_url_problem() if plan.to_change else None
         if url_problem:
             print(f"warning: {url_problem}", file=sys.stderr)
         gateway = configured_payment_gateway(ctx.settings, action="mint payment links")

@@ -80,7 +80,7 @@ def _commit_controls(user: ActingUser, plan: BackfillPlan) -> bool:
         )
         return False
     try:
-        url_problem = current.success_url_problem()
+        url_problem = current.success_url_problem() if plan.to_change else None
     except ConfigurationError as refusal:
         st.error(str(refusal), icon=":material/link_off:")
         return False

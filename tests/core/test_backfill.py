@@ -39,6 +39,7 @@ from tests.factories import (
     make_product,
     make_tenant,
 )
+from tests.stripe_links import LiveMode
 
 SUCCESS_URL = "https://westside.example/thanks"
 
@@ -716,3 +717,14 @@ def test_a_league_from_before_the_stripe_namespace_resumes_an_interrupted_run_wi
     minting = [r for r in stripe_stand_in.requests if r.path == "/v1/payment_links" and r.method == "POST"]
     assert all(r.idempotency_key.startswith(f"backfill-link:t{tenant.id}:l") for r in minting)
     assert not any("league_key" in r.params["metadata"] for r in minting)
+
+
+def test_live_links_are_never_minted_with_the_placeholder_thank_you_page(session, league, stripe_gateway,
+                                                                          stripe_stand_in):
+    from core.settings import PLACEHOLDER_SUCCESS_URL, ConfigurationError
+
+    before = stripe_stand_in.request_count
+    with pytest.raises(ConfigurationError, match="before minting live payment links"):
+        commit_backfill(session, league["admin"], LiveMode(stripe_gateway), plan_backfill(session, league["admin"]),
+                        success_url=PLACEHOLDER_SUCCESS_URL)
+    assert stripe_stand_in.request_count == before and not _active_links(session, league["tenant"])

@@ -221,10 +221,13 @@ def test_a_failed_deactivation_in_stripe_is_reported_and_the_new_link_stays(sess
     again = commit_backfill(session, league["admin"], stripe_gateway, plan, success_url=SUCCESS_URL)
     assert [o.link_id for o in again.old_links_still_active] == [old.id] and not again.ok
 
-    # Once Stripe accepts, the old link is switched off and nothing waits for it any more.
+    # Once Stripe accepts, the old link is switched off and nothing waits for it any more. Only
+    # switching off mints nothing: no thank-you page is needed, even for live links.
     stripe_stand_in.clear_faults()
-    fixed = commit_backfill(session, league["admin"], stripe_gateway, plan_backfill(session, league["admin"]),
-                            success_url=SUCCESS_URL)
+    from core.settings import PLACEHOLDER_SUCCESS_URL
+    from tests.stripe_links import LiveMode
+    fixed = commit_backfill(session, league["admin"], LiveMode(stripe_gateway),
+                            plan_backfill(session, league["admin"]), success_url=PLACEHOLDER_SUCCESS_URL)
     assert fixed.ok and fixed.switched_off_again == 1
     assert "1 old links of an earlier run switched off in Stripe" in fixed.summary()
     assert stripe_stand_in.payment_links[old.stripe_payment_link_id]["active"] is False
@@ -338,3 +341,18 @@ def test_a_replacement_interrupted_after_stripe_answered_is_finished_by_the_reru
     new = _link(session, league, league["amy"], league["registration"])
     assert new.id == item.reserved_link_id and new.amount_cents == 17500
     assert stripe_stand_in.payment_links[old.stripe_payment_link_id]["active"] is False
+
+
+def test_an_old_link_stripe_does_not_know_counts_as_switched_off(session, league, stripe_gateway, stripe_stand_in):
+    """E.g. a test-mode link after moving to a live key: nothing can be paid through it."""
+    ghost = make_link(session, league["tenant"], league["amy"], league["registration"], status=LinkStatus.DEACTIVATED)
+    ghost.stripe_deactivation_pending = True
+    session.commit()
+    assert ghost.stripe_payment_link_id not in stripe_stand_in.payment_links
+
+    result = commit_backfill(session, league["admin"], stripe_gateway, plan_backfill(session, league["admin"]),
+                             success_url=SUCCESS_URL)
+
+    assert result.ok and result.switched_off_again == 1 and not result.old_links_still_active
+    session.expire_all()
+    assert session.get(PaymentLink, ghost.id).stripe_deactivation_pending is False
