@@ -159,3 +159,25 @@ def test_downgrading_below_the_stripe_namespaces_keeps_them(database_url, sessio
     finally:
         engine.dispose()
         upgrade_database(database_url)
+
+
+def test_links_deactivated_before_0003_are_switched_off_again_by_the_next_backfill(database_url, session):
+    """Nothing recorded whether Stripe switched them off; doing it again changes nothing."""
+    tenant = make_tenant(session)
+    product = make_product(session, tenant)
+    player = make_player(session, tenant, make_parent(session, tenant))
+    old = make_link(session, tenant, player, product, status=LinkStatus.DEACTIVATED)
+    active = make_link(session, tenant, player, product)
+    session.commit()
+    old_id, active_id = old.id, active.id
+    session.close()
+    engine = make_engine(database_url)
+    try:
+        downgrade_database(database_url, "0002")
+        upgrade_database(database_url)
+        with engine.connect() as connection:
+            pending = dict(connection.execute(text("SELECT id, stripe_deactivation_pending FROM payment_links")).all())
+        assert {old_id: bool(pending[old_id]), active_id: bool(pending[active_id])} == {old_id: True, active_id: False}
+    finally:
+        engine.dispose()
+        upgrade_database(database_url)

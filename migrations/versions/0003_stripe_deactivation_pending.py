@@ -6,8 +6,10 @@ could still take a payment, so no later run tried again. ``stripe_deactivation_p
 set in the transaction that deactivates the row and cleared once Stripe has switched the
 link off; the backfill retries every row where it is still set.
 
-A plain ``ADD COLUMN`` with a server default (false) on both databases: existing rows are
-links whose deactivation nobody is waiting for.
+A plain ``ADD COLUMN`` with a server default (false) on both databases. Then every link
+already deactivated here with a Stripe id is marked: nothing recorded whether Stripe switched
+it off, and switching off a link that is already off changes nothing, so the next backfill
+makes sure of each once.
 
 Downgrade: refused while any row is still waiting (dropping the column would forget that a
 link can still take a payment): run the backfill again, or switch the links off in the
@@ -32,6 +34,10 @@ def upgrade() -> None:
     op.add_column(
         'payment_links',
         sa.Column('stripe_deactivation_pending', sa.Boolean(), server_default=sa.false(), nullable=False),
+    )
+    op.execute(
+        "UPDATE payment_links SET stripe_deactivation_pending = true "
+        "WHERE status = 'deactivated' AND stripe_payment_link_id IS NOT NULL"
     )
 
 
