@@ -10,11 +10,14 @@ functions it calls refuse again: hiding a page is a convenience, never the prote
 from __future__ import annotations
 
 import streamlit as st
+from sqlalchemy.exc import OperationalError
 
 from core.access import ActingUser, require
 from core.errors import BillingError, PermissionDenied
+from core.settings import ConfigurationError
 from dashboard.identity import Gate, sign_in
 from dashboard.navigation import PAGES, entry_for, pages_for
+from dashboard.state import settings
 
 st.set_page_config(page_title="League Billing", page_icon="🏀", layout="wide")
 
@@ -39,10 +42,11 @@ def menu(user: ActingUser) -> dict[str, list[st.Page]]:
     return sections
 
 
-signed_in = sign_in()
-if isinstance(signed_in, Gate):
-    st.navigation([st.Page(signed_in.show, title=signed_in.title, icon=signed_in.icon)]).run()
-else:
+def run() -> None:
+    signed_in = sign_in()
+    if isinstance(signed_in, Gate):
+        st.navigation([st.Page(signed_in.show, title=signed_in.title, icon=signed_in.icon)]).run()
+        return
     sections = menu(signed_in)
     page = st.navigation(sections)
     entry = entry_for(page.url_path)
@@ -54,8 +58,19 @@ else:
         home = next((shown for pages in sections.values() for shown in pages if shown.visibility == "visible"), None)
         if home is not None:
             st.page_link(home, label=f"Go to {home.title}", icon=":material/arrow_back:")
-    else:
-        try:
-            page.run()
-        except BillingError as exc:
-            st.error(str(exc), icon=":material/block:")
+        return
+    try:
+        page.run()
+    except BillingError as exc:
+        st.error(str(exc), icon=":material/block:")
+
+
+# A setting the product cannot use, or a database it cannot reach: one clear line, not a traceback.
+try:
+    run()
+except ConfigurationError as problem:
+    st.error(f"The dashboard cannot start: {problem}", icon=":material/settings_alert:")
+except OperationalError as problem:
+    reason = str(getattr(problem, "orig", None) or problem).strip().splitlines()[0]
+    st.error(f"The database cannot be reached ({settings().database_url_for_display()}): {reason}",
+             icon=":material/database_off:")

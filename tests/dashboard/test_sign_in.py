@@ -194,3 +194,17 @@ def test_demo_mode_also_sees_an_auth_section_only_streamlit_reads(demo_league, s
     assert not at.exception
     assert "[auth]" in at.error[0].value
     assert not at.metric
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("sqlite:////nonexistent-folder/league.db", "DATABASE_URL names the SQLite file /nonexistent-folder/league.db"),
+    ("mysql://treasurer@db.example/league", "DATABASE_URL names a mysql database"),
+    ("postgresql://nobody:s3cret-pass@127.0.0.1:1/league", "The database cannot be reached"),
+])
+def test_a_database_the_dashboard_cannot_use_is_one_clear_line(monkeypatch, secrets_file, url, expected):
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("AUTH_MODE", "demo")
+    at = AppTest.from_file(APP, default_timeout=30).run()
+    assert not at.exception
+    assert any(expected in e.value for e in at.error), [e.value for e in at.error]
+    assert "s3cret-pass" not in " ".join(e.value for e in at.error)
