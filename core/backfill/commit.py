@@ -93,10 +93,32 @@ def commit_backfill(
     if plan.to_change:  # only switching old links off needs no thank-you page
         success_url_problem(success_url, live=gateway.live_mode)  # refuses the placeholder for live links
     run = _CommitRun(session, user, gateway, plan, progress, success_url, concurrency)
-    result = run.execute()
+    try:
+        result = run.execute()
+    except BaseException:
+        # Stopped part-way (Ctrl-C, the admin leaving the page, a crash): what was done is
+        # committed item by item, and the audit log says so too.
+        session.rollback()
+        try:
+            _audit(session, user, run.result, interrupted=True)
+            session.commit()
+        except Exception:  # noqa: BLE001 - the original error is the one to report
+            session.rollback()
+            log.warning("Could not record the interrupted backfill in the audit log", exc_info=True)
+        raise
+    _audit(session, user, result, interrupted=False)
+    session.commit()
+    return result
+
+
+def _audit(session: Session, user: ActingUser, result: BackfillResult, *, interrupted: bool) -> None:
+    summary = result.summary()
+    if interrupted:
+        summary = f"stopped part-way (a rerun finishes it): {summary}"
     record_action(
-        session, user, "backfill.commit", f"Payment link backfill: {result.summary()}",
+        session, user, "backfill.commit", f"Payment link backfill: {summary}",
         details={
+            "interrupted": interrupted,
             "minted": len(result.minted),
             "replaced": len(result.replaced),
             "reused": len(result.reused),
@@ -113,8 +135,6 @@ def commit_backfill(
             "tiers_created": result.tiers_created,
         },
     )
-    session.commit()
-    return result
 
 
 @dataclass(frozen=True)
@@ -174,11 +194,18 @@ class _CommitRun:
         # waits for the last of them.
         earlier = _pending_switch_offs(self.session, self.user.tenant_id)
         self.session.commit()
-        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="stripe-switch-off") as pool:
-            self.switch_off_pool = pool
-            for old in earlier:
-                self._switch_off(old, again=True)
-            self._mint(self._reserve(ready))
+        try:
+            with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="stripe-switch-off") as pool:
+                self.switch_off_pool = pool
+                for old in earlier:
+                    self._switch_off(old, again=True)
+                self._mint(self._reserve(ready))
+        except BaseException:
+            # Stopped part-way: the pool has waited for the switch-offs already asked; those
+            # Stripe did are recorded, so they are not reported as still on.
+            self.session.rollback()
+            self._record_switched_off()
+            raise
         self._report_switch_offs()
         return self.result
 
@@ -642,11 +669,14 @@ class _CommitRun:
         )
         self.session.commit()
 
-    def _report_switch_offs(self) -> None:
-        done = [(old, again) for old, again, future in self.switch_offs if _switched_off(future)]
+    def _record_switched_off(self) -> None:
+        done = [(old, again) for old, again, future in self.switch_offs if future.done() and _switched_off(future)]
         if done:
             self._switched_off([old.link_id for old, _ in done])
             self.result.switched_off_again = sum(1 for _, again in done if again)
+
+    def _report_switch_offs(self) -> None:
+        self._record_switched_off()
         for old, _, future in self.switch_offs:
             error = future.exception()
             if _switched_off(future):

@@ -310,6 +310,9 @@ def test_a_crash_half_way_then_a_rerun_mints_the_rest_and_nothing_twice(session,
     session.rollback()
     survived = _active_links(session, league["tenant"])
     assert len(survived) == 3  # each link was committed as soon as Stripe returned it
+    audit = session.scalars(select(AuditEntry).where(AuditEntry.action == "backfill.commit")).one()
+    assert audit.details["interrupted"] is True and audit.details["minted"] == 3
+    assert audit.summary.startswith("Payment link backfill: stopped part-way (a rerun finishes it): 3 minted")
 
     rerun_plan = plan_backfill(session, league["admin"])
     assert rerun_plan.totals.links_to_mint == 5 and rerun_plan.totals.already_linked == 3

@@ -356,3 +356,32 @@ def test_an_old_link_stripe_does_not_know_counts_as_switched_off(session, league
     assert result.ok and result.switched_off_again == 1 and not result.old_links_still_active
     session.expire_all()
     assert session.get(PaymentLink, ghost.id).stripe_deactivation_pending is False
+
+
+def test_a_price_change_run_stopped_part_way_records_the_old_links_stripe_did_switch_off(
+        session, league, stripe_gateway, stripe_stand_in):
+    """The admin leaves the page after the first replacement: the run stops, what was done is true."""
+    _new_price(session, league, "Registration", "175.00")
+
+    replaced: list[int] = []
+
+    def stop_after_the_first(done: int, total: int, outcome: Any) -> None:
+        if outcome.status is ItemStatus.REPLACED:
+            replaced.append(outcome.item.replaces_link_id)
+            raise Crash()
+
+    with pytest.raises(Crash):
+        commit_backfill(session, league["admin"], stripe_gateway, plan_backfill(session, league["admin"]),
+                        success_url=SUCCESS_URL, progress=stop_after_the_first, concurrency=1)
+    session.rollback()
+
+    session.expire_all()
+    [old] = [session.get(PaymentLink, link_id) for link_id in replaced]
+    assert old.status is LinkStatus.DEACTIVATED
+    assert stripe_stand_in.payment_links[old.stripe_payment_link_id]["active"] is False
+    assert old.stripe_deactivation_pending is False  # not reported as still on
+    plan = plan_backfill(session, league["admin"])
+    assert not plan.pending_switch_offs and plan.totals.links_to_replace == 1
+    audit = session.scalars(select(AuditEntry).where(AuditEntry.action == "backfill.commit")
+                            .order_by(AuditEntry.id.desc())).first()
+    assert audit.details["interrupted"] is True and audit.details["replaced"] == 1
