@@ -85,9 +85,10 @@ class BalanceSummary:
     total_cents: int  # still to pay; payments processing are not in it
     families: int
     players: int
-    line_items: int
+    line_items: int  # items still to pay; those with a payment processing are not in it
     currency: str
     processing_cents: int = 0
+    processing_items: int = 0
 
 
 def outstanding_balances(
@@ -115,9 +116,10 @@ def summarise(balances: Sequence[OutstandingBalance]) -> BalanceSummary:
         total_cents=sum(balance.total_cents for balance in balances),
         families=sum(1 for balance in balances if balance.items),
         players=len({item.player_id for item in items}),
-        line_items=len(items),
+        line_items=sum(1 for item in items if not item.processing),
         currency=items[0].currency if items else "usd",
         processing_cents=sum(balance.processing_cents for balance in balances),
+        processing_items=sum(1 for item in items if item.processing),
     )
 
 

@@ -27,7 +27,7 @@ class ExportKind(str, enum.Enum):
 
 
 LINE_ITEM_HEADER = (
-    "parent", "parent_email", "player", "team", "item", "amount", "currency", "status", "pay_now_url",
+    "parent", "parent_email", "player", "team", "item", "amount", "processing", "currency", "status", "pay_now_url",
 )
 PARENT_HEADER = ("parent", "parent_email", "players", "items", "total", "processing", "currency")
 
@@ -46,6 +46,8 @@ def decimal_amount(amount_cents: int) -> str:
 
 
 def line_item_rows(balances: Iterable[OutstandingBalance]) -> Iterable[tuple[object, ...]]:
+    """One row per item. ``amount`` is what is still to pay and ``processing`` what is being
+    paid, so each column adds up to the page's figure (and the per-family file's columns)."""
     for balance in balances:
         for item in balance.items:
             yield (
@@ -54,7 +56,8 @@ def line_item_rows(balances: Iterable[OutstandingBalance]) -> Iterable[tuple[obj
                 item.player_name,
                 item.team_name or "",
                 item.product_name,
-                decimal_amount(item.amount_cents),
+                decimal_amount(0 if item.processing else item.amount_cents),
+                decimal_amount(item.amount_cents if item.processing else 0),
                 item.currency.upper(),
                 "processing" if item.processing else "owed",
                 item.pay_url,
@@ -122,7 +125,7 @@ def record_balances_export(
         session,
         user,
         "export",
-        f"Exported {summary.line_items} line items for {summary.families} families "
+        f"Exported {summary.line_items + summary.processing_items} line items for {summary.families} families "
         f"({decimal_amount(summary.total_cents)} {summary.currency.upper()}) as {kind.value}",
         details={"kind": kind.value, "families": summary.families, "total_cents": summary.total_cents},
     )

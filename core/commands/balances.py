@@ -46,8 +46,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"{balance.parent_name} <{balance.parent_email or 'no email'}>: "
               f"{format_cents(balance.total_cents, balance.currency)}")
         for item in balance.items:
+            being_paid = "  (payment processing, not counted)" if item.processing else ""
             print(f"    {item.player_name:<28} {item.product_name:<22} "
-                  f"{format_cents(item.amount_cents, item.currency):>10}  {item.pay_url}")
+                  f"{format_cents(item.amount_cents, item.currency):>10}  {item.pay_url}{being_paid}")
     print(f"Total outstanding: {format_cents(summary.total_cents, summary.currency)} from "
           f"{_count(summary.families, 'family', 'families')} ({_count(summary.players, 'player')}, "
           f"{_count(summary.line_items, 'item')})")

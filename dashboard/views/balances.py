@@ -80,7 +80,9 @@ def _headline(balances: list[OutstandingBalance], synced_at: Optional[datetime])
     first.metric("Total outstanding", format_cents(summary.total_cents, summary.currency))
     second.metric("Families owing", f"{summary.families:,}")
     third.metric("Players", f"{summary.players:,}")
-    fourth.metric("Open items", f"{summary.line_items:,}")
+    fourth.metric("Open items", f"{summary.line_items:,}",
+                  help="Items still to pay. Items whose payment is processing are not counted."
+                  if summary.processing_items else None)
     synced = synced_at.strftime("%d %b %Y %H:%M UTC") if synced_at else "never"
     processing = ""
     if summary.processing_cents:
