@@ -562,7 +562,9 @@ class _PaymentSync:
         return {flag.get("key", "") for details in rows for flag in (details or {}).get("flags", [])}
 
     def _error(self, message: str) -> None:
-        log.warning("Payment sync: %s", message)
+        # info, not warning: the result carries every error to whoever ran the sync (one line
+        # on the command line), and the audit entry keeps them.
+        log.info("Payment sync: %s", message)
         self.result.errors.append(message)
 
     def _too_many_errors(self) -> bool:

@@ -12,6 +12,7 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping, Optional
+from urllib.parse import urlsplit
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SECRETS_FILE = REPO_ROOT / ".streamlit" / "secrets.toml"
@@ -47,7 +48,8 @@ class Secret:
 
 # Placeholders that keep the embedded defaults working; nothing real may go out with them.
 PLACEHOLDER_SUCCESS_URL = "https://example.org/thank-you"
-PLACEHOLDER_EMAIL_FROM = "League Treasurer <treasurer@example.org>"
+PLACEHOLDER_EMAIL_ADDRESS = "treasurer@example.org"
+PLACEHOLDER_EMAIL_FROM = f"League Treasurer <{PLACEHOLDER_EMAIL_ADDRESS}>"
 
 
 @dataclass(frozen=True)
@@ -91,8 +93,9 @@ class Settings:
         """
         if self.email_backend == "file" or self.email_from != PLACEHOLDER_EMAIL_FROM:
             return None
-        return (f"EMAIL_FROM is not set, so email would go out from the placeholder {PLACEHOLDER_EMAIL_FROM}; "
-                f"set it to the address your league sends from (EMAIL_BACKEND is {self.email_backend}).")
+        return (f"EMAIL_FROM is not set, so email would go out from the placeholder address "
+                f"{PLACEHOLDER_EMAIL_ADDRESS}; set it to the address your league sends from "
+                f"(EMAIL_BACKEND is {self.email_backend}).")
 
     def database_url_for_display(self) -> str:
         """The database URL with any password masked."""
@@ -183,6 +186,12 @@ def load_settings(
     if settings.email_backend not in {"file", "smtp", "gmail"}:
         raise ConfigurationError(
             f"EMAIL_BACKEND must be file, smtp or gmail, not {settings.email_backend!r}"
+        )
+    success = urlsplit(settings.payment_success_url)
+    if success.scheme not in {"https", "http"} or not success.netloc:
+        raise ConfigurationError(
+            f"PAYMENT_SUCCESS_URL must be a full web address like https://yourleague.org/thanks, "
+            f"not {settings.payment_success_url!r}"
         )
     if settings.auth_mode not in {"demo", "oidc"}:
         raise ConfigurationError(f"AUTH_MODE must be demo or oidc, not {settings.auth_mode!r}")

@@ -20,6 +20,7 @@ from core.backfill import (
 )
 from core.commands.context import add_tenant_option, league_command
 from core.payment_gateway import StripeNotConfigured, configured_payment_gateway
+from core.settings import ConfigurationError
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -50,6 +51,14 @@ def run_backfill(args: argparse.Namespace) -> int:
         plan = plan_backfill(ctx.session, ctx.user)
         if not args.commit:
             _print_plan(plan, heading=f"Backfill plan for {ctx.tenant.name} ({ctx.tenant.slug}) — dry run, nothing changed")
+            if plan.to_change and ctx.settings.stripe_configured:
+                try:
+                    url_problem = ctx.settings.success_url_problem()
+                except ConfigurationError as refusal:  # what --commit would say
+                    print(f"warning: --commit will refuse: {refusal}", file=sys.stderr)
+                else:
+                    if url_problem:
+                        print(f"warning: {url_problem}", file=sys.stderr)
             if plan.has_work:
                 print("Run again with --commit to mint these links." if plan.to_change else
                       "Run again with --commit to switch the old links off in Stripe.")

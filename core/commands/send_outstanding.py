@@ -134,6 +134,7 @@ def _send_to_everyone(ctx: CommandContext, args: argparse.Namespace, *, stdin: T
 
 
 def _resume(ctx: CommandContext, campaign_id: int, *, retry_failed: bool, retry_interrupted: bool) -> int:
+    make_backend(ctx.settings).close()  # refused now, before anything is queued again
     if retry_failed or retry_interrupted:
         queued = retry_messages(
             ctx.session, ctx.user, campaign_id, failed=retry_failed, interrupted=retry_interrupted

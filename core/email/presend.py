@@ -70,7 +70,7 @@ def sync_payments_first(
     except PermissionDenied:
         raise
     except BillingError as exc:
-        log.warning("Send to everyone refused: the payment sync failed: %s", exc)
+        log.info("Send to everyone refused: the payment sync failed: %s", exc)  # the caller says so
         raise PaymentsNotSynced(
             f"Payments could not be synced from Stripe ({str(exc).rstrip('.')}); nothing was sent. "
             "Try again, or fix the Stripe problem first."

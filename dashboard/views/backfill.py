@@ -69,6 +69,21 @@ def _plan_table(plan: BackfillPlan) -> None:
     st.dataframe(frame, hide_index=True, width="stretch", key="backfill_plan_table")
 
 
+def _thank_you_page_check(plan: BackfillPlan) -> bool:
+    """Say now what minting would say about PAYMENT_SUCCESS_URL; False when it would refuse."""
+    current = settings()
+    if not (current.stripe_configured and plan.to_change):
+        return True
+    try:
+        url_problem = current.success_url_problem()
+    except ConfigurationError as refusal:
+        st.error(str(refusal), icon=":material/link_off:")
+        return False
+    if url_problem:
+        st.warning(url_problem, icon=":material/link:")
+    return True
+
+
 def _commit_controls(user: ActingUser, plan: BackfillPlan) -> bool:
     """Confirmation and the Mint button; returns True when links were minted in this run."""
     current = settings()
@@ -79,13 +94,8 @@ def _commit_controls(user: ActingUser, plan: BackfillPlan) -> bool:
             icon=":material/key_off:",
         )
         return False
-    try:
-        url_problem = current.success_url_problem() if plan.to_change else None
-    except ConfigurationError as refusal:
-        st.error(str(refusal), icon=":material/link_off:")
+    if not _thank_you_page_check(plan):
         return False
-    if url_problem:
-        st.warning(url_problem, icon=":material/link:")
     totals = plan.totals
     if not plan.has_work:
         st.success("Every signed player already has their links. Nothing to mint.")
@@ -169,8 +179,11 @@ def main() -> None:
     if dry_run:
         st.info("Dry run: nothing is changed. Turn the dry run off to mint the links below.",
                 icon=":material/visibility:")
+        _thank_you_page_check(plan)
     elif _commit_controls(user, plan):
-        plan = _plan(user)
+        # Drawn again from the new plan: the confirmation ticked for this run is not left armed.
+        st.session_state.pop("backfill_confirm", None)
+        st.rerun()
     _last_result()
     _headline(plan)
     _pending_switch_offs(plan)

@@ -30,6 +30,7 @@ from core.money import format_cents
 from core.settings import Settings
 from dashboard.email_frame import sandboxed_email
 from dashboard.state import data_changed, engine, require_user, session_scope, settings
+from dashboard.text import plain
 
 EMAIL_TYPE = OUTSTANDING_BALANCE
 LAST_CAMPAIGN = "email_last_campaign"
@@ -278,7 +279,7 @@ def main() -> None:
     st.caption(f"The outstanding-balance email. Sending through: {where}.")
     sender_problem = config.email_from_problem()
     if sender_problem:
-        st.error(f"Nothing can be sent yet: {sender_problem}", icon=":material/alternate_email:")
+        st.error(f"Nothing can be sent yet: {plain(sender_problem)}", icon=":material/alternate_email:")
     choices = _choices(user)
     preview, test, everyone = st.tabs(["Preview", "Test send", "Send to everyone"])
     with preview:

@@ -92,6 +92,8 @@ def test_a_live_key_never_mints_links_that_send_families_to_the_placeholder_page
                                                                                  monkeypatch, capsys):
     _use_stand_in(monkeypatch, stripe_stand_in)
     monkeypatch.setenv("STRIPE_API_KEY", "sk_live_cli")
+    assert main(["backfill"]) == 0  # the dry run says it already
+    assert "warning: --commit will refuse: PAYMENT_SUCCESS_URL is not set" in capsys.readouterr().err
     assert main(["backfill", "--commit"]) == 1
     assert capsys.readouterr().err.strip().splitlines() == [
         "error: PAYMENT_SUCCESS_URL is not set, so after paying a family lands on the placeholder "

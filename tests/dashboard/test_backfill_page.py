@@ -105,6 +105,7 @@ def test_commit_asks_for_confirmation_then_mints_the_plan(demo_league, open_app,
     assert _active_links(session) == before + to_mint
     assert len(stripe_configured.payment_links) == to_mint
     assert {m.label: m.value for m in at.metric}["Links to mint"] == "0"  # the plan shown is the new one
+    assert not [c for c in at.checkbox if c.key == "backfill_confirm"]  # nothing left armed to mint again
 
 
 def test_a_live_key_without_a_thank_you_page_cannot_mint(demo_league, open_app, session, stripe_configured,
@@ -112,6 +113,7 @@ def test_a_live_key_without_a_thank_you_page_cannot_mint(demo_league, open_app, 
     monkeypatch.setenv("STRIPE_API_KEY", "sk_live_dashboard")
     monkeypatch.delenv("PAYMENT_SUCCESS_URL")
     at = _open(open_app)
+    assert any("PAYMENT_SUCCESS_URL is not set" in e.value for e in at.error)  # said in the dry run already
     at.toggle(key="backfill_dry_run").set_value(False).run()
     assert not at.exception
     assert any("PAYMENT_SUCCESS_URL is not set" in e.value and "before minting live payment links" in e.value
