@@ -98,6 +98,21 @@ def artifacts_dir() -> Path:
 
 
 @pytest.fixture
+def smtp_nobody_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Configure SMTP sending (with a real sender) to a local port where nothing listens."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    monkeypatch.setenv("EMAIL_BACKEND", "smtp")
+    monkeypatch.setenv("EMAIL_FROM", "Westside Treasurer <treasurer@westside.example>")
+    monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("SMTP_PORT", str(closed_port))
+    monkeypatch.setenv("SMTP_STARTTLS", "false")
+
+
+@pytest.fixture
 def stripe_stand_in() -> Iterator["StripeStandIn"]:
     """A fresh local Stripe stand-in (real HTTP server on 127.0.0.1) for one test."""
     from tests.stripe_stand_in import StripeStandIn

@@ -670,7 +670,7 @@ class _CommitRun:
         self.session.commit()
 
     def _record_switched_off(self) -> None:
-        done = [(old, again) for old, again, future in self.switch_offs if future.done() and _switched_off(future)]
+        done = [(old, again) for old, again, future in self.switch_offs if future.done() and _is_switched_off(future)]
         if done:
             self._switched_off([old.link_id for old, _ in done])
             self.result.switched_off_again = sum(1 for _, again in done if again)
@@ -679,7 +679,7 @@ class _CommitRun:
         self._record_switched_off()
         for old, _, future in self.switch_offs:
             error = future.exception()
-            if _switched_off(future):
+            if _is_switched_off(future):
                 continue
             if not isinstance(error, PaymentProviderError):
                 raise error
@@ -699,7 +699,7 @@ class _CommitRun:
             self.progress(self.changed, self.total, outcome)
 
 
-def _switched_off(future: Future[MintedLink]) -> bool:
+def _is_switched_off(future: Future[MintedLink]) -> bool:
     """Stripe switched the link off, or has no such link (nothing can be paid through it)."""
     error = future.exception()
     return error is None or (isinstance(error, PaymentProviderError) and error.http_status == 404)

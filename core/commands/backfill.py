@@ -20,7 +20,7 @@ from core.backfill import (
 )
 from core.commands.context import add_tenant_option, league_command
 from core.payment_gateway import StripeNotConfigured, configured_payment_gateway
-from core.settings import ConfigurationError
+from core.settings import ConfigurationError, Settings
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -51,22 +51,12 @@ def run_backfill(args: argparse.Namespace) -> int:
         plan = plan_backfill(ctx.session, ctx.user)
         if not args.commit:
             _print_plan(plan, heading=f"Backfill plan for {ctx.tenant.name} ({ctx.tenant.slug}) — dry run, nothing changed")
-            if plan.to_change and ctx.settings.stripe_configured:
-                try:
-                    url_problem = ctx.settings.success_url_problem()
-                except ConfigurationError as refusal:  # what --commit would say
-                    print(f"warning: --commit will refuse: {refusal}", file=sys.stderr)
-                else:
-                    if url_problem:
-                        print(f"warning: {url_problem}", file=sys.stderr)
+            _warn_about_the_thank_you_page(ctx.settings, plan, dry_run=True)
             if plan.has_work:
                 print("Run again with --commit to mint these links." if plan.to_change else
                       "Run again with --commit to switch the old links off in Stripe.")
             return 0
-        # Refuses the placeholder with a live key (commit_backfill does too); only minting needs it.
-        url_problem = ctx.settings.success_url_problem() if plan.to_change else None
-        if url_problem:
-            print(f"warning: {url_problem}", file=sys.stderr)
+        _warn_about_the_thank_you_page(ctx.settings, plan, dry_run=False)
         gateway = configured_payment_gateway(ctx.settings, action="mint payment links")
         totals = plan.totals
         replacing = f" and replacing {totals.links_to_replace} at a new price" if totals.links_to_replace else ""
@@ -80,6 +70,24 @@ def run_backfill(args: argparse.Namespace) -> int:
             concurrency=args.concurrency,
         )
         return _report(result)
+
+
+def _warn_about_the_thank_you_page(settings: Settings, plan: BackfillPlan, *, dry_run: bool) -> None:
+    """Say what minting says about PAYMENT_SUCCESS_URL (only minting needs it).
+
+    With a live key and the placeholder, ``--commit`` refuses (so does ``commit_backfill``):
+    the dry run warns that it will.
+    """
+    if not (plan.to_change and settings.stripe_configured):
+        return
+    try:
+        problem = settings.success_url_problem()
+    except ConfigurationError as refusal:
+        if not dry_run:
+            raise
+        problem = f"--commit will refuse: {refusal}"
+    if problem:
+        print(f"warning: {problem}", file=sys.stderr)
 
 
 def _print_plan(plan: BackfillPlan, *, heading: str) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import email
 import email.policy
 import html
-import socket
 from pathlib import Path
 
 import pytest
@@ -181,16 +180,8 @@ def test_cancelling_the_confirmation_sends_nothing(demo_league, open_app, outbox
 
 
 def test_failed_messages_are_listed_with_the_reason_and_can_be_retried(
-    demo_league, open_app, outbox, session, monkeypatch
+    demo_league, open_app, outbox, session, monkeypatch, smtp_nobody_answers
 ):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed_port = probe.getsockname()[1]
-    monkeypatch.setenv("EMAIL_BACKEND", "smtp")
-    monkeypatch.setenv("EMAIL_FROM", "Westside Treasurer <treasurer@westside.example>")
-    monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
-    monkeypatch.setenv("SMTP_PORT", str(closed_port))
-    monkeypatch.setenv("SMTP_STARTTLS", "false")
     manifest = expected_manifest(session)
     at = open_app("admin", page="email")
     at.button(key="prepare_send").click().run()

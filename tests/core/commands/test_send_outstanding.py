@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import socket
 
 import pytest
 
@@ -134,15 +133,8 @@ def test_an_interrupted_send_is_pointed_at_by_the_next_one(league, cli_env, caps
     assert recipients(cli_env) == ["ana@example.org", "ben@example.org"]
 
 
-def test_a_failed_send_exits_non_zero_and_names_who_failed(league, cli_env, capsys, monkeypatch):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed_port = probe.getsockname()[1]
-    monkeypatch.setenv("EMAIL_BACKEND", "smtp")
-    monkeypatch.setenv("EMAIL_FROM", "Westside Treasurer <treasurer@westside.example>")
-    monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
-    monkeypatch.setenv("SMTP_PORT", str(closed_port))
-    monkeypatch.setenv("SMTP_STARTTLS", "false")
+def test_a_failed_send_exits_non_zero_and_names_who_failed(league, cli_env, capsys, monkeypatch,
+                                                           smtp_nobody_answers):
     assert main(["send-outstanding", "--all", "--yes"]) == 1
     err = capsys.readouterr().err
     assert "failed: Ana O'Neil <& Co> <ana@example.org>: Could not connect" in err
