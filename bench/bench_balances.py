@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import event, insert, select, text  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
-from core.access import ActingUser, Role  # noqa: E402
-from core.balances import outstanding_balances  # noqa: E402
+from core.access.permissions import ActingUser, Role  # noqa: E402
+from core.reporting.balances import outstanding_balances  # noqa: E402
 from core.db import make_engine, normalise_url  # noqa: E402
 from tests.scratch_database import scratch_postgres_database  # noqa: E402
 from core.models import (  # noqa: E402

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import insert, text, update  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
-from core.access import ActingUser, Role  # noqa: E402
+from core.access.permissions import ActingUser, Role  # noqa: E402
 from core.db import make_engine, normalise_url, session_factory, upgrade_database  # noqa: E402
 from core.models import (  # noqa: E402
     LinkStatus,
@@ -48,8 +48,8 @@ from core.models import (  # noqa: E402
     Tenant,
     utcnow,
 )
-from core.payment_sync import sync_payments  # noqa: E402
-from core.stripe_gateway import StripeGateway, documented_rate_limit  # noqa: E402
+from core.payments.sync import sync_payments  # noqa: E402
+from core.payments.stripe_gateway import StripeGateway, documented_rate_limit  # noqa: E402
 from tests.scratch_database import scratch_postgres_database  # noqa: E402
 from tests.stripe_stand_in import StripeStandIn  # noqa: E402
 

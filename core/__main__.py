@@ -1,5 +1,7 @@
+"""``python -m core``: the command line, which lives in the ``cli`` package beside ``dashboard``."""
+
 import sys
 
-from core.cli import main
+from cli.main import main
 
 sys.exit(main())

@@ -9,7 +9,7 @@ from typing import Any, Optional
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from core.access import ActingUser, Permission, require
+from core.access.permissions import ActingUser, Permission, require
 from core.models import AuditEntry
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.name_search import register_sqlite_functions
+from core.reporting.name_search import register_sqlite_functions
 from core.settings import DEFAULT_SQLITE_PATH, REPO_ROOT, ConfigurationError, load_settings
 
 SUPPORTED_BACKENDS = {"sqlite", "postgresql"}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import streamlit as st
 from sqlalchemy.exc import OperationalError
 
-from core.access import ActingUser, require
+from core.access.permissions import ActingUser, require
 from core.errors import BillingError, PermissionDenied
 from core.settings import ConfigurationError
 from dashboard.identity import Gate, sign_in

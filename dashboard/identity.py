@@ -3,7 +3,7 @@
 With ``AUTH_MODE=oidc`` people sign in through Streamlit's OpenID Connect (``st.login``)
 and their roles come from the ``[roles.<league>]`` tables of secrets.toml. In demo mode
 (the default) a role picker stands in for sign-in, and refuses to run where it could
-hand out admin rights to strangers (see ``core.demo_guard``).
+hand out admin rights to strangers (see ``core.access.demo_guard``).
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from typing import Any, Callable, Mapping, Optional, Union
 import streamlit as st
 from streamlit.errors import StreamlitAuthError
 
-from core.access import ActingUser, Role
+from core.access.permissions import ActingUser, Role
 from core.demo import build_demo_league
-from core.demo_guard import demo_mode_refusal
-from core.directory import league_teams, list_leagues
-from core.oidc_config import DEFAULT_PROVIDER, oidc_configuration_problem, oidc_providers
-from core.role_directory import LeagueAccess, league_access_for, parse_role_directory, verified_email
+from core.access.demo_guard import demo_mode_refusal
+from core.reporting.directory import league_teams, list_leagues
+from core.access.sign_in import DEFAULT_PROVIDER, oidc_configuration_problem, oidc_providers
+from core.access.roles import LeagueAccess, league_access_for, parse_role_directory, verified_email
 from core.settings import ConfigurationError, read_secrets_section
 from dashboard.state import session_scope, set_acting_user, settings
 from dashboard.text import plain

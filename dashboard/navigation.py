@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from core.access import ActingUser, Permission
+from core.access.permissions import ActingUser, Permission
 
 
 @dataclass(frozen=True)

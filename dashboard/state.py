@@ -9,7 +9,7 @@ import streamlit as st
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from core.access import ActingUser
+from core.access.permissions import ActingUser
 from core.db import make_engine, session_factory, upgrade_database
 from core.settings import Settings, load_settings
 

@@ -23,7 +23,7 @@ from core.models import Base
 from tests.scratch_database import scratch_postgres_database
 
 if TYPE_CHECKING:
-    from core.stripe_gateway import StripeGateway
+    from core.payments.stripe_gateway import StripeGateway
     from tests.stripe_stand_in import StripeStandIn
 
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -128,7 +128,7 @@ def stripe_gateway(stripe_stand_in: "StripeStandIn") -> "StripeGateway":
     Paced fast and with short 429 back-off so tests stay quick; the production pace and
     back-off are exercised by bench/bench_backfill.py.
     """
-    from core.stripe_gateway import StripeGateway
+    from core.payments.stripe_gateway import StripeGateway
 
     return StripeGateway(
         "sk_test_stand_in",

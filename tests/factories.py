@@ -7,7 +7,7 @@ from typing import Optional
 
 from sqlalchemy.orm import Session
 
-from core.access import ActingUser, Role
+from core.access.permissions import ActingUser, Role
 from core.models import (
     LinkStatus,
     Order,

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.models import PaymentLink, Product, ProductKind, Tenant
-from core.payment_gateway import league_metadata
+from core.payments.gateway import league_metadata
 from tests.stripe_stand_in import StripeStandIn
 
 

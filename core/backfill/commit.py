@@ -13,7 +13,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core.access import ActingUser, Permission, require
+from core.access.permissions import ActingUser, Permission, require
 from core.audit import record_action
 from core.backfill.plan import (
     BackfillItem,
@@ -27,8 +27,8 @@ from core.backfill.plan import (
 from core.backfill.result import BackfillResult, ItemOutcome, ItemStatus, OldLinkStillActive
 from core.errors import PaymentProviderError, PermissionDenied
 from core.models import LinkStatus, PaymentLink, PriceTier, ProductKind, utcnow
-from core.payment_gateway import MintedLink, PaymentGateway, PaymentLinkRequest, league_metadata, names_league
-from core.provider_calls import run_concurrently
+from core.payments.gateway import MintedLink, PaymentGateway, PaymentLinkRequest, league_metadata, names_league
+from core.payments.provider_calls import run_concurrently
 from core.settings import load_settings, success_url_problem
 
 log = logging.getLogger(__name__)

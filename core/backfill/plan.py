@@ -13,7 +13,7 @@ from typing import Iterable, NamedTuple, Optional
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from core.access import ActingUser, Permission, require
+from core.access.permissions import ActingUser, Permission, require
 from core.errors import PermissionDenied
 from core.models import (
     LinkStatus,

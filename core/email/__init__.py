@@ -6,7 +6,8 @@ Modules:
 - ``rendering``: Jinja2 templates to a subject, an HTML part and a plain-text part, and the
   ``email.message.EmailMessage`` that is sent.
 - ``registry``: the kinds of email (audience + templates + subject).
-- ``backends`` / ``gmail`` / ``pacing``: where messages go (files, SMTP, the Gmail API), paced.
+- ``backends``: where messages go: the port, and one module per backend (``file``, ``smtp``,
+  ``gmail`` with its ``pacing``).
 - ``campaigns`` / ``outbox``: the manifest, test sends, sends to everyone, and the durable outbox.
 - ``presend``: the payment sync that runs before a send to everyone.
 """

@@ -18,9 +18,9 @@ from typing import Callable, Optional
 from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
-from core.access import ActingUser, Permission, require
+from core.access.permissions import ActingUser, Permission, require
 from core.audit import record_action
-from core.balances import OutstandingBalance
+from core.reporting.balances import OutstandingBalance
 from core.email.backends import EmailBackend
 from core.email.brand import Brand, brand_for_tenant
 from core.email.headers import normalise_recipient

@@ -33,7 +33,7 @@ from typing import Callable, Optional, Union
 from sqlalchemy import ColumnElement, Engine, and_, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.access import ActingUser, Permission, require
+from core.access.permissions import ActingUser, Permission, require
 from core.db import session_factory
 from core.email.backends import DeliveryUncertain, EmailBackend
 from core.email.brand import Brand, brand_for_tenant

@@ -19,11 +19,11 @@ from typing import Callable, Optional
 
 from sqlalchemy.orm import Session
 
-from core.access import ActingUser, Permission, require
+from core.access.permissions import ActingUser, Permission, require
 from core.email.outbox import Sessions, open_session
 from core.errors import BillingError, PermissionDenied
-from core.payment_gateway import configured_payment_gateway
-from core.payment_sync import SyncResult, sync_payments
+from core.composition import make_payment_gateway
+from core.payments.sync import SyncResult, sync_payments
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def sync_payments_first(
     """Sync payments from Stripe before a send to everyone; refuse the send if that fails.
 
     Stripe not configured: nothing is synced and the note says so. Stripe configured: the
-    sync (``core.payment_sync.sync_payments`` with the configured gateway, or ``sync``) runs
+    sync (``core.payments.sync.sync_payments`` with the configured gateway, or ``sync``) runs
     in its own session from ``sessions`` (an engine or a session factory) and commits there;
     if it raises or does not complete, ``PaymentsNotSynced`` is raised and the caller must
     not send. What the sync did record is kept either way.
@@ -80,7 +80,7 @@ def sync_payments_first(
 
 def _stripe_sync(settings: Settings) -> PaymentSync:
     def run(session: Session, user: ActingUser) -> SyncResult:
-        gateway = configured_payment_gateway(settings, action="sync payments before sending")
+        gateway = make_payment_gateway(settings, action="sync payments before sending")
         return sync_payments(session, user, gateway)
 
     return run

@@ -11,8 +11,8 @@ from typing import Callable, Optional
 
 from sqlalchemy.orm import Session
 
-from core.access import ActingUser
-from core.balances import BalanceFilter, OutstandingBalance, outstanding_balances
+from core.access.permissions import ActingUser
+from core.reporting.balances import BalanceFilter, OutstandingBalance, outstanding_balances
 from core.errors import InvalidInput
 
 # Who an email type goes to: the balances of the league, optionally narrowed to some parents.

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Optional
 import css_inline
 from jinja2 import Environment, PackageLoader, StrictUndefined, Template, select_autoescape
 
-from core.balances import OutstandingBalance
+from core.reporting.balances import OutstandingBalance
 from core.email.brand import Brand
 from core.email.headers import header_text, require_header_address
 from core.models import utcnow

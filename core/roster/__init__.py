@@ -1,4 +1,4 @@
-"""Roster import: the pieces behind ``core.roster_import.import_roster``.
+"""Roster import: ``importing.import_roster`` and the pieces behind it.
 
 - ``formats``: the three kinds of CSV file and how a header row is recognised;
 - ``reading``: streaming a file row by row (UTF-8, BOM, CRLF, line numbers);

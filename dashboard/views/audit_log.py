@@ -8,10 +8,10 @@ from typing import Optional
 import pandas as pd
 import streamlit as st
 
-from core.access import ActingUser
+from core.access.permissions import ActingUser
 from core.audit import audit_filter_choices, audit_period, list_audit_entries
-from core.audit_export import audit_log_csv
-from core.directory import league_of
+from core.reporting.audit_export import audit_log_csv
+from core.reporting.directory import league_of
 from dashboard.state import require_user, session_scope
 from dashboard.text import plain
 

@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from core.access import ActingUser, Permission, require
+from core.access.permissions import ActingUser, Permission, require
 from core.backfill import (
     BackfillPlan,
     BackfillResult,
@@ -20,7 +20,7 @@ from core.backfill import (
     switch_off_rows,
 )
 from core.money import format_cents
-from core.payment_gateway import configured_payment_gateway
+from core.composition import make_payment_gateway
 from core.settings import ConfigurationError
 from dashboard.state import data_changed, require_user, session_scope, settings
 from dashboard.text import plain
@@ -121,7 +121,7 @@ def _commit_controls(user: ActingUser, plan: BackfillPlan) -> bool:
         bar.progress(done / total, text=f"{done:,} of {total:,}: {plain(item.player_name)} — "
                                         f"{plain(item.product_name)} ({outcome.status.value})")
 
-    gateway = configured_payment_gateway(current, action="mint payment links")
+    gateway = make_payment_gateway(current, action="mint payment links")
     with session_scope() as session:
         result = commit_backfill(session, user, gateway, plan, progress=progress,
                                  success_url=current.payment_success_url)

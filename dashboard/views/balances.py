@@ -8,10 +8,10 @@ from typing import Optional
 import pandas as pd
 import streamlit as st
 
-from core.access import ActingUser, Permission
-from core.balances import BalanceFilter, OutstandingBalance, outstanding_balances, summarise
-from core.directory import league_of, league_products, visible_teams
-from core.export import ExportKind, record_balances_export, render_csv
+from core.access.permissions import ActingUser, Permission
+from core.reporting.balances import BalanceFilter, OutstandingBalance, outstanding_balances, summarise
+from core.reporting.directory import league_of, league_products, visible_teams
+from core.reporting.export import ExportKind, record_balances_export, render_csv
 from core.money import format_cents
 from dashboard.state import require_user, session_scope
 from dashboard.text import plain

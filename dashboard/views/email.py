@@ -7,8 +7,8 @@ from typing import Callable, Optional
 import pandas as pd
 import streamlit as st
 
-from core.access import ActingUser, Permission
-from core.email.backends import make_backend
+from core.access.permissions import ActingUser, Permission
+from core.composition import make_email_backend
 from core.email.campaigns import (
     Manifest,
     ManifestChanged,
@@ -76,7 +76,7 @@ def _test_send_tab(user: ActingUser, config: Settings, choices: dict[int, str]) 
     address = st.text_input("Send the test to", key="test_address", placeholder="you@example.org")
     if st.button("Send test email", key="send_test", type="primary", icon=":material/send:",
                  disabled=config.email_from_problem() is not None):
-        backend = make_backend(config)
+        backend = make_email_backend(config)
         try:
             result = send_test_email(engine(), user, parent_id=parent_id, test_address=address,
                                      email_type=EMAIL_TYPE, backend=backend, email_from=config.email_from)
@@ -105,7 +105,7 @@ def _progress_bar() -> Callable[[DrainProgress], None]:
 
 
 def _run(user: ActingUser, config: Settings, campaign_id: int) -> DrainResult:
-    backend = make_backend(config)
+    backend = make_email_backend(config)
     try:
         return run_campaign(engine(), user, campaign_id, backend=backend, email_from=config.email_from,
                             progress=_progress_bar())
@@ -128,7 +128,7 @@ def _open_confirmation(reviewed: ManifestTotals, currency: str) -> None:
 
 def _start_reviewed_send(user: ActingUser, config: Settings, reviewed: ManifestTotals) -> Optional[int]:
     """Sync again, then queue the campaign only if it is what the admin reviewed; None if refused."""
-    make_backend(config).close()  # a backend that cannot send refuses now, before anything is queued
+    make_email_backend(config).close()  # a backend that cannot send refuses now, before anything is queued
     try:
         st.session_state[PREPARED] = sync_payments_first(engine(), user, settings=config).note
         with session_scope() as session:

@@ -7,10 +7,10 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from core.access import ActingUser, Permission, require
-from core.directory import league_of
+from core.access.permissions import ActingUser, Permission, require
+from core.reporting.directory import league_of
 from core.roster.formats import FORMATS
-from core.roster_import import ImportResult, import_roster
+from core.roster.importing import ImportResult, import_roster
 from dashboard.state import data_changed, require_user, session_scope
 from dashboard.text import plain
 

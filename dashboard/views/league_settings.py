@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.errors import InvalidInput
-from core.league_settings import LeagueSettings, current_league_settings, update_league_settings
+from core.access.league_settings import LeagueSettings, current_league_settings, update_league_settings
 from dashboard.state import data_changed, require_user, session_scope
 from dashboard.text import plain
 

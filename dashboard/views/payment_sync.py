@@ -8,11 +8,11 @@ from typing import Optional
 import pandas as pd
 import streamlit as st
 
-from core.access import ActingUser
-from core.directory import league_of
+from core.access.permissions import ActingUser
+from core.reporting.directory import league_of
 from core.money import format_cents
-from core.payment_gateway import configured_payment_gateway
-from core.payment_sync import SyncProgress, SyncResult, sync_payments
+from core.composition import make_payment_gateway
+from core.payments.sync import SyncProgress, SyncResult, sync_payments
 from dashboard.state import data_changed, require_user, session_scope, settings
 
 RESULT_KEY = "payment_sync_result"
@@ -32,7 +32,7 @@ def _not_configured() -> None:
 
 
 def _run(user: ActingUser, *, full: bool) -> SyncResult:
-    gateway = configured_payment_gateway(settings(), action="sync payments")
+    gateway = make_payment_gateway(settings(), action="sync payments")
     bar = st.progress(0.0, text="Asking Stripe…")
 
     def show(progress: SyncProgress) -> None:

@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 from core.errors import PaymentProviderError
-from core.payment_gateway import PaymentLinkRequest, StripeNotConfigured, configured_payment_gateway
+from core.composition import make_payment_gateway
+from core.payments.gateway import PaymentLinkRequest, StripeNotConfigured
 from core.settings import load_settings
-from core.stripe_gateway import RequestPacer, StripeGateway, documented_rate_limit
+from core.payments.stripe_gateway import RequestPacer, StripeGateway, documented_rate_limit
 from tests.stripe_stand_in import ApiError
 
 
@@ -293,7 +294,7 @@ def test_requests_paced_under_the_servers_limit_are_never_refused(stripe_stand_i
 def test_without_a_key_the_gateway_explains_what_is_missing(tmp_path):
     settings = load_settings(environ={}, secrets_file=tmp_path / "none.toml")
     with pytest.raises(StripeNotConfigured, match="STRIPE_API_KEY is not set"):
-        configured_payment_gateway(settings, action="mint payment links")
+        make_payment_gateway(settings, action="mint payment links")
 
 
 def test_the_configured_gateway_talks_to_stripe_api_base(stripe_stand_in, tmp_path):
@@ -301,7 +302,7 @@ def test_the_configured_gateway_talks_to_stripe_api_base(stripe_stand_in, tmp_pa
         environ={"STRIPE_API_KEY": "sk_test_x", "STRIPE_API_BASE": stripe_stand_in.api_base},
         secrets_file=tmp_path / "none.toml",
     )
-    gateway = configured_payment_gateway(settings)
+    gateway = make_payment_gateway(settings)
     gateway.create_price(amount_cents=100, currency="usd", product_name="X", metadata={}, idempotency_key="k")
     assert stripe_stand_in.count("POST", "/v1/prices") == 1
     assert stripe_stand_in.requests[0].api_key == "sk_test_x"

@@ -157,12 +157,12 @@ def test_payment_links_are_listed_and_filtered_by_active(stripe_stand_in):
 
 def test_mirroring_the_demo_league_lets_payment_sync_check_every_link(session, database_url, monkeypatch):
     """README's try-Stripe-without-an-account path: the stand-in starts with the demo's links."""
-    from core.balances import outstanding_balances, summarise
+    from core.reporting.balances import outstanding_balances, summarise
     from core.demo import build_demo_league
     from core.models import LinkStatus, PaymentLink
-    from core.payment_sync import sync_payments
-    from core.stripe_gateway import StripeGateway
-    from core.tenants import find_tenant
+    from core.payments.sync import sync_payments
+    from core.payments.stripe_gateway import StripeGateway
+    from core.access.leagues import find_tenant
     from tests.factories import acting
     from tests.stripe_stand_in import StripeStandIn, _mirror_database
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from core.cli import main
+from cli.main import main
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from core.cli import main
+from cli.main import main
 from core.models import LinkStatus, PaymentLink, ProductKind
 from tests.factories import make_parent, make_player, make_product, make_tenant
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from core.cli import main
+from cli.main import main
 from core.models import AuditEntry, Player, Product, Tenant
 from tests.factories import make_tenant
 

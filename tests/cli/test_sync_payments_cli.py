@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from core.cli import main
+from cli.main import main
 from core.db import unit_of_work
 from core.demo import build_demo_league
 from core.models import LinkStatus, PaymentLink, Player, PlayerStatus, Tenant

@@ -8,13 +8,13 @@ from datetime import date, datetime, timezone
 
 from sqlalchemy import func, select
 
-from core.access import ActingUser, Role
+from core.access.permissions import ActingUser, Role
 from core.audit import audit_filter_choices, audit_period, list_audit_entries, record_action
-from core.audit_export import AUDIT_LOG_HEADER, audit_log_csv
-from core.balances import BalanceFilter
-from core.export import ExportKind, export_balances_csv
+from core.reporting.audit_export import AUDIT_LOG_HEADER, audit_log_csv
+from core.reporting.balances import BalanceFilter
+from core.reporting.export import ExportKind, export_balances_csv
 from core.models import AuditEntry
-from core.tenants import find_tenant
+from core.access.leagues import find_tenant
 from tests.factories import acting, make_link, make_parent, make_player, make_product, make_tenant
 
 
@@ -101,7 +101,7 @@ def test_each_league_sees_only_its_own_audit_log(session):
 def test_a_command_line_export_is_recorded_as_the_operator(engine, database_url, monkeypatch, tmp_path):
     import getpass
 
-    from core.cli import main
+    from cli.main import main
     from core.db import unit_of_work
 
     monkeypatch.setenv("DATABASE_URL", database_url)

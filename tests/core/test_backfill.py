@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
-from core.access import Role
+from core.access.permissions import Role
 from core.backfill import (
     ItemStatus,
     PlanAction,
@@ -23,12 +23,12 @@ from core.backfill import (
     plan_backfill,
     plan_rows,
 )
-from core.balances import outstanding_balances
+from core.reporting.balances import outstanding_balances
 from core.db import make_engine, session_factory
 from core.errors import PermissionDenied
 from core.models import AuditEntry, Base, LinkStatus, PaymentLink, PlayerStatus, PriceTier, ProductKind, utcnow
-from core.payment_sync import sync_payments
-from core.stripe_gateway import StripeGateway
+from core.payments.sync import sync_payments
+from core.payments.stripe_gateway import StripeGateway
 from tests.factories import (
     acting,
     default_tier,

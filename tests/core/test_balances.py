@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import event
 
-from core.access import Role
-from core.balances import BalanceFilter, outstanding_balances, summarise
+from core.access.permissions import Role
+from core.reporting.balances import BalanceFilter, outstanding_balances, summarise
 from core.errors import PermissionDenied
 from core.models import LinkStatus, PlayerStatus, ProductKind
 from tests.factories import (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.demo_guard import demo_mode_refusal, is_loopback
+from core.access.demo_guard import demo_mode_refusal, is_loopback
 
 
 @pytest.mark.parametrize("address", ["127.0.0.1", "127.0.0.53", "::1", "[::1]", "localhost", "LOCALHOST"])

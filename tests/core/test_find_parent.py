@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.directory import find_parent
+from core.reporting.directory import find_parent
 from core.errors import InvalidInput, NotFound
 from tests.factories import acting, make_parent, make_tenant
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.oidc_config import oidc_configuration_problem, oidc_providers
+from core.access.sign_in import oidc_configuration_problem, oidc_providers
 
 GOOGLE = {
     "redirect_uri": "https://billing.example.org/oauth2callback",

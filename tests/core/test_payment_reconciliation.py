@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from core.models import LinkStatus
-from core.payment_gateway import CompletedCheckout
-from core.payment_reconciliation import FlagKind, LinkState, reconcile_link
+from core.payments.gateway import CompletedCheckout
+from core.payments.reconciliation import FlagKind, LinkState, reconcile_link
 
 T0 = datetime(2025, 9, 1, 12, 0, tzinfo=timezone.utc)
 

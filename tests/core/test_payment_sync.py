@@ -11,11 +11,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select, update
 
-from core.access import Role
-from core.balances import outstanding_balances
+from core.access.permissions import Role
+from core.reporting.balances import outstanding_balances
 from core.db import session_factory
 from core.errors import PermissionDenied
-from core.export import ExportKind, export_balances_csv
+from core.reporting.export import ExportKind, export_balances_csv
 from core.models import (
     AuditEntry,
     LinkStatus,
@@ -26,7 +26,7 @@ from core.models import (
     Tenant,
     utcnow,
 )
-from core.payment_sync import DEFAULT_OVERLAP, FlagKind, SyncIncomplete, sync_payments
+from core.payments.sync import DEFAULT_OVERLAP, FlagKind, SyncIncomplete, sync_payments
 from tests.factories import acting, make_link, make_order, make_parent, make_player, make_product, make_team, make_tenant
 from tests.stripe_links import mirror_links
 
@@ -514,6 +514,6 @@ def test_a_send_to_everyone_syncs_first_so_a_family_who_paid_is_not_emailed(sess
     ({}, "t1", False),
 ])
 def test_whose_metadata_is_decided_by_the_league_key(metadata, league_key, ours):
-    from core.payment_gateway import names_league
+    from core.payments.gateway import names_league
 
     assert names_league(metadata, tenant_id=1, league_key=league_key) is ours

@@ -8,7 +8,7 @@ they may: a coach only their own team and no parent email address; the other lea
 admin nothing of this league, and changed nothing in it.
 
 What each role may do is written out below from the roles table of the architecture
-brief, not read from ``core.access``, so that removing any single ``require`` (or
+brief, not read from ``core.access.permissions``, so that removing any single ``require`` (or
 granting a role too much) makes a case fail.
 
 Adding a service function: add one ``Call`` row to ``CALLS``. ``test_every_service_function_is_in_the_matrix``
@@ -29,13 +29,13 @@ from sqlalchemy import inspect as sa_inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
 import core
-from core.access import ActingUser, Permission, Role
+from core.access.permissions import ActingUser, Permission, Role
 from core.audit import audit_filter_choices, list_audit_entries, record_action
-from core.audit_export import audit_log_csv
+from core.reporting.audit_export import audit_log_csv
 from core.backfill import plan_backfill
-from core.league_settings import LeagueSettings, current_league_settings, update_league_settings
-from core.balances import BalanceFilter, outstanding_balances
-from core.directory import find_parent, league_of, league_parents, league_products, visible_teams
+from core.access.league_settings import LeagueSettings, current_league_settings, update_league_settings
+from core.reporting.balances import BalanceFilter, outstanding_balances
+from core.reporting.directory import find_parent, league_of, league_parents, league_products, visible_teams
 from core.email.campaigns import (
     build_manifest,
     campaign_messages,
@@ -51,10 +51,10 @@ from core.email.outbox import retry_messages
 from core.email.presend import sync_payments_first
 from core.email.registry import OUTSTANDING_BALANCE, everyone_who_owes
 from core.errors import NotFound, PermissionDenied
-from core.export import ExportKind, export_balances_csv, record_balances_export
+from core.reporting.export import ExportKind, export_balances_csv, record_balances_export
 from core.models import Base, Product, Tenant
-from core.payment_sync import sync_payments
-from core.roster_import import import_roster
+from core.payments.sync import sync_payments
+from core.roster.importing import import_roster
 from core.settings import Settings
 from tests.factories import acting, make_link, make_parent, make_player, make_product, make_team, make_tenant
 
@@ -229,21 +229,21 @@ def _joined_sessions(session: Session) -> "sessionmaker[Session]":
 
 # Public functions that take the acting user but are not service functions of their own.
 NOT_SERVICE_FUNCTIONS: dict[str, str] = {
-    "core.access.require": "is the check itself",
-    "core.access.find_in_league": "a lookup for service functions, called after their own require",
+    "core.access.permissions.require": "is the check itself",
+    "core.access.permissions.find_in_league": "a lookup for service functions, called after their own require",
     "core.audit.record_action": "writes the audit row of a service function, after that function's require",
     "core.audit.entries_statement": "builds the audit log query for service functions; runs nothing",
 }
 # Public functions that read the database without an acting user: they run before anyone
 # acts (sign-in, choosing a league) or are the operator's bootstrap from the command line.
 BEFORE_ANYONE_ACTS: dict[str, str] = {
-    "core.directory.list_leagues": "the demo sign-in's league picker",
-    "core.directory.league_teams": "the demo sign-in's team picker",
-    "core.role_directory.league_access_for": "OIDC sign-in: decides who the user is",
+    "core.reporting.directory.list_leagues": "the demo sign-in's league picker",
+    "core.reporting.directory.league_teams": "the demo sign-in's team picker",
+    "core.access.roles.league_access_for": "OIDC sign-in: decides who the user is",
     "core.demo.build_demo_league": "creates the demo league (CLI, and the empty-database page in demo mode)",
-    "core.tenants.find_tenant": "the CLI's --tenant option",
-    "core.tenants.find_or_create_tenant": "the CLI's first import",
-    "core.tenants.list_tenant_slugs": "the CLI's error messages",
+    "core.access.leagues.find_tenant": "the CLI's --tenant option",
+    "core.access.leagues.find_or_create_tenant": "the CLI's first import",
+    "core.access.leagues.list_tenant_slugs": "the CLI's error messages",
 }
 
 

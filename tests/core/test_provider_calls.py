@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterator, Optional
 import pytest
 
 from core.errors import PaymentProviderError
-from core.provider_calls import run_concurrently
+from core.payments.provider_calls import run_concurrently
 
 
 class Recorder:

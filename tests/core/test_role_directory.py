@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from core.access import Role
-from core.oidc_config import oidc_configuration_problem
-from core.role_directory import (
+from core.access.permissions import Role
+from core.access.sign_in import oidc_configuration_problem
+from core.access.roles import (
     Membership,
     acting_user_for,
     league_access_for,

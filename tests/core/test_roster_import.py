@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core.access import Role
+from core.access.permissions import Role
 from core.errors import PermissionDenied
 from core.models import (
     AuditEntry,
@@ -22,7 +22,7 @@ from core.models import (
     ProductKind,
     Team,
 )
-from core.roster_import import ImportResult, import_roster
+from core.roster.importing import ImportResult, import_roster
 from tests.factories import acting, make_link, make_parent, make_player, make_product, make_tenant
 
 PLAYERS_HEADER = "player_ref,first_name,last_name,status,team,parent_ref,parent_name,parent_email"

@@ -78,6 +78,6 @@ def _page_file(page: str) -> str:
 
 
 def _role(name: str):  # type: ignore[no-untyped-def]
-    from core.access import Role
+    from core.access.permissions import Role
 
     return Role(name)

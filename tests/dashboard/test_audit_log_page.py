@@ -6,10 +6,10 @@ from datetime import date, datetime, timezone
 
 import pytest
 
-from core.access import ActingUser, Role
+from core.access.permissions import ActingUser, Role
 from core.audit import record_action
 from core.db import unit_of_work
-from core.tenants import find_tenant
+from core.access.leagues import find_tenant
 
 
 @pytest.fixture

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from core.access import Role
-from core.balances import outstanding_balances, summarise
-from core.directory import league_teams
+from core.access.permissions import Role
+from core.reporting.balances import outstanding_balances, summarise
+from core.reporting.directory import league_teams
 from core.money import format_cents
-from core.name_search import fold
-from core.tenants import find_tenant
+from core.reporting.name_search import fold
+from core.access.leagues import find_tenant
 from tests.factories import acting
 
 
@@ -15,7 +15,7 @@ def _expected_total(session, role=Role.ADMIN, teams=()):  # type: ignore[no-unty
     tenant = find_tenant(session, "demo")
     user = acting(tenant, role)
     if teams:
-        from core.access import ActingUser
+        from core.access.permissions import ActingUser
 
         user = ActingUser("coach", Role.COACH, tenant.id, frozenset(teams))
     return summarise(outstanding_balances(session, user))

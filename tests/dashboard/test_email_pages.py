@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from core.access import Role
+from core.access.permissions import Role
 from core.email.campaigns import build_manifest
 from core.email.registry import OUTSTANDING_BALANCE
 from core.models import LinkStatus, PaymentLink
-from core.tenants import find_tenant
+from core.access.leagues import find_tenant
 from dashboard.navigation import pages_for
 from tests.factories import acting
 from tests.stripe_links import mirror_league
@@ -222,7 +222,7 @@ def test_the_history_page_says_when_nothing_was_sent(demo_league, open_app):
 
 @pytest.mark.parametrize("role", [Role.TREASURER, Role.COACH])
 def test_only_admins_get_the_email_pages(role):
-    from core.access import ActingUser
+    from core.access.permissions import ActingUser
 
     titles = [page.title for page in pages_for(ActingUser("x", role, 1))]
     assert "Email" not in titles and "Email history" not in titles

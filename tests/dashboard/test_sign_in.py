@@ -7,12 +7,12 @@ from typing import Callable, Optional
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.access import ActingUser, Role
-from core.balances import outstanding_balances, summarise
+from core.access.permissions import ActingUser, Role
+from core.reporting.balances import outstanding_balances, summarise
 from core.db import unit_of_work
-from core.directory import league_teams
+from core.reporting.directory import league_teams
 from core.money import format_cents
-from core.tenants import find_tenant
+from core.access.leagues import find_tenant
 from tests.dashboard.conftest import APP
 from tests.factories import make_link, make_parent, make_player, make_product, make_team, make_tenant
 

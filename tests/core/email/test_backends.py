@@ -16,7 +16,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from core.email.backends import FileBackend, SmtpBackend, make_backend
+from core.composition import make_email_backend
+from core.email.backends.file import FileBackend
+from core.email.backends.smtp import SmtpBackend
 from core.email.brand import Brand
 from core.email.registry import OUTSTANDING_BALANCE
 from core.email.rendering import compose_message, render_email
@@ -56,7 +58,7 @@ def test_an_outbox_folder_that_cannot_be_written_is_a_delivery_error(tmp_path):
 
 
 def test_the_file_backend_is_the_default(tmp_path):
-    backend = make_backend(Settings(email_outbox_dir=tmp_path))
+    backend = make_email_backend(Settings(email_outbox_dir=tmp_path))
     assert isinstance(backend, FileBackend) and backend.directory == tmp_path
 
 
@@ -203,17 +205,17 @@ SENDER = "Westside Treasurer <treasurer@westside.example>"
 
 
 def test_the_smtp_backend_is_built_from_the_settings():
-    backend = make_backend(Settings(email_backend="smtp", smtp_host="mail.example.org", smtp_port=465,
+    backend = make_email_backend(Settings(email_backend="smtp", smtp_host="mail.example.org", smtp_port=465,
                                     smtp_ssl=True, smtp_username="u", smtp_password=Secret("p"),
                                     email_from=SENDER))
     assert isinstance(backend, SmtpBackend)
     assert (backend.host, backend.port, backend.use_ssl, backend.starttls) == ("mail.example.org", 465, True, False)
     with pytest.raises(EmailDeliveryError, match="SMTP_HOST"):
-        make_backend(Settings(email_backend="smtp", email_from=SENDER))
+        make_email_backend(Settings(email_backend="smtp", email_from=SENDER))
 
 
 def test_a_backend_that_delivers_refuses_the_placeholder_sender(tmp_path):
     """Families would get email from, and reply to, treasurer@example.org: nobody reads it."""
     with pytest.raises(EmailDeliveryError, match="EMAIL_FROM is not set.*EMAIL_BACKEND is smtp"):
-        make_backend(Settings(email_backend="smtp", smtp_host="mail.example.org"))
-    assert isinstance(make_backend(Settings(email_backend="file", email_outbox_dir=tmp_path)), FileBackend)
+        make_email_backend(Settings(email_backend="smtp", smtp_host="mail.example.org"))
+    assert isinstance(make_email_backend(Settings(email_backend="file", email_outbox_dir=tmp_path)), FileBackend)

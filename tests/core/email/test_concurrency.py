@@ -12,7 +12,7 @@ import time
 import pytest
 
 from core.db import make_engine
-from core.email.backends import FileBackend
+from core.email.backends.file import FileBackend
 from core.email.campaigns import campaign_messages, start_campaign
 from core.email.outbox import drain_outbox
 from core.email.registry import OUTSTANDING_BALANCE

@@ -12,9 +12,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from googleapiclient.discovery import build
 from googleapiclient.http import HttpMockSequence
 
-from core.email.backends import DeliveryUncertain, make_backend
-from core.email.gmail import GmailBackend, load_credentials
-from core.email.pacing import Pacer
+from core.composition import make_email_backend
+from core.email.backends import DeliveryUncertain
+from core.email.backends.gmail import GmailBackend, load_credentials
+from core.email.backends.pacing import Pacer
 from core.errors import EmailDeliveryError
 from core.settings import Settings
 from tests.core.email.test_backends import a_message
@@ -219,10 +220,10 @@ def test_the_gmail_backend_is_built_from_the_settings(tmp_path):
     settings = Settings(email_backend="gmail", gmail_credentials_file=_service_account_file(tmp_path),
                         gmail_delegated_user="treasurer@westside.example.org", gmail_sends_per_minute=30,
                         email_from=sender)
-    backend = make_backend(settings)
+    backend = make_email_backend(settings)
     assert isinstance(backend, GmailBackend) and backend.pacer.interval == 2.0
     with pytest.raises(EmailDeliveryError, match="GMAIL_CREDENTIALS_FILE"):
-        make_backend(Settings(email_backend="gmail", email_from=sender))
+        make_email_backend(Settings(email_backend="gmail", email_from=sender))
 
 
 def test_only_the_gmail_module_imports_the_google_client():
@@ -236,7 +237,7 @@ def test_only_the_gmail_module_imports_the_google_client():
         for path in (root / folder).rglob("*.py")
         if "googleapiclient" in path.read_text() or "google.oauth2" in path.read_text()
     )
-    assert importers == ["core/email/gmail.py"]
+    assert importers == ["core/email/backends/gmail.py"]
 
 
 def test_a_campaign_through_gmail_stops_cleanly_at_the_daily_limit_and_resumes(session, engine, league):

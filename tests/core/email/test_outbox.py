@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from core.access import Role
-from core.email.backends import DeliveryUncertain, FileBackend
+from core.access.permissions import Role
+from core.email.backends import DeliveryUncertain
+from core.email.backends.file import FileBackend
 from core.email.campaigns import (
     ManifestChanged,
     build_manifest,
@@ -252,7 +253,7 @@ def test_a_crash_half_way_then_a_resume_never_sends_a_second_copy(session, engin
 KILLABLE_DRAIN = textwrap.dedent("""
     import sys, time
     from core.db import make_engine
-    from core.email.backends import FileBackend
+    from core.email.backends.file import FileBackend
     from core.email.outbox import drain_outbox
     from tests.factories import acting
     from core.models import Tenant
@@ -263,7 +264,7 @@ KILLABLE_DRAIN = textwrap.dedent("""
             return super().send(message)
 
     url, outbox, tenant_id, campaign_id, email_from = sys.argv[1:]
-    from core.access import ActingUser, Role
+    from core.access.permissions import ActingUser, Role
     admin = ActingUser("admin@example.org", Role.ADMIN, int(tenant_id))
     drain_outbox(make_engine(url), admin, int(campaign_id), backend=Slow(outbox), email_from=email_from)
 """)
@@ -535,7 +536,7 @@ def test_another_leagues_campaign_cannot_be_run_or_read(session, engine, league,
 # --- a second kind of email is one registry entry -----------------------------------------------
 
 def test_a_second_kind_of_reminder_is_one_registry_entry(session, engine, league, outbox_dir, monkeypatch):
-    from core.balances import BalanceFilter, outstanding_balances
+    from core.reporting.balances import BalanceFilter, outstanding_balances
     from core.email.registry import EMAIL_TYPES
 
     dues_id = league["dues"].id

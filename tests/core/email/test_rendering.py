@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from core.balances import LineItem, OutstandingBalance, outstanding_balances
+from core.reporting.balances import LineItem, OutstandingBalance, outstanding_balances
 from core.email.brand import Brand, brand_for_tenant
 from core.email.campaigns import preview_email
 from core.email.registry import OUTSTANDING_BALANCE, get_email_type

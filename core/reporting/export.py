@@ -14,9 +14,9 @@ from typing import Iterable, Sequence
 
 from sqlalchemy.orm import Session
 
-from core.access import ActingUser, Permission, require
+from core.access.permissions import ActingUser, Permission, require
 from core.audit import record_action
-from core.balances import BalanceFilter, OutstandingBalance, outstanding_balances, summarise
+from core.reporting.balances import BalanceFilter, OutstandingBalance, outstanding_balances, summarise
 
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 

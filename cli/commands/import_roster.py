@@ -6,9 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from core.commands.context import add_tenant_option, league_command
+from cli.context import add_tenant_option, league_command
 from core.errors import InvalidInput
-from core.roster_import import ImportResult, import_roster
+from core.roster.importing import ImportResult, import_roster
 
 KINDS_HELP = """\
 The kind of file is recognised by its header row (column order is free, extra columns are ignored):

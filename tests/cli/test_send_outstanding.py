@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from core.cli import main
+from cli.main import main
 from tests.core.email import conftest as email_fixtures
 from tests.core.email.conftest import EMAIL_FROM, read_outbox, recipients
 
@@ -115,7 +115,7 @@ def test_an_interrupted_send_is_pointed_at_by_the_next_one(league, cli_env, caps
     from core.db import session_factory
     from core.email.campaigns import start_campaign
     from core.email.registry import OUTSTANDING_BALANCE
-    from core.tenants import find_tenant
+    from core.access.leagues import find_tenant
     from tests.factories import acting
 
     with session_factory(engine)() as session:  # queued, then the process died before sending

@@ -7,9 +7,9 @@ from typing import Optional
 
 from sqlalchemy.orm import Session
 
-from core.access import ActingUser, Permission, require
+from core.access.permissions import ActingUser, Permission, require
 from core.audit import record_action
-from core.directory import league_of
+from core.reporting.directory import league_of
 from core.email.brand import is_hex_colour
 from core.email.headers import normalise_recipient
 from core.errors import InvalidInput

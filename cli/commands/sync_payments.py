@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 
-from core.commands.context import add_tenant_option, league_command
+from cli.context import add_tenant_option, league_command
 from core.money import format_cents
-from core.payment_gateway import configured_payment_gateway
-from core.payment_sync import SyncResult, sync_payments
+from core.composition import make_payment_gateway
+from core.payments.sync import SyncResult, sync_payments
 from core.settings import load_settings
 
 
@@ -41,7 +41,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 def run(args: argparse.Namespace) -> int:
     # Before the database: without a key there is nothing to do, and the error says why.
-    gateway = configured_payment_gateway(load_settings(), action="sync payments")
+    gateway = make_payment_gateway(load_settings(), action="sync payments")
     with league_command(args) as ctx:
         result = sync_payments(ctx.session, ctx.user, gateway, full=args.full)
     for flag in result.new_flags:

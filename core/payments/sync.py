@@ -33,9 +33,9 @@ from typing import Callable, Optional, Sequence
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from core.access import ActingUser, Permission, require
+from core.access.permissions import ActingUser, Permission, require
 from core.audit import record_action
-from core.balances import outstanding_balances, summarise
+from core.reporting.balances import outstanding_balances, summarise
 from core.errors import BillingError, PaymentProviderError
 from core.models import (
     AuditEntry,
@@ -51,9 +51,9 @@ from core.models import (
     utcnow,
 )
 from core.money import format_cents
-from core.payment_gateway import CompletedCheckout, PaymentGateway, names_league
-from core.payment_reconciliation import FlagKind, FlagNote, LinkDecision, LinkState, reconcile_link
-from core.provider_calls import run_concurrently
+from core.payments.gateway import CompletedCheckout, PaymentGateway, names_league
+from core.payments.reconciliation import FlagKind, FlagNote, LinkDecision, LinkState, reconcile_link
+from core.payments.provider_calls import run_concurrently
 
 __all__ = [
     "DEFAULT_OVERLAP",

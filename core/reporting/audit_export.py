@@ -7,9 +7,9 @@ from typing import Iterable, Optional
 
 from sqlalchemy.orm import Session
 
-from core.access import ActingUser, Permission, require
+from core.access.permissions import ActingUser, Permission, require
 from core.audit import entries_statement, record_action
-from core.export import csv_bytes
+from core.reporting.export import csv_bytes
 from core.models import AuditEntry
 
 AUDIT_LOG_HEADER = ("when_utc", "who", "role", "action", "summary")

@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator, Mapping, Optional, TypeVar
 import stripe
 
 from core.errors import PaymentProviderError
-from core.payment_gateway import (
+from core.payments.gateway import (
     CompletedCheckout,
     MintedLink,
     PaymentGateway,

@@ -16,7 +16,7 @@ from typing import Iterator, NoReturn, Optional, Sequence
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from core.commands import (
+from cli.commands import (
     backfill,
     balances,
     database,

@@ -6,9 +6,9 @@ import argparse
 import sys
 from typing import Optional, TextIO
 
-from core.commands.context import CommandContext, add_tenant_option, league_command
-from core.directory import find_parent
-from core.email.backends import make_backend
+from cli.context import CommandContext, add_tenant_option, league_command
+from core.reporting.directory import find_parent
+from core.composition import make_email_backend
 from core.email.campaigns import (
     Manifest,
     build_manifest,
@@ -85,7 +85,7 @@ def _test_send(ctx: CommandContext, address: str, parent: Optional[str]) -> int:
             raise InvalidInput("Nobody owes anything: there is no email to test.")
         parent_id = owing[0].parent_id
     ctx.session.rollback()
-    backend = make_backend(ctx.settings)
+    backend = make_email_backend(ctx.settings)
     try:
         result = send_test_email(
             ctx.engine, ctx.user, parent_id=parent_id, test_address=address,
@@ -103,7 +103,7 @@ def _send_to_everyone(ctx: CommandContext, args: argparse.Namespace, *, stdin: T
     cooldown = ctx.settings.email_cooldown_days if args.cooldown_days is None else args.cooldown_days
     # A backend that cannot send (no SMTP_HOST, the placeholder EMAIL_FROM...) is refused now,
     # before anything is synced or queued: a queued campaign would hold its parents.
-    make_backend(ctx.settings).close()
+    make_email_backend(ctx.settings).close()
     # The sync commits as it goes: it runs in its own session, and a failed sync sends nothing.
     ctx.session.rollback()
     sync = sync_payments_first(ctx.engine, ctx.user, settings=ctx.settings)
@@ -134,7 +134,7 @@ def _send_to_everyone(ctx: CommandContext, args: argparse.Namespace, *, stdin: T
 
 
 def _resume(ctx: CommandContext, campaign_id: int, *, retry_failed: bool, retry_interrupted: bool) -> int:
-    make_backend(ctx.settings).close()  # refused now, before anything is queued again
+    make_email_backend(ctx.settings).close()  # refused now, before anything is queued again
     if retry_failed or retry_interrupted:
         queued = retry_messages(
             ctx.session, ctx.user, campaign_id, failed=retry_failed, interrupted=retry_interrupted
@@ -145,7 +145,7 @@ def _resume(ctx: CommandContext, campaign_id: int, *, retry_failed: bool, retry_
 
 
 def _drain(ctx: CommandContext, campaign_id: int) -> int:
-    backend = make_backend(ctx.settings)
+    backend = make_email_backend(ctx.settings)
     try:
         result = run_campaign(
             ctx.engine, ctx.user, campaign_id, backend=backend, email_from=ctx.settings.email_from,

@@ -1,72 +1,15 @@
-"""Where messages go: one small interface and the backends behind it.
-
-A backend takes the exact ``EmailMessage`` and returns the provider's id for it. It raises
-``EmailDeliveryError`` when the provider refused or failed the message (nothing was delivered),
-and ``DeliveryUncertain`` when the message may or may not have been delivered (the connection
-dropped mid-send): the outbox then leaves the message as interrupted instead of retrying it.
-"""
+"""The ``smtp`` backend: one kept-open connection to an SMTP server (TLS, STARTTLS or plain)."""
 
 from __future__ import annotations
 
-import logging
-import os
 import smtplib
 import ssl
-import uuid
 from email.message import EmailMessage
-from pathlib import Path
-from typing import Optional, Protocol, runtime_checkable
+from typing import Optional
 
+from core.email.backends import DeliveryUncertain
 from core.errors import EmailDeliveryError
-from core.models import utcnow
-from core.settings import Secret, Settings
-
-log = logging.getLogger(__name__)
-
-
-class DeliveryUncertain(EmailDeliveryError):
-    """The provider may have delivered the message; sending it again could deliver a second copy."""
-
-
-@runtime_checkable
-class EmailBackend(Protocol):
-    """Delivers one message; returns the provider's id for it."""
-
-    # How many messages the outbox may hand to this backend at once.
-    parallel_sends: int
-
-    def send(self, message: EmailMessage) -> str: ...
-
-    def close(self) -> None: ...
-
-
-class FileBackend:
-    """Writes each message as an ``.eml`` file in ``directory`` (the default backend: no credentials).
-
-    Every send is a new file, so a message sent twice shows up as two files.
-    """
-
-    parallel_sends = 1
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = Path(directory)
-
-    def send(self, message: EmailMessage) -> str:
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            name = f"{utcnow():%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.eml"
-            partial = self.directory / f".{name}.partial"
-            with partial.open("wb") as handle:
-                handle.write(message.as_bytes())
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(partial, self.directory / name)
-        except OSError as exc:
-            raise EmailDeliveryError(f"Could not write to the outbox folder {self.directory}: {exc}") from None
-        return name
-
-    def close(self) -> None:
-        return None
+from core.settings import Secret
 
 
 class SmtpBackend:
@@ -160,33 +103,6 @@ class SmtpBackend:
             except OSError:
                 pass
         self._connection = None
-
-
-def make_backend(settings: Settings) -> EmailBackend:
-    """The backend named by ``EMAIL_BACKEND``: ``file`` (default), ``smtp`` or ``gmail``.
-
-    A backend that delivers refuses the placeholder ``EMAIL_FROM``: families would get email
-    from (and reply to) an address nobody reads.
-    """
-    problem = settings.email_from_problem()
-    if problem:
-        raise EmailDeliveryError(problem)
-    if settings.email_backend == "smtp":
-        if not settings.smtp_host:
-            raise EmailDeliveryError("EMAIL_BACKEND is smtp but SMTP_HOST is not set.")
-        return SmtpBackend(
-            settings.smtp_host,
-            settings.smtp_port,
-            username=settings.smtp_username,
-            password=settings.smtp_password,
-            starttls=settings.smtp_starttls and not settings.smtp_ssl,
-            use_ssl=settings.smtp_ssl,
-        )
-    if settings.email_backend == "gmail":
-        from core.email.gmail import GmailBackend  # the Gmail client is imported only when used
-
-        return GmailBackend.from_settings(settings)
-    return FileBackend(settings.email_outbox_dir)
 
 
 def _refusal(recipients: dict) -> str:  # type: ignore[type-arg]

@@ -15,7 +15,7 @@ from typing import Optional
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.access import ActingUser, Permission, require
+from core.access.permissions import ActingUser, Permission, require
 from core.audit import record_action
 from core.models import Tenant
 from core.roster.formats import RosterKind

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from core.access import ActingUser, Permission, find_in_league, require
+from core.access.permissions import ActingUser, Permission, find_in_league, require
 from core.errors import InvalidInput, NotFound
 from core.models import Parent, Product, Team, Tenant
 

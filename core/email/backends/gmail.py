@@ -34,7 +34,7 @@ from googleapiclient.errors import HttpError
 from googleapiclient.http import DEFAULT_HTTP_TIMEOUT_SEC
 
 from core.email.backends import DeliveryUncertain
-from core.email.pacing import Pacer
+from core.email.backends.pacing import Pacer
 from core.errors import EmailDeliveryError
 from core.settings import Settings
 

@@ -10,11 +10,11 @@ from typing import Iterator
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from core.access import ActingUser, cli_operator
+from core.access.permissions import ActingUser, cli_operator
 from core.db import make_engine, session_factory, upgrade_database
 from core.models import Tenant
 from core.settings import Settings, load_settings
-from core.tenants import find_or_create_tenant, find_tenant
+from core.access.leagues import find_or_create_tenant, find_tenant
 
 
 @dataclass

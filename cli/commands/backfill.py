@@ -18,8 +18,9 @@ from core.backfill import (
     plan_rows,
     switch_off_rows,
 )
-from core.commands.context import add_tenant_option, league_command
-from core.payment_gateway import StripeNotConfigured, configured_payment_gateway
+from cli.context import add_tenant_option, league_command
+from core.composition import make_payment_gateway
+from core.payments.gateway import StripeNotConfigured
 from core.settings import ConfigurationError, Settings
 
 
@@ -57,7 +58,7 @@ def run_backfill(args: argparse.Namespace) -> int:
                       "Run again with --commit to switch the old links off in Stripe.")
             return 0
         _warn_about_the_thank_you_page(ctx.settings, plan, dry_run=False)
-        gateway = configured_payment_gateway(ctx.settings, action="mint payment links")
+        gateway = make_payment_gateway(ctx.settings, action="mint payment links")
         totals = plan.totals
         replacing = f" and replacing {totals.links_to_replace} at a new price" if totals.links_to_replace else ""
         if totals.links_to_switch_off:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from core.commands.context import open_database
+from cli.context import open_database
 from core.db import unit_of_work
 from core.demo import build_demo_league
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from core.commands.context import add_tenant_option, league_command
-from core.league_settings import LeagueSettings, current_league_settings, update_league_settings
+from cli.context import add_tenant_option, league_command
+from core.access.league_settings import LeagueSettings, current_league_settings, update_league_settings
 
 _OPTIONS = (
     ("--name", "name", "the league's name, as emails and pages show it"),

@@ -2,22 +2,16 @@
 
 Domain code (the backfill, payment sync) depends on ``PaymentGateway`` and the small
 value types below, never on the Stripe SDK. The one real implementation lives in
-``core.stripe_gateway``; ``configured_payment_gateway`` builds it from the settings and is
-the only place outside that module that knows it exists (imported lazily, so importing this
-module does not import the SDK).
+``core.payments.stripe_gateway``; the composition root (``core.composition``) builds it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Iterator, Mapping, Optional, Protocol
+from typing import Iterator, Mapping, Optional, Protocol
 
 from core.errors import BillingError
-
-if TYPE_CHECKING:
-    from core.settings import Settings
-
 
 class StripeNotConfigured(BillingError):
     """Minting or syncing was asked for, but no Stripe API key is configured."""
@@ -130,16 +124,3 @@ def names_league(metadata: Mapping[str, str], *, tenant_id: int, league_key: str
     if "league_key" in metadata:
         return metadata["league_key"] == league_key
     return league_key == f"t{tenant_id}" and metadata.get("tenant_id") == str(tenant_id)
-
-
-def configured_payment_gateway(
-    settings: Optional["Settings"] = None, *, action: str = "talk to Stripe"
-) -> PaymentGateway:
-    """The Stripe gateway built from the settings (read now); ``StripeNotConfigured`` without a key."""
-    from core.settings import load_settings
-    from core.stripe_gateway import StripeGateway
-
-    settings = settings or load_settings()
-    if not settings.stripe_configured:
-        raise StripeNotConfigured(action)
-    return StripeGateway.from_settings(settings)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from core.balances import BalanceFilter, outstanding_balances, summarise
-from core.commands.context import add_tenant_option, league_command
+from core.reporting.balances import BalanceFilter, outstanding_balances, summarise
+from cli.context import add_tenant_option, league_command
 from core.errors import InvalidInput
-from core.export import ExportKind, export_balances_csv
+from core.reporting.export import ExportKind, export_balances_csv
 from core.money import format_cents
 
 

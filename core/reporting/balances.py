@@ -15,10 +15,10 @@ from typing import Any, Iterator, NamedTuple, Optional, Sequence
 from sqlalchemy import Row, Select, func, or_, select
 from sqlalchemy.orm import Session
 
-from core.access import ActingUser, Permission, require
+from core.access.permissions import ActingUser, Permission, require
 from core.errors import PermissionDenied
 from core.models import LinkStatus, Parent, PaymentLink, Player, PlayerStatus, Product, Team
-from core.name_search import fold, folded
+from core.reporting.name_search import fold, folded
 
 
 class LineItem(NamedTuple):

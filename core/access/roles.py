@@ -24,7 +24,7 @@ from typing import Any, Iterable, Mapping, Optional
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.access import ActingUser, Role
+from core.access.permissions import ActingUser, Role
 from core.models import Team, Tenant
 from core.settings import ConfigurationError
 

@@ -24,7 +24,7 @@ from typing import Iterable, Optional
 
 from core.models import LinkStatus
 from core.money import format_cents
-from core.payment_gateway import CompletedCheckout
+from core.payments.gateway import CompletedCheckout
 
 
 class FlagKind(str, enum.Enum):

@@ -1,0 +1,31 @@
+"""Where messages go: the port (one small interface). Each backend is its own module:
+``file`` (the default), ``smtp`` and ``gmail``; the composition root picks one from the settings.
+
+A backend takes the exact ``EmailMessage`` and returns the provider's id for it. It raises
+``EmailDeliveryError`` when the provider refused or failed the message (nothing was delivered),
+and ``DeliveryUncertain`` when the message may or may not have been delivered (the connection
+dropped mid-send): the outbox then leaves the message as interrupted instead of retrying it.
+"""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+from typing import Protocol, runtime_checkable
+
+from core.errors import EmailDeliveryError
+
+
+class DeliveryUncertain(EmailDeliveryError):
+    """The provider may have delivered the message; sending it again could deliver a second copy."""
+
+
+@runtime_checkable
+class EmailBackend(Protocol):
+    """Delivers one message; returns the provider's id for it."""
+
+    # How many messages the outbox may hand to this backend at once.
+    parallel_sends: int
+
+    def send(self, message: EmailMessage) -> str: ...
+
+    def close(self) -> None: ...
