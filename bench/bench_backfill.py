@@ -32,9 +32,9 @@ def main() -> int:
     sys.path.insert(0, str(REPO_ROOT))
     from core.backfill import DEFAULT_CONCURRENCY, commit_backfill, plan_backfill
     from core.db import make_engine, session_factory, upgrade_database
+    from core.models import Parent, Player, PlayerStatus
     from core.payments.stripe_gateway import StripeGateway
     from tests.factories import acting, make_product, make_tenant
-    from core.models import Parent, Player, PlayerStatus
     from tests.stripe_stand_in import StripeStandIn
 
     with tempfile.TemporaryDirectory() as folder, StripeStandIn(latency=args.latency, rate_limit=args.limit) as stand_in:

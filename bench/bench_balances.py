@@ -23,9 +23,7 @@ from sqlalchemy import event, insert, select, text  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from core.access.permissions import ActingUser, Role  # noqa: E402
-from core.reporting.balances import outstanding_balances  # noqa: E402
 from core.db import make_engine, normalise_url  # noqa: E402
-from tests.scratch_database import scratch_postgres_database  # noqa: E402
 from core.models import (  # noqa: E402
     LinkStatus,
     Parent,
@@ -38,6 +36,8 @@ from core.models import (  # noqa: E402
     Team,
     Tenant,
 )
+from core.reporting.balances import outstanding_balances  # noqa: E402
+from tests.scratch_database import scratch_postgres_database  # noqa: E402
 
 ADMIN_URL = normalise_url(os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
 

@@ -37,11 +37,10 @@ from googleapiclient.discovery import build  # noqa: E402
 from sqlalchemy import insert, select  # noqa: E402
 
 from core.access.permissions import ActingUser, Role  # noqa: E402
-from core.reporting.balances import LineItem, OutstandingBalance  # noqa: E402
 from core.db import make_engine, session_factory, upgrade_database  # noqa: E402
+from core.email.backends.gmail import GmailBackend  # noqa: E402
 from core.email.brand import Brand  # noqa: E402
 from core.email.campaigns import start_campaign  # noqa: E402
-from core.email.backends.gmail import GmailBackend  # noqa: E402
 from core.email.outbox import drain_outbox  # noqa: E402
 from core.email.registry import OUTSTANDING_BALANCE  # noqa: E402
 from core.email.rendering import compose_message, message_id_for, render_email  # noqa: E402
@@ -58,6 +57,7 @@ from core.models import (  # noqa: E402
     ProductKind,
     Tenant,
 )
+from core.reporting.balances import LineItem, OutstandingBalance  # noqa: E402
 
 EMAIL_FROM = "Westside Treasurer <treasurer@westside.example.org>"
 FIRST = ("Zoë", "Renée", "Amir", "Chloé", "Liam", "Sofía", "O'Neil", "Grace", "Kwame", "Ingrid")

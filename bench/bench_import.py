@@ -57,9 +57,9 @@ def write_players_file(path: Path, rows: int, *, changed_every: int = 0, seed: i
 
 def run_size(rows: int, url: str) -> None:
     """One size, in this process: prints one line per step."""
+    from core.access.leagues import find_or_create_tenant
     from core.access.permissions import cli_operator
     from core.roster.importing import import_roster
-    from core.access.leagues import find_or_create_tenant
 
     engine = make_engine(url)
     with tempfile.TemporaryDirectory() as folder:

@@ -24,10 +24,10 @@ import random
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -48,8 +48,8 @@ from core.models import (  # noqa: E402
     Tenant,
     utcnow,
 )
-from core.payments.sync import sync_payments  # noqa: E402
 from core.payments.stripe_gateway import StripeGateway, documented_rate_limit  # noqa: E402
+from core.payments.sync import sync_payments  # noqa: E402
 from tests.scratch_database import scratch_postgres_database  # noqa: E402
 from tests.stripe_stand_in import StripeStandIn  # noqa: E402
 

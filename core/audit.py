@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
-from typing import Any, Optional
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
@@ -27,7 +27,7 @@ def record_action(
     action: str,
     summary: str,
     *,
-    details: Optional[dict[str, Any]] = None,
+    details: dict[str, Any] | None = None,
 ) -> AuditEntry:
     """Add an audit row in the caller's transaction (it lands when the caller commits)."""
     entry = AuditEntry(
@@ -47,11 +47,11 @@ def list_audit_entries(
     session: Session,
     user: ActingUser,
     *,
-    action: Optional[str] = None,
-    actor: Optional[str] = None,
-    since: Optional[datetime] = None,
-    until: Optional[datetime] = None,
-    limit: Optional[int] = 1000,
+    action: str | None = None,
+    actor: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int | None = 1000,
 ) -> list[AuditEntry]:
     """The league's audit log, newest first, from ``since`` (inclusive) to ``until`` (exclusive).
 
@@ -77,21 +77,21 @@ def audit_filter_choices(session: Session, user: ActingUser) -> AuditChoices:
 
 
 def audit_period(
-    first_day: Optional[date], last_day: Optional[date]
-) -> tuple[Optional[datetime], Optional[datetime]]:
+    first_day: date | None, last_day: date | None
+) -> tuple[datetime | None, datetime | None]:
     """``since`` and ``until`` for whole UTC days from ``first_day`` to ``last_day``, both included."""
-    since = datetime.combine(first_day, time.min, tzinfo=timezone.utc) if first_day else None
-    until = datetime.combine(last_day + timedelta(days=1), time.min, tzinfo=timezone.utc) if last_day else None
+    since = datetime.combine(first_day, time.min, tzinfo=UTC) if first_day else None
+    until = datetime.combine(last_day + timedelta(days=1), time.min, tzinfo=UTC) if last_day else None
     return since, until
 
 
 def entries_statement(
     user: ActingUser,
     *,
-    action: Optional[str],
-    actor: Optional[str],
-    since: Optional[datetime],
-    until: Optional[datetime],
+    action: str | None,
+    actor: str | None,
+    since: datetime | None,
+    until: datetime | None,
 ) -> Select[tuple[AuditEntry]]:
     """The query of the user's league's audit entries, newest first (for service functions only)."""
     statement = select(AuditEntry).where(AuditEntry.tenant_id == user.tenant_id)

@@ -10,9 +10,9 @@ its own through ``email_backend()`` and closes it when the run ends.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator, Optional
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -71,7 +71,7 @@ class Services:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
-    _gateway: Optional[PaymentGateway] = field(default=None, repr=False)
+    _gateway: PaymentGateway | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -94,7 +94,7 @@ class Services:
         finally:
             backend.close()
 
-    def email_backend_problem(self) -> Optional[str]:
+    def email_backend_problem(self) -> str | None:
         """Why email cannot go out now (the backend refuses to be built), or ``None``.
 
         Builds the backend and closes it: nothing is sent and no connection is kept.
@@ -109,7 +109,7 @@ class Services:
         self.engine.dispose()
 
 
-def build_services(settings: Settings, *, engine: Optional[Engine] = None) -> Services:
+def build_services(settings: Settings, *, engine: Engine | None = None) -> Services:
     """The services for ``settings``: an engine on ``DATABASE_URL`` (or ``engine``) and its sessions."""
     engine = engine or make_engine(settings.database_url)
     return Services(settings=settings, engine=engine, sessions=session_factory(engine))

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -24,7 +24,7 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def make_engine(url: Optional[str] = None) -> Engine:
+def make_engine(url: str | None = None) -> Engine:
     """An engine for ``url`` (default: the configured ``DATABASE_URL``)."""
     url = normalise_url(url or load_settings().database_url)
     parsed = make_url(url)
@@ -69,14 +69,28 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     cursor.close()
 
 
-def session_factory(engine: Engine) -> sessionmaker[Session]:
+# The one rule for sessions and transactions:
+# - a function that takes a ``Session`` never commits: its caller owns the transaction;
+# - a function that must commit part-way (the outbox, the backfill's reservations, payment
+#   sync) takes ``Sessions`` (a session factory), opens its own units of work with
+#   ``unit_of_work`` and says so in its docstring;
+# - the drivers (the command line, the dashboard) run everything else in one ``unit_of_work``.
+Sessions = sessionmaker[Session]
+
+
+def session_factory(engine: Engine) -> Sessions:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+def as_sessions(source: Engine | Sessions) -> Sessions:
+    """A session factory: ``source`` itself, or one on the engine ``source``."""
+    return session_factory(source) if isinstance(source, Engine) else source
+
+
 @contextmanager
-def unit_of_work(engine: Engine) -> Iterator[Session]:
+def unit_of_work(source: Engine | Sessions) -> Iterator[Session]:
     """A session that commits when the block succeeds and rolls back when it raises."""
-    with session_factory(engine)() as session:
+    with as_sessions(source)() as session:
         try:
             yield session
             session.commit()
@@ -94,7 +108,7 @@ def alembic_config(url: str):  # type: ignore[no-untyped-def]
     return config
 
 
-def upgrade_database(url: Optional[str] = None, revision: str = "head") -> None:
+def upgrade_database(url: str | None = None, revision: str = "head") -> None:
     """Run the Alembic migrations up to ``revision``."""
     from alembic import command
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import enum
 import secrets
-from datetime import datetime, timezone
-from typing import Any, Optional
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -40,7 +40,7 @@ NAMING_CONVENTION = {
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -53,19 +53,19 @@ class UTCDateTime(TypeDecorator[datetime]):
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value: Optional[datetime], dialect: Any) -> Optional[datetime]:
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given; use timezone-aware UTC timestamps")
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)
 
-    def process_result_value(self, value: Optional[datetime], dialect: Any) -> Optional[datetime]:
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):
@@ -134,16 +134,16 @@ class Tenant(Base):
     currency: Mapped[str] = mapped_column(String(3), default="usd")
     brand_primary_color: Mapped[str] = mapped_column(String(16), default="#1d3557")
     brand_accent_color: Mapped[str] = mapped_column(String(16), default="#e63946")
-    logo_url: Mapped[Optional[str]] = mapped_column(String(500))
-    sender_name: Mapped[Optional[str]] = mapped_column(String(200))
-    reply_to: Mapped[Optional[str]] = mapped_column(String(320))
-    footer_text: Mapped[Optional[str]] = mapped_column(Text)
-    payments_synced_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+    logo_url: Mapped[str | None] = mapped_column(String(500))
+    sender_name: Mapped[str | None] = mapped_column(String(200))
+    reply_to: Mapped[str | None] = mapped_column(String(320))
+    footer_text: Mapped[str | None] = mapped_column(Text)
+    payments_synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # A random token naming this league at Stripe (idempotency keys, link metadata), so two
     # databases on one Stripe account (a trial, a copy) never take each other's requests or
     # links. NULL for leagues created before it existed: they keep ``t<id>`` (``league_key``).
-    stripe_namespace: Mapped[Optional[str]] = mapped_column(String(32), default=lambda: secrets.token_hex(8))
+    stripe_namespace: Mapped[str | None] = mapped_column(String(32), default=lambda: secrets.token_hex(8))
 
     @property
     def league_key(self) -> str:
@@ -167,11 +167,11 @@ class Parent(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(200))
-    email: Mapped[Optional[str]] = mapped_column(String(320))
+    email: Mapped[str | None] = mapped_column(String(320))
     email_opt_out: Mapped[bool] = mapped_column(Boolean, default=False)
-    external_ref: Mapped[Optional[str]] = mapped_column(String(100))
+    external_ref: Mapped[str | None] = mapped_column(String(100))
 
-    players: Mapped[list["Player"]] = relationship(back_populates="parent")
+    players: Mapped[list[Player]] = relationship(back_populates="parent")
 
 
 class Player(Base):
@@ -181,16 +181,16 @@ class Player(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     parent_id: Mapped[int] = mapped_column(ForeignKey("parents.id"), index=True)
-    team_id: Mapped[Optional[int]] = mapped_column(ForeignKey("teams.id"), index=True)
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id"), index=True)
     first_name: Mapped[str] = mapped_column(String(100))
     last_name: Mapped[str] = mapped_column(String(100))
     status: Mapped[PlayerStatus] = mapped_column(
         _enum(PlayerStatus, "player_status"), default=PlayerStatus.PROSPECT
     )
-    external_ref: Mapped[Optional[str]] = mapped_column(String(100))
+    external_ref: Mapped[str | None] = mapped_column(String(100))
 
     parent: Mapped[Parent] = relationship(back_populates="players")
-    team: Mapped[Optional[Team]] = relationship()
+    team: Mapped[Team | None] = relationship()
 
     @property
     def full_name(self) -> str:
@@ -208,7 +208,7 @@ class Product(Base):
     required: Mapped[bool] = mapped_column(Boolean, default=False)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
 
-    price_tiers: Mapped[list["PriceTier"]] = relationship(back_populates="product")
+    price_tiers: Mapped[list[PriceTier]] = relationship(back_populates="product")
 
 
 class PriceTier(Base):
@@ -233,7 +233,7 @@ class PriceTier(Base):
     amount_cents: Mapped[int] = mapped_column(Integer)
     currency: Mapped[str] = mapped_column(String(3))
     is_default: Mapped[bool] = mapped_column(Boolean, default=False)
-    stripe_price_id: Mapped[Optional[str]] = mapped_column(String(255), unique=True)
+    stripe_price_id: Mapped[str | None] = mapped_column(String(255), unique=True)
 
     product: Mapped[Product] = relationship(back_populates="price_tiers")
 
@@ -256,7 +256,7 @@ class Order(Base):
     status: Mapped[OrderStatus] = mapped_column(
         _enum(OrderStatus, "order_status"), default=OrderStatus.PENDING
     )
-    external_ref: Mapped[Optional[str]] = mapped_column(String(100))
+    external_ref: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
@@ -307,20 +307,20 @@ class PaymentLink(Base):
     player_id: Mapped[int] = mapped_column(ForeignKey("players.id"), index=True)
     product_id: Mapped[int] = mapped_column(ForeignKey("products.id"), index=True)
     price_tier_id: Mapped[int] = mapped_column(ForeignKey("price_tiers.id"), index=True)
-    order_id: Mapped[Optional[int]] = mapped_column(ForeignKey("orders.id"), index=True)
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"), index=True)
     amount_cents: Mapped[int] = mapped_column(Integer)
     currency: Mapped[str] = mapped_column(String(3))
     # NULL only while ``minting`` (the CHECK above): Stripe has not answered yet.
-    stripe_payment_link_id: Mapped[Optional[str]] = mapped_column(String(255), unique=True)
-    url: Mapped[Optional[str]] = mapped_column(String(1000))
+    stripe_payment_link_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    url: Mapped[str | None] = mapped_column(String(1000))
     status: Mapped[LinkStatus] = mapped_column(
         _enum(LinkStatus, "payment_link_status"), default=LinkStatus.ACTIVE
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    paid_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
-    deactivated_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
-    checkout_session_id: Mapped[Optional[str]] = mapped_column(String(255))
-    paid_amount_cents: Mapped[Optional[int]] = mapped_column(Integer)
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    deactivated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    checkout_session_id: Mapped[str | None] = mapped_column(String(255))
+    paid_amount_cents: Mapped[int | None] = mapped_column(Integer)
     # A completed session whose payment is still processing (delayed methods): still owed.
     processing: Mapped[bool] = mapped_column(Boolean, default=False)
     # A payment whose amount differs from the link's: flagged for the treasurer, never hidden.
@@ -332,7 +332,7 @@ class PaymentLink(Base):
     player: Mapped[Player] = relationship()
     product: Mapped[Product] = relationship()
     price_tier: Mapped[PriceTier] = relationship()
-    order: Mapped[Optional[Order]] = relationship()
+    order: Mapped[Order | None] = relationship()
 
 
 class EmailCampaign(Base):
@@ -344,15 +344,15 @@ class EmailCampaign(Base):
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     email_type: Mapped[str] = mapped_column(String(64))
     audience: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    test_address: Mapped[Optional[str]] = mapped_column(String(320))
+    test_address: Mapped[str | None] = mapped_column(String(320))
     started_by: Mapped[str] = mapped_column(String(320))
     started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    finished_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     status: Mapped[CampaignStatus] = mapped_column(
         _enum(CampaignStatus, "email_campaign_status"), default=CampaignStatus.RUNNING
     )
 
-    messages: Mapped[list["EmailMessage"]] = relationship(back_populates="campaign")
+    messages: Mapped[list[EmailMessage]] = relationship(back_populates="campaign")
 
     @property
     def is_test(self) -> bool:
@@ -372,23 +372,23 @@ class EmailMessage(Base):
     campaign_id: Mapped[int] = mapped_column(ForeignKey("email_campaigns.id", ondelete="CASCADE"))
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     parent_id: Mapped[int] = mapped_column(ForeignKey("parents.id"))
-    to_address: Mapped[Optional[str]] = mapped_column(String(320))
+    to_address: Mapped[str | None] = mapped_column(String(320))
     subject: Mapped[str] = mapped_column(String(500), default="")
     amount_cents: Mapped[int] = mapped_column(Integer, default=0)
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[MessageStatus] = mapped_column(
         _enum(MessageStatus, "email_message_status"), default=MessageStatus.PENDING
     )
-    skip_reason: Mapped[Optional[str]] = mapped_column(String(200))
+    skip_reason: Mapped[str | None] = mapped_column(String(200))
     message_id_header: Mapped[str] = mapped_column(String(320))
-    provider_message_id: Mapped[Optional[str]] = mapped_column(String(320))
-    error: Mapped[Optional[str]] = mapped_column(Text)
+    provider_message_id: Mapped[str | None] = mapped_column(String(320))
+    error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    html_body: Mapped[Optional[str]] = mapped_column(Text)
-    text_body: Mapped[Optional[str]] = mapped_column(Text)
+    html_body: Mapped[str | None] = mapped_column(Text)
+    text_body: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    claimed_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
-    sent_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     campaign: Mapped[EmailCampaign] = relationship(back_populates="messages")
     parent: Mapped[Parent] = relationship()
@@ -400,7 +400,7 @@ class AuditEntry(Base):
     __tablename__ = "audit_log"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    tenant_id: Mapped[Optional[int]] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     actor: Mapped[str] = mapped_column(String(320))
     role: Mapped[str] = mapped_column(String(32))
     action: Mapped[str] = mapped_column(String(64))

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 from urllib.parse import urlsplit
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -55,20 +56,20 @@ PLACEHOLDER_EMAIL_FROM = f"League Treasurer <{PLACEHOLDER_EMAIL_ADDRESS}>"
 @dataclass(frozen=True)
 class Settings:
     database_url: str = field(default_factory=lambda: f"sqlite:///{DEFAULT_SQLITE_PATH}")
-    stripe_api_key: Optional[Secret] = None
-    stripe_api_base: Optional[str] = None
+    stripe_api_key: Secret | None = None
+    stripe_api_base: str | None = None
     payment_success_url: str = PLACEHOLDER_SUCCESS_URL
     email_backend: str = "file"
     email_outbox_dir: Path = DEFAULT_OUTBOX_DIR
     email_from: str = PLACEHOLDER_EMAIL_FROM
-    smtp_host: Optional[str] = None
+    smtp_host: str | None = None
     smtp_port: int = 587
-    smtp_username: Optional[str] = None
-    smtp_password: Optional[Secret] = None
+    smtp_username: str | None = None
+    smtp_password: Secret | None = None
     smtp_starttls: bool = True
     smtp_ssl: bool = False  # implicit TLS (usually port 465) instead of STARTTLS
-    gmail_credentials_file: Optional[Path] = None
-    gmail_delegated_user: Optional[str] = None
+    gmail_credentials_file: Path | None = None
+    gmail_delegated_user: str | None = None
     gmail_sends_per_minute: int = 50
     auth_mode: str = "demo"
     email_cooldown_days: int = 3
@@ -82,11 +83,11 @@ class Settings:
         """A live key: links minted with it take real money."""
         return is_live_stripe_key(self.stripe_api_key.reveal() if self.stripe_api_key else "")
 
-    def success_url_problem(self) -> Optional[str]:
+    def success_url_problem(self) -> str | None:
         """``success_url_problem`` for the configured thank-you page and key."""
         return success_url_problem(self.payment_success_url, live=self.stripe_live_mode)
 
-    def email_from_problem(self) -> Optional[str]:
+    def email_from_problem(self) -> str | None:
         """Why real email cannot go out From the configured address (``None``: it can).
 
         Only the ``file`` backend, which delivers nothing, may use the placeholder.
@@ -104,7 +105,7 @@ class Settings:
         return make_url(self.database_url).render_as_string(hide_password=True)
 
 
-def success_url_problem(success_url: str, *, live: bool) -> Optional[str]:
+def success_url_problem(success_url: str, *, live: bool) -> str | None:
     """Why links minted now would send families to the wrong page after paying, if they would.
 
     Raises ``ConfigurationError`` for live links: real links are never minted with the
@@ -164,7 +165,7 @@ def _convert(name: str, raw: Any, default: Any) -> Any:
 
 
 def load_settings(
-    environ: Optional[Mapping[str, str]] = None, secrets_file: Optional[Path] = None
+    environ: Mapping[str, str] | None = None, secrets_file: Path | None = None
 ) -> Settings:
     """Read the settings now: environment first, then ``.streamlit/secrets.toml``, then defaults."""
     env = os.environ if environ is None else environ
@@ -198,7 +199,23 @@ def load_settings(
     return settings
 
 
-def read_secrets_section(name: str, secrets_file: Optional[Path] = None) -> Mapping[str, Any]:
+def settings_fingerprint(
+    environ: Mapping[str, str] | None = None, secrets_file: Path | None = None
+) -> tuple[object, ...]:
+    """What ``load_settings`` would read, cheaply: the settings' environment variables and the
+    secrets file's modification time. Equal fingerprints give equal settings, so a long-lived
+    process (the dashboard) loads the settings again only when one of them changed."""
+    env = os.environ if environ is None else environ
+    path = SECRETS_FILE if secrets_file is None else secrets_file
+    try:
+        stamp: object = path.stat().st_mtime_ns
+    except OSError:
+        stamp = None
+    names = sorted(f.name.upper() for f in fields(Settings))
+    return (str(path), stamp, tuple((name, env.get(name)) for name in names))
+
+
+def read_secrets_section(name: str, secrets_file: Path | None = None) -> Mapping[str, Any]:
     """A table of ``secrets.toml`` (e.g. ``[auth]`` or ``[roles]``), empty when absent."""
     section = _read_secrets_file(SECRETS_FILE if secrets_file is None else secrets_file).get(name)
     return section if isinstance(section, dict) else {}

@@ -9,19 +9,20 @@ hand out admin rights to strangers (see ``core.access.demo_guard``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, Mapping, Optional, Union
+from typing import Any
 
 import streamlit as st
 from streamlit.errors import StreamlitAuthError
 
-from core.access.permissions import ActingUser, Role
-from core.demo import build_demo_league
 from core.access.demo_guard import demo_mode_refusal
-from core.reporting.directory import league_teams, list_leagues
-from core.access.sign_in import DEFAULT_PROVIDER, oidc_configuration_problem, oidc_providers
+from core.access.permissions import ActingUser, Role
 from core.access.roles import LeagueAccess, league_access_for, parse_role_directory, verified_email
+from core.access.sign_in import DEFAULT_PROVIDER, oidc_configuration_problem, oidc_providers
+from core.demo import build_demo_league
+from core.reporting.directory import league_teams, list_leagues
 from core.settings import ConfigurationError, read_secrets_section
 from dashboard.state import session_scope, set_acting_user, settings
 from dashboard.text import plain
@@ -49,7 +50,7 @@ class Gate:
     show: Callable[[], None]
 
 
-def sign_in() -> Union[ActingUser, Gate]:
+def sign_in() -> ActingUser | Gate:
     """The acting user of this run (also put in session state), or the page to show instead."""
     set_acting_user(None)
     try:
@@ -77,7 +78,7 @@ def auth_section() -> Mapping[str, Any]:
 # --- demo mode -------------------------------------------------------------------------------
 
 
-def _demo_sign_in(auth: Mapping[str, Any]) -> Union[ActingUser, Gate]:
+def _demo_sign_in(auth: Mapping[str, Any]) -> ActingUser | Gate:
     refusal = demo_mode_refusal(st.get_option("server.address"), bool(auth))
     if refusal:
         logger.warning("demo mode refused: %s", refusal)
@@ -89,7 +90,7 @@ def _demo_sign_in(auth: Mapping[str, Any]) -> Union[ActingUser, Gate]:
     return user
 
 
-def demo_sign_in() -> Optional[ActingUser]:
+def demo_sign_in() -> ActingUser | None:
     """The sidebar role picker of demo mode; returns the chosen user (or None without a league)."""
     with session_scope() as session:
         leagues = [(tenant.id, tenant.name) for tenant in list_leagues(session)]
@@ -138,7 +139,7 @@ def _refused_page(reason: str) -> None:
 # --- OIDC sign-in ----------------------------------------------------------------------------
 
 
-def _oidc_sign_in(auth: Mapping[str, Any]) -> Union[ActingUser, Gate]:
+def _oidc_sign_in(auth: Mapping[str, Any]) -> ActingUser | Gate:
     problem = oidc_configuration_problem(auth)
     if problem:
         return Gate("Setup problem", ":material/settings_alert:", partial(_problem_page, problem))
@@ -189,7 +190,7 @@ def _sign_in_page(providers: list[str]) -> None:
                 st.error(f"Sign-in is not set up correctly: {exc}", icon=":material/error:")
 
 
-def _no_role_page(email: Optional[str]) -> None:
+def _no_role_page(email: str | None) -> None:
     st.title("Welcome")
     if email is None:
         st.info(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 from core.access.permissions import ActingUser, Permission
 
@@ -44,6 +43,6 @@ def pages_for(user: ActingUser | None) -> list[PageEntry]:
     return [page for page in PAGES if user.can(page.permission)]
 
 
-def entry_for(url_path: str) -> Optional[PageEntry]:
+def entry_for(url_path: str) -> PageEntry | None:
     """The entry of the page at ``url_path`` (how the router knows what a page needs)."""
     return next((page for page in PAGES if page.url_path == url_path), None)

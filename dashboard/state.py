@@ -1,54 +1,66 @@
-"""What every page shares: settings, the database session, and the acting user."""
+"""What every page shares: the settings, the services built from them, and the acting user.
+
+This is the dashboard's composition root: the settings are loaded, and the engine, the
+session factory and the Stripe gateway built, once per server (``st.cache_resource``), again
+only when the environment or ``secrets.toml`` changes.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator, Optional
 
 import streamlit as st
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from core.access.permissions import ActingUser
-from core.db import make_engine, session_factory, upgrade_database
-from core.settings import Settings, load_settings
+from core.composition import Services, build_services
+from core.db import unit_of_work, upgrade_database
+from core.settings import Settings, load_settings, settings_fingerprint
 
 USER_KEY = "acting_user"
 
 
-def settings() -> Settings:
-    """The settings as they are now (environment and secrets are read on every run)."""
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _settings(fingerprint: tuple[object, ...]) -> Settings:
     return load_settings()
 
 
-@st.cache_resource(show_spinner=False)
-def _engine(database_url: str) -> Engine:
-    upgrade_database(database_url)
-    return make_engine(database_url)
+# Settings are a frozen dataclass: Python's own hash covers every field (secrets included, in memory).
+@st.cache_resource(show_spinner=False, max_entries=4, hash_funcs={Settings: hash})
+def _services(config: Settings) -> Services:
+    upgrade_database(config.database_url)
+    return build_services(config)
+
+
+def settings() -> Settings:
+    """The settings; loaded again only when the environment or secrets.toml changed."""
+    return _settings(settings_fingerprint())
+
+
+def services() -> Services:
+    """The settings, the database and the adapters, built once per server for these settings."""
+    return _services(settings())
 
 
 def engine() -> Engine:
-    return _engine(settings().database_url)
+    return services().engine
 
 
 @contextmanager
 def session_scope() -> Iterator[Session]:
-    """A session that commits when the block succeeds and rolls back when it raises."""
-    with session_factory(engine())() as session:
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
+    """One unit of work (``core.db.unit_of_work``) on the dashboard's database."""
+    with unit_of_work(services().sessions) as session:
+        yield session
 
 
-def acting_user() -> Optional[ActingUser]:
+def acting_user() -> ActingUser | None:
     """The signed-in user for this browser session, or None."""
     return st.session_state.get(USER_KEY)
 
 
-def set_acting_user(user: Optional[ActingUser]) -> None:
+def set_acting_user(user: ActingUser | None) -> None:
     st.session_state[USER_KEY] = user
 
 

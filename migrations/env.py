@@ -1,6 +1,7 @@
 """Alembic environment: the URL comes from the app's settings; SQLite runs in batch mode."""
 
 from alembic import context
+
 from core.db import make_engine, normalise_url
 from core.models import Base
 from core.settings import load_settings

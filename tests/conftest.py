@@ -7,11 +7,11 @@ tables after every test.
 
 from __future__ import annotations
 
-from contextlib import ExitStack
-
 import os
+from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import Engine, text
@@ -113,7 +113,7 @@ def smtp_nobody_answers(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def stripe_stand_in() -> Iterator["StripeStandIn"]:
+def stripe_stand_in() -> Iterator[StripeStandIn]:
     """A fresh local Stripe stand-in (real HTTP server on 127.0.0.1) for one test."""
     from tests.stripe_stand_in import StripeStandIn
 
@@ -122,7 +122,7 @@ def stripe_stand_in() -> Iterator["StripeStandIn"]:
 
 
 @pytest.fixture
-def stripe_gateway(stripe_stand_in: "StripeStandIn") -> "StripeGateway":
+def stripe_gateway(stripe_stand_in: StripeStandIn) -> StripeGateway:
     """The real ``StripeGateway`` (real SDK client) pointed at the stand-in.
 
     Paced fast and with short 429 back-off so tests stay quick; the production pace and

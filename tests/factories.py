@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from typing import Optional
 
 from sqlalchemy.orm import Session
 
@@ -30,7 +29,7 @@ def _n() -> int:
     return next(_counter)
 
 
-def make_tenant(session: Session, slug: Optional[str] = None, **fields: object) -> Tenant:
+def make_tenant(session: Session, slug: str | None = None, **fields: object) -> Tenant:
     n = _n()
     tenant = Tenant(slug=slug or f"league-{n}", name=fields.pop("name", f"League {n}"), **fields)
     session.add(tenant)
@@ -38,7 +37,7 @@ def make_tenant(session: Session, slug: Optional[str] = None, **fields: object) 
     return tenant
 
 
-def make_team(session: Session, tenant: Tenant, name: Optional[str] = None) -> Team:
+def make_team(session: Session, tenant: Tenant, name: str | None = None) -> Team:
     team = Team(tenant_id=tenant.id, name=name or f"Team {_n()}")
     session.add(team)
     session.flush()
@@ -48,8 +47,8 @@ def make_team(session: Session, tenant: Tenant, name: Optional[str] = None) -> T
 def make_parent(
     session: Session,
     tenant: Tenant,
-    name: Optional[str] = None,
-    email: Optional[str] = "",
+    name: str | None = None,
+    email: str | None = "",
     **fields: object,
 ) -> Parent:
     n = _n()
@@ -69,9 +68,9 @@ def make_player(
     session: Session,
     tenant: Tenant,
     parent: Parent,
-    team: Optional[Team] = None,
+    team: Team | None = None,
     *,
-    first_name: Optional[str] = None,
+    first_name: str | None = None,
     last_name: str = "Player",
     status: PlayerStatus = PlayerStatus.SIGNED,
     **fields: object,
@@ -95,13 +94,13 @@ def make_player(
 def make_product(
     session: Session,
     tenant: Tenant,
-    name: Optional[str] = None,
+    name: str | None = None,
     *,
     kind: ProductKind = ProductKind.ONE_TIME,
     required: bool = True,
     amount_cents: int = 15000,
     currency: str = "usd",
-    stripe_price_id: Optional[str] = None,
+    stripe_price_id: str | None = None,
 ) -> Product:
     """A product with one default price tier at ``amount_cents``."""
     product = Product(tenant_id=tenant.id, name=name or f"Product {_n()}", kind=kind, required=required)
@@ -153,9 +152,9 @@ def make_link(
     player: Player,
     product: Product,
     *,
-    amount_cents: Optional[int] = None,
+    amount_cents: int | None = None,
     status: LinkStatus = LinkStatus.ACTIVE,
-    order: Optional[Order] = None,
+    order: Order | None = None,
 ) -> PaymentLink:
     """A payment link as the backfill would have stored it (no Stripe call)."""
     session.refresh(product, ["price_tiers"])

@@ -42,15 +42,16 @@ import threading
 import time
 import types
 from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, ForwardRef, List, Mapping, Optional, Union
+from typing import Any, ForwardRef, NotRequired, Required, Union, get_args, get_origin
 from urllib.parse import parse_qsl, urlsplit
 
 import stripe.params as stripe_params
 import stripe.params.checkout as stripe_checkout_params
 from stripe._request_options import RequestOptions
-from typing_extensions import NotRequired, Required, get_args, get_origin, is_typeddict
+from typing_extensions import is_typeddict
 
 # -- parameter schemas, from the SDK's TypedDicts ---------------------------------------------
 
@@ -71,7 +72,7 @@ def _namespace_of(typed_dict: type) -> Mapping[str, Any]:
     return vars(sys.modules[typed_dict.__module__])
 
 
-def unknown_parameter(value: Any, annotation: Any, path: str, namespace: Mapping[str, Any]) -> Optional[str]:
+def unknown_parameter(value: Any, annotation: Any, path: str, namespace: Mapping[str, Any]) -> str | None:
     """The first parameter name under ``path`` that ``annotation`` does not declare, or None."""
     annotation = _resolve(annotation, namespace)
     origin = get_origin(annotation)
@@ -126,13 +127,13 @@ def _is_free_form(annotation: Any) -> bool:
     return isinstance(target, type) and target.__name__ == "UntypedStripeObject"
 
 
-def _first_nested(value: Any, path: str) -> Optional[str]:
+def _first_nested(value: Any, path: str) -> str | None:
     if isinstance(value, dict) and value:
         return f"{path}[{next(iter(value))}]"
     return None
 
 
-def check_parameters(params: Mapping[str, Any], typed_dict: type) -> Optional[str]:
+def check_parameters(params: Mapping[str, Any], typed_dict: type) -> str | None:
     """The first undeclared parameter name in ``params`` for the SDK type ``typed_dict``."""
     return unknown_parameter(dict(params), typed_dict, "", _namespace_of(typed_dict))
 
@@ -183,9 +184,9 @@ class RecordedRequest:
     method: str
     path: str
     params: dict[str, Any]
-    idempotency_key: Optional[str]
-    api_key: Optional[str]
-    status: Optional[int] = None
+    idempotency_key: str | None
+    api_key: str | None
+    status: int | None = None
     replayed: bool = False
     dropped: bool = False
 
@@ -193,11 +194,11 @@ class RecordedRequest:
 @dataclass
 class Fault:
     kind: str  # rate_limit | server_error | drop | drop_after | error | refuse
-    remaining: Optional[int]  # None: forever
+    remaining: int | None  # None: forever
     when: Callable[[RecordedRequest], bool]
     status: int = 400
     message: str = "Injected failure"
-    code: Optional[str] = None
+    code: str | None = None
 
 
 class ApiError(Exception):
@@ -207,8 +208,8 @@ class ApiError(Exception):
         message: str,
         *,
         type: str = "invalid_request_error",
-        param: Optional[str] = None,
-        code: Optional[str] = None,
+        param: str | None = None,
+        code: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -219,7 +220,7 @@ class ApiError(Exception):
 @dataclass
 class _IdempotentResult:
     fingerprint: tuple[str, str, str]
-    status: Optional[int] = None  # None: still running
+    status: int | None = None  # None: still running
     body: Any = None
 
 
@@ -233,19 +234,19 @@ _FAULT_STAGE = {"drop_after": "after", "refuse": "run"}  # every other kind: "be
 class StripeStandIn:
     """A threaded HTTP server on 127.0.0.1 (random port) imitating the Stripe API."""
 
-    def __init__(self, *, latency: float = 0.0, rate_limit: Optional[float] = None, port: int = 0) -> None:
+    def __init__(self, *, latency: float = 0.0, rate_limit: float | None = None, port: int = 0) -> None:
         self.latency = latency
         self.rate_limit = rate_limit
         self._port = port
         self._lock = threading.RLock()
         self._ids = itertools.count(1)
-        self._server: Optional[ThreadingHTTPServer] = None
-        self._thread: Optional[threading.Thread] = None
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
         self.reset()
 
     # lifecycle
 
-    def start(self) -> "StripeStandIn":
+    def start(self) -> StripeStandIn:
         stand_in = self
 
         class Handler(_Handler):
@@ -266,7 +267,7 @@ class StripeStandIn:
             self._server.server_close()
             self._server = None
 
-    def __enter__(self) -> "StripeStandIn":
+    def __enter__(self) -> StripeStandIn:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -298,13 +299,13 @@ class StripeStandIn:
         self,
         kind: str,
         *,
-        times: Optional[int] = 1,
-        method: Optional[str] = None,
-        path: Optional[str] = None,
-        when: Optional[Callable[[RecordedRequest], bool]] = None,
+        times: int | None = 1,
+        method: str | None = None,
+        path: str | None = None,
+        when: Callable[[RecordedRequest], bool] | None = None,
         status: int = 400,
         message: str = "Injected failure",
-        code: Optional[str] = None,
+        code: str | None = None,
     ) -> Fault:
         """Make the next ``times`` matching requests fail (``times=None``: all of them).
 
@@ -341,7 +342,7 @@ class StripeStandIn:
 
     # inspection
 
-    def count(self, method: Optional[str] = None, path: Optional[str] = None, *, status: Optional[int] = None) -> int:
+    def count(self, method: str | None = None, path: str | None = None, *, status: int | None = None) -> int:
         with self._lock:
             return sum(
                 1
@@ -368,8 +369,8 @@ class StripeStandIn:
         link_id: str,
         *,
         paid: bool = True,
-        amount_total: Optional[int] = None,
-        created: Optional[int] = None,
+        amount_total: int | None = None,
+        created: int | None = None,
         even_if_inactive: bool = False,
     ) -> dict[str, Any]:
         """Record a completed Checkout Session on a link, as if a parent had paid through it.
@@ -428,7 +429,7 @@ class StripeStandIn:
         *,
         amount_cents: int,
         currency: str = "usd",
-        metadata: Optional[Mapping[str, str]] = None,
+        metadata: Mapping[str, str] | None = None,
         single_payment: bool = False,
     ) -> None:
         """Put a link (and a Price for it) straight into the state, without an HTTP request.
@@ -493,7 +494,7 @@ class StripeStandIn:
                 return 0, _DROP, {}
             return status, body, {}
 
-    def _refuse_early(self, record: RecordedRequest) -> tuple[Optional[tuple[int, Any, dict[str, str]]], Any]:
+    def _refuse_early(self, record: RecordedRequest) -> tuple[tuple[int, Any, dict[str, str]] | None, Any]:
         """(answer, None) when refused before running (never remembered under its key),
         else (None, (handler, path id))."""
         self.requests.append(record)
@@ -538,7 +539,7 @@ class StripeStandIn:
         window.append(now)
         return False
 
-    def _take_fault(self, record: RecordedRequest, *, stage: str) -> Optional[Fault]:
+    def _take_fault(self, record: RecordedRequest, *, stage: str) -> Fault | None:
         for fault in self._faults:
             if _FAULT_STAGE.get(fault.kind, "before") != stage:
                 continue
@@ -600,7 +601,7 @@ def _public(obj: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in obj.items() if not key.startswith("_")}
 
 
-def _list_object(url: str, items: List[dict[str, Any]], params: Mapping[str, Any]) -> dict[str, Any]:
+def _list_object(url: str, items: list[dict[str, Any]], params: Mapping[str, Any]) -> dict[str, Any]:
     limit = _as_int(params.get("limit", 10), "limit")
     if not 1 <= limit <= 100:
         raise ApiError(400, "Invalid limit: must be between 1 and 100", param="limit")
@@ -622,7 +623,7 @@ def _list_object(url: str, items: List[dict[str, Any]], params: Mapping[str, Any
 # -- endpoints ----------------------------------------------------------------------------------
 
 
-def _create_price(stand_in: StripeStandIn, request: RecordedRequest, _: Optional[str]) -> dict[str, Any]:
+def _create_price(stand_in: StripeStandIn, request: RecordedRequest, _: str | None) -> dict[str, Any]:
     params = request.params
     if "currency" not in params:
         raise ApiError(400, "Missing required param: currency.", param="currency", code="parameter_missing")
@@ -659,7 +660,7 @@ def _create_price(stand_in: StripeStandIn, request: RecordedRequest, _: Optional
     return price
 
 
-def _list_prices(stand_in: StripeStandIn, request: RecordedRequest, _: Optional[str]) -> dict[str, Any]:
+def _list_prices(stand_in: StripeStandIn, request: RecordedRequest, _: str | None) -> dict[str, Any]:
     params = request.params
     items = list(reversed(stand_in.prices.values()))
     if "active" in params:
@@ -671,14 +672,14 @@ def _list_prices(stand_in: StripeStandIn, request: RecordedRequest, _: Optional[
     return _list_object("/v1/prices", items, params)
 
 
-def _retrieve_price(stand_in: StripeStandIn, request: RecordedRequest, price_id: Optional[str]) -> dict[str, Any]:
+def _retrieve_price(stand_in: StripeStandIn, request: RecordedRequest, price_id: str | None) -> dict[str, Any]:
     price = stand_in.prices.get(price_id or "")
     if price is None:
         raise ApiError(404, f"No such price: '{price_id}'", param="id", code="resource_missing")
     return price
 
 
-def _create_payment_link(stand_in: StripeStandIn, request: RecordedRequest, _: Optional[str]) -> dict[str, Any]:
+def _create_payment_link(stand_in: StripeStandIn, request: RecordedRequest, _: str | None) -> dict[str, Any]:
     params = request.params
     raw_items = as_list(params.get("line_items"))
     if not raw_items:
@@ -741,7 +742,7 @@ def _create_payment_link(stand_in: StripeStandIn, request: RecordedRequest, _: O
     return _public(link)
 
 
-def _update_payment_link(stand_in: StripeStandIn, request: RecordedRequest, link_id: Optional[str]) -> dict[str, Any]:
+def _update_payment_link(stand_in: StripeStandIn, request: RecordedRequest, link_id: str | None) -> dict[str, Any]:
     link = stand_in.payment_links.get(link_id or "")
     if link is None:
         raise ApiError(404, f"No such payment_link: '{link_id}'", param="id", code="resource_missing")
@@ -760,21 +761,21 @@ def _update_payment_link(stand_in: StripeStandIn, request: RecordedRequest, link
     return _public(link)
 
 
-def _list_payment_links(stand_in: StripeStandIn, request: RecordedRequest, _: Optional[str]) -> dict[str, Any]:
+def _list_payment_links(stand_in: StripeStandIn, request: RecordedRequest, _: str | None) -> dict[str, Any]:
     items = list(reversed(stand_in.payment_links.values()))  # newest first, as Stripe lists
     if "active" in request.params:
         items = [link for link in items if link["active"] == _as_bool(request.params["active"])]
     return _list_object("/v1/payment_links", items, request.params)
 
 
-def _retrieve_payment_link(stand_in: StripeStandIn, request: RecordedRequest, link_id: Optional[str]) -> dict[str, Any]:
+def _retrieve_payment_link(stand_in: StripeStandIn, request: RecordedRequest, link_id: str | None) -> dict[str, Any]:
     link = stand_in.payment_links.get(link_id or "")
     if link is None:
         raise ApiError(404, f"No such payment_link: '{link_id}'", param="id", code="resource_missing")
     return _public(link)
 
 
-def _list_checkout_sessions(stand_in: StripeStandIn, request: RecordedRequest, _: Optional[str]) -> dict[str, Any]:
+def _list_checkout_sessions(stand_in: StripeStandIn, request: RecordedRequest, _: str | None) -> dict[str, Any]:
     params = request.params
     items = sorted(stand_in.checkout_sessions, key=lambda s: (s["created"], s["_seq"]), reverse=True)
     if "payment_link" in params:
@@ -791,7 +792,7 @@ def _list_checkout_sessions(stand_in: StripeStandIn, request: RecordedRequest, _
     return _list_object("/v1/checkout/sessions", items, params)
 
 
-def _complete_session(stand_in: StripeStandIn, request: RecordedRequest, link_id: Optional[str]) -> dict[str, Any]:
+def _complete_session(stand_in: StripeStandIn, request: RecordedRequest, link_id: str | None) -> dict[str, Any]:
     params = request.params
     return stand_in.complete_checkout_session(
         link_id or "",
@@ -808,7 +809,7 @@ class _CompleteSessionParams(stripe_params.PaymentLinkRetrieveParams):  # an ope
 
 
 _ID = r"([A-Za-z0-9_]+)"
-_ROUTES: list[tuple[str, "re.Pattern[str]", Callable[..., Any], type]] = [
+_ROUTES: list[tuple[str, re.Pattern[str], Callable[..., Any], type]] = [
     ("POST", re.compile(r"^/v1/prices$"), _create_price, stripe_params.PriceCreateParams),
     ("GET", re.compile(r"^/v1/prices$"), _list_prices, stripe_params.PriceListParams),
     ("GET", re.compile(rf"^/v1/prices/{_ID}$"), _retrieve_price, stripe_params.PriceRetrieveParams),
@@ -821,7 +822,7 @@ _ROUTES: list[tuple[str, "re.Pattern[str]", Callable[..., Any], type]] = [
 ]
 
 
-def _route(method: str, path: str) -> Optional[tuple[Callable[..., Any], type, Optional[str]]]:
+def _route(method: str, path: str) -> tuple[Callable[..., Any], type, str | None] | None:
     for route_method, pattern, handler, typed_dict in _ROUTES:
         match = pattern.match(path)
         if route_method == method and match:
@@ -883,7 +884,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Run the local Stripe stand-in until interrupted.")
     parser.add_argument("--port", type=int, default=12111)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")

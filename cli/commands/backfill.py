@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
+from cli.context import add_tenant_option, league_command
 from core.backfill import (
     DEFAULT_CONCURRENCY,
     BackfillPlan,
@@ -18,8 +19,6 @@ from core.backfill import (
     plan_rows,
     switch_off_rows,
 )
-from cli.context import add_tenant_option, league_command
-from core.composition import make_payment_gateway
 from core.payments.gateway import StripeNotConfigured
 from core.settings import ConfigurationError, Settings
 
@@ -58,7 +57,7 @@ def run_backfill(args: argparse.Namespace) -> int:
                       "Run again with --commit to switch the old links off in Stripe.")
             return 0
         _warn_about_the_thank_you_page(ctx.settings, plan, dry_run=False)
-        gateway = make_payment_gateway(ctx.settings, action="mint payment links")
+        gateway = ctx.services.payment_gateway(action="mint payment links")
         totals = plan.totals
         replacing = f" and replacing {totals.links_to_replace} at a new price" if totals.links_to_replace else ""
         if totals.links_to_switch_off:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from core.reporting.balances import BalanceFilter, outstanding_balances, summarise
 from cli.context import add_tenant_option, league_command
 from core.errors import InvalidInput
-from core.reporting.export import ExportKind, export_balances_csv
 from core.money import format_cents
+from core.reporting.balances import BalanceFilter, outstanding_balances, summarise
+from core.reporting.export import ExportKind, export_balances_csv
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

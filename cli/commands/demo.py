@@ -20,16 +20,16 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 
 def run(args: argparse.Namespace) -> int:
-    settings, engine = open_database()
+    services = open_database()
     try:
-        with unit_of_work(engine) as session:
+        with unit_of_work(services.sessions) as session:
             summary = build_demo_league(session)
     finally:
-        engine.dispose()
+        services.close()
     verb = "Created" if summary.created else "Already there:"
     print(
         f"{verb} demo league '{summary.tenant_slug}' with {summary.teams} teams, {summary.parents} parents, "
         f"{summary.players} players and {summary.links} payment links "
-        f"({settings.database_url_for_display()})."
+        f"({services.settings.database_url_for_display()})."
     )
     return 0

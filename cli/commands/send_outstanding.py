@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Optional, TextIO
+from typing import TextIO
 
 from cli.context import CommandContext, add_tenant_option, league_command
-from core.reporting.directory import find_parent
 from core.composition import make_email_backend
 from core.email.campaigns import (
     Manifest,
@@ -23,8 +22,9 @@ from core.email.outbox import INTERRUPTED, DrainProgress, DrainResult, is_in_fli
 from core.email.presend import sync_payments_first
 from core.email.registry import OUTSTANDING_BALANCE
 from core.errors import InvalidInput
-from core.money import format_cents
 from core.models import MessageStatus, utcnow
+from core.money import format_cents
+from core.reporting.directory import find_parent
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -61,7 +61,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     parser.set_defaults(handler=run)
 
 
-def run(args: argparse.Namespace, *, stdin: Optional[TextIO] = None) -> int:
+def run(args: argparse.Namespace, *, stdin: TextIO | None = None) -> int:
     if args.parent is not None and not args.test_email:
         raise InvalidInput("--parent goes with --test-email.")
     if args.yes and not args.all:
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace, *, stdin: Optional[TextIO] = None) -> int:
         return _send_to_everyone(ctx, args, stdin=stdin or sys.stdin)
 
 
-def _test_send(ctx: CommandContext, address: str, parent: Optional[str]) -> int:
+def _test_send(ctx: CommandContext, address: str, parent: str | None) -> int:
     if parent is not None:
         parent_id = find_parent(ctx.session, ctx.user, parent).id
     else:

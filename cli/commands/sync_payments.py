@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 
 from cli.context import add_tenant_option, league_command
-from core.money import format_cents
 from core.composition import make_payment_gateway
+from core.money import format_cents
 from core.payments.sync import SyncResult, sync_payments
 from core.settings import load_settings
 

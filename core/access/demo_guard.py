@@ -9,7 +9,6 @@ a role picker would hand out admin rights to whoever opens the page.
 from __future__ import annotations
 
 import ipaddress
-from typing import Optional
 
 _LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 _FIX = (
@@ -19,7 +18,7 @@ _FIX = (
 )
 
 
-def is_loopback(server_address: Optional[str]) -> bool:
+def is_loopback(server_address: str | None) -> bool:
     """True when ``server_address`` (Streamlit's ``server.address``) only accepts local connections.
 
     Unset or empty means Streamlit listens on every interface: not loopback. A Unix socket is
@@ -36,7 +35,7 @@ def is_loopback(server_address: Optional[str]) -> bool:
         return False
 
 
-def demo_mode_refusal(server_address: Optional[str], auth_configured: bool) -> Optional[str]:
+def demo_mode_refusal(server_address: str | None, auth_configured: bool) -> str | None:
     """Why demo mode must not start here, or None when it may."""
     if auth_configured:
         return (

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Optional
 
 from sqlalchemy.orm import Session
 
 from core.access.permissions import ActingUser, Permission, require
 from core.audit import record_action
-from core.reporting.directory import league_of
 from core.email.brand import is_hex_colour
 from core.email.headers import normalise_recipient
 from core.errors import InvalidInput
+from core.reporting.directory import league_of
 
 
 @dataclass(frozen=True)
@@ -20,13 +19,13 @@ class LeagueSettings:
     """The editable settings of a league. In an update, ``None`` leaves a value as it is and
     an empty string clears an optional one."""
 
-    name: Optional[str] = None
-    sender_name: Optional[str] = None
-    reply_to: Optional[str] = None
-    logo_url: Optional[str] = None
-    primary_color: Optional[str] = None
-    accent_color: Optional[str] = None
-    footer_text: Optional[str] = None
+    name: str | None = None
+    sender_name: str | None = None
+    reply_to: str | None = None
+    logo_url: str | None = None
+    primary_color: str | None = None
+    accent_color: str | None = None
+    footer_text: str | None = None
 
 
 # LeagueSettings field -> Tenant column
@@ -57,7 +56,7 @@ def update_league_settings(session: Session, user: ActingUser, changes: LeagueSe
     """
     require(user, Permission.MANAGE_LEAGUE)
     tenant = league_of(session, user)
-    cleaned: dict[str, Optional[str]] = {}
+    cleaned: dict[str, str | None] = {}
     problems: list[str] = []
     for f in fields(LeagueSettings):
         try:
@@ -84,7 +83,7 @@ def update_league_settings(session: Session, user: ActingUser, changes: LeagueSe
     return current_league_settings(session, user)
 
 
-def _checked(field: str, value: Optional[str]) -> Optional[str]:
+def _checked(field: str, value: str | None) -> str | None:
     if value is None:
         return None
     value = value.strip()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from typing import Optional
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -15,7 +14,7 @@ DEFAULT_TENANT_SLUG = "default"
 SLUG_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 
 
-def find_tenant(session: Session, slug: Optional[str] = None) -> Tenant:
+def find_tenant(session: Session, slug: str | None = None) -> Tenant:
     """The league called ``slug``; without a slug, the only league there is."""
     if slug:
         tenant = session.scalars(select(Tenant).where(Tenant.slug == slug)).one_or_none()
@@ -32,7 +31,7 @@ def find_tenant(session: Session, slug: Optional[str] = None) -> Tenant:
     return tenants[0]
 
 
-def find_or_create_tenant(session: Session, slug: Optional[str] = None) -> tuple[Tenant, bool]:
+def find_or_create_tenant(session: Session, slug: str | None = None) -> tuple[Tenant, bool]:
     """The league to import into: ``slug``, the only league, or a new one. Returns (tenant, created)."""
     if not slug:
         existing = session.scalars(select(Tenant).order_by(Tenant.slug).limit(2)).all()

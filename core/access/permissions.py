@@ -91,7 +91,7 @@ def find_in_league(session: Session, user: ActingUser, model: type[RowT], ident:
     what other leagues hold. Call it after the service function's own ``require``.
     """
     row = session.get(model, ident)
-    if row is None or getattr(row, "tenant_id") != user.tenant_id:
+    if row is None or row.tenant_id != user.tenant_id:
         raise NotFound(f"There is no {label} {ident} in this league.")
     return row
 

@@ -18,8 +18,9 @@ named for them; names that match no team are ignored (and logged).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -67,7 +68,7 @@ def normalise_email(address: str) -> str:
     return address.strip().lower()
 
 
-def verified_email(claims: Mapping[str, Any]) -> Optional[str]:
+def verified_email(claims: Mapping[str, Any]) -> str | None:
     """The email address of an OIDC identity, or None when it is missing or marked unverified."""
     email = claims.get("email")
     if not isinstance(email, str) or "@" not in email:
@@ -120,9 +121,9 @@ def acting_user_for(
     membership: Membership,
     email: str,
     *,
-    tenant_id: Optional[int],
+    tenant_id: int | None,
     team_ids_by_name: Mapping[str, int],
-) -> Optional[ActingUser]:
+) -> ActingUser | None:
     """The ``ActingUser`` of a membership, or None when the league or (for a coach) every team is unknown.
 
     ``team_ids_by_name`` maps the league's team names, folded by ``team_key``, to their ids.

@@ -6,7 +6,8 @@ cookie secret.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 DEFAULT_PROVIDER = "default"
 _SHARED_KEYS = ("redirect_uri", "cookie_secret")
@@ -23,7 +24,7 @@ def oidc_providers(auth_section: Mapping[str, Any]) -> list[str]:
     return providers
 
 
-def oidc_configuration_problem(auth_section: Mapping[str, Any]) -> Optional[str]:
+def oidc_configuration_problem(auth_section: Mapping[str, Any]) -> str | None:
     """What is missing for sign-in to work, or None. Names settings, never their values."""
     if not auth_section:
         return (

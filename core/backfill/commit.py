@@ -4,10 +4,10 @@ before Stripe is asked and committing as it goes, so that a rerun finishes what 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Callable, Optional, Sequence
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
@@ -64,8 +64,8 @@ def commit_backfill(
     gateway: PaymentGateway,
     plan: BackfillPlan,
     *,
-    progress: Optional[ProgressCallback] = None,
-    success_url: Optional[str] = None,
+    progress: ProgressCallback | None = None,
+    success_url: str | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
 ) -> BackfillResult:
     """Mint the plan's links through Stripe. **Commits the session as it goes.**
@@ -140,7 +140,7 @@ def _audit(session: Session, user: ActingUser, result: BackfillResult, *, interr
 @dataclass(frozen=True)
 class _Price:
     tier_id: int
-    stripe_price_id: Optional[str]
+    stripe_price_id: str | None
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,7 @@ class _Job:
 
 class _CommitRun:
     def __init__(self, session: Session, user: ActingUser, gateway: PaymentGateway, plan: BackfillPlan,
-                 progress: Optional[ProgressCallback], success_url: str, concurrency: int) -> None:
+                 progress: ProgressCallback | None, success_url: str, concurrency: int) -> None:
         self.session = session
         self.user = user
         self.gateway = gateway
@@ -170,7 +170,7 @@ class _CommitRun:
         self.total = len(plan.to_change)
         self.changed = 0
         self.switch_offs: list[tuple[PendingSwitchOff, bool, Future[MintedLink]]] = []
-        self.switch_off_pool: Optional[ThreadPoolExecutor] = None
+        self.switch_off_pool: ThreadPoolExecutor | None = None
 
     def execute(self) -> BackfillResult:
         for item in self.plan.items:
@@ -227,7 +227,7 @@ class _CommitRun:
         for item in items:
             pair = (item.player_id, item.product_id)
             current = active.get(pair)
-            skip: Optional[str] = None
+            skip: str | None = None
             if item.reserved_link_id is not None:
                 if item.reserved_link_id not in reserved:
                     skip = "finished since the plan was made"
@@ -249,7 +249,7 @@ class _CommitRun:
 
     # price tiers and Stripe Prices
 
-    def _prices_for(self, items: Sequence[BackfillItem]) -> dict[_TierKey, "_Price | str"]:
+    def _prices_for(self, items: Sequence[BackfillItem]) -> dict[_TierKey, _Price | str]:
         """(product, amount, currency) -> the tier and its Stripe price id, or why there is none."""
         first_item: dict[_TierKey, BackfillItem] = {}
         for item in items:
@@ -265,7 +265,7 @@ class _CommitRun:
             key: _Price(tier_id, stored[tier_id]) for key, tier_id in tier_ids.items() if stored.get(tier_id)
         }
 
-        def record(key: _TierKey, price_id: Optional[str], error: Optional[PaymentProviderError]) -> None:
+        def record(key: _TierKey, price_id: str | None, error: PaymentProviderError | None) -> None:
             if error is not None:
                 prices[key] = f"could not create the Stripe price: {error}"
             else:
@@ -291,7 +291,7 @@ class _CommitRun:
         )
 
     def _find_or_create_tier(self, item: BackfillItem) -> int:
-        def find() -> Optional[int]:
+        def find() -> int | None:
             return self.session.scalars(
                 select(PriceTier.id).where(
                     PriceTier.product_id == item.product_id,
@@ -398,7 +398,7 @@ class _CommitRun:
             return [job for item, price in batch if (job := self._reserve_one(item, price)) is not None]
         return [_Job(item, price, link_id, now, resumed=False) for (item, price), link_id in zip(batch, ids)]
 
-    def _reserve_one(self, item: BackfillItem, price: _Price) -> Optional[_Job]:
+    def _reserve_one(self, item: BackfillItem, price: _Price) -> _Job | None:
         now = utcnow()
         row = self._reservation(item, price, now)
         self.session.add(row)
@@ -455,7 +455,7 @@ class _CommitRun:
                 to_create.append(job)
         by_id = {job.link_id: job for job in to_create}
 
-        def record(link_id: int, minted: Optional[MintedLink], error: Optional[PaymentProviderError]) -> None:
+        def record(link_id: int, minted: MintedLink | None, error: PaymentProviderError | None) -> None:
             job = by_id[link_id]
             if error is not None:
                 self._done(self._not_minted(job, error))
@@ -531,7 +531,7 @@ class _CommitRun:
             return self._finished_elsewhere(job, link, minted)
         link.stripe_payment_link_id = minted.id
         link.url = minted.url
-        retirement: Optional[PendingSwitchOff] = None
+        retirement: PendingSwitchOff | None = None
         replaced_id = item.replaces_link_id
         try:
             if replaced_id is not None:
@@ -563,7 +563,7 @@ class _CommitRun:
             return ItemOutcome(item, ItemStatus.REPLACED, link_id=link.id, url=link.url)
         return ItemOutcome(item, ItemStatus.MINTED, link_id=link.id, url=link.url)
 
-    def _finished_elsewhere(self, job: _Job, link: Optional[PaymentLink], minted: MintedLink) -> ItemOutcome:
+    def _finished_elsewhere(self, job: _Job, link: PaymentLink | None, minted: MintedLink) -> ItemOutcome:
         """The reservation is no longer ``minting``: another run finished (or removed) it."""
         if link is not None and link.stripe_payment_link_id == minted.id:
             if link.status is LinkStatus.ACTIVE:
@@ -623,7 +623,7 @@ class _CommitRun:
         return ItemOutcome(job.item, ItemStatus.FAILED,
                            f"{error}; the link stays reserved and the next run finishes it", link_id=job.link_id)
 
-    def _locked(self, link_id: int) -> Optional[PaymentLink]:
+    def _locked(self, link_id: int) -> PaymentLink | None:
         return self.session.scalars(
             select(PaymentLink)
             .where(PaymentLink.id == link_id, PaymentLink.tenant_id == self.plan.tenant_id)
@@ -639,7 +639,7 @@ class _CommitRun:
         link.deactivated_at = utcnow()
         link.stripe_deactivation_pending = True
 
-    def _switch_off_orphan(self, minted: MintedLink, *, link_id: Optional[int] = None) -> None:
+    def _switch_off_orphan(self, minted: MintedLink, *, link_id: int | None = None) -> None:
         """Our Stripe link lost to another one: switch it off so nobody can pay through it.
 
         ``link_id`` is the row set aside with it, if any: its mark is cleared once Stripe

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import enum
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterable, NamedTuple, Optional
+from typing import NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
@@ -69,21 +70,21 @@ class BackfillItem:
     currency: str
     action: PlanAction
     reason: str
-    price_source: Optional[PriceSource] = None
-    tier_id: Optional[int] = None
-    order_id: Optional[int] = None
-    existing_link_id: Optional[int] = None
-    reserved_link_id: Optional[int] = None
-    reserved_at: Optional[datetime] = None
-    replaced_amount_cents: Optional[int] = None
-    replaced_currency: Optional[str] = None
+    price_source: PriceSource | None = None
+    tier_id: int | None = None
+    order_id: int | None = None
+    existing_link_id: int | None = None
+    reserved_link_id: int | None = None
+    reserved_at: datetime | None = None
+    replaced_amount_cents: int | None = None
+    replaced_currency: str | None = None
 
     @property
     def link_exists(self) -> bool:
         return self.existing_link_id is not None
 
     @property
-    def replaces_link_id(self) -> Optional[int]:
+    def replaces_link_id(self) -> int | None:
         return self.existing_link_id if self.action is PlanAction.REPLACE else None
 
     @property
@@ -262,7 +263,7 @@ class _LinkRow(NamedTuple):
     id: int
     player_id: int
     product_id: int
-    order_id: Optional[int]
+    order_id: int | None
     status: LinkStatus
     amount_cents: int
     currency: str
@@ -369,7 +370,7 @@ class _PlayerPlanner:
         return self._to_mint(product, order.amount_cents, order.currency, tier, order_id=order.id,
                              order_label=label)
 
-    def _resume(self, product: Product, reserved: _LinkRow, *, replaces: Optional[_LinkRow]) -> BackfillItem:
+    def _resume(self, product: Product, reserved: _LinkRow, *, replaces: _LinkRow | None) -> BackfillItem:
         """Finish a row an interrupted run reserved, at the amount it was reserved for."""
         reason = f"finishes the link an interrupted run reserved at {reserved.created_at:%Y-%m-%d %H:%M} UTC"
         if replaces is not None:
@@ -384,9 +385,9 @@ class _PlayerPlanner:
         self.planned[product.id] = item
         return item
 
-    def _to_mint(self, product: Product, amount: int, currency: str, tier: Optional[PriceTier], *,
-                 order_id: Optional[int], replaces: Optional[_LinkRow] = None,
-                 order_label: Optional[str] = None) -> BackfillItem:
+    def _to_mint(self, product: Product, amount: int, currency: str, tier: PriceTier | None, *,
+                 order_id: int | None, replaces: _LinkRow | None = None,
+                 order_label: str | None = None) -> BackfillItem:
         if tier is None:
             source, reason = PriceSource.NEW_TIER, f"new price tier at {format_cents(amount, currency)}"
         elif tier.stripe_price_id is None:
@@ -409,14 +410,14 @@ class _PlayerPlanner:
         return item
 
     def _existing(self, product: Product, row: _LinkRow, action: PlanAction, reason: str, *,
-                  order_id: Optional[int] = None) -> BackfillItem:
+                  order_id: int | None = None) -> BackfillItem:
         return self._item(product, row.amount_cents, row.currency, action, reason, order_id=order_id,
                           existing_link_id=row.id)
 
     def _item(self, product: Product, amount: int, currency: str, action: PlanAction, reason: str, *,
-              order_id: Optional[int] = None, price_source: Optional[PriceSource] = None,
-              tier_id: Optional[int] = None, existing_link_id: Optional[int] = None,
-              reserved: Optional[_LinkRow] = None, replaces: Optional[_LinkRow] = None) -> BackfillItem:
+              order_id: int | None = None, price_source: PriceSource | None = None,
+              tier_id: int | None = None, existing_link_id: int | None = None,
+              reserved: _LinkRow | None = None, replaces: _LinkRow | None = None) -> BackfillItem:
         key = f"t{self.tenant_id}-pl{self.player.id}-pr{product.id}" + (f"-o{order_id}" if order_id else "")
         return BackfillItem(
             key=key,
@@ -446,7 +447,7 @@ def _price_differs(link: _LinkRow, tier: PriceTier) -> bool:
     return (link.amount_cents, link.currency) != (tier.amount_cents, tier.currency)
 
 
-def _is_price_change(active: Optional[_LinkRow], reserved: _LinkRow) -> bool:
+def _is_price_change(active: _LinkRow | None, reserved: _LinkRow) -> bool:
     """A reservation next to an active link of the pair is that link's replacement.
 
     (Only a price change reserves a row while the pair's link is active; anything else is a

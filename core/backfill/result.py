@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Optional
 
 from core.backfill.plan import BackfillItem, PendingSwitchOff
 
@@ -22,8 +21,8 @@ class ItemOutcome:
     item: BackfillItem
     status: ItemStatus
     reason: str = ""
-    link_id: Optional[int] = None
-    url: Optional[str] = None
+    link_id: int | None = None
+    url: str | None = None
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ import re
 from dataclasses import dataclass
 from email.headerregistry import Address
 from email.utils import parseaddr
-from typing import Optional
 
 from core.email.headers import header_text, require_header_address
 from core.errors import InvalidInput
@@ -20,7 +19,7 @@ from core.models import Tenant
 HEX_COLOUR = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
 
 
-def is_hex_colour(value: Optional[str]) -> bool:
+def is_hex_colour(value: str | None) -> bool:
     """True for a plain CSS hex colour (#RGB or #RRGGBB), the only kind written into CSS."""
     return bool(value) and HEX_COLOUR.fullmatch(value or "") is not None
 
@@ -44,11 +43,11 @@ class Brand:
     league_name: str
     primary_color: str
     accent_color: str
-    logo_url: Optional[str]
+    logo_url: str | None
     sender_name: str
     sender_address: str
-    reply_to: Optional[str]
-    footer_text: Optional[str]
+    reply_to: str | None
+    footer_text: str | None
     page_background_color: str = PAGE_BACKGROUND_COLOR
     card_background_color: str = CARD_BACKGROUND_COLOR
     text_color: str = TEXT_COLOR
@@ -66,7 +65,7 @@ class Brand:
         return _address(self.sender_name, self.sender_address)
 
     @property
-    def reply_to_address(self) -> Optional[Address]:
+    def reply_to_address(self) -> Address | None:
         return _address("", self.reply_to) if self.reply_to else None
 
     @property

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage as MimeMessage
-from typing import Callable, Optional
 
 from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from core.access.permissions import ActingUser, Permission, require
 from core.audit import record_action
-from core.reporting.balances import OutstandingBalance
 from core.email.backends import EmailBackend
 from core.email.brand import Brand, brand_for_tenant
 from core.email.headers import normalise_recipient
@@ -57,6 +56,7 @@ from core.models import (
     utcnow,
 )
 from core.money import format_cents
+from core.reporting.balances import OutstandingBalance
 
 log = logging.getLogger(__name__)
 
@@ -88,12 +88,12 @@ class ManifestEntry:
 
     parent_id: int
     parent_name: str
-    email: Optional[str]
+    email: str | None
     amount_cents: int
     currency: str
     line_items: int
-    skip_reason: Optional[str] = None
-    balance: Optional[OutstandingBalance] = None
+    skip_reason: str | None = None
+    balance: OutstandingBalance | None = None
 
     @property
     def amount(self) -> str:
@@ -139,7 +139,7 @@ class EmailPreview:
     message: MimeMessage
     rendered: RenderedEmail
     headers: tuple[tuple[str, str], ...]
-    parent_email: Optional[str]
+    parent_email: str | None
 
     @property
     def raw(self) -> bytes:
@@ -157,7 +157,7 @@ def build_manifest(
     email_type: EmailType,
     *,
     cooldown_days: int = DEFAULT_COOLDOWN_DAYS,
-    now: Optional[datetime] = None,
+    now: datetime | None = None,
 ) -> Manifest:
     """Every parent of the league: who will get ``email_type`` (and for how much) and who is skipped.
 
@@ -211,7 +211,7 @@ def start_campaign(
     *,
     email_from: str,
     cooldown_days: int = DEFAULT_COOLDOWN_DAYS,
-    expected: Optional[ManifestTotals] = None,
+    expected: ManifestTotals | None = None,
 ) -> EmailCampaign:
     """Write a send-to-everyone campaign and its outbox rows, rendered and ready to send.
 
@@ -334,8 +334,8 @@ def run_campaign(
     *,
     backend: EmailBackend,
     email_from: str,
-    workers: Optional[int] = None,
-    progress: Optional[Callable[[DrainProgress], None]] = None,
+    workers: int | None = None,
+    progress: Callable[[DrainProgress], None] | None = None,
 ) -> DrainResult:
     """Send (or resume) a campaign through the outbox and record the outcome in the audit log."""
     result = drain_outbox(
@@ -404,7 +404,7 @@ class CampaignSummary:
     email_type: str
     started_at: datetime
     started_by: str
-    test_address: Optional[str]
+    test_address: str | None
     status: str
     total_cents: int
     currency: str
@@ -426,13 +426,13 @@ class MessageRow:
     id: int
     parent_id: int
     parent_name: str
-    to_address: Optional[str]
+    to_address: str | None
     subject: str
     amount: str
     status: str
-    reason: Optional[str]
-    sent_at: Optional[datetime]
-    provider_message_id: Optional[str]
+    reason: str | None
+    sent_at: datetime | None
+    provider_message_id: str | None
     has_body: bool
 
 
@@ -552,7 +552,7 @@ def _emails(count: int) -> str:
     return f"{count} email" if count == 1 else f"{count} emails"
 
 
-def _shown_status(status: MessageStatus, *, error: Optional[str], claimed_at: Optional[datetime], now: datetime) -> str:
+def _shown_status(status: MessageStatus, *, error: str | None, claimed_at: datetime | None, now: datetime) -> str:
     """A ``sending`` row is shown as ``sending`` while a worker has it, ``interrupted`` after."""
     if status is MessageStatus.SENDING:
         return "sending" if is_in_flight(status, error=error, claimed_at=claimed_at, now=now) else "interrupted"
@@ -560,13 +560,13 @@ def _shown_status(status: MessageStatus, *, error: Optional[str], claimed_at: Op
 
 
 def _skip_reason(
-    balance: Optional[OutstandingBalance],
-    email: Optional[str],
+    balance: OutstandingBalance | None,
+    email: str | None,
     opted_out: bool,
-    recent: Optional[str],
+    recent: str | None,
     *,
     email_type: EmailType,
-) -> tuple[Optional[str], Optional[str]]:
+) -> tuple[str | None, str | None]:
     """(reason to skip or None, the normalised address)."""
     if balance is None or not balance.items:
         return email_type.not_in_audience_reason, None

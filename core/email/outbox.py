@@ -26,9 +26,10 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Callable, Optional, Union
+from typing import Union
 
 from sqlalchemy import ColumnElement, Engine, and_, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -97,7 +98,7 @@ class DrainResult:
     skipped: int
     interrupted: int
     remaining: int
-    stopped_reason: Optional[str] = None
+    stopped_reason: str | None = None
     in_flight: int = 0
 
     @property
@@ -111,7 +112,7 @@ class _Tally:
     failed: int = 0
     skipped: int = 0
     interrupted: int = 0
-    stopped_reason: Optional[str] = None
+    stopped_reason: str | None = None
     errors: list[BaseException] = field(default_factory=list)
 
 
@@ -122,8 +123,8 @@ def drain_outbox(
     *,
     backend: EmailBackend,
     email_from: str,
-    workers: Optional[int] = None,
-    progress: Optional[Callable[[DrainProgress], None]] = None,
+    workers: int | None = None,
+    progress: Callable[[DrainProgress], None] | None = None,
 ) -> DrainResult:
     """Send the campaign's pending messages, committing each one before and after the provider call.
 
@@ -238,7 +239,7 @@ def interrupted_messages(now: datetime) -> ColumnElement[bool]:
     )
 
 
-def is_in_flight(status: MessageStatus, *, error: Optional[str], claimed_at: Optional[datetime], now: datetime) -> bool:
+def is_in_flight(status: MessageStatus, *, error: str | None, claimed_at: datetime | None, now: datetime) -> bool:
     """``in_flight_messages`` for one row already read."""
     return (
         status is MessageStatus.SENDING
@@ -291,7 +292,7 @@ class _Drain:
         self.lock = threading.Lock()
 
     def run(
-        self, workers: int, *, total: int, progress: Optional[Callable[[DrainProgress], None]]
+        self, workers: int, *, total: int, progress: Callable[[DrainProgress], None] | None
     ) -> _Tally:
         threads = [
             threading.Thread(target=self._work, name=f"outbox-{self.campaign_id}-{n}", daemon=True)
@@ -338,7 +339,7 @@ class _Drain:
             with self.lock:
                 self.tally.errors.append(exc)
 
-    def _claim_next(self, session: Session) -> Optional[EmailMessage]:
+    def _claim_next(self, session: Session) -> EmailMessage | None:
         """Claim one pending row as ``sending`` and commit; ``None`` when nothing is left.
 
         Before it is committed, the claim re-checks (for a real send, not a test) that the
@@ -390,10 +391,10 @@ class _Drain:
             return message
         return None
 
-    def _reason_to_skip(self, session: Session, message: EmailMessage, *, now: datetime) -> Optional[str]:
+    def _reason_to_skip(self, session: Session, message: EmailMessage, *, now: datetime) -> str | None:
         return self._other_reminder(session, message, now=now) or self._no_longer_true(session, message)
 
-    def _other_reminder(self, session: Session, message: EmailMessage, *, now: datetime) -> Optional[str]:
+    def _other_reminder(self, session: Session, message: EmailMessage, *, now: datetime) -> str | None:
         """Why another campaign's reminder to this parent stops this one, if it does.
 
         Whatever the cool-down: one being sent right now, or one sent (or possibly sent) since
@@ -425,7 +426,7 @@ class _Drain:
             return f"emailed within the cool-down (campaign #{campaign_id})"
         return f"emailed since this was queued (campaign #{campaign_id})"
 
-    def _no_longer_true(self, session: Session, message: EmailMessage) -> Optional[str]:
+    def _no_longer_true(self, session: Session, message: EmailMessage) -> str | None:
         """Why the queued email is no longer right for the parent, from the one balances function."""
         balances = self.audience(session, self.user, frozenset({message.parent_id}))
         balance = balances[0] if balances else None
@@ -492,8 +493,8 @@ class _Drain:
         claim: int,
         *,
         status: MessageStatus,
-        provider_id: Optional[str] = None,
-        error: Optional[str] = None,
+        provider_id: str | None = None,
+        error: str | None = None,
     ) -> None:
         """Record the outcome of this worker's claim (``claim`` is the row's ``attempts`` then).
 

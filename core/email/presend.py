@@ -14,15 +14,15 @@ holds.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 from sqlalchemy.orm import Session
 
 from core.access.permissions import ActingUser, Permission, require
+from core.composition import make_payment_gateway
 from core.email.outbox import Sessions, open_session
 from core.errors import BillingError, PermissionDenied
-from core.composition import make_payment_gateway
 from core.payments.sync import SyncResult, sync_payments
 from core.settings import Settings
 
@@ -49,7 +49,7 @@ def sync_payments_first(
     user: ActingUser,
     *,
     settings: Settings,
-    sync: Optional[PaymentSync] = None,
+    sync: PaymentSync | None = None,
 ) -> PresendSync:
     """Sync payments from Stripe before a send to everyone; refuse the send if that fails.
 

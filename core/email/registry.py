@@ -6,17 +6,17 @@ manifest, preview, test send, outbox and history work for any entry.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 from sqlalchemy.orm import Session
 
 from core.access.permissions import ActingUser
-from core.reporting.balances import BalanceFilter, OutstandingBalance, outstanding_balances
 from core.errors import InvalidInput
+from core.reporting.balances import BalanceFilter, OutstandingBalance, outstanding_balances
 
 # Who an email type goes to: the balances of the league, optionally narrowed to some parents.
-Audience = Callable[[Session, ActingUser, Optional[frozenset[int]]], list[OutstandingBalance]]
+Audience = Callable[[Session, ActingUser, frozenset[int] | None], list[OutstandingBalance]]
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class EmailType:
 
 
 def everyone_who_owes(
-    session: Session, user: ActingUser, parent_ids: Optional[frozenset[int]] = None
+    session: Session, user: ActingUser, parent_ids: frozenset[int] | None = None
 ) -> list[OutstandingBalance]:
     """Every parent with an outstanding balance, from the one balances function."""
     return outstanding_balances(session, user, BalanceFilter(parent_ids=parent_ids or frozenset()))

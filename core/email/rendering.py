@@ -16,16 +16,16 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import css_inline
 from jinja2 import Environment, PackageLoader, StrictUndefined, Template, select_autoescape
 
-from core.reporting.balances import OutstandingBalance
 from core.email.brand import Brand
 from core.email.headers import header_text, require_header_address
 from core.models import utcnow
 from core.money import format_cents
+from core.reporting.balances import OutstandingBalance
 
 if TYPE_CHECKING:
     from core.email.registry import EmailType
@@ -40,7 +40,7 @@ class EmailLine:
     player_name: str
     product_name: str
     amount: str
-    pay_url: Optional[str]
+    pay_url: str | None
     processing: bool
 
 
@@ -92,7 +92,7 @@ def email_lines(balance: OutstandingBalance) -> list[EmailLine]:
     ]
 
 
-def render_email(email_type: "EmailType", balance: OutstandingBalance, brand: Brand) -> RenderedEmail:
+def render_email(email_type: EmailType, balance: OutstandingBalance, brand: Brand) -> RenderedEmail:
     """Render ``email_type`` for one parent's ``balance`` in the league's ``brand``."""
     environment = template_environment()
     context = {
@@ -126,7 +126,7 @@ def compose_message(
     to_name: str,
     to_address: str,
     message_id: str,
-    date: Optional[datetime] = None,
+    date: datetime | None = None,
 ) -> EmailMessage:
     """The exact message to send: headers, a plain-text part and the HTML alternative.
 

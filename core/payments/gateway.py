@@ -7,11 +7,13 @@ value types below, never on the Stripe SDK. The one real implementation lives in
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Iterator, Mapping, Optional, Protocol
+from typing import Protocol
 
 from core.errors import BillingError
+
 
 class StripeNotConfigured(BillingError):
     """Minting or syncing was asked for, but no Stripe API key is configured."""
@@ -54,13 +56,13 @@ class CompletedCheckout:
     """One completed Checkout Session (someone finished paying through a link)."""
 
     id: str
-    payment_link_id: Optional[str]
+    payment_link_id: str | None
     payment_status: str  # "paid", "unpaid" (payment still processing) or "no_payment_required"
-    amount_total: Optional[int]
-    currency: Optional[str]
+    amount_total: int | None
+    currency: str | None
     created: datetime
     metadata: Mapping[str, str] = field(default_factory=dict)
-    customer_id: Optional[str] = None
+    customer_id: str | None = None
 
     @property
     def paid(self) -> bool:
@@ -92,13 +94,13 @@ class PaymentGateway(Protocol):
         """Stop a link from taking payments (it keeps existing at the provider)."""
         ...
 
-    def list_payment_links(self, *, active: Optional[bool] = None) -> Iterator[MintedLink]:
+    def list_payment_links(self, *, active: bool | None = None) -> Iterator[MintedLink]:
         """Every Payment Link of the account (only active or inactive ones if asked), newest
         first, fetched page by page as iterated. The provider cannot search links by metadata."""
         ...
 
     def list_completed_checkout_sessions(
-        self, *, payment_link: Optional[str] = None, created_since: Optional[datetime] = None
+        self, *, payment_link: str | None = None, created_since: datetime | None = None
     ) -> Iterator[CompletedCheckout]:
         """Every completed Checkout Session, newest first, fetched page by page as iterated."""
         ...

@@ -3,8 +3,9 @@ their results handed back one at a time on the calling thread (the backfill, pay
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Callable, Hashable, Iterable, Iterator, Optional, TypeVar
+from typing import TypeVar
 
 from core.errors import PaymentProviderError
 
@@ -20,7 +21,7 @@ def run_concurrently(
     tasks: Iterable[tuple[K, Callable[[], T]]],
     *,
     concurrency: int,
-    on_done: Callable[[K, Optional[T], Optional[PaymentProviderError]], None],
+    on_done: Callable[[K, T | None, PaymentProviderError | None], None],
     should_stop: Callable[[], bool] = _never,
     thread_name_prefix: str = "provider",
 ) -> None:

@@ -19,8 +19,8 @@ The rules:
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable, Optional
 
 from core.models import LinkStatus
 from core.money import format_cents
@@ -55,7 +55,7 @@ class LinkState:
     status: LinkStatus
     amount_cents: int
     currency: str
-    checkout_session_id: Optional[str]
+    checkout_session_id: str | None
     processing: bool
     single_payment: bool
 
@@ -71,9 +71,9 @@ class FlagNote:
 class LinkDecision:
     """What to change on the link (``None``: leave as is) and what to report."""
 
-    pay_with: Optional[CompletedCheckout] = None
+    pay_with: CompletedCheckout | None = None
     amount_mismatch: bool = False
-    processing: Optional[bool] = None
+    processing: bool | None = None
     flags: tuple[FlagNote, ...] = field(default_factory=tuple)
 
     @property

@@ -22,9 +22,10 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterator, Mapping, Optional, TypeVar
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 import stripe
 
@@ -116,9 +117,9 @@ class StripeGateway(PaymentGateway):
         self,
         api_key: str,
         *,
-        api_base: Optional[str] = None,
+        api_base: str | None = None,
         max_network_retries: int = 2,
-        requests_per_second: Optional[float] = None,
+        requests_per_second: float | None = None,
         max_rate_limit_retries: int = 8,
         rate_limit_backoff_seconds: float = 0.5,
         max_backoff_seconds: float = 16.0,
@@ -143,7 +144,7 @@ class StripeGateway(PaymentGateway):
         self.stats = GatewayStats()
 
     @classmethod
-    def from_settings(cls, settings: Settings, **overrides: Any) -> "StripeGateway":
+    def from_settings(cls, settings: Settings, **overrides: Any) -> StripeGateway:
         """A gateway for ``STRIPE_API_KEY`` and ``STRIPE_API_BASE`` as configured now."""
         if not settings.stripe_api_key:
             raise StripeNotConfigured()
@@ -190,7 +191,7 @@ class StripeGateway(PaymentGateway):
         )
         return _minted_link(link)
 
-    def list_payment_links(self, *, active: Optional[bool] = None) -> Iterator[MintedLink]:
+    def list_payment_links(self, *, active: bool | None = None) -> Iterator[MintedLink]:
         params: stripe.params.PaymentLinkListParams = {"limit": LIST_PAGE_SIZE}
         if active is not None:
             params["active"] = active
@@ -207,7 +208,7 @@ class StripeGateway(PaymentGateway):
             params["starting_after"] = page.data[-1].id
 
     def list_completed_checkout_sessions(
-        self, *, payment_link: Optional[str] = None, created_since: Optional[datetime] = None
+        self, *, payment_link: str | None = None, created_since: datetime | None = None
     ) -> Iterator[CompletedCheckout]:
         params: stripe.params.checkout.SessionListParams = {
             "status": "complete",
@@ -296,13 +297,13 @@ def _completed_checkout(session: Any) -> CompletedCheckout:
         payment_status=str(getattr(session, "payment_status", None) or "unpaid"),
         amount_total=getattr(session, "amount_total", None),
         currency=getattr(session, "currency", None),
-        created=datetime.fromtimestamp(int(getattr(session, "created", 0) or 0), tz=timezone.utc),
+        created=datetime.fromtimestamp(int(getattr(session, "created", 0) or 0), tz=UTC),
         metadata={str(k): str(v) for k, v in metadata.items()},
         customer_id=_id_of(getattr(session, "customer", None)),
     )
 
 
-def _id_of(value: Any) -> Optional[str]:
+def _id_of(value: Any) -> str | None:
     if value is None:
         return None
     return str(value if isinstance(value, str) else getattr(value, "id", value))

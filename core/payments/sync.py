@@ -26,16 +26,15 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Callable, Optional, Sequence
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.access.permissions import ActingUser, Permission, require
 from core.audit import record_action
-from core.reporting.balances import outstanding_balances, summarise
 from core.errors import BillingError, PaymentProviderError
 from core.models import (
     AuditEntry,
@@ -52,8 +51,9 @@ from core.models import (
 )
 from core.money import format_cents
 from core.payments.gateway import CompletedCheckout, PaymentGateway, names_league
-from core.payments.reconciliation import FlagKind, FlagNote, LinkDecision, LinkState, reconcile_link
 from core.payments.provider_calls import run_concurrently
+from core.payments.reconciliation import FlagKind, FlagNote, LinkDecision, LinkState, reconcile_link
+from core.reporting.balances import outstanding_balances, summarise
 
 __all__ = [
     "DEFAULT_OVERLAP",
@@ -90,10 +90,10 @@ class SyncProgress:
 
     phase: str
     done: int
-    total: Optional[int] = None
+    total: int | None = None
 
     @property
-    def fraction(self) -> Optional[float]:
+    def fraction(self) -> float | None:
         if not self.total:
             return None
         return min(1.0, self.done / self.total)
@@ -106,7 +106,7 @@ class RecordedPayment:
     link_id: int
     player_name: str
     product_name: str
-    amount_cents: Optional[int]  # what was paid; None if Stripe did not say
+    amount_cents: int | None  # what was paid; None if Stripe did not say
     currency: str
     paid_at: datetime
     checkout_session_id: str
@@ -129,10 +129,10 @@ class SyncFlag:
 
     kind: FlagKind
     checkout_session_id: str
-    stripe_payment_link_id: Optional[str]
-    link_id: Optional[int]
-    player_name: Optional[str]
-    product_name: Optional[str]
+    stripe_payment_link_id: str | None
+    link_id: int | None
+    player_name: str | None
+    product_name: str | None
     message: str
     payment_status: str = "paid"
     new: bool = True
@@ -150,8 +150,8 @@ class SyncResult:
 
     full: bool
     started_at: datetime
-    window_start: Optional[datetime] = None
-    synced_at: Optional[datetime] = None  # set when the pass completed and the mark advanced
+    window_start: datetime | None = None
+    synced_at: datetime | None = None  # set when the pass completed and the mark advanced
     sessions_seen: int = 0
     sessions_not_ours: int = 0
     links_checked: int = 0
@@ -214,7 +214,7 @@ def sync_payments(
     gateway: PaymentGateway,
     *,
     full: bool = False,
-    progress: Optional[ProgressCallback] = None,
+    progress: ProgressCallback | None = None,
     overlap: timedelta = DEFAULT_OVERLAP,
     concurrency: int = DEFAULT_CONCURRENCY,
 ) -> SyncResult:
@@ -252,7 +252,7 @@ class _PaymentSync:
         gateway: PaymentGateway,
         *,
         full: bool,
-        progress: Optional[ProgressCallback],
+        progress: ProgressCallback | None,
         overlap: timedelta,
         concurrency: int,
     ) -> None:
@@ -305,7 +305,7 @@ class _PaymentSync:
             self._record(refs[link_id], matched[link_id], complete_history=False)
             self._report("Recording payments", done, len(ordered))
 
-    def _window_start(self) -> Optional[datetime]:
+    def _window_start(self) -> datetime | None:
         tenant = self.session.get(Tenant, self.user.tenant_id)
         assert tenant is not None
         mark = tenant.payments_synced_at
@@ -366,8 +366,8 @@ class _PaymentSync:
         def fetch(ref: _LinkRef) -> Callable[[], list[CompletedCheckout]]:
             return lambda: list(self.gateway.list_completed_checkout_sessions(payment_link=ref.stripe_id))
 
-        def record(ref: _LinkRef, checkouts: Optional[list[CompletedCheckout]],
-                   error: Optional[PaymentProviderError]) -> None:
+        def record(ref: _LinkRef, checkouts: list[CompletedCheckout] | None,
+                   error: PaymentProviderError | None) -> None:
             nonlocal done
             done += 1
             if error is not None:
@@ -454,7 +454,7 @@ class _PaymentSync:
         def deactivate(ref: _LinkRef) -> Callable[[], object]:
             return lambda: self.gateway.deactivate_payment_link(ref.stripe_id)
 
-        def record(ref: _LinkRef, _: object, error: Optional[PaymentProviderError]) -> None:
+        def record(ref: _LinkRef, _: object, error: PaymentProviderError | None) -> None:
             nonlocal done
             done += 1
             if error is not None:
@@ -536,7 +536,7 @@ class _PaymentSync:
                  processing) in rows
         ]
 
-    def _flag(self, note: FlagNote, ref: Optional[_LinkRef]) -> None:
+    def _flag(self, note: FlagNote, ref: _LinkRef | None) -> None:
         key = _flag_key(note.kind.value, note.checkout.id, note.checkout.payment_status)
         self.result.flags.append(SyncFlag(
             kind=note.kind,
@@ -570,7 +570,7 @@ class _PaymentSync:
     def _too_many_errors(self) -> bool:
         return len(self.result.errors) >= MAX_ERRORS
 
-    def _report(self, phase: str, done: int, total: Optional[int] = None) -> None:
+    def _report(self, phase: str, done: int, total: int | None = None) -> None:
         if self._progress is not None:
             self._progress(SyncProgress(phase, done, total))
 

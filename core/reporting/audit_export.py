@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Iterable, Optional
 
 from sqlalchemy.orm import Session
 
 from core.access.permissions import ActingUser, Permission, require
 from core.audit import entries_statement, record_action
-from core.reporting.export import csv_bytes
 from core.models import AuditEntry
+from core.reporting.export import csv_bytes
 
 AUDIT_LOG_HEADER = ("when_utc", "who", "role", "action", "summary")
 
@@ -19,10 +19,10 @@ def audit_log_csv(
     session: Session,
     user: ActingUser,
     *,
-    action: Optional[str] = None,
-    actor: Optional[str] = None,
-    since: Optional[datetime] = None,
-    until: Optional[datetime] = None,
+    action: str | None = None,
+    actor: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> bytes:
     """Every audit entry matching the filters, newest first, as spreadsheet-safe CSV.
 

@@ -7,10 +7,11 @@ The dashboard table, the treasurer's CSV, the email audience and the email body 
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import Any, Iterator, NamedTuple, Optional, Sequence
+from typing import Any, NamedTuple
 
 from sqlalchemy import Row, Select, func, or_, select
 from sqlalchemy.orm import Session
@@ -31,7 +32,7 @@ class LineItem(NamedTuple):
     link_id: int
     player_id: int
     player_name: str
-    team_name: Optional[str]
+    team_name: str | None
     product_id: int
     product_name: str
     amount_cents: int
@@ -46,7 +47,7 @@ class OutstandingBalance:
 
     parent_id: int
     parent_name: str
-    parent_email: Optional[str]
+    parent_email: str | None
     email_opt_out: bool
     items: tuple[LineItem, ...]
 
@@ -197,7 +198,7 @@ def _escape_like(text: str) -> str:
 
 
 def _group_by_parent(rows: Sequence[Row[Any]], *, show_email: bool) -> list[OutstandingBalance]:
-    parents: dict[int, tuple[str, Optional[str], bool]] = {}
+    parents: dict[int, tuple[str, str | None, bool]] = {}
     items: dict[int, list[LineItem]] = {}
     make_item = LineItem._make
     for row in rows:

@@ -11,7 +11,6 @@ from core.access.permissions import ActingUser, Permission, find_in_league, requ
 from core.errors import InvalidInput, NotFound
 from core.models import Parent, Product, Team, Tenant
 
-
 # Ids are 32-bit integers (PostgreSQL's integer); a longer number cannot be one.
 _LARGEST_ID = 2**31 - 1
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import enum
 import io
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy.orm import Session
 

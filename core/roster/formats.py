@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Optional, Sequence
 
 from core.errors import InvalidInput
 
@@ -111,7 +111,7 @@ def recognise_header(cells: Sequence[str]) -> RecognisedHeader:
 
 
 def _no_match_message(present: dict[str, int]) -> str:
-    closest: Optional[FileFormat] = max(
+    closest: FileFormat | None = max(
         FORMATS, key=lambda f: sum(c in present for c in f.columns), default=None
     )
     expected = "; ".join(f.describe() for f in FORMATS)

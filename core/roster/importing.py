@@ -10,7 +10,6 @@ the same file again changes nothing and an updated file updates in place.
 from __future__ import annotations
 
 import logging
-from typing import Optional
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -69,9 +68,9 @@ def import_roster(
 
 def _plan(
     session: Session, tenant: Tenant, file: RosterSource, result: ImportResult, errors: ErrorList
-) -> Optional[RosterPlan]:
+) -> RosterPlan | None:
     """Read, check and compare every row; the plan of changes (None when the file is unreadable)."""
-    plan: Optional[RosterPlan] = None
+    plan: RosterPlan | None = None
     with open_source(file) as stream:
         try:
             reader = RosterReader(stream)

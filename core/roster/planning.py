@@ -8,8 +8,9 @@ written until ``apply``, so a dry run is the plan without the apply.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional, Sequence, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session, selectinload
@@ -51,7 +52,7 @@ class RosterPlan:
 class _ExistingParent:
     id: int
     name: str
-    email: Optional[str]
+    email: str | None
 
 
 @dataclass(slots=True)
@@ -60,7 +61,7 @@ class _ExistingPlayer:
     first_name: str
     last_name: str
     status: Any
-    team_id: Optional[int]
+    team_id: int | None
     parent_id: int
 
 
@@ -117,7 +118,7 @@ class PlayersPlan(RosterPlan):
         else:
             self.counts("players").unchanged += 1
 
-    def _add_team(self, name: Optional[str]) -> None:
+    def _add_team(self, name: str | None) -> None:
         if name is None or name in self._teams_seen:
             return
         self._teams_seen.add(name)
@@ -267,7 +268,7 @@ class ProductsPlan(RosterPlan):
         session.flush()
 
 
-def _default_tier(product: Product) -> Optional[PriceTier]:
+def _default_tier(product: Product) -> PriceTier | None:
     return next((tier for tier in product.price_tiers if tier.is_default), None)
 
 

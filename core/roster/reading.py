@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator, Optional, Union
+from typing import BinaryIO, Union
 
 from core.errors import InvalidInput
 from core.roster.formats import FileFormat, RecognisedHeader, recognise_header
@@ -42,7 +43,7 @@ class CsvRow:
 
     line: int
     values: dict[str, str]
-    problem: Optional[str] = None
+    problem: str | None = None
 
 
 @contextmanager
@@ -82,7 +83,7 @@ class RosterReader:
 
     def __init__(self, stream: BinaryIO) -> None:
         self._lines = _decoded_lines(stream)
-        self._reader: Optional[Iterator[list[str]]] = None
+        self._reader: Iterator[list[str]] | None = None
         # csv counts the lines it has read from the header on; this turns that into file lines.
         self._line_offset = 0
         self.header_line = 0

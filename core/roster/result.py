@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator, Optional
 
 from core.roster.formats import RosterKind
 
@@ -15,8 +15,8 @@ MAX_REPORTED_ERRORS = 200
 class RowError:
     """One problem, naming the line of the file and the column when there is one."""
 
-    line: Optional[int]
-    column: Optional[str]
+    line: int | None
+    column: str | None
     message: str
 
     def __str__(self) -> str:
@@ -36,7 +36,7 @@ class ErrorList:
         self.kept: list[RowError] = []
         self.total = 0
 
-    def add(self, line: Optional[int], column: Optional[str], message: str) -> None:
+    def add(self, line: int | None, column: str | None, message: str) -> None:
         self.total += 1
         if len(self.kept) < self.limit:
             self.kept.append(RowError(line, column, message))
@@ -69,7 +69,7 @@ class ImportResult:
     """
 
     file_name: str
-    kind: Optional[RosterKind] = None
+    kind: RosterKind | None = None
     entities: tuple[str, ...] = ()
     rows: int = 0
     counts: dict[str, EntityCounts] = field(default_factory=lambda: {e: EntityCounts() for e in ENTITIES})

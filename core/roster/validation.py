@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping, Optional, TypeVar, Union
+from typing import TypeVar, Union
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -31,10 +32,10 @@ class PlayerRecord:
     first_name: str
     last_name: str
     status: PlayerStatus
-    team: Optional[str]
+    team: str | None
     parent_ref: str
     parent_name: str
-    parent_email: Optional[str]
+    parent_email: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +122,7 @@ class RowChecker:
         self._limits = _max_lengths()
         self._first_line_of_ref: dict[str, int] = {}
 
-    def check(self, row: CsvRow) -> Optional[RosterRecord]:
+    def check(self, row: CsvRow) -> RosterRecord | None:
         """The row's record, or None when it has a problem (recorded in ``errors``)."""
         if row.problem is not None:
             # Its values may sit under the wrong columns: checking them would only mislead.
@@ -131,7 +132,7 @@ class RowChecker:
         record = self._check(row)
         return record if self.errors.total == before else None
 
-    def _check(self, row: CsvRow) -> Optional[RosterRecord]:
+    def _check(self, row: CsvRow) -> RosterRecord | None:
         raise NotImplementedError
 
     # Field rules shared by the kinds of file.
@@ -148,7 +149,7 @@ class RowChecker:
 
     # The rules below skip an empty cell: ``_present`` has already reported it.
 
-    def _choice(self, row: CsvRow, column: str, allowed: Mapping[str, T]) -> Optional[T]:
+    def _choice(self, row: CsvRow, column: str, allowed: Mapping[str, T]) -> T | None:
         text = row.values[column]
         key = normalise_column_name(text)
         if not text:
@@ -159,7 +160,7 @@ class RowChecker:
             return None
         return allowed[key]
 
-    def _money(self, row: CsvRow, column: str) -> Optional[int]:
+    def _money(self, row: CsvRow, column: str) -> int | None:
         if not row.values[column]:
             return None
         try:
@@ -192,13 +193,13 @@ class PlayerRowChecker(RowChecker):
 
     def __init__(self, errors: ErrorList) -> None:
         super().__init__(errors)
-        self._parents: dict[str, tuple[int, str, Optional[str]]] = {}
+        self._parents: dict[str, tuple[int, str, str | None]] = {}
         # Siblings repeat their parent's address: check each distinct text once.
-        self._emails: dict[str, tuple[Optional[str], str]] = {}
+        self._emails: dict[str, tuple[str | None, str]] = {}
         self._email_checker = EmailChecker()
         self._statuses = _members(PlayerStatus)
 
-    def _check(self, row: CsvRow) -> Optional[PlayerRecord]:
+    def _check(self, row: CsvRow) -> PlayerRecord | None:
         self._present(row)
         values = row.values
         self._unique_ref(row, "player_ref")
@@ -220,7 +221,7 @@ class PlayerRowChecker(RowChecker):
             parent_email=email,
         )
 
-    def _email(self, row: CsvRow) -> tuple[Optional[str], bool]:
+    def _email(self, row: CsvRow) -> tuple[str | None, bool]:
         """The normalised address (None when empty) and whether the cell is acceptable."""
         text = row.values["parent_email"]
         if not text:
@@ -236,7 +237,7 @@ class PlayerRowChecker(RowChecker):
             return None, False
         return normalised, True
 
-    def _same_parent(self, row: CsvRow, email: Optional[str]) -> None:
+    def _same_parent(self, row: CsvRow, email: str | None) -> None:
         """Siblings share a parent_ref; their rows must agree on who that parent is."""
         ref, name = row.values["parent_ref"], row.values["parent_name"]
         first = self._parents.setdefault(ref, (row.line, name, email))
@@ -261,7 +262,7 @@ class PlayerRowChecker(RowChecker):
 class ProductRowChecker(RowChecker):
     format = PRODUCTS
 
-    def _check(self, row: CsvRow) -> Optional[ProductRecord]:
+    def _check(self, row: CsvRow) -> ProductRecord | None:
         self._present(row)
         self._unique_ref(row, "product")
         kind = self._choice(row, "kind", _members(ProductKind))
@@ -279,7 +280,7 @@ class OrderRowChecker(RowChecker):
         super().__init__(errors)
         self._statuses = _members(OrderStatus)
 
-    def _check(self, row: CsvRow) -> Optional[OrderRecord]:
+    def _check(self, row: CsvRow) -> OrderRecord | None:
         self._present(row)
         self._unique_ref(row, "order_ref")
         amount = self._money(row, "amount")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Optional
 
 import pandas as pd
 import streamlit as st
@@ -18,7 +17,7 @@ from dashboard.text import plain
 SHOWN_ENTRIES = 500
 
 
-def _filters(user: ActingUser) -> tuple[Optional[str], Optional[str], Optional[date], Optional[date]]:
+def _filters(user: ActingUser) -> tuple[str | None, str | None, date | None, date | None]:
     with session_scope() as session:
         choices = audit_filter_choices(session, user)
     action_column, actor_column, from_column, to_column = st.columns([2, 2, 1, 1])

@@ -19,8 +19,8 @@ from core.backfill import (
     plan_rows,
     switch_off_rows,
 )
-from core.money import format_cents
 from core.composition import make_payment_gateway
+from core.money import format_cents
 from core.settings import ConfigurationError
 from dashboard.state import data_changed, require_user, session_scope, settings
 from dashboard.text import plain

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Optional
 
 import pandas as pd
 import streamlit as st
 
 from core.access.permissions import ActingUser, Permission
+from core.money import format_cents
 from core.reporting.balances import BalanceFilter, OutstandingBalance, outstanding_balances, summarise
 from core.reporting.directory import league_of, league_products, visible_teams
 from core.reporting.export import ExportKind, record_balances_export, render_csv
-from core.money import format_cents
 from dashboard.state import require_user, session_scope
 from dashboard.text import plain
 
@@ -74,7 +73,7 @@ def _link_columns() -> dict[str, object]:
     }
 
 
-def _headline(balances: list[OutstandingBalance], synced_at: Optional[datetime]) -> None:
+def _headline(balances: list[OutstandingBalance], synced_at: datetime | None) -> None:
     summary = summarise(balances)
     first, second, third, fourth = st.columns(4)
     first.metric("Total outstanding", format_cents(summary.total_cents, summary.currency))

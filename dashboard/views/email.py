@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import pandas as pd
 import streamlit as st
@@ -126,7 +126,7 @@ def _open_confirmation(reviewed: ManifestTotals, currency: str) -> None:
     st.session_state.pop(SEND_REFUSED, None)
 
 
-def _start_reviewed_send(user: ActingUser, config: Settings, reviewed: ManifestTotals) -> Optional[int]:
+def _start_reviewed_send(user: ActingUser, config: Settings, reviewed: ManifestTotals) -> int | None:
     """Sync again, then queue the campaign only if it is what the admin reviewed; None if refused."""
     make_email_backend(config).close()  # a backend that cannot send refuses now, before anything is queued
     try:
@@ -266,7 +266,7 @@ def _send_tab(user: ActingUser, config: Settings) -> None:
         else:
             _stop_confirming()
             st.success("Nobody needs an email right now.")
-    campaign_id: Optional[int] = st.session_state.get(LAST_CAMPAIGN)
+    campaign_id: int | None = st.session_state.get(LAST_CAMPAIGN)
     if campaign_id is not None:
         _result(user, config, campaign_id)
 

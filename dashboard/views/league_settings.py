@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.errors import InvalidInput
 from core.access.league_settings import LeagueSettings, current_league_settings, update_league_settings
+from core.errors import InvalidInput
 from dashboard.state import data_changed, require_user, session_scope
 from dashboard.text import plain
 

@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Optional
 
 import pandas as pd
 import streamlit as st
 
 from core.access.permissions import ActingUser
-from core.reporting.directory import league_of
-from core.money import format_cents
 from core.composition import make_payment_gateway
+from core.money import format_cents
 from core.payments.sync import SyncProgress, SyncResult, sync_payments
+from core.reporting.directory import league_of
 from dashboard.state import data_changed, require_user, session_scope, settings
 
 RESULT_KEY = "payment_sync_result"
 
 
-def _when(moment: Optional[datetime]) -> str:
+def _when(moment: datetime | None) -> str:
     return moment.strftime("%d %b %Y %H:%M UTC") if moment else "never"
 
 
@@ -99,7 +98,7 @@ def _summary(result: SyncResult) -> None:
         ]), hide_index=True, width="stretch")
 
 
-def _league(user: ActingUser) -> tuple[str, Optional[datetime]]:
+def _league(user: ActingUser) -> tuple[str, datetime | None]:
     with session_scope() as session:
         league = league_of(session, user)
         return league.name, league.payments_synced_at

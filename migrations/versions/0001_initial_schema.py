@@ -15,9 +15,8 @@ Revises:
 Create Date: 2026-11-27 23:16:22.330226
 """
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0001'
 down_revision = None

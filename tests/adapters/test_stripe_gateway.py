@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from core.errors import PaymentProviderError
 from core.composition import make_payment_gateway
+from core.errors import PaymentProviderError
 from core.payments.gateway import PaymentLinkRequest, StripeNotConfigured
-from core.settings import load_settings
 from core.payments.stripe_gateway import RequestPacer, StripeGateway, documented_rate_limit
+from core.settings import load_settings
 from tests.stripe_stand_in import ApiError
 
 
@@ -159,7 +159,7 @@ def test_completed_sessions_of_a_link_are_listed_across_pages(stripe_gateway, st
     newest = sessions[0]
     assert (newest.paid, newest.payment_status, newest.amount_total) == (False, "unpaid", 6000)
     assert newest.metadata == {"player_id": "1"}
-    assert newest.created == datetime.fromtimestamp(1_700_001_000, tz=timezone.utc)
+    assert newest.created == datetime.fromtimestamp(1_700_001_000, tz=UTC)
     assert all(s.paid for s in sessions[1:])
     assert stripe_stand_in.count("GET", "/v1/checkout/sessions") == 3  # 100 + 100 + 31
 
@@ -168,7 +168,7 @@ def test_completed_sessions_can_be_limited_to_those_since_a_time(stripe_gateway,
     link = stripe_gateway.create_payment_link(_link(_price(stripe_gateway)), idempotency_key="a")
     for created in (1_700_000_000, 1_700_000_100, 1_700_000_200):
         stripe_stand_in.complete_checkout_session(link.id, created=created)
-    since = datetime.fromtimestamp(1_700_000_100, tz=timezone.utc)
+    since = datetime.fromtimestamp(1_700_000_100, tz=UTC)
     sessions = list(stripe_gateway.list_completed_checkout_sessions(created_since=since))
     assert [int(s.created.timestamp()) for s in sessions] == [1_700_000_200, 1_700_000_100]
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy import select
 
 from tests.stripe_stand_in import check_parameters, decode_form, stripe_params
 
 
-def _call(stand_in, method: str, path: str, body: str = "", *, key: Optional[str] = "sk_test_x",
-          idempotency_key: Optional[str] = None) -> tuple[int, Any]:
+def _call(stand_in, method: str, path: str, body: str = "", *, key: str | None = "sk_test_x",
+          idempotency_key: str | None = None) -> tuple[int, Any]:
     url = stand_in.api_base + path + (f"?{body}" if method == "GET" and body else "")
     request = urllib.request.Request(url, data=body.encode() if method == "POST" else None, method=method)
     if key:
@@ -157,12 +157,12 @@ def test_payment_links_are_listed_and_filtered_by_active(stripe_stand_in):
 
 def test_mirroring_the_demo_league_lets_payment_sync_check_every_link(session, database_url, monkeypatch):
     """README's try-Stripe-without-an-account path: the stand-in starts with the demo's links."""
-    from core.reporting.balances import outstanding_balances, summarise
+    from core.access.leagues import find_tenant
     from core.demo import build_demo_league
     from core.models import LinkStatus, PaymentLink
-    from core.payments.sync import sync_payments
     from core.payments.stripe_gateway import StripeGateway
-    from core.access.leagues import find_tenant
+    from core.payments.sync import sync_payments
+    from core.reporting.balances import outstanding_balances, summarise
     from tests.factories import acting
     from tests.stripe_stand_in import StripeStandIn, _mirror_database
 

@@ -8,8 +8,8 @@ import re
 import time
 
 import pytest
-from sqlalchemy import text
 from playwright.sync_api import expect
+from sqlalchemy import text
 
 from core.db import make_engine
 from tests.browser.streamlit_page import wait_until_idle

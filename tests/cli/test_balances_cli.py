@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from core.reporting.balances import outstanding_balances, summarise
 from cli.main import main
 from core.access.leagues import find_tenant
+from core.reporting.balances import outstanding_balances, summarise
 from tests.factories import acting
 
 REPO = Path(__file__).resolve().parents[2]

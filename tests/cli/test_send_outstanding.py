@@ -112,10 +112,10 @@ def test_all_with_yes_sends_and_a_rerun_emails_nobody_twice(league, cli_env, cap
 
 
 def test_an_interrupted_send_is_pointed_at_by_the_next_one(league, cli_env, capsys, engine):
+    from core.access.leagues import find_tenant
     from core.db import session_factory
     from core.email.campaigns import start_campaign
     from core.email.registry import OUTSTANDING_BALANCE
-    from core.access.leagues import find_tenant
     from tests.factories import acting
 
     with session_factory(engine)() as session:  # queued, then the process died before sending

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from sqlalchemy import func, select
 
+from core.access.leagues import find_tenant
 from core.access.permissions import ActingUser, Role
 from core.audit import audit_filter_choices, audit_period, list_audit_entries, record_action
+from core.models import AuditEntry
 from core.reporting.audit_export import AUDIT_LOG_HEADER, audit_log_csv
 from core.reporting.balances import BalanceFilter
 from core.reporting.export import ExportKind, export_balances_csv
-from core.models import AuditEntry
-from core.access.leagues import find_tenant
 from tests.factories import acting, make_link, make_parent, make_player, make_product, make_tenant
 
 
@@ -47,9 +47,9 @@ def test_an_export_leaves_one_row_naming_who_exported_what(session):
 def test_filters_narrow_by_action_person_and_whole_days(session):
     league = make_tenant(session)
     ada, tom = ActingUser("ada@x.org", Role.ADMIN, league.id), ActingUser("tom@x.org", Role.TREASURER, league.id)
-    _entry(session, ada, "backfill", "minted 3 links", datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc))
-    _entry(session, tom, "export", "first export", datetime(2026, 3, 2, 23, 59, tzinfo=timezone.utc))
-    _entry(session, tom, "export", "second export", datetime(2026, 3, 3, 0, 0, tzinfo=timezone.utc))
+    _entry(session, ada, "backfill", "minted 3 links", datetime(2026, 3, 1, 9, 0, tzinfo=UTC))
+    _entry(session, tom, "export", "first export", datetime(2026, 3, 2, 23, 59, tzinfo=UTC))
+    _entry(session, tom, "export", "second export", datetime(2026, 3, 3, 0, 0, tzinfo=UTC))
 
     def summaries(**filters):  # type: ignore[no-untyped-def]
         return [entry.summary for entry in list_audit_entries(session, ada, **filters)]
@@ -68,8 +68,8 @@ def test_filters_narrow_by_action_person_and_whole_days(session):
 def test_the_audit_csv_has_every_matching_entry_with_formulas_neutralised(session):
     league = make_tenant(session)
     admin = ActingUser("ada@x.org", Role.ADMIN, league.id)
-    _entry(session, admin, "import", "=HYPERLINK(\"http://evil\")", datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc))
-    _entry(session, admin, "export", "Exported 4 line items", datetime(2026, 3, 2, 10, 30, tzinfo=timezone.utc))
+    _entry(session, admin, "import", "=HYPERLINK(\"http://evil\")", datetime(2026, 3, 1, 9, 0, tzinfo=UTC))
+    _entry(session, admin, "export", "Exported 4 line items", datetime(2026, 3, 2, 10, 30, tzinfo=UTC))
 
     rows = _rows(audit_log_csv(session, admin, action="import"))
 

@@ -23,12 +23,12 @@ from core.backfill import (
     plan_backfill,
     plan_rows,
 )
-from core.reporting.balances import outstanding_balances
 from core.db import make_engine, session_factory
 from core.errors import PermissionDenied
 from core.models import AuditEntry, Base, LinkStatus, PaymentLink, PlayerStatus, PriceTier, ProductKind, utcnow
-from core.payments.sync import sync_payments
 from core.payments.stripe_gateway import StripeGateway
+from core.payments.sync import sync_payments
+from core.reporting.balances import outstanding_balances
 from tests.factories import (
     acting,
     default_tier,

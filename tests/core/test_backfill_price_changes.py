@@ -13,11 +13,11 @@ import pytest
 from sqlalchemy import select, update
 
 from core.backfill import ItemStatus, PlanAction, commit_backfill, describe_totals, plan_backfill, plan_rows
-from core.reporting.balances import outstanding_balances
 from core.db import session_factory
 from core.models import AuditEntry, LinkStatus, OrderStatus, PaymentLink, ProductKind
-from core.roster.importing import import_roster
 from core.payments.stripe_gateway import StripeGateway
+from core.reporting.balances import outstanding_balances
+from core.roster.importing import import_roster
 from tests.factories import acting, make_link, make_order, make_parent, make_player, make_product, make_tenant
 
 SUCCESS_URL = "https://westside.example/thanks"

@@ -6,9 +6,9 @@ import pytest
 from sqlalchemy import event
 
 from core.access.permissions import Role
-from core.reporting.balances import BalanceFilter, outstanding_balances, summarise
 from core.errors import PermissionDenied
 from core.models import LinkStatus, PlayerStatus, ProductKind
+from core.reporting.balances import BalanceFilter, outstanding_balances, summarise
 from tests.factories import (
     acting,
     make_link,
@@ -52,6 +52,7 @@ def test_siblings_are_grouped_under_their_parent_with_a_total(session, league):
 def test_paid_and_deactivated_links_are_not_owed(session, league):
     tenant, kid3 = league["tenant"], league["kids"][2]
     from sqlalchemy import select
+
     from core.models import PaymentLink
     links = session.scalars(select(PaymentLink).where(PaymentLink.player_id == kid3.id)).all()
     links[0].status = LinkStatus.PAID

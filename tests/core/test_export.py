@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import select
 
 from core.access.permissions import Role
-from core.reporting.balances import outstanding_balances, summarise
 from core.errors import PermissionDenied
-from core.reporting.export import ExportKind, export_balances_csv, neutralise_formula
 from core.models import AuditEntry
+from core.reporting.balances import outstanding_balances, summarise
+from core.reporting.export import ExportKind, export_balances_csv, neutralise_formula
 from tests.factories import acting, make_link, make_parent, make_player, make_product, make_team, make_tenant
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.reporting.directory import find_parent
 from core.errors import InvalidInput, NotFound
+from core.reporting.directory import find_parent
 from tests.factories import acting, make_parent, make_tenant
 
 

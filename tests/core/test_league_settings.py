@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from core.access.permissions import Role
 from cli.main import main
-from core.errors import InvalidInput, PermissionDenied
 from core.access.league_settings import LeagueSettings, current_league_settings, update_league_settings
+from core.access.permissions import Role
+from core.errors import InvalidInput, PermissionDenied
 from core.models import AuditEntry, Tenant
 from tests.factories import acting, make_tenant
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from core.models import LinkStatus
 from core.payments.gateway import CompletedCheckout
 from core.payments.reconciliation import FlagKind, LinkState, reconcile_link
 
-T0 = datetime(2025, 9, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2025, 9, 1, 12, 0, tzinfo=UTC)
 
 
 def _link(**changes: object) -> LinkState:

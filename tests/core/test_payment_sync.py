@@ -6,16 +6,14 @@ import csv
 import io
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select, update
 
 from core.access.permissions import Role
-from core.reporting.balances import outstanding_balances
 from core.db import session_factory
 from core.errors import PermissionDenied
-from core.reporting.export import ExportKind, export_balances_csv
 from core.models import (
     AuditEntry,
     LinkStatus,
@@ -27,7 +25,18 @@ from core.models import (
     utcnow,
 )
 from core.payments.sync import DEFAULT_OVERLAP, FlagKind, SyncIncomplete, sync_payments
-from tests.factories import acting, make_link, make_order, make_parent, make_player, make_product, make_team, make_tenant
+from core.reporting.balances import outstanding_balances
+from core.reporting.export import ExportKind, export_balances_csv
+from tests.factories import (
+    acting,
+    make_link,
+    make_order,
+    make_parent,
+    make_player,
+    make_product,
+    make_team,
+    make_tenant,
+)
 from tests.stripe_links import mirror_links
 
 
@@ -95,7 +104,7 @@ def test_a_paid_session_marks_its_link_paid_with_time_amount_and_session(session
     assert stored.status is LinkStatus.PAID
     assert stored.checkout_session_id == paid["id"]
     assert stored.paid_amount_cents == 15000 and not stored.amount_mismatch
-    assert stored.paid_at == datetime.fromtimestamp(paid["created"], tz=timezone.utc)
+    assert stored.paid_at == datetime.fromtimestamp(paid["created"], tz=UTC)
     assert (result.paid_count, result.paid_cents) == (1, 15000)
     assert (result.still_owed_count, result.still_owed_cents) == (2, 30000)
     assert result.ok and result.flags == [] and result.errors == []

@@ -21,21 +21,20 @@ import dataclasses
 import importlib
 import inspect
 import pkgutil
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Optional
+from typing import Any
 
 import pytest
-from sqlalchemy import inspect as sa_inspect, select
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 import core
+from core.access.league_settings import LeagueSettings, current_league_settings, update_league_settings
 from core.access.permissions import ActingUser, Permission, Role
 from core.audit import audit_filter_choices, list_audit_entries, record_action
-from core.reporting.audit_export import audit_log_csv
 from core.backfill import plan_backfill
-from core.access.league_settings import LeagueSettings, current_league_settings, update_league_settings
-from core.reporting.balances import BalanceFilter, outstanding_balances
-from core.reporting.directory import find_parent, league_of, league_parents, league_products, visible_teams
 from core.email.campaigns import (
     build_manifest,
     campaign_messages,
@@ -51,9 +50,12 @@ from core.email.outbox import retry_messages
 from core.email.presend import sync_payments_first
 from core.email.registry import OUTSTANDING_BALANCE, everyone_who_owes
 from core.errors import NotFound, PermissionDenied
-from core.reporting.export import ExportKind, export_balances_csv, record_balances_export
 from core.models import Base, Product, Tenant
 from core.payments.sync import sync_payments
+from core.reporting.audit_export import audit_log_csv
+from core.reporting.balances import BalanceFilter, outstanding_balances
+from core.reporting.directory import find_parent, league_of, league_parents, league_products, visible_teams
+from core.reporting.export import ExportKind, export_balances_csv, record_balances_export
 from core.roster.importing import import_roster
 from core.settings import Settings
 from tests.factories import acting, make_link, make_parent, make_player, make_product, make_team, make_tenant
@@ -87,7 +89,7 @@ class World:
     other_team_id: int
     parent_ids: frozenset[int]
     product_ids: frozenset[int]
-    callers: dict[str, Optional[ActingUser]]
+    callers: dict[str, ActingUser | None]
 
     other_tenant_id: int
 
@@ -107,7 +109,7 @@ class Call:
     name: str
     function: Callable[..., Any]
     permission: Permission
-    run: Callable[[Session, Optional[ActingUser], World], Any]
+    run: Callable[[Session, ActingUser | None, World], Any]
     # False for a function that changes data and returns a report rather than the league's
     # data: then an allowed caller's result is not expected to show the league's name.
     returns_league_data: bool = True
@@ -189,7 +191,7 @@ def _found_or_none(lookup: Callable[[], Any]) -> Any:
         return None
 
 
-def _campaign(session: Session, user: Optional[ActingUser]) -> Any:
+def _campaign(session: Session, user: ActingUser | None) -> Any:
     campaign = start_campaign(session, user, OUTSTANDING_BALANCE, email_from=EMAIL_FROM)  # type: ignore[arg-type]
     session.flush()
     return campaign
@@ -222,7 +224,7 @@ def _joined(session: Session) -> Session:
     return Session(bind=session.connection(), join_transaction_mode="create_savepoint")
 
 
-def _joined_sessions(session: Session) -> "sessionmaker[Session]":
+def _joined_sessions(session: Session) -> sessionmaker[Session]:
     """A session factory whose sessions join the test's transaction (see ``_joined``)."""
     return sessionmaker(bind=session.connection(), join_transaction_mode="create_savepoint")
 

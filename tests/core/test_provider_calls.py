@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Iterator, Optional
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,7 @@ class Recorder:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.started: list[int] = []
-        self.done: list[tuple[int, Any, Optional[PaymentProviderError]]] = []
+        self.done: list[tuple[int, Any, PaymentProviderError | None]] = []
 
     def call(self, key: int, then: Callable[[], Any] = lambda: None) -> Callable[[], Any]:
         def run() -> Any:
@@ -29,7 +30,7 @@ class Recorder:
 
         return run
 
-    def on_done(self, key: int, value: Any, error: Optional[PaymentProviderError]) -> None:
+    def on_done(self, key: int, value: Any, error: PaymentProviderError | None) -> None:
         self.done.append((key, value, error))
 
 
@@ -72,7 +73,7 @@ def test_at_most_concurrency_calls_are_in_flight_and_that_many_do_run_at_once():
 
     done: list[int] = []
 
-    def on_done(key: int, value: Optional[int], error: Optional[PaymentProviderError]) -> None:
+    def on_done(key: int, value: int | None, error: PaymentProviderError | None) -> None:
         assert error is None and value == key
         in_flight_seen.append(pulled - len(done))  # submitted and not yet handed to on_done
         done.append(key)
@@ -93,7 +94,7 @@ def test_on_done_runs_on_the_calling_thread_and_calls_on_named_workers():
     def call() -> None:
         call_threads.append(threading.current_thread().name)
 
-    def on_done(key: int, value: Any, error: Optional[PaymentProviderError]) -> None:
+    def on_done(key: int, value: Any, error: PaymentProviderError | None) -> None:
         done_threads.append(threading.get_ident())
 
     run_concurrently([(key, call) for key in range(6)], concurrency=2, on_done=on_done,
@@ -139,7 +140,7 @@ def test_another_exception_in_a_call_propagates_and_no_new_call_starts():
 def test_an_exception_raised_by_on_done_propagates_and_no_new_call_starts(raised: type[BaseException]):
     recorder = Recorder()
 
-    def on_done(key: int, value: Any, error: Optional[PaymentProviderError]) -> None:
+    def on_done(key: int, value: Any, error: PaymentProviderError | None) -> None:
         recorder.on_done(key, value, error)
         if len(recorder.done) == 3:
             raise raised()
@@ -155,7 +156,7 @@ def test_an_exception_propagates_once_the_running_calls_end_and_starts_no_more()
     recorder = Recorder()
     ended: list[int] = []
 
-    def on_done(key: int, value: Any, error: Optional[PaymentProviderError]) -> None:
+    def on_done(key: int, value: Any, error: PaymentProviderError | None) -> None:
         raise Boom("on_done failed")
 
     second_running = threading.Event()

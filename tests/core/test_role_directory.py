@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from core.access.permissions import Role
-from core.access.sign_in import oidc_configuration_problem
 from core.access.roles import (
     Membership,
     acting_user_for,
@@ -18,6 +17,7 @@ from core.access.roles import (
     parse_role_directory,
     verified_email,
 )
+from core.access.sign_in import oidc_configuration_problem
 from core.settings import REPO_ROOT, ConfigurationError, load_settings, read_secrets_section
 from tests.factories import make_team, make_tenant
 

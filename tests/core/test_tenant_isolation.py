@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from core.access.permissions import Role, find_in_league
-from core.reporting.balances import BalanceFilter, outstanding_balances
 from core.errors import NotFound
 from core.models import Parent, Player
+from core.reporting.balances import BalanceFilter, outstanding_balances
 from tests.factories import acting, make_link, make_parent, make_player, make_product, make_tenant
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator, Optional
 
 import pytest
 import streamlit
@@ -35,11 +35,11 @@ def secrets_file(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture
-def server_address(monkeypatch) -> Callable[[Optional[str]], None]:
+def server_address(monkeypatch) -> Callable[[str | None], None]:
     """Set the address the app believes it listens on (``server.address``); loopback by default."""
     original = streamlit.config.get_option
 
-    def listen_on(address: Optional[str]) -> None:
+    def listen_on(address: str | None) -> None:
         monkeypatch.setattr(
             streamlit, "get_option", lambda key: address if key == "server.address" else original(key)
         )

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pytest
 
+from core.access.leagues import find_tenant
 from core.access.permissions import ActingUser, Role
 from core.audit import record_action
 from core.db import unit_of_work
-from core.access.leagues import find_tenant
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def logged_actions(demo_league, engine) -> None:
             (ada, "send", "Sent 93 outstanding-balance emails, skipped 7", 3),
         ):
             entry = record_action(session, user, action, summary)
-            entry.created_at = datetime(2026, 3, day, 18, 0, tzinfo=timezone.utc)
+            entry.created_at = datetime(2026, 3, day, 18, 0, tzinfo=UTC)
 
 
 def _table(at):  # type: ignore[no-untyped-def]

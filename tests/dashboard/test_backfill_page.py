@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
+from core.access.leagues import find_tenant
 from core.access.permissions import Role
 from core.backfill import plan_backfill
 from core.models import LinkStatus, PaymentLink, Player, PlayerStatus, Product
 from core.money import format_cents
 from core.roster.importing import import_roster
-from core.access.leagues import find_tenant
 from dashboard.navigation import pages_for
 from dashboard.text import plain
 from tests.factories import acting

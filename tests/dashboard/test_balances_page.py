@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from core.access.leagues import find_tenant
 from core.access.permissions import Role
+from core.money import format_cents
 from core.reporting.balances import outstanding_balances, summarise
 from core.reporting.directory import league_teams
-from core.money import format_cents
 from core.reporting.name_search import fold
-from core.access.leagues import find_tenant
 from tests.factories import acting
 
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from core.access.leagues import find_tenant
 from core.access.permissions import Role
 from core.email.campaigns import build_manifest
 from core.email.registry import OUTSTANDING_BALANCE
 from core.models import LinkStatus, PaymentLink
-from core.access.leagues import find_tenant
 from dashboard.navigation import pages_for
 from tests.factories import acting
 from tests.stripe_links import mirror_league

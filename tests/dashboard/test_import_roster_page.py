@@ -6,9 +6,9 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from core.access.leagues import find_tenant
 from core.access.permissions import Role
 from core.models import AuditEntry, Player, Team
-from core.access.leagues import find_tenant
 from dashboard.navigation import pages_for
 from tests.factories import acting
 

@@ -8,8 +8,8 @@ import pytest
 import streamlit
 from streamlit.testing.v1 import AppTest
 
-from core.access.permissions import ActingUser, Role
 from core.access.leagues import find_tenant
+from core.access.permissions import ActingUser, Role
 from dashboard.navigation import PAGES
 from tests.dashboard.conftest import APP
 

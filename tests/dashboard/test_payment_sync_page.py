@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from core.access.leagues import find_tenant
 from core.access.permissions import ActingUser, Role
-from core.reporting.balances import outstanding_balances, summarise
 from core.models import LinkStatus, PaymentLink, Player, PlayerStatus
 from core.money import format_cents
-from core.access.leagues import find_tenant
+from core.reporting.balances import outstanding_balances, summarise
 from dashboard.navigation import pages_for
 from tests.factories import acting
 from tests.stripe_links import mirror_league

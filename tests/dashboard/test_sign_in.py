@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.access.permissions import ActingUser, Role
-from core.reporting.balances import outstanding_balances, summarise
-from core.db import unit_of_work
-from core.reporting.directory import league_teams
-from core.money import format_cents
 from core.access.leagues import find_tenant
+from core.access.permissions import ActingUser, Role
+from core.db import unit_of_work
+from core.money import format_cents
+from core.reporting.balances import outstanding_balances, summarise
+from core.reporting.directory import league_teams
 from tests.dashboard.conftest import APP
 from tests.factories import make_link, make_parent, make_player, make_product, make_team, make_tenant
 
@@ -43,7 +43,7 @@ def sign_in_as(demo_league, monkeypatch, secrets_file, server_address) -> Callab
     monkeypatch.setenv("AUTH_MODE", "oidc")
     secrets_file.write_text(AUTH + ROLES, encoding="utf-8")
 
-    def start(email: Optional[str], *, verified: bool = True, league: Optional[str] = None) -> AppTest:
+    def start(email: str | None, *, verified: bool = True, league: str | None = None) -> AppTest:
         at = AppTest.from_file(APP, default_timeout=30)
         at.user = (
             {"is_logged_in": True, "email": email, "email_verified": verified, "name": "Someone"}

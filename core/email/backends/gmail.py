@@ -21,9 +21,10 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import httplib2
 from google.auth.exceptions import GoogleAuthError
@@ -63,7 +64,7 @@ class GmailBackend:
         base_delay: float = 1.0,
         max_delay: float = 64.0,
         sleep: Callable[[float], None] = time.sleep,
-        pacer: Optional[Pacer] = None,
+        pacer: Pacer | None = None,
     ) -> None:
         self._service_factory = service_factory
         self._local = threading.local()
@@ -76,7 +77,7 @@ class GmailBackend:
         self.pacer = pacer or Pacer(sends_per_minute, burst=burst, sleep=sleep)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "GmailBackend":
+    def from_settings(cls, settings: Settings) -> GmailBackend:
         """The backend for ``GMAIL_CREDENTIALS_FILE`` (service account or OAuth token) and the pace."""
         path = settings.gmail_credentials_file
         if path is None:
@@ -175,7 +176,7 @@ class GmailBackend:
         return min(self.max_delay, self.base_delay * 2 ** (attempt - 1)) + random.uniform(0, self.base_delay)
 
 
-def load_credentials(path: Path, *, delegated_user: Optional[str]) -> Any:
+def load_credentials(path: Path, *, delegated_user: str | None) -> Any:
     """Credentials from a service-account key (with ``delegated_user``) or an OAuth token file."""
     try:
         info = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -203,7 +204,7 @@ def _error_reasons(exc: HttpError) -> tuple[frozenset[str], str]:
     return reasons, str(error.get("message") or exc.reason or exc.resp.status)
 
 
-def _retry_after_seconds(exc: HttpError) -> Optional[float]:
+def _retry_after_seconds(exc: HttpError) -> float | None:
     value = exc.resp.get("retry-after")
     try:
         return max(0.0, float(value)) if value is not None else None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import smtplib
 import ssl
 from email.message import EmailMessage
-from typing import Optional
 
 from core.email.backends import DeliveryUncertain
 from core.errors import EmailDeliveryError
@@ -25,19 +24,19 @@ class SmtpBackend:
         host: str,
         port: int,
         *,
-        username: Optional[str] = None,
-        password: Optional[Secret] = None,
+        username: str | None = None,
+        password: Secret | None = None,
         starttls: bool = True,
         use_ssl: bool = False,
         timeout: float = 30.0,
-        ssl_context: Optional[ssl.SSLContext] = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.host, self.port = host, port
         self.username, self._password = username, password
         self.starttls, self.use_ssl = starttls, use_ssl
         self.timeout = timeout
         self._ssl_context = ssl_context
-        self._connection: Optional[smtplib.SMTP] = None
+        self._connection: smtplib.SMTP | None = None
 
     def send(self, message: EmailMessage) -> str:
         connection = self._open()

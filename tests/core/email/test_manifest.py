@@ -150,7 +150,7 @@ def test_an_empty_league_has_an_empty_manifest(session):
 
 
 def test_another_leagues_parents_are_not_in_the_manifest(session, league):
-    from tests.factories import make_tenant, make_product
+    from tests.factories import make_product, make_tenant
     other = make_tenant(session)
     stranger = make_parent(session, other, "Stranger", "stranger@example.org")
     make_link(session, other, make_player(session, other, stranger), make_product(session, other))

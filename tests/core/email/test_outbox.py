@@ -536,8 +536,8 @@ def test_another_leagues_campaign_cannot_be_run_or_read(session, engine, league,
 # --- a second kind of email is one registry entry -----------------------------------------------
 
 def test_a_second_kind_of_reminder_is_one_registry_entry(session, engine, league, outbox_dir, monkeypatch):
-    from core.reporting.balances import BalanceFilter, outstanding_balances
     from core.email.registry import EMAIL_TYPES
+    from core.reporting.balances import BalanceFilter, outstanding_balances
 
     dues_id = league["dues"].id
 

@@ -8,9 +8,9 @@ from sqlalchemy import func, select
 from core.email.presend import PaymentsNotSynced, sync_payments_first
 from core.errors import PaymentProviderError
 from core.models import AuditEntry, LinkStatus, PaymentLink
+from core.payments.stripe_gateway import StripeGateway
 from core.payments.sync import SyncResult
 from core.settings import Secret, Settings
-from core.payments.stripe_gateway import StripeGateway
 from tests.factories import acting, make_link, make_parent, make_player, make_product, make_tenant
 from tests.stripe_links import mirror_links
 

@@ -5,17 +5,18 @@ from __future__ import annotations
 import email
 import email.policy
 import re
+from datetime import UTC
 from pathlib import Path
 
 import pytest
 
-from core.reporting.balances import LineItem, OutstandingBalance, outstanding_balances
 from core.email.brand import Brand, brand_for_tenant
 from core.email.campaigns import preview_email
 from core.email.registry import OUTSTANDING_BALANCE, get_email_type
 from core.email.rendering import compose_message, message_id_for, render_email
 from core.errors import InvalidInput
 from core.money import format_cents
+from core.reporting.balances import LineItem, OutstandingBalance, outstanding_balances
 from tests.core.email.conftest import EMAIL_FROM
 from tests.factories import acting
 
@@ -179,9 +180,9 @@ def test_message_id_is_the_same_for_one_campaign_and_parent_and_differs_otherwis
 
 
 def test_the_same_message_composed_twice_is_the_same_bytes():
-    from datetime import datetime, timezone
+    from datetime import datetime
     rendered = render_email(OUTSTANDING_BALANCE, balance(), BRAND)
-    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     one = compose_message(rendered, brand=BRAND, to_name="Ana", to_address="ana@example.org", message_id="<a@b.org>", date=when)
     two = compose_message(rendered, brand=BRAND, to_name="Ana", to_address="ana@example.org", message_id="<a@b.org>", date=when)
     assert one.as_bytes() == two.as_bytes()
