@@ -13,7 +13,7 @@ import logging
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -41,7 +41,15 @@ class CommandParser(argparse.ArgumentParser):
     ``--all`` or ``--resume`` is required. So ``parse_known_args`` (which argparse also calls for
     each subcommand, whose parsers are of this class too) first parses with nothing required,
     only to find unrecognized arguments; it reports them itself and never returns any.
+
+    Abbreviated options are refused (``allow_abbrev=False``), never completed: ``--al --y``
+    must not run as ``--all --yes``. Subcommand parsers are built from this class, so the
+    rule holds for every command.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def parse_known_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def, override]
         args = sys.argv[1:] if args is None else list(args)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from cli.main import main
+from cli.main import COMMAND_MODULES, build_parser, main
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -51,3 +53,32 @@ def test_help_still_shows_the_whole_usage(capsys):
     assert exit.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: python -m core send-outstanding") and "--parent PARENT" in out
+
+
+@pytest.mark.parametrize(
+    "argv, unrecognized",
+    [
+        (["send-outstanding", "--al", "--y", "--cooldown", "99999"], "--al --y --cooldown 99999"),
+        (["import", "players.csv", "--com"], "--com"),
+        (["balances", "--per"], "--per"),
+        (["--verb", "balances"], "--verb"),
+    ],
+)
+def test_an_abbreviated_option_is_refused_not_guessed(argv, unrecognized, capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(argv)
+    assert exit.value.code == 2
+    assert capsys.readouterr().err.startswith(f"error: unrecognized arguments: {unrecognized} (see")
+
+
+def test_no_parser_or_subcommand_parser_accepts_abbreviations():
+    def parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+        yield parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for child in action.choices.values():
+                    yield from parsers(child)
+
+    found = list(parsers(build_parser()))
+    assert len(found) > len(COMMAND_MODULES)  # the top level, each command, and db's own actions
+    assert [parser.prog for parser in found if parser.allow_abbrev] == []
