@@ -23,7 +23,7 @@ def _preview(user: ActingUser, upload: Any) -> ImportResult:
     cached = st.session_state.get(PREVIEW_KEY)
     if cached is not None and cached[0] == (user, upload.file_id):
         return cached[1]
-    with st.spinner(f"Checking every row of {upload.name}…"):
+    with st.spinner(f"Checking every row of {plain(upload.name)}…"):
         with session_scope() as session:
             result = import_roster(session, user, upload, file_name=upload.name)
     st.session_state[PREVIEW_KEY] = ((user, upload.file_id), result)
@@ -48,7 +48,7 @@ def _counts_table(result: ImportResult) -> None:
 def _errors_table(result: ImportResult) -> None:
     noun = "problem" if result.error_count == 1 else "problems"
     st.error(
-        f"{result.error_count:,} {noun} in {result.file_name}. Nothing will be imported until the file "
+        f"{result.error_count:,} {noun} in {plain(result.file_name)}. Nothing will be imported until the file "
         "is fixed: correct it in your spreadsheet and upload it again.",
         icon=":material/error:",
     )
@@ -80,14 +80,14 @@ def _file_formats() -> None:
 
 
 def _import(user: ActingUser, upload: Any) -> None:
-    with st.spinner(f"Importing {upload.name}…"):
+    with st.spinner(f"Importing {plain(upload.name)}…"):
         with session_scope() as session:
             result = import_roster(session, user, upload, commit=True, file_name=upload.name)
     st.session_state[PREVIEW_KEY] = None
     if result.committed:
         data_changed()
         st.session_state[DONE_KEY] = (
-            f"Imported {result.file_name} ({result.rows:,} rows): {result.summary()}. "
+            f"Imported {plain(result.file_name)} ({result.rows:,} rows): {result.summary()}. "
             "Recorded in the audit log."
         )
     else:  # the league changed since the preview and the file no longer applies

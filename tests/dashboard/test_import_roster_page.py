@@ -10,6 +10,7 @@ from core.access.leagues import find_tenant
 from core.access.permissions import Role
 from core.models import AuditEntry, Player, Team
 from dashboard.navigation import pages_for
+from dashboard.text import plain
 from tests.factories import acting
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -102,3 +103,18 @@ def test_the_page_is_offered_to_admins_only(demo_league, open_app, session):
     at.switch_page("views/import_roster.py").run()
     assert [error.value for error in at.error] == ["A treasurer may not import the roster."]
     assert not at.get("file_uploader")
+
+
+HOSTILE_NAME = "**x**[y](http://e)<b>bold</b>_$x$_.csv"
+
+
+def test_the_uploaded_files_name_is_shown_as_typed_in_every_message(demo_league, open_app):
+    at = upload(open_app("admin", page="import_roster"), HOSTILE_NAME, PLAYERS_CSV.replace(b",signed,", b",gone,", 1))
+    shown = [at.error[0].value, *(caption.value for caption in at.caption)]
+    assert all(HOSTILE_NAME not in text for text in shown)
+    assert plain(HOSTILE_NAME) in at.error[0].value
+    assert any(plain(HOSTILE_NAME) in caption.value for caption in at.caption)
+    at = upload(at, HOSTILE_NAME, PLAYERS_CSV)
+    at.button(key="roster_import_commit").click().run()
+    assert not at.exception
+    assert at.success[0].value.startswith(f"Imported {plain(HOSTILE_NAME)} (8 rows)")
