@@ -19,7 +19,14 @@ from streamlit.errors import StreamlitAuthError
 
 from core.access.demo_guard import demo_mode_refusal
 from core.access.permissions import ActingUser, Role
-from core.access.roles import LeagueAccess, league_access_for, parse_role_directory, verified_email
+from core.access.roles import (
+    EmailClaimProblem,
+    LeagueAccess,
+    email_claim_problem,
+    league_access_for,
+    parse_role_directory,
+    verified_email,
+)
 from core.access.sign_in import DEFAULT_PROVIDER, oidc_configuration_problem, oidc_providers
 from core.demo import build_demo_league
 from core.reporting.directory import league_teams, list_leagues
@@ -145,9 +152,12 @@ def _oidc_sign_in(auth: Mapping[str, Any]) -> ActingUser | Gate:
         return Gate("Setup problem", ":material/settings_alert:", partial(_problem_page, problem))
     if not st.user.get("is_logged_in", False):
         return Gate("Sign in", ":material/login:", partial(_sign_in_page, oidc_providers(auth)))
-    email = verified_email(st.user.to_dict())
-    if email is None:
-        return Gate("Welcome", ":material/waving_hand:", partial(_no_role_page, None))
+    claims = st.user.to_dict()
+    unproven = email_claim_problem(claims)
+    if unproven is not None:
+        return Gate("Welcome", ":material/waving_hand:", partial(_unverified_page, unproven, claims.get("email")))
+    email = verified_email(claims)
+    assert email is not None  # no problem: the address is verified
     directory = parse_role_directory(read_secrets_section("roles"))
     with session_scope() as session:
         leagues = league_access_for(session, directory, email)
@@ -190,18 +200,34 @@ def _sign_in_page(providers: list[str]) -> None:
                 st.error(f"Sign-in is not set up correctly: {exc}", icon=":material/error:")
 
 
-def _no_role_page(email: str | None) -> None:
+def _unverified_page(problem: EmailClaimProblem, email: object) -> None:
     st.title("Welcome")
-    if email is None:
+    if problem is EmailClaimProblem.NO_EMAIL:
         st.info(
-            "Your sign-in did not come with a verified email address, so the dashboard cannot tell "
-            "which league you belong to. Sign in with your league account, or ask your league admin."
+            "Your sign-in did not come with an email address, so the dashboard cannot tell which "
+            "league you belong to. Sign in with your league account, or ask your league admin."
         )
     else:
-        st.info(
-            f"You are signed in as **{plain(email)}**, but you don't have a role in any league yet. "
-            "Please ask your league admin to add your address as an admin, treasurer or coach."
+        st.error(
+            f"Your sign-in did not come with a verified email address: your identity provider did not "
+            f"confirm that {plain(str(email))} is verified (its email_verified claim is missing or not "
+            "true), so the dashboard cannot be sure the address is yours and gives it no role. Verify "
+            "the address with your provider and sign in again, or ask your league admin.",
+            icon=":material/gpp_bad:",
         )
+    _sign_out_button()
+
+
+def _no_role_page(email: str) -> None:
+    st.title("Welcome")
+    st.info(
+        f"You are signed in as **{plain(email)}**, but you don't have a role in any league yet. "
+        "Please ask your league admin to add your address as an admin, treasurer or coach."
+    )
+    _sign_out_button()
+
+
+def _sign_out_button() -> None:
     if st.button("Sign out", key="no_role_sign_out", icon=":material/logout:"):
         st.logout()
         st.stop()

@@ -17,6 +17,7 @@ named for them; names that match no team are ignored (and logged).
 
 from __future__ import annotations
 
+import enum
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -68,15 +69,35 @@ def normalise_email(address: str) -> str:
     return address.strip().lower()
 
 
-def verified_email(claims: Mapping[str, Any]) -> str | None:
-    """The email address of an OIDC identity, or None when it is missing or marked unverified."""
+class EmailClaimProblem(enum.Enum):
+    """Why a signed-in identity does not identify anyone (the page puts it into words)."""
+
+    NO_EMAIL = "no_email"  # no ``email`` claim, or one that is not an address
+    NOT_VERIFIED = "not_verified"  # ``email_verified`` is not an explicit true
+
+
+def email_claim_problem(claims: Mapping[str, Any]) -> EmailClaimProblem | None:
+    """Why the OIDC ``claims`` do not prove an email address, or None when they do.
+
+    Only an explicit true ``email_verified`` (the boolean, or the string ``"true"`` in any
+    case) counts. A missing claim counts as unverified: with a provider that omits it,
+    anyone who put an admin's address on their account there would sign in as that admin.
+    ``1``, ``"1"`` and ``"yes"`` are refused too: the claim is a boolean in OpenID Connect.
+    """
     email = claims.get("email")
     if not isinstance(email, str) or "@" not in email:
-        return None
+        return EmailClaimProblem.NO_EMAIL
     verified = claims.get("email_verified")
-    if verified is False or (isinstance(verified, str) and verified.strip().lower() == "false"):
+    if verified is True or (isinstance(verified, str) and verified.lower() == "true"):
         return None
-    return normalise_email(email)
+    return EmailClaimProblem.NOT_VERIFIED
+
+
+def verified_email(claims: Mapping[str, Any]) -> str | None:
+    """The email address of an OIDC identity, or None unless it is explicitly verified."""
+    if email_claim_problem(claims) is not None:
+        return None
+    return normalise_email(str(claims["email"]))
 
 
 def parse_role_directory(section: Mapping[str, Any]) -> dict[str, LeagueRoles]:

@@ -10,8 +10,10 @@ import pytest
 
 from core.access.permissions import Role
 from core.access.roles import (
+    EmailClaimProblem,
     Membership,
     acting_user_for,
+    email_claim_problem,
     league_access_for,
     memberships_for,
     parse_role_directory,
@@ -88,14 +90,40 @@ def test_a_malformed_roles_table_is_a_clear_configuration_error(section, complai
     "claims, expected",
     [
         ({"email": "Ada@X.org", "email_verified": True}, "ada@x.org"),
-        ({"email": "ada@x.org"}, "ada@x.org"),  # providers that do not send the claim
+        ({"email": "ada@x.org", "email_verified": "true"}, "ada@x.org"),
+        ({"email": "ada@x.org", "email_verified": "TRUE"}, "ada@x.org"),
+        # A provider that does not send the claim does not vouch for the address: anyone could
+        # have typed an admin's address into their account there.
+        ({"email": "ada@x.org"}, None),
+        ({"email": "ada@x.org", "email_verified": None}, None),
         ({"email": "ada@x.org", "email_verified": False}, None),
         ({"email": "ada@x.org", "email_verified": "false"}, None),
+        ({"email": "ada@x.org", "email_verified": 0}, None),
+        ({"email": "ada@x.org", "email_verified": 1}, None),
+        ({"email": "ada@x.org", "email_verified": "1"}, None),
+        ({"email": "ada@x.org", "email_verified": "no"}, None),
+        ({"email": "ada@x.org", "email_verified": "yes"}, None),
+        ({"email": "ada@x.org", "email_verified": "truly"}, None),
+        ({"email": "ada@x.org", "email_verified": ["true"]}, None),
         ({"name": "Ada"}, None),
     ],
 )
 def test_only_a_verified_email_address_identifies_someone(claims, expected):
     assert verified_email(claims) == expected
+
+
+@pytest.mark.parametrize(
+    "claims, problem",
+    [
+        ({"email": "ada@x.org", "email_verified": True}, None),
+        ({"email": "ada@x.org"}, EmailClaimProblem.NOT_VERIFIED),
+        ({"email": "ada@x.org", "email_verified": "0"}, EmailClaimProblem.NOT_VERIFIED),
+        ({"email": "not an address", "email_verified": True}, EmailClaimProblem.NO_EMAIL),
+        ({"name": "Ada", "email_verified": True}, EmailClaimProblem.NO_EMAIL),
+    ],
+)
+def test_the_reason_an_identity_is_refused_is_named(claims, problem):
+    assert email_claim_problem(claims) is problem
 
 
 def test_league_access_resolves_leagues_and_teams_from_the_database(session):

@@ -141,6 +141,28 @@ def test_an_unverified_address_gets_no_role_even_if_listed(sign_in_as):
     assert not at.metric
 
 
+@pytest.mark.parametrize("claim", [{}, {"email_verified": "no"}, {"email_verified": 0}, {"email_verified": "1"}])
+def test_an_address_the_provider_does_not_vouch_for_is_refused_with_the_reason(sign_in_as, claim):
+    at = sign_in_as(None)
+    at.user = {"is_logged_in": True, "email": "ada@westside.example", "name": "Someone", **claim}
+    at.run()
+    assert not at.exception
+    shown = _texts(at)
+    assert "did not confirm that ada@westside.example is verified" in shown
+    assert "email_verified" in shown
+    assert not at.metric and not at.dataframe and not at.sidebar.selectbox
+    assert [button.label for button in at.button] == ["Sign out"]
+
+
+def test_a_sign_in_without_an_email_address_says_so(sign_in_as):
+    at = sign_in_as(None)
+    at.user = {"is_logged_in": True, "name": "Someone", "email_verified": True}
+    at.run()
+    assert not at.exception
+    assert "did not come with an email address" in _texts(at)
+    assert not at.metric
+
+
 def test_oidc_mode_without_an_auth_section_says_what_is_missing(sign_in_as, secrets_file):
     secrets_file.write_text(ROLES, encoding="utf-8")
     at = sign_in_as("ada@westside.example")
