@@ -28,7 +28,7 @@ from cli.commands import (
     sync_payments,
 )
 from core.errors import BillingError
-from core.settings import ConfigurationError
+from core.settings import ConfigurationError, load_settings, without_database_secrets
 
 COMMAND_MODULES = (database, demo, league, balances, import_roster, backfill, sync_payments, send_outstanding)
 
@@ -101,11 +101,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {'; '.join(str(exc).splitlines())}", file=sys.stderr)  # several problems: one line
         return 1
     except SQLAlchemyError as exc:
-        print(f"error: database: {_first_line(str(getattr(exc, 'orig', None) or exc))}", file=sys.stderr)
+        reason = _first_line(str(getattr(exc, "orig", None) or exc))
+        print(f"error: database: {_without_database_password(reason)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+
+
+def _without_database_password(text: str) -> str:
+    """A driver's message may repeat part of the URL it was given: never the password."""
+    try:
+        return without_database_secrets(text, load_settings().database_url)
+    except ConfigurationError:  # pragma: no cover - the settings were read before the database was
+        return text
 
 
 def _first_line(text: str) -> str:

@@ -2,23 +2,61 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.reporting.name_search import register_sqlite_functions
-from core.settings import DEFAULT_SQLITE_PATH, REPO_ROOT, ConfigurationError, load_settings
+from core.settings import DEFAULT_SQLITE_PATH, REPO_ROOT, ConfigurationError, load_settings, mask_url_credentials
 
 SUPPORTED_BACKENDS = {"sqlite", "postgresql"}
 
 
+def parse_database_url(url: str) -> URL:
+    """``url`` read as a database URL; ``ConfigurationError`` in one line when it cannot be.
+
+    Refused: a URL that is none, a port that is not a number, and a password with an
+    unencoded ``@`` (the parser would end the password at the first ``@`` and try to reach
+    the rest of it as a host, whose name the driver's error would then print). The
+    messages show the URL only with its credentials masked.
+    """
+    shown = mask_url_credentials(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigurationError(
+            "DATABASE_URL is not a database URL; use sqlite:///path.db or "
+            "postgresql://user:password@host:port/database"
+        ) from None
+    except ValueError:
+        raise ConfigurationError(
+            f"DATABASE_URL cannot be read: the port {_port_text(url)!r} is not a number "
+            f"(write it as digits, e.g. host:5432): {shown}"
+        ) from None
+    if parsed.host and "@" in parsed.host:
+        raise ConfigurationError(
+            "DATABASE_URL cannot be read: the password must be URL-encoded, and it holds an '@' that "
+            f"is not (write @ as %40, : as %3A, / as %2F, # as %23, % as %25): {shown}"
+        )
+    return parsed
+
+
+def _port_text(url: str) -> str:
+    """What stands where the port goes: after the last ``:`` of the host part."""
+    after_scheme = url.partition("://")[2]
+    host_part = re.split(r"[/?#]", after_scheme.rpartition("@")[2], maxsplit=1)[0]
+    return host_part.rpartition("]")[2].rpartition(":")[2]
+
+
 def normalise_url(url: str) -> str:
     """Use psycopg 3 for plain ``postgresql://`` URLs."""
-    parsed = make_url(url)
+    parsed = parse_database_url(url)
     if parsed.drivername in {"postgresql", "postgres"}:
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed.render_as_string(hide_password=False)
@@ -27,7 +65,7 @@ def normalise_url(url: str) -> str:
 def make_engine(url: str | None = None) -> Engine:
     """An engine for ``url`` (default: the configured ``DATABASE_URL``)."""
     url = normalise_url(url or load_settings().database_url)
-    parsed = make_url(url)
+    parsed = parse_database_url(url)
     if parsed.get_backend_name() not in SUPPORTED_BACKENDS:
         raise ConfigurationError(
             f"DATABASE_URL names a {parsed.get_backend_name()} database; use sqlite:///path.db or "

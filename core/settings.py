@@ -8,12 +8,13 @@ at import time. Secrets are held in ``Secret`` so they never appear in a repr or
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SECRETS_FILE = REPO_ROOT / ".streamlit" / "secrets.toml"
@@ -99,10 +100,41 @@ class Settings:
                 f"(EMAIL_BACKEND is {self.email_backend}).")
 
     def database_url_for_display(self) -> str:
-        """The database URL with any password masked."""
-        from sqlalchemy.engine import make_url
+        """The database URL with its user name and password masked (see ``mask_url_credentials``)."""
+        return mask_url_credentials(self.database_url)
 
-        return make_url(self.database_url).render_as_string(hide_password=True)
+
+# Everything between "scheme://" and the LAST "@" of a URL: its user name and password. A
+# password with an unencoded "@" still ends at the last one, so masking up to there hides all
+# of it (a URL parser stops at the first "@" and shows the rest as part of the host). A URL
+# whose "//" is followed by "/" (an absolute SQLite path) has no credentials to mask.
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<credentials>[^/].*)@", re.DOTALL)
+# Shorter pieces of a password are not looked for in a message: they would mangle it.
+_SHORTEST_PASSWORD_PIECE = 3
+
+
+def mask_url_credentials(url: str) -> str:
+    """``url`` with everything between the scheme and the last ``@`` shown as ``***``."""
+    match = _URL_CREDENTIALS.match(url)
+    return f"{match['scheme']}***@{url[match.end():]}" if match else url
+
+
+def without_database_secrets(text: str, database_url: str) -> str:
+    """``text`` (a database driver's message) with the password of ``database_url`` masked.
+
+    The password, as written and URL-decoded, and each of its pieces between ``@`` and ``:``
+    (which a driver may repeat as part of a host name) become ``***``.
+    """
+    match = _URL_CREDENTIALS.match(database_url)
+    password = match["credentials"].partition(":")[2] if match else ""
+    if not password:
+        return text
+    written = {password, unquote(password)}
+    pieces = {piece for whole in written for piece in re.split("[@:]", whole)}
+    pieces = {piece for piece in pieces if len(piece) >= _SHORTEST_PASSWORD_PIECE} | written
+    for piece in sorted(pieces, key=len, reverse=True):
+        text = text.replace(piece, "***")
+    return text
 
 
 def success_url_problem(success_url: str, *, live: bool) -> str | None:

@@ -14,7 +14,7 @@ from sqlalchemy.exc import OperationalError
 
 from core.access.permissions import ActingUser, require
 from core.errors import BillingError, PermissionDenied
-from core.settings import ConfigurationError
+from core.settings import ConfigurationError, without_database_secrets
 from dashboard.identity import Gate, sign_in
 from dashboard.navigation import PAGES, entry_for, pages_for
 from dashboard.state import settings
@@ -72,5 +72,6 @@ except ConfigurationError as problem:
     st.error(f"The dashboard cannot start: {problem}", icon=":material/settings_alert:")
 except OperationalError as problem:
     reason = str(getattr(problem, "orig", None) or problem).strip().splitlines()[0]
-    st.error(f"The database cannot be reached ({settings().database_url_for_display()}): {reason}",
+    reason = without_database_secrets(reason, settings().database_url)
+    st.error(f"The database cannot be reached (`{settings().database_url_for_display()}`): {reason}",
              icon=":material/database_off:")

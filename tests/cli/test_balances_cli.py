@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from cli.main import main
 from core.access.leagues import find_tenant
 from core.reporting.balances import outstanding_balances, summarise
@@ -72,6 +74,38 @@ def test_a_bad_database_url_is_one_line_without_a_traceback(tmp_path):
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("error: database:")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("postgresql://postgres:DBSEC@RETPW@127.0.0.1/league", "the password must be URL-encoded"),
+        ("postgresql://postgres:DBSEC@127.0.0.1:5x32/league", "the port '5x32' is not a number"),
+    ],
+)
+def test_a_database_url_that_cannot_be_read_is_one_line_without_the_password(url, expected):
+    env = {"DATABASE_URL": url, "PATH": "/usr/bin:/bin"}
+    for command in (["balances"], ["db", "upgrade"], ["import", "examples/products.csv"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "core", *command], cwd=REPO, capture_output=True, text=True, env=env, timeout=60
+        )
+        assert result.returncode == 1
+        assert result.stderr.startswith("error: DATABASE_URL") and result.stderr.count("\n") == 1
+        assert expected in result.stderr
+        assert "DBSEC" not in result.stderr + result.stdout and "RETPW" not in result.stderr + result.stdout
+
+
+def test_the_drivers_own_message_never_carries_the_password(monkeypatch, capsys):
+    from sqlalchemy.exc import OperationalError
+
+    def driver_fails(args):  # type: ignore[no-untyped-def]
+        raise OperationalError("connect", {}, Exception('FATAL: role "billing" with password "s3cret-pw" refused'))
+
+    monkeypatch.setenv("DATABASE_URL", "postgresql://billing:s3cret-pw@db.internal/league")
+    monkeypatch.setattr("cli.commands.balances.run", driver_fails)
+    assert main(["balances"]) == 1
+    err = capsys.readouterr().err
+    assert err == 'error: database: FATAL: role "billing" with password "***" refused\n'
 
 
 def test_an_unsupported_database_is_named_in_one_line():
