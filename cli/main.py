@@ -27,6 +27,7 @@ from cli.commands import (
     send_outstanding,
     sync_payments,
 )
+from cli.output import shown
 from core.errors import BillingError
 from core.settings import ConfigurationError, load_settings, without_database_secrets
 
@@ -98,11 +99,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except (BillingError, ConfigurationError) as exc:
-        print(f"error: {'; '.join(str(exc).splitlines())}", file=sys.stderr)  # several problems: one line
+        lines = str(exc).splitlines()  # several problems: one line
+        print(f"error: {'; '.join(shown(line) for line in lines)}", file=sys.stderr)
         return 1
     except SQLAlchemyError as exc:
         reason = _first_line(str(getattr(exc, "orig", None) or exc))
-        print(f"error: database: {_without_database_password(reason)}", file=sys.stderr)
+        print(f"error: database: {shown(_without_database_password(reason))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from cli.context import add_tenant_option, league_command
+from cli.output import shown
 from core.backfill import (
     DEFAULT_CONCURRENCY,
     BackfillPlan,
@@ -50,7 +51,7 @@ def run_backfill(args: argparse.Namespace) -> int:
             raise StripeNotConfigured("mint payment links (the dry run works without it)")
         plan = plan_backfill(ctx.session, ctx.user)
         if not args.commit:
-            _print_plan(plan, heading=f"Backfill plan for {ctx.tenant.name} ({ctx.tenant.slug}) — dry run, nothing changed")
+            _print_plan(plan, heading=f"Backfill plan for {shown(ctx.tenant.name)} ({ctx.tenant.slug}) — dry run, nothing changed")
             _warn_about_the_thank_you_page(ctx.settings, plan, dry_run=True)
             if plan.has_work:
                 print("Run again with --commit to mint these links." if plan.to_change else
@@ -62,7 +63,7 @@ def run_backfill(args: argparse.Namespace) -> int:
         replacing = f" and replacing {totals.links_to_replace} at a new price" if totals.links_to_replace else ""
         if totals.links_to_switch_off:
             replacing += f", switching off {totals.links_to_switch_off} old links in Stripe"
-        print(f"Minting {totals.links_to_mint} links{replacing} for {ctx.tenant.name} ({ctx.tenant.slug})...",
+        print(f"Minting {totals.links_to_mint} links{replacing} for {shown(ctx.tenant.name)} ({ctx.tenant.slug})...",
               flush=True)
         result = commit_backfill(
             ctx.session, ctx.user, gateway, plan,
@@ -104,6 +105,7 @@ def _print_plan(plan: BackfillPlan, *, heading: str) -> None:
 
 
 def _table(rows: Sequence[dict[str, str]]) -> str:
+    rows = [{column: shown(value) for column, value in row.items()} for row in rows]
     columns = list(rows[0])
     widths = {c: max(len(c), *(len(row[c]) for row in rows)) for c in columns}
 
@@ -117,8 +119,8 @@ def _print_progress(done: int, total: int, outcome: ItemOutcome) -> None:
     if outcome.status is ItemStatus.SKIPPED:
         return
     item = outcome.item
-    what = f"{item.player_name} — {item.product_name} {item.amount_text}"
-    detail = f": {outcome.reason}" if outcome.status is ItemStatus.FAILED else ""
+    what = f"{shown(item.player_name)} — {shown(item.product_name)} {item.amount_text}"
+    detail = f": {shown(outcome.reason)}" if outcome.status is ItemStatus.FAILED else ""
     print(f"[{done:>{len(str(total))}}/{total}] {outcome.status.value:<8} {what}{detail}", flush=True)
 
 
@@ -130,11 +132,11 @@ def _report(result: BackfillResult) -> int:
         print("Failed:", file=sys.stderr)
         for outcome in result.failed:
             item = outcome.item
-            print(f"  {item.player_name} — {item.product_name}: {outcome.reason}", file=sys.stderr)
+            print(f"  {shown(item.player_name)} — {shown(item.product_name)}: {shown(outcome.reason)}", file=sys.stderr)
     if result.old_links_still_active:
         print("Deactivated here, but the old link is still active in Stripe:", file=sys.stderr)
         for old in result.old_links_still_active:
-            print(f"  {old.describe()}", file=sys.stderr)
+            print(f"  {shown(old.describe())}", file=sys.stderr)
     problems = []
     if result.failed:
         problems.append(f"{len(result.failed)} of the links could not be minted (listed above); "

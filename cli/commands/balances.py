@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from cli.context import add_tenant_option, league_command
+from cli.output import shown
 from core.errors import InvalidInput
 from core.money import format_cents
 from core.reporting.balances import BalanceFilter, outstanding_balances, summarise
@@ -43,12 +44,12 @@ def run(args: argparse.Namespace) -> int:
         balances = outstanding_balances(ctx.session, ctx.user, filters)
     summary = summarise(balances)
     for balance in balances:
-        print(f"{balance.parent_name} <{balance.parent_email or 'no email'}>: "
+        print(f"{shown(balance.parent_name)} <{shown(balance.parent_email or 'no email')}>: "
               f"{format_cents(balance.total_cents, balance.currency)}")
         for item in balance.items:
             being_paid = "  (payment processing, not counted)" if item.processing else ""
-            print(f"    {item.player_name:<28} {item.product_name:<22} "
-                  f"{format_cents(item.amount_cents, item.currency):>10}  {item.pay_url}{being_paid}")
+            print(f"    {shown(item.player_name):<28} {shown(item.product_name):<22} "
+                  f"{format_cents(item.amount_cents, item.currency):>10}  {shown(item.pay_url)}{being_paid}")
     print(f"Total outstanding: {format_cents(summary.total_cents, summary.currency)} from "
           f"{_count(summary.families, 'family', 'families')} ({_count(summary.players, 'player')}, "
           f"{_count(summary.line_items, 'item')})")
@@ -74,4 +75,4 @@ def _write(target: Path, data: bytes) -> None:
         target.write_bytes(data)
     except OSError as exc:
         raise InvalidInput(f"cannot write {target}: {exc.strerror}") from None
-    print(f"Wrote {target}")
+    print(f"Wrote {shown(target)}")

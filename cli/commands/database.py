@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from cli.output import shown
 from core.db import upgrade_database
 from core.settings import load_settings
 
@@ -18,5 +19,5 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 def run_upgrade(args: argparse.Namespace) -> int:
     settings = load_settings()
     upgrade_database(settings.database_url)
-    print(f"Database is at the current schema: {settings.database_url_for_display()}")
+    print(f"Database is at the current schema: {shown(settings.database_url_for_display())}")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from cli.context import open_database
+from cli.output import shown
 from core.db import unit_of_work
 from core.demo import build_demo_league
 
@@ -28,8 +29,8 @@ def run(args: argparse.Namespace) -> int:
         services.close()
     verb = "Created" if summary.created else "Already there:"
     print(
-        f"{verb} demo league '{summary.tenant_slug}' with {summary.teams} teams, {summary.parents} parents, "
+        f"{verb} demo league '{shown(summary.tenant_slug)}' with {summary.teams} teams, {summary.parents} parents, "
         f"{summary.players} players and {summary.links} payment links "
-        f"({services.settings.database_url_for_display()})."
+        f"({shown(services.settings.database_url_for_display())})."
     )
     return 0

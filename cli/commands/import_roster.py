@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from cli.context import add_tenant_option, league_command
+from cli.output import shown
 from core.errors import InvalidInput
 from core.roster.importing import ImportResult, import_roster
 
@@ -48,14 +49,14 @@ def run_import(args: argparse.Namespace) -> int:
         print_preview(result, league)
     if not result.ok:
         for error in result.errors:
-            print(f"  {error}", file=sys.stderr)
+            print(f"  {shown(error)}", file=sys.stderr)
         if result.errors_not_shown:
             print(f"  ... and {result.errors_not_shown} more", file=sys.stderr)
         noun = "problem" if result.error_count == 1 else "problems"
-        print(f"error: {result.error_count} {noun} in {result.file_name}; nothing was imported", file=sys.stderr)
+        print(f"error: {result.error_count} {noun} in {shown(result.file_name)}; nothing was imported", file=sys.stderr)
         return 1
     if result.committed:
-        print(f"Imported {result.file_name}.")
+        print(f"Imported {shown(result.file_name)}.")
     else:
         print("dry run: nothing changed; pass --commit to import.")
     return 0
@@ -65,7 +66,7 @@ def print_preview(result: ImportResult, league: str) -> None:
     """The counts table: what was (or would be) created, updated and left unchanged."""
     if result.kind is None:  # the header matched no kind: there is nothing to count
         return
-    print(f"{result.kind.value} file {result.file_name}: {result.rows} rows for {league}")
+    print(f"{result.kind.value} file {shown(result.file_name)}: {result.rows} rows for {shown(league)}")
     print(f"  {'':<10}{'created':>9}{'updated':>9}{'unchanged':>11}")
     for entity in result.entities:
         counts = result.counts[entity]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from cli.context import add_tenant_option, league_command
+from cli.output import shown
 from core.access.league_settings import LeagueSettings, current_league_settings, update_league_settings
 
 _OPTIONS = (
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
             settings = update_league_settings(ctx.session, ctx.user, changes)
             ctx.session.commit()
         slug = ctx.tenant.slug
-    print(f"League '{slug}':")
+    print(f"League '{shown(slug)}':")
     for flag, dest, _ in _OPTIONS:
-        print(f"  {flag[2:]:<14} {getattr(settings, dest) or '—'}")
+        print(f"  {flag[2:]:<14} {shown(getattr(settings, dest) or '—')}")
     return 0

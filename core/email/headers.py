@@ -11,19 +11,27 @@ from core.errors import InvalidInput
 # Every character that could end a header line or hide in one: CR, LF, other C0/C1 controls,
 # and the Unicode line and paragraph separators.
 _BREAKS_AND_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u0085]+")
+# The bidirectional embeddings, overrides (U+202A-U+202E) and isolates (U+2066-U+2069): they
+# make a name show in another order than it is written ("Ana\u202egpj.exe" as "Anaexe.jpg").
+_BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
 _SPACES = re.compile(r"\s+")
 
 
 def header_text(value: str | None, *, limit: int = 200) -> str:
-    """Free text for a header (a subject, a display name): line breaks and controls become spaces."""
-    text = _BREAKS_AND_CONTROLS.sub(" ", value or "")
+    """Free text for a header or a name in an email (a subject, a display name, a player's name).
+
+    Line breaks and controls become spaces; bidirectional overrides and isolates are removed.
+    The templates show names through this too, so the HTML and text parts read as the headers do.
+    """
+    text = _BREAKS_AND_CONTROLS.sub(" ", _BIDI_CONTROLS.sub("", value or ""))
     return _SPACES.sub(" ", text).strip()[:limit]
 
 
 def require_header_address(value: str | None) -> str:
-    """An address for a header, unchanged; refuses anything holding a line break or control character."""
+    """An address for a header, unchanged; refuses anything holding a line break, a control
+    character or a bidirectional override."""
     address = (value or "").strip()
-    if not address or _BREAKS_AND_CONTROLS.search(address) or " " in address:
+    if not address or _BREAKS_AND_CONTROLS.search(address) or _BIDI_CONTROLS.search(address) or " " in address:
         raise InvalidInput(f"{value!r} is not a usable email address")
     return address
 

@@ -12,9 +12,11 @@ import pytest
 
 from core.email.brand import Brand, brand_for_tenant
 from core.email.campaigns import preview_email
+from core.email.headers import require_header_address
 from core.email.registry import OUTSTANDING_BALANCE, get_email_type
 from core.email.rendering import compose_message, message_id_for, render_email
 from core.errors import InvalidInput
+from core.models import Tenant
 from core.money import format_cents
 from core.reporting.balances import LineItem, OutstandingBalance, outstanding_balances
 from tests.core.email.conftest import EMAIL_FROM
@@ -73,6 +75,38 @@ def test_a_line_break_in_a_name_cannot_add_a_header():
     assert message["Bcc"] is None and message["X-Injected"] is None
     assert message["To"].addresses[0].addr_spec == "ana@example.org"
     assert len(message.get_all("Subject")) == 1
+
+
+BIDI_CONTROLS = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+
+
+def test_bidirectional_overrides_are_removed_from_names_in_headers_html_and_text():
+    # "Ana\u202egpj.exe" would show as "Anaexe.jpg"; an isolate can hide text the same way.
+    evil = "Ana \u202eLeahcim\u202c \u2066Smith\u2069"
+    players = ("Amy\u202d Lee\u202a", "Bo\u2067\u2068 Zed\u202b")
+    league = Tenant(slug="westside", name="West\u202eside", sender_name="Treasurer\u2066 X\u2069",
+                    brand_primary_color="#123456", brand_accent_color="#abcdef")
+    brand = brand_for_tenant(league, email_from=EMAIL_FROM)
+    rendered = render_email(OUTSTANDING_BALANCE, balance(evil, *players), brand)
+    message = compose_message(
+        rendered, brand=brand, to_name=evil, to_address="ana@example.org",
+        message_id=message_id_for(tenant_id=1, campaign_id=2, parent_id=7, domain="westside.example.org"),
+    )
+    headers = parse(message)
+    shown = [rendered.subject, rendered.html, rendered.text, str(headers["To"]), str(headers["From"]),
+             str(headers["Subject"])]
+    for text in shown:
+        assert not any(control in text for control in BIDI_CONTROLS), repr(text)
+    assert "Hi Ana Leahcim Smith," in rendered.text and "Amy Lee | Registration" in rendered.text
+    assert "Bo Zed" in rendered.html and "Westside" in rendered.html
+    assert headers["To"].addresses[0].display_name == "Ana Leahcim Smith"
+    assert headers["From"].addresses[0].display_name == "Treasurer X"
+
+
+@pytest.mark.parametrize("address", ["ana@example.org\u202e", "\u2066ana@example.org"])
+def test_a_header_address_with_a_bidirectional_control_is_refused(address):
+    with pytest.raises(InvalidInput, match="not a usable email address"):
+        require_header_address(address)
 
 
 @pytest.mark.parametrize("address", ["ana@example.org\r\nBcc: x@example.org", "ana@example.org\nx", "a b@example.org"])
