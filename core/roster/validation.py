@@ -10,7 +10,7 @@ import enum
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TypeVar, Union
+from typing import TypeVar
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -57,7 +57,7 @@ class OrderRecord:
     status: OrderStatus
 
 
-RosterRecord = Union[PlayerRecord, ProductRecord, OrderRecord]
+RosterRecord = PlayerRecord | ProductRecord | OrderRecord
 
 _YES_NO = {"yes": True, "no": False}
 
@@ -138,11 +138,19 @@ class RowChecker:
     # Field rules shared by the kinds of file.
 
     def _present(self, row: CsvRow) -> None:
-        """Required cells are filled in and no cell is longer than the database holds."""
+        """Required cells are filled in, and no cell holds what the database cannot: more
+        characters than it has room for, or a NUL (PostgreSQL refuses it in text, which would
+        fail the commit after a clean preview)."""
         for column in self.format.required_values:
             if not row.values[column]:
                 self.errors.add(row.line, column, f"is empty; every row needs a {column}")
         for column, value in row.values.items():
+            if "\x00" in value:
+                self.errors.add(
+                    row.line, column,
+                    "holds a NUL character (byte 0x00), which cannot be stored; remove it from the file "
+                    "(it often comes from a file saved as UTF-16: save it as \"CSV UTF-8\")",
+                )
             limit = self._limits.get(column)
             if limit is not None and len(value) > limit:
                 self.errors.add(row.line, column, f"is {len(value)} characters long; the most is {limit}")

@@ -285,6 +285,31 @@ def test_a_value_longer_than_the_database_holds_is_refused(session, league):
     assert (error.column, error.message) == ("first_name", "is 101 characters long; the most is 100")
 
 
+@pytest.mark.parametrize(
+    "text, line, column",
+    [
+        (f"{PLAYERS_HEADER}\nK1,Maya,Okafor,signed,,P1,Ngozi Okafor,\nK2,Dan,Oka\x00for,signed,,P1,Ngozi Okafor,\n",
+         3, "last_name"),
+        (f"{PLAYERS_HEADER}\nK1,Maya,Okafor,signed,Red\x00,P1,Ngozi\x00 Okafor,\n", 2, "team"),
+        ("product,kind,required,amount\nRegistration,one_time,yes,150\nDues\x00,monthly,yes,60\n", 3, "product"),
+        ("order_ref,player_ref,product,amount,status\n\"O\x001\",K1,Uniform,45,pending\n", 2, "order_ref"),
+    ],
+)
+def test_a_nul_character_is_refused_in_the_preview_naming_its_line_and_column(session, league, text, line, column):
+    # PostgreSQL cannot store a NUL in text: the commit would fail with no line number.
+    parent = make_parent(session, league)
+    make_player(session, league, parent, external_ref="K1")
+    make_product(session, league, "Uniform")
+    session.commit()
+    preview = run(session, league, text)
+    assert (preview.errors[0].line, preview.errors[0].column) == (line, column)
+    assert "NUL character" in preview.errors[0].message
+    result = run(session, league, text, commit=True)
+    assert not result.committed and not result.ok
+    assert count_rows(session, Player) == 1 and count_rows(session, Product) == 1
+    assert count_rows(session, Order) == 0 and count_rows(session, AuditEntry) == 0
+
+
 def test_product_kind_required_and_amount_are_checked(session, league):
     text = (
         "product,kind,required,amount\n"
