@@ -67,7 +67,7 @@ def run_size(rows: int, url: str) -> None:
         write_players_file(original, rows)
         write_players_file(changed, rows, changed_every=10)
         with session_factory(engine)() as session:
-            tenant, _ = find_or_create_tenant(session, f"bench-{rows}")
+            tenant, _ = find_or_create_tenant(session, f"bench-{rows}", new_league=True)
             session.commit()
             user = cli_operator(tenant.id)
         baseline_mb = _peak_rss_mb()

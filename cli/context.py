@@ -58,14 +58,17 @@ def league_command(args: argparse.Namespace, *, create_league: bool = False) -> 
     """Open the league named by ``--tenant`` as the CLI operator. The caller commits.
 
     With ``create_league`` (the roster import) a league that does not exist yet is created
-    in the session, named by ``--tenant`` or ``default``; it lands only if the caller commits.
+    in the session, named by ``--tenant`` or ``default``, when the database has no league yet
+    or ``--new-league`` is given; it lands only if the caller commits.
     """
     services = open_database()
     try:
         with services.sessions() as session:
             slug = getattr(args, "tenant", None)
             if create_league:
-                tenant, created = find_or_create_tenant(session, slug)
+                tenant, created = find_or_create_tenant(
+                    session, slug, new_league=bool(getattr(args, "new_league", False))
+                )
             else:
                 tenant, created = find_tenant(session, slug), False
             yield CommandContext(services, session, tenant, cli_operator(tenant.id), created)

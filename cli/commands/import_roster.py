@@ -25,13 +25,19 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         "import",
         help="import a roster CSV file (players, products or orders); dry run unless --commit",
         description="Preview (the default) or apply a roster CSV file. An import with any error "
-        "changes nothing. The first import into an empty database creates a league called 'default'.",
+        "changes nothing. The first import into an empty database creates its league ('default', "
+        "or the one --tenant names); after that a league that does not exist is refused unless "
+        "--new-league is given.",
         epilog=KINDS_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("file", metavar="FILE.csv", type=Path, help="the CSV file, UTF-8")
     parser.add_argument("--commit", action="store_true", help="apply the changes (default: preview only)")
     add_tenant_option(parser)
+    parser.add_argument(
+        "--new-league", action="store_true",
+        help="create the league --tenant names when it does not exist (other leagues exist already)",
+    )
     parser.set_defaults(handler=run_import)
 
 

@@ -31,10 +31,19 @@ def find_tenant(session: Session, slug: str | None = None) -> Tenant:
     return tenants[0]
 
 
-def find_or_create_tenant(session: Session, slug: str | None = None) -> tuple[Tenant, bool]:
-    """The league to import into: ``slug``, the only league, or a new one. Returns (tenant, created)."""
+def find_or_create_tenant(
+    session: Session, slug: str | None = None, *, new_league: bool = False
+) -> tuple[Tenant, bool]:
+    """The league to import into: ``slug``, the only league, or a new one. Returns (tenant, created).
+
+    A league is created only in a database that has none yet (called ``slug``, or ``default``)
+    or when ``new_league`` says so: otherwise a mistyped slug would quietly start a second
+    league, and every command without ``--tenant`` would then stop at "several leagues".
+    """
+    existing = session.scalars(select(Tenant).order_by(Tenant.slug).limit(2)).all()
     if not slug:
-        existing = session.scalars(select(Tenant).order_by(Tenant.slug).limit(2)).all()
+        if new_league:
+            raise InvalidInput("--new-league needs --tenant SLUG: the new league's name.")
         if len(existing) == 1:
             return existing[0], False
         if len(existing) > 1:
@@ -43,6 +52,12 @@ def find_or_create_tenant(session: Session, slug: str | None = None) -> tuple[Te
     tenant = session.scalars(select(Tenant).where(Tenant.slug == slug)).one_or_none()
     if tenant is not None:
         return tenant, False
+    if existing and not new_league:
+        known = ", ".join(list_tenant_slugs(session))
+        raise NotFound(
+            f"No league called {slug!r} (leagues: {known}). Check --tenant, or pass --new-league "
+            f"to create a new league called {slug!r}."
+        )
     if not SLUG_PATTERN.fullmatch(slug):
         raise InvalidInput(
             f"{slug!r} cannot name a league: use lower-case letters, digits and dashes "

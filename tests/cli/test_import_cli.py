@@ -94,9 +94,52 @@ def test_tenant_chooses_the_league_and_is_needed_when_there_are_several(cli_data
     assert main(["import", str(EXAMPLES / "products.csv"), "--commit", "--tenant", "westside"]) == 0
     westside = session.scalars(select(Tenant).where(Tenant.slug == "westside")).one()
     assert {p.tenant_id for p in session.scalars(select(Product))} == {westside.id}
-    assert main(["import", str(EXAMPLES / "products.csv"), "--commit", "--tenant", "north"]) == 0
+    assert main(["import", str(EXAMPLES / "products.csv"), "--commit", "--tenant", "north", "--new-league"]) == 0
     assert "new league 'north'" in capsys.readouterr().out
     assert count(session, Tenant) == 3
+
+
+def test_a_mistyped_league_is_refused_naming_the_leagues_and_creates_nothing(cli_database, session, capsys):
+    assert main(["import", str(EXAMPLES / "products.csv"), "--commit", "--tenant", "seccc"]) == 0
+    capsys.readouterr()
+    for commit in ([], ["--commit"]):
+        assert main(["import", str(EXAMPLES / "players.csv"), "--tenant", "secc", *commit]) == 1
+        captured = capsys.readouterr()
+        assert captured.err.strip() == (
+            "error: No league called 'secc' (leagues: seccc). Check --tenant, or pass --new-league "
+            "to create a new league called 'secc'."
+        )
+        assert captured.out == ""
+    assert session.scalars(select(Tenant.slug)).all() == ["seccc"]
+    assert count(session, Player) == 0
+    # Every command that leaves --tenant out still finds the one league.
+    assert main(["import", str(EXAMPLES / "players.csv"), "--commit"]) == 0
+    assert "for league 'seccc'" in capsys.readouterr().out
+    assert main(["balances"]) == 0
+
+
+def test_the_first_import_into_an_empty_database_creates_the_league_it_names(cli_database, session, capsys):
+    assert main(["import", str(EXAMPLES / "products.csv"), "--commit", "--tenant", "westside"]) == 0
+    assert "new league 'westside'" in capsys.readouterr().out
+    assert session.scalars(select(Tenant.slug)).all() == ["westside"]
+
+
+def test_new_league_creates_a_second_league_and_then_finds_it(cli_database, session, capsys):
+    make_tenant(session, "eastside")
+    session.commit()
+    for expected in ("new league 'westside'", "league 'westside'"):
+        argv = ["import", str(EXAMPLES / "products.csv"), "--commit", "--tenant", "westside", "--new-league"]
+        assert main(argv) == 0
+        assert f"rows for {expected}" in capsys.readouterr().out
+    assert session.scalars(select(Tenant.slug).order_by(Tenant.slug)).all() == ["eastside", "westside"]
+
+
+def test_new_league_needs_the_leagues_name(cli_database, session, capsys):
+    make_tenant(session, "eastside")
+    session.commit()
+    assert main(["import", str(EXAMPLES / "products.csv"), "--new-league"]) == 1
+    assert capsys.readouterr().err.strip() == "error: --new-league needs --tenant SLUG: the new league's name."
+    assert count(session, Tenant) == 1
 
 
 def test_the_audit_log_records_the_operator(cli_database, session, capsys):
