@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from email_validator import EmailNotValidError, validate_email
+from email_validator import EmailNotValidError
 
+from core.email.headers import validated_recipient
 from core.errors import InvalidInput
 from core.models import Order, OrderStatus, Parent, Player, PlayerStatus, Product, ProductKind, Team
 from core.money import parse_money
@@ -63,12 +64,13 @@ _YES_NO = {"yes": True, "no": False}
 
 
 class EmailChecker:
-    """email-validator's verdict on an address, with the domain half remembered.
+    """The sender's verdict on an address (``core.email.headers.validated_recipient``), with
+    the domain half remembered: an address the import accepts is one every send can use.
 
     Checking the domain (IDNA) is most of email-validator's cost, and a league's parents
     share a few domains. Once a domain has passed, an address at it whose local part is
     plain ASCII (letters, digits, ``._%+-``, no leading, trailing or double dots) is
-    accepted as email-validator would accept it; anything else gets the full check.
+    accepted as the full check would accept it; anything else gets the full check.
     """
 
     _PLAIN_LOCAL = re.compile(r"[A-Za-z0-9_%+\-]+(?:\.[A-Za-z0-9_%+\-]+)*\Z")
@@ -88,7 +90,7 @@ class EmailChecker:
             and self._PLAIN_LOCAL.match(local)
         ):
             return f"{local}@{known}"
-        checked = validate_email(address, check_deliverability=False)
+        checked = validated_recipient(address)
         self._domains[domain] = checked.domain
         return checked.normalized
 

@@ -7,7 +7,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.access.permissions import Role
-from core.errors import PermissionDenied
+from core.email.headers import normalise_recipient
+from core.errors import InvalidInput, PermissionDenied
 from core.models import (
     AuditEntry,
     LinkStatus,
@@ -555,6 +556,42 @@ def test_addresses_are_stored_as_email_validator_normalises_them(session, league
     run(session, league, text, commit=True)
     emails = session.scalars(select(Parent.email).order_by(Parent.external_ref)).all()
     assert emails == ["ngozi@example.org", "Carlos.Reyes+club@example.org"]
+
+
+def test_an_address_the_sender_cannot_use_is_refused_naming_its_line_and_column(session, league):
+    text = (
+        f"{PLAYERS_HEADER}\nK1,Maya,Okafor,signed,,P1,Ngozi Okafor,ngozi@example.org\n"
+        "K2,José,Reyes,signed,,P2,José Reyes,josé@example.com\n"
+    )
+    result = run(session, league, text, commit=True)
+    assert not result.committed
+    [error] = result.errors
+    assert (error.line, error.column) == (3, "parent_email")
+    assert error.message.startswith("'josé@example.com' is not a valid email address: ")
+    assert "before the @-sign" in error.message
+    assert count_rows(session, Parent) == 0
+
+
+ADDRESSES = [
+    "ana@example.org", "Ana.Lopez+club@Example.ORG", "josé@example.com", "ana@exämple.org", "ana@example",
+    "ana..lopez@example.org", '"ana lopez"@example.org', "ana@[127.0.0.1]", "ana@localhost", "аня@пример.рф",
+    "ana@xn--exmple-cua.org", "a" * 65 + "@example.org",
+]
+
+
+@pytest.mark.parametrize("address", ADDRESSES)
+def test_the_import_accepts_exactly_the_addresses_the_sender_can_send_to(session, league, address):
+    try:
+        normalise_recipient(address)
+        sendable = True
+    except InvalidInput:
+        sendable = False
+    # Once after an address at the same domain has passed, once on its own.
+    for first in ("K0,Kim,Lee,signed,,P0,Kim Lee,kim@" + address.rpartition("@")[2] + "\n", ""):
+        text = f'{PLAYERS_HEADER}\n{first}K1,Maya,Okafor,signed,,P1,Ngozi Okafor,"{address.replace(chr(34), chr(34) * 2)}"\n'
+        result = run(session, league, text)
+        imported = not any(error.line == (3 if first else 2) for error in result.errors)
+        assert imported == sendable, (address, messages(result))
 
 
 @pytest.mark.postgres_only
