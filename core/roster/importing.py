@@ -19,14 +19,30 @@ from core.audit import record_action
 from core.models import Tenant
 from core.roster.formats import RosterKind
 from core.roster.planning import PLANS, RosterPlan
-from core.roster.reading import RosterFileError, RosterReader, RosterSource, open_source, source_name
-from core.roster.result import ENTITIES, MAX_REPORTED_ERRORS, EntityCounts, ErrorList, ImportResult, RowError
+from core.roster.reading import (
+    RosterFileError,
+    RosterReader,
+    RosterSource,
+    amount_notation,
+    open_source,
+    source_name,
+)
+from core.roster.result import (
+    ENTITIES,
+    MAX_REPORTED_ERRORS,
+    EntityCounts,
+    ErrorList,
+    ImportResult,
+    LargeAmount,
+    RowError,
+)
 from core.roster.validation import CHECKERS
 
 __all__ = [
     "ENTITIES",
     "EntityCounts",
     "ImportResult",
+    "LargeAmount",
     "RosterKind",
     "RosterSource",
     "RowError",
@@ -44,6 +60,7 @@ def import_roster(
     file: RosterSource,
     *,
     commit: bool = False,
+    confirm_large_amounts: bool = False,
     file_name: str | None = None,
     max_errors: int = MAX_REPORTED_ERRORS,
 ) -> ImportResult:
@@ -53,15 +70,24 @@ def import_roster(
     ``commit=True`` and no errors the changes and an audit entry are written in the
     caller's transaction: the caller commits. With any error nothing is written and the
     result lists the problems (the first ``max_errors`` of them, and their total).
+
+    An amount above ``LARGE_AMOUNT_CENTS`` for one item is listed in ``large_amounts``; a
+    file with any is written only with ``confirm_large_amounts=True`` (otherwise the result
+    is ``unconfirmed`` and nothing is written), because a misread amount would go on to
+    payment links and reminder emails.
     """
     require(user, Permission.IMPORT_ROSTER)
     result = ImportResult(file_name=file_name or source_name(file))
     errors = ErrorList(max_errors)
     tenant = _league(session, user, lock=commit)
+    result.currency = tenant.currency
     plan = _plan(session, tenant, file, result, errors)
     result.errors, result.error_count = list(errors), errors.total
     if commit and result.ok and plan is not None:
-        _apply(session, user, plan, result)
+        if result.large_amounts and not confirm_large_amounts:
+            result.unconfirmed = True
+        else:
+            _apply(session, user, plan, result)
     logger.info("roster import of %s: %s, %d errors", result.file_name, result.summary(), result.error_count)
     return result
 
@@ -73,9 +99,11 @@ def _plan(
     plan: RosterPlan | None = None
     with open_source(file) as stream:
         try:
+            notation = amount_notation(stream)
             reader = RosterReader(stream)
             result.kind, result.entities = reader.format.kind, reader.format.entities
-            checker = CHECKERS[result.kind](errors)
+            checker = CHECKERS[result.kind](errors, notation)
+            result.large_amounts = checker.large_amounts  # filled in as the rows are read
             plan = PLANS[result.kind](session, tenant, result, errors)
             for row in reader.rows():
                 result.rows += 1
@@ -103,6 +131,10 @@ def _apply(session: Session, user: ActingUser, plan: RosterPlan, result: ImportR
             "kind": kind,
             "rows": result.rows,
             "counts": {e: vars(result.counts[e]) for e in result.entities},
+            "confirmed_large_amounts": [
+                {"line": large.line, "column": large.column, "amount_cents": large.amount_cents}
+                for large in result.large_amounts
+            ],
         },
     )
     result.committed = True

@@ -9,20 +9,24 @@ from __future__ import annotations
 
 import csv
 import io
+import shutil
+import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO
 
 from core.errors import InvalidInput
+from core.money import DECIMAL_POINT, MoneyNotation, file_notation
 from core.roster.formats import FileFormat, RecognisedHeader, recognise_header
 
-RosterSource = Union[str, Path, bytes, BinaryIO]
+RosterSource = str | Path | bytes | BinaryIO
 
 _BOM = b"\xef\xbb\xbf"
 _DELIMITERS = (",", ";", "\t")
 _DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab"}
+_SPOOL_IN_MEMORY = 8 * 1024 * 1024
 
 
 class RosterFileError(InvalidInput):
@@ -51,7 +55,7 @@ def open_source(source: RosterSource) -> Iterator[BinaryIO]:
     """A binary stream over ``source``: a path, the file's bytes, or an open binary file."""
     if isinstance(source, (str, Path)):
         try:
-            handle = open(source, "rb")
+            handle = open(source, "rb")  # noqa: SIM115 - closed by the with below, once open
         except FileNotFoundError:
             raise InvalidInput(f"No such file: {source}") from None
         except IsADirectoryError:
@@ -60,10 +64,15 @@ def open_source(source: RosterSource) -> Iterator[BinaryIO]:
             yield handle
     elif isinstance(source, (bytes, bytearray)):
         yield io.BytesIO(source)
-    else:
-        if source.seekable():
-            source.seek(0)
+    elif source.seekable():
+        source.seek(0)
         yield source
+    else:
+        # A file with amounts is read twice (``rows`` after ``amount_notation``): keep a copy.
+        with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as copy:
+            shutil.copyfileobj(source, copy)
+            copy.seek(0)
+            yield copy  # type: ignore[misc]
 
 
 def source_name(source: RosterSource) -> str:
@@ -94,6 +103,10 @@ class RosterReader:
     @property
     def format(self) -> FileFormat:
         return self.header.format
+
+    @property
+    def comma_separated(self) -> bool:
+        return self._delimiter == ","
 
     def _read_header(self) -> RecognisedHeader:
         for number, text in self._lines:
@@ -150,6 +163,34 @@ class RosterReader:
             f"the row has {fields} fields but the header has {self._header_width}; check it for a "
             f"missing or extra {separator} (a value that contains a {separator} needs quotes)"
         )
+
+
+def amount_notation(stream: BinaryIO) -> MoneyNotation:
+    """How the file in ``stream`` writes its amounts, read from all of them (a first pass).
+
+    Each amount is parsed in the file's notation, which is decided by the whole file
+    (``core.money.file_notation``), so the file is read once before its rows are checked. The
+    stream is left at its start. A file without an amount column has a decimal point.
+    """
+    stream.seek(0)
+    try:
+        reader = RosterReader(stream)
+        if "amount" not in reader.format.columns:
+            return DECIMAL_POINT
+        amounts = ((row.line, row.values["amount"]) for row in reader.rows() if row.problem is None)
+        return file_notation(comma_separated=reader.comma_separated, amounts=_until_unreadable(amounts))
+    except RosterFileError:  # the pass that checks the rows reports it
+        return DECIMAL_POINT
+    finally:
+        stream.seek(0)
+
+
+def _until_unreadable(amounts: Iterator[tuple[int, str]]) -> Iterator[tuple[int, str]]:
+    """The amounts up to a line that cannot be read (the rows' own pass reports that line)."""
+    try:
+        yield from amounts
+    except RosterFileError:
+        return
 
 
 def _decoded_lines(stream: BinaryIO) -> Iterator[tuple[int, str]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from core.money import LARGE_AMOUNT_CENTS, format_cents
 from core.roster.formats import RosterKind
 
 ENTITIES: tuple[str, ...] = ("teams", "parents", "players", "products", "orders")
@@ -48,6 +49,20 @@ class ErrorList:
         return iter(self.kept)
 
 
+@dataclass(frozen=True)
+class LargeAmount:
+    """An amount above ``core.money.LARGE_AMOUNT_CENTS``: imported only once it is confirmed."""
+
+    line: int
+    column: str
+    amount_cents: int
+    written: str  # as the file has it
+
+    def describe(self, currency: str) -> str:
+        """``line 3, column amount: $15,000.00 (written '15000')``."""
+        return f"line {self.line}, column {self.column}: {format_cents(self.amount_cents, currency)} (written {self.written!r})"
+
+
 @dataclass
 class EntityCounts:
     created: int = 0
@@ -66,6 +81,10 @@ class ImportResult:
     ``counts`` has every entity; the file's kind decides which of them it touches
     (``entities``). ``errors`` holds the first problems found; ``error_count`` all of them.
     When there is any error nothing was (or would be) changed.
+
+    ``large_amounts`` lists every amount above the sanity bound (``LARGE_AMOUNT_CENTS``): a file
+    with any is committed only when the caller confirms them; ``unconfirmed`` says a commit was
+    asked for and refused for that reason alone.
     """
 
     file_name: str
@@ -76,10 +95,18 @@ class ImportResult:
     errors: list[RowError] = field(default_factory=list)
     error_count: int = 0
     committed: bool = False
+    currency: str = "usd"
+    large_amounts: list[LargeAmount] = field(default_factory=list)
+    unconfirmed: bool = False
 
     @property
     def ok(self) -> bool:
         return self.error_count == 0
+
+    @property
+    def large_amount_bound(self) -> str:
+        """The sanity bound in the league's currency, for messages: ``$10,000.00``."""
+        return format_cents(LARGE_AMOUNT_CENTS, self.currency)
 
     @property
     def errors_not_shown(self) -> int:

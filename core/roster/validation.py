@@ -17,10 +17,10 @@ from email_validator import EmailNotValidError
 from core.email.headers import validated_recipient
 from core.errors import InvalidInput
 from core.models import Order, OrderStatus, Parent, Player, PlayerStatus, Product, ProductKind, Team
-from core.money import parse_money
+from core.money import DECIMAL_POINT, LARGE_AMOUNT_CENTS, MoneyNotation, parse_money
 from core.roster.formats import ORDERS, PLAYERS, PRODUCTS, FileFormat, RosterKind, normalise_column_name
 from core.roster.reading import CsvRow
-from core.roster.result import ErrorList
+from core.roster.result import ErrorList, LargeAmount
 
 T = TypeVar("T")
 E = TypeVar("E", bound=enum.Enum)
@@ -119,8 +119,11 @@ class RowChecker:
 
     format: FileFormat
 
-    def __init__(self, errors: ErrorList) -> None:
+    def __init__(self, errors: ErrorList, notation: MoneyNotation = DECIMAL_POINT) -> None:
         self.errors = errors
+        self.notation = notation
+        # Amounts above the sanity bound, which the import commits only once confirmed.
+        self.large_amounts: list[LargeAmount] = []
         self._limits = _max_lengths()
         self._first_line_of_ref: dict[str, int] = {}
 
@@ -171,13 +174,18 @@ class RowChecker:
         return allowed[key]
 
     def _money(self, row: CsvRow, column: str) -> int | None:
-        if not row.values[column]:
+        """The cell's amount in cents, read in the file's notation; large ones are remembered."""
+        text = row.values[column]
+        if not text:
             return None
         try:
-            return parse_money(row.values[column])
+            amount = parse_money(text, self.notation)
         except InvalidInput as exc:
             self.errors.add(row.line, column, str(exc))
             return None
+        if amount > LARGE_AMOUNT_CENTS:
+            self.large_amounts.append(LargeAmount(row.line, column, amount, text))
+        return amount
 
     def _unique_ref(self, row: CsvRow, column: str) -> None:
         ref = row.values[column]
@@ -201,8 +209,8 @@ def _members(enum_class: type[E]) -> dict[str, E]:
 class PlayerRowChecker(RowChecker):
     format = PLAYERS
 
-    def __init__(self, errors: ErrorList) -> None:
-        super().__init__(errors)
+    def __init__(self, errors: ErrorList, notation: MoneyNotation = DECIMAL_POINT) -> None:
+        super().__init__(errors, notation)
         self._parents: dict[str, tuple[int, str, str | None]] = {}
         # Siblings repeat their parent's address: check each distinct text once.
         self._emails: dict[str, tuple[str | None, str]] = {}
@@ -286,8 +294,8 @@ class ProductRowChecker(RowChecker):
 class OrderRowChecker(RowChecker):
     format = ORDERS
 
-    def __init__(self, errors: ErrorList) -> None:
-        super().__init__(errors)
+    def __init__(self, errors: ErrorList, notation: MoneyNotation = DECIMAL_POINT) -> None:
+        super().__init__(errors, notation)
         self._statuses = _members(OrderStatus)
 
     def _check(self, row: CsvRow) -> OrderRecord | None:

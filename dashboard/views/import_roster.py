@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from core.access.permissions import ActingUser, Permission, require
+from core.money import format_cents
 from core.reporting.directory import league_of
 from core.roster.formats import FORMATS
 from core.roster.importing import ImportResult, import_roster
@@ -65,6 +66,33 @@ def _errors_table(result: ImportResult) -> None:
         st.caption(f"… and {result.errors_not_shown:,} more not listed. Fix these and upload again to see them.")
 
 
+def _large_amounts_confirmed(result: ImportResult, upload: Any) -> bool:
+    """List the amounts above the sanity bound; True once the admin ticked that they are right
+    (or when there are none). The tick belongs to this upload: a new file asks again."""
+    if not result.large_amounts:
+        return True
+    count = len(result.large_amounts)
+    these = "This amount is" if count == 1 else f"These {count} amounts are"
+    st.warning(
+        f"{these} above {plain(result.large_amount_bound)} for one item. An amount read the wrong way "
+        "(a decimal comma taken for a thousands separator) is a hundred times too big and would go on to "
+        "payment links and reminder emails: check each against the source before importing.",
+        icon=":material/warning:",
+    )
+    frame = pd.DataFrame(
+        [
+            {"Row": str(large.line), "Column": large.column,
+             "Amount": format_cents(large.amount_cents, result.currency), "As written": large.written}
+            for large in result.large_amounts
+        ]
+    )
+    st.dataframe(frame, hide_index=True)
+    if not result.ok:
+        return False
+    label = "I checked this amount: it is right" if count == 1 else f"I checked these {count} amounts: they are right"
+    return st.checkbox(label, key=f"roster_confirm_large_amounts_{upload.file_id}")
+
+
 def _file_formats() -> None:
     with st.expander("What the file should look like"):
         st.markdown(
@@ -79,16 +107,23 @@ def _file_formats() -> None:
         )
 
 
-def _import(user: ActingUser, upload: Any) -> None:
+def _import(user: ActingUser, upload: Any, *, confirm_large_amounts: bool) -> None:
     with st.spinner(f"Importing {plain(upload.name)}…"):
         with session_scope() as session:
-            result = import_roster(session, user, upload, commit=True, file_name=upload.name)
+            result = import_roster(
+                session, user, upload, commit=True, confirm_large_amounts=confirm_large_amounts,
+                file_name=upload.name,
+            )
     st.session_state[PREVIEW_KEY] = None
     if result.committed:
         data_changed()
+        confirmed = (
+            f" You confirmed {len(result.large_amounts)} above {plain(result.large_amount_bound)}."
+            if result.large_amounts else ""
+        )
         st.session_state[DONE_KEY] = (
             f"Imported {plain(result.file_name)} ({result.rows:,} rows): {result.summary()}. "
-            "Recorded in the audit log."
+            f"Recorded in the audit log.{confirmed}"
         )
     else:  # the league changed since the preview and the file no longer applies
         st.session_state[PREVIEW_KEY] = ((user, upload.file_id), result)
@@ -120,15 +155,17 @@ def main() -> None:
         _counts_table(result)
         if result.ok and result.changes == 0:
             st.info("Everything in this file is already in the league: importing it changes nothing.")
+    confirmed = _large_amounts_confirmed(result, upload)
     clicked = st.button(
         "Import",
         type="primary",
-        disabled=not result.ok,
+        disabled=not (result.ok and confirmed),
         key="roster_import_commit",
-        help=None if result.ok else "Fix the problems listed above first.",
+        help="Fix the problems listed above first." if not result.ok
+        else None if confirmed else "Check the large amounts above and tick the box first.",
     )
     if clicked:
-        _import(user, upload)
+        _import(user, upload, confirm_large_amounts=confirmed)
 
 
 main()

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from cli.main import main
-from core.models import AuditEntry, Player, Product, Tenant
+from core.models import AuditEntry, Player, PriceTier, Product, Tenant
 from tests.factories import make_tenant
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -147,3 +147,40 @@ def test_the_audit_log_records_the_operator(cli_database, session, capsys):
     entry = session.scalars(select(AuditEntry)).one()
     assert entry.actor.startswith("cli:") and entry.role == "admin"
     assert entry.details["counts"]["products"]["created"] == 4
+
+
+LARGE = 'product,kind,required,amount\nRegistration,one_time,yes,150\nSponsorship,one_time,no,"12,000.00"\nGala,one_time,no,10000.01\n'
+
+
+def test_amounts_above_the_bound_are_listed_and_commit_needs_the_confirmation(cli_database, session, tmp_path, capsys):
+    path = tmp_path / "products.csv"
+    path.write_text(LARGE, encoding="utf-8")
+    assert main(["import", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "Amounts above $10,000.00 for one item (check each against the source):" in out
+    assert "  line 3, column amount: $12,000.00 (written '12,000.00')" in out
+    assert "  line 4, column amount: $10,000.01 (written '10000.01')" in out
+    assert out.rstrip().endswith("dry run: nothing changed; pass --commit --confirm-large-amounts to import.")
+
+    assert main(["import", str(path), "--commit"]) == 1
+    captured = capsys.readouterr()
+    assert "line 3, column amount: $12,000.00" in captured.out
+    assert captured.err.strip() == (
+        "error: 2 amounts above $10,000.00 in products.csv (line 3, 4); nothing was imported. "
+        "Check them, then run again with --commit --confirm-large-amounts"
+    )
+    assert count(session, Product) == 0 and count(session, Tenant) == 0
+
+    assert main(["import", str(path), "--commit", "--confirm-large-amounts"]) == 0
+    assert "Imported products.csv." in capsys.readouterr().out
+    assert count(session, Product) == 3
+
+
+def test_a_semicolon_file_with_decimal_commas_imports_at_the_amounts_written(cli_database, session, tmp_path, capsys):
+    path = tmp_path / "products.csv"
+    path.write_text("product;kind;required;amount\nRegistration;one_time;yes;150,00\nUniform;one_time;no;12,50\n",
+                    encoding="utf-8")
+    assert main(["import", str(path), "--commit"]) == 0
+    assert "Amounts above" not in capsys.readouterr().out
+    tiers = session.scalars(select(PriceTier.amount_cents).order_by(PriceTier.amount_cents)).all()
+    assert tiers == [1250, 15000]

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from core.access.leagues import find_tenant
 from core.access.permissions import Role
-from core.models import AuditEntry, Player, Team
+from core.models import AuditEntry, Player, Product, Team
 from dashboard.navigation import pages_for
 from dashboard.text import plain
 from tests.factories import acting
@@ -118,3 +118,35 @@ def test_the_uploaded_files_name_is_shown_as_typed_in_every_message(demo_league,
     at.button(key="roster_import_commit").click().run()
     assert not at.exception
     assert at.success[0].value.startswith(f"Imported {plain(HOSTILE_NAME)} (8 rows)")
+
+
+LARGE_PRODUCTS = b'product,kind,required,amount\nRegistration,one_time,yes,150\nSponsorship,one_time,no,"12,000"\n'
+
+
+def test_large_amounts_are_shown_and_import_waits_for_the_tick(demo_league, open_app, session):
+    at = upload(open_app("admin", page="import_roster"), "products.csv", LARGE_PRODUCTS)
+    assert any("This amount is above \\$10,000.00 for one item" in warning.value for warning in at.warning)
+    large = table_with(at, "As written")
+    assert [(row["Row"], row["Column"], row["Amount"], row["As written"]) for _, row in large.iterrows()] == [
+        ("3", "amount", "$12,000.00", "12,000")
+    ]
+    assert at.button(key="roster_import_commit").disabled
+    [tick] = at.checkbox
+    assert tick.label == "I checked this amount: it is right"
+    tick.check().run()
+    assert not at.exception
+    assert not at.button(key="roster_import_commit").disabled
+    at.button(key="roster_import_commit").click().run()
+    assert not at.exception
+    assert at.success[0].value.startswith("Imported products.csv (2 rows)")
+    assert "You confirmed 1 above \\$10,000.00." in at.success[0].value
+    session.expire_all()
+    assert "Sponsorship" in session.scalars(select(Product.name)).all()
+
+
+def test_a_decimal_comma_file_previews_the_amounts_as_written(demo_league, open_app):
+    at = upload(open_app("admin", page="import_roster"), "products.csv",
+                b"product;kind;required;amount\nCamp;one_time;no;150,00\n")
+    assert not any("for one item" in warning.value for warning in at.warning)
+    assert not at.checkbox and not at.error
+    assert not at.button(key="roster_import_commit").disabled
