@@ -210,7 +210,7 @@ def _unverified_page(problem: EmailClaimProblem, email: object) -> None:
     else:
         st.error(
             f"Your sign-in did not come with a verified email address: your identity provider did not "
-            f"confirm that {plain(str(email))} is verified (its email_verified claim is missing or not "
+            f"confirm that {plain(str(email))} is verified (its `email_verified` claim is missing or not "
             "true), so the dashboard cannot be sure the address is yours and gives it no role. Verify "
             "the address with your provider and sign in again, or ask your league admin.",
             icon=":material/gpp_bad:",
