@@ -224,6 +224,18 @@ def test_connections_dropped_past_the_retries_are_a_retryable_error(stripe_stand
         "STRIPE_API_BASE and the network)"
 
 
+def test_an_answer_that_does_not_come_in_time_is_not_reported_as_no_connection(stripe_stand_in):
+    """Stripe got the request and is slow: it may have done the work, so "could not connect" would mislead."""
+    gateway = _fast_gateway(stripe_stand_in, max_network_retries=0, timeout_seconds=0.2)
+    stripe_stand_in.latency = 1.0
+    with pytest.raises(PaymentProviderError) as failed:
+        _price(gateway)
+    assert failed.value.retryable and not failed.value.changed_nothing
+    assert str(failed.value) == ("Stripe could not create a price: Stripe did not answer in time (it may still have "
+                                 "done what was asked; running again finds out)")
+    assert stripe_stand_in.count("POST", "/v1/prices") == 1
+
+
 def test_a_refusal_names_the_reason_and_the_request(stripe_gateway, stripe_stand_in):
     stripe_stand_in.inject("error", status=400, message="Amount must be at least 50 cents")
     with pytest.raises(PaymentProviderError, match=r"Amount must be at least 50 cents \(Stripe request req_"):
