@@ -10,10 +10,8 @@ from __future__ import annotations
 import argparse
 
 from cli.context import add_tenant_option, league_command
-from core.composition import make_payment_gateway
 from core.money import format_cents
 from core.payments.sync import SyncResult, sync_payments
-from core.settings import load_settings
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -40,10 +38,10 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 
 def run(args: argparse.Namespace) -> int:
-    # Before the database: without a key there is nothing to do, and the error says why.
-    gateway = make_payment_gateway(load_settings(), action="sync payments")
-    with league_command(args) as ctx:
-        result = sync_payments(ctx.session, ctx.user, gateway, full=args.full)
+    # The gateway before the league: without a key there is nothing to do, and the error says why.
+    with league_command(args, stripe_action="sync payments") as ctx:
+        gateway = ctx.services.payment_gateway(action="sync payments")
+        result = sync_payments(ctx.services.sessions, ctx.user, gateway, full=args.full)
     for flag in result.new_flags:
         print(f"flagged: {flag.describe()}")
     if getattr(args, "verbose", False):

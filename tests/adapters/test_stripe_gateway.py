@@ -28,7 +28,7 @@ def _link(price_id: str, **fields: object) -> PaymentLinkRequest:
 
 
 def _fast_gateway(stand_in, **overrides: object) -> StripeGateway:
-    options = dict(requests_per_second=1000, rate_limit_backoff_seconds=0.01, max_backoff_seconds=0.05)
+    options = {"requests_per_second": 1000, "rate_limit_backoff_seconds": 0.01, "max_backoff_seconds": 0.05}
     options.update(overrides)
     return StripeGateway("sk_test_stand_in", api_base=stand_in.api_base, **options)
 
