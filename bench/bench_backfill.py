@@ -60,7 +60,7 @@ def main() -> int:
                   f"limit {args.limit:g} requests/s; gateway paces at {gateway.pacer.requests_per_second:.2f}/s, "
                   f"{concurrency} in flight", flush=True)
             started = time.perf_counter()
-            result = commit_backfill(session, admin, gateway, plan, success_url="https://example.org/thanks",
+            result = commit_backfill(engine, admin, gateway, plan, success_url="https://example.org/thanks",
                                      concurrency=concurrency)
             elapsed = time.perf_counter() - started
         engine.dispose()

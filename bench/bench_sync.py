@@ -97,12 +97,12 @@ def build_league(session: Session, stand_in: StripeStandIn, slug: str, links: in
          "amount_cents": AMOUNT, "currency": "usd", "stripe_payment_link_id": stripe_id,
          "url": f"https://buy.stripe.com/test_{stripe_id}", "status": LinkStatus.ACTIVE, "created_at": created,
          "processing": False, "amount_mismatch": False}
-        for player_id, stripe_id in zip(player_ids, stripe_ids)
+        for player_id, stripe_id in zip(player_ids, stripe_ids, strict=True)
     ]
     for start in range(0, len(rows), 5000):
         session.execute(insert(PaymentLink), rows[start : start + 5000])
     session.commit()
-    for player_id, stripe_id in zip(player_ids, stripe_ids):
+    for player_id, stripe_id in zip(player_ids, stripe_ids, strict=True):
         stand_in.add_payment_link(stripe_id, amount_cents=AMOUNT, single_payment=True, metadata={
             "tenant": slug, "tenant_id": str(tenant.id), "player_id": str(player_id), "product_id": str(product.id),
         })
@@ -153,10 +153,9 @@ def incremental(engine, stand_in: StripeStandIn, args: argparse.Namespace) -> No
     gateway = StripeGateway(API_KEY, api_base=stand_in.api_base)
     before = stand_in.request_count
     user = ActingUser("bench", Role.TREASURER, tenant_id)
-    with session_factory(engine)() as session:
-        started = time.perf_counter()
-        result = sync_payments(session, user, gateway)
-        elapsed = time.perf_counter() - started
+    started = time.perf_counter()
+    result = sync_payments(session_factory(engine), user, gateway)
+    elapsed = time.perf_counter() - started
     calls = stand_in.request_count - before
     assert result.ok, result.errors
     assert result.paid_count == args.payments, result.summary()
@@ -179,10 +178,9 @@ def full(engine, stand_in: StripeStandIn, args: argparse.Namespace) -> None:  # 
     before, refused_before = stand_in.request_count, stand_in.rate_limited
     user = ActingUser("bench", Role.TREASURER, tenant_id)
     print(f"full per-link sync: {links:,} active links (about {links / (limit * 0.95):.0f} s at the pace)...", flush=True)
-    with session_factory(engine)() as session:
-        started = time.perf_counter()
-        result = sync_payments(session, user, gateway, full=True)
-        elapsed = time.perf_counter() - started
+    started = time.perf_counter()
+    result = sync_payments(session_factory(engine), user, gateway, full=True)
+    elapsed = time.perf_counter() - started
     calls = stand_in.request_count - before
     refused = stand_in.rate_limited - refused_before
     rate = calls / elapsed

@@ -54,15 +54,21 @@ def open_database() -> Services:
 
 
 @contextmanager
-def league_command(args: argparse.Namespace, *, create_league: bool = False) -> Iterator[CommandContext]:
+def league_command(args: argparse.Namespace, *, create_league: bool = False,
+                   stripe_action: str | None = None) -> Iterator[CommandContext]:
     """Open the league named by ``--tenant`` as the CLI operator. The caller commits.
 
     With ``create_league`` (the roster import) a league that does not exist yet is created
     in the session, named by ``--tenant`` or ``default``, when the database has no league yet
     or ``--new-league`` is given; it lands only if the caller commits.
+    With ``stripe_action`` the Stripe gateway is built first (``ctx.services.payment_gateway``
+    then returns it), so a missing key is the one error, naming the action, before the league
+    is looked up.
     """
     services = open_database()
     try:
+        if stripe_action is not None:
+            services.payment_gateway(action=stripe_action)
         with services.sessions() as session:
             slug = getattr(args, "tenant", None)
             if create_league:

@@ -33,6 +33,7 @@ from core.models import (
 )
 
 DEMO_SLUG = "demo"
+DEMO_CURRENCY = "usd"  # the demo league bills in US dollars; everything in it uses the league's currency
 
 _TEAMS = ("U10 Rockets", "U10 Comets", "U12 Hawks", "U12 Falcons", "U14 Titans", "U14 Storm")
 _LAST_NAMES = (
@@ -69,7 +70,7 @@ def build_demo_league(session: Session, *, seed: int = 7) -> DemoSummary:
     tenant = Tenant(
         slug=DEMO_SLUG,
         name="Westside Youth Basketball",
-        currency="usd",
+        currency=DEMO_CURRENCY,
         sender_name="Westside Youth Basketball Treasurer",
         reply_to="treasurer@westside-hoops.example",
         footer_text="Westside Youth Basketball · 100 Court Street · Springfield",
@@ -94,10 +95,10 @@ def _products(session: Session, tenant: Tenant) -> tuple[Product, Product, Produ
     session.flush()
     session.add_all(
         [
-            PriceTier(product_id=registration.id, amount_cents=15000, currency="usd", is_default=True),
-            PriceTier(product_id=dues.id, amount_cents=6000, currency="usd", is_default=True),
-            PriceTier(product_id=uniform.id, amount_cents=4500, currency="usd", is_default=True),
-            PriceTier(product_id=uniform.id, amount_cents=5500, currency="usd"),  # adult sizes
+            PriceTier(product_id=registration.id, amount_cents=15000, currency=tenant.currency, is_default=True),
+            PriceTier(product_id=dues.id, amount_cents=6000, currency=tenant.currency, is_default=True),
+            PriceTier(product_id=uniform.id, amount_cents=4500, currency=tenant.currency, is_default=True),
+            PriceTier(product_id=uniform.id, amount_cents=5500, currency=tenant.currency),  # adult sizes
         ]
     )
     session.flush()
@@ -126,7 +127,7 @@ def _players(
     players: list[Player] = []
     # 100 parents, 150 players: the first 40 parents have siblings (two or three kids).
     kids_per_parent = [3 if i < 10 else 2 if i < 40 else 1 for i in range(len(parents))]
-    for parent, count in zip(parents, kids_per_parent):
+    for parent, count in zip(parents, kids_per_parent, strict=True):
         last = parent.name.split()[-1] if "<" not in parent.name else "D'Angelo"
         for _ in range(count):
             players.append(
@@ -175,7 +176,7 @@ def _links_and_orders(
                 price_tier_id=tier.id,
                 order_id=order.id if order else None,
                 amount_cents=amount,
-                currency="usd",
+                currency=tier.currency,
                 stripe_payment_link_id=f"plink_demo_{counter:05d}",
                 url=f"https://buy.stripe.com/test_demo{counter:05d}",
                 status=status,
@@ -203,7 +204,7 @@ def _links_and_orders(
                 player_id=player.id,
                 product_id=uniform.id,
                 amount_cents=4500,
-                currency="usd",
+                currency=tenant.currency,
                 status=OrderStatus.PENDING,
                 external_ref=f"ORD-{index:04d}",
             )

@@ -39,6 +39,10 @@ NAMING_CONVENTION = {
 }
 
 
+# A new league's currency unless it says otherwise (``Tenant.currency``).
+DEFAULT_CURRENCY = "usd"
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -104,9 +108,32 @@ class LinkStatus(str, enum.Enum):
     ACTIVE = "active"
     PAID = "paid"
     DEACTIVATED = "deactivated"
-    # Reserved by the backfill before Stripe is asked: the row's id goes into the request's
-    # idempotency key and the link's metadata, so a rerun finds what Stripe made. Not owed yet.
+    # Reserved by the backfill before Stripe is asked (see core.payments.links): the row's id
+    # and attempt token make the request's idempotency key, and the row's id is in the link's
+    # metadata, so a rerun finds what Stripe made. Not owed yet.
     MINTING = "minting"
+
+
+class FlagKind(str, enum.Enum):
+    """Why a payment needs a person to look at it (``payment_flags.kind``)."""
+
+    AMOUNT_MISMATCH = "amount_mismatch"
+    DUPLICATE_PAYMENT = "duplicate_payment"
+    PAID_AFTER_DEACTIVATION = "paid_after_deactivation"
+    UNKNOWN_LINK = "unknown_link"
+
+    @property
+    def label(self) -> str:
+        """The kind in words, for the page and the command line."""
+        return _FLAG_LABELS[self]
+
+
+_FLAG_LABELS = {
+    FlagKind.AMOUNT_MISMATCH: "paid a different amount",
+    FlagKind.DUPLICATE_PAYMENT: "paid more than once",
+    FlagKind.PAID_AFTER_DEACTIVATION: "paid on a deactivated link",
+    FlagKind.UNKNOWN_LINK: "payment for a link we do not know",
+}
 
 
 class CampaignStatus(str, enum.Enum):
@@ -131,7 +158,7 @@ class Tenant(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     slug: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(200))
-    currency: Mapped[str] = mapped_column(String(3), default="usd")
+    currency: Mapped[str] = mapped_column(String(3), default=DEFAULT_CURRENCY)
     brand_primary_color: Mapped[str] = mapped_column(String(16), default="#1d3557")
     brand_accent_color: Mapped[str] = mapped_column(String(16), default="#e63946")
     logo_url: Mapped[str | None] = mapped_column(String(500))
@@ -328,11 +355,41 @@ class PaymentLink(Base):
     # Deactivated here but not yet switched off in Stripe (a replaced or unused link): its
     # address may still take a payment until the backfill's next run switches it off.
     stripe_deactivation_pending: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # A random token naming this reservation's attempt at Stripe, in its idempotency key: a
+    # reservation Stripe refused is removed, and SQLite can give the next one the same id, so
+    # the id alone would have Stripe replay the refusal. NULL on rows reserved before 0006
+    # (they keep the key they were first sent with). Set by ``core.payments.links.reserve``.
+    mint_attempt: Mapped[str | None] = mapped_column(String(32))
 
     player: Mapped[Player] = relationship()
     product: Mapped[Product] = relationship()
     price_tier: Mapped[PriceTier] = relationship()
     order: Mapped[Order | None] = relationship()
+
+
+class PaymentFlag(Base):
+    """A payment a person should look at, recorded the first time payment sync sees it.
+
+    One row per (league, Checkout Session, kind, still processing or not): a sync that sees
+    the same session again (the overlap of its window, a full check) finds the row and does
+    not report it as new; a duplicate first seen processing is reported again once it is
+    paid. ``detail`` is the sentence shown to people; nothing is decided on it.
+    """
+
+    __tablename__ = "payment_flags"
+    __table_args__ = (UniqueConstraint("tenant_id", "checkout_session_id", "kind", "processing"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    # NULL for a payment through a link this league has no record of.
+    payment_link_id: Mapped[int | None] = mapped_column(ForeignKey("payment_links.id"), index=True)
+    stripe_payment_link_id: Mapped[str | None] = mapped_column(String(255))
+    checkout_session_id: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[FlagKind] = mapped_column(_enum(FlagKind, "payment_flag_kind"))
+    # The checkout's payment was still processing when it was flagged.
+    processing: Mapped[bool] = mapped_column(Boolean, default=False)
+    detail: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class EmailCampaign(Base):

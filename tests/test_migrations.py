@@ -5,12 +5,21 @@ from __future__ import annotations
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
-from core.db import downgrade_database, make_engine, upgrade_database
-from core.models import Base, LinkStatus, PaymentLink
+from core.db import alembic_config, downgrade_database, make_engine, session_factory, upgrade_database
+from core.models import Base, LinkStatus, PaymentLink, Tenant
 from tests.factories import default_tier, make_link, make_parent, make_player, make_product, make_tenant
+
+
+def _head(url: str) -> str:
+    """The newest revision: where a downgrade that PostgreSQL rolled back leaves the database."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+    assert head is not None
+    return head
 
 
 def test_upgrade_downgrade_upgrade_and_models_agree(database_url):
@@ -96,7 +105,7 @@ def test_downgrading_below_reservations_waits_until_none_is_left_and_keeps_the_l
         engine = make_engine(database_url)
         with engine.begin() as connection:
             # PostgreSQL rolls back the whole downgrade; SQLite (no transactional DDL) keeps the steps done.
-            expected = "0004" if engine.dialect.name == "postgresql" else "0002"
+            expected = _head(database_url) if engine.dialect.name == "postgresql" else "0002"
             assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == expected
             connection.execute(text("DELETE FROM payment_links WHERE id = :id"), {"id": reservation_id})
 
@@ -128,7 +137,7 @@ def test_downgrading_below_pending_deactivations_waits_until_stripe_switched_the
         with pytest.raises(RuntimeError, match="1 deactivated payment links are still active in Stripe"):
             downgrade_database(database_url, "0002")
         with engine.begin() as connection:
-            expected = "0004" if engine.dialect.name == "postgresql" else "0003"
+            expected = _head(database_url) if engine.dialect.name == "postgresql" else "0003"
             assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == expected
             connection.execute(text("UPDATE payment_links SET stripe_deactivation_pending = false WHERE id = :id"),
                                {"id": old_id})
@@ -178,6 +187,115 @@ def test_links_deactivated_before_0003_are_switched_off_again_by_the_next_backfi
         with engine.connect() as connection:
             pending = dict(connection.execute(text("SELECT id, stripe_deactivation_pending FROM payment_links")).all())
         assert {old_id: bool(pending[old_id]), active_id: bool(pending[active_id])} == {old_id: True, active_id: False}
+    finally:
+        engine.dispose()
+        upgrade_database(database_url)
+
+
+def _audit_sync(connection, tenant_id: int, at, flags: list[dict], action: str = "sync") -> None:  # type: ignore[no-untyped-def]
+    import sqlalchemy as sa
+
+    audit_log = sa.table("audit_log", sa.column("tenant_id", sa.Integer), sa.column("actor", sa.String),
+                         sa.column("role", sa.String), sa.column("action", sa.String), sa.column("summary", sa.Text),
+                         sa.column("details", sa.JSON), sa.column("created_at", sa.DateTime(timezone=True)))
+    connection.execute(sa.insert(audit_log).values(tenant_id=tenant_id, actor="cron", role="admin", action=action,
+                                                   summary="Payment sync", details={"flags": flags}, created_at=at))
+
+
+def test_flags_recorded_in_the_audit_log_before_0006_are_carried_over_once(database_url, session):
+    from datetime import UTC, datetime
+
+    from core.models import FlagKind, PaymentFlag
+    from core.payments.flags import payment_flags
+    from tests.factories import acting
+
+    tenant, other = make_tenant(session), make_tenant(session)
+    product, other_product = make_product(session, tenant), make_product(session, other)
+    link = make_link(session, tenant, make_player(session, tenant, make_parent(session, tenant), first_name="Amy"),
+                     product)
+    other_link = make_link(session, other, make_player(session, other, make_parent(session, other)), other_product)
+    session.commit()
+    ids = {"tenant": tenant.id, "other": other.id, "link": link.id, "other_link": other_link.id,
+               "stripe_id": link.stripe_payment_link_id}
+    session.close()
+    first, later = datetime(2026, 11, 1, 9, 0, tzinfo=UTC), datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    engine = make_engine(database_url)
+    try:
+        downgrade_database(database_url, "0004")
+        with engine.begin() as connection:
+            _audit_sync(connection, ids["tenant"], first, [
+                {"key": "amount_mismatch:cs_1:paid", "kind": "amount_mismatch", "session": "cs_1",
+                 "link_id": ids["link"], "message": "paid $1.00 but the link is for $150.00"},
+                {"key": "duplicate_payment:cs_2:unpaid", "kind": "duplicate_payment", "session": "cs_2",
+                 "link_id": ids["link"], "message": "another checkout (still processing)"},
+                {"key": "bogus:cs_x:paid", "kind": "bogus", "session": "cs_x"},  # not a flag kind: left out
+            ])
+            _audit_sync(connection, ids["tenant"], later, [
+                {"key": "amount_mismatch:cs_1:paid", "kind": "amount_mismatch", "session": "cs_1",
+                 "link_id": ids["link"], "message": "the same flag, seen again by the overlap"},
+                {"key": "duplicate_payment:cs_2:paid", "kind": "duplicate_payment", "session": "cs_2",
+                 "link_id": ids["link"], "message": "another checkout (paid)"},
+                {"key": "unknown_link:cs_3:paid", "kind": "unknown_link", "session": "cs_3", "link_id": None,
+                 "message": "paid through a link this league has no record of"},
+                {"key": "amount_mismatch:cs_4:paid", "kind": "amount_mismatch", "session": "cs_4",
+                 "link_id": ids["other_link"], "message": "names another league's link"},
+            ])
+            _audit_sync(connection, ids["other"], later, [
+                {"key": "amount_mismatch:cs_1:paid", "kind": "amount_mismatch", "session": "cs_1",
+                 "link_id": ids["other_link"], "message": "the other league's own"},
+            ])
+            _audit_sync(connection, ids["tenant"], later, [{"kind": "amount_mismatch", "session": "cs_9"}],
+                        action="export")  # only sync entries hold flags
+
+        upgrade_database(database_url)
+        upgrade_database(database_url)  # at head already: nothing is carried over twice
+
+        with session_factory(engine)() as check:
+            rows = check.scalars(select(PaymentFlag).order_by(PaymentFlag.tenant_id, PaymentFlag.id)).all()
+            carried = {(r.tenant_id, r.checkout_session_id, r.kind, r.processing): (r.payment_link_id, r.detail)
+                       for r in rows}
+            assert len(rows) == len(carried) == 6
+            assert carried == {
+                (ids["tenant"], "cs_1", FlagKind.AMOUNT_MISMATCH, False):
+                    (ids["link"], "paid $1.00 but the link is for $150.00"),  # the earliest entry's
+                (ids["tenant"], "cs_2", FlagKind.DUPLICATE_PAYMENT, True):
+                    (ids["link"], "another checkout (still processing)"),
+                (ids["tenant"], "cs_2", FlagKind.DUPLICATE_PAYMENT, False): (ids["link"], "another checkout (paid)"),
+                (ids["tenant"], "cs_3", FlagKind.UNKNOWN_LINK, False):
+                    (None, "paid through a link this league has no record of"),
+                (ids["tenant"], "cs_4", FlagKind.AMOUNT_MISMATCH, False): (None, "names another league's link"),
+                (ids["other"], "cs_1", FlagKind.AMOUNT_MISMATCH, False): (ids["other_link"], "the other league's own"),
+            }
+            first_row = next(r for r in rows if r.checkout_session_id == "cs_1" and r.tenant_id == ids["tenant"])
+            assert (first_row.created_at, first_row.stripe_payment_link_id) == (first, ids["stripe_id"])
+            listed = payment_flags(check, acting(check.get(Tenant, ids["tenant"])))
+            assert listed[-1].player_name == "Amy Player" and len(listed) == 5
+            assert listed[0].flagged_at == later and listed[-1].flagged_at == first
+    finally:
+        engine.dispose()
+        upgrade_database(database_url)
+
+
+def test_downgrading_below_0006_waits_for_reservations_with_an_attempt_token(database_url, session):
+    from core.payments.links import LinkToReserve, reserve
+    from tests.factories import acting
+
+    tenant = make_tenant(session)
+    product = make_product(session, tenant)
+    player = make_player(session, tenant, make_parent(session, tenant))
+    [reserved] = reserve(session, acting(tenant), [LinkToReserve(player.id, product.id, default_tier(product).id,
+                                                                 None, 15000, "usd")])
+    session.commit()
+    session.close()
+    engine = make_engine(database_url)
+    try:
+        with pytest.raises(RuntimeError, match="1 payment links are still being minted with an attempt token"):
+            downgrade_database(database_url, "0004")
+        with engine.begin() as connection:
+            connection.execute(text("DELETE FROM payment_links WHERE id = :id"), {"id": reserved.link_id})
+        downgrade_database(database_url, "0004")
+        assert "payment_flags" not in inspect(engine).get_table_names()
+        assert "mint_attempt" not in {c["name"] for c in inspect(engine).get_columns("payment_links")}
     finally:
         engine.dispose()
         upgrade_database(database_url)

@@ -11,17 +11,17 @@ from cli.output import shown
 from core.backfill import (
     DEFAULT_CONCURRENCY,
     BackfillPlan,
+    BackfillPreflight,
     BackfillResult,
     ItemOutcome,
     ItemStatus,
+    backfill_preflight,
     commit_backfill,
     describe_totals,
     plan_backfill,
     plan_rows,
     switch_off_rows,
 )
-from core.payments.gateway import StripeNotConfigured
-from core.settings import ConfigurationError, Settings
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -47,17 +47,18 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 def run_backfill(args: argparse.Namespace) -> int:
     with league_command(args) as ctx:
-        if args.commit and not ctx.settings.stripe_configured:
-            raise StripeNotConfigured("mint payment links (the dry run works without it)")
         plan = plan_backfill(ctx.session, ctx.user)
+        ctx.session.close()  # the read is over: nothing is held while Stripe is asked
+        preflight = backfill_preflight(ctx.settings, plan, commit=args.commit)
         if not args.commit:
             _print_plan(plan, heading=f"Backfill plan for {shown(ctx.tenant.name)} ({ctx.tenant.slug}) — dry run, nothing changed")
-            _warn_about_the_thank_you_page(ctx.settings, plan, dry_run=True)
+            _print_preflight(preflight, dry_run=True)
             if plan.has_work:
                 print("Run again with --commit to mint these links." if plan.to_change else
                       "Run again with --commit to switch the old links off in Stripe.")
             return 0
-        _warn_about_the_thank_you_page(ctx.settings, plan, dry_run=False)
+        preflight.raise_for_problems()
+        _print_preflight(preflight, dry_run=False)
         gateway = ctx.services.payment_gateway(action="mint payment links")
         totals = plan.totals
         replacing = f" and replacing {totals.links_to_replace} at a new price" if totals.links_to_replace else ""
@@ -66,29 +67,17 @@ def run_backfill(args: argparse.Namespace) -> int:
         print(f"Minting {totals.links_to_mint} links{replacing} for {shown(ctx.tenant.name)} ({ctx.tenant.slug})...",
               flush=True)
         result = commit_backfill(
-            ctx.session, ctx.user, gateway, plan,
-            progress=_print_progress, success_url=ctx.settings.payment_success_url,
-            concurrency=args.concurrency,
+            ctx.services.sessions, ctx.user, gateway, plan,
+            success_url=ctx.settings.payment_success_url, progress=_print_progress, concurrency=args.concurrency,
         )
         return _report(result)
 
 
-def _warn_about_the_thank_you_page(settings: Settings, plan: BackfillPlan, *, dry_run: bool) -> None:
-    """Say what minting says about PAYMENT_SUCCESS_URL (only minting needs it).
-
-    With a live key and the placeholder, ``--commit`` refuses (so does ``commit_backfill``):
-    the dry run warns that it will.
-    """
-    if not (plan.to_change and settings.stripe_configured):
-        return
-    try:
-        problem = settings.success_url_problem()
-    except ConfigurationError as refusal:
-        if not dry_run:
-            raise
-        problem = f"--commit will refuse: {refusal}"
-    if problem:
-        print(f"warning: {problem}", file=sys.stderr)
+def _print_preflight(preflight: BackfillPreflight, *, dry_run: bool) -> None:
+    """What the preflight says, one warning line each on stderr (a dry run names what ``--commit`` refuses)."""
+    for note in preflight.notes:
+        lead = "--commit will refuse: " if dry_run and note.stops_commit else ""
+        print(f"warning: {lead}{note.message}", file=sys.stderr)
 
 
 def _print_plan(plan: BackfillPlan, *, heading: str) -> None:
@@ -110,7 +99,7 @@ def _table(rows: Sequence[dict[str, str]]) -> str:
     widths = {c: max(len(c), *(len(row[c]) for row in rows)) for c in columns}
 
     def line(values: Sequence[str]) -> str:
-        return "  ".join(v.ljust(widths[c]) for c, v in zip(columns, values)).rstrip()
+        return "  ".join(v.ljust(widths[c]) for c, v in zip(columns, values, strict=True)).rstrip()
 
     return "\n".join([line(columns), line(["-" * widths[c] for c in columns])] + [line(list(row.values())) for row in rows])
 

@@ -10,10 +10,9 @@ from __future__ import annotations
 import argparse
 
 from cli.context import add_tenant_option, league_command
-from core.composition import make_payment_gateway
+from cli.output import shown
 from core.money import format_cents
 from core.payments.sync import SyncResult, sync_payments
-from core.settings import load_settings
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -40,12 +39,12 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 
 def run(args: argparse.Namespace) -> int:
-    # Before the database: without a key there is nothing to do, and the error says why.
-    gateway = make_payment_gateway(load_settings(), action="sync payments")
-    with league_command(args) as ctx:
-        result = sync_payments(ctx.session, ctx.user, gateway, full=args.full)
+    # The gateway before the league: without a key there is nothing to do, and the error says why.
+    with league_command(args, stripe_action="sync payments") as ctx:
+        gateway = ctx.services.payment_gateway(action="sync payments")
+        result = sync_payments(ctx.services.sessions, ctx.user, gateway, full=args.full)
     for flag in result.new_flags:
-        print(f"flagged: {flag.describe()}")
+        print(f"flagged: {shown(flag.describe())}")
     if getattr(args, "verbose", False):
         _print_details(result)
     result.raise_for_errors()
@@ -58,7 +57,7 @@ def _print_details(result: SyncResult) -> None:
             "an unknown amount" if payment.amount_cents is None
             else format_cents(payment.amount_cents, payment.currency)
         )
-        print(f"paid: {payment.player_name} / {payment.product_name}: {amount}")
+        print(f"paid: {shown(payment.player_name)} / {shown(payment.product_name)}: {amount}")
     for link in result.deactivated:
-        print(f"deactivated: {link.player_name} / {link.product_name} ({link.stripe_payment_link_id})")
-    print(result.summary())
+        print(f"deactivated: {shown(link.player_name)} / {shown(link.product_name)} ({link.stripe_payment_link_id})")
+    print(shown(result.summary()))

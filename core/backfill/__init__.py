@@ -17,21 +17,16 @@ second one waits, shown with its reason, until the first is paid or deactivated.
 A price change is a new link and the old one deactivated: when the active default-tier link
 of a pair is at another amount than the product's default tier now (a roster import of a new
 amount makes a new default tier), the plan *replaces* it. The new link is minted first, so
-the family always has a working link; then one transaction deactivates the old row and
-activates the new one, marking the old row ``stripe_deactivation_pending``; then the old link
-is switched off in Stripe and the mark cleared. If Stripe refuses that, or the run stops in
-between, it is reported and every later run tries again until Stripe has switched it off (in
-the meantime payment sync still records and flags a payment made through it). Only links made
-from the default tier are replaced, never an order's, and not while a payment on the link is
-processing (it may yet settle).
+the family always has a working link; then one transaction activates the new row and retires
+the old one, and the old link is switched off in Stripe. If Stripe refuses that, or the run
+stops in between, it is reported and every later run tries again until Stripe has switched it
+off (in the meantime payment sync still records and flags a payment made through it). Only
+links made from the default tier are replaced, never an order's, and not while a payment on
+the link is processing (it may yet settle).
 
-Each link row is *reserved* (status ``minting``, no Stripe id yet) and committed before Stripe
-is asked. Its id goes into the request's idempotency key and the link's metadata
-(``link_id``), so a crash between Stripe's answer and the database write costs nothing: the
-rerun finds the reservation and finishes it. Within a day it sends the same request again
-and Stripe answers with the link it made; Stripe forgets idempotency keys after 24 hours, so
-an older reservation is first looked for among the account's active links by its
-``link_id``, and only minted (with the same key) if Stripe has no such link.
+How a link is minted exactly once (reserved and committed before Stripe is asked, with an
+idempotency key per attempt) and how one is switched off (the database first, then Stripe)
+is written once, in ``core.payments.links``; the commit goes through it for every link.
 
 Monthly products are billed with a one-time Price, and the link saves the card:
 ``payment_intent_data.setup_future_usage=off_session`` with ``customer_creation=always``.
@@ -39,8 +34,9 @@ A recurring Price would turn the link into a subscription checkout, where Stripe
 both of those options and starts charging automatically; the league bills month by month
 from its own records, so it needs the card kept for later, not a Stripe subscription.
 
-The package: ``plan`` (the plan and its values), ``commit`` (minting it), ``result`` (what a
-commit did) and ``presentation`` (the plan as table rows and text).
+The package: ``plan`` (the plan and its values), ``preflight`` (what stops or warns a commit
+before it starts), ``commit`` (minting it), ``result`` (what a commit did) and
+``presentation`` (the plan as table rows and text).
 """
 
 from core.backfill.commit import (
@@ -60,6 +56,13 @@ from core.backfill.plan import (
     PriceSource,
     plan_backfill,
 )
+from core.backfill.preflight import (
+    BackfillNotReady,
+    BackfillPreflight,
+    PreflightKind,
+    PreflightNote,
+    backfill_preflight,
+)
 from core.backfill.presentation import describe_totals, plan_rows, switch_off_rows
 from core.backfill.result import BackfillResult, ItemOutcome, ItemStatus, OldLinkStillActive
 
@@ -68,7 +71,9 @@ __all__ = [
     "IDEMPOTENCY_KEY_MEMORY",
     "RESERVATION_BATCH",
     "BackfillItem",
+    "BackfillNotReady",
     "BackfillPlan",
+    "BackfillPreflight",
     "BackfillResult",
     "ItemOutcome",
     "ItemStatus",
@@ -76,8 +81,11 @@ __all__ = [
     "PendingSwitchOff",
     "PlanAction",
     "PlanTotals",
+    "PreflightKind",
+    "PreflightNote",
     "PriceSource",
     "ProgressCallback",
+    "backfill_preflight",
     "commit_backfill",
     "describe_totals",
     "link_idempotency_key",

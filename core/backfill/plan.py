@@ -30,6 +30,7 @@ from core.models import (
     Tenant,
 )
 from core.money import format_cents
+from core.payments.links import PendingSwitchOff, links_awaiting_switch_off
 
 _TierKey = tuple[int, int, str]  # (product id, amount in cents, currency)
 
@@ -124,6 +125,7 @@ class BackfillPlan:
     tenant_slug: str
     league_key: str  # the league's name at Stripe (``Tenant.league_key``)
     items: tuple[BackfillItem, ...]
+    currency: str  # the league's (``Tenant.currency``)
     signed_players: int = 0
     pending_switch_offs: tuple[PendingSwitchOff, ...] = ()
 
@@ -149,7 +151,7 @@ class BackfillPlan:
         return PlanTotals(
             links_to_mint=len(to_mint),
             amount_to_mint_cents=sum(item.amount_cents for item in to_mint),
-            currency=to_change[0].currency if to_change else "usd",
+            currency=to_change[0].currency if to_change else self.currency,
             prices_to_create=len(needs_price),
             tiers_to_create=len(needs_tier),
             already_linked=actions[PlanAction.ALREADY_LINKED],
@@ -167,18 +169,6 @@ class BackfillPlan:
     def has_work(self) -> bool:
         """Whether committing would ask Stripe for anything: links to mint or replace, old ones to switch off."""
         return bool(self.to_change or self.pending_switch_offs)
-
-
-@dataclass(frozen=True)
-class PendingSwitchOff:
-    """A link deactivated here (replaced at a new price, or minted and not used) that Stripe
-    has not switched off yet: its row is marked ``stripe_deactivation_pending``."""
-
-    link_id: int
-    stripe_payment_link_id: str
-    player_name: str
-    parent_name: str
-    product_name: str
 
 
 def plan_backfill(session: Session, user: ActingUser) -> BackfillPlan:
@@ -226,7 +216,7 @@ def plan_backfill(session: Session, user: ActingUser) -> BackfillPlan:
     required = [p for p in products.values() if p.required and p.active]
     items: list[BackfillItem] = []
     for player, parent in players:
-        planner = _PlayerPlanner(tenant.id, player, parent, links)
+        planner = _PlayerPlanner(tenant, player, parent, links)
         ordered_products = {order.product_id for order in orders[player.id]}
         for product in required:
             if product.id not in ordered_products:
@@ -236,26 +226,9 @@ def plan_backfill(session: Session, user: ActingUser) -> BackfillPlan:
                 items.append(planner.order_item(products[order.product_id], order))
     return BackfillPlan(
         tenant_id=tenant.id, tenant_slug=tenant.slug, league_key=tenant.league_key, items=tuple(items),
+        currency=tenant.currency,
         signed_players=len(players),
-        pending_switch_offs=_pending_switch_offs(session, tenant.id),
-    )
-
-
-def _pending_switch_offs(session: Session, tenant_id: int) -> tuple[PendingSwitchOff, ...]:
-    """The league's links deactivated here that Stripe has not switched off yet (one query)."""
-    rows = session.execute(
-        select(PaymentLink.id, PaymentLink.stripe_payment_link_id, Player.first_name, Player.last_name,
-               Parent.name, Product.name)
-        .join(Player, Player.id == PaymentLink.player_id)
-        .join(Parent, Parent.id == Player.parent_id)
-        .join(Product, Product.id == PaymentLink.product_id)
-        .where(PaymentLink.tenant_id == tenant_id, PaymentLink.stripe_deactivation_pending.is_(True),
-               PaymentLink.stripe_payment_link_id.is_not(None))
-        .order_by(PaymentLink.id)
-    ).all()
-    return tuple(
-        PendingSwitchOff(link_id, stripe_id, f"{first} {last}", parent_name, product_name)
-        for link_id, stripe_id, first, last, parent_name, product_name in rows
+        pending_switch_offs=links_awaiting_switch_off(session, user),
     )
 
 
@@ -299,8 +272,9 @@ class _LinkIndex:
 class _PlayerPlanner:
     """Decides each item of one player; remembers pairs already planned for this player."""
 
-    def __init__(self, tenant_id: int, player: Player, parent: Parent, links: _LinkIndex) -> None:
-        self.tenant_id = tenant_id
+    def __init__(self, tenant: Tenant, player: Player, parent: Parent, links: _LinkIndex) -> None:
+        self.tenant_id = tenant.id
+        self.currency = tenant.currency
         self.player = player
         self.parent = parent
         self.links = links
@@ -327,7 +301,7 @@ class _PlayerPlanner:
         if pair in self.links.paid:
             return self._existing(product, self.links.paid[pair], PlanAction.ALREADY_PAID, "already paid")
         if tier is None:
-            return self._item(product, 0, "usd", PlanAction.BLOCKED,
+            return self._item(product, 0, self.currency, PlanAction.BLOCKED,
                               f"{product.name} has no default price: set one, then run the backfill again")
         return self._to_mint(product, tier.amount_cents, tier.currency, tier, order_id=None)
 

@@ -5,10 +5,9 @@ sync: a sync that fails or does not finish refuses the send (``PaymentsNotSynced
 sending on old payment data would remind families who already paid. When Stripe is not
 configured there is nothing to sync, and the note says so.
 
-``sync_payments`` commits as it goes (durable per link), so it runs here in a session of its
-own, opened from the engine or session factory it is given and closed before the campaign is
-built: its commits never touch the caller's transaction or the league lock a campaign start
-holds.
+``sync_payments`` commits as it goes (durable per link), in units of work it opens from the
+engine or session factory it is given: its commits never touch the caller's transaction or
+the league lock a campaign start holds.
 """
 
 from __future__ import annotations
@@ -17,19 +16,17 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy.orm import Session
-
 from core.access.permissions import ActingUser, Permission, require
 from core.composition import make_payment_gateway
-from core.email.outbox import Sessions, open_session
+from core.email.outbox import Sessions
 from core.errors import BillingError, PermissionDenied
 from core.payments.sync import SyncResult, sync_payments
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Syncs the league's payments in the session it is given (and commits there).
-PaymentSync = Callable[[Session, ActingUser], SyncResult]
+# Syncs the league's payments in units of work of its own from the sessions it is given.
+PaymentSync = Callable[[Sessions, ActingUser], SyncResult]
 
 
 class PaymentsNotSynced(BillingError):
@@ -55,7 +52,7 @@ def sync_payments_first(
 
     Stripe not configured: nothing is synced and the note says so. Stripe configured: the
     sync (``core.payments.sync.sync_payments`` with the configured gateway, or ``sync``) runs
-    in its own session from ``sessions`` (an engine or a session factory) and commits there;
+    in units of work of its own from ``sessions`` (an engine or a session factory);
     if it raises or does not complete, ``PaymentsNotSynced`` is raised and the caller must
     not send. What the sync did record is kept either way.
     """
@@ -64,8 +61,7 @@ def sync_payments_first(
         return PresendSync(False, "Payments were not synced first: Stripe is not configured.")
     run = sync or _stripe_sync(settings)
     try:
-        with open_session(sessions) as session:
-            result = run(session, user)
+        result = run(sessions, user)
         result.raise_for_errors()
     except PermissionDenied:
         raise
@@ -79,8 +75,8 @@ def sync_payments_first(
 
 
 def _stripe_sync(settings: Settings) -> PaymentSync:
-    def run(session: Session, user: ActingUser) -> SyncResult:
+    def run(sessions: Sessions, user: ActingUser) -> SyncResult:
         gateway = make_payment_gateway(settings, action="sync payments before sending")
-        return sync_payments(session, user, gateway)
+        return sync_payments(sessions, user, gateway)
 
     return run

@@ -18,34 +18,12 @@ The rules:
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from core.models import LinkStatus
+from core.models import FlagKind, LinkStatus
 from core.money import format_cents
 from core.payments.gateway import CompletedCheckout
-
-
-class FlagKind(str, enum.Enum):
-    """Why a payment needs a person to look at it."""
-
-    AMOUNT_MISMATCH = "amount_mismatch"
-    DUPLICATE_PAYMENT = "duplicate_payment"
-    PAID_AFTER_DEACTIVATION = "paid_after_deactivation"
-    UNKNOWN_LINK = "unknown_link"
-
-    @property
-    def label(self) -> str:
-        return _FLAG_LABELS[self]
-
-
-_FLAG_LABELS = {
-    FlagKind.AMOUNT_MISMATCH: "paid a different amount",
-    FlagKind.DUPLICATE_PAYMENT: "paid more than once",
-    FlagKind.PAID_AFTER_DEACTIVATION: "paid on a deactivated link",
-    FlagKind.UNKNOWN_LINK: "payment for a link we do not know",
-}
 
 
 @dataclass(frozen=True)
@@ -105,13 +83,13 @@ def reconcile_link(
         if link.status is LinkStatus.DEACTIVATED:
             flags.append(FlagNote(
                 FlagKind.PAID_AFTER_DEACTIVATION, winner,
-                f"paid {_paid(winner)} on a link that had been deactivated; recorded as paid, "
+                f"paid {_paid(link, winner)} on a link that had been deactivated; recorded as paid, "
                 f"check whether another link for the same item is still open or a refund is due",
             ))
         if mismatch:
             flags.append(FlagNote(
                 FlagKind.AMOUNT_MISMATCH, winner,
-                f"paid {_paid(winner)} but the link is for {format_cents(link.amount_cents, link.currency)}; "
+                f"paid {_paid(link, winner)} but the link is for {format_cents(link.amount_cents, link.currency)}; "
                 f"recorded as paid",
             ))
         flags.extend(_duplicate(link, c) for c in paid[1:] + pending)
@@ -131,10 +109,10 @@ def _amount_differs(link: LinkState, checkout: CompletedCheckout) -> bool:
     return checkout.amount_total != link.amount_cents or currency != link.currency.lower()
 
 
-def _paid(checkout: CompletedCheckout) -> str:
+def _paid(link: LinkState, checkout: CompletedCheckout) -> str:
     if checkout.amount_total is None:
         return "an amount Stripe did not report"
-    return format_cents(checkout.amount_total, checkout.currency or "usd")
+    return format_cents(checkout.amount_total, checkout.currency or link.currency)
 
 
 def _duplicate(link: LinkState, checkout: CompletedCheckout) -> FlagNote:
@@ -142,6 +120,6 @@ def _duplicate(link: LinkState, checkout: CompletedCheckout) -> FlagNote:
     limit = " although the link accepts one payment only" if link.single_payment else ""
     return FlagNote(
         FlagKind.DUPLICATE_PAYMENT, checkout,
-        f"another checkout ({state}, {_paid(checkout)}) on a link that is already paid{limit}; "
+        f"another checkout ({state}, {_paid(link, checkout)}) on a link that is already paid{limit}; "
         f"not recorded, check whether a refund is due",
     )

@@ -25,8 +25,10 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, TypeVar
 
+import requests
 import stripe
 
 from core.errors import PaymentProviderError
@@ -196,11 +198,7 @@ class StripeGateway(PaymentGateway):
         if active is not None:
             params["active"] = active
         while True:
-            page_params = dict(params)
-            page = self._call(
-                "list payment links",
-                lambda: self._client.v1.payment_links.list(page_params),  # type: ignore[arg-type]
-            )
+            page = self._call("list payment links", partial(self._client.v1.payment_links.list, params.copy()))
             for link in page.data:
                 yield _minted_link(link)
             if not page.has_more or not page.data:
@@ -219,11 +217,7 @@ class StripeGateway(PaymentGateway):
         if created_since is not None:
             params["created"] = {"gte": int(created_since.timestamp())}
         while True:
-            page_params = dict(params)
-            page = self._call(
-                "list checkout sessions",
-                lambda: self._client.v1.checkout.sessions.list(page_params),  # type: ignore[arg-type]
-            )
+            page = self._call("list checkout sessions", partial(self._client.v1.checkout.sessions.list, params.copy()))
             for session in page.data:
                 yield _completed_checkout(session)
             if not page.has_more or not page.data:
@@ -317,10 +311,25 @@ def _retryable(exc: stripe.StripeError) -> bool:
 
 def _one_line_reason(exc: stripe.StripeError) -> str:
     """The SDK's message as one line. Connection errors carry a multi-line support notice and
-    a urllib3 traceback in text; the operator needs only that Stripe could not be reached."""
+    a urllib3 traceback in text; the operator needs only whether Stripe could not be reached
+    or did not answer in time (which may mean it did the work: a rerun finds out)."""
     if isinstance(exc, stripe.APIConnectionError):
+        if _answer_timed_out(exc):
+            return "Stripe did not answer in time (it may still have done what was asked; running again finds out)"
         return "could not connect to Stripe (check STRIPE_API_BASE and the network)"
     return " ".join((exc.user_message or type(exc).__name__).split())
+
+
+def _answer_timed_out(exc: stripe.APIConnectionError) -> bool:
+    """The request reached Stripe but no answer came in time.
+
+    The SDK raises ``APIConnectionError`` for both, from the exception of its HTTP client
+    (``stripe.RequestsClient``, built on ``requests``): a read timeout is ``requests``'
+    ``Timeout`` but not its ``ConnectTimeout``, which is a connection that was never made.
+    """
+    cause = exc.__cause__
+    return isinstance(cause, requests.exceptions.Timeout) and not isinstance(
+        cause, requests.exceptions.ConnectTimeout)
 
 
 def _provider_error(action: str, exc: stripe.StripeError, *, retryable: bool) -> PaymentProviderError:

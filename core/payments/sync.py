@@ -19,7 +19,13 @@ in flight under the gateway's pacer): for the first sync of a league or an audit
 Durable per item: each link's change is committed as soon as it is recorded, so a sync
 that fails half-way keeps what it recorded. The league's ``payments_synced_at`` advances
 only after a complete pass, so a rerun covers the same window again and changes nothing
-that is already recorded. This function therefore commits the caller's session.
+that is already recorded. So ``sync_payments`` takes a session factory and opens its own
+units of work; no transaction is held while Stripe is asked.
+
+A link's status changes only through ``core.payments.links`` (``mark_paid``; the links of
+withdrawn players are retired there and switched off in Stripe, the database first). A payment
+that needs a look is recorded in ``payment_flags`` the first time a sync sees it
+(``core.payments.flags``) and reported as new only then.
 """
 
 from __future__ import annotations
@@ -30,17 +36,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Engine, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.access.permissions import ActingUser, Permission, require
 from core.audit import record_action
+from core.db import Sessions, as_sessions, unit_of_work
 from core.errors import BillingError, PaymentProviderError
 from core.models import (
-    AuditEntry,
+    DEFAULT_CURRENCY,
+    FlagKind,
     LinkStatus,
-    Order,
-    OrderStatus,
     PaymentLink,
     Player,
     PlayerStatus,
@@ -50,9 +56,11 @@ from core.models import (
     utcnow,
 )
 from core.money import format_cents
+from core.payments import links
+from core.payments.flags import SyncFlag, record_flag
 from core.payments.gateway import CompletedCheckout, PaymentGateway, names_league
 from core.payments.provider_calls import run_concurrently
-from core.payments.reconciliation import FlagKind, FlagNote, LinkDecision, LinkState, reconcile_link
+from core.payments.reconciliation import FlagNote, LinkDecision, LinkState, reconcile_link
 from core.reporting.balances import outstanding_balances, summarise
 
 __all__ = [
@@ -115,33 +123,12 @@ class RecordedPayment:
 
 @dataclass(frozen=True)
 class DeactivatedLink:
-    """A link of a withdrawn player this sync deactivated, in Stripe and here."""
+    """A link of a withdrawn player this sync switched off in Stripe (retired here first)."""
 
     link_id: int
     player_name: str
     product_name: str
     stripe_payment_link_id: str
-
-
-@dataclass(frozen=True)
-class SyncFlag:
-    """A payment a person should look at. ``new`` is False when an earlier sync reported it."""
-
-    kind: FlagKind
-    checkout_session_id: str
-    stripe_payment_link_id: str | None
-    link_id: int | None
-    player_name: str | None
-    product_name: str | None
-    message: str
-    payment_status: str = "paid"
-    new: bool = True
-
-    def describe(self) -> str:
-        who = f"{self.player_name} / {self.product_name}" if self.player_name else (
-            f"payment link {self.stripe_payment_link_id}" if self.stripe_payment_link_id else "no payment link"
-        )
-        return f"{self.kind.label}: {who}: {self.message} (Checkout Session {self.checkout_session_id})"
 
 
 @dataclass
@@ -162,7 +149,7 @@ class SyncResult:
     still_owed_count: int = 0
     still_owed_cents: int = 0
     processing_count: int = 0
-    currency: str = "usd"
+    currency: str = DEFAULT_CURRENCY  # the league's (``Tenant.currency``), set when the sync starts
 
     @property
     def ok(self) -> bool:
@@ -209,7 +196,7 @@ ProgressCallback = Callable[[SyncProgress], None]
 
 
 def sync_payments(
-    session: Session,
+    sessions: Engine | Sessions,
     user: ActingUser,
     gateway: PaymentGateway,
     *,
@@ -218,18 +205,20 @@ def sync_payments(
     overlap: timedelta = DEFAULT_OVERLAP,
     concurrency: int = DEFAULT_CONCURRENCY,
 ) -> SyncResult:
-    """Mark links paid from Stripe's completed Checkout Sessions; deactivate withdrawn players' links.
+    """Mark links paid from Stripe's completed Checkout Sessions; switch off withdrawn players' links.
 
-    Commits as it goes (durable per item, see the module docstring): every link it marks
-    paid, processing or deactivated is committed on its own, the league's
-    ``payments_synced_at`` advances only after a complete pass, and an audit row records
-    the run. Stripe failures do not raise: they are in ``result.errors`` (call
-    ``result.raise_for_errors()`` to stop on them) and a rerun completes the work.
-    Needs ``Permission.SYNC_PAYMENTS`` (treasurer, admin).
+    **Opens its own units of work from ``sessions`` (an engine or a session factory) and
+    commits as it goes** (durable per item, see the module docstring): every link it marks
+    paid or processing is committed on its own; withdrawn players' links are retired and
+    committed before Stripe is asked to switch them off; the league's ``payments_synced_at``
+    advances only after a complete pass, and an audit row records the run. Stripe failures do
+    not raise: they are in ``result.errors`` (call ``result.raise_for_errors()`` to stop on
+    them) and a rerun completes the work. Needs ``Permission.SYNC_PAYMENTS`` (treasurer, admin).
     """
     require(user, Permission.SYNC_PAYMENTS)
     return _PaymentSync(
-        session, user, gateway, full=full, progress=progress, overlap=overlap, concurrency=concurrency
+        as_sessions(sessions), user, gateway, full=full, progress=progress, overlap=overlap,
+        concurrency=concurrency,
     ).run()
 
 
@@ -247,7 +236,7 @@ class _LinkRef:
 class _PaymentSync:
     def __init__(
         self,
-        session: Session,
+        sessions: Sessions,
         user: ActingUser,
         gateway: PaymentGateway,
         *,
@@ -256,15 +245,16 @@ class _PaymentSync:
         overlap: timedelta,
         concurrency: int,
     ) -> None:
-        self.session = session
+        self.sessions = sessions
         self.user = user
         self.gateway = gateway
         self.overlap = overlap
         self.concurrency = max(1, concurrency)
         self._progress = progress
-        self.league_key = session.get_one(Tenant, user.tenant_id).league_key
-        self.result = SyncResult(full=full, started_at=utcnow())
-        self._reported = self._flags_reported_since(self.result.started_at - overlap)
+        with unit_of_work(sessions) as session:
+            tenant = session.get_one(Tenant, user.tenant_id)
+            self.league_key, currency = tenant.league_key, tenant.currency
+        self.result = SyncResult(full=full, started_at=utcnow(), currency=currency)
 
     def run(self) -> SyncResult:
         if self.result.full:
@@ -272,7 +262,7 @@ class _PaymentSync:
         else:
             self._list_window()
             self._check_each_link(self._processing_links(), phase="Checking processing payments")
-        self._deactivate_withdrawn()
+        self._switch_off_withdrawn()
         self._finish()
         return self.result
 
@@ -306,15 +296,14 @@ class _PaymentSync:
             self._report("Recording payments", done, len(ordered))
 
     def _window_start(self) -> datetime | None:
-        tenant = self.session.get(Tenant, self.user.tenant_id)
-        assert tenant is not None
-        mark = tenant.payments_synced_at
-        if mark is None:  # never synced: every session since the league's first link
-            mark = self.session.scalar(
-                select(func.min(PaymentLink.created_at)).where(PaymentLink.tenant_id == self.user.tenant_id)
-            )
-            if mark is None:
-                return None
+        with unit_of_work(self.sessions) as session:
+            mark = session.get_one(Tenant, self.user.tenant_id).payments_synced_at
+            if mark is None:  # never synced: every session since the league's first link
+                mark = session.scalar(
+                    select(func.min(PaymentLink.created_at)).where(PaymentLink.tenant_id == self.user.tenant_id)
+                )
+        if mark is None:
+            return None
         return mark - self.overlap
 
     def _match(
@@ -327,20 +316,22 @@ class _PaymentSync:
         if not batch:
             return
         stripe_ids = sorted({c.payment_link_id for c in batch if c.payment_link_id})
-        known = {ref.stripe_id: ref for ref in self._link_refs(PaymentLink.stripe_payment_link_id.in_(stripe_ids))}
-        for checkout in batch:
-            ref = known.get(checkout.payment_link_id or "")
-            if ref is not None:
-                refs[ref.id] = ref
-                matched[ref.id].append(checkout)
-            elif self._claims_our_league(checkout):
-                self._flag(
-                    FlagNote(FlagKind.UNKNOWN_LINK, checkout,
-                             f"{_amount(checkout)} paid through a link this league has no record of"),
-                    None,
-                )
-            else:
-                self.result.sessions_not_ours += 1  # another league's or another sale on the account
+        flags: list[SyncFlag] = []
+        with unit_of_work(self.sessions) as session:
+            known = {ref.stripe_id: ref for ref in
+                     self._link_refs(session, PaymentLink.stripe_payment_link_id.in_(stripe_ids))}
+            for checkout in batch:
+                ref = known.get(checkout.payment_link_id or "")
+                if ref is not None:
+                    refs[ref.id] = ref
+                    matched[ref.id].append(checkout)
+                elif self._claims_our_league(checkout):
+                    note = FlagNote(FlagKind.UNKNOWN_LINK, checkout,
+                                    f"{self._amount(checkout)} paid through a link this league has no record of")
+                    flags.append(self._flag(session, note, None))
+                else:
+                    self.result.sessions_not_ours += 1  # another league's or another sale on the account
+        self.result.flags.extend(flags)
 
     def _claims_our_league(self, checkout: CompletedCheckout) -> bool:
         # The backfill puts the league on every link's metadata, and Checkout copies it.
@@ -349,17 +340,19 @@ class _PaymentSync:
     # -- per-link checks: a full pass, or the links still processing --------------------------
 
     def _links_to_check(self) -> list[_LinkRef]:
-        return self._link_refs(or_(PaymentLink.status == LinkStatus.ACTIVE, self._still_processing()))
+        with unit_of_work(self.sessions) as session:
+            return self._link_refs(session, or_(PaymentLink.status == LinkStatus.ACTIVE, self._still_processing()))
 
     def _processing_links(self) -> list[_LinkRef]:
-        return self._link_refs(self._still_processing())
+        with unit_of_work(self.sessions) as session:
+            return self._link_refs(session, self._still_processing())
 
     @staticmethod
     def _still_processing():  # type: ignore[no-untyped-def]
         return (PaymentLink.processing.is_(True)) & (PaymentLink.status != LinkStatus.PAID)
 
-    def _check_each_link(self, links: Sequence[_LinkRef], *, phase: str) -> None:
-        if not links:
+    def _check_each_link(self, refs: Sequence[_LinkRef], *, phase: str) -> None:
+        if not refs:
             return
         done = 0
 
@@ -377,132 +370,115 @@ class _PaymentSync:
                 self.result.links_checked += 1
                 self.result.sessions_seen += len(checkouts)
                 self._record(ref, checkouts, complete_history=True)
-            self._report(phase, done, len(links))
+            self._report(phase, done, len(refs))
 
         run_concurrently(
-            ((ref, fetch(ref)) for ref in links),
+            ((ref, fetch(ref)) for ref in refs),
             concurrency=self.concurrency,
             on_done=record,
             should_stop=self._too_many_errors,
             thread_name_prefix="payment-sync",
         )
-        if done < len(links):
-            self._error(f"stopped after {MAX_ERRORS} errors; {len(links) - done} links were not checked")
+        if done < len(refs):
+            self._error(f"stopped after {MAX_ERRORS} errors; {len(refs) - done} links were not checked")
 
     # -- recording one link --------------------------------------------------------------------
 
     def _record(self, ref: _LinkRef, checkouts: Sequence[CompletedCheckout], *, complete_history: bool) -> None:
         """Apply what the sessions mean to one link and commit it (durable per item)."""
         decision = reconcile_link(ref.state, checkouts, complete_history=complete_history)
-        if decision.changes_link:
-            # Decide again on the locked, current row: the read may be minutes old in a full
-            # pass, and another sync may have recorded the payment meanwhile.
-            link = self._locked_link(ref.id)
-            current = replace(ref.state, status=link.status, checkout_session_id=link.checkout_session_id,
-                              processing=bool(link.processing))
-            decision = reconcile_link(current, checkouts, complete_history=complete_history)
-            self._apply(link, ref, decision)
-            self.session.commit()
-        # Sessions already recorded (the overlap reads them again) cost no write at all.
-        for note in decision.flags:
-            self._flag(note, ref)
+        if not decision.changes_link and not decision.flags:
+            return  # sessions already recorded (the overlap reads them again) cost no write at all
+        paid: RecordedPayment | None = None
+        flags: list[SyncFlag] = []
+        with unit_of_work(self.sessions) as session:
+            if decision.changes_link:
+                # Decide again on the locked, current row: the read may be minutes old in a full
+                # pass, and another sync may have recorded the payment meanwhile. Locked, a
+                # concurrent sync (cron and the dashboard) waits here and then sees what the
+                # first one recorded, so it records nothing twice.
+                link = links.locked_link(session, self.user, ref.id)
+                assert link is not None  # links are never deleted once minted
+                current = replace(ref.state, status=link.status, checkout_session_id=link.checkout_session_id,
+                                  processing=bool(link.processing))
+                decision = reconcile_link(current, checkouts, complete_history=complete_history)
+                paid = self._apply(session, link, ref, decision)
+            flags = [self._flag(session, note, ref) for note in decision.flags]
+        if paid is not None:
+            self.result.paid.append(paid)
+        self.result.flags.extend(flags)
 
-    def _apply(self, link: PaymentLink, ref: _LinkRef, decision: LinkDecision) -> None:
+    def _apply(self, session: Session, link: PaymentLink, ref: _LinkRef,
+               decision: LinkDecision) -> RecordedPayment | None:
         if decision.processing is not None:
-            link.processing = decision.processing
+            links.set_processing(link, decision.processing)
         winner = decision.pay_with
         if winner is None:
-            return
-        link.status = LinkStatus.PAID
-        link.paid_at = winner.created
-        link.paid_amount_cents = winner.amount_total
-        link.checkout_session_id = winner.id
-        link.amount_mismatch = decision.amount_mismatch
-        if link.order_id is not None:
-            order = self.session.scalars(
-                select(Order).where(Order.id == link.order_id, Order.tenant_id == self.user.tenant_id)
-                .with_for_update()
-            ).one_or_none()
-            if order is not None and order.status is OrderStatus.PENDING:
-                order.status = OrderStatus.PAID
-        self.result.paid.append(RecordedPayment(
+            return None
+        links.mark_paid(session, self.user, link, winner, amount_mismatch=decision.amount_mismatch)
+        return RecordedPayment(
             link_id=link.id, player_name=ref.player_name, product_name=ref.product_name,
             amount_cents=winner.amount_total, currency=(winner.currency or link.currency).lower(),
             paid_at=winner.created, checkout_session_id=winner.id, amount_mismatch=decision.amount_mismatch,
-        ))
-
-    def _locked_link(self, link_id: int) -> PaymentLink:
-        # Locked and re-read: a concurrent sync (cron and the dashboard) waits here and then
-        # sees what the first one recorded, so it records nothing twice.
-        return self.session.scalars(
-            select(PaymentLink)
-            .where(PaymentLink.id == link_id, PaymentLink.tenant_id == self.user.tenant_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        ).one()
+        )
 
     # -- withdrawn players ------------------------------------------------------------------
 
-    def _deactivate_withdrawn(self) -> None:
-        links = self._link_refs(
-            (PaymentLink.status == LinkStatus.ACTIVE) & (Player.status == PlayerStatus.WITHDRAWN)
-        )
-        if not links or self._too_many_errors():
+    def _switch_off_withdrawn(self) -> None:
+        """Withdrawn players' links: retired here (committed) first, then switched off in Stripe.
+
+        Also asks again for those an earlier sync retired but Stripe did not switch off.
+        """
+        if self._too_many_errors():
             return
-        done = 0
-
-        def deactivate(ref: _LinkRef) -> Callable[[], object]:
-            return lambda: self.gateway.deactivate_payment_link(ref.stripe_id)
-
-        def record(ref: _LinkRef, _: object, error: PaymentProviderError | None) -> None:
-            nonlocal done
-            done += 1
-            if error is not None:
-                self._error(f"deactivating {ref.player_name} / {ref.product_name} ({ref.stripe_id}): {error}")
+        with unit_of_work(self.sessions) as session:
+            for ref in self._link_refs(
+                session, (PaymentLink.status == LinkStatus.ACTIVE) & (Player.status == PlayerStatus.WITHDRAWN)
+            ):
+                links.retire(session, self.user, ref.id)  # paid meanwhile: stays paid
+        with unit_of_work(self.sessions) as session:
+            waiting = links.links_awaiting_switch_off(session, self.user, withdrawn_players_only=True)
+        if not waiting:
+            return
+        phase = "Deactivating links of withdrawn players"
+        self._report(phase, 0, len(waiting))
+        switch_offs: links.SwitchOffs[links.PendingSwitchOff] = links.SwitchOffs(
+            self.sessions, self.user, self.gateway, concurrency=self.concurrency)
+        with switch_offs:
+            for link in waiting:
+                switch_offs.ask(link)
+        for outcome in switch_offs.outcomes:
+            link = outcome.link
+            if outcome.error is not None:
+                self._error(f"deactivating {link.player_name} / {link.product_name} "
+                            f"({link.stripe_payment_link_id}): {outcome.error}")
             else:
-                link = self._locked_link(ref.id)
-                if link.status is LinkStatus.ACTIVE:
-                    link.status = LinkStatus.DEACTIVATED
-                    link.deactivated_at = utcnow()
-                    self.session.commit()
-                    self.result.deactivated.append(
-                        DeactivatedLink(ref.id, ref.player_name, ref.product_name, ref.stripe_id)
-                    )
-                else:
-                    self.session.commit()  # paid meanwhile: keep what was recorded
-            self._report("Deactivating links of withdrawn players", done, len(links))
-
-        run_concurrently(
-            ((ref, deactivate(ref)) for ref in links),
-            concurrency=self.concurrency,
-            on_done=record,
-            should_stop=self._too_many_errors,
-            thread_name_prefix="payment-sync",
-        )
-        if done < len(links):
-            self._error(f"stopped after {MAX_ERRORS} errors; {len(links) - done} links were not deactivated")
+                self.result.deactivated.append(DeactivatedLink(
+                    link.link_id, link.player_name, link.product_name, link.stripe_payment_link_id))
+        self._report(phase, len(waiting), len(waiting))
 
     # -- the end of a pass -------------------------------------------------------------------
 
     def _finish(self) -> None:
         result = self.result
-        if not result.errors:
-            self._advance_mark(result.started_at)
-            result.synced_at = result.started_at
-        # The one balances implementation answers "still owed", as on the Balances page.
-        balances = outstanding_balances(self.session, self.user)
-        summary = summarise(balances)
-        result.still_owed_count = summary.line_items
-        result.still_owed_cents = summary.total_cents
-        result.currency = summary.currency
-        result.processing_count = sum(item.processing for balance in balances for item in balance.items)
-        record_action(self.session, self.user, "sync", result.summary(), details=_audit_details(result))
-        self.session.commit()
+        with unit_of_work(self.sessions) as session:
+            if not result.errors:
+                self._advance_mark(session, result.started_at)
+                result.synced_at = result.started_at
+            # The one balances implementation answers "still owed", as on the Balances page.
+            balances = outstanding_balances(session, self.user)
+            summary = summarise(balances)
+            result.still_owed_count = summary.line_items
+            result.still_owed_cents = summary.total_cents
+            if summary.line_items:
+                result.currency = summary.currency
+            result.processing_count = sum(item.processing for balance in balances for item in balance.items)
+            record_action(session, self.user, "sync", result.summary(), details=_audit_details(result))
         log.info("%s", result.summary())
 
-    def _advance_mark(self, started_at: datetime) -> None:
+    def _advance_mark(self, session: Session, started_at: datetime) -> None:
         # Only forward: a slower sync that started earlier must not move it back.
-        self.session.execute(
+        session.execute(
             update(Tenant)
             .where(
                 Tenant.id == self.user.tenant_id,
@@ -511,14 +487,11 @@ class _PaymentSync:
             .values(payments_synced_at=started_at)
             .execution_options(synchronize_session=False)
         )
-        tenant = self.session.get(Tenant, self.user.tenant_id)
-        if tenant is not None:
-            self.session.refresh(tenant, ["payments_synced_at"])
 
     # -- helpers --------------------------------------------------------------------------------
 
-    def _link_refs(self, condition) -> list[_LinkRef]:  # type: ignore[no-untyped-def]
-        rows = self.session.execute(
+    def _link_refs(self, session: Session, condition) -> list[_LinkRef]:  # type: ignore[no-untyped-def]
+        rows = session.execute(
             select(PaymentLink.id, PaymentLink.stripe_payment_link_id, Player.first_name, Player.last_name,
                    Product.name, Product.kind, PaymentLink.status, PaymentLink.amount_cents, PaymentLink.currency,
                    PaymentLink.checkout_session_id, PaymentLink.processing)
@@ -536,30 +509,16 @@ class _PaymentSync:
                  processing) in rows
         ]
 
-    def _flag(self, note: FlagNote, ref: _LinkRef | None) -> None:
-        key = _flag_key(note.kind.value, note.checkout.id, note.checkout.payment_status)
-        self.result.flags.append(SyncFlag(
-            kind=note.kind,
-            checkout_session_id=note.checkout.id,
-            stripe_payment_link_id=note.checkout.payment_link_id,
-            link_id=ref.id if ref else None,
-            player_name=ref.player_name if ref else None,
-            product_name=ref.product_name if ref else None,
-            message=note.message,
-            payment_status=note.checkout.payment_status,
-            new=key not in self._reported,
-        ))
-
-    def _flags_reported_since(self, since: datetime) -> set[str]:
-        """Flags earlier syncs already reported (the overlap sees the same sessions again)."""
-        rows = self.session.scalars(
-            select(AuditEntry.details).where(
-                AuditEntry.tenant_id == self.user.tenant_id,
-                AuditEntry.action == "sync",
-                AuditEntry.created_at >= since,
-            )
+    def _flag(self, session: Session, note: FlagNote, ref: _LinkRef | None) -> SyncFlag:
+        return record_flag(
+            session, self.user, note.kind, note.checkout, note.message, link_id=ref.id if ref else None,
+            player_name=ref.player_name if ref else None, product_name=ref.product_name if ref else None,
         )
-        return {flag.get("key", "") for details in rows for flag in (details or {}).get("flags", [])}
+
+    def _amount(self, checkout: CompletedCheckout) -> str:
+        if checkout.amount_total is None:
+            return "an unknown amount"
+        return format_cents(checkout.amount_total, checkout.currency or self.result.currency)
 
     def _error(self, message: str) -> None:
         # info, not warning: the result carries every error to whoever ran the sync (one line
@@ -575,17 +534,8 @@ class _PaymentSync:
             self._progress(SyncProgress(phase, done, total))
 
 
-def _amount(checkout: CompletedCheckout) -> str:
-    if checkout.amount_total is None:
-        return "an unknown amount"
-    return format_cents(checkout.amount_total, checkout.currency or "usd")
-
-
-def _flag_key(kind: str, session_id: str, payment_status: str) -> str:
-    return f"{kind}:{session_id}:{payment_status}"
-
-
 def _audit_details(result: SyncResult) -> dict[str, object]:
+    """What the audit entry shows of a run (written for people; nothing reads it back)."""
     return {
         "full": result.full,
         "complete": result.ok,
@@ -600,11 +550,12 @@ def _audit_details(result: SyncResult) -> dict[str, object]:
         "deactivated": len(result.deactivated),
         "flags": [
             {
-                "key": _flag_key(flag.kind.value, flag.checkout_session_id, flag.payment_status),
+                "key": f"{flag.kind.value}:{flag.checkout_session_id}:{'unpaid' if flag.processing else 'paid'}",
                 "kind": flag.kind.value,
                 "session": flag.checkout_session_id,
                 "link_id": flag.link_id,
                 "message": flag.message,
+                "new": flag.new,
             }
             for flag in result.flags[:_AUDITED_FLAGS]
         ],

@@ -10,19 +10,20 @@ import streamlit as st
 from core.access.permissions import ActingUser, Permission, require
 from core.backfill import (
     BackfillPlan,
+    BackfillPreflight,
     BackfillResult,
     ItemOutcome,
     PlanAction,
+    PreflightKind,
+    backfill_preflight,
     commit_backfill,
     describe_totals,
     plan_backfill,
     plan_rows,
     switch_off_rows,
 )
-from core.composition import make_payment_gateway
 from core.money import format_cents
-from core.settings import ConfigurationError
-from dashboard.state import data_changed, require_user, session_scope, settings
+from dashboard.state import data_changed, require_user, services, session_scope, settings
 from dashboard.text import plain
 
 RESULT_KEY = "backfill_last_result"
@@ -69,32 +70,22 @@ def _plan_table(plan: BackfillPlan) -> None:
     st.dataframe(frame, hide_index=True, width="stretch", key="backfill_plan_table")
 
 
-def _thank_you_page_check(plan: BackfillPlan) -> bool:
-    """Say now what minting would say about PAYMENT_SUCCESS_URL; False when it would refuse."""
-    current = settings()
-    if not (current.stripe_configured and plan.to_change):
-        return True
-    try:
-        url_problem = current.success_url_problem()
-    except ConfigurationError as refusal:
-        st.error(str(refusal), icon=":material/link_off:")
-        return False
-    if url_problem:
-        st.warning(url_problem, icon=":material/link:")
-    return True
+def _show_preflight(preflight: BackfillPreflight) -> bool:
+    """Say what the preflight found (a dry run: what minting would say); False when it stops minting."""
+    for note in preflight.notes:
+        if note.kind is PreflightKind.STRIPE_NOT_CONFIGURED:
+            st.warning(f"{note.message} Then reload this page.", icon=":material/key_off:")
+        elif note.stops_commit:
+            st.error(note.message, icon=":material/link_off:")
+        else:
+            st.warning(note.message, icon=":material/link:")
+    return preflight.ok
 
 
 def _commit_controls(user: ActingUser, plan: BackfillPlan) -> bool:
     """Confirmation and the Mint button; returns True when links were minted in this run."""
     current = settings()
-    if not current.stripe_configured:
-        st.warning(
-            "STRIPE_API_KEY is not set, so links cannot be minted. Add it to the environment or to "
-            ".streamlit/secrets.toml and reload. The dry run works without it.",
-            icon=":material/key_off:",
-        )
-        return False
-    if not _thank_you_page_check(plan):
+    if not _show_preflight(backfill_preflight(current, plan, commit=True)):
         return False
     totals = plan.totals
     if not plan.has_work:
@@ -121,10 +112,9 @@ def _commit_controls(user: ActingUser, plan: BackfillPlan) -> bool:
         bar.progress(done / total, text=f"{done:,} of {total:,}: {plain(item.player_name)} — "
                                         f"{plain(item.product_name)} ({outcome.status.value})")
 
-    gateway = make_payment_gateway(current, action="mint payment links")
-    with session_scope() as session:
-        result = commit_backfill(session, user, gateway, plan, progress=progress,
-                                 success_url=current.payment_success_url)
+    gateway = services().payment_gateway(action="mint payment links")
+    result = commit_backfill(services().sessions, user, gateway, plan, success_url=current.payment_success_url,
+                             progress=progress)
     st.session_state[RESULT_KEY] = _result_view(result)
     data_changed()
     return True
@@ -179,7 +169,7 @@ def main() -> None:
     if dry_run:
         st.info("Dry run: nothing is changed. Turn the dry run off to mint the links below.",
                 icon=":material/visibility:")
-        _thank_you_page_check(plan)
+        _show_preflight(backfill_preflight(settings(), plan, commit=False))
     elif _commit_controls(user, plan):
         # Drawn again from the new plan: the confirmation ticked for this run is not left armed.
         st.session_state.pop("backfill_confirm", None)

@@ -8,11 +8,11 @@ import pandas as pd
 import streamlit as st
 
 from core.access.permissions import ActingUser
-from core.composition import make_payment_gateway
 from core.money import format_cents
+from core.payments.flags import SyncFlag, payment_flags
 from core.payments.sync import SyncProgress, SyncResult, sync_payments
 from core.reporting.directory import league_of
-from dashboard.state import data_changed, require_user, session_scope, settings
+from dashboard.state import data_changed, require_user, services, session_scope, settings
 
 RESULT_KEY = "payment_sync_result"
 
@@ -31,7 +31,7 @@ def _not_configured() -> None:
 
 
 def _run(user: ActingUser, *, full: bool) -> SyncResult:
-    gateway = make_payment_gateway(settings(), action="sync payments")
+    gateway = services().payment_gateway(action="sync payments")
     bar = st.progress(0.0, text="Asking Stripe…")
 
     def show(progress: SyncProgress) -> None:
@@ -39,14 +39,13 @@ def _run(user: ActingUser, *, full: bool) -> SyncResult:
         counted = f"{progress.done:,} of {progress.total:,}" if progress.total else f"{progress.done:,} so far"
         bar.progress(fraction if fraction is not None else 0.0, text=f"{progress.phase}: {counted}")
 
-    with session_scope() as session:
-        result = sync_payments(session, user, gateway, full=full, progress=show)
+    result = sync_payments(services().sessions, user, gateway, full=full, progress=show)
     bar.empty()
     data_changed()  # cached balances no longer hold
     return result
 
 
-def _summary(result: SyncResult) -> None:
+def _summary(user: ActingUser, result: SyncResult) -> None:
     if result.errors:
         st.error(
             f"The sync did not finish ({len(result.errors)} problem{'s' if len(result.errors) != 1 else ''}). "
@@ -65,19 +64,7 @@ def _summary(result: SyncResult) -> None:
                   format_cents(result.still_owed_cents, result.currency), delta_color="off", delta_arrow="off")
     third.metric("Processing", f"{result.processing_count:,}")
     fourth.metric("Flagged", f"{len(result.flags):,}")
-    if result.flags:
-        st.subheader("Flagged payments")
-        st.dataframe(pd.DataFrame([
-            {
-                "Why": flag.kind.label,
-                "Player": flag.player_name or "—",
-                "Item": flag.product_name or "—",
-                "Detail": flag.message,
-                "Checkout Session": flag.checkout_session_id,
-                "Reported": "new" if flag.new else "before",
-            }
-            for flag in result.flags
-        ]), hide_index=True, width="stretch")
+    _flagged(user, result)
     if result.paid:
         st.subheader("Recorded as paid")
         st.dataframe(pd.DataFrame([
@@ -91,11 +78,36 @@ def _summary(result: SyncResult) -> None:
             for payment in result.paid
         ]), hide_index=True, width="stretch")
     if result.deactivated:
-        st.subheader("Deactivated (withdrawn players)")
+        st.subheader("Switched off in Stripe (withdrawn players)")
         st.dataframe(pd.DataFrame([
             {"Player": link.player_name, "Item": link.product_name, "Stripe link": link.stripe_payment_link_id}
             for link in result.deactivated
         ]), hide_index=True, width="stretch")
+
+
+def _flagged(user: ActingUser, result: SyncResult | None) -> None:
+    """The league's flagged payments, as recorded; those this sync recorded first are "new"."""
+    with session_scope() as session:
+        flags = payment_flags(session, user)
+    if not flags:
+        return
+    new = {flag.key for flag in result.new_flags} if result is not None else set()
+
+    def reported(flag: SyncFlag) -> str:
+        return "new" if flag.key in new else f"since {_when(flag.flagged_at)}"
+
+    st.subheader("Flagged payments")
+    st.dataframe(pd.DataFrame([
+        {
+            "Why": flag.kind.label,
+            "Player": flag.player_name or "—",
+            "Item": flag.product_name or "—",
+            "Detail": flag.message,
+            "Checkout Session": flag.checkout_session_id,
+            "Reported": reported(flag),
+        }
+        for flag in flags
+    ]), hide_index=True, width="stretch")
 
 
 def _league(user: ActingUser) -> tuple[str, datetime | None]:
@@ -127,7 +139,9 @@ def main() -> None:
     last_synced.caption(f"Payments last synced from Stripe: {_when(_league(user)[1])}.")
     result = st.session_state.get(RESULT_KEY)
     if isinstance(result, SyncResult):
-        _summary(result)
+        _summary(user, result)
+    else:
+        _flagged(user, None)  # flagged by earlier syncs: recorded, so shown on every visit
 
 
 main()

@@ -28,7 +28,7 @@ def _link(price_id: str, **fields: object) -> PaymentLinkRequest:
 
 
 def _fast_gateway(stand_in, **overrides: object) -> StripeGateway:
-    options = dict(requests_per_second=1000, rate_limit_backoff_seconds=0.01, max_backoff_seconds=0.05)
+    options = {"requests_per_second": 1000, "rate_limit_backoff_seconds": 0.01, "max_backoff_seconds": 0.05}
     options.update(overrides)
     return StripeGateway("sk_test_stand_in", api_base=stand_in.api_base, **options)
 
@@ -222,6 +222,18 @@ def test_connections_dropped_past_the_retries_are_a_retryable_error(stripe_stand
     # One line an operator can read, not the SDK's support notice and urllib3's story.
     assert str(failed.value) == "Stripe could not create a price: could not connect to Stripe (check " \
         "STRIPE_API_BASE and the network)"
+
+
+def test_an_answer_that_does_not_come_in_time_is_not_reported_as_no_connection(stripe_stand_in):
+    """Stripe got the request and is slow: it may have done the work, so "could not connect" would mislead."""
+    gateway = _fast_gateway(stripe_stand_in, max_network_retries=0, timeout_seconds=0.2)
+    stripe_stand_in.latency = 1.0
+    with pytest.raises(PaymentProviderError) as failed:
+        _price(gateway)
+    assert failed.value.retryable and not failed.value.changed_nothing
+    assert str(failed.value) == ("Stripe could not create a price: Stripe did not answer in time (it may still have "
+                                 "done what was asked; running again finds out)")
+    assert stripe_stand_in.count("POST", "/v1/prices") == 1
 
 
 def test_a_refusal_names_the_reason_and_the_request(stripe_gateway, stripe_stand_in):

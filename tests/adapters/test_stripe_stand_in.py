@@ -155,7 +155,7 @@ def test_payment_links_are_listed_and_filtered_by_active(stripe_stand_in):
     assert _call(stripe_stand_in, "GET", "/v1/payment_links", "metadata[link_id]=2")[0] == 400  # no search
 
 
-def test_mirroring_the_demo_league_lets_payment_sync_check_every_link(session, database_url, monkeypatch):
+def test_mirroring_the_demo_league_lets_payment_sync_check_every_link(engine, session, database_url, monkeypatch):
     """README's try-Stripe-without-an-account path: the stand-in starts with the demo's links."""
     from core.access.leagues import find_tenant
     from core.demo import build_demo_league
@@ -177,6 +177,6 @@ def test_mirroring_the_demo_league_lets_payment_sync_check_every_link(session, d
         admin = acting(find_tenant(session, "demo"))
         owed = summarise(outstanding_balances(session, admin)).total_cents
         gateway = StripeGateway("sk_test_mirror", api_base=stand_in.api_base, requests_per_second=1000)
-        result = sync_payments(session, admin, gateway, full=True)
+        result = sync_payments(engine, admin, gateway, full=True)
         assert result.ok, result.errors
         assert summarise(outstanding_balances(session, admin)).total_cents == owed

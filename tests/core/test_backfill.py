@@ -64,8 +64,8 @@ def league(session, stripe_gateway):
     amy_uniform = make_order(session, tenant, amy, uniform, amount_cents=4500)
     bo_uniform = make_order(session, tenant, bo, uniform, amount_cents=5000)
     session.commit()
-    return dict(tenant=tenant, admin=acting(tenant), registration=registration, dues=dues, uniform=uniform,
-                amy=amy, al=al, bo=bo, amy_uniform=amy_uniform, bo_uniform=bo_uniform, dues_price=dues_price)
+    return {"tenant": tenant, "admin": acting(tenant), "registration": registration, "dues": dues, "uniform": uniform,
+                "amy": amy, "al": al, "bo": bo, "amy_uniform": amy_uniform, "bo_uniform": bo_uniform, "dues_price": dues_price}
 
 
 def _by(plan, player, product):
@@ -179,32 +179,46 @@ def test_inactive_products_are_not_billed(session, league):
     assert not [i for i in plan.items if i.product_id == league["registration"].id]
 
 
-def test_a_required_product_without_a_default_price_is_blocked_and_fails_on_commit(session, league, stripe_gateway):
+def test_a_required_product_without_a_default_price_is_blocked_and_fails_on_commit(engine, session, league, stripe_gateway):
     default_tier(league["registration"]).is_default = False
     session.commit()
     plan = plan_backfill(session, league["admin"])
     blocked = _by(plan, league["amy"], league["registration"])[0]
     assert blocked.action is PlanAction.BLOCKED and "no default price" in blocked.reason
-    result = commit_backfill(session, league["admin"], stripe_gateway, plan, success_url=SUCCESS_URL)
+    result = commit_backfill(engine, league["admin"], stripe_gateway, plan, success_url=SUCCESS_URL)
     assert len(result.failed) == 3 and not result.ok
     assert len(result.minted) == 5
 
 
-def test_only_an_admin_may_plan_or_commit(session, league, stripe_gateway):
+def test_a_league_billing_in_another_currency_plans_in_it(session):
+    tenant = make_tenant(session, "maple", currency="cad")
+    product = make_product(session, tenant, "Registration", currency="cad")
+    default_tier(product).is_default = False  # no default price: the item is blocked, at no amount
+    make_player(session, tenant, make_parent(session, tenant))
+    session.commit()
+
+    plan = plan_backfill(session, acting(tenant))
+
+    [blocked] = plan.items
+    assert (blocked.action, blocked.currency, plan.totals.currency) == (PlanAction.BLOCKED, "cad", "cad")
+
+
+def test_only_an_admin_may_plan_or_commit(engine, session, league, stripe_gateway):
     for role in (Role.COACH, Role.TREASURER):
         with pytest.raises(PermissionDenied):
             plan_backfill(session, acting(league["tenant"], role))
     plan = plan_backfill(session, league["admin"])
     with pytest.raises(PermissionDenied):
-        commit_backfill(session, acting(league["tenant"], Role.TREASURER), stripe_gateway, plan)
+        commit_backfill(engine, acting(league["tenant"], Role.TREASURER), stripe_gateway, plan, success_url=SUCCESS_URL)
 
 
-def test_another_league_is_neither_planned_nor_committed(session, league, stripe_gateway):
+def test_another_league_is_neither_planned_nor_committed(engine, session, league, stripe_gateway):
     other = make_tenant(session, "eastside")
     session.commit()
     assert plan_backfill(session, acting(other)).items == ()
     with pytest.raises(PermissionDenied):
-        commit_backfill(session, acting(other), stripe_gateway, plan_backfill(session, league["admin"]))
+        commit_backfill(engine, acting(other), stripe_gateway, plan_backfill(session, league["admin"]),
+                        success_url=SUCCESS_URL)
 
 
 # -- dry run and commit -------------------------------------------------------------------------
@@ -219,19 +233,19 @@ def test_the_dry_run_writes_nothing_and_asks_stripe_nothing(session, league, str
     assert stripe_stand_in.request_count == requests_before
 
 
-def test_commit_mints_exactly_the_plan(session, league, stripe_gateway, stripe_stand_in):
+def test_commit_mints_exactly_the_plan(engine, session, league, stripe_gateway, stripe_stand_in):
     plan = plan_backfill(session, league["admin"])
     seen = []
-    result = commit_backfill(session, league["admin"], stripe_gateway, plan, success_url=SUCCESS_URL,
+    result = commit_backfill(engine, league["admin"], stripe_gateway, plan, success_url=SUCCESS_URL,
                              progress=lambda done, total, outcome: seen.append((done, total)))
 
     assert result.ok and len(result.minted) == 8
     assert seen == [(n, 8) for n in range(1, 9)]
     links = _active_links(session, league["tenant"])
     planned = {(i.player_id, i.product_id, i.amount_cents, i.order_id) for i in plan.to_mint}
-    assert {(l.player_id, l.product_id, l.amount_cents, l.order_id) for l in links} == planned
-    assert {l.stripe_payment_link_id for l in links} == set(stripe_stand_in.payment_links)
-    assert {l.url for l in links} == {link["url"] for link in stripe_stand_in.payment_links.values()}
+    assert {(row.player_id, row.product_id, row.amount_cents, row.order_id) for row in links} == planned
+    assert {row.stripe_payment_link_id for row in links} == set(stripe_stand_in.payment_links)
+    assert {row.url for row in links} == {link["url"] for link in stripe_stand_in.payment_links.values()}
     # three Stripe prices were created (registration, uniform 45.00, uniform 50.00) and kept on the tiers
     assert result.prices_created == 3 and result.tiers_created == 1
     assert len(stripe_stand_in.prices) == 1 + 3
@@ -247,11 +261,10 @@ def test_commit_mints_exactly_the_plan(session, league, stripe_gateway, stripe_s
     assert audit.actor == "admin@example.org" and audit.details["minted"] == 8
 
 
-def test_links_carry_metadata_and_the_settings_of_their_kind(session, league, stripe_gateway, stripe_stand_in,
-                                                             monkeypatch):
-    monkeypatch.setenv("PAYMENT_SUCCESS_URL", "https://westside.example/paid")  # read when used
-    commit_backfill(session, league["admin"], stripe_gateway, plan_backfill(session, league["admin"]))
-    links = {(l.player_id, l.product_id): l for l in _active_links(session, league["tenant"])}
+def test_links_carry_metadata_and_the_settings_of_their_kind(engine, session, league, stripe_gateway, stripe_stand_in):
+    commit_backfill(engine, league["admin"], stripe_gateway, plan_backfill(session, league["admin"]),
+                    success_url="https://westside.example/paid")
+    links = {(row.player_id, row.product_id): row for row in _active_links(session, league["tenant"])}
     tenant, amy = league["tenant"], league["amy"]
 
     registration = links[(amy.id, league["registration"].id)]
@@ -277,11 +290,11 @@ def test_links_carry_metadata_and_the_settings_of_their_kind(session, league, st
         league["amy_uniform"].id)
 
 
-def test_a_stale_plan_does_not_mint_pairs_linked_since(session, league, stripe_gateway, stripe_stand_in):
+def test_a_stale_plan_does_not_mint_pairs_linked_since(engine, session, league, stripe_gateway, stripe_stand_in):
     plan = plan_backfill(session, league["admin"])
-    commit_backfill(session, league["admin"], stripe_gateway, plan, success_url=SUCCESS_URL)
+    commit_backfill(engine, league["admin"], stripe_gateway, plan, success_url=SUCCESS_URL)
     requests = stripe_stand_in.request_count
-    again = commit_backfill(session, league["admin"], stripe_gateway, plan, success_url=SUCCESS_URL)
+    again = commit_backfill(engine, league["admin"], stripe_gateway, plan, success_url=SUCCESS_URL)
     assert len(again.skipped) == 8 and not again.minted
     assert {o.reason for o in again.skipped} == {"linked since the plan was made"}
     assert stripe_stand_in.request_count == requests
@@ -294,7 +307,7 @@ class Crash(BaseException):
     """The process dying (not an error the backfill could handle)."""
 
 
-def test_a_crash_half_way_then_a_rerun_mints_the_rest_and_nothing_twice(session, league, stripe_gateway,
+def test_a_crash_half_way_then_a_rerun_mints_the_rest_and_nothing_twice(engine, session, league, stripe_gateway,
                                                                         stripe_stand_in):
     minted: list[Any] = []
 
@@ -305,7 +318,7 @@ def test_a_crash_half_way_then_a_rerun_mints_the_rest_and_nothing_twice(session,
                 raise Crash()
 
     with pytest.raises(Crash):
-        commit_backfill(session, league["admin"], stripe_gateway, plan_backfill(session, league["admin"]),
+        commit_backfill(engine, league["admin"], stripe_gateway, plan_backfill(session, league["admin"]),
                         success_url=SUCCESS_URL, progress=crash_on_the_third_link, concurrency=2)
     session.rollback()
     survived = _active_links(session, league["tenant"])
@@ -316,13 +329,13 @@ def test_a_crash_half_way_then_a_rerun_mints_the_rest_and_nothing_twice(session,
 
     rerun_plan = plan_backfill(session, league["admin"])
     assert rerun_plan.totals.links_to_mint == 5 and rerun_plan.totals.already_linked == 3
-    result = commit_backfill(session, league["admin"], stripe_gateway, rerun_plan, success_url=SUCCESS_URL)
+    result = commit_backfill(engine, league["admin"], stripe_gateway, rerun_plan, success_url=SUCCESS_URL)
 
     assert result.ok and len(result.minted) == 5
     links = _active_links(session, league["tenant"])
-    assert len(links) == 8 and len({(l.player_id, l.product_id) for l in links}) == 8
+    assert len(links) == 8 and len({(row.player_id, row.product_id) for row in links}) == 8
     # every link Stripe made is recorded once: in-flight requests of the crashed run were replayed
-    assert sorted(l.stripe_payment_link_id for l in links) == sorted(stripe_stand_in.payment_links)
+    assert sorted(row.stripe_payment_link_id for row in links) == sorted(stripe_stand_in.payment_links)
 
 
 class DiesAfterStripeAnswers:
@@ -342,22 +355,22 @@ class DiesAfterStripeAnswers:
         return link
 
 
-def test_a_link_stripe_made_before_a_crash_is_recorded_on_the_rerun_not_made_again(session, league,
+def test_a_link_stripe_made_before_a_crash_is_recorded_on_the_rerun_not_made_again(engine, session, league,
                                                                                     stripe_gateway, stripe_stand_in):
     dying = DiesAfterStripeAnswers(stripe_gateway, after=4)
     with pytest.raises(Crash):
-        commit_backfill(session, league["admin"], dying, plan_backfill(session, league["admin"]),
+        commit_backfill(engine, league["admin"], dying, plan_backfill(session, league["admin"]),
                         success_url=SUCCESS_URL, concurrency=1)
     session.rollback()
     assert len(_active_links(session, league["tenant"])) == 4
     at_stripe_only = len(stripe_stand_in.payment_links) - 4
     assert at_stripe_only >= 1  # the fifth (and any already in flight) exists at Stripe only
 
-    commit_backfill(session, league["admin"], stripe_gateway, plan_backfill(session, league["admin"]),
+    commit_backfill(engine, league["admin"], stripe_gateway, plan_backfill(session, league["admin"]),
                     success_url=SUCCESS_URL)
 
     assert len(stripe_stand_in.payment_links) == 8
-    assert sorted(l.stripe_payment_link_id for l in _active_links(session, league["tenant"])) == sorted(
+    assert sorted(row.stripe_payment_link_id for row in _active_links(session, league["tenant"])) == sorted(
         stripe_stand_in.payment_links)
     assert sum(r.replayed for r in stripe_stand_in.requests) == at_stripe_only
 
@@ -382,39 +395,40 @@ class ChecksTheReservation:
 
 def test_each_link_row_is_reserved_and_committed_before_stripe_is_asked(session, engine, league, stripe_gateway):
     gateway = ChecksTheReservation(stripe_gateway, engine)
-    result = commit_backfill(session, league["admin"], gateway, plan_backfill(session, league["admin"]),
+    result = commit_backfill(engine, league["admin"], gateway, plan_backfill(session, league["admin"]),
                              success_url=SUCCESS_URL)
 
     assert result.ok and len(gateway.seen) == 8
-    for key, status, stripe_id, player_id, product_id, asked_player, asked_product in gateway.seen:
+    for _key, status, stripe_id, player_id, product_id, asked_player, asked_product in gateway.seen:
         assert (status, stripe_id) == (LinkStatus.MINTING, None)
         assert (player_id, product_id) == (asked_player, asked_product)
     links = _active_links(session, league["tenant"])
     assert sorted(key for key, *_ in gateway.seen) == sorted(
-        link_idempotency_key(league["tenant"].league_key, link.id) for link in links)
+        link_idempotency_key(league["tenant"].league_key, link.id, link.mint_attempt) for link in links)
     assert not _reservations(session)
 
 
-def test_a_new_link_after_a_deactivated_one_is_a_new_row_with_its_own_key(session, league, stripe_gateway,
+def test_a_new_link_after_a_deactivated_one_is_a_new_row_with_its_own_key(engine, session, league, stripe_gateway,
                                                                           stripe_stand_in):
     old = make_link(session, league["tenant"], league["bo"], league["registration"], status=LinkStatus.DEACTIVATED)
     session.commit()
-    commit_backfill(session, league["admin"], stripe_gateway, plan_backfill(session, league["admin"]),
+    commit_backfill(engine, league["admin"], stripe_gateway, plan_backfill(session, league["admin"]),
                     success_url=SUCCESS_URL)
-    [new] = [l for l in _active_links(session, league["tenant"])
-             if (l.player_id, l.product_id) == (league["bo"].id, league["registration"].id)]
+    [new] = [row for row in _active_links(session, league["tenant"])
+             if (row.player_id, row.product_id) == (league["bo"].id, league["registration"].id)]
     assert new.id != old.id and new.stripe_payment_link_id != old.stripe_payment_link_id
     request = next(r for r in stripe_stand_in.requests if r.params.get("metadata", {}).get("link_id") == str(new.id))
-    assert request.idempotency_key == link_idempotency_key(league["tenant"].league_key, new.id)
+    assert request.idempotency_key == link_idempotency_key(league["tenant"].league_key, new.id, new.mint_attempt)
 
 
-def test_a_link_stripe_made_before_a_crash_is_found_on_a_rerun_more_than_a_day_later(session, league,
+def test_a_link_stripe_made_before_a_crash_is_found_on_a_rerun_more_than_a_day_later(engine, session, league,
                                                                                      stripe_gateway, stripe_stand_in):
     with pytest.raises(Crash):
-        commit_backfill(session, league["admin"], DiesAfterStripeAnswers(stripe_gateway, after=4),
+        commit_backfill(engine, league["admin"], DiesAfterStripeAnswers(stripe_gateway, after=4),
                         plan_backfill(session, league["admin"]), success_url=SUCCESS_URL, concurrency=1)
     session.rollback()
-    reserved = {link.id for link in _reservations(session)}
+    attempts = {link.id: link.mint_attempt for link in _reservations(session)}
+    reserved = set(attempts)
     assert len(reserved) == 4 and len(_active_links(session, league["tenant"])) == 4
     made_before = {int(link["metadata"]["link_id"]) for link in stripe_stand_in.payment_links.values()} & reserved
     assert made_before  # at Stripe, not recorded here
@@ -429,7 +443,7 @@ def test_a_link_stripe_made_before_a_crash_is_found_on_a_rerun_more_than_a_day_l
     assert {item.reserved_link_id for item in resumed} == reserved and plan.totals.links_to_mint == 4
     assert sum(row["Link exists?"] == "reserved" for row in plan_rows(plan)) == 4
     requests_before = len(stripe_stand_in.requests)
-    result = commit_backfill(session, league["admin"], stripe_gateway, plan, success_url=SUCCESS_URL)
+    result = commit_backfill(engine, league["admin"], stripe_gateway, plan, success_url=SUCCESS_URL)
 
     assert result.ok and len(result.minted) == 4 and result.resumed == 4
     assert len(stripe_stand_in.payment_links) == 8  # nothing minted twice
@@ -440,14 +454,15 @@ def test_a_link_stripe_made_before_a_crash_is_found_on_a_rerun_more_than_a_day_l
     rerun = stripe_stand_in.requests[requests_before:]
     assert any((r.method, r.path) == ("GET", "/v1/payment_links") for r in rerun)
     created = {r.idempotency_key for r in rerun if (r.method, r.path) == ("POST", "/v1/payment_links")}
-    assert created == {link_idempotency_key(league["tenant"].league_key, link_id) for link_id in reserved - made_before}
+    assert created == {link_idempotency_key(league["tenant"].league_key, link_id, attempts[link_id])
+                       for link_id in reserved - made_before}
     assert len(_owed_items(session, league)) == 8
 
 
-def test_an_old_reservation_is_not_minted_blind_when_stripe_cannot_be_searched(session, league, stripe_gateway,
+def test_an_old_reservation_is_not_minted_blind_when_stripe_cannot_be_searched(engine, session, league, stripe_gateway,
                                                                               stripe_stand_in):
     with pytest.raises(Crash):
-        commit_backfill(session, league["admin"], DiesAfterStripeAnswers(stripe_gateway, after=0),
+        commit_backfill(engine, league["admin"], DiesAfterStripeAnswers(stripe_gateway, after=0),
                         plan_backfill(session, league["admin"]), success_url=SUCCESS_URL, concurrency=1)
     session.rollback()
     session.execute(update(PaymentLink).where(PaymentLink.status == LinkStatus.MINTING)
@@ -457,7 +472,7 @@ def test_an_old_reservation_is_not_minted_blind_when_stripe_cannot_be_searched(s
     stripe_stand_in.inject("server_error", times=None, method="GET", path="/v1/payment_links")
     links_at_stripe = len(stripe_stand_in.payment_links)
 
-    result = commit_backfill(session, league["admin"], stripe_gateway, plan_backfill(session, league["admin"]),
+    result = commit_backfill(engine, league["admin"], stripe_gateway, plan_backfill(session, league["admin"]),
                              success_url=SUCCESS_URL)
 
     assert len(result.failed) == 8 and all("could not look for the link" in o.reason for o in result.failed)
@@ -479,7 +494,7 @@ class SecondRunMidway:
         if self.second is None:
             with session_factory(self.engine)() as other:
                 plan = plan_backfill(other, self.admin)
-                self.second = (plan, commit_backfill(other, self.admin, self.real, plan, success_url=SUCCESS_URL))
+                self.second = (plan, commit_backfill(self.engine, self.admin, self.real, plan, success_url=SUCCESS_URL))
         return self.real.create_payment_link(request, idempotency_key=idempotency_key)
 
 
@@ -487,7 +502,7 @@ def test_a_second_run_finishes_the_first_ones_reservations_and_nothing_is_made_t
                                                                                       stripe_gateway,
                                                                                       stripe_stand_in):
     gateway = SecondRunMidway(stripe_gateway, engine, league["admin"])
-    first = commit_backfill(session, league["admin"], gateway, plan_backfill(session, league["admin"]),
+    first = commit_backfill(engine, league["admin"], gateway, plan_backfill(session, league["admin"]),
                             success_url=SUCCESS_URL, concurrency=1)
 
     second_plan, second = gateway.second
@@ -498,7 +513,7 @@ def test_a_second_run_finishes_the_first_ones_reservations_and_nothing_is_made_t
     assert len(_active_links(session, league["tenant"])) == 8 and not _reservations(session)
 
 
-def test_a_link_whose_fate_is_unknown_stays_reserved_and_the_rerun_records_what_stripe_made(session, league,
+def test_a_link_whose_fate_is_unknown_stays_reserved_and_the_rerun_records_what_stripe_made(engine, session, league,
                                                                                            stripe_gateway,
                                                                                            stripe_stand_in):
     bo, registration = league["bo"], league["registration"]
@@ -517,7 +532,7 @@ def test_a_link_whose_fate_is_unknown_stays_reserved_and_the_rerun_records_what_
     # Stripe makes the link and the answer is lost; the client's retries cannot get through.
     stripe_stand_in.inject("drop_after", times=1, method="POST", path="/v1/payment_links", when=bos_registration)
     stripe_stand_in.inject("drop", times=None, method="POST", path="/v1/payment_links", when=a_retry)
-    result = commit_backfill(session, league["admin"], stripe_gateway, plan_backfill(session, league["admin"]),
+    result = commit_backfill(engine, league["admin"], stripe_gateway, plan_backfill(session, league["admin"]),
                              success_url=SUCCESS_URL)
 
     [failure] = result.failed
@@ -527,7 +542,7 @@ def test_a_link_whose_fate_is_unknown_stays_reserved_and_the_rerun_records_what_
     assert len(stripe_stand_in.payment_links) == 8  # Stripe did make it
 
     stripe_stand_in.clear_faults()
-    rerun = commit_backfill(session, league["admin"], stripe_gateway, plan_backfill(session, league["admin"]),
+    rerun = commit_backfill(engine, league["admin"], stripe_gateway, plan_backfill(session, league["admin"]),
                             success_url=SUCCESS_URL)
 
     assert rerun.ok and [o.link_id for o in rerun.minted] == [reservation.id]
@@ -535,7 +550,7 @@ def test_a_link_whose_fate_is_unknown_stays_reserved_and_the_rerun_records_what_
     assert not _reservations(session) and len(_active_links(session, league["tenant"])) == 8
 
 
-def test_a_reservation_is_not_owed_and_payment_sync_leaves_it_alone(session, league, stripe_gateway):
+def test_a_reservation_is_not_owed_and_payment_sync_leaves_it_alone(engine, session, league, stripe_gateway):
     amy, registration = league["amy"], league["registration"]
     reservation = PaymentLink(tenant_id=league["tenant"].id, player_id=amy.id, product_id=registration.id,
                               price_tier_id=default_tier(registration).id, amount_cents=15000, currency="usd",
@@ -544,7 +559,7 @@ def test_a_reservation_is_not_owed_and_payment_sync_leaves_it_alone(session, lea
     session.commit()
 
     assert _owed_items(session, league) == []
-    sync = sync_payments(session, league["admin"], stripe_gateway, full=True)
+    sync = sync_payments(engine, league["admin"], stripe_gateway, full=True)
 
     assert sync.ok and sync.links_checked == 0
     session.refresh(reservation)
@@ -555,7 +570,7 @@ def _owed_items(session, league) -> list[Any]:
     return [item for balance in outstanding_balances(session, league["admin"]) for item in balance.items]
 
 
-def test_one_failing_item_is_reported_and_the_others_are_minted(session, league, stripe_gateway, stripe_stand_in):
+def test_one_failing_item_is_reported_and_the_others_are_minted(engine, session, league, stripe_gateway, stripe_stand_in):
     bo = league["bo"]
     # Refused from inside the endpoint: like Stripe, the stand-in keeps the refusal under the
     # request's idempotency key and would replay it to the same key.
@@ -565,7 +580,7 @@ def test_one_failing_item_is_reported_and_the_others_are_minted(session, league,
         when=lambda r: r.params.get("metadata", {}).get("player_id") == str(bo.id)
         and r.params["metadata"]["product_id"] == str(league["registration"].id),
     )
-    result = commit_backfill(session, league["admin"], stripe_gateway, plan_backfill(session, league["admin"]),
+    result = commit_backfill(engine, league["admin"], stripe_gateway, plan_backfill(session, league["admin"]),
                              success_url=SUCCESS_URL)
 
     assert not result.ok
@@ -579,38 +594,38 @@ def test_one_failing_item_is_reported_and_the_others_are_minted(session, league,
     assert not _reservations(session)
     [refused_key] = {r.idempotency_key for r in stripe_stand_in.requests if r.status == 400}
 
-    rerun = commit_backfill(session, league["admin"], stripe_gateway, plan_backfill(session, league["admin"]),
+    rerun = commit_backfill(engine, league["admin"], stripe_gateway, plan_backfill(session, league["admin"]),
                             success_url=SUCCESS_URL)
     assert [(o.item.player_id, o.item.product_id) for o in rerun.minted] == [(bo.id, league["registration"].id)]
     assert stripe_stand_in.requests[-1].idempotency_key != refused_key  # a new row, so a new key
 
 
-def test_a_price_that_cannot_be_created_fails_only_the_links_that_need_it(session, league, stripe_gateway,
+def test_a_price_that_cannot_be_created_fails_only_the_links_that_need_it(engine, session, league, stripe_gateway,
                                                                         stripe_stand_in):
     stripe_stand_in.inject("error", times=None, path="/v1/prices", message="Products are disabled",
                            when=lambda r: r.params["product_data"]["name"] == "Registration")
-    result = commit_backfill(session, league["admin"], stripe_gateway, plan_backfill(session, league["admin"]),
+    result = commit_backfill(engine, league["admin"], stripe_gateway, plan_backfill(session, league["admin"]),
                              success_url=SUCCESS_URL)
     assert {o.item.product_name for o in result.failed} == {"Registration"} and len(result.failed) == 3
     assert all("could not create the Stripe price" in o.reason for o in result.failed)
     assert len(result.minted) == 5
 
 
-def test_injected_rate_limits_and_lost_answers_are_ridden_out(session, league, stripe_gateway, stripe_stand_in):
+def test_injected_rate_limits_and_lost_answers_are_ridden_out(engine, session, league, stripe_gateway, stripe_stand_in):
     stripe_stand_in.inject("rate_limit", times=6)  # fewer than one request's retries: none may give up
     stripe_stand_in.inject("drop_after", times=2, path="/v1/payment_links")
-    result = commit_backfill(session, league["admin"], stripe_gateway, plan_backfill(session, league["admin"]),
+    result = commit_backfill(engine, league["admin"], stripe_gateway, plan_backfill(session, league["admin"]),
                              success_url=SUCCESS_URL, concurrency=4)
     assert result.ok and len(result.minted) == 8
     assert stripe_stand_in.count(status=429) == 6
     assert len(stripe_stand_in.payment_links) == 8
 
 
-def test_a_429_storm_from_a_limit_far_below_the_pace_is_ridden_out(session, league, stripe_stand_in):
+def test_a_429_storm_from_a_limit_far_below_the_pace_is_ridden_out(engine, session, league, stripe_stand_in):
     stripe_stand_in.rate_limit = 6  # as if other clients were using up the key's allowance
     gateway = StripeGateway("sk_test_stand_in", api_base=stripe_stand_in.api_base, requests_per_second=1000,
                             rate_limit_backoff_seconds=0.1, max_backoff_seconds=1.0)
-    result = commit_backfill(session, league["admin"], gateway, plan_backfill(session, league["admin"]),
+    result = commit_backfill(engine, league["admin"], gateway, plan_backfill(session, league["admin"]),
                              success_url=SUCCESS_URL, concurrency=8)
     assert result.ok and len(result.minted) == 8
     assert stripe_stand_in.rate_limited > 0
@@ -643,7 +658,7 @@ def test_two_backfills_at_once_leave_one_active_link_per_pair(database_url, sess
                 if reverse:  # walk the league from the other end, so the two runs cross mid-way
                     plan = replace(plan, items=plan.items[::-1])
                 start.wait()
-                results.append(commit_backfill(own, league["admin"], gateway, plan, success_url=SUCCESS_URL,
+                results.append(commit_backfill(engine, league["admin"], gateway, plan, success_url=SUCCESS_URL,
                                                concurrency=4))
         except BaseException as exc:  # surfaced below
             errors.append(exc)
@@ -658,7 +673,7 @@ def test_two_backfills_at_once_leave_one_active_link_per_pair(database_url, sess
 
     assert not errors
     links = _active_links(session, league["tenant"])
-    assert len(links) == pairs == len({(l.player_id, l.product_id) for l in links})
+    assert len(links) == pairs == len({(row.player_id, row.product_id) for row in links})
     assert all(result.ok for result in results), [(o.item.key, o.reason) for r in results for o in r.failed]
     assert sum(len(r.minted) for r in results) == pairs
     assert sum(len(r.reused) + len(r.skipped) for r in results) == pairs
@@ -687,7 +702,7 @@ def test_two_databases_on_one_stripe_account_each_mint_their_own_links(tmp_path,
         engine, session, tenant = _league_in_its_own_database(tmp_path / name)
         try:
             assert tenant.id == 1
-            result = commit_backfill(session, acting(tenant), stripe_gateway, plan_backfill(session, acting(tenant)),
+            result = commit_backfill(engine, acting(tenant), stripe_gateway, plan_backfill(session, acting(tenant)),
                                      success_url="https://westside.example/paid")
             assert result.ok and len(result.minted) == 1, result.failed
             minted.append(session.scalars(select(PaymentLink.stripe_payment_link_id)).one())
@@ -699,7 +714,7 @@ def test_two_databases_on_one_stripe_account_each_mint_their_own_links(tmp_path,
 
 
 def test_a_league_from_before_the_stripe_namespace_resumes_an_interrupted_run_with_its_requests_unchanged(
-        session, league, stripe_gateway, stripe_stand_in):
+        engine, session, league, stripe_gateway, stripe_stand_in):
     """Created before migration 0004: its requests are sent exactly as before (key and parameters),
     so a reservation left by a run interrupted before the upgrade is replayed, not refused."""
     tenant = league["tenant"]
@@ -707,12 +722,12 @@ def test_a_league_from_before_the_stripe_namespace_resumes_an_interrupted_run_wi
     session.commit()
     assert tenant.league_key == f"t{tenant.id}"
     with pytest.raises(Crash):
-        commit_backfill(session, league["admin"], DiesAfterStripeAnswers(stripe_gateway, after=4),
+        commit_backfill(engine, league["admin"], DiesAfterStripeAnswers(stripe_gateway, after=4),
                         plan_backfill(session, league["admin"]), success_url=SUCCESS_URL, concurrency=1)
     session.rollback()
     at_stripe_only = len(stripe_stand_in.payment_links) - 4
 
-    result = commit_backfill(session, league["admin"], stripe_gateway, plan_backfill(session, league["admin"]),
+    result = commit_backfill(engine, league["admin"], stripe_gateway, plan_backfill(session, league["admin"]),
                              success_url=SUCCESS_URL)
 
     assert result.ok and len(stripe_stand_in.payment_links) == 8
@@ -722,12 +737,12 @@ def test_a_league_from_before_the_stripe_namespace_resumes_an_interrupted_run_wi
     assert not any("league_key" in r.params["metadata"] for r in minting)
 
 
-def test_live_links_are_never_minted_with_the_placeholder_thank_you_page(session, league, stripe_gateway,
+def test_live_links_are_never_minted_with_the_placeholder_thank_you_page(engine, session, league, stripe_gateway,
                                                                           stripe_stand_in):
     from core.settings import PLACEHOLDER_SUCCESS_URL, ConfigurationError
 
     before = stripe_stand_in.request_count
     with pytest.raises(ConfigurationError, match="before minting live payment links"):
-        commit_backfill(session, league["admin"], LiveMode(stripe_gateway), plan_backfill(session, league["admin"]),
+        commit_backfill(engine, league["admin"], LiveMode(stripe_gateway), plan_backfill(session, league["admin"]),
                         success_url=PLACEHOLDER_SUCCESS_URL)
     assert stripe_stand_in.request_count == before and not _active_links(session, league["tenant"])

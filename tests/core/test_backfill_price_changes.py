@@ -24,7 +24,7 @@ SUCCESS_URL = "https://westside.example/thanks"
 
 
 @pytest.fixture
-def league(session, stripe_gateway):
+def league(engine, session, stripe_gateway):
     """Two families, everything they owe minted at the old prices through the backfill."""
     tenant = make_tenant(session, "westside", name="Westside Hoops")
     registration = make_product(session, tenant, "Registration", amount_cents=15000)
@@ -33,9 +33,9 @@ def league(session, stripe_gateway):
     bo = make_player(session, tenant, make_parent(session, tenant, "Ben Zed"), first_name="Bo")
     session.commit()
     admin = acting(tenant)
-    first = commit_backfill(session, admin, stripe_gateway, plan_backfill(session, admin), success_url=SUCCESS_URL)
+    first = commit_backfill(engine, admin, stripe_gateway, plan_backfill(session, admin), success_url=SUCCESS_URL)
     assert first.ok and len(first.minted) == 4
-    return dict(tenant=tenant, admin=admin, registration=registration, dues=dues, amy=amy, bo=bo)
+    return {"tenant": tenant, "admin": admin, "registration": registration, "dues": dues, "amy": amy, "bo": bo}
 
 
 def _new_price(session, league, product: str, amount: str) -> None:
@@ -136,14 +136,14 @@ def test_a_link_paid_at_the_old_price_stays_paid(session, league):
 # -- commit ------------------------------------------------------------------------------------
 
 
-def test_commit_mints_the_new_link_then_deactivates_the_old_one_here_and_in_stripe(session, league, stripe_gateway,
+def test_commit_mints_the_new_link_then_deactivates_the_old_one_here_and_in_stripe(engine, session, league, stripe_gateway,
                                                                                    stripe_stand_in):
     amy, registration = league["amy"], league["registration"]
     old = _link(session, league, amy, registration)
     _new_price(session, league, "Registration", "175.00")
     requests_before = len(stripe_stand_in.requests)
 
-    result = commit_backfill(session, league["admin"], stripe_gateway, plan_backfill(session, league["admin"]),
+    result = commit_backfill(engine, league["admin"], stripe_gateway, plan_backfill(session, league["admin"]),
                              success_url=SUCCESS_URL)
 
     assert result.ok and len(result.replaced) == 2 and not result.minted
@@ -172,16 +172,16 @@ def test_commit_mints_the_new_link_then_deactivates_the_old_one_here_and_in_stri
     assert audit.details["replaced"] == 2
 
 
-def test_a_rerun_after_a_price_change_changes_nothing(session, league, stripe_gateway, stripe_stand_in):
+def test_a_rerun_after_a_price_change_changes_nothing(engine, session, league, stripe_gateway, stripe_stand_in):
     _new_price(session, league, "Registration", "175.00")
-    commit_backfill(session, league["admin"], stripe_gateway, plan_backfill(session, league["admin"]),
+    commit_backfill(engine, league["admin"], stripe_gateway, plan_backfill(session, league["admin"]),
                     success_url=SUCCESS_URL)
     links_before = {link.id: (link.status, link.stripe_payment_link_id) for link in
                     session.scalars(select(PaymentLink)).all()}
     requests_before = stripe_stand_in.request_count
 
     plan = plan_backfill(session, league["admin"])
-    again = commit_backfill(session, league["admin"], stripe_gateway, plan, success_url=SUCCESS_URL)
+    again = commit_backfill(engine, league["admin"], stripe_gateway, plan, success_url=SUCCESS_URL)
 
     assert (plan.totals.links_to_mint, plan.totals.links_to_replace) == (0, 0)
     assert again.ok and not again.minted and not again.replaced
@@ -191,14 +191,14 @@ def test_a_rerun_after_a_price_change_changes_nothing(session, league, stripe_ga
     assert stripe_stand_in.request_count == requests_before
 
 
-def test_a_failed_deactivation_in_stripe_is_reported_and_the_new_link_stays(session, league, stripe_gateway,
+def test_a_failed_deactivation_in_stripe_is_reported_and_the_new_link_stays(engine, session, league, stripe_gateway,
                                                                             stripe_stand_in):
     old = _link(session, league, league["amy"], league["registration"])
     _new_price(session, league, "Registration", "175.00")
     stripe_stand_in.inject("error", times=None, method="POST", path=f"/v1/payment_links/{old.stripe_payment_link_id}",
                            status=400, message="This payment link cannot be updated right now")
 
-    result = commit_backfill(session, league["admin"], stripe_gateway, plan_backfill(session, league["admin"]),
+    result = commit_backfill(engine, league["admin"], stripe_gateway, plan_backfill(session, league["admin"]),
                              success_url=SUCCESS_URL)
 
     assert not result.ok and len(result.replaced) == 2 and not result.failed
@@ -218,7 +218,7 @@ def test_a_failed_deactivation_in_stripe_is_reported_and_the_new_link_stays(sess
     assert [o.stripe_payment_link_id for o in plan.pending_switch_offs] == [old.stripe_payment_link_id]
     assert plan.has_work and not plan.to_change and plan.totals.links_to_switch_off == 1
     assert "1 old link still to switch off in Stripe" in describe_totals(plan.totals)
-    again = commit_backfill(session, league["admin"], stripe_gateway, plan, success_url=SUCCESS_URL)
+    again = commit_backfill(engine, league["admin"], stripe_gateway, plan, success_url=SUCCESS_URL)
     assert [o.link_id for o in again.old_links_still_active] == [old.id] and not again.ok
 
     # Once Stripe accepts, the old link is switched off and nothing waits for it any more. Only
@@ -226,7 +226,7 @@ def test_a_failed_deactivation_in_stripe_is_reported_and_the_new_link_stays(sess
     stripe_stand_in.clear_faults()
     from core.settings import PLACEHOLDER_SUCCESS_URL
     from tests.stripe_links import LiveMode
-    fixed = commit_backfill(session, league["admin"], LiveMode(stripe_gateway),
+    fixed = commit_backfill(engine, league["admin"], LiveMode(stripe_gateway),
                             plan_backfill(session, league["admin"]), success_url=PLACEHOLDER_SUCCESS_URL)
     assert fixed.ok and fixed.switched_off_again == 1
     assert "1 old links of an earlier run switched off in Stripe" in fixed.summary()
@@ -236,7 +236,7 @@ def test_a_failed_deactivation_in_stripe_is_reported_and_the_new_link_stays(sess
     assert not plan_backfill(session, league["admin"]).has_work
 
 
-def test_a_run_stopped_before_switching_the_old_link_off_leaves_it_to_the_next_run(session, league, stripe_gateway,
+def test_a_run_stopped_before_switching_the_old_link_off_leaves_it_to_the_next_run(engine, session, league, stripe_gateway,
                                                                                    stripe_stand_in):
     """The process dies right after the replacement is recorded: the old link is still on in Stripe."""
     old = _link(session, league, league["amy"], league["registration"])
@@ -253,7 +253,7 @@ def test_a_run_stopped_before_switching_the_old_link_off_leaves_it_to_the_next_r
             raise KeyboardInterrupt  # the operator's Ctrl-C, or the machine going down
 
     with pytest.raises(KeyboardInterrupt):
-        commit_backfill(session, league["admin"], DiesBeforeSwitchingOff(stripe_gateway),
+        commit_backfill(engine, league["admin"], DiesBeforeSwitchingOff(stripe_gateway),
                         plan_backfill(session, league["admin"]), success_url=SUCCESS_URL)
     session.rollback()
     assert _link(session, league, league["amy"], league["registration"]).amount_cents == 17500
@@ -262,7 +262,7 @@ def test_a_run_stopped_before_switching_the_old_link_off_leaves_it_to_the_next_r
     plan = plan_backfill(session, league["admin"])
     left_on = [o.stripe_payment_link_id for o in plan.pending_switch_offs]
     assert old.stripe_payment_link_id in left_on and not plan.to_change
-    result = commit_backfill(session, league["admin"], stripe_gateway, plan, success_url=SUCCESS_URL)
+    result = commit_backfill(engine, league["admin"], stripe_gateway, plan, success_url=SUCCESS_URL)
     assert result.ok and result.switched_off_again == len(left_on)
     assert [stripe_stand_in.payment_links[stripe_id]["active"] for stripe_id in left_on] == [False] * len(left_on)
 
@@ -291,7 +291,7 @@ def test_a_link_paid_while_its_replacement_is_minted_stays_paid_and_the_new_one_
     plan = plan_backfill(session, league["admin"])
     amy_only = replace(plan, items=tuple(i for i in plan.items if i.player_id == league["amy"].id))
 
-    result = commit_backfill(session, league["admin"], PaidWhileMinting(stripe_gateway, engine, old.id), amy_only,
+    result = commit_backfill(engine, league["admin"], PaidWhileMinting(stripe_gateway, engine, old.id), amy_only,
                              success_url=SUCCESS_URL)
 
     [outcome] = [o for o in result.outcomes if o.item.product_id == league["registration"].id]
@@ -320,12 +320,12 @@ class DiesAfterStripeAnswers:
         raise Crash()  # between Stripe's answer and the database write
 
 
-def test_a_replacement_interrupted_after_stripe_answered_is_finished_by_the_rerun(session, league, stripe_gateway,
+def test_a_replacement_interrupted_after_stripe_answered_is_finished_by_the_rerun(engine, session, league, stripe_gateway,
                                                                                  stripe_stand_in):
     old = _link(session, league, league["amy"], league["registration"])
     _new_price(session, league, "Registration", "175.00")
     with pytest.raises(Crash):
-        commit_backfill(session, league["admin"], DiesAfterStripeAnswers(stripe_gateway),
+        commit_backfill(engine, league["admin"], DiesAfterStripeAnswers(stripe_gateway),
                         plan_backfill(session, league["admin"]), success_url=SUCCESS_URL, concurrency=1)
     session.rollback()
     assert _link(session, league, league["amy"], league["registration"]).id == old.id  # still the working link
@@ -333,7 +333,7 @@ def test_a_replacement_interrupted_after_stripe_answered_is_finished_by_the_reru
     plan = plan_backfill(session, league["admin"])
     item = _item(plan, league["amy"], league["registration"])
     assert item.action is PlanAction.REPLACE and item.reserved_link_id is not None
-    result = commit_backfill(session, league["admin"], stripe_gateway, plan, success_url=SUCCESS_URL)
+    result = commit_backfill(engine, league["admin"], stripe_gateway, plan, success_url=SUCCESS_URL)
 
     assert result.ok and len(result.replaced) == 2
     assert len(stripe_stand_in.payment_links) == 4 + 2  # the first four, and one new link per replacement
@@ -343,14 +343,14 @@ def test_a_replacement_interrupted_after_stripe_answered_is_finished_by_the_reru
     assert stripe_stand_in.payment_links[old.stripe_payment_link_id]["active"] is False
 
 
-def test_an_old_link_stripe_does_not_know_counts_as_switched_off(session, league, stripe_gateway, stripe_stand_in):
+def test_an_old_link_stripe_does_not_know_counts_as_switched_off(engine, session, league, stripe_gateway, stripe_stand_in):
     """E.g. a test-mode link after moving to a live key: nothing can be paid through it."""
     ghost = make_link(session, league["tenant"], league["amy"], league["registration"], status=LinkStatus.DEACTIVATED)
     ghost.stripe_deactivation_pending = True
     session.commit()
     assert ghost.stripe_payment_link_id not in stripe_stand_in.payment_links
 
-    result = commit_backfill(session, league["admin"], stripe_gateway, plan_backfill(session, league["admin"]),
+    result = commit_backfill(engine, league["admin"], stripe_gateway, plan_backfill(session, league["admin"]),
                              success_url=SUCCESS_URL)
 
     assert result.ok and result.switched_off_again == 1 and not result.old_links_still_active
@@ -359,7 +359,7 @@ def test_an_old_link_stripe_does_not_know_counts_as_switched_off(session, league
 
 
 def test_a_price_change_run_stopped_part_way_records_the_old_links_stripe_did_switch_off(
-        session, league, stripe_gateway, stripe_stand_in):
+        engine, session, league, stripe_gateway, stripe_stand_in):
     """The admin leaves the page after the first replacement: the run stops, what was done is true."""
     _new_price(session, league, "Registration", "175.00")
 
@@ -371,7 +371,7 @@ def test_a_price_change_run_stopped_part_way_records_the_old_links_stripe_did_sw
             raise Crash()
 
     with pytest.raises(Crash):
-        commit_backfill(session, league["admin"], stripe_gateway, plan_backfill(session, league["admin"]),
+        commit_backfill(engine, league["admin"], stripe_gateway, plan_backfill(session, league["admin"]),
                         success_url=SUCCESS_URL, progress=stop_after_the_first, concurrency=1)
     session.rollback()
 

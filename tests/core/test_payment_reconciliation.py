@@ -12,8 +12,8 @@ T0 = datetime(2025, 9, 1, 12, 0, tzinfo=UTC)
 
 
 def _link(**changes: object) -> LinkState:
-    fields = dict(status=LinkStatus.ACTIVE, amount_cents=15000, currency="usd", checkout_session_id=None,
-                  processing=False, single_payment=True)
+    fields = {"status": LinkStatus.ACTIVE, "amount_cents": 15000, "currency": "usd", "checkout_session_id": None,
+                  "processing": False, "single_payment": True}
     fields.update(changes)
     return LinkState(**fields)  # type: ignore[arg-type]
 
@@ -73,3 +73,10 @@ def test_a_payment_on_a_deactivated_link_is_recorded_and_flagged():
     decision = reconcile_link(_link(status=LinkStatus.DEACTIVATED), [_checkout("cs_1")], complete_history=True)
     assert decision.pay_with is not None
     assert [f.kind for f in decision.flags] == [FlagKind.PAID_AFTER_DEACTIVATION]
+
+
+def test_a_payment_stripe_gave_no_currency_for_is_shown_in_the_links():
+    link = _link(currency="cad", status=LinkStatus.DEACTIVATED)
+    checkout = CompletedCheckout("cs_1", "plink_1", "paid", 15000, None, T0)
+    [flag] = reconcile_link(link, [checkout], complete_history=False).flags
+    assert "paid CA$150.00 on a link that had been deactivated" in flag.message

@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy import select, update
 
 from core.access.permissions import Role
-from core.db import session_factory
 from core.errors import PermissionDenied
 from core.models import (
     AuditEntry,
@@ -94,11 +93,11 @@ def _session_lists(stand_in) -> list:  # type: ignore[no-untyped-def]
 # -- paid, processing, amounts ---------------------------------------------------------------------
 
 
-def test_a_paid_session_marks_its_link_paid_with_time_amount_and_session(session, league, stripe_stand_in, stripe_gateway):
+def test_a_paid_session_marks_its_link_paid_with_time_amount_and_session(engine, session, league, stripe_stand_in, stripe_gateway):
     link = league.links[0]
     paid = stripe_stand_in.complete_checkout_session(link.stripe_payment_link_id)
 
-    result = sync_payments(session, league.treasurer, stripe_gateway)
+    result = sync_payments(engine, league.treasurer, stripe_gateway)
 
     stored = _reload(session, link)
     assert stored.status is LinkStatus.PAID
@@ -110,14 +109,15 @@ def test_a_paid_session_marks_its_link_paid_with_time_amount_and_session(session
     assert result.ok and result.flags == [] and result.errors == []
 
 
-def test_a_paid_link_no_longer_shows_in_the_balances_or_the_csv(session, league, stripe_stand_in, stripe_gateway):
+def test_a_paid_link_no_longer_shows_in_the_balances_or_the_csv(engine, session, league, stripe_stand_in, stripe_gateway):
     link = league.links[0]
     user = league.treasurer
     before = export_balances_csv(session, user, kind=ExportKind.LINE_ITEMS).decode("utf-8-sig")
+    session.commit()  # the export is audited; the sync runs in units of work of its own
     assert link.url in before and link.id in _owed_link_ids(session, user)
     stripe_stand_in.complete_checkout_session(link.stripe_payment_link_id)
 
-    sync_payments(session, user, stripe_gateway)
+    sync_payments(engine, user, stripe_gateway)
 
     assert link.id not in _owed_link_ids(session, user)
     rows = list(csv.DictReader(io.StringIO(export_balances_csv(session, user).decode("utf-8-sig"))))
@@ -125,12 +125,12 @@ def test_a_paid_link_no_longer_shows_in_the_balances_or_the_csv(session, league,
 
 
 def test_a_payment_still_processing_stays_owed_as_processing_until_it_settles(
-    session, league, stripe_stand_in, stripe_gateway
+    engine, session, league, stripe_stand_in, stripe_gateway
 ):
     link = league.links[0]
     pending = stripe_stand_in.complete_checkout_session(link.stripe_payment_link_id, paid=False)
 
-    first = sync_payments(session, league.treasurer, stripe_gateway)
+    first = sync_payments(engine, league.treasurer, stripe_gateway)
 
     stored = _reload(session, link)
     assert (stored.status, stored.processing) == (LinkStatus.ACTIVE, True)
@@ -149,18 +149,18 @@ def test_a_payment_still_processing_stays_owed_as_processing_until_it_settles(
     session.get(Tenant, league.tenant.id).payments_synced_at = utcnow() + timedelta(days=3)
     session.commit()
 
-    second = sync_payments(session, league.treasurer, stripe_gateway)
+    second = sync_payments(engine, league.treasurer, stripe_gateway)
 
     stored = _reload(session, link)
     assert (stored.status, stored.processing, stored.checkout_session_id) == (LinkStatus.PAID, False, pending["id"])
     assert second.paid_count == 1 and second.processing_count == 0
 
 
-def test_a_different_amount_is_marked_paid_and_flagged_for_the_treasurer(session, league, stripe_stand_in, stripe_gateway):
+def test_a_different_amount_is_marked_paid_and_flagged_for_the_treasurer(engine, session, league, stripe_stand_in, stripe_gateway):
     link = league.links[0]
     stripe_stand_in.complete_checkout_session(link.stripe_payment_link_id, amount_total=10000)
 
-    result = sync_payments(session, league.treasurer, stripe_gateway)
+    result = sync_payments(engine, league.treasurer, stripe_gateway)
 
     stored = _reload(session, link)
     assert (stored.status, stored.paid_amount_cents, stored.amount_mismatch) == (LinkStatus.PAID, 10000, True)
@@ -169,7 +169,7 @@ def test_a_different_amount_is_marked_paid_and_flagged_for_the_treasurer(session
 
 
 def test_several_sessions_on_one_link_the_first_paid_wins_and_the_rest_are_flagged(
-    session, stripe_stand_in, stripe_gateway
+    engine, session, stripe_stand_in, stripe_gateway
 ):
     league = _league(session, stripe_stand_in, players=0)
     tenant = league.tenant
@@ -181,20 +181,20 @@ def test_several_sessions_on_one_link_the_first_paid_wins_and_the_rest_are_flagg
     second = stripe_stand_in.complete_checkout_session(monthly.stripe_payment_link_id, created=now - 60)
     first = stripe_stand_in.complete_checkout_session(monthly.stripe_payment_link_id, created=now - 120)
 
-    result = sync_payments(session, league.admin, stripe_gateway)
+    result = sync_payments(engine, league.admin, stripe_gateway)
 
     assert _reload(session, monthly).checkout_session_id == first["id"]
     assert result.paid_count == 1
     assert [(f.kind, f.checkout_session_id) for f in result.flags] == [(FlagKind.DUPLICATE_PAYMENT, second["id"])]
 
 
-def test_a_second_payment_on_a_one_payment_link_is_flagged(session, league, stripe_stand_in, stripe_gateway):
+def test_a_second_payment_on_a_one_payment_link_is_flagged(engine, session, league, stripe_stand_in, stripe_gateway):
     link = league.links[0]
     stripe_stand_in.complete_checkout_session(link.stripe_payment_link_id)
     # A second checkout that was already open when the first one used up the link.
     late = stripe_stand_in.complete_checkout_session(link.stripe_payment_link_id, even_if_inactive=True)
 
-    result = sync_payments(session, league.treasurer, stripe_gateway)
+    result = sync_payments(engine, league.treasurer, stripe_gateway)
 
     assert result.paid_count == 1
     [flag] = result.flags
@@ -202,7 +202,7 @@ def test_a_second_payment_on_a_one_payment_link_is_flagged(session, league, stri
     assert "accepts one payment only" in flag.message
 
 
-def test_a_paid_link_for_a_pending_order_marks_the_order_paid(session, league, stripe_stand_in, stripe_gateway):
+def test_a_paid_link_for_a_pending_order_marks_the_order_paid(engine, session, league, stripe_stand_in, stripe_gateway):
     tenant = league.tenant
     player = make_player(session, tenant, make_parent(session, tenant))
     uniform = make_product(session, tenant, "Uniform", required=False, amount_cents=4500)
@@ -212,7 +212,7 @@ def test_a_paid_link_for_a_pending_order_marks_the_order_paid(session, league, s
     mirror_links(stripe_stand_in, session, [link])
     stripe_stand_in.complete_checkout_session(link.stripe_payment_link_id)
 
-    sync_payments(session, league.treasurer, stripe_gateway)
+    sync_payments(engine, league.treasurer, stripe_gateway)
 
     session.expire_all()
     assert order.status is OrderStatus.PAID
@@ -221,28 +221,28 @@ def test_a_paid_link_for_a_pending_order_marks_the_order_paid(session, league, s
 # -- withdrawn players ---------------------------------------------------------------------------
 
 
-def test_links_of_withdrawn_players_are_deactivated_in_stripe_and_here(session, league, stripe_stand_in, stripe_gateway):
+def test_links_of_withdrawn_players_are_deactivated_in_stripe_and_here(engine, session, league, stripe_stand_in, stripe_gateway):
     link = league.links[0]
     link.player.status = PlayerStatus.WITHDRAWN
     session.commit()
 
-    result = sync_payments(session, league.treasurer, stripe_gateway)
+    result = sync_payments(engine, league.treasurer, stripe_gateway)
 
     stored = _reload(session, link)
     assert stored.status is LinkStatus.DEACTIVATED and stored.deactivated_at is not None
     assert stripe_stand_in.payment_links[link.stripe_payment_link_id]["active"] is False
     assert [d.link_id for d in result.deactivated] == [link.id]
     assert stripe_stand_in.payment_links[league.links[1].stripe_payment_link_id]["active"] is True
-    assert sync_payments(session, league.treasurer, stripe_gateway).deactivated == []
+    assert sync_payments(engine, league.treasurer, stripe_gateway).deactivated == []
 
 
-def test_a_withdrawn_player_who_paid_is_recorded_paid_not_deactivated(session, league, stripe_stand_in, stripe_gateway):
+def test_a_withdrawn_player_who_paid_is_recorded_paid_not_deactivated(engine, session, league, stripe_stand_in, stripe_gateway):
     link = league.links[0]
     stripe_stand_in.complete_checkout_session(link.stripe_payment_link_id)
     link.player.status = PlayerStatus.WITHDRAWN
     session.commit()
 
-    result = sync_payments(session, league.treasurer, stripe_gateway)
+    result = sync_payments(engine, league.treasurer, stripe_gateway)
 
     assert _reload(session, link).status is LinkStatus.PAID
     assert result.deactivated == [] and stripe_stand_in.count("POST", "/v1/payment_links/") == 0
@@ -260,14 +260,14 @@ def _state(session, tenant: Tenant) -> list[tuple]:  # type: ignore[type-arg]
     ]
 
 
-def test_rerunning_a_sync_changes_nothing_and_does_not_repeat_its_flags(session, league, stripe_stand_in, stripe_gateway):
+def test_rerunning_a_sync_changes_nothing_and_does_not_repeat_its_flags(engine, session, league, stripe_stand_in, stripe_gateway):
     stripe_stand_in.complete_checkout_session(league.links[0].stripe_payment_link_id, amount_total=9000)
     stripe_stand_in.complete_checkout_session(league.links[1].stripe_payment_link_id)
     stripe_stand_in.complete_checkout_session(league.links[1].stripe_payment_link_id, even_if_inactive=True)
-    first = sync_payments(session, league.treasurer, stripe_gateway)
+    first = sync_payments(engine, league.treasurer, stripe_gateway)
     after_first = _state(session, league.tenant)
 
-    again = sync_payments(session, league.treasurer, stripe_gateway)
+    again = sync_payments(engine, league.treasurer, stripe_gateway)
 
     assert _state(session, league.tenant) == after_first
     assert (first.paid_count, again.paid_count) == (2, 0)
@@ -277,7 +277,7 @@ def test_rerunning_a_sync_changes_nothing_and_does_not_repeat_its_flags(session,
 
 
 def test_a_stripe_failure_half_way_keeps_what_was_recorded_and_a_rerun_finishes(
-    session, stripe_stand_in, stripe_gateway
+    engine, session, stripe_stand_in, stripe_gateway
 ):
     league = _league(session, stripe_stand_in, players=6)
     for link in league.links:
@@ -288,7 +288,7 @@ def test_a_stripe_failure_half_way_keeps_what_was_recorded_and_a_rerun_finishes(
         when=lambda request: request.params.get("payment_link") == failing,
     )
 
-    broken = sync_payments(session, league.treasurer, stripe_gateway, full=True, concurrency=1)
+    broken = sync_payments(engine, league.treasurer, stripe_gateway, full=True, concurrency=1)
 
     assert not broken.ok and len(broken.errors) == 1 and "HTTP 500" in broken.errors[0]
     assert broken.paid_count == 5
@@ -297,7 +297,7 @@ def test_a_stripe_failure_half_way_keeps_what_was_recorded_and_a_rerun_finishes(
         broken.raise_for_errors()
 
     stripe_stand_in.clear_faults()
-    rerun = sync_payments(session, league.treasurer, stripe_gateway)
+    rerun = sync_payments(engine, league.treasurer, stripe_gateway)
 
     assert rerun.ok and [p.link_id for p in rerun.paid] == [league.links[3].id]
     state = _state(session, league.tenant)
@@ -307,7 +307,7 @@ def test_a_stripe_failure_half_way_keeps_what_was_recorded_and_a_rerun_finishes(
 
 
 def test_a_listing_that_fails_on_a_later_page_keeps_the_first_pages_and_the_rerun_adds_the_rest(
-    session, stripe_stand_in, stripe_gateway
+    engine, session, stripe_stand_in, stripe_gateway
 ):
     league = _league(session, stripe_stand_in, players=130)
     for link in league.links:
@@ -317,25 +317,25 @@ def test_a_listing_that_fails_on_a_later_page_keeps_the_first_pages_and_the_reru
         when=lambda request: "starting_after" in request.params,
     )
 
-    broken = sync_payments(session, league.treasurer, stripe_gateway)
+    broken = sync_payments(engine, league.treasurer, stripe_gateway)
 
     assert not broken.ok and "Stripe is unwell" in broken.errors[0]
     assert broken.paid_count == 100
-    rerun = sync_payments(session, league.treasurer, stripe_gateway)
+    rerun = sync_payments(engine, league.treasurer, stripe_gateway)
     assert rerun.ok and rerun.paid_count == 30
     assert {p.link_id for p in broken.paid} | {p.link_id for p in rerun.paid} == {link.id for link in league.links}
 
 
-def test_a_deactivation_that_fails_is_reported_and_retried_by_the_next_sync(session, league, stripe_stand_in, stripe_gateway):
+def test_a_deactivation_that_fails_is_reported_and_retried_by_the_next_sync(engine, session, league, stripe_stand_in, stripe_gateway):
     for link in league.links[:2]:
         link.player.status = PlayerStatus.WITHDRAWN
     session.commit()
     stripe_stand_in.inject("error", status=400, message="No way", times=1, method="POST", path="/v1/payment_links/")
 
-    broken = sync_payments(session, league.treasurer, stripe_gateway, concurrency=1)
+    broken = sync_payments(engine, league.treasurer, stripe_gateway, concurrency=1)
 
     assert len(broken.deactivated) == 1 and len(broken.errors) == 1 and "No way" in broken.errors[0]
-    rerun = sync_payments(session, league.treasurer, stripe_gateway)
+    rerun = sync_payments(engine, league.treasurer, stripe_gateway)
     assert rerun.ok and len(rerun.deactivated) == 1
     assert {d.link_id for d in broken.deactivated + rerun.deactivated} == {league.links[0].id, league.links[1].id}
 
@@ -349,9 +349,8 @@ def test_two_syncs_at_once_record_each_payment_once(engine, session, stripe_stan
     barrier = threading.Barrier(2)
 
     def run() -> None:
-        with session_factory(engine)() as own:
-            barrier.wait()
-            results.append(sync_payments(own, league.treasurer, stripe_gateway))
+        barrier.wait()
+        results.append(sync_payments(engine, league.treasurer, stripe_gateway))
 
     threads = [threading.Thread(target=run) for _ in range(2)]
     for thread in threads:
@@ -367,12 +366,12 @@ def test_two_syncs_at_once_record_each_payment_once(engine, session, stripe_stan
 # -- what is asked of Stripe -------------------------------------------------------------------
 
 
-def test_more_than_a_hundred_payments_are_read_page_by_page(session, stripe_stand_in, stripe_gateway):
+def test_more_than_a_hundred_payments_are_read_page_by_page(engine, session, stripe_stand_in, stripe_gateway):
     league = _league(session, stripe_stand_in, players=150)
     for link in league.links:
         stripe_stand_in.complete_checkout_session(link.stripe_payment_link_id)
 
-    result = sync_payments(session, league.treasurer, stripe_gateway)
+    result = sync_payments(engine, league.treasurer, stripe_gateway)
 
     assert result.paid_count == 150 and result.still_owed_count == 0
     assert len(_session_lists(stripe_stand_in)) == 2  # two pages, not one call per link
@@ -380,7 +379,7 @@ def test_more_than_a_hundred_payments_are_read_page_by_page(session, stripe_stan
 
 
 def test_an_incremental_sync_asks_only_for_sessions_since_the_last_sync_minus_the_overlap(
-    session, league, stripe_stand_in, stripe_gateway
+    engine, session, league, stripe_stand_in, stripe_gateway
 ):
     last_sync = utcnow() - timedelta(hours=2)
     session.get(Tenant, league.tenant.id).payments_synced_at = last_sync
@@ -390,7 +389,7 @@ def test_an_incremental_sync_asks_only_for_sessions_since_the_last_sync_minus_th
     stripe_stand_in.complete_checkout_session(league.links[0].stripe_payment_link_id, created=int(too_old.timestamp()))
     stripe_stand_in.complete_checkout_session(league.links[1].stripe_payment_link_id, created=int(in_overlap.timestamp()))
 
-    result = sync_payments(session, league.treasurer, stripe_gateway)
+    result = sync_payments(engine, league.treasurer, stripe_gateway)
 
     [listing] = _session_lists(stripe_stand_in)
     assert int(listing.params["created"]["gte"]) == int((last_sync - DEFAULT_OVERLAP).timestamp())
@@ -400,26 +399,26 @@ def test_an_incremental_sync_asks_only_for_sessions_since_the_last_sync_minus_th
     assert result.sessions_seen == 1
 
 
-def test_a_full_check_asks_about_each_active_link_and_finds_old_payments(session, league, stripe_stand_in, stripe_gateway):
+def test_a_full_check_asks_about_each_active_link_and_finds_old_payments(engine, session, league, stripe_stand_in, stripe_gateway):
     session.get(Tenant, league.tenant.id).payments_synced_at = utcnow()
     session.commit()
     long_ago = int((utcnow() - timedelta(days=40)).timestamp())
     stripe_stand_in.complete_checkout_session(league.links[0].stripe_payment_link_id, created=long_ago)
 
-    assert sync_payments(session, league.treasurer, stripe_gateway).paid_count == 0
-    result = sync_payments(session, league.treasurer, stripe_gateway, full=True)
+    assert sync_payments(engine, league.treasurer, stripe_gateway).paid_count == 0
+    result = sync_payments(engine, league.treasurer, stripe_gateway, full=True)
 
     asked = {r.params.get("payment_link") for r in _session_lists(stripe_stand_in)[1:]}
     assert asked == {link.stripe_payment_link_id for link in league.links}
     assert result.links_checked == 3 and [p.link_id for p in result.paid] == [league.links[0].id]
 
 
-def test_the_sync_mark_advances_only_after_a_complete_pass(session, league, stripe_stand_in, stripe_gateway):
+def test_the_sync_mark_advances_only_after_a_complete_pass(engine, session, league, stripe_stand_in, stripe_gateway):
     stripe_stand_in.inject("error", status=400, message="down", times=1, path="/v1/checkout/sessions")
-    assert sync_payments(session, league.treasurer, stripe_gateway).errors
+    assert sync_payments(engine, league.treasurer, stripe_gateway).errors
     assert session.get(Tenant, league.tenant.id).payments_synced_at is None
 
-    result = sync_payments(session, league.treasurer, stripe_gateway)
+    result = sync_payments(engine, league.treasurer, stripe_gateway)
 
     session.expire_all()
     assert result.ok and session.get(Tenant, league.tenant.id).payments_synced_at == result.started_at
@@ -429,7 +428,7 @@ def test_the_sync_mark_advances_only_after_a_complete_pass(session, league, stri
 
 
 def test_payments_for_links_we_do_not_know_are_flagged_only_when_they_name_our_league(
-    session, league, stripe_stand_in, stripe_gateway
+    engine, session, league, stripe_stand_in, stripe_gateway
 ):
     tenant = league.tenant
     stripe_stand_in.add_payment_link("plink_lost", amount_cents=15000,
@@ -442,7 +441,7 @@ def test_payments_for_links_we_do_not_know_are_flagged_only_when_they_name_our_l
     stripe_stand_in.complete_checkout_session("plink_other_shop")
     stripe_stand_in.complete_checkout_session("plink_other_install")
 
-    result = sync_payments(session, league.treasurer, stripe_gateway)
+    result = sync_payments(engine, league.treasurer, stripe_gateway)
 
     assert [(f.kind, f.checkout_session_id, f.link_id) for f in result.flags] == [
         (FlagKind.UNKNOWN_LINK, lost["id"], None)
@@ -450,11 +449,11 @@ def test_payments_for_links_we_do_not_know_are_flagged_only_when_they_name_our_l
     assert result.sessions_not_ours == 2 and result.paid_count == 0
 
 
-def test_another_leagues_payments_are_left_for_that_league(session, league, stripe_stand_in, stripe_gateway):
+def test_another_leagues_payments_are_left_for_that_league(engine, session, league, stripe_stand_in, stripe_gateway):
     other = _league(session, stripe_stand_in, players=1)
     stripe_stand_in.complete_checkout_session(other.links[0].stripe_payment_link_id)
 
-    result = sync_payments(session, league.treasurer, stripe_gateway)
+    result = sync_payments(engine, league.treasurer, stripe_gateway)
 
     assert result.paid_count == 0 and result.flags == [] and result.sessions_not_ours == 1
     assert _reload(session, other.links[0]).status is LinkStatus.ACTIVE
@@ -463,16 +462,16 @@ def test_another_leagues_payments_are_left_for_that_league(session, league, stri
 # -- who may, and the record of it -----------------------------------------------------------------
 
 
-def test_a_coach_may_not_sync_payments(session, league, stripe_stand_in, stripe_gateway):
+def test_a_coach_may_not_sync_payments(engine, session, league, stripe_stand_in, stripe_gateway):
     with pytest.raises(PermissionDenied):
-        sync_payments(session, acting(league.tenant, Role.COACH), stripe_gateway)
+        sync_payments(engine, acting(league.tenant, Role.COACH), stripe_gateway)
     assert stripe_stand_in.request_count == 0
 
 
-def test_every_sync_leaves_an_audit_row_with_its_summary(session, league, stripe_stand_in, stripe_gateway):
+def test_every_sync_leaves_an_audit_row_with_its_summary(engine, session, league, stripe_stand_in, stripe_gateway):
     stripe_stand_in.complete_checkout_session(league.links[0].stripe_payment_link_id)
 
-    result = sync_payments(session, league.treasurer, stripe_gateway)
+    result = sync_payments(engine, league.treasurer, stripe_gateway)
 
     [entry] = session.scalars(select(AuditEntry).where(AuditEntry.tenant_id == league.tenant.id)).all()
     assert (entry.action, entry.actor, entry.role) == ("sync", "treasurer@example.org", "treasurer")
@@ -480,13 +479,22 @@ def test_every_sync_leaves_an_audit_row_with_its_summary(session, league, stripe
     assert entry.details["paid"] == 1 and entry.details["complete"] is True
 
 
-def test_progress_is_reported_while_recording(session, stripe_stand_in, stripe_gateway):
+def test_a_league_in_another_currency_is_summed_up_in_it(engine, session, stripe_gateway):
+    tenant = make_tenant(session, currency="cad")
+    session.commit()
+
+    result = sync_payments(engine, acting(tenant, Role.TREASURER), stripe_gateway)
+
+    assert result.currency == "cad" and "0 paid (CA$0.00), 0 still owed (CA$0.00)" in result.summary()
+
+
+def test_progress_is_reported_while_recording(engine, session, stripe_stand_in, stripe_gateway):
     league = _league(session, stripe_stand_in, players=4)
     for link in league.links:
         stripe_stand_in.complete_checkout_session(link.stripe_payment_link_id)
     seen = []
 
-    sync_payments(session, league.treasurer, stripe_gateway, progress=seen.append)
+    sync_payments(engine, league.treasurer, stripe_gateway, progress=seen.append)
 
     recording = [p for p in seen if p.phase == "Recording payments"]
     assert [p.done for p in recording] == [1, 2, 3, 4] and recording[-1].fraction == 1.0

@@ -50,7 +50,8 @@ from core.email.outbox import retry_messages
 from core.email.presend import sync_payments_first
 from core.email.registry import OUTSTANDING_BALANCE, everyone_who_owes
 from core.errors import NotFound, PermissionDenied
-from core.models import Base, Product, Tenant
+from core.models import Base, FlagKind, PaymentFlag, Product, Tenant
+from core.payments.flags import payment_flags
 from core.payments.sync import sync_payments
 from core.reporting.audit_export import audit_log_csv
 from core.reporting.balances import BalanceFilter, outstanding_balances
@@ -171,7 +172,8 @@ CALLS: tuple[Call, ...] = (
     Call("get_message", get_message, P.SEND_EMAIL,
          lambda s, u, w: get_message(s, u, campaign_messages(s, u, _campaign(s, u).id)[0].id)),
     Call("sync_payments", sync_payments, P.SYNC_PAYMENTS,
-         lambda s, u, w: sync_payments(_joined(s), u, NoPaymentsYet()), returns_league_data=False),
+         lambda s, u, w: sync_payments(_joined_sessions(s), u, NoPaymentsYet()), returns_league_data=False),
+    Call("payment_flags", payment_flags, P.SYNC_PAYMENTS, lambda s, u, w: payment_flags(s, u)),
 )
 
 ROSTER_CSV_BYTES = (
@@ -198,7 +200,7 @@ def _campaign(session: Session, user: ActingUser | None) -> Any:
 
 
 # Service functions that commit as they go (durable per item) and are not run inside the
-# matrix's savepoints (sync_payments is, through ``_joined``); each has its own refusal
+# matrix's savepoints (sync_payments is, through ``_joined_sessions``); each has its own refusal
 # tests, named here.
 COMMITTING_SERVICE_FUNCTIONS: dict[str, str] = {
     "core.backfill.commit.commit_backfill": "tests/core/test_backfill.py: coach, treasurer and another league's plan",
@@ -218,14 +220,9 @@ class NoPaymentsYet:
         raise AssertionError(f"the sync was not expected to call {name}")
 
 
-def _joined(session: Session) -> Session:
-    """A session inside the test's transaction, for functions that commit per item: their
-    commits release a savepoint, and the matrix still rolls every caller back."""
-    return Session(bind=session.connection(), join_transaction_mode="create_savepoint")
-
-
 def _joined_sessions(session: Session) -> sessionmaker[Session]:
-    """A session factory whose sessions join the test's transaction (see ``_joined``)."""
+    """A session factory whose sessions join the test's transaction, for functions that commit
+    per item: their commits release a savepoint, and the matrix still rolls every caller back."""
     return sessionmaker(bind=session.connection(), join_transaction_mode="create_savepoint")
 
 
@@ -235,6 +232,10 @@ NOT_SERVICE_FUNCTIONS: dict[str, str] = {
     "core.access.permissions.find_in_league": "a lookup for service functions, called after their own require",
     "core.audit.record_action": "writes the audit row of a service function, after that function's require",
     "core.audit.entries_statement": "builds the audit log query for service functions; runs nothing",
+    "core.payments.flags.record_flag": "records a flag for payment sync, after its require",
+    **{f"core.payments.links.{name}": "a payment link's transition, called by service functions after their require"
+       for name in ("reserve", "drop_reservations", "activate", "lose_the_pair", "mark_paid", "retire",
+                    "links_awaiting_switch_off", "switch_off", "locked_link")},
 }
 # Public functions that read the database without an acting user: they run before anyone
 # acts (sign-in, choosing a league) or are the operator's bootstrap from the command line.
@@ -257,15 +258,19 @@ def build_world(session: Session) -> World:
     zulu_parent = make_parent(session, alpha, "Alpha Zulu Parent", email=PARENT_EMAILS[1])
     make_link(session, alpha, make_player(session, alpha, own_parent, own_team, first_name="Own",
                                           last_name="Alphakid"), registration)
-    make_link(session, alpha, make_player(session, alpha, zulu_parent, zulu_team, first_name="Zulu",
-                                          last_name="Alphakid"), registration)
+    zulu_link = make_link(session, alpha, make_player(session, alpha, zulu_parent, zulu_team, first_name="Zulu",
+                                                      last_name="Alphakid"), registration)
+    session.add(PaymentFlag(tenant_id=alpha.id, payment_link_id=zulu_link.id, checkout_session_id="cs_alpha_1",
+                            kind=FlagKind.AMOUNT_MISMATCH, detail="Alpha family paid $1.00 for $150.00"))
     record_action(session, ActingUser("tom@alpha.example", Role.TREASURER, alpha.id), "export", "Alpha export")
 
     beta = make_tenant(session, "beta", name="Beta League")
     beta_team = make_team(session, beta, "Beta Team")
     beta_product = make_product(session, beta, "Beta Registration")
     beta_parent = make_parent(session, beta, "Beta Parent", email="parent@beta.example")
-    make_link(session, beta, make_player(session, beta, beta_parent, beta_team), beta_product)
+    beta_link = make_link(session, beta, make_player(session, beta, beta_parent, beta_team), beta_product)
+    session.add(PaymentFlag(tenant_id=beta.id, payment_link_id=beta_link.id, checkout_session_id="cs_beta_1",
+                            kind=FlagKind.DUPLICATE_PAYMENT, detail="Beta family paid twice"))
     record_action(session, ActingUser("bea@beta.example", Role.ADMIN, beta.id), "export", "Beta export")
 
     return World(

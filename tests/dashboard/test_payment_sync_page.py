@@ -84,6 +84,18 @@ def test_a_payment_of_a_different_amount_is_shown_flagged(stripe_configured, ope
     assert list(flags["Why"]) == ["paid a different amount"] and list(flags["Reported"]) == ["new"]
 
 
+def test_flagged_payments_are_shown_from_what_was_recorded_on_a_later_visit(stripe_configured, open_app, session):
+    stripe_configured.complete_checkout_session(_owed_link(session).stripe_payment_link_id, amount_total=100)
+    open_app("admin", page="payment_sync").button(key="sync_run").click().run()
+
+    later = open_app("treasurer", page="payment_sync")  # another browser session: no sync run in it
+
+    assert not later.exception
+    [flags] = [frame.value for frame in later.dataframe if "Why" in frame.value.columns]
+    assert list(flags["Why"]) == ["paid a different amount"]
+    assert list(flags["Reported"])[0].startswith("since ")
+
+
 def test_a_stripe_failure_says_the_sync_did_not_finish(stripe_configured, open_app):
     stripe_configured.inject("error", status=401, message="Invalid API Key provided", times=None)
     at = open_app("treasurer", page="payment_sync")
