@@ -100,7 +100,8 @@ def _file_formats() -> None:
             "columns are ignored. Import products and players before the orders that refer to them."
         )
         for file_format in FORMATS:
-            st.markdown(f"- **{file_format.kind.value}**: `{', '.join(file_format.columns)}`")
+            optional = f" and optionally `{', '.join(file_format.optional)}`" if file_format.optional else ""
+            st.markdown(f"- **{file_format.kind.value}**: `{', '.join(file_format.columns)}`{optional}")
         st.markdown(
             "Rows are matched on their `*_ref` (products on their name): importing an updated file "
             "updates in place and never duplicates. A player who left stays, with status `withdrawn`."

@@ -66,7 +66,7 @@ def test_a_row_missing_a_field_is_listed_and_import_is_disabled(demo_league, ope
     assert "1 problem in players.csv" in at.error[0].value
     [row] = [row for _, row in table_with(at, "Problem").iterrows()]
     assert (row["Row"], row["Column"]) == ("5", "—")
-    assert row["Problem"].startswith("the row has 7 fields but the header has 8; check it for a missing or extra comma")
+    assert row["Problem"].startswith("the row has 8 fields but the header has 9; check it for a missing or extra comma")
     assert at.button(key="roster_import_commit").disabled
 
 
