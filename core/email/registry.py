@@ -55,7 +55,7 @@ def everyone_who_owes(
         Parent.tenant_id == user.tenant_id, Parent.first_name.is_not(None))
     if parent_ids:
         named = named.where(Parent.id.in_(parent_ids))
-    first_names: dict[int, str] = dict(session.execute(named).tuples().all())  # type: ignore[arg-type]
+    first_names: dict[int, str] = dict(session.execute(named).all())  # type: ignore[arg-type]
     return [_recipient(balance, first_names.get(balance.parent_id)) for balance in balances]
 
 

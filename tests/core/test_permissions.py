@@ -46,6 +46,7 @@ from core.email.campaigns import (
     preview_email,
     start_campaign,
 )
+from core.email.opt_out import set_email_opt_out
 from core.email.outbox import retry_messages
 from core.email.presend import sync_payments_first
 from core.email.registry import OUTSTANDING_BALANCE, everyone_who_owes
@@ -142,6 +143,8 @@ CALLS: tuple[Call, ...] = (
     Call("update_league_settings", update_league_settings, P.MANAGE_LEAGUE,
          lambda s, u, w: update_league_settings(s, u, LeagueSettings(footer_text="A changed footer")),
          returns_league_data=True),
+    Call("set_email_opt_out", set_email_opt_out, P.MANAGE_EMAIL_PREFERENCES,
+         lambda s, u, w: _found_or_none(lambda: set_email_opt_out(s, u, min(w.parent_ids), opted_out=True))),
     Call("import_roster", import_roster, P.IMPORT_ROSTER,
          lambda s, u, w: import_roster(s, u, ROSTER_CSV_BYTES, commit=True, file_name="players.csv"),
          returns_league_data=False),
@@ -246,6 +249,8 @@ BEFORE_ANYONE_ACTS: dict[str, str] = {
     "core.access.leagues.find_tenant": "the CLI's --tenant option",
     "core.access.leagues.find_or_create_tenant": "the CLI's first import",
     "core.access.leagues.list_tenant_slugs": "the CLI's error messages",
+    "core.access.league_settings.create_first_league": "the first run: names the league of an empty database "
+                                                       "(refused once any league exists)",
 }
 
 

@@ -633,7 +633,7 @@ K4,Ava,Chen,withdrawn,U10 Comets,P3,Wei Chen,wei@example.org,
 
 def _first_names(session: Session, tenant) -> dict[str, str | None]:
     rows = session.execute(select(Parent.external_ref, Parent.first_name).where(Parent.tenant_id == tenant.id))
-    return dict(rows.tuples().all())  # type: ignore[arg-type]
+    return dict(rows.all())  # type: ignore[arg-type]
 
 
 def test_a_parent_first_name_column_is_imported_and_an_empty_cell_leaves_none(session):
