@@ -59,6 +59,7 @@ from core.reporting.directory import find_parent, league_of, league_parents, lea
 from core.reporting.export import ExportKind, export_balances_csv, record_balances_export
 from core.roster.importing import import_roster
 from core.settings import Settings
+from core.setup.checklist import check_email_connection, setup_checklist
 from tests.factories import acting, make_link, make_parent, make_player, make_product, make_team, make_tenant
 
 P = Permission
@@ -143,6 +144,10 @@ CALLS: tuple[Call, ...] = (
     Call("update_league_settings", update_league_settings, P.MANAGE_LEAGUE,
          lambda s, u, w: update_league_settings(s, u, LeagueSettings(footer_text="A changed footer")),
          returns_league_data=True),
+    Call("setup_checklist", setup_checklist, P.MANAGE_LEAGUE,
+         lambda s, u, w: setup_checklist(s, u, Settings()), returns_league_data=False),
+    Call("check_email_connection", check_email_connection, P.MANAGE_LEAGUE,
+         lambda s, u, w: check_email_connection(u, _NothingToCheck()), returns_league_data=False),
     Call("set_email_opt_out", set_email_opt_out, P.MANAGE_EMAIL_PREFERENCES,
          lambda s, u, w: _found_or_none(lambda: set_email_opt_out(s, u, min(w.parent_ids), opted_out=True))),
     Call("import_roster", import_roster, P.IMPORT_ROSTER,
@@ -209,6 +214,13 @@ COMMITTING_SERVICE_FUNCTIONS: dict[str, str] = {
     "core.email.campaigns.run_campaign": "tests/core/email/test_outbox.py::test_only_an_admin_may_send",
     "core.email.outbox.drain_outbox": "tests/core/email/test_outbox.py::test_only_an_admin_may_send",
 }
+
+
+class _NothingToCheck:
+    """An email backend whose connection check always passes and touches nothing."""
+
+    def check(self) -> str:
+        return "checked"
 
 
 class NoPaymentsYet:
