@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from core.access.league_settings import effective_settings
 from core.access.permissions import ActingUser, Permission, require
 from core.email.backends import EmailBackend
-from core.models import LinkStatus, Parent, PaymentLink, Player, Product
+from core.models import LinkStatus, Order, Parent, PaymentLink, Player, Product
 from core.reporting.directory import league_of
 from core.settings import Settings
 
@@ -66,7 +66,7 @@ def setup_checklist(
     """Every item of the league's setup, in the order a new league sets them up.
 
     ``email_backend_problem`` is why the configured email backend cannot be built (the
-    composition root's ``Services.email_backend_problem()``), or None. Four count queries.
+    composition root's ``Services.email_backend_problem()``), or None. Five count queries.
     """
     require(user, Permission.MANAGE_LEAGUE)
     tenant = league_of(session, user)
@@ -89,6 +89,36 @@ def setup_checklist(
     ]
 
 
+@dataclass(frozen=True)
+class NextStep:
+    """What to do next to get the league billing, and the url path of the page to do it on."""
+
+    text: str
+    page: str
+
+
+def next_setup_steps(session: Session, user: ActingUser) -> list[NextStep]:
+    """What an admin setting the league up does next, from what the league has so far (shown
+    after an import): the roster files still to import, then the payment links, then the email."""
+    require(user, Permission.IMPORT_ROSTER)
+    counts = _counts(session, user)
+    steps: list[NextStep] = []
+    if not counts["players"]:
+        steps.append(NextStep("Import your players file: players, their teams and their parents.", "import"))
+    if not counts["products"]:
+        steps.append(NextStep("Import your products file: what families pay for, at what price.", "import"))
+    if counts["players"] and counts["products"] and not counts["orders"]:
+        steps.append(NextStep("Import your orders file, if families bought extras such as uniforms (optional).",
+                              "import"))
+    if counts["players"] and counts["products"] and not counts["links"]:
+        steps.append(NextStep("Create the payment links families pay through.", "backfill"))
+    if counts["links"]:
+        steps.append(NextStep("Preview the reminder email and send a test to yourself.", "email"))
+    steps.append(NextStep("See what else the league needs: the Stripe key, the sender address, the thank-you page.",
+                          "setup"))
+    return steps
+
+
 def check_email_connection(user: ActingUser, backend: EmailBackend) -> str:
     """Connect and sign in to the email provider through ``backend`` without sending anything;
     what was checked. ``EmailDeliveryError`` says what failed."""
@@ -102,6 +132,7 @@ def _counts(session: Session, user: ActingUser) -> dict[str, int]:
         "players": session.scalar(select(func.count(Player.id)).where(Player.tenant_id == tid)) or 0,
         "families": session.scalar(select(func.count(Parent.id)).where(Parent.tenant_id == tid)) or 0,
         "products": session.scalar(select(func.count(Product.id)).where(Product.tenant_id == tid)) or 0,
+        "orders": session.scalar(select(func.count(Order.id)).where(Order.tenant_id == tid)) or 0,
         "links": session.scalar(select(func.count(PaymentLink.id)).where(
             PaymentLink.tenant_id == tid, PaymentLink.status == LinkStatus.ACTIVE)) or 0,
     }

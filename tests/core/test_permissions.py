@@ -59,7 +59,7 @@ from core.reporting.directory import find_parent, league_of, league_parents, lea
 from core.reporting.export import ExportKind, export_balances_csv, record_balances_export
 from core.roster.importing import import_roster
 from core.settings import Settings
-from core.setup.checklist import check_email_connection, setup_checklist
+from core.setup.checklist import check_email_connection, next_setup_steps, setup_checklist
 from tests.factories import acting, make_link, make_parent, make_player, make_product, make_team, make_tenant
 
 P = Permission
@@ -146,6 +146,8 @@ CALLS: tuple[Call, ...] = (
          returns_league_data=True),
     Call("setup_checklist", setup_checklist, P.MANAGE_LEAGUE,
          lambda s, u, w: setup_checklist(s, u, Settings()), returns_league_data=False),
+    Call("next_setup_steps", next_setup_steps, P.IMPORT_ROSTER,
+         lambda s, u, w: next_setup_steps(s, u), returns_league_data=False),
     Call("check_email_connection", check_email_connection, P.MANAGE_LEAGUE,
          lambda s, u, w: check_email_connection(u, _NothingToCheck()), returns_league_data=False),
     Call("set_email_opt_out", set_email_opt_out, P.MANAGE_EMAIL_PREFERENCES,
