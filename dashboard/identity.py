@@ -31,7 +31,7 @@ from core.access.roles import (
 from core.access.sign_in import DEFAULT_PROVIDER, oidc_configuration_problem, oidc_providers
 from core.demo import DEMO_SLUG
 from core.reporting.directory import league_teams, list_leagues
-from core.settings import ConfigurationError, read_secrets_section
+from core.settings import ConfigurationError, Settings, read_secrets_section
 from dashboard.first_run import first_run_page
 from dashboard.state import session_scope, set_acting_user, settings
 from dashboard.text import plain
@@ -104,8 +104,10 @@ def _demo_sign_in(auth: Mapping[str, Any]) -> ActingUser | Gate:
         with st.sidebar:
             st.caption("Demo sign-in")
             st.markdown("Acting as **Admin**: setting up the first league.")
-        return Gate("Set up your league", ":material/waving_hand:", partial(first_run_page, DEMO_ADMIN,
-                                                                         offer_demo=True))
+        # The demo is offered except in the real league's own file (bash scripts/start-league).
+        offer_demo = settings().database_url != Settings().database_url
+        return Gate("Set up your league", ":material/waving_hand:",
+                    partial(first_run_page, DEMO_ADMIN, offer_demo=offer_demo))
     return user
 
 

@@ -263,6 +263,7 @@ BEFORE_ANYONE_ACTS: dict[str, str] = {
     "core.access.leagues.find_tenant": "the CLI's --tenant option",
     "core.access.leagues.find_or_create_tenant": "the CLI's first import",
     "core.access.leagues.list_tenant_slugs": "the CLI's error messages",
+    "core.setup.database_file.holds_demo_league": "the CLI's note that it runs on the demo league, before acting",
     "core.access.league_settings.create_first_league": "the first run: names the league of an empty database "
                                                        "(refused once any league exists)",
 }
