@@ -51,7 +51,7 @@ def main() -> None:
         )
         left, middle, right = st.columns(3)
         with left:
-            time_zone = time_zone_input(current.time_zone, key="league_time_zone",
+            time_zone = time_zone_input(current.time_zone or "", key="league_time_zone",
                                         unset_label=f"Not set ({environment.time_zone.value})")
         with middle:
             cooldown = st.number_input(
@@ -62,7 +62,7 @@ def main() -> None:
                      f"{environment.email_cooldown_days.value} days.",
             )
         with right:
-            currency = currency_input(current.currency, key="league_currency")
+            currency = currency_input(current.currency or "usd", key="league_currency")
         saved = st.form_submit_button("Save", type="primary")
     if not saved:
         return

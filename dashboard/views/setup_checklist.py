@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import streamlit as st
 
 from core.errors import EmailDeliveryError
@@ -17,7 +19,8 @@ _ICONS = {
     ItemState.MISSING: ":material/cancel:",
 }
 _STATE_WORDS = {ItemState.READY: "Ready", ItemState.WARNING: "Works, not for real yet", ItemState.MISSING: "To do"}
-_COLOURS = {ItemState.READY: "green", ItemState.WARNING: "orange", ItemState.MISSING: "red"}
+_COLOURS: dict[ItemState, Literal["green", "orange", "red"]] = {
+    ItemState.READY: "green", ItemState.WARNING: "orange", ItemState.MISSING: "red"}
 CHECK_RESULT = "setup_email_check"
 
 

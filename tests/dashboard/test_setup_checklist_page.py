@@ -34,7 +34,7 @@ def test_the_database_is_shown_masked(demo_league, open_app, database_url):
     at = open_app("admin", page="setup")
     text = _text(at)
     if database_url.startswith("postgresql"):
-        assert "***@" in text
+        assert "(PostgreSQL)" in text and r"\*\*\*@127.0.0.1" in text and "postgres@" not in text
     else:
         assert "a file on this computer" in text
 
