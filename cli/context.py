@@ -7,19 +7,23 @@ factory, adapters) per process, passed into the ``core`` workflows the commands 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from cli.output import shown
 from core.access.leagues import find_or_create_tenant, find_tenant
 from core.access.permissions import ActingUser, cli_operator
 from core.composition import Services, build_services
 from core.db import upgrade_database
 from core.models import Tenant
 from core.settings import Settings, load_settings
+from core.setup.database_file import DEMO_DATABASE_URL, database_url_configured, holds_demo_league
 
 
 @dataclass
@@ -46,11 +50,28 @@ def add_tenant_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def open_database() -> Services:
-    """The services on a database migrated to the current schema."""
+def open_database(*, demo: bool = False) -> Services:
+    """The services on a database migrated to the current schema.
+
+    Without ``DATABASE_URL`` that is the real league's default file, or with ``demo`` (the
+    ``demo`` command) the demo's own file, so made-up families never land in the real league's.
+    A command that runs without ``DATABASE_URL`` on a database holding the demo league says so
+    on stderr: a cron job would otherwise quietly act on made-up families.
+    """
     settings = load_settings()
+    configured = database_url_configured(os.environ)
+    if demo and not configured:
+        settings = replace(settings, database_url=DEMO_DATABASE_URL)
     upgrade_database(settings.database_url)
-    return build_services(settings)
+    services = build_services(settings)
+    if not demo and not configured:
+        with services.sessions() as session:
+            on_demo = holds_demo_league(session)
+        if on_demo:
+            print(f"note: DATABASE_URL is not set, so this runs on {shown(settings.database_url_for_display())}, "
+                  "which holds the demo league (made-up families); set DATABASE_URL to your league's database, "
+                  "or let bash scripts/start-league move the demo to its own file.", file=sys.stderr)
+    return services
 
 
 @contextmanager

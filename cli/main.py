@@ -96,6 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    # Alembic's set-up lines ("Context impl SQLiteImpl.", "Will assume non-transactional DDL.")
+    # say nothing about the command's own progress; its warnings still show.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         return int(args.handler(args) or 0)
     except (BillingError, ConfigurationError) as exc:

@@ -165,6 +165,12 @@ class Tenant(Base):
     sender_name: Mapped[str | None] = mapped_column(String(200))
     reply_to: Mapped[str | None] = mapped_column(String(320))
     footer_text: Mapped[str | None] = mapped_column(Text)
+    # The league's own non-secret settings; NULL: as the environment (or the default) says.
+    # Read them through ``core.access.league_settings.effective_settings``, never directly.
+    sender_address: Mapped[str | None] = mapped_column(String(320))
+    payment_success_url: Mapped[str | None] = mapped_column(String(1000))
+    time_zone: Mapped[str | None] = mapped_column(String(64))
+    email_cooldown_days: Mapped[int | None] = mapped_column(Integer)
     payments_synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # A random token naming this league at Stripe (idempotency keys, link metadata), so two
@@ -194,6 +200,8 @@ class Parent(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(200))
+    # The roster's optional parent_first_name: how an email greets them ("Hi Jennifer").
+    first_name: Mapped[str | None] = mapped_column(String(100))
     email: Mapped[str | None] = mapped_column(String(320))
     email_opt_out: Mapped[bool] = mapped_column(Boolean, default=False)
     external_ref: Mapped[str | None] = mapped_column(String(100))

@@ -15,6 +15,7 @@ from sqlalchemy.exc import OperationalError
 from core.access.permissions import ActingUser, require
 from core.errors import BillingError, PermissionDenied
 from core.settings import ConfigurationError, without_database_secrets
+from dashboard.first_run import FIRST_RUN_DONE
 from dashboard.identity import Gate, sign_in
 from dashboard.navigation import PAGES, entry_for, pages_for
 from dashboard.state import settings
@@ -23,13 +24,19 @@ st.set_page_config(page_title="League Billing", page_icon="🏀", layout="wide")
 
 
 def menu(user: ActingUser) -> dict[str, list[st.Page]]:
-    """All pages by section: the user's own visible (first one the default), the rest hidden."""
+    """All pages by section: the user's own visible (first one the default), the rest hidden.
+
+    Right after the first run, the admin who named the league starts on Import roster.
+    """
     allowed = pages_for(user)
+    home = allowed[0] if allowed else None
+    if st.session_state.get(FIRST_RUN_DONE):
+        home = next((entry for entry in allowed if entry.url_path == "import"), home)
     sections: dict[str, list[st.Page]] = {}
     for entry in allowed:
         sections.setdefault(entry.section, []).append(
             st.Page(entry.file, title=entry.title, icon=entry.icon, url_path=entry.url_path,
-                    default=entry is allowed[0])
+                    default=entry is home)
         )
     # Hidden pages sit in the first section so that no empty section heading appears.
     first_section = next(iter(sections), PAGES[0].section)

@@ -24,13 +24,15 @@ from core.access.roles import (
     LeagueAccess,
     email_claim_problem,
     league_access_for,
+    memberships_for,
     parse_role_directory,
     verified_email,
 )
 from core.access.sign_in import DEFAULT_PROVIDER, oidc_configuration_problem, oidc_providers
-from core.demo import build_demo_league
+from core.demo import DEMO_SLUG
 from core.reporting.directory import league_teams, list_leagues
-from core.settings import ConfigurationError, read_secrets_section
+from core.settings import ConfigurationError, Settings, read_secrets_section
+from dashboard.first_run import first_run_page
 from dashboard.state import session_scope, set_acting_user, settings
 from dashboard.text import plain
 
@@ -46,6 +48,12 @@ DEMO_BANNER = (
     "**Demo mode.** Anyone can pick any role here, and sign-in is switched off. "
     "Use it to look around, never with real families' data."
 )
+# A league of one's own under the role picker: fine on one's own computer, not beyond it.
+NO_SIGN_IN_BANNER = (
+    "**Sign-in is off.** Whoever opens the dashboard on this computer picks a role. Fine while only you "
+    "use it here; set up sign-in (docs/sign-in-and-roles.md) before anyone else does."
+)
+DEMO_ADMIN = "demo-admin"
 
 
 @dataclass(frozen=True)
@@ -90,22 +98,29 @@ def _demo_sign_in(auth: Mapping[str, Any]) -> ActingUser | Gate:
     if refusal:
         logger.warning("demo mode refused: %s", refusal)
         return Gate("Demo mode refused", ":material/block:", partial(_refused_page, refusal))
-    st.warning(DEMO_BANNER, icon=":material/science:")
     user = demo_sign_in()
     if user is None:
-        return Gate("Welcome", ":material/waving_hand:", no_league_page)
+        st.warning(NO_SIGN_IN_BANNER, icon=":material/lock_open:")
+        with st.sidebar:
+            st.caption("Demo sign-in")
+            st.markdown("Acting as **Admin**: setting up the first league.")
+        # The demo is offered except in the real league's own file (bash scripts/start-league).
+        offer_demo = settings().database_url != Settings().database_url
+        return Gate("Set up your league", ":material/waving_hand:",
+                    partial(first_run_page, DEMO_ADMIN, offer_demo=offer_demo))
     return user
 
 
 def demo_sign_in() -> ActingUser | None:
     """The sidebar role picker of demo mode; returns the chosen user (or None without a league)."""
     with session_scope() as session:
-        leagues = [(tenant.id, tenant.name) for tenant in list_leagues(session)]
+        leagues = [(tenant.id, tenant.name, tenant.slug) for tenant in list_leagues(session)]
     if not leagues:
         return None
     with st.sidebar:
         st.caption("Demo sign-in")
-        league_names = dict(leagues)
+        league_names = {tenant_id: name for tenant_id, name, _ in leagues}
+        demo_ids = {tenant_id for tenant_id, _, slug in leagues if slug == DEMO_SLUG}
         tenant_id = st.selectbox(
             "League", options=list(league_names), format_func=league_names.__getitem__, key="demo_league"
         )
@@ -121,20 +136,11 @@ def demo_sign_in() -> ActingUser | None:
                 default=list(teams)[:1], key="demo_coach_teams",
             )
             team_ids = frozenset(chosen)
+    if tenant_id in demo_ids:
+        st.warning(DEMO_BANNER, icon=":material/science:")
+    else:
+        st.warning(NO_SIGN_IN_BANNER, icon=":material/lock_open:")
     return ActingUser(identity=f"demo-{role.value}", role=role, tenant_id=tenant_id, team_ids=team_ids)
-
-
-def no_league_page() -> None:
-    """What a fresh install shows: how to get a league, and a button to create the demo one."""
-    st.title("League Billing Dashboard")
-    st.info(
-        "There is no league in this database yet. Create the demo league to look around, "
-        "or import your roster with `python -m core import players.csv --commit`."
-    )
-    if st.button("Create the demo league", type="primary", key="create_demo"):
-        with session_scope() as session:
-            build_demo_league(session)
-        st.rerun()
 
 
 def _refused_page(reason: str) -> None:
@@ -161,11 +167,22 @@ def _oidc_sign_in(auth: Mapping[str, Any]) -> ActingUser | Gate:
     directory = parse_role_directory(read_secrets_section("roles"))
     with session_scope() as session:
         leagues = league_access_for(session, directory, email)
+        empty_database = not leagues and not list_leagues(session)
     if not leagues:
+        first = _first_league_to_create(directory, email) if empty_database else None
+        if first is not None:
+            return Gate("Set up your league", ":material/waving_hand:",
+                        partial(first_run_page, email, slug=first))
         return Gate("Welcome", ":material/waving_hand:", partial(_no_role_page, email))
     access = _choose_league(leagues)
     _signed_in_sidebar(email, access)
     return access.user
+
+
+def _first_league_to_create(directory: Mapping[str, Any], email: str) -> str | None:
+    """In a database with no league yet: the slug of the first league ``email`` is an admin of in
+    secrets.toml's ``[roles]`` (the league they may create), or None."""
+    return next((m.league_slug for m in memberships_for(directory, email) if m.role is Role.ADMIN), None)
 
 
 def _choose_league(leagues: list[LeagueAccess]) -> LeagueAccess:

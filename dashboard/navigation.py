@@ -28,6 +28,8 @@ PAGES: tuple[PageEntry, ...] = (
               Permission.MINT_LINKS, "backfill", section="Admin"),
     PageEntry("views/league_settings.py", "League settings", ":material/palette:",
               Permission.MANAGE_LEAGUE, "league", section="Admin"),
+    PageEntry("views/setup_checklist.py", "Setup checklist", ":material/checklist:",
+              Permission.MANAGE_LEAGUE, "setup", section="Admin"),
     PageEntry("views/audit_log.py", "Audit log", ":material/history:",
               Permission.VIEW_AUDIT_LOG, "audit_log", section="Admin"),
     PageEntry("views/email.py", "Email", ":material/mail:", Permission.PREVIEW_EMAIL, "email", section="Email"),

@@ -26,12 +26,15 @@ Test-only: ``complete_checkout_session(link_id, paid=..., amount_total=...)`` (o
 ``settle_checkout_session(id)`` lets a processing payment succeed; ``add_payment_link``
 seeds a link without an HTTP request.
 
-Run it on its own for a demo: ``python -m tests.stripe_stand_in --port 12111``.
+Run it on its own for a demo: ``python -m tests.stripe_stand_in --port 12111``. Pay through a
+link by its address, as the CSV and the email show it, with
+``python -m tests.stripe_stand_in pay https://buy.stripe.com/test_…`` (``POST /_stand_in/pay``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import re
@@ -171,7 +174,7 @@ def _as_int(value: Any, name: str) -> int:
     try:
         return int(value)
     except (TypeError, ValueError):
-        raise ApiError(400, f"Invalid integer: {value}", param=name, code="parameter_invalid_integer")
+        raise ApiError(400, f"Invalid integer: {value}", param=name, code="parameter_invalid_integer") from None
 
 
 # -- records, faults, errors --------------------------------------------------------------------
@@ -410,6 +413,14 @@ class StripeStandIn:
                 if completed["count"] >= completed["limit"]:
                     link["active"] = False  # Stripe deactivates a link whose limit is reached
             return _public(session)
+
+    def link_for_url(self, url: str) -> str:
+        """The id of the payment link whose address is ``url`` (as the CSV and the email show it)."""
+        with self._lock:
+            found = next((link_id for link_id, link in self.payment_links.items() if link["url"] == url.strip()), None)
+        if found is None:
+            raise ApiError(404, f"No payment link has the address {url!r}.", code="resource_missing")
+        return found
 
     def settle_checkout_session(self, session_id: str) -> dict[str, Any]:
         """A processing (delayed-method) payment succeeds: the session becomes ``paid``.
@@ -802,6 +813,19 @@ def _complete_session(stand_in: StripeStandIn, request: RecordedRequest, link_id
     )
 
 
+def _pay_by_url(stand_in: StripeStandIn, request: RecordedRequest, _: str | None) -> dict[str, Any]:
+    params = request.params
+    if not params.get("url"):
+        raise ApiError(400, "Missing required param: url.", param="url", code="parameter_missing")
+    return stand_in.complete_checkout_session(stand_in.link_for_url(params["url"]),
+                                              paid=_as_bool(params.get("paid", "true")))
+
+
+class _PayParams(stripe_params.PaymentLinkRetrieveParams):  # a test route: pay through a link's address
+    url: NotRequired[str]
+    paid: NotRequired[str]
+
+
 class _CompleteSessionParams(stripe_params.PaymentLinkRetrieveParams):  # an open-ended test route
     paid: NotRequired[str]
     amount_total: NotRequired[int]
@@ -819,6 +843,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], Callable[..., Any], type]] = [
     ("GET", re.compile(rf"^/v1/payment_links/{_ID}$"), _retrieve_payment_link, stripe_params.PaymentLinkRetrieveParams),
     ("GET", re.compile(r"^/v1/checkout/sessions$"), _list_checkout_sessions, stripe_checkout_params.SessionListParams),
     ("POST", re.compile(rf"^/_stand_in/payment_links/{_ID}/complete$"), _complete_session, _CompleteSessionParams),
+    ("POST", re.compile(r"^/_stand_in/pay$"), _pay_by_url, _PayParams),
 ]
 
 
@@ -863,10 +888,8 @@ class _Handler(BaseHTTPRequestHandler):
         status, payload, headers = self.stand_in.handle(record)
         if payload is _DROP:
             self.close_connection = True
-            try:
+            with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             return
         data = json.dumps(payload).encode()
         self.send_response(status)
@@ -884,7 +907,40 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
+def pay(argv: list[str]) -> int:
+    """``pay URL``: pay through the link at ``URL`` on a running stand-in, as a parent would."""
+    import urllib.error
+    import urllib.request
+    from urllib.parse import urlencode
+
+    parser = argparse.ArgumentParser(prog="python -m tests.stripe_stand_in pay",
+                                     description="Pay through a payment link by its address, on a running stand-in.")
+    parser.add_argument("url", help="the link's address, as the CSV and the email show it")
+    parser.add_argument("--stand-in", default="http://127.0.0.1:12111", help="the stand-in's address (STRIPE_API_BASE)")
+    parser.add_argument("--processing", action="store_true", help="a bank payment still processing, not paid yet")
+    args = parser.parse_args(argv)
+    body = urlencode({"url": args.url, "paid": "false" if args.processing else "true"}).encode()
+    request = urllib.request.Request(f"{args.stand_in.rstrip('/')}/_stand_in/pay", data=body, method="POST",
+                                     headers={"Authorization": "Bearer sk_test_local"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            session = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        print(f"error: {json.loads(exc.read()).get('error', {}).get('message', exc)}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: no stand-in answers at {args.stand_in}: {exc}", file=sys.stderr)
+        return 1
+    state = "processing" if args.processing else "paid"
+    print(f"{state.capitalize()} {session['amount_total'] / 100:.2f} {session['currency'].upper()} through {args.url} "
+          f"(checkout session {session['id']}). Sync payments to see it: python -m core sync-payments")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["pay"]:
+        raise SystemExit(pay(argv[1:]))
     parser = argparse.ArgumentParser(description="Run the local Stripe stand-in until interrupted.")
     parser.add_argument("--port", type=int, default=12111)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")

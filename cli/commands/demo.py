@@ -14,14 +14,15 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     parser = commands.add_parser(
         "demo",
         help="create and fill a demo league",
-        description="Create the demo league (teams, ~150 players, ~100 parents, products, links). "
-        "Running it again leaves an existing demo league as it is.",
+        description="Create the demo league (teams, ~150 players, ~100 parents, products, links) in the "
+        "demo's own file, data/demo.db, unless DATABASE_URL names another database. Running it again "
+        "leaves an existing demo league as it is.",
     )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    services = open_database()
+    services = open_database(demo=True)
     try:
         with unit_of_work(services.sessions) as session:
             summary = build_demo_league(session)

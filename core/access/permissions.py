@@ -38,6 +38,7 @@ class Permission(str, enum.Enum):
     IMPORT_ROSTER = "import the roster"
     VIEW_AUDIT_LOG = "view the audit log"
     MANAGE_LEAGUE = "change the league's name and brand"
+    MANAGE_EMAIL_PREFERENCES = "change whether a family gets reminder emails"
 
 
 _GRANTS: dict[Role, frozenset[Permission]] = {

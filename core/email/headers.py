@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from email.header import Header
+from urllib.parse import quote
 
 from email_validator import EmailNotValidError, ValidatedEmail, validate_email
 
@@ -25,6 +27,26 @@ def header_text(value: str | None, *, limit: int = 200) -> str:
     """
     text = _BREAKS_AND_CONTROLS.sub(" ", _BIDI_CONTROLS.sub("", value or ""))
     return _SPACES.sub(" ", text).strip()[:limit]
+
+
+def encoded_header(name: str, text: str) -> str:
+    """``text`` as the value of header ``name``, already encoded and folded (RFC 2047), for
+    ``Message.set_raw``: plain ASCII as it is, anything else as encoded words.
+
+    The standard library's folding puts a space between two encoded words when it breaks a
+    long header there, and readers drop whitespace between encoded words (RFC 2047, 6.2), so
+    "Zoë Lefèvre" arrived as "ZoëLefèvre". Here each space stays inside an encoded word,
+    and only the (ignored) folding between the words separates them.
+    """
+    value = header_text(text, limit=998)
+    if value.isascii():
+        return value
+    return Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
+
+
+def mailto_url(address: str, *, subject: str) -> str:
+    """A ``mailto:`` address with a subject, percent-encoded (RFC 6068): plain ASCII, no spaces."""
+    return f"mailto:{quote(require_header_address(address), safe='@')}?subject={quote(header_text(subject), safe='')}"
 
 
 def require_header_address(value: str | None) -> str:

@@ -7,12 +7,14 @@ manifest, preview, test send, outbox and history work for any entry.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.access.permissions import ActingUser
 from core.errors import InvalidInput
+from core.models import Parent
 from core.reporting.balances import BalanceFilter, OutstandingBalance, outstanding_balances
 
 # Who an email type goes to: the balances of the league, optionally narrowed to some parents.
@@ -33,11 +35,32 @@ class EmailType:
     not_in_audience_reason: str = "nothing owed"
 
 
+@dataclass(frozen=True)
+class Recipient(OutstandingBalance):
+    """A parent's balance and what their email needs beside it: the first name it greets them by
+    (the roster's optional ``parent_first_name``; None greets them by their name)."""
+
+    first_name: str | None = None
+
+
 def everyone_who_owes(
     session: Session, user: ActingUser, parent_ids: frozenset[int] | None = None
 ) -> list[OutstandingBalance]:
-    """Every parent with an outstanding balance, from the one balances function."""
-    return outstanding_balances(session, user, BalanceFilter(parent_ids=parent_ids or frozenset()))
+    """Every parent with an outstanding balance, from the one balances function, as ``Recipient``s
+    (one more query, for the first names)."""
+    balances = outstanding_balances(session, user, BalanceFilter(parent_ids=parent_ids or frozenset()))
+    if not balances:
+        return []
+    named = select(Parent.id, Parent.first_name).where(
+        Parent.tenant_id == user.tenant_id, Parent.first_name.is_not(None))
+    if parent_ids:
+        named = named.where(Parent.id.in_(parent_ids))
+    first_names: dict[int, str] = dict(session.execute(named).all())  # type: ignore[arg-type]
+    return [_recipient(balance, first_names.get(balance.parent_id)) for balance in balances]
+
+
+def _recipient(balance: OutstandingBalance, first_name: str | None) -> Recipient:
+    return Recipient(**{f.name: getattr(balance, f.name) for f in fields(OutstandingBalance)}, first_name=first_name)
 
 
 OUTSTANDING_BALANCE = EmailType(

@@ -22,7 +22,8 @@ import css_inline
 from jinja2 import Environment, PackageLoader, StrictUndefined, Template, select_autoescape
 
 from core.email.brand import Brand
-from core.email.headers import header_text, require_header_address
+from core.email.headers import encoded_header, header_text, mailto_url, require_header_address
+from core.email.registry import Recipient
 from core.models import utcnow
 from core.money import format_cents
 from core.reporting.balances import OutstandingBalance
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
     from core.email.registry import EmailType
 
 TEST_SUBJECT_PREFIX = "[TEST] "
+# SMTP's policy (CRLF line ends), except that headers written pre-folded (``set_raw``: the
+# subject and List-Unsubscribe) are kept as written rather than folded again by the library.
+MESSAGE_POLICY = policy.SMTP.clone(refold_source="none")
 
 
 @dataclass(frozen=True)
@@ -93,11 +97,20 @@ def email_lines(balance: OutstandingBalance) -> list[EmailLine]:
 
 
 def render_email(email_type: EmailType, balance: OutstandingBalance, brand: Brand) -> RenderedEmail:
-    """Render ``email_type`` for one parent's ``balance`` in the league's ``brand``."""
+    """Render ``email_type`` for one parent's ``balance`` in the league's ``brand``.
+
+    The greeting uses the parent's first name when the roster gives one (a ``Recipient`` of
+    the email type's audience), else their name as the roster writes it. Every email ends
+    with how to unsubscribe: a ``mailto:`` to the league naming the family.
+    """
     environment = template_environment()
+    first_name = balance.first_name if isinstance(balance, Recipient) else None
     context = {
         "brand": brand,
         "parent_name": header_text(balance.parent_name),
+        "greeting_name": header_text(first_name or balance.parent_name),
+        "unsubscribe_address": unsubscribe_address(brand),
+        "unsubscribe_url": unsubscribe_url(brand, family=balance.parent_name),
         "lines": email_lines(balance),
         "total": format_cents(balance.total_cents, balance.currency),
         "players": _join_names(tuple(header_text(name) for name in balance.player_names)),
@@ -106,6 +119,19 @@ def render_email(email_type: EmailType, balance: OutstandingBalance, brand: Bran
     html = environment.get_template(email_type.html_template).render(subject=subject, **context)
     text = environment.get_template(email_type.text_template).render(subject=subject, **context)
     return RenderedEmail(subject=subject, html=_inliner().inline(html), text=text)
+
+
+def unsubscribe_address(brand: Brand) -> str:
+    """Where an unsubscribe request goes: the league's reply-to address, else its sender address."""
+    return brand.reply_to or brand.sender_address
+
+
+def unsubscribe_url(brand: Brand, *, family: str) -> str:
+    """The ``mailto:`` that asks the league to stop emailing ``family`` (its subject names them)."""
+    who = header_text(family)
+    subject = f"Unsubscribe {who} from {brand.league_name} reminders" if who else (
+        f"Unsubscribe from {brand.league_name} reminders")
+    return mailto_url(unsubscribe_address(brand), subject=subject)
 
 
 def mark_as_test(subject: str) -> str:
@@ -127,14 +153,17 @@ def compose_message(
     to_address: str,
     message_id: str,
     date: datetime | None = None,
+    family_name: str | None = None,
 ) -> EmailMessage:
     """The exact message to send: headers, a plain-text part and the HTML alternative.
 
     Lines end in CRLF (the SMTP policy), so the bytes written to a file, handed to SMTP or to
-    the Gmail API are the same.
+    the Gmail API are the same. ``List-Unsubscribe`` is a ``mailto:`` to the league whose
+    subject names ``family_name`` (default: ``to_name``; a test send, addressed to nobody by
+    name, passes the family it shows).
     """
-    message = EmailMessage(policy=policy.SMTP)
-    message["Subject"] = header_text(rendered.subject, limit=260)
+    message = EmailMessage(policy=MESSAGE_POLICY)
+    message.set_raw("Subject", encoded_header("Subject", header_text(rendered.subject, limit=260)))
     message["From"] = brand.sender
     message["To"] = Address(display_name=header_text(to_name), addr_spec=require_header_address(to_address))
     if brand.reply_to_address is not None:
@@ -142,6 +171,8 @@ def compose_message(
     message["Date"] = format_datetime(date or utcnow())
     message["Message-ID"] = require_header_address(message_id)
     message["Auto-Submitted"] = "auto-generated"
+    family = to_name if family_name is None else family_name
+    message.set_raw("List-Unsubscribe", f"<{unsubscribe_url(brand, family=family)}>")
     message.set_content(rendered.text, subtype="plain", charset="utf-8", cte="quoted-printable")
     message.add_alternative(rendered.html, subtype="html", charset="utf-8", cte="quoted-printable")
     # A boundary derived from the Message-ID (not a random one) makes the bytes reproducible.

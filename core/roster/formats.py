@@ -27,13 +27,16 @@ class FileFormat:
     may_be_empty: frozenset[str]
     # What the file creates or updates, in the order a person reads the preview.
     entities: tuple[str, ...]
+    # Columns a file may have or leave out; read when the header has them.
+    optional: tuple[str, ...] = ()
 
     @cached_property
     def required_values(self) -> tuple[str, ...]:
         return tuple(c for c in self.columns if c not in self.may_be_empty)
 
     def describe(self) -> str:
-        return f"{self.kind.value}: {', '.join(self.columns)}"
+        optional = f" (optional: {', '.join(self.optional)})" if self.optional else ""
+        return f"{self.kind.value}: {', '.join(self.columns)}{optional}"
 
 
 PLAYERS = FileFormat(
@@ -50,6 +53,7 @@ PLAYERS = FileFormat(
     ),
     may_be_empty=frozenset({"team", "parent_email"}),
     entities=("teams", "parents", "players"),
+    optional=("parent_first_name",),
 )
 PRODUCTS = FileFormat(
     RosterKind.PRODUCTS,
@@ -107,7 +111,13 @@ def recognise_header(cells: Sequence[str]) -> RecognisedHeader:
         raise InvalidInput(
             f"The column {clashing[0]} appears more than once in the header; keep only one."
         )
-    return RecognisedHeader(found, {c: positions[c] for c in found.columns})
+    clashing = [name for name in repeated if name in found.optional]
+    if clashing:
+        raise InvalidInput(
+            f"The column {clashing[0]} appears more than once in the header; keep only one."
+        )
+    wanted = (*found.columns, *(c for c in found.optional if c in positions))
+    return RecognisedHeader(found, {c: positions[c] for c in wanted})
 
 
 def _no_match_message(present: dict[str, int]) -> str:

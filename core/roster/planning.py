@@ -53,6 +53,7 @@ class _ExistingParent:
     id: int
     name: str
     email: str | None
+    first_name: str | None
 
 
 @dataclass(slots=True)
@@ -75,9 +76,9 @@ class PlayersPlan(RosterPlan):
             session.execute(select(Team.name, Team.id).where(Team.tenant_id == tid)).all()
         )
         self.parents: dict[str, _ExistingParent] = {
-            ref: _ExistingParent(pid, name, email)
-            for pid, ref, name, email in session.execute(
-                select(Parent.id, Parent.external_ref, Parent.name, Parent.email).where(
+            ref: _ExistingParent(pid, name, email, first_name)
+            for pid, ref, name, email, first_name in session.execute(
+                select(Parent.id, Parent.external_ref, Parent.name, Parent.email, Parent.first_name).where(
                     Parent.tenant_id == tid, Parent.external_ref.is_not(None)
                 )
             )
@@ -133,12 +134,16 @@ class PlayersPlan(RosterPlan):
         if record.parent_ref in self._parents_seen:
             return
         self._parents_seen.add(record.parent_ref)
-        wanted = {"name": record.parent_name, "email": record.parent_email}
         existing = self.parents.get(record.parent_ref)
+        # Without a parent_first_name column, the first name stays as it is.
+        first_name = (existing.first_name if existing else None) if record.parent_first_name is None else (
+            record.parent_first_name or None)
+        wanted = {"name": record.parent_name, "email": record.parent_email, "first_name": first_name}
         if existing is None:
             self.counts("parents").created += 1
             self.new_parents.append({"tenant_id": self.tenant.id, "external_ref": record.parent_ref, **wanted})
-        elif (existing.name, existing.email) != (record.parent_name, record.parent_email):
+        elif (existing.name, existing.email, existing.first_name) != (record.parent_name, record.parent_email,
+                                                                      first_name):
             self.counts("parents").updated += 1
             self.changed_parents.append({"id": existing.id, **wanted})
         else:

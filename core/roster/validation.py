@@ -37,6 +37,9 @@ class PlayerRecord:
     parent_ref: str
     parent_name: str
     parent_email: str | None
+    # The optional parent_first_name column: None when the file has no such column (the
+    # parent's first name is left as it is), "" when the cell is empty (it is cleared).
+    parent_first_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +111,7 @@ def _max_lengths() -> dict[str, int]:
         "team": length(Team.name),
         "parent_ref": length(Parent.external_ref),
         "parent_name": length(Parent.name),
+        "parent_first_name": length(Parent.first_name),
         "parent_email": length(Parent.email),
         "product": length(Product.name),
         "order_ref": length(Order.external_ref),
@@ -211,7 +215,7 @@ class PlayerRowChecker(RowChecker):
 
     def __init__(self, errors: ErrorList, notation: MoneyNotation = DECIMAL_POINT) -> None:
         super().__init__(errors, notation)
-        self._parents: dict[str, tuple[int, str, str | None]] = {}
+        self._parents: dict[str, tuple[int, str, str | None, str | None]] = {}
         # Siblings repeat their parent's address: check each distinct text once.
         self._emails: dict[str, tuple[str | None, str]] = {}
         self._email_checker = EmailChecker()
@@ -237,6 +241,7 @@ class PlayerRowChecker(RowChecker):
             parent_ref=values["parent_ref"],
             parent_name=values["parent_name"],
             parent_email=email,
+            parent_first_name=values.get("parent_first_name"),
         )
 
     def _email(self, row: CsvRow) -> tuple[str | None, bool]:
@@ -258,10 +263,18 @@ class PlayerRowChecker(RowChecker):
     def _same_parent(self, row: CsvRow, email: str | None) -> None:
         """Siblings share a parent_ref; their rows must agree on who that parent is."""
         ref, name = row.values["parent_ref"], row.values["parent_name"]
-        first = self._parents.setdefault(ref, (row.line, name, email))
-        first_line, first_name, first_email = first
+        given_name = row.values.get("parent_first_name")
+        first = self._parents.setdefault(ref, (row.line, name, email, given_name))
+        first_line, first_name, first_email, first_given_name = first
         if first_line == row.line:
             return
+        if given_name != first_given_name:
+            self.errors.add(
+                row.line,
+                "parent_first_name",
+                f"parent {ref!r} has first name {first_given_name or '(none)'!r} on line {first_line} "
+                f"but {given_name or '(none)'!r} here",
+            )
         if name != first_name:
             self.errors.add(
                 row.line,

@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from core.access.permissions import ActingUser, Permission
+from core.email.opt_out import set_email_opt_out
 from core.money import format_cents
 from core.reporting.balances import BalanceFilter, OutstandingBalance, outstanding_balances, summarise
 from core.reporting.directory import league_of, league_products, visible_teams
@@ -16,6 +17,7 @@ from dashboard.state import require_user, session_scope
 from dashboard.text import plain
 
 FAMILIES_PER_PAGE = 25
+OPT_OUT_DONE = "balances_opt_out_done"
 
 
 def _balances(user: ActingUser, filters: BalanceFilter) -> list[OutstandingBalance]:
@@ -102,6 +104,7 @@ def _families(balances: list[OutstandingBalance], user: ActingUser) -> None:
         contact = ""
         if user.can(Permission.VIEW_CONTACT_DETAILS):
             contact = f" · {plain(balance.parent_email)}" if balance.parent_email else " · no email on file"
+            contact += " · no reminder emails (opted out)" if balance.email_opt_out else ""
         label = (
             f"**{plain(balance.parent_name)}** — {format_cents(balance.total_cents, balance.currency)} "
             f"({len(balance.items)} item{'s' if len(balance.items) != 1 else ''}){contact}"
@@ -109,6 +112,21 @@ def _families(balances: list[OutstandingBalance], user: ActingUser) -> None:
         with st.expander(label):
             frame = _line_items_frame([balance]).drop(columns=["Family"])
             st.dataframe(frame, hide_index=True, column_config=_link_columns(), width="stretch")
+            if user.can(Permission.MANAGE_EMAIL_PREFERENCES):
+                _opt_out_button(user, balance)
+
+
+def _opt_out_button(user: ActingUser, balance: OutstandingBalance) -> None:
+    """Stop or resume this family's reminder emails (they stay in the balances either way)."""
+    label = "Send reminder emails again" if balance.email_opt_out else "Stop reminder emails to this family"
+    if st.button(label, key=f"opt_out_{balance.parent_id}", icon=":material/unsubscribe:"):
+        with session_scope() as session:
+            change = set_email_opt_out(session, user, balance.parent_id, opted_out=not balance.email_opt_out)
+        st.session_state[OPT_OUT_DONE] = (
+            f"{plain(change.parent_name)} will get no more reminder emails (they stay in the balances). "
+            if change.opted_out else f"{plain(change.parent_name)} will get reminder emails again. "
+        ) + "Recorded in the audit log."
+        st.rerun()
 
 
 def _charts(balances: list[OutstandingBalance]) -> None:
@@ -149,6 +167,9 @@ def main() -> None:
         league_name, synced_at = league.name, league.payments_synced_at
     st.title("Outstanding balances")
     st.caption(plain(league_name))
+    done = st.session_state.pop(OPT_OUT_DONE, None)
+    if done:
+        st.success(done, icon=":material/check_circle:")
     filters = _filters(user)
     balances = _balances(user, filters)
     _headline(balances, synced_at)

@@ -12,11 +12,15 @@ from core.money import format_cents
 from core.reporting.directory import league_of
 from core.roster.formats import FORMATS
 from core.roster.importing import ImportResult, import_roster
+from core.setup.checklist import next_setup_steps
+from dashboard.navigation import entry_for
 from dashboard.state import data_changed, require_user, session_scope
 from dashboard.text import plain
 
 PREVIEW_KEY = "roster_import_preview"
 DONE_KEY = "roster_import_done"
+# Bumped after each import, so the file picker starts empty instead of offering the same file again.
+UPLOADER_KEY = "roster_import_uploads"
 
 
 def _preview(user: ActingUser, upload: Any) -> ImportResult:
@@ -100,7 +104,8 @@ def _file_formats() -> None:
             "columns are ignored. Import products and players before the orders that refer to them."
         )
         for file_format in FORMATS:
-            st.markdown(f"- **{file_format.kind.value}**: `{', '.join(file_format.columns)}`")
+            optional = f" and optionally `{', '.join(file_format.optional)}`" if file_format.optional else ""
+            st.markdown(f"- **{file_format.kind.value}**: `{', '.join(file_format.columns)}`{optional}")
         st.markdown(
             "Rows are matched on their `*_ref` (products on their name): importing an updated file "
             "updates in place and never duplicates. A player who left stays, with status `withdrawn`."
@@ -123,11 +128,36 @@ def _import(user: ActingUser, upload: Any, *, confirm_large_amounts: bool) -> No
         )
         st.session_state[DONE_KEY] = (
             f"Imported {plain(result.file_name)} ({result.rows:,} rows): {result.summary()}. "
-            f"Recorded in the audit log.{confirmed}"
+            f"Recorded in the audit log.{confirmed}",
+            result,
         )
+        st.session_state[UPLOADER_KEY] = st.session_state.get(UPLOADER_KEY, 0) + 1
     else:  # the league changed since the preview and the file no longer applies
         st.session_state[PREVIEW_KEY] = ((user, upload.file_id), result)
     st.rerun()
+
+
+def uploader_key() -> str:
+    """The file picker's key: a new one after each import, so it starts empty."""
+    generation = st.session_state.get(UPLOADER_KEY, 0)
+    return "roster_file" if not generation else f"roster_file_{generation}"
+
+
+def _imported(user: ActingUser, message: str, result: ImportResult) -> None:
+    """What the import just did, and what to do next to get the league billing."""
+    st.success(message, icon=":material/check_circle:")
+    st.subheader(f"Imported: {result.kind.value if result.kind else 'roster'} file")
+    _counts_table(result)
+    with session_scope() as session:
+        steps = next_setup_steps(session, user)
+    st.subheader("Next steps")
+    for number, step in enumerate(steps, start=1):
+        entry = entry_for(step.page)
+        if entry is not None and user.can(entry.permission):
+            st.page_link(entry.file, label=f"{number}. {step.text}", icon=entry.icon)
+        else:
+            st.markdown(f"{number}. {plain(step.text)}")
+    st.divider()
 
 
 def main() -> None:
@@ -138,9 +168,10 @@ def main() -> None:
     st.caption(f"{plain(league_name)} · players (with parents and teams), products or orders from a CSV file")
     done = st.session_state.pop(DONE_KEY, None)
     if done:
-        st.success(done, icon=":material/check_circle:")
+        _imported(user, *done)
     _file_formats()
-    upload = st.file_uploader("Roster CSV file (UTF-8)", type=["csv"], key="roster_file")
+    upload = st.file_uploader("Another roster CSV file (UTF-8)" if done else "Roster CSV file (UTF-8)", type=["csv"],
+                              key=uploader_key())
     if upload is None:
         return
     result = _preview(user, upload)

@@ -180,3 +180,24 @@ def test_mirroring_the_demo_league_lets_payment_sync_check_every_link(engine, se
         result = sync_payments(engine, admin, gateway, full=True)
         assert result.ok, result.errors
         assert summarise(outstanding_balances(session, admin)).total_cents == owed
+
+
+# --- paying through a link by its address (README: trying Stripe with the stand-in) ---------------
+
+
+def test_a_link_is_paid_by_its_address_from_the_command_line(stripe_stand_in, capsys):
+    from tests.stripe_stand_in import pay
+
+    stripe_stand_in.add_payment_link("plink_reg1", amount_cents=15000)
+    url = stripe_stand_in.payment_links["plink_reg1"]["url"]
+    assert pay([url, "--stand-in", stripe_stand_in.api_base]) == 0
+    assert capsys.readouterr().out.startswith(f"Paid 150.00 USD through {url} (checkout session cs_test_")
+    [session] = stripe_stand_in.checkout_sessions
+    assert (session["payment_link"], session["payment_status"]) == ("plink_reg1", "paid")
+
+
+def test_an_address_no_link_has_is_one_clear_error(stripe_stand_in, capsys):
+    from tests.stripe_stand_in import pay
+
+    assert pay(["https://buy.stripe.com/test_nothing", "--stand-in", stripe_stand_in.api_base]) == 1
+    assert capsys.readouterr().err == "error: No payment link has the address 'https://buy.stripe.com/test_nothing'.\n"

@@ -46,6 +46,7 @@ from core.email.campaigns import (
     preview_email,
     start_campaign,
 )
+from core.email.opt_out import set_email_opt_out
 from core.email.outbox import retry_messages
 from core.email.presend import sync_payments_first
 from core.email.registry import OUTSTANDING_BALANCE, everyone_who_owes
@@ -59,6 +60,7 @@ from core.reporting.directory import find_parent, league_of, league_parents, lea
 from core.reporting.export import ExportKind, export_balances_csv, record_balances_export
 from core.roster.importing import import_roster
 from core.settings import Settings
+from core.setup.checklist import check_email_connection, next_setup_steps, setup_checklist
 from tests.factories import acting, make_link, make_parent, make_player, make_product, make_team, make_tenant
 
 P = Permission
@@ -143,6 +145,14 @@ CALLS: tuple[Call, ...] = (
     Call("update_league_settings", update_league_settings, P.MANAGE_LEAGUE,
          lambda s, u, w: update_league_settings(s, u, LeagueSettings(footer_text="A changed footer")),
          returns_league_data=True),
+    Call("setup_checklist", setup_checklist, P.MANAGE_LEAGUE,
+         lambda s, u, w: setup_checklist(s, u, Settings()), returns_league_data=False),
+    Call("next_setup_steps", next_setup_steps, P.IMPORT_ROSTER,
+         lambda s, u, w: next_setup_steps(s, u), returns_league_data=False),
+    Call("check_email_connection", check_email_connection, P.MANAGE_LEAGUE,
+         lambda s, u, w: check_email_connection(u, _NothingToCheck()), returns_league_data=False),
+    Call("set_email_opt_out", set_email_opt_out, P.MANAGE_EMAIL_PREFERENCES,
+         lambda s, u, w: _found_or_none(lambda: set_email_opt_out(s, u, min(w.parent_ids), opted_out=True))),
     Call("import_roster", import_roster, P.IMPORT_ROSTER,
          lambda s, u, w: import_roster(s, u, ROSTER_CSV_BYTES, commit=True, file_name="players.csv"),
          returns_league_data=False),
@@ -210,6 +220,13 @@ COMMITTING_SERVICE_FUNCTIONS: dict[str, str] = {
 }
 
 
+class _NothingToCheck:
+    """An email backend whose connection check always passes and touches nothing."""
+
+    def check(self) -> str:
+        return "checked"
+
+
 class NoPaymentsYet:
     """A payment gateway with no completed checkout yet; any other call is a failure."""
 
@@ -247,6 +264,9 @@ BEFORE_ANYONE_ACTS: dict[str, str] = {
     "core.access.leagues.find_tenant": "the CLI's --tenant option",
     "core.access.leagues.find_or_create_tenant": "the CLI's first import",
     "core.access.leagues.list_tenant_slugs": "the CLI's error messages",
+    "core.setup.database_file.holds_demo_league": "the CLI's note that it runs on the demo league, before acting",
+    "core.access.league_settings.create_first_league": "the first run: names the league of an empty database "
+                                                       "(refused once any league exists)",
 }
 
 

@@ -620,3 +620,42 @@ def test_two_imports_of_one_file_at_once_create_everything_once(engine, session,
     assert counts(first_result, "players") == (4, 0, 0)
     assert counts(second_result[0], "players") == (0, 0, 4)
     assert (count_rows(session, Player), count_rows(session, Parent), count_rows(session, Team)) == (4, 3, 2)
+
+
+# --- the optional parent_first_name column --------------------------------------------------------
+
+WITH_FIRST_NAMES = f"""{PLAYERS_HEADER},parent_first_name
+K1,Maya,Okafor,signed,U10 Comets,P1,"Okafor, Ngozi",ngozi@example.org,Ngozi
+K2,Daniel,Okafor,signed,U12 Rockets,P1,"Okafor, Ngozi",ngozi@example.org,Ngozi
+K4,Ava,Chen,withdrawn,U10 Comets,P3,Wei Chen,wei@example.org,
+"""
+
+
+def _first_names(session: Session, tenant) -> dict[str, str | None]:
+    rows = session.execute(select(Parent.external_ref, Parent.first_name).where(Parent.tenant_id == tenant.id))
+    return dict(rows.all())  # type: ignore[arg-type]
+
+
+def test_a_parent_first_name_column_is_imported_and_an_empty_cell_leaves_none(session):
+    tenant = make_tenant(session)
+    assert run(session, tenant, WITH_FIRST_NAMES, commit=True).committed
+    assert _first_names(session, tenant) == {"P1": "Ngozi", "P3": None}
+
+
+def test_a_file_without_the_column_keeps_the_first_names_and_an_empty_cell_clears_one(session):
+    tenant = make_tenant(session)
+    run(session, tenant, WITH_FIRST_NAMES, commit=True)
+    without = PLAYERS.replace("Ngozi Okafor", '"Okafor, Ngozi"')
+    result = run(session, tenant, without, commit=True)
+    assert counts(result, "parents")[1] == 0  # nothing about the parents changed
+    assert _first_names(session, tenant)["P1"] == "Ngozi"
+    cleared = run(session, tenant, WITH_FIRST_NAMES.replace(",Ngozi\n", ",\n"), commit=True)
+    assert counts(cleared, "parents") == (0, 1, 1) and _first_names(session, tenant)["P1"] is None
+
+
+def test_siblings_must_agree_on_their_parents_first_name(session):
+    tenant = make_tenant(session)
+    result = run(session, tenant, WITH_FIRST_NAMES.replace("ngozi@example.org,Ngozi\nK4", "ngozi@example.org,Gozi\nK4"))
+    assert not result.ok
+    assert [(e.line, e.column) for e in result.errors] == [(3, "parent_first_name")]
+    assert "'Ngozi' on line 2 but 'Gozi' here" in messages(result)[0]

@@ -66,7 +66,7 @@ def test_a_row_missing_a_field_is_listed_and_import_is_disabled(demo_league, ope
     assert "1 problem in players.csv" in at.error[0].value
     [row] = [row for _, row in table_with(at, "Problem").iterrows()]
     assert (row["Row"], row["Column"]) == ("5", "—")
-    assert row["Problem"].startswith("the row has 7 fields but the header has 8; check it for a missing or extra comma")
+    assert row["Problem"].startswith("the row has 8 fields but the header has 9; check it for a missing or extra comma")
     assert at.button(key="roster_import_commit").disabled
 
 
@@ -88,9 +88,25 @@ def test_import_applies_the_file_and_records_it_in_the_audit_log(demo_league, op
     assert "U14 Thunder" in session.scalars(select(Team.name)).all()
     entry = session.scalars(select(AuditEntry).where(AuditEntry.action == "roster_import")).one()
     assert entry.actor == "demo-admin" and entry.details["counts"]["players"]["created"] == 8
-    # The same file, still in the uploader, now changes nothing.
-    assert counts_table(at)["Players"] == (0, 0, 8)
-    assert any("already in the league" in info.value for info in at.info)
+    # What was imported and what to do next; not the same file again with an armed button.
+    assert counts_table(at)["Players"] == (8, 0, 0)
+    assert [h.value for h in at.subheader] == ["Imported: players file", "Next steps"]
+    assert not [b for b in at.button if b.key == "roster_import_commit"]
+    assert at.file_uploader(key="roster_file_1").value is None
+
+
+def test_after_the_first_players_file_the_next_steps_say_to_import_products(open_app, engine, session):
+    from core.access.league_settings import LeagueSettings, create_first_league
+    from core.db import unit_of_work
+
+    with unit_of_work(engine) as setup:
+        create_first_league(setup, LeagueSettings(name="Northside Nets"), created_by="demo-admin")
+    at = upload(open_app("admin", page="import_roster"), "players.csv", PLAYERS_CSV)
+    at.button(key="roster_import_commit").click().run()
+    assert not at.exception
+    steps = [link.proto.label for link in at.get("page_link")]
+    assert steps[0] == "1. Import your products file: what families pay for, at what price."
+    assert steps[-1].startswith("2. See what else the league needs")
 
 
 def test_the_page_is_offered_to_admins_only(demo_league, open_app, session):

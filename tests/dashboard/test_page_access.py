@@ -15,7 +15,8 @@ from tests.dashboard.conftest import APP
 
 # The menu of each role, from the roles table of the architecture brief.
 MENU = {
-    "admin": ["Outstanding balances", "Sync from Stripe", "Import roster", "Mint payment links", "League settings", "Audit log",
+    "admin": ["Outstanding balances", "Sync from Stripe", "Import roster", "Mint payment links", "League settings", "Setup checklist",
+              "Audit log",
               "Email", "Email history"],
     "treasurer": ["Outstanding balances", "Sync from Stripe"],
     "coach": ["Outstanding balances"],

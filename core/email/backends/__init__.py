@@ -5,6 +5,9 @@ A backend takes the exact ``EmailMessage`` and returns the provider's id for it.
 ``EmailDeliveryError`` when the provider refused or failed the message (nothing was delivered),
 and ``DeliveryUncertain`` when the message may or may not have been delivered (the connection
 dropped mid-send): the outbox then leaves the message as interrupted instead of retrying it.
+
+``check`` proves the backend can send without sending anything: it connects and signs in
+(SMTP, Gmail) or checks the outbox folder is writable (file), and says what it checked.
 """
 
 from __future__ import annotations
@@ -27,5 +30,10 @@ class EmailBackend(Protocol):
     parallel_sends: int
 
     def send(self, message: EmailMessage) -> str: ...
+
+    def check(self) -> str:
+        """Connect and sign in without sending; what was checked, in one sentence. Raises
+        ``EmailDeliveryError`` saying what failed."""
+        ...
 
     def close(self) -> None: ...

@@ -36,5 +36,17 @@ class FileBackend:
             raise EmailDeliveryError(f"Could not write to the outbox folder {self.directory}: {exc}") from None
         return name
 
+    def check(self) -> str:
+        """The outbox folder exists (or can be made) and takes a file; nothing stays in it."""
+        probe = self.directory / f".check-{uuid.uuid4().hex[:8]}.partial"
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise EmailDeliveryError(f"The outbox folder {self.directory} cannot be written to: {exc}") from None
+        return (f"The outbox folder {self.directory} can be written to. The file backend delivers nothing: "
+                "each email is saved there as an .eml file.")
+
     def close(self) -> None:
         return None

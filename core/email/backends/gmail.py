@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 SEND_SCOPE = "https://www.googleapis.com/auth/gmail.send"
 RATE_LIMIT_REASONS = frozenset({"userRateLimitExceeded", "rateLimitExceeded"})
 DAILY_LIMIT_REASONS = frozenset({"dailyLimitExceeded"})
+# A 403 saying the credentials lack the scope asked for: they are valid, only narrower.
+SCOPE_REASONS = frozenset({"insufficientPermissions", "ACCESS_TOKEN_SCOPE_INSUFFICIENT"})
 
 # Builds one Gmail API service object; called once per sending thread (the HTTP client the
 # service uses is not thread-safe). Tests pass one built on googleapiclient's HttpMockSequence.
@@ -122,6 +124,27 @@ class GmailBackend:
         raise EmailDeliveryError(  # pragma: no cover - the loop returns or raises
             "Gmail kept refusing the message", retryable=True
         )
+
+    def check(self) -> str:
+        """Sign in and ask Gmail for the mailbox's profile (``users.getProfile``): nothing is sent.
+
+        Credentials that may only send (the ``gmail.send`` scope) are refused the profile with
+        403 insufficient permissions: Google signed them in to say so, which is what is checked.
+        """
+        try:
+            profile = self._service().users().getProfile(userId="me").execute()
+        except HttpError as exc:
+            status = int(exc.resp.status)
+            reasons, message = _error_reasons(exc)
+            if status == 403 and reasons & SCOPE_REASONS:
+                return "Signed in to Gmail (these credentials may send but not read the mailbox); nothing was sent."
+            raise EmailDeliveryError(f"Gmail did not accept the credentials ({status}): {message}") from None
+        except GoogleAuthError as exc:
+            raise EmailDeliveryError(f"Could not sign in to Gmail: {exc}") from None
+        except (httplib2.HttpLib2Error, OSError) as exc:
+            raise EmailDeliveryError(f"Could not reach Gmail: {exc}", retryable=True) from None
+        address = profile.get("emailAddress") if isinstance(profile, dict) else None
+        return f"Signed in to Gmail as {address or 'the configured mailbox'}; nothing was sent."
 
     def close(self) -> None:
         self._local = threading.local()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import smtplib
 import ssl
 from email.message import EmailMessage
@@ -56,12 +57,18 @@ class SmtpBackend:
             raise DeliveryUncertain(f"The connection to the mail server broke while sending: {exc}") from None
         return str(message["Message-ID"])
 
+    def check(self) -> str:
+        """Connect, start TLS and log in as a send would, then say goodbye (QUIT): nothing is sent."""
+        self._open()
+        self.close()
+        security = "implicit TLS" if self.use_ssl else "STARTTLS" if self.starttls else "no encryption"
+        login = f"logged in as {self.username}" if self.username else "no login configured"
+        return f"Connected to the mail server {self.host}:{self.port} ({security}) and {login}; nothing was sent."
+
     def close(self) -> None:
         if self._connection is not None:
-            try:
+            with contextlib.suppress(smtplib.SMTPException, OSError):
                 self._connection.quit()
-            except (smtplib.SMTPException, OSError):
-                pass
             self._connection = None
 
     def _open(self) -> smtplib.SMTP:
@@ -97,10 +104,8 @@ class SmtpBackend:
 
     def _drop(self) -> None:
         if self._connection is not None:
-            try:
+            with contextlib.suppress(OSError):
                 self._connection.close()
-            except OSError:
-                pass
         self._connection = None
 
 
