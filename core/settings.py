@@ -12,6 +12,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -89,15 +90,8 @@ class Settings:
         return success_url_problem(self.payment_success_url, live=self.stripe_live_mode)
 
     def email_from_problem(self) -> str | None:
-        """Why real email cannot go out From the configured address (``None``: it can).
-
-        Only the ``file`` backend, which delivers nothing, may use the placeholder.
-        """
-        if self.email_backend == "file" or self.email_from != PLACEHOLDER_EMAIL_FROM:
-            return None
-        return (f"EMAIL_FROM is not set, so email would go out from the placeholder address "
-                f"{PLACEHOLDER_EMAIL_ADDRESS}; set it to the address your league sends from "
-                f"(EMAIL_BACKEND is {self.email_backend}).")
+        """``email_from_problem`` for the configured sender and backend."""
+        return email_from_problem(self.email_from, backend=self.email_backend)
 
     def database_url_for_display(self) -> str:
         """The database URL with its user name and password masked (see ``mask_url_credentials``)."""
@@ -135,6 +129,18 @@ def without_database_secrets(text: str, database_url: str) -> str:
     for piece in sorted(pieces, key=len, reverse=True):
         text = text.replace(piece, "***")
     return text
+
+
+def email_from_problem(email_from: str, *, backend: str) -> str | None:
+    """Why real email cannot go out From ``email_from`` through ``backend`` (``None``: it can).
+
+    Only the ``file`` backend, which delivers nothing, may use the placeholder.
+    """
+    if backend == "file" or parseaddr(email_from)[1].lower() != PLACEHOLDER_EMAIL_ADDRESS:
+        return None
+    return (f"EMAIL_FROM is not set, so email would go out from the placeholder address "
+            f"{PLACEHOLDER_EMAIL_ADDRESS}; set the address your league sends from in League settings "
+            f"(EMAIL_BACKEND is {backend}).")
 
 
 def success_url_problem(success_url: str, *, live: bool) -> str | None:

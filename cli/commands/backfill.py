@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from cli.context import add_tenant_option, league_command
 from cli.output import shown
+from core.access.league_settings import effective_settings
 from core.backfill import (
     DEFAULT_CONCURRENCY,
     BackfillPlan,
@@ -49,7 +50,8 @@ def run_backfill(args: argparse.Namespace) -> int:
     with league_command(args) as ctx:
         plan = plan_backfill(ctx.session, ctx.user)
         ctx.session.close()  # the read is over: nothing is held while Stripe is asked
-        preflight = backfill_preflight(ctx.settings, plan, commit=args.commit)
+        in_force = effective_settings(ctx.tenant, ctx.settings)
+        preflight = backfill_preflight(ctx.settings, plan, commit=args.commit, in_force=in_force)
         if not args.commit:
             _print_plan(plan, heading=f"Backfill plan for {shown(ctx.tenant.name)} ({ctx.tenant.slug}) — dry run, nothing changed")
             _print_preflight(preflight, dry_run=True)
@@ -68,7 +70,7 @@ def run_backfill(args: argparse.Namespace) -> int:
               flush=True)
         result = commit_backfill(
             ctx.services.sessions, ctx.user, gateway, plan,
-            success_url=ctx.settings.payment_success_url, progress=_print_progress, concurrency=args.concurrency,
+            success_url=in_force.payment_success_url.value, progress=_print_progress, concurrency=args.concurrency,
         )
         return _report(result)
 

@@ -32,8 +32,9 @@ from core.reporting.directory import league_of
 from core.settings import (
     PLACEHOLDER_EMAIL_ADDRESS,
     PLACEHOLDER_SUCCESS_URL,
-    ConfigurationError,
     Settings,
+    email_from_problem,
+    success_url_problem,
 )
 
 T = TypeVar("T")
@@ -298,26 +299,13 @@ class EffectiveSettings:
         return self.payment_success_url.value == PLACEHOLDER_SUCCESS_URL
 
     def email_from_problem(self) -> str | None:
-        """Why real email cannot go out from the sender address in force (``None``: it can).
-
-        Only the ``file`` backend, which delivers nothing, may use the placeholder.
-        """
-        if self.email_backend == "file" or not self.sender_is_placeholder:
-            return None
-        return (f"The sender address is the placeholder {PLACEHOLDER_EMAIL_ADDRESS}, which nobody reads; "
-                f"set the address your league sends from in League settings (or EMAIL_FROM) "
-                f"before sending (EMAIL_BACKEND is {self.email_backend}).")
+        """``core.settings.email_from_problem`` for the sender address in force."""
+        return email_from_problem(self.email_from.value, backend=self.email_backend)
 
     def success_url_problem(self) -> str | None:
-        """Why links minted now would send families to the placeholder thank-you page (a warning for
-        test links); ``ConfigurationError`` for live links, which are never minted with it."""
-        if not self.success_url_is_placeholder:
-            return None
-        problem = (f"The thank-you page is the placeholder {PLACEHOLDER_SUCCESS_URL}, so after paying a family "
-                   "lands there; set your league's thank-you page in League settings (or PAYMENT_SUCCESS_URL)")
-        if self.stripe_live_mode:
-            raise ConfigurationError(f"{problem} before minting live payment links.")
-        return f"{problem} (fine for a test key)."
+        """``core.settings.success_url_problem`` for the thank-you page in force (a warning for
+        test links; ``ConfigurationError`` for live links, which are never minted with it)."""
+        return success_url_problem(self.payment_success_url.value, live=self.stripe_live_mode)
 
 
 def effective_settings(tenant: Tenant | None, settings: Settings) -> EffectiveSettings:

@@ -4,7 +4,7 @@ The one place these rules live; the command line and the page only show the resu
 dry run (what ``--commit`` would refuse) and before minting:
 
 * minting needs a Stripe key (the dry run works without one);
-* a link sends the family to ``PAYMENT_SUCCESS_URL`` after paying: the placeholder stops
+* a link sends the family to the league's thank-you page (else ``PAYMENT_SUCCESS_URL``) after paying: the placeholder stops
   live links (``core.settings.success_url_problem``, which ``commit_backfill`` enforces too)
   and is a warning for test links. Only minting needs it: a plan that only switches old
   links off is not held up by it.
@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from core.access.league_settings import EffectiveSettings, effective_settings
 from core.backfill.plan import BackfillPlan
 from core.errors import BillingError
 from core.payments.gateway import StripeNotConfigured
@@ -60,12 +61,18 @@ class BackfillPreflight:
             raise BackfillNotReady(self.problems[0].message)
 
 
-def backfill_preflight(settings: Settings, plan: BackfillPlan, *, commit: bool) -> BackfillPreflight:
-    """What stops (or should be said before) committing ``plan`` with ``settings``.
+def backfill_preflight(
+    settings: Settings, plan: BackfillPlan, *, commit: bool, in_force: EffectiveSettings | None = None
+) -> BackfillPreflight:
+    """What stops (or should be said before) committing ``plan`` with ``settings``, for the
+    league whose settings in force (``core.access.league_settings.effective_settings``) are
+    ``in_force``: its own thank-you page, else the configured one (``None``: a league that
+    sets none of its own).
 
     ``commit=False`` is the dry run: a missing Stripe key is no problem there, and the
     thank-you page is checked as the commit would check it, so the dry run can say it first.
     """
+    in_force = in_force or effective_settings(None, settings)
     notes: list[PreflightNote] = []
     if not settings.stripe_configured:
         if commit:
@@ -74,7 +81,7 @@ def backfill_preflight(settings: Settings, plan: BackfillPlan, *, commit: bool) 
         return BackfillPreflight(tuple(notes))
     if plan.to_change:
         try:
-            warning = settings.success_url_problem()
+            warning = in_force.success_url_problem()
         except ConfigurationError as refusal:
             notes.append(PreflightNote(PreflightKind.PLACEHOLDER_THANK_YOU_PAGE, str(refusal), stops_commit=True))
         else:

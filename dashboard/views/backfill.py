@@ -7,6 +7,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from core.access.league_settings import EffectiveSettings, effective_settings
 from core.access.permissions import ActingUser, Permission, require
 from core.backfill import (
     BackfillPlan,
@@ -23,6 +24,7 @@ from core.backfill import (
     switch_off_rows,
 )
 from core.money import format_cents
+from core.reporting.directory import league_of
 from dashboard.state import data_changed, require_user, services, session_scope, settings
 from dashboard.text import plain
 
@@ -82,10 +84,16 @@ def _show_preflight(preflight: BackfillPreflight) -> bool:
     return preflight.ok
 
 
+def _in_force(user: ActingUser) -> EffectiveSettings:
+    """The league's settings in force: its own thank-you page, else the configured one."""
+    with session_scope() as session:
+        return effective_settings(league_of(session, user), settings())
+
+
 def _commit_controls(user: ActingUser, plan: BackfillPlan) -> bool:
     """Confirmation and the Mint button; returns True when links were minted in this run."""
-    current = settings()
-    if not _show_preflight(backfill_preflight(current, plan, commit=True)):
+    in_force = _in_force(user)
+    if not _show_preflight(backfill_preflight(settings(), plan, commit=True, in_force=in_force)):
         return False
     totals = plan.totals
     if not plan.has_work:
@@ -113,7 +121,7 @@ def _commit_controls(user: ActingUser, plan: BackfillPlan) -> bool:
                                         f"{plain(item.product_name)} ({outcome.status.value})")
 
     gateway = services().payment_gateway(action="mint payment links")
-    result = commit_backfill(services().sessions, user, gateway, plan, success_url=current.payment_success_url,
+    result = commit_backfill(services().sessions, user, gateway, plan, success_url=in_force.payment_success_url.value,
                              progress=progress)
     st.session_state[RESULT_KEY] = _result_view(result)
     data_changed()
@@ -169,7 +177,7 @@ def main() -> None:
     if dry_run:
         st.info("Dry run: nothing is changed. Turn the dry run off to mint the links below.",
                 icon=":material/visibility:")
-        _show_preflight(backfill_preflight(settings(), plan, commit=False))
+        _show_preflight(backfill_preflight(settings(), plan, commit=False, in_force=_in_force(user)))
     elif _commit_controls(user, plan):
         # Drawn again from the new plan: the confirmation ticked for this run is not left armed.
         st.session_state.pop("backfill_confirm", None)

@@ -108,6 +108,18 @@ def test_a_live_key_never_mints_links_that_send_families_to_the_placeholder_page
         "https://westside.example/thanks"}
 
 
+def test_links_send_families_to_the_leagues_own_thank_you_page(session, league, stripe_stand_in, monkeypatch,
+                                                              capsys):
+    _use_stand_in(monkeypatch, stripe_stand_in)
+    monkeypatch.setenv("STRIPE_API_KEY", "sk_live_cli")
+    league["tenant"].payment_success_url = "https://westside.example/paid"
+    session.commit()
+    assert main(["backfill", "--commit"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert {link["after_completion"]["redirect"]["url"] for link in stripe_stand_in.payment_links.values()} == {
+        "https://westside.example/paid"}
+
+
 def test_a_failed_item_is_listed_and_the_exit_status_is_not_zero(session, league, stripe_stand_in, monkeypatch,
                                                                   capsys):
     _use_stand_in(monkeypatch, stripe_stand_in)

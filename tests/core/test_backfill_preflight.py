@@ -67,3 +67,13 @@ def test_only_minting_needs_the_thank_you_page():
 def test_a_thank_you_page_set_leaves_nothing_to_say():
     settings = Settings(stripe_api_key=LIVE_KEY, payment_success_url=THANK_YOU)
     assert backfill_preflight(settings, _plan(), commit=True).notes == ()
+
+
+def test_the_leagues_own_thank_you_page_counts_where_the_server_has_none():
+    from core.access.league_settings import effective_settings
+    from core.models import Tenant
+
+    settings = Settings(stripe_api_key=LIVE_KEY)
+    league = effective_settings(Tenant(payment_success_url=THANK_YOU), settings)
+    assert backfill_preflight(settings, _plan(), commit=True, in_force=league).notes == ()
+    assert not backfill_preflight(settings, _plan(), commit=True).ok
