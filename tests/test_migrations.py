@@ -8,9 +8,15 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
-from core.db import downgrade_database, make_engine, upgrade_database
+from core.db import alembic_config, downgrade_database, make_engine, upgrade_database
 from core.models import Base, LinkStatus, PaymentLink
 from tests.factories import default_tier, make_link, make_parent, make_player, make_product, make_tenant
+
+
+def head_revision(url: str) -> str:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config(url)).get_current_head()
 
 
 def test_upgrade_downgrade_upgrade_and_models_agree(database_url):
@@ -96,7 +102,7 @@ def test_downgrading_below_reservations_waits_until_none_is_left_and_keeps_the_l
         engine = make_engine(database_url)
         with engine.begin() as connection:
             # PostgreSQL rolls back the whole downgrade; SQLite (no transactional DDL) keeps the steps done.
-            expected = "0004" if engine.dialect.name == "postgresql" else "0002"
+            expected = head_revision(database_url) if engine.dialect.name == "postgresql" else "0002"
             assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == expected
             connection.execute(text("DELETE FROM payment_links WHERE id = :id"), {"id": reservation_id})
 
@@ -128,7 +134,7 @@ def test_downgrading_below_pending_deactivations_waits_until_stripe_switched_the
         with pytest.raises(RuntimeError, match="1 deactivated payment links are still active in Stripe"):
             downgrade_database(database_url, "0002")
         with engine.begin() as connection:
-            expected = "0004" if engine.dialect.name == "postgresql" else "0003"
+            expected = head_revision(database_url) if engine.dialect.name == "postgresql" else "0003"
             assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == expected
             connection.execute(text("UPDATE payment_links SET stripe_deactivation_pending = false WHERE id = :id"),
                                {"id": old_id})
@@ -178,6 +184,84 @@ def test_links_deactivated_before_0003_are_switched_off_again_by_the_next_backfi
         with engine.connect() as connection:
             pending = dict(connection.execute(text("SELECT id, stripe_deactivation_pending FROM payment_links")).all())
         assert {old_id: bool(pending[old_id]), active_id: bool(pending[active_id])} == {old_id: True, active_id: False}
+    finally:
+        engine.dispose()
+        upgrade_database(database_url)
+
+
+def test_0005_fills_the_campaigns_typed_figures_and_the_skip_reasons_from_what_was_stored_before(
+    database_url, session
+):
+    """Before 0005 the figures were only in the audience JSON and the reasons were prose."""
+    import sqlalchemy as sa
+
+    from core.email.skip_reasons import SkipReason
+    from core.models import utcnow
+
+    tenant = make_tenant(session)
+    ana, ben, cat = (make_parent(session, tenant, name) for name in ("Ana", "Ben", "Cat"))
+    session.commit()
+    tenant_id, parent_ids = tenant.id, (ana.id, ben.id, cat.id)
+    session.close()
+    engine = make_engine(database_url)
+    campaigns = sa.table("email_campaigns", *(sa.column(c) for c in (
+        "id", "tenant_id", "email_type", "test_address", "started_by", "status")),
+        sa.column("audience", sa.JSON), sa.column("started_at", sa.DateTime(timezone=True)))
+    messages = sa.table("email_messages", *(sa.column(c) for c in (
+        "campaign_id", "tenant_id", "parent_id", "subject", "amount_cents", "currency", "status", "skip_reason",
+        "message_id_header", "attempts")), sa.column("created_at", sa.DateTime(timezone=True)))
+    try:
+        downgrade_database(database_url, "0004")
+        with engine.begin() as connection:
+            def campaign(number: int, audience: dict, test_address: str | None = None) -> None:
+                connection.execute(campaigns.insert().values(
+                    id=number, tenant_id=tenant_id, email_type="outstanding_balance", test_address=test_address,
+                    started_by="admin@example.org", status="completed", audience=audience, started_at=utcnow()))
+
+            def message(campaign_id: int, parent: int, status: str, amount: int, reason: str | None = None,
+                        attempts: int = 0) -> None:
+                connection.execute(messages.insert().values(
+                    campaign_id=campaign_id, tenant_id=tenant_id, parent_id=parent_ids[parent], subject="",
+                    amount_cents=amount, currency="usd", status=status, skip_reason=reason, attempts=attempts,
+                    message_id_header=f"<c{campaign_id}p{parent}@example.org>", created_at=utcnow()))
+
+            campaign(901, {"scope": "everyone", "cooldown_days": 5, "recipients": 1, "skipped": 2,
+                           "total_cents": 15000, "currency": "usd"})
+            message(901, 0, "sent", 15000, attempts=1)
+            message(901, 1, "skipped", 0, "no email address")
+            message(901, 2, "skipped", 0, "already queued in another send (campaign #903)")
+            campaign(902, {"scope": "test", "parent_id": parent_ids[0]}, test_address="me@example.org")
+            message(902, 0, "sent", 36000, attempts=1)
+            campaign(903, {})  # a send to everyone that recorded no figures
+            message(903, 0, "skipped", 21000, "balance changed since queued — start a new send", attempts=1)
+            message(903, 1, "skipped", 0, "emailed within the 3-day cool-down (campaign #901)")
+            message(903, 2, "sent", 9000, attempts=1)
+
+        upgrade_database(database_url)
+        with engine.connect() as connection:
+            figures = {row[0]: tuple(row[1:]) for row in connection.execute(text(
+                "SELECT id, cooldown_days, recipient_count, skipped_count, total_cents FROM email_campaigns"))}
+            reasons = {(row[0], row[1]): (row[2], row[3]) for row in connection.execute(text(
+                "SELECT campaign_id, parent_id, skip_reason, skip_campaign_id FROM email_messages "
+                "WHERE skip_reason IS NOT NULL"))}
+        assert figures == {901: (5, 1, 2, 15000), 902: (None, 1, 0, 36000), 903: (3, 2, 1, 30000)}
+        assert reasons == {
+            (901, parent_ids[1]): (SkipReason.NO_EMAIL.value, None),
+            (901, parent_ids[2]): (SkipReason.QUEUED_ELSEWHERE.value, 903),
+            (903, parent_ids[0]): (SkipReason.BALANCE_CHANGED.value, None),
+            (903, parent_ids[1]): (SkipReason.EMAILED_WITHIN_COOL_DOWN.value, 901),
+        }
+
+        downgrade_database(database_url, "0004")  # the prose comes back, as the code before 0005 wrote it
+        with engine.connect() as connection:
+            prose = {(row[0], row[1]): row[2] for row in connection.execute(text(
+                "SELECT campaign_id, parent_id, skip_reason FROM email_messages WHERE skip_reason IS NOT NULL"))}
+        assert prose == {
+            (901, parent_ids[1]): "no email address",
+            (901, parent_ids[2]): "already queued in another send (campaign #903)",
+            (903, parent_ids[0]): "balance changed since queued — start a new send",
+            (903, parent_ids[1]): "emailed within the 3-day cool-down (campaign #901)",
+        }
     finally:
         engine.dispose()
         upgrade_database(database_url)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from core.access.permissions import ActingUser
+from core.email.skip_reasons import SkipReason
 from core.errors import InvalidInput
 from core.reporting.balances import BalanceFilter, OutstandingBalance, outstanding_balances
 
@@ -30,7 +31,7 @@ class EmailType:
     text_template: str
     subject_template: str
     # Why a parent of the league who is not in the audience gets nothing.
-    not_in_audience_reason: str = "nothing owed"
+    not_in_audience_reason: SkipReason = SkipReason.NOTHING_OWED
 
 
 def everyone_who_owes(
