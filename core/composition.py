@@ -85,6 +85,10 @@ class Services:
                 self._gateway = make_payment_gateway(self.settings, action=action)
             return self._gateway
 
+    def payment_gateway_if_configured(self, *, action: str = "talk to Stripe") -> PaymentGateway | None:
+        """The one Stripe gateway, or ``None`` when Stripe is not configured (nothing to ask)."""
+        return self.payment_gateway(action=action) if self.stripe_configured else None
+
     @contextmanager
     def email_backend(self) -> Iterator[EmailBackend]:
         """A backend for one send run, closed when the block ends."""

@@ -30,6 +30,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from core.email.skip_reasons import SkipReason
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -401,7 +403,11 @@ class PaymentFlag(Base):
 
 
 class EmailCampaign(Base):
-    """One send run: a test send to one address, or a send to everyone."""
+    """One send run: a test send to one address, or a send to everyone.
+
+    The typed columns are what the outbox and the pages use; ``audience`` repeats them (and the
+    scope) for display only and is never read to decide anything.
+    """
 
     __tablename__ = "email_campaigns"
 
@@ -409,6 +415,12 @@ class EmailCampaign(Base):
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     email_type: Mapped[str] = mapped_column(String(64))
     audience: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Families reminded within this many days are skipped; None for a test send (never held back).
+    cooldown_days: Mapped[int | None] = mapped_column(Integer)
+    # What was queued when it started: emails, families skipped, and the total of the emails.
+    recipient_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    skipped_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    total_cents: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     test_address: Mapped[str | None] = mapped_column(String(320))
     started_by: Mapped[str] = mapped_column(String(320))
     started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -417,7 +429,9 @@ class EmailCampaign(Base):
         _enum(CampaignStatus, "email_campaign_status"), default=CampaignStatus.RUNNING
     )
 
-    messages: Mapped[list[EmailMessage]] = relationship(back_populates="campaign")
+    messages: Mapped[list[EmailMessage]] = relationship(
+        back_populates="campaign", foreign_keys="EmailMessage.campaign_id"
+    )
 
     @property
     def is_test(self) -> bool:
@@ -444,7 +458,10 @@ class EmailMessage(Base):
     status: Mapped[MessageStatus] = mapped_column(
         _enum(MessageStatus, "email_message_status"), default=MessageStatus.PENDING
     )
-    skip_reason: Mapped[str | None] = mapped_column(String(200))
+    # Why the family was skipped (the words: ``core.email.skip_reasons.describe_skip``), and the
+    # campaign of the other reminder when that is why.
+    skip_reason: Mapped[SkipReason | None] = mapped_column(_enum(SkipReason, "email_skip_reason"))
+    skip_campaign_id: Mapped[int | None] = mapped_column(ForeignKey("email_campaigns.id", ondelete="SET NULL"))
     message_id_header: Mapped[str] = mapped_column(String(320))
     provider_message_id: Mapped[str | None] = mapped_column(String(320))
     error: Mapped[str | None] = mapped_column(Text)
@@ -455,7 +472,7 @@ class EmailMessage(Base):
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
-    campaign: Mapped[EmailCampaign] = relationship(back_populates="messages")
+    campaign: Mapped[EmailCampaign] = relationship(back_populates="messages", foreign_keys=[campaign_id])
     parent: Mapped[Parent] = relationship()
 
 

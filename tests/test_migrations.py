@@ -299,3 +299,81 @@ def test_downgrading_below_0006_waits_for_reservations_with_an_attempt_token(dat
     finally:
         engine.dispose()
         upgrade_database(database_url)
+
+
+def test_0005_fills_the_campaigns_typed_figures_and_the_skip_reasons_from_what_was_stored_before(
+    database_url, session
+):
+    """Before 0005 the figures were only in the audience JSON and the reasons were prose."""
+    import sqlalchemy as sa
+
+    from core.email.skip_reasons import SkipReason
+    from core.models import utcnow
+
+    tenant = make_tenant(session)
+    ana, ben, cat = (make_parent(session, tenant, name) for name in ("Ana", "Ben", "Cat"))
+    session.commit()
+    tenant_id, parent_ids = tenant.id, (ana.id, ben.id, cat.id)
+    session.close()
+    engine = make_engine(database_url)
+    campaigns = sa.table("email_campaigns", *(sa.column(c) for c in (
+        "id", "tenant_id", "email_type", "test_address", "started_by", "status")),
+        sa.column("audience", sa.JSON), sa.column("started_at", sa.DateTime(timezone=True)))
+    messages = sa.table("email_messages", *(sa.column(c) for c in (
+        "campaign_id", "tenant_id", "parent_id", "subject", "amount_cents", "currency", "status", "skip_reason",
+        "message_id_header", "attempts")), sa.column("created_at", sa.DateTime(timezone=True)))
+    try:
+        downgrade_database(database_url, "0004")
+        with engine.begin() as connection:
+            def campaign(number: int, audience: dict, test_address: str | None = None) -> None:
+                connection.execute(campaigns.insert().values(
+                    id=number, tenant_id=tenant_id, email_type="outstanding_balance", test_address=test_address,
+                    started_by="admin@example.org", status="completed", audience=audience, started_at=utcnow()))
+
+            def message(campaign_id: int, parent: int, status: str, amount: int, reason: str | None = None,
+                        attempts: int = 0) -> None:
+                connection.execute(messages.insert().values(
+                    campaign_id=campaign_id, tenant_id=tenant_id, parent_id=parent_ids[parent], subject="",
+                    amount_cents=amount, currency="usd", status=status, skip_reason=reason, attempts=attempts,
+                    message_id_header=f"<c{campaign_id}p{parent}@example.org>", created_at=utcnow()))
+
+            campaign(901, {"scope": "everyone", "cooldown_days": 5, "recipients": 1, "skipped": 2,
+                           "total_cents": 15000, "currency": "usd"})
+            message(901, 0, "sent", 15000, attempts=1)
+            message(901, 1, "skipped", 0, "no email address")
+            message(901, 2, "skipped", 0, "already queued in another send (campaign #903)")
+            campaign(902, {"scope": "test", "parent_id": parent_ids[0]}, test_address="me@example.org")
+            message(902, 0, "sent", 36000, attempts=1)
+            campaign(903, {})  # a send to everyone that recorded no figures
+            message(903, 0, "skipped", 21000, "balance changed since queued — start a new send", attempts=1)
+            message(903, 1, "skipped", 0, "emailed within the 3-day cool-down (campaign #901)")
+            message(903, 2, "sent", 9000, attempts=1)
+
+        upgrade_database(database_url)
+        with engine.connect() as connection:
+            figures = {row[0]: tuple(row[1:]) for row in connection.execute(text(
+                "SELECT id, cooldown_days, recipient_count, skipped_count, total_cents FROM email_campaigns"))}
+            reasons = {(row[0], row[1]): (row[2], row[3]) for row in connection.execute(text(
+                "SELECT campaign_id, parent_id, skip_reason, skip_campaign_id FROM email_messages "
+                "WHERE skip_reason IS NOT NULL"))}
+        assert figures == {901: (5, 1, 2, 15000), 902: (None, 1, 0, 36000), 903: (3, 2, 1, 30000)}
+        assert reasons == {
+            (901, parent_ids[1]): (SkipReason.NO_EMAIL.value, None),
+            (901, parent_ids[2]): (SkipReason.QUEUED_ELSEWHERE.value, 903),
+            (903, parent_ids[0]): (SkipReason.BALANCE_CHANGED.value, None),
+            (903, parent_ids[1]): (SkipReason.EMAILED_WITHIN_COOL_DOWN.value, 901),
+        }
+
+        downgrade_database(database_url, "0004")  # the prose comes back, as the code before 0005 wrote it
+        with engine.connect() as connection:
+            prose = {(row[0], row[1]): row[2] for row in connection.execute(text(
+                "SELECT campaign_id, parent_id, skip_reason FROM email_messages WHERE skip_reason IS NOT NULL"))}
+        assert prose == {
+            (901, parent_ids[1]): "no email address",
+            (901, parent_ids[2]): "already queued in another send (campaign #903)",
+            (903, parent_ids[0]): "balance changed since queued — start a new send",
+            (903, parent_ids[1]): "emailed within the 3-day cool-down (campaign #901)",
+        }
+    finally:
+        engine.dispose()
+        upgrade_database(database_url)

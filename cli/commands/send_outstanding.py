@@ -4,26 +4,22 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import TextIO
 
 from cli.context import CommandContext, add_tenant_option, league_command
-from core.composition import make_email_backend
-from core.email.campaigns import (
-    Manifest,
-    build_manifest,
-    campaign_messages,
-    campaign_summaries,
-    parents_to_email,
-    run_campaign,
-    send_test_email,
-    start_campaign,
-)
-from core.email.outbox import INTERRUPTED, DrainProgress, DrainResult, is_in_flight, retry_messages
-from core.email.presend import sync_payments_first
+from core.email.campaigns import DEFAULT_COOLDOWN_DAYS, Manifest
+from core.email.outbox import INTERRUPTED, DrainProgress
 from core.email.registry import OUTSTANDING_BALANCE
+from core.email.sending import (
+    QueuedCampaign,
+    SendOutcome,
+    prepare_send_to_everyone,
+    resume_campaign,
+    send_prepared,
+    send_test,
+)
 from core.errors import InvalidInput
-from core.models import MessageStatus, utcnow
-from core.money import format_cents
 from core.reporting.directory import find_parent
 
 
@@ -50,7 +46,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     parser.add_argument("--yes", action="store_true", help="with --all: send without asking")
     parser.add_argument(
         "--cooldown-days", metavar="N", type=int, default=None,
-        help="skip parents reminded within N days (default: EMAIL_COOLDOWN_DAYS, 3)",
+        help=f"skip parents reminded within N days (default: EMAIL_COOLDOWN_DAYS, {DEFAULT_COOLDOWN_DAYS})",
     )
     parser.add_argument("--retry-failed", action="store_true", help="with --resume: send failed messages again")
     parser.add_argument(
@@ -77,86 +73,67 @@ def run(args: argparse.Namespace, *, stdin: TextIO | None = None) -> int:
 
 
 def _test_send(ctx: CommandContext, address: str, parent: str | None) -> int:
-    if parent is not None:
-        parent_id = find_parent(ctx.session, ctx.user, parent).id
-    else:
-        owing = parents_to_email(ctx.session, ctx.user, OUTSTANDING_BALANCE)
-        if not owing:
-            raise InvalidInput("Nobody owes anything: there is no email to test.")
-        parent_id = owing[0].parent_id
-    ctx.session.rollback()
-    backend = make_email_backend(ctx.settings)
-    try:
-        result = send_test_email(
-            ctx.engine, ctx.user, parent_id=parent_id, test_address=address,
-            email_type=OUTSTANDING_BALANCE, backend=backend, email_from=ctx.settings.email_from,
+    # A lookup in the command's own session, which nothing reads again afterwards.
+    parent_id = find_parent(ctx.session, ctx.user, parent).id if parent is not None else None
+    with ctx.services.email_backend() as backend:
+        outcome = send_test(
+            ctx.services.sessions, ctx.user, email_type=OUTSTANDING_BALANCE, test_address=address,
+            parent_id=parent_id, backend=backend, email_from=ctx.settings.email_from,
         )
-    finally:
-        backend.close()
-    for message in campaign_messages(ctx.session, ctx.user, result.campaign_id):
-        print(f"Test send: {message.parent.name}'s email ({format_cents(message.amount_cents, message.currency)}) "
-              f"to {message.to_address}")
-    return _report(ctx, result)
+    for row in outcome.report.rows:
+        print(f"Test send: {row.parent_name}'s email ({row.amount}) to {row.to_address}")
+    return _report(outcome)
 
 
 def _send_to_everyone(ctx: CommandContext, args: argparse.Namespace, *, stdin: TextIO) -> int:
-    cooldown = ctx.settings.email_cooldown_days if args.cooldown_days is None else args.cooldown_days
-    # A backend that cannot send (no SMTP_HOST, the placeholder EMAIL_FROM...) is refused now,
-    # before anything is synced or queued: a queued campaign would hold its parents.
-    make_email_backend(ctx.settings).close()
-    # The sync commits as it goes: it runs in its own session, and a failed sync sends nothing.
-    ctx.session.rollback()
-    sync = sync_payments_first(ctx.engine, ctx.user, settings=ctx.settings)
-    print(sync.note)
-    _point_at_unfinished_campaigns(ctx)
+    services = ctx.services
+    gateway = services.payment_gateway_if_configured(action="sync payments before sending")
+    prepared = prepare_send_to_everyone(
+        services.sessions, ctx.user, OUTSTANDING_BALANCE,
+        cooldown_days=ctx.settings.email_cooldown_days if args.cooldown_days is None else args.cooldown_days,
+        gateway=gateway, backend_problem=services.email_backend_problem,
+    )
+    print(prepared.sync.note)
+    for campaign in prepared.unfinished:
+        print(
+            f"Campaign #{campaign.id} did not finish ({campaign.counts.get('pending', 0)} still queued): its "
+            f"families are skipped below. Finish it with: python -m core send-outstanding --resume {campaign.id}",
+            file=sys.stderr,
+        )
     # The manifest is printed with --yes too, so a cron log says who was emailed and who not.
-    manifest = build_manifest(ctx.session, ctx.user, OUTSTANDING_BALANCE, cooldown_days=cooldown)
-    ctx.session.rollback()
-    _print_manifest(manifest)
-    if manifest.count == 0:
+    _print_manifest(prepared.manifest)
+    if prepared.manifest.count == 0:
         print("Nothing to send.")
         return 0
-    expected = None
-    if not args.yes:
-        if not _confirmed(manifest, stdin):
-            print("Nothing sent.")
-            return 1
-        # What was confirmed is what is queued: if the list changed meanwhile, nothing is sent.
-        expected = manifest.totals
-    campaign = start_campaign(
-        ctx.session, ctx.user, OUTSTANDING_BALANCE, email_from=ctx.settings.email_from, cooldown_days=cooldown,
-        expected=expected,
-    )
-    ctx.session.commit()
-    queued = campaign.audience.get("recipients", 0)
-    print(f"Campaign #{campaign.id}: {queued} emails queued, {campaign.audience.get('skipped', 0)} parents skipped.")
-    return _drain(ctx, campaign.id)
+    if not args.yes and not _confirmed(prepared.manifest, stdin):
+        print("Nothing sent.")
+        return 1
+    with services.email_backend() as backend:
+        outcome = send_prepared(
+            services.sessions, ctx.user, prepared, reviewed=not args.yes, backend=backend,
+            email_from=ctx.settings.email_from, gateway=gateway, progress=_progress_printer(),
+            on_queued=_print_queued,
+        )
+    return _report(outcome)
 
 
 def _resume(ctx: CommandContext, campaign_id: int, *, retry_failed: bool, retry_interrupted: bool) -> int:
-    make_email_backend(ctx.settings).close()  # refused now, before anything is queued again
-    if retry_failed or retry_interrupted:
-        queued = retry_messages(
-            ctx.session, ctx.user, campaign_id, failed=retry_failed, interrupted=retry_interrupted
+    with ctx.services.email_backend() as backend:  # a backend that cannot send refuses before anything is queued
+        outcome = resume_campaign(
+            ctx.services.sessions, ctx.user, campaign_id, backend=backend, email_from=ctx.settings.email_from,
+            retry_failed=retry_failed, retry_interrupted=retry_interrupted, progress=_progress_printer(),
         )
-        ctx.session.commit()
-        print(f"Campaign #{campaign_id}: {queued} messages queued again.")
-    return _drain(ctx, campaign_id)
+    if outcome.requeued is not None:
+        print(f"Campaign #{campaign_id}: {outcome.requeued} messages queued again.")
+    return _report(outcome)
 
 
-def _drain(ctx: CommandContext, campaign_id: int) -> int:
-    backend = make_email_backend(ctx.settings)
-    try:
-        result = run_campaign(
-            ctx.engine, ctx.user, campaign_id, backend=backend, email_from=ctx.settings.email_from,
-            progress=_progress_printer() if sys.stderr.isatty() else None,
-        )
-    finally:
-        backend.close()
-    return _report(ctx, result)
+def _print_queued(queued: QueuedCampaign) -> None:
+    print(f"Campaign #{queued.campaign_id}: {queued.recipients} emails queued, {queued.skipped} parents skipped.")
 
 
-def _report(ctx: CommandContext, result: DrainResult) -> int:
+def _report(outcome: SendOutcome) -> int:
+    result, report = outcome.result, outcome.report
     print(
         f"Campaign #{result.campaign_id}: {result.sent} sent, {result.failed} failed, "
         f"{result.skipped} skipped at send time, {result.interrupted} interrupted, {result.remaining} still queued."
@@ -166,20 +143,13 @@ def _report(ctx: CommandContext, result: DrainResult) -> int:
     if result.stopped_reason:
         print(f"Stopped: {result.stopped_reason}", file=sys.stderr)
     if result.skipped or not result.succeeded:
-        messages = campaign_messages(ctx.session, ctx.user, result.campaign_id)
-        for message in messages:
-            # Claimed (attempts > 0) and then skipped: the family's situation changed since it was queued.
-            if message.status is MessageStatus.SKIPPED and message.attempts:
-                print(f"skipped at send time: {message.parent.name} <{message.to_address}>: {message.skip_reason}")
+        for row in report.skipped_at_send_time:
+            print(f"skipped at send time: {row.parent_name} <{row.to_address}>: {row.reason}")
     if not result.succeeded:
-        now = utcnow()
-        for message in messages:
-            if message.status is MessageStatus.FAILED:
-                print(f"failed: {message.parent.name} <{message.to_address}>: {message.error}", file=sys.stderr)
-            elif message.status is MessageStatus.SENDING and not is_in_flight(
-                message.status, error=message.error, claimed_at=message.claimed_at, now=now
-            ):
-                print(f"{INTERRUPTED}: {message.parent.name} <{message.to_address}>", file=sys.stderr)
+        for row in report.failed:
+            print(f"failed: {row.parent_name} <{row.to_address}>: {row.reason}", file=sys.stderr)
+        for row in report.interrupted:
+            print(f"{INTERRUPTED}: {row.parent_name} <{row.to_address}>", file=sys.stderr)
         print(
             f"Resume with: python -m core send-outstanding --resume {result.campaign_id} "
             "[--retry-failed] [--retry-interrupted]",
@@ -187,19 +157,6 @@ def _report(ctx: CommandContext, result: DrainResult) -> int:
         )
         return 1
     return 0
-
-
-def _point_at_unfinished_campaigns(ctx: CommandContext) -> None:
-    """Families still queued in an interrupted send are skipped by a new one: say where they are."""
-    for campaign in campaign_summaries(ctx.session, ctx.user, limit=20):
-        if campaign.unfinished and not campaign.is_test:
-            queued = campaign.counts.get("pending", 0)
-            print(
-                f"Campaign #{campaign.id} did not finish ({queued} still queued): its families are skipped "
-                f"below. Finish it with: python -m core send-outstanding --resume {campaign.id}",
-                file=sys.stderr,
-            )
-    ctx.session.rollback()
 
 
 def _print_manifest(manifest: Manifest) -> None:
@@ -221,7 +178,11 @@ def _confirmed(manifest: Manifest, stdin: TextIO) -> bool:
     return answer in {"y", "yes"}
 
 
-def _progress_printer():  # type: ignore[no-untyped-def]
+def _progress_printer() -> Callable[[DrainProgress], None] | None:
+    """A progress line on a terminal's stderr; nothing in a cron log."""
+    if not sys.stderr.isatty():
+        return None
+
     def show(progress: DrainProgress) -> None:
         print(
             f"\r{progress.done}/{progress.total} ({progress.sent} sent, {progress.failed} failed)",

@@ -8,6 +8,9 @@ Modules:
 - ``registry``: the kinds of email (audience + templates + subject).
 - ``backends``: where messages go: the port, and one module per backend (``file``, ``smtp``,
   ``gmail`` with its ``pacing``).
+- ``skip_reasons``: why a family gets no reminder — the reasons, the one rule, their words.
 - ``campaigns`` / ``outbox``: the manifest, test sends, sends to everyone, and the durable outbox.
 - ``presend``: the payment sync that runs before a send to everyone.
+- ``sending``: each send workflow (prepare → send, test send, resume, report) sequenced once,
+  for the command line and the dashboard to present.
 """

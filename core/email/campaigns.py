@@ -1,9 +1,14 @@
-"""Campaigns: the manifest, preview, test send and send to everyone.
+"""Campaigns: the manifest, preview, test send and send to everyone, and what they did.
 
 A send to everyone is: ``build_manifest`` (shown to the admin), ``start_campaign`` (writes the
-campaign and one outbox row per parent, then commits), and ``core.email.outbox.drain_outbox``
-(sends, durable per message). A test send is the same path with one parent's real email going
-to a test address, marked as a test and not counted as a reminder.
+campaign and one outbox row per parent; the caller commits), and
+``core.email.outbox.drain_outbox`` (sends, durable per message). A test send is the same path
+with one parent's real email going to a test address, marked as a test and not counted as a
+reminder. The workflows that sequence these steps for the command line and the dashboard are
+in ``core.email.sending``; who is skipped and why is decided in ``core.email.skip_reasons``.
+
+Sessions: a function here that takes a ``Session`` never commits; ``send_test_email`` and
+``run_campaign`` take ``sessions`` (``core.db.Sessions``) and commit in units of work of their own.
 """
 
 from __future__ import annotations
@@ -20,22 +25,22 @@ from sqlalchemy.orm import Session, aliased
 
 from core.access.permissions import ActingUser, Permission, require
 from core.audit import record_action
+from core.db import Sessions, unit_of_work
 from core.email.backends import EmailBackend
 from core.email.brand import Brand, brand_for_tenant
 from core.email.headers import normalise_recipient
 from core.email.outbox import (
-    DEFAULT_COOLDOWN_DAYS,
     IN_FLIGHT,
     INTERRUPTED,
     STALE_CLAIM_AFTER,
     DrainProgress,
     DrainResult,
-    Sessions,
     counts_as_reminder_since,
     drain_outbox,
+    family_now,
     in_flight_messages,
     is_in_flight,
-    open_session,
+    reminder_state,
 )
 from core.email.registry import EmailType
 from core.email.rendering import (
@@ -45,6 +50,7 @@ from core.email.rendering import (
     message_id_for,
     render_email,
 )
+from core.email.skip_reasons import OtherReminder, Skip, decide_skip, describe_skip
 from core.errors import BillingError, InvalidInput, NotFound
 from core.models import (
     CampaignStatus,
@@ -57,21 +63,23 @@ from core.models import (
 )
 from core.money import format_cents
 from core.reporting.balances import OutstandingBalance
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
-NO_EMAIL = "no email address"
-INVALID_EMAIL = "email address not valid"
-OPTED_OUT = "opted out of email"
-ALL_PROCESSING = "payment processing"
-QUEUED_ELSEWHERE = "already queued in another send"
-BEING_EMAILED = "being emailed by another send"
-EMAILED_BY_SEND_IN_PROGRESS = "emailed by another send still in progress"
-COOL_DOWN = "emailed within the cool-down"
+# The one default cool-down (EMAIL_COOLDOWN_DAYS): callers normally pass the configured value.
+DEFAULT_COOLDOWN_DAYS = Settings.email_cooldown_days
 
 
 class ManifestChanged(BillingError):
-    """The send to everyone was refused: who gets what is no longer what the admin reviewed."""
+    """The send to everyone was refused: who gets what is no longer what the admin reviewed.
+
+    ``manifest`` is the list as it is now, to review again.
+    """
+
+    def __init__(self, message: str, *, manifest: Manifest) -> None:
+        super().__init__(message)
+        self.manifest = manifest
 
 
 @dataclass(frozen=True)
@@ -92,7 +100,8 @@ class ManifestEntry:
     amount_cents: int
     currency: str
     line_items: int
-    skip_reason: str | None = None
+    skip: Skip | None = None
+    skip_reason: str | None = None  # ``skip`` in words, as shown
     balance: OutstandingBalance | None = None
 
     @property
@@ -129,7 +138,8 @@ class Manifest:
 
     @property
     def skip_counts(self) -> dict[str, int]:
-        return dict(Counter(_reason_kind(entry.skip_reason or "") for entry in self.skipped))
+        """How many families are skipped for each reason, by the reason's words."""
+        return dict(Counter(describe_skip(entry.skip.reason) for entry in self.skipped if entry.skip))
 
 
 @dataclass(frozen=True)
@@ -161,11 +171,10 @@ def build_manifest(
 ) -> Manifest:
     """Every parent of the league: who will get ``email_type`` (and for how much) and who is skipped.
 
-    Skipped: nothing owed, opted out, no or unusable email address, every item's payment still
-    processing, emailed within the cool-down (a sent reminder that was not a test), and —
-    whatever the cool-down, even 0 days — queued in another campaign that is still running,
-    being emailed right now, or already emailed by a send still in progress (two sends started
-    at once email a parent once). Runs a constant number of queries.
+    Who is skipped and why is decided by ``core.email.skip_reasons.decide_skip`` (nothing owed,
+    opted out, no usable address, every payment processing, or another reminder: within the
+    cool-down, being sent, queued or sent by a send still in progress). Runs a constant number
+    of queries.
     """
     require(user, Permission.PREVIEW_EMAIL)
     if cooldown_days < 0:
@@ -173,7 +182,7 @@ def build_manifest(
     now = now or utcnow()
     tenant = session.get_one(Tenant, user.tenant_id)
     balances = {balance.parent_id: balance for balance in email_type.audience(session, user, None)}
-    recent = _recent_reminders(session, user, now=now, cooldown_days=cooldown_days)
+    others = _other_reminders(session, user, now=now, cooldown_days=cooldown_days)
     parents = session.execute(
         select(Parent.id, Parent.name, Parent.email, Parent.email_opt_out)
         .where(Parent.tenant_id == user.tenant_id)
@@ -183,18 +192,23 @@ def build_manifest(
     skipped: list[ManifestEntry] = []
     for parent_id, name, email, opted_out in parents:
         balance = balances.get(parent_id)
-        reason, address = _skip_reason(balance, email, opted_out, recent.get(parent_id), email_type=email_type)
+        family = family_now(balance, email=email, opted_out=opted_out)
+        skip = decide_skip(
+            family, others.get(parent_id, ()), now=now, cooldown_days=cooldown_days,
+            not_owed=email_type.not_in_audience_reason,
+        )
         entry = ManifestEntry(
             parent_id=parent_id,
             parent_name=name,
-            email=address or email,
+            email=family.address or email,
             amount_cents=balance.total_cents if balance else 0,
             currency=balance.currency if balance else tenant.currency,
             line_items=len(balance.items) if balance else 0,
-            skip_reason=reason,
+            skip=skip,
+            skip_reason=skip.words(cooldown_days=cooldown_days) if skip else None,
             balance=balance,
         )
-        (skipped if reason else recipients).append(entry)
+        (skipped if skip else recipients).append(entry)
     return Manifest(
         email_type=email_type.key,
         cooldown_days=cooldown_days,
@@ -230,12 +244,18 @@ def start_campaign(
         raise ManifestChanged(
             f"The list changed since you reviewed it: review again. It is now {_emails(manifest.count)} for "
             f"{manifest.total}; you confirmed {_emails(expected.count)} for "
-            f"{format_cents(expected.total_cents, manifest.currency)}. Nothing was sent."
+            f"{format_cents(expected.total_cents, manifest.currency)}. Nothing was sent.",
+            manifest=manifest,
         )
     brand = _league_brand(session, user, email_from=email_from)
     campaign = EmailCampaign(
         tenant_id=user.tenant_id,
         email_type=email_type.key,
+        cooldown_days=cooldown_days,
+        recipient_count=manifest.count,
+        skipped_count=len(manifest.skipped),
+        total_cents=manifest.total_cents,
+        # For display (and for code before revision 0005): the typed columns are what is read.
         audience={
             "scope": "everyone",
             "cooldown_days": cooldown_days,
@@ -278,20 +298,25 @@ def send_test_email(
     backend: EmailBackend,
     email_from: str,
 ) -> DrainResult:
-    """Send one parent's real email to ``test_address``, subject marked ``[TEST]``; commits.
+    """Send one parent's real email to ``test_address``, subject marked ``[TEST]``.
 
     The address is validated before anything is written or sent. A test send is recorded (its
-    own campaign and an audit row) but never counts as a reminder to the parent.
+    own campaign and an audit row) but never counts as a reminder to the parent. Commits: the
+    campaign in a unit of work of its own from ``sessions``, then the outbox sends it.
     """
     require(user, Permission.SEND_EMAIL)
     address = normalise_recipient(test_address)
-    with open_session(sessions) as session:
+    with unit_of_work(sessions) as session:
         balance = _balance_of(session, user, email_type, parent_id)
         brand = _league_brand(session, user, email_from=email_from)
         rendered = render_email(email_type, balance, brand)
         campaign = EmailCampaign(
             tenant_id=user.tenant_id,
             email_type=email_type.key,
+            cooldown_days=None,  # a test send is never held back and never holds a family back
+            recipient_count=1,
+            skipped_count=0,
+            total_cents=balance.total_cents,
             audience={"scope": "test", "parent_id": parent_id},
             test_address=address,
             started_by=user.identity,
@@ -322,7 +347,7 @@ def send_test_email(
             f"Test send of {balance.parent_name}'s email to {address}",
             details={"campaign_id": campaign.id, "parent_id": parent_id, "to": address},
         )
-        session.commit()
+        session.flush()
         campaign_id = campaign.id
     return drain_outbox(sessions, user, campaign_id, backend=backend, email_from=email_from, workers=1)
 
@@ -337,11 +362,14 @@ def run_campaign(
     workers: int | None = None,
     progress: Callable[[DrainProgress], None] | None = None,
 ) -> DrainResult:
-    """Send (or resume) a campaign through the outbox and record the outcome in the audit log."""
+    """Send (or resume) a campaign through the outbox and record the outcome in the audit log.
+
+    Commits: the outbox's own steps, then the audit row in a unit of work of its own.
+    """
     result = drain_outbox(
         sessions, user, campaign_id, backend=backend, email_from=email_from, workers=workers, progress=progress
     )
-    with open_session(sessions) as session:
+    with unit_of_work(sessions) as session:
         record_action(
             session,
             user,
@@ -353,7 +381,6 @@ def run_campaign(
             details={"campaign_id": campaign_id, "stopped_reason": result.stopped_reason, "sent": result.sent,
                      "failed": result.failed, "skipped_at_send_time": result.skipped},
         )
-        session.commit()
     return result
 
 
@@ -421,7 +448,11 @@ class CampaignSummary:
 
 @dataclass(frozen=True)
 class MessageRow:
-    """One outbox row as a result table shows it."""
+    """One outbox row as a result table shows it.
+
+    ``status`` is as shown: ``sending`` while a worker has it, ``interrupted`` after. ``reason``
+    is in words: why it was skipped, the error, or that it may have been delivered.
+    """
 
     id: int
     parent_id: int
@@ -434,6 +465,9 @@ class MessageRow:
     sent_at: datetime | None
     provider_message_id: str | None
     has_body: bool
+    message_id_header: str = ""
+    # Queued, then skipped when its turn came: the family's situation changed since.
+    skipped_at_send_time: bool = False
 
 
 def parents_to_email(session: Session, user: ActingUser, email_type: EmailType) -> list[ParentChoice]:
@@ -452,8 +486,9 @@ def parents_to_email(session: Session, user: ActingUser, email_type: EmailType) 
 
 
 def campaign_summaries(session: Session, user: ActingUser, *, limit: int = 200) -> list[CampaignSummary]:
-    """The league's campaigns, newest first, with message counts by status (two queries)."""
+    """The league's campaigns, newest first, with message counts by status (three queries)."""
     campaigns = list_campaigns(session, user, limit=limit)
+    currency = session.get_one(Tenant, user.tenant_id).currency
     counts: dict[int, dict[str, int]] = {campaign.id: {} for campaign in campaigns}
     if campaigns:
         rows = session.execute(
@@ -471,8 +506,8 @@ def campaign_summaries(session: Session, user: ActingUser, *, limit: int = 200) 
             started_by=campaign.started_by,
             test_address=campaign.test_address,
             status=campaign.status.value,
-            total_cents=int((campaign.audience or {}).get("total_cents", 0)),
-            currency=str((campaign.audience or {}).get("currency", "usd")),
+            total_cents=campaign.total_cents,
+            currency=currency,
             counts=counts[campaign.id],
         )
         for campaign in campaigns
@@ -487,10 +522,12 @@ def message_rows(session: Session, user: ActingUser, campaign_id: int) -> list[M
         select(
             EmailMessage.id, EmailMessage.parent_id, Parent.name, EmailMessage.to_address, EmailMessage.subject,
             EmailMessage.amount_cents, EmailMessage.currency, EmailMessage.status, EmailMessage.skip_reason,
-            EmailMessage.error, EmailMessage.sent_at, EmailMessage.provider_message_id,
-            EmailMessage.html_body.is_not(None), EmailMessage.claimed_at,
+            EmailMessage.skip_campaign_id, EmailCampaign.cooldown_days, EmailMessage.error, EmailMessage.sent_at,
+            EmailMessage.provider_message_id, EmailMessage.html_body.is_not(None), EmailMessage.claimed_at,
+            EmailMessage.message_id_header, EmailMessage.attempts,
         )
         .join(Parent, Parent.id == EmailMessage.parent_id)
+        .join(EmailCampaign, EmailCampaign.id == EmailMessage.campaign_id)
         .where(EmailMessage.campaign_id == campaign_id, EmailMessage.tenant_id == user.tenant_id)
         .order_by(Parent.name, EmailMessage.id)
     )
@@ -499,16 +536,28 @@ def message_rows(session: Session, user: ActingUser, campaign_id: int) -> list[M
             id=id_, parent_id=parent_id, parent_name=name, to_address=to, subject=subject,
             amount=format_cents(amount, currency),
             status=shown,
-            reason=skip_reason or {"sending": IN_FLIGHT, "interrupted": error or INTERRUPTED}.get(shown, error),
+            reason=(
+                describe_skip(skip_reason, campaign_id=skip_campaign_id, cooldown_days=cooldown_days)
+                if skip_reason is not None
+                else {"sending": IN_FLIGHT, "interrupted": error or INTERRUPTED}.get(shown, error)
+            ),
             sent_at=sent_at, provider_message_id=provider_id, has_body=bool(has_body),
+            message_id_header=message_id_header,
+            skipped_at_send_time=status is MessageStatus.SKIPPED and attempts > 0,
         )
-        for (id_, parent_id, name, to, subject, amount, currency, status, skip_reason, error, sent_at,
-             provider_id, has_body, claimed_at) in rows
+        for (id_, parent_id, name, to, subject, amount, currency, status, skip_reason, skip_campaign_id,
+             cooldown_days, error, sent_at, provider_id, has_body, claimed_at, message_id_header, attempts) in rows
         for shown in (_shown_status(status, error=error, claimed_at=claimed_at, now=now),)
     ]
     # What needs the admin's attention first: failures, then interrupted, being sent, queued, sent, skipped.
     rank = {"failed": 0, "interrupted": 1, "sending": 2, "pending": 3, "sent": 4, "skipped": 5}
     return sorted(result, key=lambda row: rank[row.status])
+
+
+def unfinished_campaigns(session: Session, user: ActingUser, *, limit: int = 20) -> list[CampaignSummary]:
+    """Sends to everyone (not tests) among the latest ``limit`` that still have messages queued or
+    being sent: a new send skips their families until they are finished."""
+    return [c for c in campaign_summaries(session, user, limit=limit) if c.unfinished and not c.is_test]
 
 
 def list_campaigns(session: Session, user: ActingUser, *, limit: int = 200) -> list[EmailCampaign]:
@@ -559,62 +608,34 @@ def _shown_status(status: MessageStatus, *, error: str | None, claimed_at: datet
     return status.value
 
 
-def _skip_reason(
-    balance: OutstandingBalance | None,
-    email: str | None,
-    opted_out: bool,
-    recent: str | None,
-    *,
-    email_type: EmailType,
-) -> tuple[str | None, str | None]:
-    """(reason to skip or None, the normalised address)."""
-    if balance is None or not balance.items:
-        return email_type.not_in_audience_reason, None
-    if opted_out:
-        return OPTED_OUT, None
-    if not email or not email.strip():
-        return NO_EMAIL, None
-    try:
-        address = normalise_recipient(email)
-    except InvalidInput:
-        return INVALID_EMAIL, None
-    if all(item.processing for item in balance.items):
-        return ALL_PROCESSING, address
-    if recent is not None:
-        return recent, address
-    return None, address
+def _other_reminders(
+    session: Session, user: ActingUser, *, now: datetime, cooldown_days: int
+) -> dict[int, list[OtherReminder]]:
+    """The reminders that can hold each parent back from a new send (parent id -> reminders).
 
-
-def _reason_kind(reason: str) -> str:
-    """The reason without the campaign number or the cool-down's length, to count skips by kind."""
-    return COOL_DOWN if "cool-down" in reason else reason.split(" (campaign #")[0]
-
-
-def _recent_reminders(session: Session, user: ActingUser, *, now: datetime, cooldown_days: int) -> dict[int, str]:
-    """Why each parent already reminded or about to be is skipped (parent id -> reason).
-
-    Within the cool-down: a reminder sent (or possibly sent) that was not a test. Whatever the
-    cool-down: a reminder being sent right now, queued in another campaign still running, or sent
+    Within the cool-down: one sent (or possibly sent) that was not a test. Whatever the
+    cool-down: one being sent right now, one queued in a campaign still running, and one sent
     by a campaign still sending (messages queued or in flight, and one claimed within
-    ``STALE_CLAIM_AFTER``) — so two sends with a cool-down of 0 days never email one parent
-    twice, however far the first one has got. A send that stopped (the daily quota, a crash)
-    holds only what it still has queued, not every parent it ever emailed.
+    ``STALE_CLAIM_AFTER``). ``core.email.skip_reasons`` decides which one holds the parent and
+    how. A send that stopped (the daily quota, a crash) holds only what it still has queued,
+    not every parent it ever emailed.
     """
     since = now - timedelta(days=cooldown_days)
-    unfinished, recent = aliased(EmailMessage), aliased(EmailMessage)
-    still_sending = and_(
+    unfinished, claimed = aliased(EmailMessage), aliased(EmailMessage)
+    in_progress = and_(
+        EmailCampaign.status == CampaignStatus.RUNNING,
         select(unfinished.id).where(
             unfinished.campaign_id == EmailMessage.campaign_id,
             or_(unfinished.status == MessageStatus.PENDING, in_flight_messages(now, unfinished)),
         ).exists(),
-        select(recent.id).where(
-            recent.campaign_id == EmailMessage.campaign_id, recent.claimed_at >= now - STALE_CLAIM_AFTER,
+        select(claimed.id).where(
+            claimed.campaign_id == EmailMessage.campaign_id, claimed.claimed_at >= now - STALE_CLAIM_AFTER,
         ).exists(),
     )
     rows = session.execute(
         select(
             EmailMessage.parent_id, EmailMessage.campaign_id, EmailMessage.status, EmailMessage.error,
-            EmailMessage.claimed_at, EmailMessage.sent_at,
+            EmailMessage.claimed_at, EmailMessage.sent_at, in_progress,
         )
         .join(EmailCampaign, EmailCampaign.id == EmailMessage.campaign_id)
         .where(
@@ -624,30 +645,20 @@ def _recent_reminders(session: Session, user: ActingUser, *, now: datetime, cool
             | in_flight_messages(now)
             | (
                 (EmailCampaign.status == CampaignStatus.RUNNING)
-                & (
-                    (EmailMessage.status == MessageStatus.PENDING)
-                    | ((EmailMessage.status == MessageStatus.SENT) & still_sending)
-                )
+                & ((EmailMessage.status == MessageStatus.PENDING) | (EmailMessage.status == MessageStatus.SENT))
             ),
         )
         .order_by(EmailMessage.id)
     ).all()
-    # One reason per parent, the strongest: being emailed now, then emailed, then queued.
-    rank = {BEING_EMAILED: 0, COOL_DOWN: 1, EMAILED_BY_SEND_IN_PROGRESS: 2, QUEUED_ELSEWHERE: 3}
-    recent: dict[int, tuple[int, str]] = {}
-    for parent_id, campaign_id, status, error, claimed_at, sent_at in rows:
-        when = sent_at if status is MessageStatus.SENT else claimed_at
-        if is_in_flight(status, error=error, claimed_at=claimed_at, now=now):
-            kind, reason = BEING_EMAILED, f"{BEING_EMAILED} (campaign #{campaign_id})"
-        elif status is MessageStatus.PENDING:
-            kind, reason = QUEUED_ELSEWHERE, f"{QUEUED_ELSEWHERE} (campaign #{campaign_id})"
-        elif when is not None and when >= since:
-            kind, reason = COOL_DOWN, f"emailed within the {cooldown_days}-day cool-down (campaign #{campaign_id})"
-        else:
-            kind, reason = EMAILED_BY_SEND_IN_PROGRESS, f"{EMAILED_BY_SEND_IN_PROGRESS} (campaign #{campaign_id})"
-        if parent_id not in recent or rank[kind] <= recent[parent_id][0]:
-            recent[parent_id] = (rank[kind], reason)
-    return {parent_id: reason for parent_id, (_, reason) in recent.items()}
+    others: dict[int, list[OtherReminder]] = {}
+    for parent_id, campaign_id, status, error, claimed_at, sent_at, campaign_in_progress in rows:
+        state = reminder_state(status, error=error, claimed_at=claimed_at, now=now)
+        if state is not None:
+            others.setdefault(parent_id, []).append(OtherReminder(
+                campaign_id, state, at=sent_at if status is MessageStatus.SENT else claimed_at,
+                campaign_in_progress=bool(campaign_in_progress),
+            ))
+    return others
 
 
 def _outbox_row(campaign: EmailCampaign, entry: ManifestEntry, email_type: EmailType, brand: Brand) -> dict[str, object]:
@@ -661,15 +672,16 @@ def _outbox_row(campaign: EmailCampaign, entry: ManifestEntry, email_type: Email
         "message_id_header": message_id_for(
             tenant_id=campaign.tenant_id, campaign_id=campaign.id, parent_id=entry.parent_id, domain=brand.sender_domain
         ),
-        "status": MessageStatus.SKIPPED if entry.skip_reason else MessageStatus.PENDING,
-        "skip_reason": entry.skip_reason,
+        "status": MessageStatus.SKIPPED if entry.skip else MessageStatus.PENDING,
+        "skip_reason": entry.skip.reason if entry.skip else None,
+        "skip_campaign_id": entry.skip.campaign_id if entry.skip else None,
         "subject": "",
         "html_body": None,
         "text_body": None,
         "attempts": 0,
         "created_at": utcnow(),
     }
-    if entry.skip_reason is None and entry.balance is not None:
+    if entry.skip is None and entry.balance is not None:
         rendered = render_email(email_type, entry.balance, brand)
         row.update(subject=rendered.subject, html_body=rendered.html, text_body=rendered.text)
     return row

@@ -16,9 +16,13 @@ worker is sending right now. A worker records its outcome against its own claim 
 Two drains of one campaign (threads, processes, or dashboard replicas) claim rows with
 ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL and a conditional ``UPDATE`` on SQLite, so
 no row is claimed twice. Two campaigns cannot both email one parent: the claim locks the parent
-row and skips the message if another reminder to that parent is in flight, or was sent since
-this message was queued or within the cool-down. The claim also checks, with the one balances
-function, that the parent still owes what the queued email says and has not opted out since.
+row and asks the one skip rule (``core.email.skip_reasons.decide_skip``) whether another
+reminder to that parent is in flight, or was sent since this message was queued or within the
+cool-down, and whether the parent still owes what the queued email says (the one balances
+function) and has not opted out since; a skipped row records why (``skip_reason``).
+
+Sessions: the functions here that send take ``sessions`` (``core.db.Sessions``) and commit in
+sessions of their own; ``retry_messages`` takes a ``Session`` and never commits.
 """
 
 from __future__ import annotations
@@ -26,21 +30,20 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Union
 
-from sqlalchemy import ColumnElement, Engine, and_, func, or_, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy.orm import Session
 
 from core.access.permissions import ActingUser, Permission, require
-from core.db import session_factory
+from core.db import Sessions, as_sessions
 from core.email.backends import DeliveryUncertain, EmailBackend
 from core.email.brand import Brand, brand_for_tenant
-from core.email.headers import normalise_recipient
 from core.email.registry import Audience, get_email_type
 from core.email.rendering import RenderedEmail, compose_message
+from core.email.skip_reasons import Family, OtherReminder, QueuedEmail, ReminderState, Skip, decide_skip
 from core.errors import EmailDeliveryError, InvalidInput, NotFound
 from core.models import (
     CampaignStatus,
@@ -51,26 +54,17 @@ from core.models import (
     Tenant,
     utcnow,
 )
+from core.reporting.balances import OutstandingBalance
 
 log = logging.getLogger(__name__)
 
 INTERRUPTED = "interrupted — may have been delivered; retry it only if the parent did not get it"
 IN_FLIGHT = "being sent"
-DEFAULT_COOLDOWN_DAYS = 3
 # A claim older than this is no longer in flight: its worker stopped without recording an
 # outcome. It must be longer than the longest a backend can spend on one message (Gmail:
 # six attempts of at most 60 s each and five back-offs of at most 65 s, about 11.5 minutes;
 # SMTP: a few 30 s timeouts), so a slow send is never taken for an abandoned one.
 STALE_CLAIM_AFTER = timedelta(minutes=15)
-
-# Why a queued message is not sent after all: the family's situation changed since it was queued.
-PAID_SINCE_QUEUED = "paid since queued"
-OPTED_OUT_SINCE_QUEUED = "opted out since queued"
-PROCESSING_SINCE_QUEUED = "payment processing since queued"
-BALANCE_CHANGED = "balance changed since queued — start a new send"
-ADDRESS_CHANGED = "email address changed since queued — start a new send"
-
-Sessions = Union[Engine, sessionmaker[Session]]
 
 
 @dataclass(frozen=True)
@@ -133,18 +127,20 @@ def drain_outbox(
     parent paid, opted out or now owes a different amount since it was queued (the skip reason
     says which).
 
-    Durable per message: this opens its own sessions from ``sessions`` (an engine or a session
-    factory) and commits after every step. ``workers`` threads send at once (default: what the
+    Durable per message: this opens its own sessions from ``sessions`` (``core.db.Sessions``; an
+    engine is accepted too) and commits after every step. ``workers`` threads send at once (default: what the
     backend allows). ``progress`` is called in the calling thread after every message. Stops
     early, leaving the rest pending, when the provider's daily quota is exhausted.
     """
     require(user, Permission.SEND_EMAIL)
-    make_session = _factory(sessions)
+    make_session = as_sessions(sessions)
     with make_session() as session:
         campaign = _load_campaign(session, user, campaign_id)
         brand = brand_for_tenant(session.get_one(Tenant, user.tenant_id), email_from=email_from)
-        cooldown_days = int((campaign.audience or {}).get("cooldown_days", DEFAULT_COOLDOWN_DAYS))
         is_test = campaign.is_test
+        if campaign.cooldown_days is None and not is_test:
+            raise InvalidInput(f"Email campaign #{campaign_id} has no cool-down recorded; start a new send.")
+        cooldown_days = campaign.cooldown_days or 0  # a test send is never held back
         audience = get_email_type(campaign.email_type).audience
         total = _count(session, campaign_id, MessageStatus.PENDING)
         if campaign.status is not CampaignStatus.RUNNING and total:
@@ -155,7 +151,7 @@ def drain_outbox(
         user,
         campaign_id,
         is_test=is_test,
-        cooldown=timedelta(days=cooldown_days),
+        cooldown_days=cooldown_days,
         backend=backend,
         brand=brand,
         audience=audience,
@@ -249,6 +245,39 @@ def is_in_flight(status: MessageStatus, *, error: str | None, claimed_at: dateti
     )
 
 
+def reminder_state(
+    status: MessageStatus, *, error: str | None, claimed_at: datetime | None, now: datetime
+) -> ReminderState | None:
+    """What a message of another campaign is to the skip rule (``core.email.skip_reasons``).
+
+    Queued, being sent by a live worker, sent, or possibly sent (interrupted in the provider
+    call); ``None`` for a message that never reached the family (failed, skipped). The caller
+    reads queued messages only from campaigns still running.
+    """
+    if status is MessageStatus.PENDING:
+        return ReminderState.QUEUED
+    if status is MessageStatus.SENT:
+        return ReminderState.SENT
+    if status is MessageStatus.SENDING:
+        if is_in_flight(status, error=error, claimed_at=claimed_at, now=now):
+            return ReminderState.BEING_SENT
+        return ReminderState.MAY_HAVE_BEEN_SENT
+    return None
+
+
+def family_now(balance: OutstandingBalance | None, *, email: str | None, opted_out: bool) -> Family:
+    """The family as the skip rule sees it, from their balance (the one balances function)."""
+    items = balance.items if balance is not None else ()
+    return Family(
+        owes=bool(items),
+        opted_out=opted_out,
+        email=email,
+        all_processing=bool(items) and all(item.processing for item in items),
+        total_cents=balance.total_cents if balance is not None else 0,
+        currency=balance.currency if balance is not None else "",
+    )
+
+
 def counts_as_reminder_since(since: datetime) -> ColumnElement[bool]:
     """Messages (joined to their campaign) that count as a reminder since ``since``.
 
@@ -268,12 +297,12 @@ class _Drain:
 
     def __init__(
         self,
-        make_session: sessionmaker[Session],
+        make_session: Sessions,
         user: ActingUser,
         campaign_id: int,
         *,
         is_test: bool,
-        cooldown: timedelta,
+        cooldown_days: int,
         backend: EmailBackend,
         brand: Brand,
         audience: Audience,
@@ -282,7 +311,7 @@ class _Drain:
         self.user = user
         self.campaign_id = campaign_id
         self.is_test = is_test
-        self.cooldown = cooldown
+        self.cooldown_days = cooldown_days
         self.backend = backend
         self.brand = brand
         self.audience = audience
@@ -376,12 +405,12 @@ class _Drain:
                 session.rollback()
                 continue
             message = session.get_one(EmailMessage, message_id, populate_existing=True)
-            reason = None if self.is_test else self._reason_to_skip(session, message, now=now)
-            if reason is not None:
+            skip = None if self.is_test else self._skip(session, message, now=now)
+            if skip is not None:
                 session.execute(
                     update(EmailMessage)
                     .where(EmailMessage.id == message_id)
-                    .values(status=MessageStatus.SKIPPED, skip_reason=reason)
+                    .values(status=MessageStatus.SKIPPED, skip_reason=skip.reason, skip_campaign_id=skip.campaign_id)
                     .execution_options(synchronize_session=False)
                 )
                 session.commit()
@@ -391,18 +420,32 @@ class _Drain:
             return message
         return None
 
-    def _reason_to_skip(self, session: Session, message: EmailMessage, *, now: datetime) -> str | None:
-        return self._other_reminder(session, message, now=now) or self._no_longer_true(session, message)
+    def _skip(self, session: Session, message: EmailMessage, *, now: datetime) -> Skip | None:
+        """Whether to skip the message after all (``core.email.skip_reasons.decide_skip``)."""
+        balances = self.audience(session, self.user, frozenset({message.parent_id}))
+        balance = balances[0] if balances else None
+        family = family_now(
+            balance,
+            email=balance.parent_email if balance else None,
+            opted_out=balance.email_opt_out if balance else False,
+        )
+        queued = QueuedEmail(
+            queued_at=message.created_at, amount_cents=message.amount_cents, currency=message.currency,
+            to_address=message.to_address,
+        )
+        return decide_skip(
+            family, self._other_reminders(session, message, now=now), now=now,
+            cooldown_days=self.cooldown_days, queued=queued,
+        )
 
-    def _other_reminder(self, session: Session, message: EmailMessage, *, now: datetime) -> str | None:
-        """Why another campaign's reminder to this parent stops this one, if it does.
+    def _other_reminders(self, session: Session, message: EmailMessage, *, now: datetime) -> Sequence[OtherReminder]:
+        """Other campaigns' reminders to this parent that can hold this message back.
 
-        Whatever the cool-down: one being sent right now, or one sent (or possibly sent) since
-        this message was queued. Within the cool-down: any sent or possibly sent before.
+        Being sent right now, or sent (or possibly sent) since this message was queued or
+        within the cool-down; the rule decides which holds it.
         """
-        cooldown_start = now - self.cooldown
-        since = min(cooldown_start, message.created_at)
-        other = session.execute(
+        since = min(now - timedelta(days=self.cooldown_days), message.created_at)
+        rows = session.execute(
             select(EmailMessage.campaign_id, EmailMessage.status, EmailMessage.error, EmailMessage.claimed_at,
                    EmailMessage.sent_at)
             .join(EmailCampaign, EmailCampaign.id == EmailMessage.campaign_id)
@@ -413,38 +456,13 @@ class _Drain:
                 EmailCampaign.test_address.is_(None),
                 or_(in_flight_messages(now), counts_as_reminder_since(since)),
             )
-            .order_by(EmailMessage.id.desc())
+            .order_by(EmailMessage.id)
         ).all()
-        if not other:
-            return None
-        for campaign_id, status, error, claimed_at, _ in other:
-            if is_in_flight(status, error=error, claimed_at=claimed_at, now=now):
-                return f"being emailed by another send (campaign #{campaign_id})"
-        campaign_id, status, _, claimed_at, sent_at = other[0]
-        when = sent_at if status is MessageStatus.SENT else claimed_at
-        if self.cooldown and when is not None and when >= cooldown_start:
-            return f"emailed within the cool-down (campaign #{campaign_id})"
-        return f"emailed since this was queued (campaign #{campaign_id})"
-
-    def _no_longer_true(self, session: Session, message: EmailMessage) -> str | None:
-        """Why the queued email is no longer right for the parent, from the one balances function."""
-        balances = self.audience(session, self.user, frozenset({message.parent_id}))
-        balance = balances[0] if balances else None
-        if balance is None or not balance.items:
-            return PAID_SINCE_QUEUED
-        if balance.email_opt_out:
-            return OPTED_OUT_SINCE_QUEUED
-        if balance.total_cents == 0:
-            return PROCESSING_SINCE_QUEUED
-        if (balance.total_cents, balance.currency) != (message.amount_cents, message.currency):
-            return BALANCE_CHANGED
-        try:
-            address = normalise_recipient(balance.parent_email or "")
-        except InvalidInput:
-            address = None
-        if address != message.to_address:
-            return ADDRESS_CHANGED
-        return None
+        return [
+            OtherReminder(campaign_id, state, at=sent_at if status is MessageStatus.SENT else claimed_at)
+            for campaign_id, status, error, claimed_at, sent_at in rows
+            if (state := reminder_state(status, error=error, claimed_at=claimed_at, now=now)) is not None
+        ]
 
     def _send(self, session: Session, row: EmailMessage) -> None:
         message = compose_message(
@@ -522,15 +540,6 @@ class _Drain:
         with self.lock:
             setattr(self.tally, outcome, getattr(self.tally, outcome) + 1)
         self.events.put(outcome)
-
-
-def open_session(sessions: Sessions) -> Session:
-    """A new session from an engine or a session factory."""
-    return _factory(sessions)()
-
-
-def _factory(sessions: Sessions) -> sessionmaker[Session]:
-    return session_factory(sessions) if isinstance(sessions, Engine) else sessions
 
 
 def _load_campaign(session: Session, user: ActingUser, campaign_id: int) -> EmailCampaign:

@@ -1,13 +1,14 @@
 """Before a send to everyone: bring payments in from Stripe so nobody who paid is reminded.
 
-When Stripe is configured, the send to everyone goes ahead only after a complete payment
-sync: a sync that fails or does not finish refuses the send (``PaymentsNotSynced``), because
-sending on old payment data would remind families who already paid. When Stripe is not
-configured there is nothing to sync, and the note says so.
+When Stripe is configured (the driver hands in its payment gateway), the send to everyone goes
+ahead only after a complete payment sync: a sync that fails or does not finish refuses the
+send (``PaymentsNotSynced``), because sending on old payment data would remind families who
+already paid. When Stripe is not configured (no gateway) there is nothing to sync, and the
+note says so. When the sync runs is decided in ``core.email.sending``.
 
 ``sync_payments`` commits as it goes (durable per link), in units of work it opens from the
-engine or session factory it is given: its commits never touch the caller's transaction or
-the league lock a campaign start holds.
+session factory it is given: its commits never touch the caller's transaction or the league
+lock a campaign start holds.
 """
 
 from __future__ import annotations
@@ -17,11 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from core.access.permissions import ActingUser, Permission, require
-from core.composition import make_payment_gateway
-from core.email.outbox import Sessions
+from core.db import Sessions
 from core.errors import BillingError, PermissionDenied
+from core.payments.gateway import PaymentGateway
 from core.payments.sync import SyncResult, sync_payments
-from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -45,21 +45,21 @@ def sync_payments_first(
     sessions: Sessions,
     user: ActingUser,
     *,
-    settings: Settings,
+    gateway: PaymentGateway | None,
     sync: PaymentSync | None = None,
 ) -> PresendSync:
     """Sync payments from Stripe before a send to everyone; refuse the send if that fails.
 
-    Stripe not configured: nothing is synced and the note says so. Stripe configured: the
-    sync (``core.payments.sync.sync_payments`` with the configured gateway, or ``sync``) runs
-    in units of work of its own from ``sessions`` (an engine or a session factory);
-    if it raises or does not complete, ``PaymentsNotSynced`` is raised and the caller must
-    not send. What the sync did record is kept either way.
+    ``gateway`` is None when Stripe is not configured: nothing is synced and the note says so.
+    Otherwise the sync (``core.payments.sync.sync_payments`` through ``gateway``, or ``sync``)
+    runs in units of work of its own from ``sessions``; if it raises or does not complete,
+    ``PaymentsNotSynced`` is raised and the caller must not send. What the sync did record is
+    kept either way.
     """
     require(user, Permission.SEND_EMAIL)
-    if not settings.stripe_configured:
+    if gateway is None:
         return PresendSync(False, "Payments were not synced first: Stripe is not configured.")
-    run = sync or _stripe_sync(settings)
+    run = sync or _sync_through(gateway)
     try:
         result = run(sessions, user)
         result.raise_for_errors()
@@ -74,9 +74,8 @@ def sync_payments_first(
     return PresendSync(True, f"Payments synced from Stripe first: {result.summary()}")
 
 
-def _stripe_sync(settings: Settings) -> PaymentSync:
+def _sync_through(gateway: PaymentGateway) -> PaymentSync:
     def run(sessions: Sessions, user: ActingUser) -> SyncResult:
-        gateway = make_payment_gateway(settings, action="sync payments before sending")
         return sync_payments(sessions, user, gateway)
 
     return run

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.access.permissions import ActingUser
+from core.email.skip_reasons import SkipReason
 from core.errors import InvalidInput
 from core.models import Parent
 from core.reporting.balances import BalanceFilter, OutstandingBalance, outstanding_balances
@@ -32,7 +33,7 @@ class EmailType:
     text_template: str
     subject_template: str
     # Why a parent of the league who is not in the audience gets nothing.
-    not_in_audience_reason: str = "nothing owed"
+    not_in_audience_reason: SkipReason = SkipReason.NOTHING_OWED
 
 
 @dataclass(frozen=True)

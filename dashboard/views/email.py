@@ -8,36 +8,32 @@ import pandas as pd
 import streamlit as st
 
 from core.access.permissions import ActingUser, Permission
-from core.composition import make_email_backend
-from core.email.campaigns import (
-    Manifest,
-    ManifestChanged,
-    ManifestTotals,
-    build_manifest,
-    campaign_summaries,
-    message_rows,
-    parents_to_email,
-    preview_email,
-    run_campaign,
-    send_test_email,
-    start_campaign,
-)
-from core.email.outbox import DrainProgress, DrainResult, retry_messages
-from core.email.presend import PaymentsNotSynced, sync_payments_first
+from core.email.campaigns import Manifest, parents_to_email, preview_email, unfinished_campaigns
+from core.email.outbox import DrainProgress
+from core.email.presend import PaymentsNotSynced
 from core.email.registry import OUTSTANDING_BALANCE
-from core.errors import InvalidInput
+from core.email.sending import (
+    ListChangedSinceReview,
+    PreparedSend,
+    campaign_report,
+    prepare_send_to_everyone,
+    resume_campaign,
+    send_prepared,
+    send_test,
+)
+from core.errors import BillingError
 from core.money import format_cents
 from core.settings import Settings
 from dashboard.email_frame import sandboxed_email
-from dashboard.state import data_changed, engine, require_user, session_scope, settings
+from dashboard.state import data_changed, require_user, services, session_scope, settings
 from dashboard.text import plain
 
 EMAIL_TYPE = OUTSTANDING_BALANCE
 LAST_CAMPAIGN = "email_last_campaign"
-PREPARED = "email_prepared_note"
+PREPARED = "email_prepared_send"
 CONFIRMING = "email_confirming_send"
-REVIEWED = "email_reviewed_manifest"
 SEND_REFUSED = "email_send_refused"
+SYNC_ACTION = "sync payments before sending"
 
 
 def _choices(user: ActingUser) -> dict[int, str]:
@@ -76,21 +72,19 @@ def _test_send_tab(user: ActingUser, config: Settings, choices: dict[int, str]) 
     address = st.text_input("Send the test to", key="test_address", placeholder="you@example.org")
     if st.button("Send test email", key="send_test", type="primary", icon=":material/send:",
                  disabled=config.email_from_problem() is not None):
-        backend = make_email_backend(config)
         try:
-            result = send_test_email(engine(), user, parent_id=parent_id, test_address=address,
-                                     email_type=EMAIL_TYPE, backend=backend, email_from=config.email_from)
-        except InvalidInput as exc:
+            with services().email_backend() as backend:
+                outcome = send_test(services().sessions, user, email_type=EMAIL_TYPE, test_address=address,
+                                    parent_id=parent_id, backend=backend, email_from=config.email_from)
+        except BillingError as exc:
             st.error(str(exc), icon=":material/error:")
             return
         finally:
-            backend.close()
-        data_changed()
-        if result.sent:
+            data_changed()
+        if outcome.result.sent:
             st.success(f"Test email sent to {address.strip()}.", icon=":material/check_circle:")
         else:
-            with session_scope() as session:
-                rows = message_rows(session, user, result.campaign_id)
+            rows = outcome.report.rows
             st.error(f"The test was not sent: {rows[0].reason if rows else 'unknown error'}", icon=":material/error:")
 
 
@@ -104,44 +98,62 @@ def _progress_bar() -> Callable[[DrainProgress], None]:
     return show
 
 
-def _run(user: ActingUser, config: Settings, campaign_id: int) -> DrainResult:
-    backend = make_email_backend(config)
+def _resume(user: ActingUser, config: Settings, campaign_id: int, *, retry_failed: bool = False,
+            retry_interrupted: bool = False) -> None:
     try:
-        return run_campaign(engine(), user, campaign_id, backend=backend, email_from=config.email_from,
-                            progress=_progress_bar())
+        with services().email_backend() as backend:
+            resume_campaign(services().sessions, user, campaign_id, backend=backend, email_from=config.email_from,
+                            retry_failed=retry_failed, retry_interrupted=retry_interrupted, progress=_progress_bar())
+    except BillingError as exc:
+        st.session_state[SEND_REFUSED] = str(exc)
     finally:
-        backend.close()
         data_changed()
 
 
 def _stop_confirming() -> None:
     st.session_state.pop(CONFIRMING, None)
-    st.session_state.pop(REVIEWED, None)
 
 
-def _open_confirmation(reviewed: ManifestTotals, currency: str) -> None:
-    # The figures the admin saw when they asked to send: confirming sends exactly those or nothing.
-    st.session_state[REVIEWED] = (reviewed, currency)
+def _open_confirmation() -> None:
     st.session_state[CONFIRMING] = True
     st.session_state.pop(SEND_REFUSED, None)
 
 
-def _start_reviewed_send(user: ActingUser, config: Settings, reviewed: ManifestTotals) -> int | None:
-    """Sync again, then queue the campaign only if it is what the admin reviewed; None if refused."""
-    make_email_backend(config).close()  # a backend that cannot send refuses now, before anything is queued
+def _prepare(user: ActingUser, config: Settings) -> None:
+    st.session_state.pop(SEND_REFUSED, None)
+    st.session_state.pop(PREPARED, None)
+    app = services()
     try:
-        st.session_state[PREPARED] = sync_payments_first(engine(), user, settings=config).note
-        with session_scope() as session:
-            campaign = start_campaign(session, user, EMAIL_TYPE, email_from=config.email_from,
-                                      cooldown_days=config.email_cooldown_days, expected=reviewed)
-            return campaign.id
+        st.session_state[PREPARED] = prepare_send_to_everyone(
+            app.sessions, user, EMAIL_TYPE, cooldown_days=config.email_cooldown_days,
+            gateway=app.payment_gateway_if_configured(action=SYNC_ACTION), backend_problem=app.email_backend_problem,
+        )
+    except BillingError as exc:  # a failed sync, or email that cannot go out: no list to send from
+        st.session_state[SEND_REFUSED] = str(exc)
+    finally:
+        data_changed()
+
+
+def _send_reviewed(user: ActingUser, config: Settings, prepared: PreparedSend) -> None:
+    """Send what the admin reviewed; if the list changed meanwhile, show it as it is now instead."""
+    app = services()
+    try:
+        with app.email_backend() as backend:
+            outcome = send_prepared(
+                app.sessions, user, prepared, reviewed=True, backend=backend, email_from=config.email_from,
+                gateway=app.payment_gateway_if_configured(action=SYNC_ACTION), progress=_progress_bar(),
+            )
+    except ListChangedSinceReview as changed:
+        st.session_state[PREPARED] = changed.prepared
+        st.session_state[SEND_REFUSED] = str(changed)
     except PaymentsNotSynced as exc:
         st.session_state.pop(PREPARED, None)  # the list shown was not synced: prepare again
         st.session_state[SEND_REFUSED] = str(exc)
-        return None
-    except ManifestChanged as exc:  # the page shows the list as it is now, to review again
+    except BillingError as exc:
         st.session_state[SEND_REFUSED] = str(exc)
-        return None
+    else:
+        st.session_state[LAST_CAMPAIGN] = outcome.campaign_id
+        st.session_state.pop(PREPARED, None)
     finally:
         data_changed()
 
@@ -149,10 +161,11 @@ def _start_reviewed_send(user: ActingUser, config: Settings, reviewed: ManifestT
 # Kept open across reruns by a session flag (not only by the click that opened it), so the
 # confirmation survives a full rerun; closing it clears the flag.
 @st.dialog("Send to everyone", width="medium", on_dismiss=_stop_confirming)
-def _confirm_send(reviewed: ManifestTotals, currency: str, cooldown_days: int) -> None:
-    st.write(f"Email **{reviewed.count}** families, **{format_cents(reviewed.total_cents, currency)}** "
-             "owed in total?")
-    st.caption(f"Families emailed in the last {cooldown_days} days, opted out, without an address or "
+def _confirm_send(prepared: PreparedSend) -> None:
+    reviewed = prepared.totals
+    st.write(f"Email **{reviewed.count}** families, "
+             f"**{format_cents(reviewed.total_cents, prepared.manifest.currency)}** owed in total?")
+    st.caption(f"Families emailed in the last {prepared.cooldown_days} days, opted out, without an address or "
                "owing nothing are skipped. Payments are synced once more first; if the list changed, "
                "nothing is sent. This cannot be undone.")
     left, right = st.columns(2)
@@ -161,12 +174,7 @@ def _confirm_send(reviewed: ManifestTotals, currency: str, cooldown_days: int) -
         st.rerun()
     if left.button("Yes, send now", key="confirm_send", type="primary", width="stretch"):
         _stop_confirming()
-        user, config = require_user(), settings()
-        campaign_id = _start_reviewed_send(user, config, reviewed)
-        if campaign_id is not None:
-            _run(user, config, campaign_id)
-            st.session_state[LAST_CAMPAIGN] = campaign_id
-            st.session_state.pop(PREPARED, None)
+        _send_reviewed(require_user(), settings(), prepared)
         st.rerun()
 
 
@@ -193,44 +201,39 @@ def _manifest_tables(manifest: Manifest) -> None:
 
 def _result(user: ActingUser, config: Settings, campaign_id: int) -> None:
     with session_scope() as session:
-        rows = message_rows(session, user, campaign_id)
-    counts = {status: sum(1 for row in rows if row.status == status)
-              for status in ("sent", "failed", "interrupted", "pending", "skipped")}
-    sending = sum(1 for row in rows if row.status == "sending")
+        report = campaign_report(session, user, campaign_id)
+    counts = report.counts
     st.subheader(f"Campaign #{campaign_id}")
-    if sending:
-        st.info(f"{sending} message(s) are being sent by another run right now.", icon=":material/outgoing_mail:")
+    if report.being_sent:
+        st.info(f"{report.being_sent} message(s) are being sent by another run right now.",
+                icon=":material/outgoing_mail:")
     columns = st.columns(5)
-    for column, (status, count) in zip(columns, counts.items()):
+    for column, (status, count) in zip(columns, counts.items(), strict=True):
         column.metric(status.capitalize(), f"{count:,}")
     st.dataframe(
         pd.DataFrame([{"Family": r.parent_name, "To": r.to_address or "—", "Owes": r.amount, "Status": r.status,
-                       "Reason": r.reason or ""} for r in rows]),
+                       "Reason": r.reason or ""} for r in report.rows]),
         hide_index=True, width="stretch", key="campaign_result",
     )
     if counts["failed"] and st.button(f"Retry {counts['failed']} failed", key="retry_failed", icon=":material/replay:"):
-        with session_scope() as session:
-            retry_messages(session, user, campaign_id)
-        _run(user, config, campaign_id)
+        _resume(user, config, campaign_id, retry_failed=True)
         st.rerun()
     if counts["pending"] and st.button(f"Send the {counts['pending']} still queued", key="resume_pending",
                                        icon=":material/play_arrow:"):
-        _run(user, config, campaign_id)
+        _resume(user, config, campaign_id)
         st.rerun()
     if counts["interrupted"]:
         st.warning(f"{counts['interrupted']} message(s) were being sent when the run stopped: they may have been "
                    "delivered. Check before sending them again.", icon=":material/warning:")
         checked = st.checkbox("I checked: these families did not get the email", key="confirm_interrupted")
         if st.button("Send interrupted again", key="retry_interrupted", disabled=not checked):
-            with session_scope() as session:
-                retry_messages(session, user, campaign_id, failed=False, interrupted=True)
-            _run(user, config, campaign_id)
+            _resume(user, config, campaign_id, retry_interrupted=True)
             st.rerun()
 
 
 def _send_tab(user: ActingUser, config: Settings) -> None:
     with session_scope() as session:
-        unfinished = [c for c in campaign_summaries(session, user, limit=20) if c.unfinished and not c.is_test]
+        unfinished = unfinished_campaigns(session, user)
     for campaign in unfinished:
         if campaign.id != st.session_state.get(LAST_CAMPAIGN):
             st.warning(f"Campaign #{campaign.id} did not finish: {campaign.counts.get('pending', 0)} queued, "
@@ -243,26 +246,18 @@ def _send_tab(user: ActingUser, config: Settings) -> None:
     cannot_send = config.email_from_problem() is not None  # said at the top of the page
     if st.button("Sync payments and prepare the send", key="prepare_send", icon=":material/sync:",
                  disabled=cannot_send):
-        st.session_state.pop(SEND_REFUSED, None)
-        try:
-            st.session_state[PREPARED] = sync_payments_first(engine(), user, settings=config).note
-        except PaymentsNotSynced as exc:
-            st.session_state.pop(PREPARED, None)
-            st.session_state[SEND_REFUSED] = str(exc)
-        data_changed()
+        _prepare(user, config)
     if SEND_REFUSED in st.session_state:
         st.error(st.session_state[SEND_REFUSED], icon=":material/block:")
-    if PREPARED in st.session_state:
-        st.info(st.session_state[PREPARED], icon=":material/info:")
-        with session_scope() as session:
-            manifest = build_manifest(session, user, EMAIL_TYPE, cooldown_days=config.email_cooldown_days)
-        _manifest_tables(manifest)
-        if manifest.count:
-            st.button(f"Send {manifest.count} emails…", key="open_send_dialog", type="primary",
-                      icon=":material/send:", on_click=_open_confirmation, args=(manifest.totals, manifest.currency))
-            if st.session_state.get(CONFIRMING) and REVIEWED in st.session_state:
-                reviewed, currency = st.session_state[REVIEWED]
-                _confirm_send(reviewed, currency, config.email_cooldown_days)
+    prepared: PreparedSend | None = st.session_state.get(PREPARED)
+    if prepared is not None:
+        st.info(prepared.sync.note, icon=":material/info:")
+        _manifest_tables(prepared.manifest)
+        if prepared.manifest.count:
+            st.button(f"Send {prepared.manifest.count} emails…", key="open_send_dialog", type="primary",
+                      icon=":material/send:", on_click=_open_confirmation)
+            if st.session_state.get(CONFIRMING):
+                _confirm_send(prepared)
         else:
             _stop_confirming()
             st.success("Nobody needs an email right now.")

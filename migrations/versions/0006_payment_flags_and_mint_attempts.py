@@ -20,7 +20,7 @@ Downgrade: refused while a reservation with a token exists (the code before 0006
 it with another key, and could mint a second link): run the backfill again to finish it first.
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-12-03 09:00:00.000000
 """
 
@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0006'
-down_revision = '0004'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 

@@ -504,6 +504,7 @@ def test_progress_is_reported_while_recording(engine, session, stripe_stand_in, 
 
 
 def test_a_send_to_everyone_syncs_first_so_a_family_who_paid_is_not_emailed(session, engine, league, stripe_stand_in):
+    from core.composition import make_payment_gateway
     from core.email.campaigns import build_manifest
     from core.email.presend import sync_payments_first
     from core.email.registry import OUTSTANDING_BALANCE
@@ -514,7 +515,7 @@ def test_a_send_to_everyone_syncs_first_so_a_family_who_paid_is_not_emailed(sess
     settings = Settings(stripe_api_key=Secret("sk_test_stand_in"), stripe_api_base=stripe_stand_in.api_base)
 
     session.rollback()
-    outcome = sync_payments_first(engine, league.admin, settings=settings)
+    outcome = sync_payments_first(engine, league.admin, gateway=make_payment_gateway(settings))
 
     assert outcome.ran and "Payment sync (incremental): 1 paid ($150.00)" in outcome.note
     manifest = build_manifest(session, league.admin, OUTSTANDING_BALANCE)

@@ -45,11 +45,13 @@ from core.email.campaigns import (
     parents_to_email,
     preview_email,
     start_campaign,
+    unfinished_campaigns,
 )
 from core.email.opt_out import set_email_opt_out
 from core.email.outbox import retry_messages
 from core.email.presend import sync_payments_first
 from core.email.registry import OUTSTANDING_BALANCE, everyone_who_owes
+from core.email.sending import campaign_report, prepare_send_to_everyone
 from core.errors import NotFound, PermissionDenied
 from core.models import Base, FlagKind, PaymentFlag, Product, Tenant
 from core.payments.flags import payment_flags
@@ -167,8 +169,11 @@ CALLS: tuple[Call, ...] = (
          lambda s, u, w: preview_email(s, u, parent_id=parents_to_email(s, u, OUTSTANDING_BALANCE)[0].parent_id,
                                        email_type=OUTSTANDING_BALANCE, email_from=EMAIL_FROM)),
     Call("sync_payments_first", sync_payments_first, P.SEND_EMAIL,
-         lambda s, u, w: sync_payments_first(_joined_sessions(s), u, settings=Settings()),
+         lambda s, u, w: sync_payments_first(_joined_sessions(s), u, gateway=None),
          returns_league_data=False),
+    Call("prepare_send_to_everyone", prepare_send_to_everyone, P.SEND_EMAIL,
+         lambda s, u, w: prepare_send_to_everyone(_joined_sessions(s), u, OUTSTANDING_BALANCE, cooldown_days=3,
+                                                  gateway=None, backend_problem=lambda: None)),
     Call("start_campaign", start_campaign, P.SEND_EMAIL, lambda s, u, w: _campaign(s, u), returns_league_data=False),
     Call("retry_messages", retry_messages, P.SEND_EMAIL,
          lambda s, u, w: retry_messages(s, u, _campaign(s, u).id), returns_league_data=False),
@@ -179,6 +184,10 @@ CALLS: tuple[Call, ...] = (
     Call("campaign_messages", campaign_messages, P.SEND_EMAIL,
          lambda s, u, w: campaign_messages(s, u, _campaign(s, u).id)),
     Call("message_rows", message_rows, P.SEND_EMAIL, lambda s, u, w: message_rows(s, u, _campaign(s, u).id)),
+    Call("campaign_report", campaign_report, P.SEND_EMAIL,
+         lambda s, u, w: campaign_report(s, u, _campaign(s, u).id)),
+    Call("unfinished_campaigns", unfinished_campaigns, P.SEND_EMAIL,
+         lambda s, u, w: (_campaign(s, u), unfinished_campaigns(s, u))[1], returns_league_data=False),
     Call("get_message", get_message, P.SEND_EMAIL,
          lambda s, u, w: get_message(s, u, campaign_messages(s, u, _campaign(s, u).id)[0].id)),
     Call("sync_payments", sync_payments, P.SYNC_PAYMENTS,
@@ -217,6 +226,9 @@ COMMITTING_SERVICE_FUNCTIONS: dict[str, str] = {
     "core.email.campaigns.send_test_email": "tests/core/email/test_outbox.py::test_only_an_admin_may_send",
     "core.email.campaigns.run_campaign": "tests/core/email/test_outbox.py::test_only_an_admin_may_send",
     "core.email.outbox.drain_outbox": "tests/core/email/test_outbox.py::test_only_an_admin_may_send",
+    "core.email.sending.send_prepared": "tests/core/email/test_sending.py::test_only_an_admin_may_run_a_send_workflow",
+    "core.email.sending.send_test": "tests/core/email/test_sending.py::test_only_an_admin_may_run_a_send_workflow",
+    "core.email.sending.resume_campaign": "tests/core/email/test_sending.py::test_only_an_admin_may_run_a_send_workflow",
 }
 
 

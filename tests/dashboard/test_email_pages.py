@@ -242,3 +242,33 @@ def test_a_delivering_backend_with_the_placeholder_sender_is_refused_before_anyt
     assert any("Nothing can be sent yet: EMAIL_FROM is not set" in e and "treasurer@example.org;" in e for e in shown)
     assert at.button(key="send_test").disabled and at.button(key="prepare_send").disabled
     assert sent_to(outbox) == []
+
+
+def test_the_command_line_and_the_page_prepare_the_same_send(demo_league, open_app, outbox, session, monkeypatch,
+                                                            capsys):
+    """One workflow, two presenters: the same families to email, and the same skipped with the same reasons."""
+    import io
+    import re
+
+    from cli.main import main
+
+    monkeypatch.delenv("STRIPE_API_KEY", raising=False)
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # no terminal: the command line shows the list and stops
+    assert main(["send-outstanding", "--all"]) == 1
+    out = capsys.readouterr().out
+    to_email, _, skipped = out.partition("\nSkipped ")
+    cli_recipients = [m.groups() for m in re.finditer(r"^  (.*) <([^<>]*)>: (\S+) \((\d+) items\)$", to_email, re.M)]
+    cli_skipped = [m.groups() for m in re.finditer(r"^  (.*?): (.*)$", skipped, re.M)]
+
+    at = open_app("admin", page="email")
+    at.button(key="prepare_send").click().run()
+    assert not at.exception
+    page_recipients = [(r["Family"], r["Email"], r["Owes"], str(r["Items"]))
+                       for r in table_with(at, "Items").to_dict("records")]
+    page_skipped = [(r["Family"], r["Why skipped"]) for r in table_with(at, "Why skipped").to_dict("records")]
+
+    manifest = expected_manifest(session)
+    assert cli_recipients == page_recipients and len(page_recipients) == manifest.count > 0
+    assert cli_skipped == page_skipped and len(page_skipped) == len(manifest.skipped) > 0
+    assert {reason for _, reason in page_skipped} >= {"no email address", "opted out of email", "nothing owed"}
+    assert sent_to(outbox) == []

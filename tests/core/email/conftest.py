@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from core.models import LinkStatus, PlayerStatus, ProductKind
+from core.email.skip_reasons import describe_skip
+from core.models import EmailMessage, LinkStatus, PlayerStatus, ProductKind
 from tests.factories import make_link, make_parent, make_player, make_product, make_team, make_tenant
 
 EMAIL_FROM = "League Treasurer <treasurer@westside.example.org>"
@@ -75,3 +76,11 @@ def read_outbox(directory: Path) -> list[MimeMessage]:
 def recipients(directory: Path) -> list[str]:
     """The To address of every file in the outbox (a parent twice means a double send)."""
     return sorted(message["To"].addresses[0].addr_spec for message in read_outbox(directory))
+
+
+def skip_words(message: EmailMessage) -> str | None:
+    """Why a message was skipped, in the words the pages and the command line show."""
+    if message.skip_reason is None:
+        return None
+    return describe_skip(message.skip_reason, campaign_id=message.skip_campaign_id,
+                         cooldown_days=message.campaign.cooldown_days)

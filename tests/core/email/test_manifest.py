@@ -42,7 +42,8 @@ def _reminder(session, league, parent, *, sent_ago: timedelta, test: bool = Fals
               campaign_status: CampaignStatus = CampaignStatus.COMPLETED) -> None:  # type: ignore[no-untyped-def]
     tenant = league["tenant"]
     campaign = EmailCampaign(tenant_id=tenant.id, email_type="outstanding_balance", started_by="admin@example.org",
-                             test_address="me@example.org" if test else None, status=campaign_status)
+                             test_address="me@example.org" if test else None, status=campaign_status,
+                             cooldown_days=None if test else 3)
     session.add(campaign)
     session.flush()
     session.add(EmailMessage(campaign_id=campaign.id, tenant_id=tenant.id, parent_id=parent.id,

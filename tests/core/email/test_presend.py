@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
+from core.composition import make_payment_gateway
 from core.email.presend import PaymentsNotSynced, sync_payments_first
 from core.errors import PaymentProviderError
 from core.models import AuditEntry, LinkStatus, PaymentLink
@@ -17,8 +18,13 @@ from tests.stripe_links import mirror_links
 STRIPE = Settings(stripe_api_key=Secret("sk_test_123"))
 
 
-def stand_in_settings(stand_in) -> Settings:  # type: ignore[no-untyped-def]
-    return Settings(stripe_api_key=Secret("sk_test_stand_in"), stripe_api_base=stand_in.api_base)
+def stripe_gateway_of(settings: Settings):  # type: ignore[no-untyped-def]
+    """The gateway a driver's ``Services`` would hand in for these settings."""
+    return make_payment_gateway(settings)
+
+
+def stand_in_gateway(stand_in):  # type: ignore[no-untyped-def]
+    return stripe_gateway_of(Settings(stripe_api_key=Secret("sk_test_stand_in"), stripe_api_base=stand_in.api_base))
 
 
 @pytest.fixture
@@ -34,7 +40,7 @@ def owing_league(session, stripe_stand_in):  # type: ignore[no-untyped-def]
 
 
 def test_without_stripe_the_send_goes_ahead_and_says_payments_were_not_synced(engine, session):
-    outcome = sync_payments_first(engine, acting(make_tenant(session)), settings=Settings())
+    outcome = sync_payments_first(engine, acting(make_tenant(session)), gateway=None)
     assert not outcome.ran and outcome.note == "Payments were not synced first: Stripe is not configured."
 
 
@@ -44,7 +50,7 @@ def test_a_sync_that_stripe_refuses_refuses_the_send_and_says_why(engine, sessio
                            path="/v1/checkout/sessions")
 
     with pytest.raises(PaymentsNotSynced) as refused:
-        sync_payments_first(engine, acting(tenant), settings=stand_in_settings(stripe_stand_in))
+        sync_payments_first(engine, acting(tenant), gateway=stand_in_gateway(stripe_stand_in))
 
     message = str(refused.value)
     assert message.startswith("Payments could not be synced from Stripe (")
@@ -57,7 +63,7 @@ def test_a_sync_that_raises_refuses_the_send(engine, session):
         raise PaymentProviderError("Stripe is down")
 
     with pytest.raises(PaymentsNotSynced, match=r"\(Stripe is down\); nothing was sent"):
-        sync_payments_first(engine, acting(make_tenant(session)), settings=STRIPE, sync=broken)
+        sync_payments_first(engine, acting(make_tenant(session)), gateway=stripe_gateway_of(STRIPE), sync=broken)
 
 
 def test_a_sync_that_did_not_complete_refuses_the_send(engine, session):
@@ -65,7 +71,7 @@ def test_a_sync_that_did_not_complete_refuses_the_send(engine, session):
         return SyncResult(full=False, started_at=None, errors=["link 7: timed out"])  # type: ignore[arg-type]
 
     with pytest.raises(PaymentsNotSynced, match="link 7: timed out"):
-        sync_payments_first(engine, acting(make_tenant(session)), settings=STRIPE, sync=half_done)
+        sync_payments_first(engine, acting(make_tenant(session)), gateway=stripe_gateway_of(STRIPE), sync=half_done)
 
 
 def test_a_family_who_paid_is_synced_first_in_its_own_committed_unit_of_work(
@@ -75,7 +81,7 @@ def test_a_family_who_paid_is_synced_first_in_its_own_committed_unit_of_work(
     stripe_stand_in.complete_checkout_session(links[0].stripe_payment_link_id)
     session.rollback()
 
-    outcome = sync_payments_first(engine, acting(tenant), settings=stand_in_settings(stripe_stand_in))
+    outcome = sync_payments_first(engine, acting(tenant), gateway=stand_in_gateway(stripe_stand_in))
 
     assert outcome.ran and outcome.note.startswith("Payments synced from Stripe first: Payment sync (incremental): 1 paid")
     # Committed by the sync's own session: another session (the one the campaign is built in) sees it.
@@ -84,7 +90,7 @@ def test_a_family_who_paid_is_synced_first_in_its_own_committed_unit_of_work(
     assert session.scalar(select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "sync")) == 1
 
 
-def test_the_default_sync_uses_the_configured_stripe_gateway(engine, session, monkeypatch):
+def test_the_default_sync_uses_the_stripe_gateway_it_is_given(engine, session, monkeypatch):
     gateways = []
 
     def recording_sync(_session, _user, gateway):  # type: ignore[no-untyped-def]
@@ -92,5 +98,7 @@ def test_the_default_sync_uses_the_configured_stripe_gateway(engine, session, mo
         return SyncResult(full=False, started_at=None, synced_at=object())  # type: ignore[arg-type]
 
     monkeypatch.setattr("core.email.presend.sync_payments", recording_sync)
-    outcome = sync_payments_first(engine, acting(make_tenant(session)), settings=STRIPE)
+    given = stripe_gateway_of(STRIPE)
+    outcome = sync_payments_first(engine, acting(make_tenant(session)), gateway=given)
     assert outcome.ran and len(gateways) == 1 and isinstance(gateways[0], StripeGateway)
+    assert gateways[0] is given
