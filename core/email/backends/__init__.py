@@ -5,6 +5,10 @@ A backend takes the exact ``EmailMessage`` and returns the provider's id for it.
 ``EmailDeliveryError`` when the provider refused or failed the message (nothing was delivered),
 and ``DeliveryUncertain`` when the message may or may not have been delivered (the connection
 dropped mid-send): the outbox then leaves the message as interrupted instead of retrying it.
+
+A backend that can search what it sent (Gmail) also implements ``SentMailSearch``: the outbox
+asks it whether an interrupted message went out. The others (SMTP, file) cannot say, and the
+admin decides.
 """
 
 from __future__ import annotations
@@ -29,3 +33,15 @@ class EmailBackend(Protocol):
     def send(self, message: EmailMessage) -> str: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class SentMailSearch(Protocol):
+    """A backend that can tell whether a message went out, by its own Message-ID."""
+
+    def find_sent(self, message_id: str) -> str | None:
+        """The provider's id of the sent message with this Message-ID, or ``None`` if none was sent.
+
+        Raises ``EmailDeliveryError`` when it cannot tell (no access, the provider failing).
+        """
+        ...
