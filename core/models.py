@@ -421,6 +421,8 @@ class EmailCampaign(Base):
     recipient_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     skipped_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     total_cents: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    # The run that queued it or last resumed it (``core.email.senders``): is anyone still sending it?
+    sender: Mapped[str | None] = mapped_column(String(200))
     test_address: Mapped[str | None] = mapped_column(String(320))
     started_by: Mapped[str] = mapped_column(String(320))
     started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -470,6 +472,8 @@ class EmailMessage(Base):
     text_body: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The run that claimed it (``core.email.senders``): a claim of a run that died is interrupted.
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     campaign: Mapped[EmailCampaign] = relationship(back_populates="messages", foreign_keys=[campaign_id])

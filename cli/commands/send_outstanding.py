@@ -12,6 +12,7 @@ from core.email.campaigns import DEFAULT_COOLDOWN_DAYS, Manifest
 from core.email.outbox import INTERRUPTED, DrainProgress
 from core.email.registry import OUTSTANDING_BALANCE
 from core.email.sending import (
+    PreparedSend,
     QueuedCampaign,
     SendOutcome,
     prepare_send_to_everyone,
@@ -31,7 +32,10 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
             "Send the outstanding-balance email. --test-email sends one parent's real email to a test "
             "address, marked [TEST]. --all syncs payments (when Stripe is configured), shows who will get "
             "what and who is skipped, asks for confirmation (or takes --yes), then sends through the "
-            "outbox. --resume continues a campaign that was interrupted."
+            "outbox; run again after a crash, it first finishes what the stopped run left queued. "
+            "--resume continues a campaign; a message interrupted in the middle of being sent may have "
+            "been delivered: look for its Message-ID in the sent mail, then say --was-sent or --send-again. "
+            "Exit status 1 while anything failed, is still queued or awaits that decision."
         ),
     )
     mode = parser.add_mutually_exclusive_group(required=True)
@@ -51,7 +55,16 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     parser.add_argument("--retry-failed", action="store_true", help="with --resume: send failed messages again")
     parser.add_argument(
         "--retry-interrupted", action="store_true",
-        help="with --resume: send interrupted messages again (they may have been delivered)",
+        help="with --resume: send every interrupted message again (they may have been delivered)",
+    )
+    parser.add_argument(
+        "--was-sent", metavar="MESSAGE", action="append", default=[],
+        help="with --resume: this interrupted message (its number or Message-ID, as listed) is in the sent "
+             "mail: record it as sent (repeatable)",
+    )
+    parser.add_argument(
+        "--send-again", metavar="MESSAGE", action="append", default=[],
+        help="with --resume: this interrupted message never arrived: send it again (repeatable)",
     )
     add_tenant_option(parser)
     parser.set_defaults(handler=run)
@@ -62,13 +75,13 @@ def run(args: argparse.Namespace, *, stdin: TextIO | None = None) -> int:
         raise InvalidInput("--parent goes with --test-email.")
     if args.yes and not args.all:
         raise InvalidInput("--yes goes with --all.")
-    if (args.retry_failed or args.retry_interrupted) and args.resume is None:
-        raise InvalidInput("--retry-failed and --retry-interrupted go with --resume.")
+    if (args.retry_failed or args.retry_interrupted or args.was_sent or args.send_again) and args.resume is None:
+        raise InvalidInput("--retry-failed, --retry-interrupted, --was-sent and --send-again go with --resume.")
     with league_command(args) as ctx:
         if args.test_email:
             return _test_send(ctx, args.test_email, args.parent)
         if args.resume is not None:
-            return _resume(ctx, args.resume, retry_failed=args.retry_failed, retry_interrupted=args.retry_interrupted)
+            return _resume(ctx, args)
         return _send_to_everyone(ctx, args, stdin=stdin or sys.stdin)
 
 
@@ -94,7 +107,16 @@ def _send_to_everyone(ctx: CommandContext, args: argparse.Namespace, *, stdin: T
         gateway=gateway, backend_problem=services.email_backend_problem,
     )
     print(prepared.sync.note)
-    for campaign in prepared.unfinished:
+    for campaign in prepared.being_sent:
+        print(f"Campaign #{campaign.id} is being sent by another run right now: its families are skipped below.",
+              file=sys.stderr)
+    for campaign in prepared.to_finish:
+        print(
+            f"Campaign #{campaign.id} did not finish ({campaign.counts.get('pending', 0)} still queued) and its "
+            "run stopped: this run finishes it first; its families are skipped below.",
+            file=sys.stderr,
+        )
+    for campaign in prepared.unknown:
         print(
             f"Campaign #{campaign.id} did not finish ({campaign.counts.get('pending', 0)} still queued): its "
             f"families are skipped below. Finish it with: python -m core send-outstanding --resume {campaign.id}",
@@ -102,10 +124,10 @@ def _send_to_everyone(ctx: CommandContext, args: argparse.Namespace, *, stdin: T
         )
     # The manifest is printed with --yes too, so a cron log says who was emailed and who not.
     _print_manifest(prepared.manifest)
-    if prepared.manifest.count == 0:
+    if prepared.manifest.count == 0 and not prepared.to_finish:
         print("Nothing to send.")
         return 0
-    if not args.yes and not _confirmed(prepared.manifest, stdin):
+    if not args.yes and not _confirmed(prepared, stdin):
         print("Nothing sent.")
         return 1
     with services.email_backend() as backend:
@@ -114,17 +136,21 @@ def _send_to_everyone(ctx: CommandContext, args: argparse.Namespace, *, stdin: T
             email_from=ctx.settings.email_from, gateway=gateway, progress=_progress_printer(),
             on_queued=_print_queued,
         )
-    return _report(outcome)
+    if outcome.queued is None and prepared.manifest.count:
+        print("Nothing new was queued: another send is emailing these families already.")
+    codes = [_report(run) for run in outcome.runs]
+    return 1 if any(codes) else 0
 
 
-def _resume(ctx: CommandContext, campaign_id: int, *, retry_failed: bool, retry_interrupted: bool) -> int:
+def _resume(ctx: CommandContext, args: argparse.Namespace) -> int:
     with ctx.services.email_backend() as backend:  # a backend that cannot send refuses before anything is queued
         outcome = resume_campaign(
-            ctx.services.sessions, ctx.user, campaign_id, backend=backend, email_from=ctx.settings.email_from,
-            retry_failed=retry_failed, retry_interrupted=retry_interrupted, progress=_progress_printer(),
+            ctx.services.sessions, ctx.user, args.resume, backend=backend, email_from=ctx.settings.email_from,
+            retry_failed=args.retry_failed, retry_interrupted=args.retry_interrupted, was_sent=args.was_sent,
+            send_again=args.send_again, progress=_progress_printer(),
         )
     if outcome.requeued is not None:
-        print(f"Campaign #{campaign_id}: {outcome.requeued} messages queued again.")
+        print(f"Campaign #{args.resume}: {outcome.requeued} messages queued again.")
     return _report(outcome)
 
 
@@ -149,10 +175,18 @@ def _report(outcome: SendOutcome) -> int:
         for row in report.failed:
             print(f"failed: {row.parent_name} <{row.to_address}>: {row.reason}", file=sys.stderr)
         for row in report.interrupted:
-            print(f"{INTERRUPTED}: {row.parent_name} <{row.to_address}>", file=sys.stderr)
+            print(f"{INTERRUPTED}: {row.parent_name} <{row.to_address}>: message {row.id}, "
+                  f"Message-ID {row.message_id_header}", file=sys.stderr)
+        if report.interrupted:
+            print(
+                f"Awaiting your decision: look for each Message-ID above in the sent mail, then run "
+                f"python -m core send-outstanding --resume {result.campaign_id} --was-sent MESSAGE (it went) "
+                "or --send-again MESSAGE (it did not), once per message.",
+                file=sys.stderr,
+            )
         print(
             f"Resume with: python -m core send-outstanding --resume {result.campaign_id} "
-            "[--retry-failed] [--retry-interrupted]",
+            "[--retry-failed] [--was-sent MESSAGE] [--send-again MESSAGE]",
             file=sys.stderr,
         )
         return 1
@@ -170,10 +204,12 @@ def _print_manifest(manifest: Manifest) -> None:
             print(f"  {entry.parent_name}: {entry.skip_reason}")
 
 
-def _confirmed(manifest: Manifest, stdin: TextIO) -> bool:
+def _confirmed(prepared: PreparedSend, stdin: TextIO) -> bool:
     if stdin is None or stdin.closed or not stdin.isatty():
         raise InvalidInput("Refusing to send without confirmation: no terminal to ask on. Pass --yes to send.")
-    print(f"Send {manifest.count} emails now? [y/N] ", end="", flush=True)
+    finish = ", ".join(f"#{campaign.id}" for campaign in prepared.to_finish)
+    question = f"Send {prepared.manifest.count} emails" + (f" and finish campaign {finish}" if finish else "")
+    print(f"{question} now? [y/N] ", end="", flush=True)
     answer = stdin.readline().strip().lower()
     return answer in {"y", "yes"}
 

@@ -10,6 +10,7 @@ Modules:
   ``gmail`` with its ``pacing``).
 - ``skip_reasons``: why a family gets no reminder — the reasons, the one rule, their words.
 - ``campaigns`` / ``outbox``: the manifest, test sends, sends to everyone, and the durable outbox.
+- ``senders``: whether the run that claimed a message is still alive (advisory lock / process).
 - ``presend``: the payment sync that runs before a send to everyone.
 - ``sending``: each send workflow (prepare → send, test send, resume, report) sequenced once,
   for the command line and the dashboard to present.

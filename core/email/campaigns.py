@@ -39,6 +39,7 @@ from core.email.outbox import (
     drain_outbox,
     family_now,
     in_flight_messages,
+    interrupt_dead_claims,
     is_in_flight,
     reminder_state,
 )
@@ -50,6 +51,7 @@ from core.email.rendering import (
     message_id_for,
     render_email,
 )
+from core.email.senders import sender_alive
 from core.email.skip_reasons import OtherReminder, Skip, decide_skip, describe_skip
 from core.errors import BillingError, InvalidInput, NotFound
 from core.models import (
@@ -226,20 +228,26 @@ def start_campaign(
     email_from: str,
     cooldown_days: int = DEFAULT_COOLDOWN_DAYS,
     expected: ManifestTotals | None = None,
-) -> EmailCampaign:
+    sender: str | None = None,
+    only_if_any: bool = False,
+) -> EmailCampaign | None:
     """Write a send-to-everyone campaign and its outbox rows, rendered and ready to send.
 
     ``expected`` is what the admin reviewed and confirmed (``Manifest.totals``): when the
     manifest built now differs (a payment synced, a parent added or opted out since),
-    ``ManifestChanged`` is raised and nothing is written.
+    ``ManifestChanged`` is raised and nothing is written. ``sender`` is the token of the run
+    that will send it (``core.email.senders``). With ``only_if_any``, nothing is written and
+    ``None`` returned when nobody is to be emailed (another send got there first).
 
     The caller commits, before draining (the outbox must be durable before anything is sent).
     The league's row stays locked until then, so two campaigns started at once are built one
     after the other and the second sees the first one's queued messages (and skips them).
     """
     require(user, Permission.SEND_EMAIL)
+    asked_at = utcnow()  # before waiting for the lock: what another send gets out meanwhile holds its families
     _lock_league(session, user)
-    manifest = build_manifest(session, user, email_type, cooldown_days=cooldown_days)
+    interrupt_dead_claims(session, user)
+    manifest = build_manifest(session, user, email_type, cooldown_days=cooldown_days, now=asked_at)
     if expected is not None and manifest.totals != expected:
         raise ManifestChanged(
             f"The list changed since you reviewed it: review again. It is now {_emails(manifest.count)} for "
@@ -247,6 +255,8 @@ def start_campaign(
             f"{format_cents(expected.total_cents, manifest.currency)}. Nothing was sent.",
             manifest=manifest,
         )
+    if only_if_any and not manifest.recipients:
+        return None
     brand = _league_brand(session, user, email_from=email_from)
     campaign = EmailCampaign(
         tenant_id=user.tenant_id,
@@ -255,6 +265,7 @@ def start_campaign(
         recipient_count=manifest.count,
         skipped_count=len(manifest.skipped),
         total_cents=manifest.total_cents,
+        sender=sender,
         # For display (and for code before revision 0005): the typed columns are what is read.
         audience={
             "scope": "everyone",
@@ -361,13 +372,16 @@ def run_campaign(
     email_from: str,
     workers: int | None = None,
     progress: Callable[[DrainProgress], None] | None = None,
+    sender: str | None = None,
 ) -> DrainResult:
     """Send (or resume) a campaign through the outbox and record the outcome in the audit log.
 
-    Commits: the outbox's own steps, then the audit row in a unit of work of its own.
+    ``sender``: the token of the run this is part of (``core.email.senders``). Commits: the
+    outbox's own steps, then the audit row in a unit of work of its own.
     """
     result = drain_outbox(
-        sessions, user, campaign_id, backend=backend, email_from=email_from, workers=workers, progress=progress
+        sessions, user, campaign_id, backend=backend, email_from=email_from, workers=workers, progress=progress,
+        sender=sender,
     )
     with unit_of_work(sessions) as session:
         record_action(
@@ -436,6 +450,8 @@ class CampaignSummary:
     total_cents: int
     currency: str
     counts: dict[str, int]
+    # For an unfinished campaign: is a live run sending it? (None: nobody can tell.)
+    sending_now: bool | None = None
 
     @property
     def is_test(self) -> bool:
@@ -443,7 +459,7 @@ class CampaignSummary:
 
     @property
     def unfinished(self) -> bool:
-        return bool(self.counts.get("pending") or self.counts.get("sending"))
+        return _unfinished(self.counts)
 
 
 @dataclass(frozen=True)
@@ -487,7 +503,10 @@ def parents_to_email(session: Session, user: ActingUser, email_type: EmailType) 
 
 def campaign_summaries(session: Session, user: ActingUser, *, limit: int = 200) -> list[CampaignSummary]:
     """The league's campaigns, newest first, with message counts by status (three queries)."""
-    campaigns = list_campaigns(session, user, limit=limit)
+    return _summaries(session, user, list_campaigns(session, user, limit=limit))
+
+
+def _summaries(session: Session, user: ActingUser, campaigns: list[EmailCampaign]) -> list[CampaignSummary]:
     currency = session.get_one(Tenant, user.tenant_id).currency
     counts: dict[int, dict[str, int]] = {campaign.id: {} for campaign in campaigns}
     if campaigns:
@@ -509,6 +528,7 @@ def campaign_summaries(session: Session, user: ActingUser, *, limit: int = 200) 
             total_cents=campaign.total_cents,
             currency=currency,
             counts=counts[campaign.id],
+            sending_now=_sending_now(session, campaign.sender) if _unfinished(counts[campaign.id]) else None,
         )
         for campaign in campaigns
     ]
@@ -554,10 +574,21 @@ def message_rows(session: Session, user: ActingUser, campaign_id: int) -> list[M
     return sorted(result, key=lambda row: rank[row.status])
 
 
-def unfinished_campaigns(session: Session, user: ActingUser, *, limit: int = 20) -> list[CampaignSummary]:
-    """Sends to everyone (not tests) among the latest ``limit`` that still have messages queued or
-    being sent: a new send skips their families until they are finished."""
-    return [c for c in campaign_summaries(session, user, limit=limit) if c.unfinished and not c.is_test]
+def unfinished_campaigns(session: Session, user: ActingUser) -> list[CampaignSummary]:
+    """Sends to everyone (not tests) that still have messages queued, being sent or interrupted,
+    oldest first: a new send skips their families until they are finished."""
+    require(user, Permission.PREVIEW_EMAIL)
+    unfinished = select(EmailMessage.campaign_id).where(
+        EmailMessage.tenant_id == user.tenant_id,
+        EmailMessage.status.in_([MessageStatus.PENDING, MessageStatus.SENDING]),
+    )
+    campaigns = list(session.scalars(
+        select(EmailCampaign)
+        .where(EmailCampaign.tenant_id == user.tenant_id, EmailCampaign.test_address.is_(None),
+               EmailCampaign.id.in_(unfinished))
+        .order_by(EmailCampaign.id)
+    ))
+    return _summaries(session, user, campaigns)
 
 
 def list_campaigns(session: Session, user: ActingUser, *, limit: int = 200) -> list[EmailCampaign]:
@@ -597,6 +628,15 @@ def get_message(session: Session, user: ActingUser, message_id: int) -> EmailMes
     return message
 
 
+def _unfinished(counts: dict[str, int]) -> bool:
+    return bool(counts.get("pending") or counts.get("sending"))
+
+
+def _sending_now(session: Session, sender: str | None) -> bool | None:
+    """Whether the run driving a campaign is alive: False when none is (it stopped, or ended)."""
+    return False if sender is None else sender_alive(session, sender)
+
+
 def _emails(count: int) -> str:
     return f"{count} email" if count == 1 else f"{count} emails"
 
@@ -614,8 +654,8 @@ def _other_reminders(
     """The reminders that can hold each parent back from a new send (parent id -> reminders).
 
     Within the cool-down: one sent (or possibly sent) that was not a test. Whatever the
-    cool-down: one being sent right now, one queued in a campaign still running, and one sent
-    by a campaign still sending (messages queued or in flight, and one claimed within
+    cool-down: one being sent right now, one that may have been sent (awaiting the admin's
+    decision), one queued in a campaign still running, and one sent by a campaign still sending (messages queued or in flight, and one claimed within
     ``STALE_CLAIM_AFTER``). ``core.email.skip_reasons`` decides which one holds the parent and
     how. A send that stopped (the daily quota, a crash) holds only what it still has queued,
     not every parent it ever emailed.
@@ -645,7 +685,7 @@ def _other_reminders(
             | in_flight_messages(now)
             | (
                 (EmailCampaign.status == CampaignStatus.RUNNING)
-                & ((EmailMessage.status == MessageStatus.PENDING) | (EmailMessage.status == MessageStatus.SENT))
+                & EmailMessage.status.in_([MessageStatus.PENDING, MessageStatus.SENT, MessageStatus.SENDING])
             ),
         )
         .order_by(EmailMessage.id)

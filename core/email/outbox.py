@@ -6,11 +6,15 @@ restart leaves at most the message that was in flight as ``sending``: a later dr
 a ``sent`` row again and never re-sends a ``sending`` one on its own (it is reported as
 interrupted — it may have been delivered — and only an explicit retry puts it back in the queue).
 
-A ``sending`` row is *in flight* while its claim is younger than ``STALE_CLAIM_AFTER`` (longer
-than any backend can take over one message) and no worker has reported on it; after that, or
-once its worker reported an uncertain delivery, it is *interrupted*. Only interrupted rows are
-reported as such and can be put back in the queue, so a retry never re-sends a message another
-worker is sending right now. A worker records its outcome against its own claim (the row's
+A ``sending`` row is *in flight* while its run is alive (``core.email.senders``: an advisory
+lock on PostgreSQL, the process on SQLite — a killed run is known at once), its claim is younger
+than ``STALE_CLAIM_AFTER`` (longer than any backend can take over one message; the only limit
+for a run nobody can check) and no worker has reported on it; otherwise it is *interrupted*:
+``interrupt_dead_claims`` records that as soon as anyone looks. An interrupted message may have
+been delivered: a backend that can search its sent mail (Gmail) settles it; the others leave it
+for the admin's decision (``settle_interrupted``: "it was sent" or "send it again"). Only
+interrupted rows are reported as such and can be put back in the queue, so a retry never
+re-sends a message another worker is sending right now. A worker records its outcome against its own claim (the row's
 ``attempts``), so a send that finishes late is still recorded, even if the row was re-queued.
 
 Two drains of one campaign (threads, processes, or dashboard replicas) claim rows with
@@ -22,7 +26,8 @@ cool-down, and whether the parent still owes what the queued email says (the one
 function) and has not opted out since; a skipped row records why (``skip_reason``).
 
 Sessions: the functions here that send take ``sessions`` (``core.db.Sessions``) and commit in
-sessions of their own; ``retry_messages`` takes a ``Session`` and never commits.
+sessions of their own; ``retry_messages``, ``settle_interrupted`` and ``interrupt_dead_claims``
+take a ``Session`` and never commit.
 """
 
 from __future__ import annotations
@@ -30,19 +35,24 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, Connection, CursorResult, Engine, Update, and_, func, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from core.access.permissions import ActingUser, Permission, require
 from core.db import Sessions, as_sessions
-from core.email.backends import DeliveryUncertain, EmailBackend
+from core.email.backends import DeliveryUncertain, EmailBackend, SentMailSearch
 from core.email.brand import Brand, brand_for_tenant
 from core.email.registry import Audience, get_email_type
 from core.email.rendering import RenderedEmail, compose_message
+from core.email.senders import describe_sender, live_sender, sender_alive
 from core.email.skip_reasons import Family, OtherReminder, QueuedEmail, ReminderState, Skip, decide_skip
 from core.errors import EmailDeliveryError, InvalidInput, NotFound
 from core.models import (
@@ -60,6 +70,10 @@ log = logging.getLogger(__name__)
 
 INTERRUPTED = "interrupted — may have been delivered; retry it only if the parent did not get it"
 IN_FLIGHT = "being sent"
+NOT_IN_SENT_MAIL = "not found in the sent mail"
+# How long a drain waits for rows another run is claiming at that very moment (PostgreSQL skips
+# rows locked by a claim in progress) before it reports them as still queued.
+CLAIMS_SETTLE_WITHIN = timedelta(seconds=30)
 # A claim older than this is no longer in flight: its worker stopped without recording an
 # outcome. It must be longer than the longest a backend can spend on one message (Gmail:
 # six attempts of at most 60 s each and five back-offs of at most 65 s, about 11.5 minutes;
@@ -119,6 +133,7 @@ def drain_outbox(
     email_from: str,
     workers: int | None = None,
     progress: Callable[[DrainProgress], None] | None = None,
+    sender: str | None = None,
 ) -> DrainResult:
     """Send the campaign's pending messages, committing each one before and after the provider call.
 
@@ -131,39 +146,53 @@ def drain_outbox(
     engine is accepted too) and commits after every step. ``workers`` threads send at once (default: what the
     backend allows). ``progress`` is called in the calling thread after every message. Stops
     early, leaving the rest pending, when the provider's daily quota is exhausted.
+
+    ``sender`` is the token of the run this drain is part of (``core.email.senders``); without
+    one the drain holds its own. Claims left by runs that died are marked interrupted first,
+    and where the backend can search its sent mail (``SentMailSearch``), an interrupted message
+    it finds there is recorded as sent; the others wait for the admin's decision
+    (``settle_interrupted``). Nothing is ever sent again on its own.
     """
     require(user, Permission.SEND_EMAIL)
     make_session = as_sessions(sessions)
-    with make_session() as session:
-        campaign = _load_campaign(session, user, campaign_id)
-        brand = brand_for_tenant(session.get_one(Tenant, user.tenant_id), email_from=email_from)
-        is_test = campaign.is_test
-        if campaign.cooldown_days is None and not is_test:
-            raise InvalidInput(f"Email campaign #{campaign_id} has no cool-down recorded; start a new send.")
-        cooldown_days = campaign.cooldown_days or 0  # a test send is never held back
-        audience = get_email_type(campaign.email_type).audience
-        total = _count(session, campaign_id, MessageStatus.PENDING)
-        if campaign.status is not CampaignStatus.RUNNING and total:
-            campaign.status, campaign.finished_at = CampaignStatus.RUNNING, None
-        session.commit()
-    job = _Drain(
-        make_session,
-        user,
-        campaign_id,
-        is_test=is_test,
-        cooldown_days=cooldown_days,
-        backend=backend,
-        brand=brand,
-        audience=audience,
-    )
-    tally = job.run(workers or max(1, backend.parallel_sends), total=total, progress=progress)
-    with make_session() as session:
-        now = utcnow()
-        interrupted = _count_where(session, campaign_id, interrupted_messages(now))
-        in_flight = _count_where(session, campaign_id, in_flight_messages(now))
-        remaining = _count(session, campaign_id, MessageStatus.PENDING)
-        _settle_campaign(session, campaign_id, unfinished=interrupted + in_flight + remaining)
-        session.commit()
+    with _sender_for(make_session, sender) as token:
+        with make_session() as session:
+            campaign = _load_campaign(session, user, campaign_id)
+            brand = brand_for_tenant(session.get_one(Tenant, user.tenant_id), email_from=email_from)
+            is_test = campaign.is_test
+            if campaign.cooldown_days is None and not is_test:
+                raise InvalidInput(f"Email campaign #{campaign_id} has no cool-down recorded; start a new send.")
+            cooldown_days = campaign.cooldown_days or 0  # a test send is never held back
+            audience = get_email_type(campaign.email_type).audience
+            interrupt_dead_claims(session, user, campaign_id=campaign_id)
+            total = _count(session, campaign_id, MessageStatus.PENDING)
+            if campaign.status is not CampaignStatus.RUNNING and total:
+                campaign.status, campaign.finished_at = CampaignStatus.RUNNING, None
+            if total:
+                campaign.sender = token  # this run drives it now
+            session.commit()
+        _ask_the_provider(make_session, campaign_id, backend)
+        job = _Drain(
+            make_session,
+            user,
+            campaign_id,
+            token=token,
+            is_test=is_test,
+            cooldown_days=cooldown_days,
+            backend=backend,
+            brand=brand,
+            audience=audience,
+        )
+        tally = job.run(workers or max(1, backend.parallel_sends), total=total, progress=progress)
+        _ask_the_provider(make_session, campaign_id, backend)  # what this run left uncertain
+        with make_session() as session:
+            interrupt_dead_claims(session, user, campaign_id=campaign_id)
+            now = utcnow()
+            interrupted = _count_where(session, campaign_id, interrupted_messages(now))
+            in_flight = _count_where(session, campaign_id, in_flight_messages(now))
+            remaining = _count(session, campaign_id, MessageStatus.PENDING)
+            _settle_campaign(session, campaign_id, unfinished=interrupted + in_flight + remaining, token=token)
+            session.commit()
     return DrainResult(
         campaign_id=campaign_id,
         sent=tally.sent,
@@ -209,6 +238,68 @@ def retry_messages(
         campaign.status, campaign.finished_at = CampaignStatus.RUNNING, None
     session.flush()
     return int(result.rowcount or 0)
+
+
+def settle_interrupted(
+    session: Session,
+    user: ActingUser,
+    campaign_id: int,
+    *,
+    sent: Collection[str] = (),
+    send_again: Collection[str] = (),
+) -> tuple[int, int]:
+    """The admin's decision on interrupted messages (each named by its number or its Message-ID).
+
+    ``sent``: the admin found it in the sent mail; it is recorded as sent (when it was claimed)
+    and never sent again. ``send_again``: the family did not get it; it goes back in the queue.
+    Only interrupted messages are settled (``InvalidInput`` names any other). Returns (recorded
+    as sent, queued again). The caller commits.
+    """
+    require(user, Permission.SEND_EMAIL)
+    campaign = _load_campaign(session, user, campaign_id)
+    now = utcnow()
+    chosen = {"sent": _interrupted_ids(session, campaign, sent, now=now),
+              "again": _interrupted_ids(session, campaign, send_again, now=now)}
+    if chosen["sent"] & chosen["again"]:
+        raise InvalidInput("A message cannot be both sent and sent again: choose one for each.")
+    marked_sent = _settle(session, chosen["sent"], now=now, status=MessageStatus.SENT, sent_at=EmailMessage.claimed_at)
+    queued_again = _settle(session, chosen["again"], now=now, status=MessageStatus.PENDING)
+    if queued_again:
+        campaign.status, campaign.finished_at = CampaignStatus.RUNNING, None
+    session.flush()
+    return marked_sent, queued_again
+
+
+def interrupt_dead_claims(session: Session, user: ActingUser, *, campaign_id: int | None = None) -> int:
+    """Mark interrupted, at once, the claims of runs that died (``core.email.senders``).
+
+    A message claimed by a run that is gone cannot be "being sent" any more: it may or may not
+    have been delivered, so it waits for the admin's decision like any interrupted message.
+    Claims whose run cannot be checked keep the ``STALE_CLAIM_AFTER`` limit. Returns how many
+    were marked; the caller commits.
+    """
+    require(user, Permission.SEND_EMAIL)
+    scope = [
+        EmailMessage.tenant_id == user.tenant_id,
+        EmailMessage.status == MessageStatus.SENDING,
+        EmailMessage.error.is_(None),
+        EmailMessage.claimed_by.is_not(None),
+    ]
+    if campaign_id is not None:
+        scope.append(EmailMessage.campaign_id == campaign_id)
+    tokens = session.scalars(select(EmailMessage.claimed_by).where(*scope).distinct()).all()
+    marked = 0
+    for token in tokens:
+        if sender_alive(session, token) is False:
+            marked += _updated(session, (
+                update(EmailMessage)
+                .where(*scope, EmailMessage.claimed_by == token)
+                .values(error=f"{INTERRUPTED}: its run stopped ({describe_sender(token)})")
+            ))
+    if marked:
+        log.warning("%d messages were claimed by runs that stopped: interrupted", marked)
+    session.flush()
+    return marked
 
 
 def in_flight_messages(now: datetime, message: type[EmailMessage] = EmailMessage) -> ColumnElement[bool]:
@@ -301,6 +392,7 @@ class _Drain:
         user: ActingUser,
         campaign_id: int,
         *,
+        token: str,
         is_test: bool,
         cooldown_days: int,
         backend: EmailBackend,
@@ -310,6 +402,7 @@ class _Drain:
         self.make_session = make_session
         self.user = user
         self.campaign_id = campaign_id
+        self.token = token
         self.is_test = is_test
         self.cooldown_days = cooldown_days
         self.backend = backend
@@ -319,6 +412,7 @@ class _Drain:
         self.events: queue.Queue[str] = queue.Queue()
         self.tally = _Tally()
         self.lock = threading.Lock()
+        self.settle_deadline: float | None = None
 
     def run(
         self, workers: int, *, total: int, progress: Callable[[DrainProgress], None] | None
@@ -387,6 +481,8 @@ class _Drain:
             row = session.execute(candidate).first()
             if row is None:
                 session.rollback()
+                if postgres and self._pending_locked_by_another_claim(session):
+                    continue
                 return None
             message_id, parent_id = row
             if postgres and not self.is_test:
@@ -397,7 +493,8 @@ class _Drain:
                 update(EmailMessage)
                 .where(EmailMessage.id == message_id, EmailMessage.status == MessageStatus.PENDING)
                 .values(
-                    status=MessageStatus.SENDING, claimed_at=now, attempts=EmailMessage.attempts + 1, error=None
+                    status=MessageStatus.SENDING, claimed_at=now, claimed_by=self.token,
+                    attempts=EmailMessage.attempts + 1, error=None,
                 )
                 .execution_options(synchronize_session=False)
             ).rowcount
@@ -420,6 +517,18 @@ class _Drain:
             return message
         return None
 
+    def _pending_locked_by_another_claim(self, session: Session) -> bool:
+        """Whether pending rows remain that another run is claiming right now (SKIP LOCKED hid
+        them): wait for its claim to land, so this drain does not report them still queued."""
+        if self.settle_deadline is None:
+            self.settle_deadline = time.monotonic() + CLAIMS_SETTLE_WITHIN.total_seconds()
+        pending = _count(session, self.campaign_id, MessageStatus.PENDING)
+        session.rollback()
+        if not pending or time.monotonic() > self.settle_deadline:
+            return False
+        time.sleep(0.05)
+        return True
+
     def _skip(self, session: Session, message: EmailMessage, *, now: datetime) -> Skip | None:
         """Whether to skip the message after all (``core.email.skip_reasons.decide_skip``)."""
         balances = self.audience(session, self.user, frozenset({message.parent_id}))
@@ -441,8 +550,8 @@ class _Drain:
     def _other_reminders(self, session: Session, message: EmailMessage, *, now: datetime) -> Sequence[OtherReminder]:
         """Other campaigns' reminders to this parent that can hold this message back.
 
-        Being sent right now, or sent (or possibly sent) since this message was queued or
-        within the cool-down; the rule decides which holds it.
+        Being sent right now or possibly sent (whenever), or sent since this message was queued
+        or within the cool-down; the rule decides which holds it.
         """
         since = min(now - timedelta(days=self.cooldown_days), message.created_at)
         rows = session.execute(
@@ -454,7 +563,7 @@ class _Drain:
                 EmailMessage.parent_id == message.parent_id,
                 EmailMessage.id != message.id,
                 EmailCampaign.test_address.is_(None),
-                or_(in_flight_messages(now), counts_as_reminder_since(since)),
+                or_(EmailMessage.status == MessageStatus.SENDING, counts_as_reminder_since(since)),
             )
             .order_by(EmailMessage.id)
         ).all()
@@ -571,11 +680,129 @@ def _count_where(session: Session, campaign_id: int, condition: ColumnElement[bo
     )
 
 
-def _settle_campaign(session: Session, campaign_id: int, *, unfinished: int) -> None:
+def _settle_campaign(session: Session, campaign_id: int, *, unfinished: int, token: str) -> None:
     campaign = session.get_one(EmailCampaign, campaign_id)
+    if campaign.sender == token:
+        campaign.sender = None  # this run no longer drives it
     if unfinished:
         campaign.status, campaign.finished_at = CampaignStatus.RUNNING, None
         return
     failed = _count(session, campaign_id, MessageStatus.FAILED)
     campaign.status = CampaignStatus.FAILED if failed else CampaignStatus.COMPLETED
     campaign.finished_at = utcnow()
+
+
+@contextmanager
+def send_run(sessions: Sessions) -> Iterator[str]:
+    """One run that sends: its sender token (``core.email.senders``), alive until the block ends.
+
+    When it ends, however it ends, the campaigns the run still drives are let go, so none is
+    shown as being sent by a run that is over (on SQLite its process may well live on).
+    """
+    make_session = as_sessions(sessions)
+    with live_sender(engine_of(make_session)) as token:
+        try:
+            yield token
+        finally:
+            _let_go(make_session, token)
+
+
+@contextmanager
+def _sender_for(sessions: Sessions, token: str | None) -> Iterator[str]:
+    if token is not None:
+        yield token
+        return
+    with send_run(sessions) as own:
+        yield own
+
+
+def engine_of(sessions: Sessions) -> Engine:
+    """The engine behind a session factory (also when it is bound to a connection)."""
+    bind = as_sessions(sessions).kw.get("bind")
+    if isinstance(bind, Connection):
+        return bind.engine
+    if isinstance(bind, Engine):
+        return bind
+    raise TypeError("the session factory is not bound to a database")
+
+
+def _interrupted_ids(session: Session, campaign: EmailCampaign, references: Collection[str], *, now: datetime) -> set[int]:
+    """The ids of the campaign's interrupted messages named by number or Message-ID."""
+    if not references:
+        return set()
+    rows = session.execute(
+        select(EmailMessage.id, EmailMessage.message_id_header)
+        .where(EmailMessage.campaign_id == campaign.id, interrupted_messages(now))
+    ).all()
+    by_reference = {str(id_): id_ for id_, _ in rows} | {header.strip("<>"): id_ for id_, header in rows}
+    unknown = [ref for ref in references if str(ref).strip().strip("<>") not in by_reference]
+    if unknown:
+        raise InvalidInput(
+            f"Campaign #{campaign.id} has no interrupted message {', '.join(map(str, unknown))}: "
+            "name each by the number or the Message-ID listed."
+        )
+    return {by_reference[str(ref).strip().strip("<>")] for ref in references}
+
+
+def _ask_the_provider(make_session: Sessions, campaign_id: int, backend: EmailBackend) -> None:
+    """Record as sent each interrupted message the provider's sent mail holds (Gmail can tell).
+
+    One it does not hold stays interrupted, with a note, for the admin: the provider's search is
+    not proof enough to send a second copy on its own.
+    """
+    if not isinstance(backend, SentMailSearch):
+        return
+    with make_session() as session:
+        rows = session.execute(
+            select(EmailMessage.id, EmailMessage.attempts, EmailMessage.message_id_header, EmailMessage.error)
+            .where(EmailMessage.campaign_id == campaign_id, interrupted_messages(utcnow()))
+        ).all()
+        session.rollback()
+        for message_id, claim, header, error in rows:
+            try:
+                found = backend.find_sent(header)
+            except EmailDeliveryError as exc:
+                log.warning("Could not ask the provider whether message %s went out: %s", message_id, exc)
+                continue
+            if found is not None:
+                values: dict[str, object] = {"status": MessageStatus.SENT, "provider_message_id": found,
+                                             "sent_at": EmailMessage.claimed_at, "error": None}
+            elif NOT_IN_SENT_MAIL in (error or ""):
+                continue
+            else:
+                values = {"error": f"{error or INTERRUPTED} — {NOT_IN_SENT_MAIL}"}
+            session.execute(
+                update(EmailMessage)
+                .where(EmailMessage.id == message_id, EmailMessage.attempts == claim,
+                       EmailMessage.status == MessageStatus.SENDING)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            session.commit()
+
+
+def _settle(session: Session, ids: set[int], *, now: datetime, **values: object) -> int:
+    if not ids:
+        return 0
+    return _updated(session, (
+        update(EmailMessage).where(EmailMessage.id.in_(ids), interrupted_messages(now)).values(error=None, **values)
+    ))
+
+
+def _updated(session: Session, statement: Update) -> int:
+    """Run an UPDATE (without syncing the session's objects); how many rows it changed."""
+    result = session.execute(statement.execution_options(synchronize_session=False))
+    return int(cast(CursorResult[Any], result).rowcount or 0)
+
+
+def _let_go(make_session: Sessions, token: str) -> None:
+    """A run that ends no longer drives any campaign (what it recorded stays)."""
+    try:
+        with make_session() as session:
+            session.execute(
+                update(EmailCampaign).where(EmailCampaign.sender == token)
+                .values(sender=None).execution_options(synchronize_session=False)
+            )
+            session.commit()
+    except SQLAlchemyError as exc:  # the database itself may be why the run stopped
+        log.warning("Could not record that the campaigns of run %s are no longer being sent: %s", token, exc)

@@ -6,12 +6,20 @@ draw); neither sequences them itself.
 - Send to everyone: ``prepare_send_to_everyone`` (refuses at once if email cannot go out, syncs
   payments, builds the manifest, names the unfinished sends whose families it skips) →
   ``PreparedSend``, shown to the admin → ``send_prepared`` (queues the campaign, only if it is
-  what was reviewed, then drains the outbox with a progress callback) → ``SendOutcome``.
+  what was reviewed and only if anyone is to be emailed, finishes the unfinished sends whose run
+  stopped, then drains the outbox with a progress callback) → ``SendToEveryoneOutcome``.
 - Test send: ``send_test`` → ``SendOutcome``.
-- Resume: ``resume_campaign`` (putting failed or interrupted messages back in the queue first,
-  when asked) → ``SendOutcome``.
-- What happened: ``campaign_report`` → ``CampaignReport`` (what failed, what was interrupted,
-  what was skipped at send time and why), the same for both drivers.
+- Resume: ``resume_campaign`` (first the admin's decisions on interrupted messages — "it was
+  sent" / "send it again" — and failed messages back in the queue, when asked) → ``SendOutcome``.
+- What happened: ``campaign_report`` → ``CampaignReport`` (what failed, what was interrupted and
+  awaits the admin's decision, what was skipped at send time and why), the same for both drivers.
+
+A run that stopped (killed, crashed) is known at once (``core.email.senders``): its claims are
+interrupted, and a send to everyone run again finishes what it left queued — exactly once, as
+the outbox claims each message once — instead of skipping those families for good. A message
+that may have been delivered is never sent again on its own: where the provider can say (Gmail
+searches its sent mail) the outbox records it; otherwise it is listed, with its Message-ID, for
+the admin's decision, and the run does not count as a success until they decide.
 
 When payments are synced — one rule for both drivers: when the send is prepared, always (with
 Stripe configured); and once more when it is sent if, and only if, a person reviewed the list
@@ -29,13 +37,14 @@ a ``Session`` and never commits.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy.orm import Session
 
 from core.access.permissions import ActingUser, Permission, require
+from core.audit import record_action
 from core.db import Sessions, unit_of_work
 from core.email.backends import EmailBackend
 from core.email.campaigns import (
@@ -52,7 +61,14 @@ from core.email.campaigns import (
     start_campaign,
     unfinished_campaigns,
 )
-from core.email.outbox import DrainProgress, DrainResult, retry_messages
+from core.email.outbox import (
+    DrainProgress,
+    DrainResult,
+    interrupt_dead_claims,
+    retry_messages,
+    send_run,
+    settle_interrupted,
+)
 from core.email.presend import PaymentSync, PresendSync, sync_payments_first
 from core.email.registry import EmailType
 from core.errors import EmailDeliveryError, InvalidInput
@@ -79,6 +95,21 @@ class PreparedSend:
     def totals(self) -> ManifestTotals:
         """What the admin confirms: ``send_prepared`` queues exactly this or nothing."""
         return self.manifest.totals
+
+    @property
+    def being_sent(self) -> tuple[CampaignSummary, ...]:
+        """Unfinished sends a live run is sending right now."""
+        return tuple(c for c in self.unfinished if c.sending_now is True)
+
+    @property
+    def to_finish(self) -> tuple[CampaignSummary, ...]:
+        """Unfinished sends nobody is sending any more (their run stopped): this send finishes them."""
+        return tuple(c for c in self.unfinished if c.sending_now is False)
+
+    @property
+    def unknown(self) -> tuple[CampaignSummary, ...]:
+        """Unfinished sends whose run cannot be checked (another machine): finish them with a resume."""
+        return tuple(c for c in self.unfinished if c.sending_now is None)
 
 
 class ListChangedSinceReview(ManifestChanged):
@@ -126,7 +157,8 @@ class CampaignReport:
 
     @property
     def interrupted(self) -> tuple[MessageRow, ...]:
-        """Messages left in the provider call by a run that stopped: they may have been delivered."""
+        """Messages left in the provider call by a run that stopped: they may have been delivered,
+        and wait for the admin's decision ("it was sent" / "send it again")."""
         return tuple(row for row in self.rows if row.status == "interrupted")
 
     @property
@@ -151,6 +183,24 @@ class SendOutcome:
     @property
     def succeeded(self) -> bool:
         return self.result.succeeded
+
+
+@dataclass(frozen=True)
+class SendToEveryoneOutcome:
+    """A send to everyone: what it queued and sent, and the stopped sends it finished first."""
+
+    queued: QueuedCampaign | None  # None: nobody new to email (another send got there first)
+    own: SendOutcome | None
+    finished: tuple[SendOutcome, ...] = ()
+
+    @property
+    def runs(self) -> tuple[SendOutcome, ...]:
+        return (*self.finished, *((self.own,) if self.own is not None else ()))
+
+    @property
+    def succeeded(self) -> bool:
+        """Nothing failed, nothing is left queued and no message awaits the admin's decision."""
+        return all(run.succeeded for run in self.runs)
 
 
 def prepare_send_to_everyone(
@@ -191,33 +241,46 @@ def send_prepared(
     sync: PaymentSync | None = None,
     progress: Progress | None = None,
     on_queued: Callable[[QueuedCampaign], None] | None = None,
-) -> SendOutcome:
-    """Queue the prepared send to everyone and send it through the outbox.
+) -> SendToEveryoneOutcome:
+    """Queue the prepared send to everyone, finish the stopped sends, and send through the outbox.
 
     ``reviewed``: a person reviewed ``prepared`` and confirmed it. Then payments are synced
     again first, and the campaign is queued only if the list is still the one reviewed
     (``ListChangedSinceReview`` otherwise, and nothing is queued). Without a review (confirmed
-    in advance) the list is queued as it is now. ``on_queued`` is called once the campaign is
-    committed, before sending; ``progress`` after every message. Commits: the campaign in a
-    unit of work of its own, then the outbox per message.
+    in advance) the list is queued as it is now. No campaign is written when nobody is left to
+    email. Then the unfinished sends of ``prepared.to_finish`` (their run stopped; their
+    families were skipped here) are finished, and this one is sent. ``on_queued`` is called once
+    the campaign is committed, before sending; ``progress`` after every message. The whole run
+    holds one sender token. Commits: the campaign in a unit of work of its own, then the outbox
+    per message.
     """
     require(user, Permission.SEND_EMAIL)
-    synced = sync_payments_first(sessions, user, gateway=gateway, sync=sync) if reviewed else prepared.sync
-    try:
-        with unit_of_work(sessions) as session:
-            campaign = start_campaign(
-                session, user, prepared.email_type, email_from=email_from, cooldown_days=prepared.cooldown_days,
-                expected=prepared.totals if reviewed else None,
-            )
-            queued = QueuedCampaign(campaign.id, campaign.recipient_count, campaign.skipped_count)
-    except ManifestChanged as changed:
-        again = replace(prepared, manifest=changed.manifest, sync=synced, prepared_at=utcnow())
-        raise ListChangedSinceReview(str(changed), prepared=again) from None
-    if on_queued is not None:
-        on_queued(queued)
-    result = run_campaign(sessions, user, queued.campaign_id, backend=backend, email_from=email_from,
-                          progress=progress)
-    return SendOutcome(result, _report(sessions, user, queued.campaign_id), queued=queued)
+    with send_run(sessions) as token:
+        synced = sync_payments_first(sessions, user, gateway=gateway, sync=sync) if reviewed else prepared.sync
+        try:
+            with unit_of_work(sessions) as session:
+                campaign = start_campaign(
+                    session, user, prepared.email_type, email_from=email_from,
+                    cooldown_days=prepared.cooldown_days, expected=prepared.totals if reviewed else None,
+                    sender=token, only_if_any=True,
+                )
+                queued = (QueuedCampaign(campaign.id, campaign.recipient_count, campaign.skipped_count)
+                          if campaign is not None else None)
+        except ManifestChanged as changed:
+            again = replace(prepared, manifest=changed.manifest, sync=synced, prepared_at=utcnow())
+            raise ListChangedSinceReview(str(changed), prepared=again) from None
+        if queued is not None and on_queued is not None:
+            on_queued(queued)
+        # The stopped sends first: their families were queued before this send's.
+        finished = tuple(
+            _run(sessions, user, stopped.id, backend=backend, email_from=email_from, progress=progress, token=token)
+            for stopped in prepared.to_finish
+        )
+        own = None if queued is None else _run(
+            sessions, user, queued.campaign_id, backend=backend, email_from=email_from, progress=progress,
+            token=token,
+        )
+    return SendToEveryoneOutcome(queued=queued, own=own, finished=finished)
 
 
 def send_test(
@@ -256,31 +319,83 @@ def resume_campaign(
     email_from: str,
     retry_failed: bool = False,
     retry_interrupted: bool = False,
+    was_sent: Collection[str] = (),
+    send_again: Collection[str] = (),
     progress: Progress | None = None,
 ) -> SendOutcome:
-    """Send what a campaign still has queued; first put back in the queue its failed messages
-    (``retry_failed``) and those interrupted in the provider call (``retry_interrupted``: they may
-    have been delivered, so only an admin who checked asks for it). Commits in units of work of
-    its own."""
+    """Send what a campaign still has queued, after the admin's decisions.
+
+    First: interrupted messages the admin found in the sent mail (``was_sent``, each named by
+    its number or Message-ID) are recorded as sent; those they want sent again (``send_again``,
+    or all of them with ``retry_interrupted``: they may have been delivered, so only an admin
+    who checked asks for it) and the failed ones (``retry_failed``) go back in the queue.
+    Commits in units of work of its own; the decisions are in the audit log.
+    """
     require(user, Permission.SEND_EMAIL)
     requeued = None
-    if retry_failed or retry_interrupted:
-        with unit_of_work(sessions) as session:
-            requeued = retry_messages(session, user, campaign_id, failed=retry_failed, interrupted=retry_interrupted)
-    result = run_campaign(sessions, user, campaign_id, backend=backend, email_from=email_from, progress=progress)
-    return SendOutcome(result, _report(sessions, user, campaign_id), requeued=requeued)
+    with send_run(sessions) as token:
+        if was_sent or send_again or retry_failed or retry_interrupted:
+            with unit_of_work(sessions) as session:
+                again = _decide(session, user, campaign_id, was_sent=was_sent, send_again=send_again)
+                requeued = again + (retry_messages(session, user, campaign_id, failed=retry_failed,
+                                                   interrupted=retry_interrupted)
+                                    if retry_failed or retry_interrupted else 0)
+        outcome = _run(sessions, user, campaign_id, backend=backend, email_from=email_from, progress=progress,
+                       token=token)
+    return replace(outcome, requeued=requeued)
+
+
+def record_decisions(
+    sessions: Sessions, user: ActingUser, campaign_id: int, *, was_sent: Collection[str] = (),
+    send_again: Collection[str] = (),
+) -> CampaignReport:
+    """The admin's decisions on interrupted messages, without sending anything now: those found
+    in the sent mail are recorded as sent, the others go back in the queue for the next resume.
+    Commits in a unit of work of its own; the decisions are in the audit log."""
+    require(user, Permission.SEND_EMAIL)
+    with unit_of_work(sessions) as session:
+        _decide(session, user, campaign_id, was_sent=was_sent, send_again=send_again)
+    return _report(sessions, user, campaign_id)
 
 
 def campaign_report(session: Session, user: ActingUser, campaign_id: int) -> CampaignReport:
-    """Where a campaign stands: every message with what happened and why (``message_rows``)."""
-    require(user, Permission.PREVIEW_EMAIL)
+    """Where a campaign stands: every message with what happened and why (``message_rows``).
+
+    Claims of runs that died are marked interrupted first (the caller commits).
+    """
+    require(user, Permission.SEND_EMAIL)
+    interrupt_dead_claims(session, user, campaign_id=campaign_id)
     return CampaignReport(campaign_id, tuple(message_rows(session, user, campaign_id)))
+
+
+def _decide(
+    session: Session, user: ActingUser, campaign_id: int, *, was_sent: Collection[str], send_again: Collection[str]
+) -> int:
+    """Record the admin's decisions (audited); how many messages go back in the queue."""
+    marked, again = settle_interrupted(session, user, campaign_id, sent=was_sent, send_again=send_again)
+    if marked or again:
+        record_action(
+            session, user, "email.interrupted_decided",
+            f"Campaign #{campaign_id}: {marked} interrupted recorded as sent, {again} to send again",
+            details={"campaign_id": campaign_id, "was_sent": list(was_sent), "send_again": list(send_again)},
+        )
+    return again
+
+
+def _run(
+    sessions: Sessions, user: ActingUser, campaign_id: int, *, backend: EmailBackend, email_from: str,
+    progress: Progress | None, token: str,
+) -> SendOutcome:
+    result = run_campaign(sessions, user, campaign_id, backend=backend, email_from=email_from, progress=progress,
+                          sender=token)
+    return SendOutcome(result, _report(sessions, user, campaign_id))
 
 
 def _prepared(
     sessions: Sessions, user: ActingUser, email_type: EmailType, *, cooldown_days: int, synced: PresendSync
 ) -> PreparedSend:
     with unit_of_work(sessions) as session:
+        interrupt_dead_claims(session, user)
         unfinished = tuple(unfinished_campaigns(session, user))
         manifest = build_manifest(session, user, email_type, cooldown_days=cooldown_days)
     return PreparedSend(email_type=email_type, cooldown_days=cooldown_days, manifest=manifest, sync=synced,

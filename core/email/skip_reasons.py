@@ -5,13 +5,15 @@ A family is looked at twice, by the same rule (``decide_skip``):
 - when a send to everyone is queued (``campaigns.build_manifest``). Skipped: the family owes
   nothing (is not in the email's audience), opted out, has no address or one the sender
   cannot use, or every payment of theirs is still processing; or another reminder holds them —
-  one being sent right now, one sent within the cool-down, one queued in another send still
-  running, or one sent by a send still in progress. Two sends started at once thus email a
-  family once, whatever the cool-down (even 0 days);
+  one being sent right now, one sent within the cool-down, one that may have been sent and
+  awaits the admin's decision, one queued in another send still running, or one sent by a send
+  still in progress. Two sends started at once thus email a family once, whatever the
+  cool-down (even 0 days);
 - when the outbox is about to send a queued message (``outbox.drain_outbox``). Skipped:
-  another reminder got there first — being sent right now, sent within the cool-down, or sent
-  since this one was queued — or the family's situation changed since it was queued: paid,
-  opted out, every payment processing, a different balance or a different address.
+  another reminder got there first — being sent right now, sent within the cool-down, sent
+  since this one was queued, or possibly sent and awaiting the admin's decision — or the
+  family's situation changed since it was queued: paid, opted out, every payment processing,
+  a different balance or a different address.
 
 A test send is never skipped and never holds a family back.
 
@@ -51,6 +53,7 @@ class SkipReason(str, enum.Enum):
     EMAILED_BY_SEND_IN_PROGRESS = "emailed_by_send_in_progress"
     QUEUED_ELSEWHERE = "queued_elsewhere"
     EMAILED_SINCE_QUEUED = "emailed_since_queued"
+    AWAITING_DECISION = "awaiting_decision"
     # The family's situation changed between queueing and sending.
     PAID_SINCE_QUEUED = "paid_since_queued"
     OPTED_OUT_SINCE_QUEUED = "opted_out_since_queued"
@@ -70,6 +73,7 @@ _WORDS: dict[SkipReason, str] = {
     SkipReason.EMAILED_BY_SEND_IN_PROGRESS: "emailed by another send still in progress",
     SkipReason.QUEUED_ELSEWHERE: "already queued in another send",
     SkipReason.EMAILED_SINCE_QUEUED: "emailed since this was queued",
+    SkipReason.AWAITING_DECISION: "may have been emailed by another send: awaiting your decision",
     SkipReason.PAID_SINCE_QUEUED: "paid since queued",
     SkipReason.OPTED_OUT_SINCE_QUEUED: "opted out since queued",
     SkipReason.PROCESSING_SINCE_QUEUED: "payment processing since queued",
@@ -82,6 +86,7 @@ _STRENGTH: dict[SkipReason, int] = {
     SkipReason.BEING_EMAILED: 0,
     SkipReason.EMAILED_WITHIN_COOL_DOWN: 1,
     SkipReason.EMAILED_SINCE_QUEUED: 2,
+    SkipReason.AWAITING_DECISION: 2,
     SkipReason.EMAILED_BY_SEND_IN_PROGRESS: 2,
     SkipReason.QUEUED_ELSEWHERE: 3,
 }
@@ -176,7 +181,9 @@ def decide_skip(
     """Whether to skip ``family``, and why; ``None``: email them.
 
     ``queued`` is None when deciding whether to queue a message (a send to everyone is being
-    started), and the queued message when deciding whether to send it. ``others`` are the
+    started: ``now`` is when it was asked for, so a reminder another send got out while this one
+    waited its turn holds the family too), and the queued message when deciding whether to send
+    it. ``others`` are the
     other reminders to the family; ``not_owed`` is the email type's reason for a family
     outside its audience.
 
@@ -228,18 +235,21 @@ def _held_by(
     cool_down_start = now - timedelta(days=cooldown_days)
     held: Skip | None = None
     for other in others:
-        reason = _hold(other, cool_down_start=cool_down_start if cooldown_days else None, queued_at=queued_at)
+        reason = _hold(other, cool_down_start=cool_down_start if cooldown_days else None, queued_at=queued_at, now=now)
         if reason is not None and (held is None or _STRENGTH[reason] <= _STRENGTH[held.reason]):
             held = Skip(reason, other.campaign_id)
     return held
 
 
-def _hold(other: OtherReminder, *, cool_down_start: datetime | None, queued_at: datetime | None) -> SkipReason | None:
+def _hold(
+    other: OtherReminder, *, cool_down_start: datetime | None, queued_at: datetime | None, now: datetime
+) -> SkipReason | None:
     """How one other reminder holds the family back, if it does.
 
-    Whatever the cool-down: one being sent right now; when queueing, one queued in a send still
-    running or sent by a send still in progress; when sending, one sent since this was queued.
-    Within the cool-down: one sent, or that may have been.
+    Whatever the cool-down: one being sent right now; one that may have been sent (its run
+    stopped in the provider call) until the admin decides whether it went; when queueing, one
+    queued in a send still running or sent by a send still in progress; when sending, one sent
+    since this was queued. Within the cool-down: one sent, or that may have been.
     """
     if other.state is ReminderState.BEING_SENT:
         return SkipReason.BEING_EMAILED
@@ -247,8 +257,12 @@ def _hold(other: OtherReminder, *, cool_down_start: datetime | None, queued_at: 
         return SkipReason.QUEUED_ELSEWHERE if queued_at is None else None
     if cool_down_start is not None and other.at is not None and other.at >= cool_down_start:
         return SkipReason.EMAILED_WITHIN_COOL_DOWN
-    if queued_at is not None:
-        return SkipReason.EMAILED_SINCE_QUEUED if other.at is not None and other.at >= queued_at else None
-    if other.state is ReminderState.SENT and other.campaign_in_progress:
-        return SkipReason.EMAILED_BY_SEND_IN_PROGRESS
+    if queued_at is not None and other.at is not None and other.at >= queued_at:
+        return SkipReason.EMAILED_SINCE_QUEUED
+    if other.state is ReminderState.MAY_HAVE_BEEN_SENT:
+        return SkipReason.AWAITING_DECISION  # until the admin says whether it went
+    if queued_at is None and other.state is ReminderState.SENT and (
+        other.campaign_in_progress or (other.at is not None and other.at >= now)
+    ):
+        return SkipReason.EMAILED_BY_SEND_IN_PROGRESS  # in progress when this send was asked for
     return None

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from core.access.permissions import ActingUser, Permission
-from core.email.campaigns import Manifest, parents_to_email, preview_email, unfinished_campaigns
+from core.email.campaigns import Manifest, MessageRow, parents_to_email, preview_email, unfinished_campaigns
 from core.email.outbox import DrainProgress
 from core.email.presend import PaymentsNotSynced
 from core.email.registry import OUTSTANDING_BALANCE
@@ -17,6 +17,7 @@ from core.email.sending import (
     PreparedSend,
     campaign_report,
     prepare_send_to_everyone,
+    record_decisions,
     resume_campaign,
     send_prepared,
     send_test,
@@ -33,6 +34,7 @@ LAST_CAMPAIGN = "email_last_campaign"
 PREPARED = "email_prepared_send"
 CONFIRMING = "email_confirming_send"
 SEND_REFUSED = "email_send_refused"
+NOTICE = "email_send_notice"
 SYNC_ACTION = "sync payments before sending"
 
 
@@ -99,11 +101,12 @@ def _progress_bar() -> Callable[[DrainProgress], None]:
 
 
 def _resume(user: ActingUser, config: Settings, campaign_id: int, *, retry_failed: bool = False,
-            retry_interrupted: bool = False) -> None:
+            send_again: tuple[str, ...] = ()) -> None:
     try:
         with services().email_backend() as backend:
             resume_campaign(services().sessions, user, campaign_id, backend=backend, email_from=config.email_from,
-                            retry_failed=retry_failed, retry_interrupted=retry_interrupted, progress=_progress_bar())
+                            retry_failed=retry_failed, send_again=send_again,
+                            progress=_progress_bar())
     except BillingError as exc:
         st.session_state[SEND_REFUSED] = str(exc)
     finally:
@@ -119,8 +122,14 @@ def _open_confirmation() -> None:
     st.session_state.pop(SEND_REFUSED, None)
 
 
+def _finishing(prepared: PreparedSend) -> str:
+    """The stopped sends this one finishes first, for the admin to read: "campaign #4, #7"."""
+    return "campaign " + ", ".join(f"#{c.id}" for c in prepared.to_finish) if prepared.to_finish else ""
+
+
 def _prepare(user: ActingUser, config: Settings) -> None:
     st.session_state.pop(SEND_REFUSED, None)
+    st.session_state.pop(NOTICE, None)
     st.session_state.pop(PREPARED, None)
     app = services()
     try:
@@ -152,7 +161,11 @@ def _send_reviewed(user: ActingUser, config: Settings, prepared: PreparedSend) -
     except BillingError as exc:
         st.session_state[SEND_REFUSED] = str(exc)
     else:
-        st.session_state[LAST_CAMPAIGN] = outcome.campaign_id
+        runs = outcome.runs
+        if runs:
+            st.session_state[LAST_CAMPAIGN] = runs[-1].campaign_id
+        if outcome.queued is None and prepared.manifest.count:
+            st.session_state[NOTICE] = "Nothing new was queued: another send is emailing these families already."
         st.session_state.pop(PREPARED, None)
     finally:
         data_changed()
@@ -165,6 +178,8 @@ def _confirm_send(prepared: PreparedSend) -> None:
     reviewed = prepared.totals
     st.write(f"Email **{reviewed.count}** families, "
              f"**{format_cents(reviewed.total_cents, prepared.manifest.currency)}** owed in total?")
+    if prepared.to_finish:
+        st.write(f"First, {_finishing(prepared)} is finished: its run stopped before it had sent everything.")
     st.caption(f"Families emailed in the last {prepared.cooldown_days} days, opted out, without an address or "
                "owing nothing are skipped. Payments are synced once more first; if the list changed, "
                "nothing is sent. This cannot be undone.")
@@ -222,13 +237,32 @@ def _result(user: ActingUser, config: Settings, campaign_id: int) -> None:
                                        icon=":material/play_arrow:"):
         _resume(user, config, campaign_id)
         st.rerun()
-    if counts["interrupted"]:
-        st.warning(f"{counts['interrupted']} message(s) were being sent when the run stopped: they may have been "
-                   "delivered. Check before sending them again.", icon=":material/warning:")
-        checked = st.checkbox("I checked: these families did not get the email", key="confirm_interrupted")
-        if st.button("Send interrupted again", key="retry_interrupted", disabled=not checked):
-            _resume(user, config, campaign_id, retry_interrupted=True)
-            st.rerun()
+    if report.interrupted:
+        _decide_interrupted(user, config, campaign_id, report.interrupted)
+
+
+def _decide_interrupted(user: ActingUser, config: Settings, campaign_id: int, rows: tuple[MessageRow, ...]) -> None:
+    st.warning(f"{len(rows)} message(s) were being sent when their run stopped: they may have been delivered. "
+               "Look for each Message-ID in the sent mail, then say what happened. Nothing is sent again "
+               "until you do.", icon=":material/warning:")
+    st.dataframe(
+        pd.DataFrame([{"Message": r.id, "Family": r.parent_name, "To": r.to_address or "—",
+                       "Message-ID": r.message_id_header} for r in rows]),
+        hide_index=True, width="stretch", key="awaiting_decision",
+    )
+    labels = {str(r.id): f"{r.parent_name} — {r.message_id_header}" for r in rows}
+    chosen = st.multiselect("Messages", options=list(labels), default=[], format_func=labels.__getitem__,
+                            key="decide_messages")
+    left, right = st.columns(2)
+    if left.button("It was sent", key="decide_was_sent", disabled=not chosen, icon=":material/done_all:"):
+        try:
+            record_decisions(services().sessions, user, campaign_id, was_sent=tuple(chosen))
+        except BillingError as exc:
+            st.session_state[SEND_REFUSED] = str(exc)
+        st.rerun()
+    if right.button("Send it again", key="decide_send_again", disabled=not chosen, icon=":material/forward_to_inbox:"):
+        _resume(user, config, campaign_id, send_again=tuple(chosen))
+        st.rerun()
 
 
 def _send_tab(user: ActingUser, config: Settings) -> None:
@@ -236,8 +270,13 @@ def _send_tab(user: ActingUser, config: Settings) -> None:
         unfinished = unfinished_campaigns(session, user)
     for campaign in unfinished:
         if campaign.id != st.session_state.get(LAST_CAMPAIGN):
-            st.warning(f"Campaign #{campaign.id} did not finish: {campaign.counts.get('pending', 0)} queued, "
-                       f"{campaign.counts.get('sending', 0)} being sent or interrupted.", icon=":material/pending:")
+            if campaign.sending_now:
+                st.info(f"Campaign #{campaign.id} is being sent by another run right now: "
+                        f"{campaign.counts.get('pending', 0)} still queued.", icon=":material/outgoing_mail:")
+            else:
+                st.warning(f"Campaign #{campaign.id} did not finish: {campaign.counts.get('pending', 0)} queued, "
+                           f"{campaign.counts.get('sending', 0)} interrupted. A send to everyone finishes it first.",
+                           icon=":material/pending:")
             if st.button(f"Open campaign #{campaign.id}", key=f"open_campaign_{campaign.id}"):
                 st.session_state[LAST_CAMPAIGN] = campaign.id
                 st.rerun()
@@ -249,13 +288,17 @@ def _send_tab(user: ActingUser, config: Settings) -> None:
         _prepare(user, config)
     if SEND_REFUSED in st.session_state:
         st.error(st.session_state[SEND_REFUSED], icon=":material/block:")
+    if NOTICE in st.session_state:
+        st.info(st.session_state[NOTICE], icon=":material/info:")
     prepared: PreparedSend | None = st.session_state.get(PREPARED)
     if prepared is not None:
         st.info(prepared.sync.note, icon=":material/info:")
         _manifest_tables(prepared.manifest)
-        if prepared.manifest.count:
-            st.button(f"Send {prepared.manifest.count} emails…", key="open_send_dialog", type="primary",
-                      icon=":material/send:", on_click=_open_confirmation)
+        if prepared.manifest.count or prepared.to_finish:
+            label = (f"Send {prepared.manifest.count} emails…" if prepared.manifest.count
+                     else f"Finish {_finishing(prepared)}…")
+            st.button(label, key="open_send_dialog", type="primary", icon=":material/send:",
+                      on_click=_open_confirmation)
             if st.session_state.get(CONFIRMING):
                 _confirm_send(prepared)
         else:

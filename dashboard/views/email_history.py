@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.email.campaigns import campaign_summaries, get_message, message_rows
+from core.email.campaigns import campaign_summaries, get_message
+from core.email.sending import campaign_report
 from dashboard.email_frame import sandboxed_email
 from dashboard.state import require_user, session_scope
 
@@ -41,7 +42,7 @@ labels = {c.id: f"#{c.id} · {c.started_at:%Y-%m-%d %H:%M} · "
                 f"{'test to ' + c.test_address if c.test_address else 'everyone'}" for c in campaigns}
 campaign_id = st.selectbox("Campaign", options=list(labels), format_func=labels.__getitem__, key="history_campaign")
 with session_scope() as session:
-    rows = message_rows(session, user, campaign_id)
+    rows = campaign_report(session, user, campaign_id).rows
 st.dataframe(
     pd.DataFrame([{"Family": r.parent_name, "To": r.to_address or "—", "Owes": r.amount, "Status": r.status,
                    "Sent at": r.sent_at.strftime("%Y-%m-%d %H:%M:%S UTC") if r.sent_at else "",

@@ -1,5 +1,10 @@
 """email: a campaign's figures in typed columns; a skipped message's reason as an enum
 
+Who is sending (``core.email.senders``): ``email_messages.claimed_by`` records the run that
+claimed a message and ``email_campaigns.sender`` the run that queued or resumed a campaign, so
+a claim whose run died is known at once instead of after a timeout. Old rows have none (their
+claims fall back to the timeout).
+
 ``email_campaigns`` gains ``cooldown_days`` (NULL for a test send), ``recipient_count``,
 ``skipped_count`` and ``total_cents``: the outbox read the cool-down back out of the
 ``audience`` JSON, and the pages read the figures from it with defaults. Old rows are filled
@@ -49,6 +54,7 @@ WORDS = {
     'emailed_by_send_in_progress': 'emailed by another send still in progress',
     'queued_elsewhere': 'already queued in another send',
     'emailed_since_queued': 'emailed since this was queued',
+    'awaiting_decision': 'may have been emailed by another send: awaiting your decision',
     'paid_since_queued': 'paid since queued',
     'opted_out_since_queued': 'opted out since queued',
     'processing_since_queued': 'payment processing since queued',
@@ -79,11 +85,13 @@ messages = sa.table(
 def upgrade() -> None:
     postgresql = op.get_bind().dialect.name == 'postgresql'
     op.add_column('email_campaigns', sa.Column('cooldown_days', sa.Integer(), nullable=True))
+    op.add_column('email_campaigns', sa.Column('sender', sa.String(length=200), nullable=True))
     for name in ('recipient_count', 'skipped_count', 'total_cents'):
         op.add_column('email_campaigns', sa.Column(name, sa.Integer(), server_default=sa.text('0'), nullable=False))
     _fill_campaign_figures()
 
     op.add_column('email_messages', sa.Column('skip_campaign_id', sa.Integer(), nullable=True))
+    op.add_column('email_messages', sa.Column('claimed_by', sa.String(length=200), nullable=True))
     _reasons_to_kinds()
     if postgresql:
         SKIP_REASON.create(op.get_bind(), checkfirst=True)
@@ -105,8 +113,9 @@ def downgrade() -> None:
     with op.batch_alter_table('email_messages', schema=None) as batch_op:
         batch_op.drop_constraint(FK_SKIP_CAMPAIGN, type_='foreignkey')
         batch_op.drop_column('skip_campaign_id')
+        batch_op.drop_column('claimed_by')
     # Plain DROP COLUMN on SQLite too (3.35+): a batch rebuild of email_campaigns would cascade.
-    for name in ('total_cents', 'skipped_count', 'recipient_count', 'cooldown_days'):
+    for name in ('sender', 'total_cents', 'skipped_count', 'recipient_count', 'cooldown_days'):
         op.drop_column('email_campaigns', name)
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from cli.main import main
 from tests.core.email import conftest as email_fixtures
-from tests.core.email.conftest import EMAIL_FROM, read_outbox, recipients
+from tests.core.email.conftest import ANOTHER_HOSTS_RUN, EMAIL_FROM, dead_process_token, read_outbox, recipients
 
 # The email tests' league and outbox, as fixtures of this module too.
 league, outbox_dir = email_fixtures.league, email_fixtures.outbox_dir
@@ -111,18 +111,38 @@ def test_all_with_yes_sends_and_a_rerun_emails_nobody_twice(league, cli_env, cap
     assert recipients(cli_env) == ["ana@example.org", "ben@example.org"]
 
 
-def test_an_interrupted_send_is_pointed_at_by_the_next_one(league, cli_env, capsys, engine):
+def queue_a_send_whose_run(engine, sender: str) -> int:  # type: ignore[no-untyped-def]
+    """A send to everyone queued by a run (``sender``) that then stopped before sending anything."""
     from core.access.leagues import find_tenant
     from core.db import session_factory
     from core.email.campaigns import start_campaign
     from core.email.registry import OUTSTANDING_BALANCE
     from tests.factories import acting
 
-    with session_factory(engine)() as session:  # queued, then the process died before sending
+    with session_factory(engine)() as session:
         campaign = start_campaign(session, acting(find_tenant(session, None)), OUTSTANDING_BALANCE,
-                                  email_from="League <league@example.org>")
+                                  email_from="League <league@example.org>", sender=sender)
         session.commit()
-        campaign_id = campaign.id
+        return campaign.id
+
+
+def test_a_send_whose_run_stopped_is_finished_by_the_next_send_to_everyone_exactly_once(league, cli_env, capsys,
+                                                                                         engine):
+    campaign_id = queue_a_send_whose_run(engine, dead_process_token())
+    assert main(["send-outstanding", "--all", "--yes"]) == 0
+    captured = capsys.readouterr()
+    assert f"Campaign #{campaign_id} did not finish (2 still queued) and its run stopped" in captured.err
+    assert "already queued in another send" in captured.out  # not queued a second time...
+    assert f"Campaign #{campaign_id}: 2 sent, 0 failed" in captured.out  # ...but sent by the stopped send
+    assert recipients(cli_env) == ["ana@example.org", "ben@example.org"]
+    assert main(["send-outstanding", "--all", "--yes"]) == 0
+    assert "Nothing to send." in capsys.readouterr().out
+    assert recipients(cli_env) == ["ana@example.org", "ben@example.org"]
+
+
+def test_an_interrupted_send_is_pointed_at_by_the_next_one(league, cli_env, capsys, engine):
+    """A run nobody here can check (another machine's): pointed at, not taken over."""
+    campaign_id = queue_a_send_whose_run(engine, ANOTHER_HOSTS_RUN)
     assert main(["send-outstanding", "--all", "--yes"]) == 0
     captured = capsys.readouterr()
     assert f"Campaign #{campaign_id} did not finish (2 still queued)" in captured.err
@@ -131,6 +151,18 @@ def test_an_interrupted_send_is_pointed_at_by_the_next_one(league, cli_env, caps
     assert recipients(cli_env) == []
     assert main(["send-outstanding", "--resume", str(campaign_id)]) == 0
     assert recipients(cli_env) == ["ana@example.org", "ben@example.org"]
+
+
+def test_a_send_another_run_is_sending_right_now_is_not_called_unfinished(league, cli_env, capsys, engine):
+    from core.email.senders import live_sender
+
+    with live_sender(engine) as alive:  # that other run, alive while this one runs
+        campaign_id = queue_a_send_whose_run(engine, alive)
+        assert main(["send-outstanding", "--all", "--yes"]) == 0
+    captured = capsys.readouterr()
+    assert f"Campaign #{campaign_id} is being sent by another run right now" in captured.err
+    assert "did not finish" not in captured.err and "--resume" not in captured.err
+    assert "Nothing to send." in captured.out and recipients(cli_env) == []
 
 
 def test_a_failed_send_exits_non_zero_and_names_who_failed(league, cli_env, capsys, monkeypatch,

@@ -48,7 +48,7 @@ from core.email.campaigns import (
     unfinished_campaigns,
 )
 from core.email.opt_out import set_email_opt_out
-from core.email.outbox import retry_messages
+from core.email.outbox import interrupt_dead_claims, retry_messages, settle_interrupted
 from core.email.presend import sync_payments_first
 from core.email.registry import OUTSTANDING_BALANCE, everyone_who_owes
 from core.email.sending import campaign_report, prepare_send_to_everyone
@@ -177,6 +177,10 @@ CALLS: tuple[Call, ...] = (
     Call("start_campaign", start_campaign, P.SEND_EMAIL, lambda s, u, w: _campaign(s, u), returns_league_data=False),
     Call("retry_messages", retry_messages, P.SEND_EMAIL,
          lambda s, u, w: retry_messages(s, u, _campaign(s, u).id), returns_league_data=False),
+    Call("settle_interrupted", settle_interrupted, P.SEND_EMAIL,
+         lambda s, u, w: settle_interrupted(s, u, _campaign(s, u).id), returns_league_data=False),
+    Call("interrupt_dead_claims", interrupt_dead_claims, P.SEND_EMAIL,
+         lambda s, u, w: interrupt_dead_claims(s, u), returns_league_data=False),
     Call("list_campaigns", list_campaigns, P.SEND_EMAIL,
          lambda s, u, w: (_campaign(s, u), list_campaigns(s, u))[1], returns_league_data=False),
     Call("campaign_summaries", campaign_summaries, P.SEND_EMAIL,
@@ -229,6 +233,7 @@ COMMITTING_SERVICE_FUNCTIONS: dict[str, str] = {
     "core.email.sending.send_prepared": "tests/core/email/test_sending.py::test_only_an_admin_may_run_a_send_workflow",
     "core.email.sending.send_test": "tests/core/email/test_sending.py::test_only_an_admin_may_run_a_send_workflow",
     "core.email.sending.resume_campaign": "tests/core/email/test_sending.py::test_only_an_admin_may_run_a_send_workflow",
+    "core.email.sending.record_decisions": "tests/core/email/test_sending.py::test_only_an_admin_may_run_a_send_workflow",
 }
 
 

@@ -272,3 +272,44 @@ def test_the_command_line_and_the_page_prepare_the_same_send(demo_league, open_a
     assert cli_skipped == page_skipped and len(page_skipped) == len(manifest.skipped) > 0
     assert {reason for _, reason in page_skipped} >= {"no email address", "opted out of email", "nothing owed"}
     assert sent_to(outbox) == []
+
+
+def interrupted_send(engine, session):  # type: ignore[no-untyped-def]
+    """A send to everyone whose run was killed while its first message was in the provider call."""
+    from sqlalchemy import update
+
+    from core.email.campaigns import message_rows, start_campaign
+    from core.models import EmailMessage, MessageStatus, utcnow
+    from tests.core.email.conftest import dead_process_token
+
+    admin = acting(find_tenant(session, "demo"))
+    campaign = start_campaign(session, admin, OUTSTANDING_BALANCE, email_from="Treasurer <t@example.org>",
+                              sender=dead_process_token())
+    session.commit()
+    first = next(row for row in message_rows(session, admin, campaign.id) if row.status == "pending")
+    session.execute(update(EmailMessage).where(EmailMessage.id == first.id).values(
+        status=MessageStatus.SENDING, claimed_at=utcnow(), attempts=1, claimed_by=dead_process_token()))
+    session.commit()
+    return campaign.id, first
+
+
+@pytest.mark.parametrize("decision, delivered", [("decide_was_sent", 0), ("decide_send_again", 1)])
+def test_a_message_whose_run_was_killed_is_shown_with_its_message_id_for_the_admin_to_decide(
+    demo_league, open_app, outbox, engine, session, decision, delivered
+):
+    campaign_id, first = interrupted_send(engine, session)
+    at = open_app("admin", page="email")
+    assert not at.exception
+    at.button(key=f"open_campaign_{campaign_id}").click().run()
+    awaiting = table_with(at, "Message-ID")
+    assert list(awaiting["Message-ID"]) == [first.message_id_header]  # interrupted at once: its run is gone
+    assert at.button(key=decision).disabled  # nothing is decided until the admin picks the message
+    at.multiselect(key="decide_messages").select(str(first.id)).run()
+    at.button(key=decision).click().run()
+    assert not at.exception
+    assert sent_to(outbox).count(first.to_address) == delivered
+    if decision == "decide_was_sent":
+        assert sent_to(outbox) == []  # recording a decision sends nothing at all
+    shown = table_with(at, "Reason")
+    assert shown[shown["Family"] == first.parent_name]["Status"].tolist() == ["sent"]
+    assert not [frame for frame in at.dataframe if "Message-ID" in frame.value.columns]

@@ -8,6 +8,10 @@ dropped mid-send): the outbox then leaves the message as interrupted instead of 
 
 ``check`` proves the backend can send without sending anything: it connects and signs in
 (SMTP, Gmail) or checks the outbox folder is writable (file), and says what it checked.
+
+A backend that can search what it sent (Gmail) also implements ``SentMailSearch``: the outbox
+asks it whether an interrupted message went out. The others (SMTP, file) cannot say, and the
+admin decides.
 """
 
 from __future__ import annotations
@@ -37,3 +41,15 @@ class EmailBackend(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class SentMailSearch(Protocol):
+    """A backend that can tell whether a message went out, by its own Message-ID."""
+
+    def find_sent(self, message_id: str) -> str | None:
+        """The provider's id of the sent message with this Message-ID, or ``None`` if none was sent.
+
+        Raises ``EmailDeliveryError`` when it cannot tell (no access, the provider failing).
+        """
+        ...

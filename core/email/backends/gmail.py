@@ -11,6 +11,11 @@ A server error (5xx) or a connection that breaks after the request went out is d
 may have delivered the message already, so it is never retried here (``DeliveryUncertain``:
 the outbox leaves it interrupted for the admin to decide). Sends are paced under the per-user
 rate ``GMAIL_SENDS_PER_MINUTE``, shared by all threads using one backend.
+
+Whether an interrupted message went out (``find_sent``, the outbox's ``SentMailSearch``) is
+answered from the account's sent mail, searched for the message's own Message-ID
+(``rfc822msgid:``). That needs read access (``gmail.readonly``) besides ``gmail.send``; without
+it the search cannot tell, and the admin decides as for SMTP.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from core.settings import Settings
 log = logging.getLogger(__name__)
 
 SEND_SCOPE = "https://www.googleapis.com/auth/gmail.send"
+READ_SCOPE = "https://www.googleapis.com/auth/gmail.readonly"
 RATE_LIMIT_REASONS = frozenset({"userRateLimitExceeded", "rateLimitExceeded"})
 DAILY_LIMIT_REASONS = frozenset({"dailyLimitExceeded"})
 # A 403 saying the credentials lack the scope asked for: they are valid, only narrower.
@@ -67,8 +73,11 @@ class GmailBackend:
         max_delay: float = 64.0,
         sleep: Callable[[float], None] = time.sleep,
         pacer: Pacer | None = None,
+        search_service_factory: ServiceFactory | None = None,
     ) -> None:
         self._service_factory = service_factory
+        # Searching the sent mail needs read access: its own credentials (default: the sending ones).
+        self._search_service_factory = search_service_factory or service_factory
         self._local = threading.local()
         self.parallel_sends = parallel_sends
         self.max_attempts = max_attempts
@@ -85,9 +94,15 @@ class GmailBackend:
         if path is None:
             raise EmailDeliveryError("EMAIL_BACKEND is gmail but GMAIL_CREDENTIALS_FILE is not set.")
         credentials = load_credentials(path, delegated_user=settings.gmail_delegated_user)
+
+        def search_service() -> Any:
+            reader = load_credentials(path, delegated_user=settings.gmail_delegated_user, scopes=[READ_SCOPE])
+            return build("gmail", "v1", credentials=reader, cache_discovery=False)
+
         return cls(
             lambda: build("gmail", "v1", credentials=credentials, cache_discovery=False),
             sends_per_minute=settings.gmail_sends_per_minute,
+            search_service_factory=search_service,
         )
 
     @property
@@ -146,8 +161,36 @@ class GmailBackend:
         address = profile.get("emailAddress") if isinstance(profile, dict) else None
         return f"Signed in to Gmail as {address or 'the configured mailbox'}; nothing was sent."
 
+    def find_sent(self, message_id: str) -> str | None:
+        """The Gmail id of the sent message whose Message-ID header is ``message_id``; ``None`` if
+        the sent mail has none. ``EmailDeliveryError`` when Gmail cannot be asked (no read access,
+        an error): then nobody can tell."""
+        query = f"rfc822msgid:{message_id.strip().strip('<>')}"
+        try:
+            service = self._search_service()
+            response = service.users().messages().list(
+                userId="me", q=query, labelIds=["SENT"], maxResults=1, includeSpamTrash=True
+            ).execute()
+        except HttpError as exc:
+            _, reason = _error_reasons(exc)
+            raise EmailDeliveryError(f"Could not search Gmail's sent mail ({exc.resp.status}): {reason}") from None
+        except (httplib2.HttpLib2Error, OSError) as exc:
+            raise EmailDeliveryError(f"Could not search Gmail's sent mail: {exc}") from None
+        found = response.get("messages") or []
+        return str(found[0]["id"]) if found else None
+
     def close(self) -> None:
         self._local = threading.local()
+
+    def _search_service(self) -> Any:
+        service = getattr(self._local, "search_service", None)
+        if service is None:
+            try:
+                service = self._search_service_factory()
+            except GoogleAuthError as exc:
+                raise EmailDeliveryError(f"Could not sign in to Gmail to search the sent mail: {exc}") from None
+            self._local.search_service = service
+        return service
 
     def _service(self) -> Any:
         service = getattr(self._local, "service", None)
@@ -199,8 +242,10 @@ class GmailBackend:
         return min(self.max_delay, self.base_delay * 2 ** (attempt - 1)) + random.uniform(0, self.base_delay)
 
 
-def load_credentials(path: Path, *, delegated_user: str | None) -> Any:
-    """Credentials from a service-account key (with ``delegated_user``) or an OAuth token file."""
+def load_credentials(path: Path, *, delegated_user: str | None, scopes: list[str] | None = None) -> Any:
+    """Credentials from a service-account key (with ``delegated_user``) or an OAuth token file,
+    for ``scopes`` (default: sending only)."""
+    scopes = scopes or [SEND_SCOPE]
     try:
         info = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -211,9 +256,9 @@ def load_credentials(path: Path, *, delegated_user: str | None) -> Any:
                 raise EmailDeliveryError(
                     "A service-account key needs GMAIL_DELEGATED_USER (the mailbox to send as)."
                 )
-            account = service_account.Credentials.from_service_account_info(info, scopes=[SEND_SCOPE])
+            account = service_account.Credentials.from_service_account_info(info, scopes=scopes)
             return account.with_subject(delegated_user)
-        return user_credentials.Credentials.from_authorized_user_info(info, scopes=[SEND_SCOPE])
+        return user_credentials.Credentials.from_authorized_user_info(info, scopes=scopes)
     except (GoogleAuthError, ValueError) as exc:
         raise EmailDeliveryError(f"GMAIL_CREDENTIALS_FILE {path} is not usable: {exc}") from None
 

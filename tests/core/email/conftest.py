@@ -84,3 +84,17 @@ def skip_words(message: EmailMessage) -> str | None:
         return None
     return describe_skip(message.skip_reason, campaign_id=message.skip_campaign_id,
                          cooldown_days=message.campaign.cooldown_days)
+
+
+def dead_process_token() -> str:
+    """The sender token (``core.email.senders``) of a run on this host whose process has exited."""
+    import socket
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return f"pid:{socket.gethostname()}:{process.pid}:"
+
+
+ANOTHER_HOSTS_RUN = "pid:another-host.example:4242:"  # a run nobody here can check

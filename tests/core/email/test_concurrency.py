@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -206,3 +207,66 @@ def _copy_of(session, campaign: EmailCampaign, *, cooldown_days: int) -> int:  #
                                  html_body=row.html_body, text_body=row.text_body))
     session.commit()
     return copy.id
+
+
+def test_a_resume_that_meets_another_run_claiming_the_last_message_waits_and_succeeds(session, database_url, tmp_path,
+                                                                                          monkeypatch):
+    """It does not report "still queued" a message another run was claiming at that very moment."""
+    from dataclasses import replace
+
+    from core.email.registry import EMAIL_TYPES, everyone_who_owes
+    from core.email.sending import resume_campaign
+
+    tenant = make_tenant(session, slug="busy")
+    parent = make_parent(session, tenant, "Parent", "p@example.org")
+    make_link(session, tenant, make_player(session, tenant, parent), make_product(session, tenant, "Registration"))
+    session.commit()
+    admin = acting(tenant)
+    campaign = start_campaign(session, admin, OUTSTANDING_BALANCE, email_from=EMAIL_FROM)
+    session.commit()
+    claiming = threading.Event()
+
+    def slow_to_check(session, user, parent_ids=None):  # type: ignore[no-untyped-def]
+        if parent_ids:  # the claim re-checks the family's balance, holding the row
+            claiming.set()
+            time.sleep(0.5)
+        return everyone_who_owes(session, user, parent_ids)
+
+    monkeypatch.setitem(EMAIL_TYPES, OUTSTANDING_BALANCE.key, replace(OUTSTANDING_BALANCE, audience=slow_to_check))
+    outbox, engines = tmp_path / "outbox", [make_engine(database_url) for _ in range(2)]
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        first = pool.submit(resume_campaign, engines[0], admin, campaign.id, backend=FileBackend(outbox),
+                            email_from=EMAIL_FROM)
+        assert claiming.wait(10)
+        second = resume_campaign(engines[1], admin, campaign.id, backend=FileBackend(outbox), email_from=EMAIL_FROM)
+        assert (second.succeeded, second.result.remaining, second.result.sent) == (True, 0, 0)
+        assert first.result(timeout=30).result.sent == 1
+    finally:
+        pool.shutdown()
+        for e in engines:
+            e.dispose()
+    assert recipients(outbox) == ["p@example.org"]
+
+
+def test_a_send_to_everyone_that_finds_everyone_taken_by_another_send_queues_no_empty_campaign(
+    session, engine, big_league, tmp_path
+):
+    from sqlalchemy import func, select
+
+    from core.email.senders import live_sender
+    from core.email.sending import prepare_send_to_everyone, send_prepared
+
+    tenant, _ = big_league
+    admin = acting(tenant)
+    prepared = prepare_send_to_everyone(engine, admin, OUTSTANDING_BALANCE, cooldown_days=3, gateway=None,
+                                        backend_problem=lambda: None)
+    assert prepared.manifest.count == PARENTS
+    with live_sender(engine) as other_run:  # meanwhile another send queued every family, and is sending
+        start_campaign(session, admin, OUTSTANDING_BALANCE, email_from=EMAIL_FROM, sender=other_run)
+        session.commit()
+        outcome = send_prepared(engine, admin, prepared, reviewed=False, backend=Slow(tmp_path / "outbox"),
+                                email_from=EMAIL_FROM, gateway=None)
+    assert (outcome.queued, outcome.own, outcome.succeeded) == (None, None, True)
+    assert session.scalar(select(func.count()).select_from(EmailCampaign)) == 1
+    assert recipients(tmp_path / "outbox") == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -39,11 +39,26 @@ class Recorder:
         self.sleeps.append(seconds)
 
 
-def gmail(responses, *, per_minute: float = 6000):  # type: ignore[no-untyped-def]
+def not_in_sent_mail() -> tuple[dict, str]:  # type: ignore[type-arg]
+    return {"status": "200", "content-type": "application/json"}, json.dumps({"resultSizeEstimate": 0})
+
+
+def in_sent_mail(gmail_id: str) -> tuple[dict, str]:  # type: ignore[type-arg]
+    return ({"status": "200", "content-type": "application/json"},
+            json.dumps({"messages": [{"id": gmail_id, "threadId": "t9"}], "resultSizeEstimate": 1}))
+
+
+def gmail(responses, *, per_minute: float = 6000, searches=None):  # type: ignore[no-untyped-def]
+    """A Gmail backend on HttpMockSequence; searches of the sent mail answer from ``searches``
+    (default: never found), on a mock of their own, as they use credentials of their own."""
     http = HttpMockSequence(list(responses))
+    search_http = HttpMockSequence(list(searches if searches is not None else [not_in_sent_mail()] * 20))
     sleep = Recorder()
     backend = GmailBackend(lambda: build("gmail", "v1", http=http, cache_discovery=False),
-                           sends_per_minute=per_minute, sleep=sleep, base_delay=1.0)
+                           sends_per_minute=per_minute, sleep=sleep, base_delay=1.0,
+                           search_service_factory=lambda: build("gmail", "v1", http=search_http,
+                                                                cache_discovery=False))
+    backend.search_http = search_http  # type: ignore[attr-defined]
     return backend, http, sleep
 
 
@@ -288,3 +303,70 @@ def a_message_to(raw: str) -> str:
     import email
     import email.policy
     return email.message_from_bytes(base64.urlsafe_b64decode(raw), policy=email.policy.default)["To"].addresses[0].addr_spec
+
+
+# --- did an interrupted message go out? Gmail's sent mail says ------------------------------------
+
+def test_the_sent_mail_is_searched_for_the_messages_own_message_id():
+    backend, _, _ = gmail([], searches=[in_sent_mail("18sent"), not_in_sent_mail()])
+    assert backend.find_sent("<c1.p1.abc@westside.example.org>") == "18sent"
+    assert backend.find_sent("<c1.p2.def@westside.example.org>") is None
+    (uri, method, _, _), _ = backend.search_http.request_sequence
+    query = parse_qs(urlparse(uri).query)
+    assert method == "GET" and urlparse(uri).path == "/gmail/v1/users/me/messages"
+    assert query["q"] == ["rfc822msgid:c1.p1.abc@westside.example.org"] and query["labelIds"] == ["SENT"]
+
+
+def test_without_read_access_the_search_cannot_tell():
+    backend, _, _ = gmail([], searches=[error(403, "insufficientPermissions")])
+    with pytest.raises(EmailDeliveryError, match="Could not search Gmail's sent mail \\(403\\)"):
+        backend.find_sent("<x@example.org>")
+
+
+def test_an_uncertain_send_that_gmail_finds_in_its_sent_mail_is_recorded_as_sent(session, engine, league):
+    from core.email.campaigns import message_rows, start_campaign
+    from core.email.outbox import drain_outbox
+    from core.email.registry import OUTSTANDING_BALANCE
+    from tests.core.email.conftest import EMAIL_FROM
+    from tests.factories import acting
+
+    admin = acting(league["tenant"])
+    campaign = start_campaign(session, admin, OUTSTANDING_BALANCE, email_from=EMAIL_FROM)
+    session.commit()
+    backend, http, _ = gmail([error(503, "backendError"), ok("second")], searches=[in_sent_mail("18went")])
+    result = drain_outbox(engine, admin, campaign.id, backend=backend, email_from=EMAIL_FROM, workers=1)
+    assert (result.sent, result.interrupted, result.succeeded) == (1, 0, True)
+    assert len(http.request_sequence) == 2  # nothing was sent twice
+    ana = next(row for row in message_rows(session, admin, campaign.id) if row.to_address == "ana@example.org")
+    assert (ana.status, ana.provider_message_id) == ("sent", "18went")
+    (uri, _, _, _), = backend.search_http.request_sequence
+    assert parse_qs(urlparse(uri).query)["q"] == [f"rfc822msgid:{ana.message_id_header.strip('<>')}"]
+
+
+def test_a_message_of_a_killed_run_is_settled_from_gmails_sent_mail_when_the_send_is_resumed(
+    session, engine, league
+):
+    """The run died inside the provider call: the resume asks Gmail, finds it, and sends nothing twice."""
+    from sqlalchemy import update
+
+    from core.email.campaigns import message_rows, start_campaign
+    from core.email.outbox import drain_outbox
+    from core.email.registry import OUTSTANDING_BALANCE
+    from core.models import EmailMessage, MessageStatus, utcnow
+    from tests.core.email.conftest import EMAIL_FROM, dead_process_token
+    from tests.factories import acting
+
+    admin = acting(league["tenant"])
+    campaign = start_campaign(session, admin, OUTSTANDING_BALANCE, email_from=EMAIL_FROM)
+    session.commit()
+    ana = next(row for row in message_rows(session, admin, campaign.id) if row.to_address == "ana@example.org")
+    session.execute(update(EmailMessage).where(EmailMessage.id == ana.id).values(
+        status=MessageStatus.SENDING, claimed_at=utcnow(), attempts=1, claimed_by=dead_process_token()))
+    session.commit()
+    backend, http, _ = gmail([ok("ben")], searches=[in_sent_mail("18ana")])
+    result = drain_outbox(engine, admin, campaign.id, backend=backend, email_from=EMAIL_FROM)
+    assert (result.sent, result.interrupted, result.in_flight, result.succeeded) == (1, 0, 0, True)
+    assert [a_message_to(json.loads(body)["raw"]) for _, _, body, _ in http.request_sequence] == ["ben@example.org"]
+    shown = {row.to_address: (row.status, row.provider_message_id) for row in message_rows(session, admin, campaign.id)}
+    assert shown["ana@example.org"] == ("sent", "18ana")
+

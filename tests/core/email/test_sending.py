@@ -14,6 +14,7 @@ from core.email.registry import OUTSTANDING_BALANCE
 from core.email.sending import (
     ListChangedSinceReview,
     prepare_send_to_everyone,
+    record_decisions,
     resume_campaign,
     send_prepared,
     send_test,
@@ -119,8 +120,8 @@ def test_a_send_confirmed_in_advance_is_not_synced_twice(engine, session, league
                             on_queued=lambda queued: seen.append((queued, recipients(outbox_dir))))
     assert sync.runs == 1
     assert (seen[0][0].recipients, seen[0][0].skipped, seen[0][1]) == (2, 5, [])  # reported before sending
-    assert outcome.succeeded and outcome.result.sent == 2 and recipients(outbox_dir) == OWING
-    assert outcome.queued is not None and outcome.queued.campaign_id == outcome.campaign_id
+    assert outcome.succeeded and outcome.own.result.sent == 2 and recipients(outbox_dir) == OWING
+    assert outcome.queued is not None and outcome.queued.campaign_id == outcome.own.campaign_id
 
 
 def test_a_reviewed_send_syncs_again_and_is_refused_when_a_family_paid_meanwhile(engine, session, league, outbox_dir):
@@ -134,7 +135,7 @@ def test_a_reviewed_send_syncs_again_and_is_refused_when_a_family_paid_meanwhile
     assert [e.email for e in current.manifest.recipients] == ["ana@example.org"]
     outcome = send_prepared(engine, acting(league["tenant"]), current, reviewed=True,
                             backend=FileBackend(outbox_dir), email_from=EMAIL_FROM, gateway=A_GATEWAY, sync=sync)
-    assert outcome.result.sent == 1 and recipients(outbox_dir) == ["ana@example.org"]
+    assert outcome.own.result.sent == 1 and recipients(outbox_dir) == ["ana@example.org"]
 
 
 def test_a_send_confirmed_in_advance_queues_the_list_as_it_is_now(engine, session, league, outbox_dir):
@@ -142,7 +143,7 @@ def test_a_send_confirmed_in_advance_queues_the_list_as_it_is_now(engine, sessio
     ben_pays(session, league)
     outcome = send_prepared(engine, acting(league["tenant"]), prepared, reviewed=False,
                             backend=FileBackend(outbox_dir), email_from=EMAIL_FROM, gateway=None)
-    assert outcome.result.sent == 1 and recipients(outbox_dir) == ["ana@example.org"]
+    assert outcome.own.result.sent == 1 and recipients(outbox_dir) == ["ana@example.org"]
 
 
 # --- the report both drivers show -----------------------------------------------------------------
@@ -157,7 +158,7 @@ class RefusesAna(FileBackend):
 def test_the_report_says_what_failed_and_what_was_skipped_at_send_time_and_why(engine, session, league, outbox_dir):
     prepared = prepare(engine, league)
     outcome = send_prepared(engine, acting(league["tenant"]), prepared, reviewed=False,
-                            backend=RefusesAna(outbox_dir), email_from=EMAIL_FROM, gateway=None)
+                            backend=RefusesAna(outbox_dir), email_from=EMAIL_FROM, gateway=None).own
     assert not outcome.succeeded
     assert [(r.parent_name, r.reason) for r in outcome.report.failed] == [("Ana O'Neil <& Co>", "550 mailbox unavailable")]
     assert outcome.report.counts == {"sent": 1, "failed": 1, "interrupted": 0, "pending": 0, "skipped": 5}
@@ -218,6 +219,7 @@ def test_only_an_admin_may_run_a_send_workflow(engine, session, league, outbox_d
         lambda: send_test(engine, user, email_type=OUTSTANDING_BALANCE, test_address="me@example.org",
                           backend=backend, email_from=EMAIL_FROM),
         lambda: resume_campaign(engine, user, 1, backend=backend, email_from=EMAIL_FROM, retry_failed=True),
+        lambda: record_decisions(engine, user, 1, was_sent=["1"]),
     ]
     for attempt in attempts:
         with pytest.raises(PermissionDenied):
@@ -229,6 +231,6 @@ def test_the_cool_down_a_send_was_prepared_with_is_the_one_it_is_queued_with(eng
     prepared = prepare_send_to_everyone(engine, acting(league["tenant"]), OUTSTANDING_BALANCE, cooldown_days=0,
                                         gateway=None, backend_problem=lambda: None)
     outcome = send_prepared(engine, acting(league["tenant"]), prepared, reviewed=False,
-                            backend=FileBackend(outbox_dir), email_from=EMAIL_FROM, gateway=None)
+                            backend=FileBackend(outbox_dir), email_from=EMAIL_FROM, gateway=None).own
     session.expire_all()
     assert session.get(EmailCampaign, outcome.campaign_id).cooldown_days == 0

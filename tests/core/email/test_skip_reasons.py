@@ -111,8 +111,22 @@ def test_a_family_emailed_by_a_send_still_in_progress_is_not_emailed_again_with_
     assert when_queueing(family(), sent, cooldown_days=0) == Skip(R.EMAILED_BY_SEND_IN_PROGRESS, 7)
 
 
+def test_a_reminder_another_send_got_out_after_this_one_was_asked_for_holds_the_family_with_no_cool_down():
+    """Two sends asked for at once: the second waited its turn while the first finished."""
+    sent_meanwhile = OtherReminder(7, S.SENT, at=NOW + timedelta(seconds=2), campaign_in_progress=False)
+    assert when_queueing(family(), sent_meanwhile, cooldown_days=0) == Skip(R.EMAILED_BY_SEND_IN_PROGRESS, 7)
+
+
 def test_a_send_that_stopped_long_ago_holds_only_what_it_still_has_queued():
     assert when_queueing(family(), other(7, S.SENT, ago=timedelta(days=10), in_progress=False)) is None
+
+
+@pytest.mark.parametrize("queueing", [True, False], ids=["when-queueing", "when-sending"])
+def test_a_reminder_that_may_have_been_sent_holds_the_family_until_the_admin_decides_whatever_the_cool_down(queueing):
+    maybe = other(7, S.MAY_HAVE_BEEN_SENT, ago=timedelta(days=40))
+    decide = when_queueing if queueing else when_sending
+    assert decide(family(), maybe, cooldown_days=0) == Skip(R.AWAITING_DECISION, 7)
+    assert decide(family(), maybe) == Skip(R.AWAITING_DECISION, 7)
 
 
 def test_the_strongest_hold_is_named_being_sent_then_emailed_then_queued():
