@@ -90,21 +90,22 @@ class Services:
         return self.payment_gateway(action=action) if self.stripe_configured else None
 
     @contextmanager
-    def email_backend(self) -> Iterator[EmailBackend]:
-        """A backend for one send run, closed when the block ends."""
-        backend = make_email_backend(self.settings)
+    def email_backend(self, config: Settings | None = None) -> Iterator[EmailBackend]:
+        """A backend for one send run, closed when the block ends. ``config``: the settings a
+        league sends with (``core.access.league_settings.settings_for_league``), else the server's."""
+        backend = make_email_backend(config or self.settings)
         try:
             yield backend
         finally:
             backend.close()
 
-    def email_backend_problem(self) -> str | None:
+    def email_backend_problem(self, config: Settings | None = None) -> str | None:
         """Why email cannot go out now (the backend refuses to be built), or ``None``.
 
         Builds the backend and closes it: nothing is sent and no connection is kept.
         """
         try:
-            with self.email_backend():
+            with self.email_backend(config):
                 return None
         except EmailDeliveryError as exc:
             return str(exc)

@@ -131,12 +131,17 @@ def without_database_secrets(text: str, database_url: str) -> str:
     return text
 
 
+def address_of(email_from: str) -> str:
+    """The address of a From value written as EMAIL_FROM is ("Name <address>" or "address")."""
+    return parseaddr(email_from)[1].lower()
+
+
 def email_from_problem(email_from: str, *, backend: str) -> str | None:
     """Why real email cannot go out From ``email_from`` through ``backend`` (``None``: it can).
 
     Only the ``file`` backend, which delivers nothing, may use the placeholder.
     """
-    if backend == "file" or parseaddr(email_from)[1].lower() != PLACEHOLDER_EMAIL_ADDRESS:
+    if backend == "file" or address_of(email_from) != PLACEHOLDER_EMAIL_ADDRESS:
         return None
     return (f"EMAIL_FROM is not set, so email would go out from the placeholder address "
             f"{PLACEHOLDER_EMAIL_ADDRESS}; set the address your league sends from in League settings "

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from typing import TextIO
 
 from cli.context import CommandContext, add_tenant_option, league_command
+from cli.output import shown
+from core.access.league_settings import settings_for_league
 from core.email.campaigns import DEFAULT_COOLDOWN_DAYS, Manifest
 from core.email.outbox import INTERRUPTED, DrainProgress
 from core.email.registry import OUTSTANDING_BALANCE
@@ -22,6 +24,7 @@ from core.email.sending import (
 )
 from core.errors import InvalidInput
 from core.reporting.directory import find_parent
+from core.settings import Settings
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -85,28 +88,34 @@ def run(args: argparse.Namespace, *, stdin: TextIO | None = None) -> int:
         return _send_to_everyone(ctx, args, stdin=stdin or sys.stdin)
 
 
+def _league_config(ctx: CommandContext) -> Settings:
+    """The settings this league sends with: its own sender address and cool-down, else the server's."""
+    return settings_for_league(ctx.tenant, ctx.settings)
+
+
 def _test_send(ctx: CommandContext, address: str, parent: str | None) -> int:
+    config = _league_config(ctx)
     # A lookup in the command's own session, which nothing reads again afterwards.
     parent_id = find_parent(ctx.session, ctx.user, parent).id if parent is not None else None
-    with ctx.services.email_backend() as backend:
+    with ctx.services.email_backend(config) as backend:
         outcome = send_test(
             ctx.services.sessions, ctx.user, email_type=OUTSTANDING_BALANCE, test_address=address,
-            parent_id=parent_id, backend=backend, email_from=ctx.settings.email_from,
+            parent_id=parent_id, backend=backend, email_from=config.email_from,
         )
     for row in outcome.report.rows:
-        print(f"Test send: {row.parent_name}'s email ({row.amount}) to {row.to_address}")
+        print(f"Test send: {shown(row.parent_name)}'s email ({row.amount}) to {shown(row.to_address)}")
     return _report(outcome)
 
 
 def _send_to_everyone(ctx: CommandContext, args: argparse.Namespace, *, stdin: TextIO) -> int:
-    services = ctx.services
+    services, config = ctx.services, _league_config(ctx)
     gateway = services.payment_gateway_if_configured(action="sync payments before sending")
     prepared = prepare_send_to_everyone(
         services.sessions, ctx.user, OUTSTANDING_BALANCE,
-        cooldown_days=ctx.settings.email_cooldown_days if args.cooldown_days is None else args.cooldown_days,
-        gateway=gateway, backend_problem=services.email_backend_problem,
+        cooldown_days=config.email_cooldown_days if args.cooldown_days is None else args.cooldown_days,
+        gateway=gateway, backend_problem=lambda: services.email_backend_problem(config),
     )
-    print(prepared.sync.note)
+    print(shown(prepared.sync.note))
     for campaign in prepared.being_sent:
         print(f"Campaign #{campaign.id} is being sent by another run right now: its families are skipped below.",
               file=sys.stderr)
@@ -130,10 +139,10 @@ def _send_to_everyone(ctx: CommandContext, args: argparse.Namespace, *, stdin: T
     if not args.yes and not _confirmed(prepared, stdin):
         print("Nothing sent.")
         return 1
-    with services.email_backend() as backend:
+    with services.email_backend(config) as backend:
         outcome = send_prepared(
             services.sessions, ctx.user, prepared, reviewed=not args.yes, backend=backend,
-            email_from=ctx.settings.email_from, gateway=gateway, progress=_progress_printer(),
+            email_from=config.email_from, gateway=gateway, progress=_progress_printer(),
             on_queued=_print_queued,
         )
     if outcome.queued is None and prepared.manifest.count:
@@ -143,9 +152,10 @@ def _send_to_everyone(ctx: CommandContext, args: argparse.Namespace, *, stdin: T
 
 
 def _resume(ctx: CommandContext, args: argparse.Namespace) -> int:
-    with ctx.services.email_backend() as backend:  # a backend that cannot send refuses before anything is queued
+    config = _league_config(ctx)
+    with ctx.services.email_backend(config) as backend:  # a backend that cannot send refuses before anything is queued
         outcome = resume_campaign(
-            ctx.services.sessions, ctx.user, args.resume, backend=backend, email_from=ctx.settings.email_from,
+            ctx.services.sessions, ctx.user, args.resume, backend=backend, email_from=config.email_from,
             retry_failed=args.retry_failed, retry_interrupted=args.retry_interrupted, was_sent=args.was_sent,
             send_again=args.send_again, progress=_progress_printer(),
         )
@@ -167,15 +177,15 @@ def _report(outcome: SendOutcome) -> int:
     if result.in_flight:
         print(f"{result.in_flight} messages are being sent by another run right now.")
     if result.stopped_reason:
-        print(f"Stopped: {result.stopped_reason}", file=sys.stderr)
+        print(f"Stopped: {shown(result.stopped_reason)}", file=sys.stderr)
     if result.skipped or not result.succeeded:
         for row in report.skipped_at_send_time:
-            print(f"skipped at send time: {row.parent_name} <{row.to_address}>: {row.reason}")
+            print(f"skipped at send time: {shown(row.parent_name)} <{shown(row.to_address)}>: {shown(row.reason)}")
     if not result.succeeded:
         for row in report.failed:
-            print(f"failed: {row.parent_name} <{row.to_address}>: {row.reason}", file=sys.stderr)
+            print(f"failed: {shown(row.parent_name)} <{shown(row.to_address)}>: {shown(row.reason)}", file=sys.stderr)
         for row in report.interrupted:
-            print(f"{INTERRUPTED}: {row.parent_name} <{row.to_address}>: message {row.id}, "
+            print(f"{INTERRUPTED}: {shown(row.parent_name)} <{shown(row.to_address)}>: message {row.id}, "
                   f"Message-ID {row.message_id_header}", file=sys.stderr)
         if report.interrupted:
             print(
@@ -196,12 +206,12 @@ def _report(outcome: SendOutcome) -> int:
 def _print_manifest(manifest: Manifest) -> None:
     print(f"Will email {manifest.count} parents, {manifest.total} in total:")
     for entry in manifest.recipients:
-        print(f"  {entry.parent_name} <{entry.email}>: {entry.amount} ({entry.line_items} items)")
+        print(f"  {shown(entry.parent_name)} <{shown(entry.email)}>: {entry.amount} ({entry.line_items} items)")
     if manifest.skipped:
         counts = ", ".join(f"{reason}: {count}" for reason, count in sorted(manifest.skip_counts.items()))
         print(f"Skipped {len(manifest.skipped)} parents ({counts}):")
         for entry in manifest.skipped:
-            print(f"  {entry.parent_name}: {entry.skip_reason}")
+            print(f"  {shown(entry.parent_name)}: {shown(entry.skip_reason)}")
 
 
 def _confirmed(prepared: PreparedSend, stdin: TextIO) -> bool:

@@ -13,8 +13,7 @@ from __future__ import annotations
 import enum
 import re
 import unicodedata
-from dataclasses import dataclass, fields
-from email.utils import parseaddr
+from dataclasses import dataclass, fields, replace
 from typing import Generic, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -33,6 +32,7 @@ from core.settings import (
     PLACEHOLDER_EMAIL_ADDRESS,
     PLACEHOLDER_SUCCESS_URL,
     Settings,
+    address_of,
     email_from_problem,
     success_url_problem,
 )
@@ -292,7 +292,7 @@ class EffectiveSettings:
 
     @property
     def sender_is_placeholder(self) -> bool:
-        return _address_of(self.email_from.value) == PLACEHOLDER_EMAIL_ADDRESS
+        return address_of(self.email_from.value) == PLACEHOLDER_EMAIL_ADDRESS
 
     @property
     def success_url_is_placeholder(self) -> bool:
@@ -338,5 +338,15 @@ def effective_settings(tenant: Tenant | None, settings: Settings) -> EffectiveSe
     )
 
 
-def _address_of(email_from: str) -> str:
-    return parseaddr(email_from)[1].lower()
+def settings_for_league(tenant: Tenant | None, settings: Settings) -> Settings:
+    """``settings`` with the league's own sender address, thank-you page and cool-down applied
+    (``effective_settings``): what the send and backfill workflows of that league run with."""
+    in_force = effective_settings(tenant, settings)
+    return replace(
+        settings,
+        email_from=in_force.email_from.value,
+        payment_success_url=in_force.payment_success_url.value,
+        email_cooldown_days=in_force.email_cooldown_days.value,
+    )
+
+

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pandas as pd
 import streamlit as st
 
+from core.access.league_settings import settings_for_league
 from core.access.permissions import ActingUser, Permission
 from core.email.campaigns import Manifest, MessageRow, parents_to_email, preview_email, unfinished_campaigns
 from core.email.outbox import DrainProgress
@@ -24,7 +25,8 @@ from core.email.sending import (
 )
 from core.errors import BillingError
 from core.money import format_cents
-from core.settings import Settings
+from core.reporting.directory import league_of
+from core.settings import PLACEHOLDER_EMAIL_ADDRESS, Settings, address_of
 from dashboard.email_frame import sandboxed_email
 from dashboard.state import data_changed, require_user, services, session_scope, settings
 from dashboard.text import plain
@@ -75,7 +77,7 @@ def _test_send_tab(user: ActingUser, config: Settings, choices: dict[int, str]) 
     if st.button("Send test email", key="send_test", type="primary", icon=":material/send:",
                  disabled=config.email_from_problem() is not None):
         try:
-            with services().email_backend() as backend:
+            with services().email_backend(config) as backend:
                 outcome = send_test(services().sessions, user, email_type=EMAIL_TYPE, test_address=address,
                                     parent_id=parent_id, backend=backend, email_from=config.email_from)
         except BillingError as exc:
@@ -103,7 +105,7 @@ def _progress_bar() -> Callable[[DrainProgress], None]:
 def _resume(user: ActingUser, config: Settings, campaign_id: int, *, retry_failed: bool = False,
             send_again: tuple[str, ...] = ()) -> None:
     try:
-        with services().email_backend() as backend:
+        with services().email_backend(config) as backend:
             resume_campaign(services().sessions, user, campaign_id, backend=backend, email_from=config.email_from,
                             retry_failed=retry_failed, send_again=send_again,
                             progress=_progress_bar())
@@ -135,7 +137,7 @@ def _prepare(user: ActingUser, config: Settings) -> None:
     try:
         st.session_state[PREPARED] = prepare_send_to_everyone(
             app.sessions, user, EMAIL_TYPE, cooldown_days=config.email_cooldown_days,
-            gateway=app.payment_gateway_if_configured(action=SYNC_ACTION), backend_problem=app.email_backend_problem,
+            gateway=app.payment_gateway_if_configured(action=SYNC_ACTION), backend_problem=lambda: app.email_backend_problem(config),
         )
     except BillingError as exc:  # a failed sync, or email that cannot go out: no list to send from
         st.session_state[SEND_REFUSED] = str(exc)
@@ -147,7 +149,7 @@ def _send_reviewed(user: ActingUser, config: Settings, prepared: PreparedSend) -
     """Send what the admin reviewed; if the list changed meanwhile, show it as it is now instead."""
     app = services()
     try:
-        with app.email_backend() as backend:
+        with app.email_backend(config) as backend:
             outcome = send_prepared(
                 app.sessions, user, prepared, reviewed=True, backend=backend, email_from=config.email_from,
                 gateway=app.payment_gateway_if_configured(action=SYNC_ACTION), progress=_progress_bar(),
@@ -189,7 +191,8 @@ def _confirm_send(prepared: PreparedSend) -> None:
         st.rerun()
     if left.button("Yes, send now", key="confirm_send", type="primary", width="stretch"):
         _stop_confirming()
-        _send_reviewed(require_user(), settings(), prepared)
+        user = require_user()
+        _send_reviewed(user, league_config(user), prepared)
         st.rerun()
 
 
@@ -309,15 +312,25 @@ def _send_tab(user: ActingUser, config: Settings) -> None:
         _result(user, config, campaign_id)
 
 
+def league_config(user: ActingUser) -> Settings:
+    """The settings this league sends with: its own sender address and cool-down, else the server's."""
+    with session_scope() as session:
+        return settings_for_league(league_of(session, user), settings())
+
+
 def main() -> None:
     user = require_user()
-    config = settings()
+    config = league_config(user)
     st.title("Email")
     where = f"files in {config.email_outbox_dir}" if config.email_backend == "file" else config.email_backend.upper()
     st.caption(f"The outstanding-balance email. Sending through: {where}.")
     sender_problem = config.email_from_problem()
     if sender_problem:
         st.error(f"Nothing can be sent yet: {plain(sender_problem)}", icon=":material/alternate_email:")
+    elif address_of(config.email_from) == PLACEHOLDER_EMAIL_ADDRESS:
+        st.warning(f"Emails go out from the placeholder address {PLACEHOLDER_EMAIL_ADDRESS}: fine for trying "
+                   "the file outbox, but set the address your league sends from in League settings before "
+                   "sending for real.", icon=":material/alternate_email:")
     choices = _choices(user)
     preview, test, everyone = st.tabs(["Preview", "Test send", "Send to everyone"])
     with preview:

@@ -244,3 +244,33 @@ def test_a_backend_that_cannot_send_is_refused_before_anything_is_queued(league,
     assert captured.err.startswith("error: EMAIL_FROM is not set") and "queued" not in captured.out
     session.expire_all()
     assert session.execute(select(func.count()).select_from(EmailCampaign)).scalar_one() == 0
+
+
+def test_the_leagues_own_sender_address_lifts_the_placeholder_refusal_and_is_the_from(league, cli_env, monkeypatch,
+                                                                                     session, capsys):
+    from aiosmtpd.controller import Controller
+
+    from core.models import Tenant
+    from tests.core.email.test_backends import Collector, free_port
+
+    collector = Collector()
+    server = Controller(collector, hostname="127.0.0.1", port=free_port())
+    server.start()
+    try:
+        monkeypatch.setenv("EMAIL_BACKEND", "smtp")
+        monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
+        monkeypatch.setenv("SMTP_PORT", str(server.port))
+        monkeypatch.setenv("SMTP_STARTTLS", "false")
+        monkeypatch.delenv("EMAIL_FROM")
+        assert main(["send-outstanding", "--test-email", "me@example.org"]) == 1
+        assert "placeholder address treasurer@example.org" in capsys.readouterr().err
+        assert collector.envelopes == []
+
+        tenant = session.get(Tenant, league["tenant"].id)
+        tenant.sender_address = "billing@westside.example.org"
+        session.commit()
+        assert main(["send-outstanding", "--test-email", "me@example.org"]) == 0
+    finally:
+        server.stop()
+    [(mail_from, rcpt, _)] = collector.envelopes
+    assert (mail_from, rcpt) == ("billing@westside.example.org", ["me@example.org"])
