@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from core.access.leagues import find_or_create_tenant, find_tenant
 from core.access.permissions import ActingUser, cli_operator
 from core.composition import Services, build_services
-from core.db import upgrade_database
+from core.db import upgrade_if_behind
 from core.models import Tenant
 from core.settings import Settings, load_settings
 
@@ -47,10 +47,15 @@ def add_tenant_option(parser: argparse.ArgumentParser) -> None:
 
 
 def open_database() -> Services:
-    """The services on a database migrated to the current schema."""
-    settings = load_settings()
-    upgrade_database(settings.database_url)
-    return build_services(settings)
+    """The services on a database migrated to the current schema (checked with one query;
+    Alembic runs only when the database is behind)."""
+    services = build_services(load_settings())
+    try:
+        upgrade_if_behind(services.engine)
+    except BaseException:
+        services.close()
+        raise
+    return services
 
 
 @contextmanager

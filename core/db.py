@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import logging
 import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -215,6 +216,57 @@ def alembic_config(url: str):  # type: ignore[no-untyped-def]
     config.set_main_option("script_location", str(REPO_ROOT / "migrations"))
     config.attributes["database_url"] = normalise_url(url)
     return config
+
+
+MIGRATIONS_DIR = REPO_ROOT / "migrations" / "versions"
+_REVISION_LINE = re.compile(r"^(revision|down_revision)\s*(?::[^=]*)?=\s*(.+?)\s*$", re.MULTILINE)
+
+
+def schema_head(versions: Path = MIGRATIONS_DIR) -> str | None:
+    """The newest migration's revision, read from the ``revision`` and ``down_revision`` lines
+    of the migration files, without loading Alembic; ``None`` unless they name exactly one head
+    (then Alembic is the one to decide)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in versions.glob("*.py"):
+        found: dict[str, str] = {
+            match[1]: match[2] for match in _REVISION_LINE.finditer(path.read_text(encoding="utf-8"))
+        }
+        try:
+            revision = ast.literal_eval(found["revision"])
+            down = ast.literal_eval(found.get("down_revision", "None"))
+        except (KeyError, ValueError, SyntaxError):
+            return None
+        if not isinstance(revision, str):
+            return None
+        revisions.add(revision)
+        parents.update([down] if isinstance(down, str) else down or ())
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def database_revisions(engine: Engine) -> set[str]:
+    """The revisions the database says it is at (``alembic_version``); empty before any migration."""
+    with engine.connect() as connection:
+        if not inspect(connection).has_table("alembic_version"):
+            return set()
+        return set(connection.execute(text("SELECT version_num FROM alembic_version")).scalars())
+
+
+def upgrade_if_behind(engine: Engine) -> bool:
+    """Migrate ``engine``'s database to the current schema unless it is there already; True if it ran
+    the migrations.
+
+    A command that changes nothing should not pay for Alembic on every run: this reads the
+    database's revision with one query and compares it with ``schema_head()``. Only when they
+    differ (or the head cannot be read from the files) does it load Alembic, which then does
+    what ``upgrade_database`` always did, refusals included (e.g. a database of a newer version).
+    """
+    head = schema_head()
+    if head is not None and database_revisions(engine) == {head}:
+        return False
+    upgrade_database(engine.url.render_as_string(hide_password=False))
+    return True
 
 
 def upgrade_database(url: str | None = None, revision: str = "head") -> None:
