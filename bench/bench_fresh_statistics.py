@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import text  # noqa: E402
+from sqlalchemy import Engine, Select, text  # noqa: E402
 from sqlalchemy.exc import OperationalError  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
@@ -35,7 +35,7 @@ WRITTEN = sorted({table for plan in PLANS.values() for table in plan.writes}
                  | {PaymentLink.__tablename__, PriceTier.__tablename__})
 
 
-def timed(engine, statement, timeout: int) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+def timed(engine: Engine, statement: Select, timeout: int) -> tuple[str, str]:
     """The statement's time (or that it timed out) and the first lines of its plan."""
     with engine.connect() as connection:
         connection.execute(text(f"SET statement_timeout = '{timeout}s'"))
