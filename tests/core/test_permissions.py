@@ -247,6 +247,7 @@ BEFORE_ANYONE_ACTS: dict[str, str] = {
     "core.access.leagues.find_tenant": "the CLI's --tenant option",
     "core.access.leagues.find_or_create_tenant": "the CLI's first import",
     "core.access.leagues.list_tenant_slugs": "the CLI's error messages",
+    "core.db.analyze_after_commit": "database upkeep after a caller's commit (the import's); reads no league's data",
 }
 
 
