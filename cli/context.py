@@ -20,7 +20,7 @@ from cli.output import shown
 from core.access.leagues import find_or_create_tenant, find_tenant
 from core.access.permissions import ActingUser, cli_operator
 from core.composition import Services, build_services
-from core.db import upgrade_database
+from core.db import upgrade_if_behind
 from core.models import Tenant
 from core.settings import Settings, load_settings
 from core.setup.database_file import DEMO_DATABASE_URL, database_url_configured, holds_demo_league
@@ -62,8 +62,12 @@ def open_database(*, demo: bool = False) -> Services:
     configured = database_url_configured(os.environ)
     if demo and not configured:
         settings = replace(settings, database_url=DEMO_DATABASE_URL)
-    upgrade_database(settings.database_url)
     services = build_services(settings)
+    try:
+        upgrade_if_behind(services.engine)  # one query of the schema version; Alembic only when behind
+    except BaseException:
+        services.close()
+        raise
     if not demo and not configured:
         with services.sessions() as session:
             on_demo = holds_demo_league(session)

@@ -1,14 +1,18 @@
 """``python -m core <command>``: the operator's command line.
 
-Each command lives in its own module under ``core/commands`` and registers itself here.
-Errors are one clear line on stderr and a non-zero exit status, never a traceback: 2 for
-a mistyped command line, 1 for anything else.
+Each command lives in its own module under ``cli/commands`` with a ``register(subparsers)``
+that adds its parser; ``COMMANDS`` names them. Only the module of the command being run is
+imported (its imports reach the email code, the roster reader, the backfill...), so a command
+starts without loading the others; the top-level ``--help``, and a command line naming no known
+command, load them all to list them with their help lines. Errors are one clear line on stderr
+and a non-zero exit status, never a traceback: 2 for a mistyped command line, 1 for anything else.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import importlib
 import logging
 import sys
 from collections.abc import Iterator, Sequence
@@ -17,21 +21,22 @@ from typing import Any, NoReturn
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from cli.commands import (
-    backfill,
-    balances,
-    database,
-    demo,
-    import_roster,
-    league,
-    send_outstanding,
-    sync_payments,
-)
 from cli.output import shown
 from core.errors import BillingError
 from core.settings import ConfigurationError, load_settings, without_database_secrets
 
-COMMAND_MODULES = (database, demo, league, balances, import_roster, backfill, sync_payments, send_outstanding)
+# Command name -> the module that registers it, in the order ``--help`` lists them.
+COMMANDS: dict[str, str] = {
+    "db": "cli.commands.database",
+    "demo": "cli.commands.demo",
+    "league": "cli.commands.league",
+    "balances": "cli.commands.balances",
+    "import": "cli.commands.import_roster",
+    "backfill": "cli.commands.backfill",
+    "sync-payments": "cli.commands.sync_payments",
+    "send-outstanding": "cli.commands.send_outstanding",
+}
+_GLOBAL_OPTIONS = {"-v", "--verbose"}
 
 
 class CommandParser(argparse.ArgumentParser):
@@ -77,20 +82,35 @@ def _nothing_required(parser: argparse.ArgumentParser) -> Iterator[None]:
             item.required = True
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or, given ``command``, of that one only (its module alone is
+    imported; the others are bare names, so the choice of command still reads as always)."""
     parser = CommandParser(
         prog="python -m core",
         description="League Billing Dashboard: operator commands. Run from the repository root.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in COMMAND_MODULES:
-        module.register(commands)
+    for name, module in COMMANDS.items():
+        if command is None or name == command:
+            importlib.import_module(module).register(commands)
+        else:
+            commands.add_parser(name)
     return parser
 
 
+def command_named(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` runs, when it plainly names one after the global options; otherwise
+    ``None`` (the top-level help, a mistyped or missing command), and every command is loaded."""
+    for token in argv:
+        if token not in _GLOBAL_OPTIONS:
+            return token if token in COMMANDS else None
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(command_named(argv))
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,

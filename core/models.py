@@ -15,6 +15,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     CheckConstraint,
+    Computed,
     DateTime,
     Enum,
     ForeignKey,
@@ -25,12 +26,14 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    column,
     false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from core.email.skip_reasons import SkipReason
+from core.reporting.name_search import folded
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -195,9 +198,28 @@ class Team(Base):
     name: Mapped[str] = mapped_column(String(200))
 
 
+def _search_name(expression: Any) -> Computed:
+    """``expression`` folded for the name search (``core.reporting.name_search``), computed and
+    stored by the database on every write of the row: whoever writes a name (the roster import,
+    the demo, a bulk statement, a person at a SQL prompt) cannot leave it stale, and a search
+    compares stored text instead of folding every row."""
+    return Computed(folded(expression), persisted=True)
+
+
+def _trigram_index(table: str) -> Index:
+    """``search_name``'s index: a trigram GIN index on PostgreSQL, usable for ``LIKE '%term%'``
+    (extension ``pg_trgm``); a plain index on SQLite, which scans for such a pattern anyway."""
+    return Index(
+        f"ix_{table}_search_name",
+        "search_name",
+        postgresql_using="gin",
+        postgresql_ops={"search_name": "gin_trgm_ops"},
+    )
+
+
 class Parent(Base):
     __tablename__ = "parents"
-    __table_args__ = (UniqueConstraint("tenant_id", "external_ref"),)
+    __table_args__ = (UniqueConstraint("tenant_id", "external_ref"), _trigram_index("parents"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
@@ -207,13 +229,14 @@ class Parent(Base):
     email: Mapped[str | None] = mapped_column(String(320))
     email_opt_out: Mapped[bool] = mapped_column(Boolean, default=False)
     external_ref: Mapped[str | None] = mapped_column(String(100))
+    search_name: Mapped[str] = mapped_column(Text, _search_name(column("name", String)))
 
     players: Mapped[list[Player]] = relationship(back_populates="parent")
 
 
 class Player(Base):
     __tablename__ = "players"
-    __table_args__ = (UniqueConstraint("tenant_id", "external_ref"),)
+    __table_args__ = (UniqueConstraint("tenant_id", "external_ref"), _trigram_index("players"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
@@ -225,6 +248,10 @@ class Player(Base):
         _enum(PlayerStatus, "player_status"), default=PlayerStatus.PROSPECT
     )
     external_ref: Mapped[str | None] = mapped_column(String(100))
+    # First and last name with one space between, as the name search has always matched them.
+    search_name: Mapped[str] = mapped_column(
+        Text, _search_name(column("first_name", String) + " " + column("last_name", String))
+    )
 
     parent: Mapped[Parent] = relationship(back_populates="players")
     team: Mapped[Team | None] = relationship()

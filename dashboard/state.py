@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from core.access.permissions import ActingUser
 from core.composition import Services, build_services
-from core.db import unit_of_work, upgrade_database
+from core.db import unit_of_work, upgrade_if_behind
 from core.settings import Settings, load_settings, settings_fingerprint
 
 USER_KEY = "acting_user"
@@ -30,8 +30,13 @@ def _settings(fingerprint: tuple[object, ...]) -> Settings:
 # Settings are a frozen dataclass: Python's own hash covers every field (secrets included, in memory).
 @st.cache_resource(show_spinner=False, max_entries=4, hash_funcs={Settings: hash})
 def _services(config: Settings) -> Services:
-    upgrade_database(config.database_url)
-    return build_services(config)
+    services = build_services(config)
+    try:
+        upgrade_if_behind(services.engine)  # one query; Alembic only when the database is behind
+    except BaseException:
+        services.close()
+        raise
+    return services
 
 
 def settings() -> Settings:

@@ -377,3 +377,31 @@ def test_0005_fills_the_campaigns_typed_figures_and_the_skip_reasons_from_what_w
     finally:
         engine.dispose()
         upgrade_database(database_url)
+
+
+def test_names_written_before_0009_are_folded_by_it_and_found(database_url, session):
+    from core.reporting.balances import BalanceFilter, outstanding_balances
+    from tests.factories import acting
+
+    tenant = make_tenant(session)
+    product = make_product(session, tenant)
+    parent = make_parent(session, tenant, "María García")
+    make_link(session, tenant, make_player(session, tenant, parent, first_name="Zoë", last_name="Ørsted"), product)
+    session.commit()
+    tenant_id, parent_id = tenant.id, parent.id
+    session.close()
+    engine = make_engine(database_url)
+    try:
+        downgrade_database(database_url, "0007")
+        assert "search_name" not in {c["name"] for c in inspect(engine).get_columns("parents")}
+        with engine.begin() as connection:  # written while no folded name was kept
+            connection.execute(text("UPDATE parents SET name = 'Chloé Brontë' WHERE id = :id"), {"id": parent_id})
+        upgrade_database(database_url)
+        with session_factory(engine)() as check:
+            user = acting(check.get(Tenant, tenant_id))
+            found = [[b.parent_name for b in outstanding_balances(check, user, BalanceFilter(parent_search=typed))]
+                     for typed in ("bronte", "zoe orsted", "garcia")]
+        assert found == [["Chloé Brontë"], ["Chloé Brontë"], []]
+    finally:
+        engine.dispose()
+        upgrade_database(database_url)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from cli.output import shown
-from core.db import upgrade_database
+from core.db import make_engine, upgrade_if_behind
 from core.settings import load_settings
 
 
@@ -18,6 +18,10 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 def run_upgrade(args: argparse.Namespace) -> int:
     settings = load_settings()
-    upgrade_database(settings.database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        upgrade_if_behind(engine)
+    finally:
+        engine.dispose()
     print(f"Database is at the current schema: {shown(settings.database_url_for_display())}")
     return 0

@@ -22,7 +22,7 @@ from core.access.permissions import ActingUser, Permission, require
 from core.audit import record_action
 from core.backfill.plan import BackfillItem, BackfillPlan, PendingSwitchOff, PlanAction, _tier_key, _TierKey
 from core.backfill.result import BackfillResult, ItemOutcome, ItemStatus, OldLinkStillActive
-from core.db import Sessions, as_sessions, unit_of_work
+from core.db import Sessions, analyze_tables, as_sessions, unit_of_work
 from core.errors import PaymentProviderError, PermissionDenied
 from core.models import LinkStatus, PaymentLink, PriceTier, ProductKind, utcnow
 from core.payments import links
@@ -84,7 +84,8 @@ def commit_backfill(
     when Stripe refused an item outright, its reservation is removed so the next run starts
     afresh. ``progress(done, total, outcome)`` is called after each link minted, replaced or
     failed (``total``: the links to mint or replace), in the caller's thread. An audit entry is
-    committed at the end, or when the run is stopped part-way.
+    committed at the end, or when the run is stopped part-way; at the end the tables written
+    are analyzed (``core.db.analyze_tables``), so the balances are planned on their new rows.
     """
     require(user, Permission.MINT_LINKS)
     if plan.tenant_id != user.tenant_id:
@@ -106,6 +107,7 @@ def commit_backfill(
         raise
     with unit_of_work(factory) as session:
         _audit(session, user, result, interrupted=False)
+    analyze_tables(factory, (PaymentLink.__tablename__, PriceTier.__tablename__))
     return result
 
 

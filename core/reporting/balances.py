@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any, NamedTuple
 
-from sqlalchemy import Row, Select, func, or_, select
+from sqlalchemy import CompoundSelect, Row, Select, func, select
 from sqlalchemy.orm import Session
 
 from core.access.permissions import ActingUser, Permission, require
 from core.errors import PermissionDenied
 from core.models import LinkStatus, Parent, PaymentLink, Player, PlayerStatus, Product, Team
-from core.reporting.name_search import fold, folded
+from core.reporting.name_search import fold
 
 
 class LineItem(NamedTuple):
@@ -166,14 +166,22 @@ def _balances_statement(user: ActingUser, filters: BalanceFilter) -> Select:  # 
     if filters.parent_email:
         statement = statement.where(func.lower(Parent.email) == filters.parent_email.strip().lower())
     if filters.parent_search.strip():
-        pattern = f"%{_escape_like(fold(filters.parent_search.strip()))}%"
-        statement = statement.where(
-            or_(
-                folded(Parent.name).like(pattern, escape="\\"),
-                folded(Player.first_name + " " + Player.last_name).like(pattern, escape="\\"),
-            )
-        )
+        statement = statement.where(Player.id.in_(_players_named(user, filters.parent_search)))
     return statement
+
+
+def _players_named(user: ActingUser, search: str) -> CompoundSelect:
+    """The players whose name, or whose parent's name, holds ``search`` without regard to accents
+    or case: compared with the stored folded names (``search_name``), so no row is folded, and
+    PostgreSQL finds them through its trigram indexes instead of reading the whole league."""
+    pattern = f"%{_escape_like(fold(search.strip()))}%"
+    return select(Player.id).where(
+        Player.tenant_id == user.tenant_id, Player.search_name.like(pattern, escape="\\")
+    ).union(
+        select(Player.id)
+        .join(Parent, Parent.id == Player.parent_id)
+        .where(Parent.tenant_id == user.tenant_id, Parent.search_name.like(pattern, escape="\\"))
+    )
 
 
 @contextmanager

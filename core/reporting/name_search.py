@@ -6,6 +6,11 @@ SQLite a function registered on every connection (``register_sqlite_functions``)
 ``lower()`` only knows ASCII. Each accented Latin letter in the table becomes its plain
 lower-case letter, a combining accent (a name saved decomposed, as some Mac programs do:
 "e" followed by U+0301) is dropped, and anything else is lower-cased and kept as it is.
+
+The database applies ``folded`` when a name is written, not when it is searched: parents and
+players keep their folded names in ``search_name``, generated columns (``core.models``), so a
+search compares stored text (trigram-indexed on PostgreSQL). Changing the folding therefore
+needs a migration that adds those columns again (see migration 0009).
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from core.access.permissions import ActingUser, Permission, require
 from core.audit import record_action
+from core.db import analyze_after_commit
 from core.models import Tenant
 from core.roster.formats import RosterKind
 from core.roster.planning import PLANS, RosterPlan
@@ -68,8 +69,9 @@ def import_roster(
 
     ``file`` is a path, the file's bytes, or an open binary file (an upload). With
     ``commit=True`` and no errors the changes and an audit entry are written in the
-    caller's transaction: the caller commits. With any error nothing is written and the
-    result lists the problems (the first ``max_errors`` of them, and their total).
+    caller's transaction: the caller commits, and then the tables written are analyzed
+    (``core.db.analyze_after_commit``). With any error nothing is written and the result
+    lists the problems (the first ``max_errors`` of them, and their total).
 
     An amount above ``LARGE_AMOUNT_CENTS`` for one item is listed in ``large_amounts``; a
     file with any is written only with ``confirm_large_amounts=True`` (otherwise the result
@@ -120,6 +122,8 @@ def _plan(
 def _apply(session: Session, user: ActingUser, plan: RosterPlan, result: ImportResult) -> None:
     plan.apply()
     session.expire_all()  # bulk statements bypass the identity map: reload what the caller holds
+    if result.changes:
+        analyze_after_commit(session, plan.writes)
     kind = result.kind.value if result.kind else "roster"
     record_action(
         session,

@@ -32,6 +32,8 @@ def batched(items: Sequence[T], size: int = BATCH_SIZE) -> Iterator[Sequence[T]]
 class RosterPlan:
     """The changes one file makes to one league."""
 
+    writes: tuple[str, ...] = ()  # the tables ``apply`` may write
+
     def __init__(self, session: Session, tenant: Tenant, result: ImportResult, errors: ErrorList) -> None:
         self.session = session
         self.tenant = tenant
@@ -68,6 +70,8 @@ class _ExistingPlayer:
 
 class PlayersPlan(RosterPlan):
     """Teams (by name), parents (by parent_ref) and players (by player_ref)."""
+
+    writes = (Team.__tablename__, Parent.__tablename__, Player.__tablename__)
 
     def __init__(self, session: Session, tenant: Tenant, result: ImportResult, errors: ErrorList) -> None:
         super().__init__(session, tenant, result, errors)
@@ -212,6 +216,8 @@ class ProductsPlan(RosterPlan):
     point at it) but is no longer the default.
     """
 
+    writes = (Product.__tablename__, PriceTier.__tablename__)
+
     def __init__(self, session: Session, tenant: Tenant, result: ImportResult, errors: ErrorList) -> None:
         super().__init__(session, tenant, result, errors)
         self.currency = tenant.currency
@@ -289,6 +295,8 @@ class _ExistingOrder:
 
 class OrdersPlan(RosterPlan):
     """Orders (by order_ref) for players and products the league already has."""
+
+    writes = (Order.__tablename__,)
 
     def __init__(self, session: Session, tenant: Tenant, result: ImportResult, errors: ErrorList) -> None:
         super().__init__(session, tenant, result, errors)

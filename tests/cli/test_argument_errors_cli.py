@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.main import COMMAND_MODULES, build_parser, main
+from cli.main import COMMANDS, build_parser, main
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -80,5 +80,5 @@ def test_no_parser_or_subcommand_parser_accepts_abbreviations():
                     yield from parsers(child)
 
     found = list(parsers(build_parser()))
-    assert len(found) > len(COMMAND_MODULES)  # the top level, each command, and db's own actions
+    assert len(found) > len(COMMANDS)  # the top level, each command, and db's own actions
     assert [parser.prog for parser in found if parser.allow_abbrev] == []

@@ -284,6 +284,7 @@ BEFORE_ANYONE_ACTS: dict[str, str] = {
     "core.setup.database_file.holds_demo_league": "the CLI's note that it runs on the demo league, before acting",
     "core.access.league_settings.create_first_league": "the first run: names the league of an empty database "
                                                        "(refused once any league exists)",
+    "core.db.analyze_after_commit": "database upkeep after a caller's commit (the import's); reads no league's data",
 }
 
 

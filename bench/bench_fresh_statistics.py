@@ -1,0 +1,77 @@
+"""Benchmark: the balances query right after a bulk write, before and after ``analyze_tables``.
+
+Builds a league in a scratch PostgreSQL database with autovacuum off on its tables (so the
+measurement is what a treasurer gets before autovacuum happens to come by), then times the
+balances query and prints the top of its plan: first as the bulk writes leave the statistics,
+then after ``core.db.analyze_tables`` on the tables the roster import and the backfill commit
+analyze. A statement that runs past ``--timeout`` seconds is reported as such.
+
+    .venv/bin/python bench/bench_fresh_statistics.py [--sizes 1000 3000] [--timeout 120]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sqlalchemy import Engine, Select, text  # noqa: E402
+from sqlalchemy.exc import OperationalError  # noqa: E402
+from sqlalchemy.orm import Session  # noqa: E402
+
+from bench.bench_balances import ADMIN_URL, build_league  # noqa: E402
+from core.access.permissions import ActingUser, Role  # noqa: E402
+from core.db import analyze_tables, make_engine  # noqa: E402
+from core.models import PaymentLink, PriceTier  # noqa: E402
+from core.reporting.balances import BalanceFilter, _balances_statement  # noqa: E402
+from core.roster.planning import PLANS  # noqa: E402
+from tests.scratch_database import scratch_postgres_database  # noqa: E402
+
+# What the roster import (each kind of file) and the backfill commit analyze.
+WRITTEN = sorted({table for plan in PLANS.values() for table in plan.writes}
+                 | {PaymentLink.__tablename__, PriceTier.__tablename__})
+
+
+def timed(engine: Engine, statement: Select, timeout: int) -> tuple[str, str]:
+    """The statement's time (or that it timed out) and the first lines of its plan."""
+    with engine.connect() as connection:
+        connection.execute(text(f"SET statement_timeout = '{timeout}s'"))
+        plan = [row[0] for row in connection.execute(
+            text("EXPLAIN " + str(statement.compile(engine, compile_kwargs={"literal_binds": True}))))]
+        started = time.perf_counter()
+        try:
+            connection.execute(statement).all()
+            took = f"{(time.perf_counter() - started) * 1000:,.0f} ms"
+        except OperationalError:
+            took = f"> {timeout} s"
+    return took, " / ".join(line.strip().split("  (")[0] for line in plan[:4])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 3000])
+    parser.add_argument("--timeout", type=int, default=120, help="seconds before a statement is stopped")
+    args = parser.parse_args()
+    for size in args.sizes:
+        with scratch_postgres_database(ADMIN_URL, "bench_fresh_statistics") as url:
+            engine = make_engine(url)
+            with engine.begin() as connection:
+                for table in WRITTEN:
+                    connection.execute(text(f"ALTER TABLE {table} SET (autovacuum_enabled = false)"))
+            with Session(engine) as session:
+                tenant_id = build_league(session, size)
+            statement = _balances_statement(ActingUser("bench", Role.TREASURER, tenant_id), BalanceFilter())
+            fresh, fresh_plan = timed(engine, statement, args.timeout)
+            analyze_tables(engine, WRITTEN)
+            analyzed, analyzed_plan = timed(engine, statement, args.timeout)
+            print(f"{size:,} families, {size * 3:,} links")
+            print(f"  right after the writes: {fresh:>10}  {fresh_plan}")
+            print(f"  after analyze_tables:   {analyzed:>10}  {analyzed_plan}")
+            engine.dispose()
+
+
+if __name__ == "__main__":
+    main()
