@@ -5,12 +5,16 @@ from __future__ import annotations
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
-from core.db import downgrade_database, make_engine, upgrade_database
+from core.db import alembic_config, downgrade_database, make_engine, upgrade_database
 from core.models import Base, LinkStatus, PaymentLink
 from tests.factories import default_tier, make_link, make_parent, make_player, make_product, make_tenant
+
+# The newest revision: where PostgreSQL is left when a downgrade is refused (it rolls back whole).
+HEAD = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 
 def test_upgrade_downgrade_upgrade_and_models_agree(database_url):
@@ -96,7 +100,7 @@ def test_downgrading_below_reservations_waits_until_none_is_left_and_keeps_the_l
         engine = make_engine(database_url)
         with engine.begin() as connection:
             # PostgreSQL rolls back the whole downgrade; SQLite (no transactional DDL) keeps the steps done.
-            expected = "0004" if engine.dialect.name == "postgresql" else "0002"
+            expected = HEAD if engine.dialect.name == "postgresql" else "0002"
             assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == expected
             connection.execute(text("DELETE FROM payment_links WHERE id = :id"), {"id": reservation_id})
 
@@ -128,7 +132,7 @@ def test_downgrading_below_pending_deactivations_waits_until_stripe_switched_the
         with pytest.raises(RuntimeError, match="1 deactivated payment links are still active in Stripe"):
             downgrade_database(database_url, "0002")
         with engine.begin() as connection:
-            expected = "0004" if engine.dialect.name == "postgresql" else "0003"
+            expected = HEAD if engine.dialect.name == "postgresql" else "0003"
             assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == expected
             connection.execute(text("UPDATE payment_links SET stripe_deactivation_pending = false WHERE id = :id"),
                                {"id": old_id})
