@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from core.access.permissions import ActingUser, Permission, require
 from core.audit import record_action
+from core.backfill.billing import bill_plan
 from core.backfill.plan import (
     BackfillItem,
     BackfillPlan,
@@ -26,6 +27,7 @@ from core.backfill.plan import (
 )
 from core.backfill.result import BackfillResult, ItemOutcome, ItemStatus, OldLinkStillActive
 from core.errors import PaymentProviderError, PermissionDenied
+from core.ledger.billing import attach_link
 from core.models import LinkStatus, PaymentLink, PriceTier, ProductKind, utcnow
 from core.payments.gateway import MintedLink, PaymentGateway, PaymentLinkRequest, league_metadata, names_league
 from core.payments.provider_calls import run_concurrently
@@ -92,6 +94,7 @@ def commit_backfill(
         success_url = load_settings().payment_success_url
     if plan.to_change:  # only switching old links off needs no thank-you page
         success_url_problem(success_url, live=gateway.live_mode)  # refuses the placeholder for live links
+    plan = bill_plan(session, user, plan)  # the ledger: what is owed is charged before links are minted
     run = _CommitRun(session, user, gateway, plan, progress, success_url, concurrency)
     try:
         result = run.execute()
@@ -554,6 +557,7 @@ class _CommitRun:
                 retirement = PendingSwitchOff(old.id, old.stripe_payment_link_id, item.player_name,
                                               item.parent_name, item.product_name)
             link.status = LinkStatus.ACTIVE
+            attach_link(self.session, self.user, link, replaces=old if replaced_id is not None else None)  # the ledger
             self.session.commit()
         except IntegrityError as exc:
             self.session.rollback()

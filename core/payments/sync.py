@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 from core.access.permissions import ActingUser, Permission, require
 from core.audit import record_action
 from core.errors import BillingError, PaymentProviderError
+from core.ledger.stripe_payments import follow_stripe_link
 from core.models import (
     AuditEntry,
     LinkStatus,
@@ -402,6 +403,7 @@ class _PaymentSync:
                               processing=bool(link.processing))
             decision = reconcile_link(current, checkouts, complete_history=complete_history)
             self._apply(link, ref, decision)
+            follow_stripe_link(self.session, self.user, link, checkouts)  # the ledger records the payment
             self.session.commit()
         # Sessions already recorded (the overlap reads them again) cost no write at all.
         for note in decision.flags:
