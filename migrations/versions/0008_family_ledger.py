@@ -409,6 +409,10 @@ def downgrade() -> None:
         )
     _drop_append_only_triggers()
     postgresql = bind.dialect.name == 'postgresql'
+    # What refers to payment_links goes first (SQLite rebuilds that table below), the charges it
+    # refers to last.
+    for table in ('reversals', 'allocations', 'adjustments', 'payments'):
+        op.drop_table(table)
     if not postgresql:
         op.drop_index(ACTIVE_INDEX, table_name='payment_links', **_partial("status = 'active'"))
         op.drop_index(MINTING_INDEX, table_name='payment_links', **_partial("status = 'minting'"))
@@ -419,8 +423,8 @@ def downgrade() -> None:
     if not postgresql:
         op.create_index(ACTIVE_INDEX, 'payment_links', PAIR, unique=True, **_partial("status = 'active'"))
         op.create_index(MINTING_INDEX, 'payment_links', PAIR, unique=True, **_partial("status = 'minting'"))
-    for table in ('reversals', 'allocations', 'adjustments', 'payments', 'charges', 'ledger_entries'):
-        op.drop_table(table)
+    op.drop_table('charges')
+    op.drop_table('ledger_entries')
     if postgresql:
         for enum_type in ENUMS:
             enum_type.drop(bind, checkfirst=True)
