@@ -18,19 +18,26 @@ from typing import NoReturn
 from sqlalchemy.exc import SQLAlchemyError
 
 from cli.commands import (
+    adjust,
     backfill,
     balances,
     database,
     demo,
     import_roster,
     league,
+    record_payment,
+    reverse,
     send_outstanding,
+    statement,
     sync_payments,
 )
 from core.errors import BillingError
 from core.settings import ConfigurationError
 
-COMMAND_MODULES = (database, demo, league, balances, import_roster, backfill, sync_payments, send_outstanding)
+COMMAND_MODULES = (
+    database, demo, league, balances, import_roster, backfill, sync_payments, send_outstanding,
+    record_payment, adjust, reverse, statement,
+)
 
 
 class CommandParser(argparse.ArgumentParser):

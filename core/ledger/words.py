@@ -53,3 +53,18 @@ REDUCTION_NAMES = {
     "aid": AdjustmentKind.AID,
     "write-off": AdjustmentKind.WRITE_OFF,
 }
+
+
+def describe_balance(balance_cents: int, currency: str, *, processing_cents: int = 0) -> str:
+    """A family's balance in words: ``owes $210.00``, ``has $50.00 credit``, ``owes nothing``."""
+    from core.money import format_cents
+
+    if balance_cents > 0:
+        words = f"owes {format_cents(balance_cents, currency)}"
+    elif balance_cents < 0:
+        words = f"has {format_cents(-balance_cents, currency)} credit"
+    else:
+        words = "owes nothing"
+    if processing_cents:
+        words += f" ({format_cents(processing_cents, currency)} more is being paid, processing)"
+    return words

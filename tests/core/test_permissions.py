@@ -258,6 +258,8 @@ COMMITTING_SERVICE_FUNCTIONS: dict[str, str] = {
     "core.email.outbox.drain_outbox": "tests/core/email/test_outbox.py::test_only_an_admin_may_send",
     "core.ledger.links.switch_off_retired_links":
         "tests/core/ledger/test_links_follow_charges.py::test_only_who_records_payments_may_switch_links_off",
+    "core.ledger.workflows.apply_ledger_change":
+        "tests/core/ledger/test_links_follow_charges.py::test_a_coach_cannot_apply_a_ledger_change",
 }
 
 

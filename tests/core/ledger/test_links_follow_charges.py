@@ -224,3 +224,15 @@ def session_factory_of(session):
     from core.db import session_factory
 
     return session_factory(session.get_bind())
+
+
+def test_a_coach_cannot_apply_a_ledger_change(session, league, stripe_gateway):
+    from core.ledger.workflows import apply_ledger_change
+
+    coach = acting(league["tenant"], Role.COACH)
+    with pytest.raises(PermissionDenied):
+        apply_ledger_change(session_factory_of(session), coach,
+                            lambda s: record_payment(s, coach, parent_id=league["ana"].id, amount_cents=100,
+                                                     method=PaymentMethod.CASH),
+                            gateway=stripe_gateway)
+    assert session.scalars(select(Payment)).all() == []
