@@ -185,3 +185,17 @@ def test_an_entry_is_reversed_once_and_a_reversal_is_not_reversed(session, books
 def test_an_unknown_entry_is_not_found(session, books):
     with pytest.raises(NotFound, match="no ledger entry 999999"):
         reverse_entry(session, books.treasurer, entry_id=999999, reason="?")
+
+
+def test_a_withdrawn_players_charge_is_not_billed_and_credit_counts_when_they_sign_again(session, books):
+    from core.models import PlayerStatus
+
+    books.bo.status = PlayerStatus.WITHDRAWN
+    session.commit()
+    assert owed(session, books, books.zed) == {}
+    change = pay(session, books, parent=books.zed, cents=10000)  # nothing billed: all of it is credit
+    assert (change.overpaid_cents, change.balance_cents) == (10000, -10000)
+    books.bo.status = PlayerStatus.SIGNED  # signed again: the charge is billed, next to the credit
+    session.commit()
+    assert owed(session, books, books.zed) == {"Bo Zed Registration": 5000}
+    assert family_statement(session, books.treasurer, books.zed.id).balance_cents == 5000
