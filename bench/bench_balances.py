@@ -1,7 +1,7 @@
 """Benchmark: the balances function against the seed's naive walk, on PostgreSQL.
 
-Builds leagues of 1k, 10k and 50k parents (3 active links each, siblings included) in a
-scratch database, then prints for each size the median time of ``outstanding_balances``,
+Builds leagues of 1k, 10k and 50k parents (3 active links each, siblings included, each with
+its ledger charge) in a scratch database, then prints for each size the median time of ``outstanding_balances``,
 its statement count, and the same for the naive way (load the links, then walk
 ``link.player.parent`` per row), with the ratio.
 
@@ -85,8 +85,37 @@ def build_league(session: Session, parents: int) -> int:
                               "url": f"https://buy.stripe.com/b{tenant.id}_{n}", "status": LinkStatus.ACTIVE})
     for start in range(0, len(link_rows), 20_000):
         session.execute(insert(PaymentLink), link_rows[start : start + 20_000])
+    _charge_each_link(session, tenant.id)
     session.commit()
     return tenant.id
+
+
+def _charge_each_link(session: Session, tenant_id: int) -> None:
+    """The ledger's charge of each link (what is owed is a charge; the link pays it), as
+    migration 0008 makes them: ids given explicitly, the entry sequence moved past them."""
+    base = session.execute(text("SELECT coalesce(max(id), 0) FROM ledger_entries")).scalar_one()
+    params = {"tenant": tenant_id, "base": base}
+    session.execute(text("""
+        CREATE TEMP TABLE bench_link_charges ON COMMIT DROP AS
+        SELECT :base + row_number() OVER (ORDER BY l.id) AS id, l.id AS link_id, p.parent_id, l.player_id,
+               l.product_id, l.amount_cents
+        FROM payment_links l JOIN players p ON p.id = l.player_id WHERE l.tenant_id = :tenant
+    """), params)
+    session.execute(text("""
+        INSERT INTO ledger_entries (id, tenant_id, parent_id, kind, origin, recorded_by, recorded_at)
+        SELECT id, :tenant, parent_id, 'charge'::ledger_entry_kind, 'backfill'::ledger_entry_origin, 'bench', now()
+        FROM bench_link_charges
+    """), params)
+    session.execute(text("""
+        INSERT INTO charges (id, tenant_id, parent_id, player_id, purpose, product_id, charge_key, description,
+                             amount_cents, currency, due_on)
+        SELECT id, :tenant, parent_id, player_id, 'product'::charge_purpose, product_id, 'link' || chr(58) || link_id,
+               'charge', amount_cents, 'usd', current_date FROM bench_link_charges
+    """), params)
+    session.execute(text("UPDATE payment_links SET charge_id = c.id FROM bench_link_charges c WHERE c.link_id = "
+                         "payment_links.id"))
+    session.execute(text("SELECT setval(pg_get_serial_sequence('ledger_entries', 'id'), "
+                         "(SELECT max(id) FROM ledger_entries))"))
 
 
 def naive_walk(session: Session, tenant_id: int) -> dict[int, int]:

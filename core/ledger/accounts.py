@@ -19,8 +19,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
-from sqlalchemy import ColumnElement, Select, case, func, or_, select, union_all, update
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, union_all, update
 from sqlalchemy.orm import Session
 
 from core.access.permissions import ActingUser
@@ -56,25 +57,41 @@ def _scoped(statement: Select, model: type, tenant_id: int, parent_ids: Iterable
     return statement
 
 
+def payments_in(tenant_id: int, *states: PaymentState) -> Select[tuple[int]]:
+    """The league's payments in one of ``states`` (few: most payments are settled)."""
+    return select(Payment.id).where(Payment.tenant_id == tenant_id, Payment.state.in_(states))
+
+
 def charge_settlements(tenant_id: int, parent_ids: Iterable[int] | None = None) -> Select:  # type: ignore[type-arg]
     """Per charge id: ``settled_cents`` (by settled payments and reductions, net of refunds) and
-    ``processing_cents`` (by payments still processing). Charges nothing settled are absent."""
+    ``processing_cents`` (by payments still processing); either may be NULL for none. Charges
+    nothing settled are absent.
+
+    One pass over the allocations, without joining the payments: the payments that are not
+    settled are few, and each allocation is looked up among them.
+    """
     void = reversed_ids(tenant_id)
-    processing = Payment.state == PaymentState.PROCESSING
+    processing = payments_in(tenant_id, PaymentState.PROCESSING).scalar_subquery()
+    failed = payments_in(tenant_id, PaymentState.FAILED).scalar_subquery()
+    paid = and_(Allocation.payment_id.is_not(None), Allocation.payment_id.not_in(processing))
     statement = (
         select(
             Allocation.charge_id.label("charge_id"),
-            func.sum(case((processing, 0), else_=Allocation.amount_cents)).label("settled_cents"),
-            func.sum(case((processing, Allocation.amount_cents), else_=0)).label("processing_cents"),
+            func.min(Allocation.parent_id).label("parent_id"),
+            func.sum(Allocation.amount_cents)
+            .filter(or_(Allocation.payment_id.is_(None), Allocation.payment_id.not_in(processing)))
+            .label("settled_cents"),
+            func.sum(Allocation.amount_cents).filter(Allocation.payment_id.in_(processing)).label("processing_cents"),
+            # What settled payments paid on it (the rest is reductions): the family's credit is
+            # what its payments brought in less this, summed over its charges.
+            func.sum(Allocation.amount_cents).filter(paid).label("paid_cents"),
         )
-        .select_from(Allocation)
-        .outerjoin(Payment, Payment.id == Allocation.payment_id)
         .where(
             Allocation.id.not_in(void.scalar_subquery()),
             Allocation.charge_id.not_in(void.scalar_subquery()),
             _counts(Allocation.payment_id, void),
             _counts(Allocation.adjustment_id, void),
-            or_(Payment.id.is_(None), Payment.state != PaymentState.FAILED),
+            or_(Allocation.payment_id.is_(None), Allocation.payment_id.not_in(failed)),
         )
         .group_by(Allocation.charge_id)
     )
@@ -121,13 +138,17 @@ def payment_positions(tenant_id: int, parent_ids: Iterable[int] | None = None) -
     return _scoped(statement, Payment, tenant_id, parent_ids)
 
 
-def family_credit(tenant_id: int, parent_ids: Iterable[int] | None = None) -> Select:  # type: ignore[type-arg]
+def family_credit(tenant_id: int, parent_ids: Iterable[int] | None = None, *,
+                  settlements: Any = None) -> Select:  # type: ignore[type-arg]
     """Per parent id: ``credit_cents``, the settled money no charge took (only where positive).
 
-    The sum of three plain aggregates rather than ``payment_positions`` grouped: the league's
-    balances join it for every family, and this way each table is read once.
+    What settled payments brought in, less refunds, less what they paid on charges: the last
+    from ``settlements`` (``charge_settlements``, as a subquery or CTE the caller also joins, so
+    the allocations are read once), else from its own.
     """
     void = reversed_ids(tenant_id)
+    if settlements is None:
+        settlements = charge_settlements(tenant_id, parent_ids).subquery("settled_for_credit")
     paid = _scoped(
         select(Payment.parent_id.label("parent_id"), Payment.amount_cents.label("cents"))
         .where(Payment.state == PaymentState.SETTLED, Payment.id.not_in(void.scalar_subquery())),
@@ -138,17 +159,8 @@ def family_credit(tenant_id: int, parent_ids: Iterable[int] | None = None) -> Se
         .where(Adjustment.kind == AdjustmentKind.REFUND, Adjustment.id.not_in(void.scalar_subquery())),
         Adjustment, tenant_id, parent_ids,
     )
-    allocated = _scoped(
-        select(Allocation.parent_id, (-Allocation.amount_cents).label("cents"))
-        .join(Payment, Payment.id == Allocation.payment_id)
-        .where(
-            Payment.state == PaymentState.SETTLED,
-            Allocation.id.not_in(void.scalar_subquery()),
-            Allocation.charge_id.not_in(void.scalar_subquery()),
-            Payment.id.not_in(void.scalar_subquery()),
-            _counts(Allocation.adjustment_id, void),
-        ),
-        Allocation, tenant_id, parent_ids,
+    allocated = select(settlements.c.parent_id, (-settlements.c.paid_cents).label("cents")).where(
+        settlements.c.paid_cents.is_not(None)
     )
     movements = union_all(paid, refunds, allocated).subquery("movements")
     return (

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, NamedTuple
 
-from sqlalchemy import Row, Select, and_, func, or_, select
+from sqlalchemy import Row, Select, and_, case, false, func, or_, select
 from sqlalchemy.orm import Session
 
 from core.access.permissions import ActingUser, Permission, require
@@ -146,30 +146,34 @@ def summarise(balances: Sequence[OutstandingBalance]) -> BalanceSummary:
 
 def _balances_statement(user: ActingUser, filters: BalanceFilter) -> Select:  # type: ignore[type-arg]
     tenant_id = user.tenant_id
-    settled = charge_settlements(tenant_id).subquery("settled")
-    credit = family_credit(tenant_id).subquery("credit")
+    settled = charge_settlements(tenant_id).cte("settled")  # read once, joined twice
+    credit = family_credit(tenant_id, settlements=settled).subquery("credit")
     processing = func.coalesce(settled.c.processing_cents, 0)
-    open_cents = Charge.amount_cents - func.coalesce(settled.c.settled_cents, 0) - processing
+    unsettled = Charge.amount_cents - func.coalesce(settled.c.settled_cents, 0)  # open and processing
+    open_cents = unsettled - processing
     statement = (
         select(
             Parent.id,
             Parent.name,
             Parent.email,
             Parent.email_opt_out,
-            # From here on, what ``_items`` reads (see ``_ROW``).
+            # From here on, a LineItem's fields in order (what the common row is: see ``_items``).
             PaymentLink.id,
             Charge.player_id,
-            func.trim(Player.first_name + " " + Player.last_name),
+            func.coalesce(func.trim(Player.first_name + " " + Player.last_name), ""),
             Team.name,
             Charge.product_id,
             func.coalesce(Product.name, Charge.description),
             open_cents,
-            processing,
             Charge.currency,
-            PaymentLink.url,
-            PaymentLink.amount_cents,
+            # The charge's link pays exactly what is left of it (not a partly paid charge's).
+            case((PaymentLink.amount_cents == unsettled, PaymentLink.url), else_=""),
+            false(),
             Charge.id,
-            Charge.due_on,
+            # Only wanted where credit is taken off (rare): a date costs to send and read.
+            case((credit.c.credit_cents.is_not(None), Charge.due_on)),
+            # Then what makes a row uncommon: a payment processing on it, the family's credit.
+            processing,
             func.coalesce(credit.c.credit_cents, 0),
         )
         .select_from(Charge)
@@ -185,7 +189,7 @@ def _balances_statement(user: ActingUser, filters: BalanceFilter) -> Select:  # 
             Parent.tenant_id == tenant_id,
             Charge.id.not_in(reversed_ids(tenant_id).scalar_subquery()),
             is_billed(),
-            or_(open_cents > 0, processing > 0),
+            unsettled > 0,
         )
     )  # ordered in Python: sorting in SQL made the database spill large leagues to disk
     if not user.sees_all_teams:
@@ -230,71 +234,66 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-class _Row(NamedTuple):
-    """The columns of one balances row after the parent's four."""
-
-    link_id: int | None
-    player_id: int | None
-    player_name: str | None
-    team_name: str | None
-    product_id: int | None
-    product_name: str
-    open_cents: int
-    processing_cents: int
-    currency: str
-    link_url: str | None
-    link_cents: int | None
-    charge_id: int
-    due_on: date
-    credit_cents: int
-
-
 def _group_by_parent(rows: Sequence[Row[Any]], *, show_email: bool) -> list[OutstandingBalance]:
     parents: dict[int, tuple[str, str | None, bool]] = {}
-    charges: dict[int, list[_Row]] = {}
-    make_row = _Row._make
+    items: dict[int, list[LineItem]] = {}
+    unusual: dict[int, list[Row[Any]]] = {}  # families with a payment processing or credit
+    make_item = LineItem._make
     for row in rows:
         parent_id = row[0]
-        parent_charges = charges.get(parent_id)
-        if parent_charges is None:
-            parent_charges = charges[parent_id] = []
+        parent_items = items.get(parent_id)
+        if parent_items is None:
+            parent_items = items[parent_id] = []
             parents[parent_id] = (row[1], row[2] if show_email else None, row[3])
-        parent_charges.append(make_row(row[4:]))
+        if row[16] or row[17]:
+            unusual.setdefault(parent_id, []).append(row)
+        else:
+            parent_items.append(make_item(row[4:16]))
+    credit_left: dict[int, int] = {}
+    for parent_id, family_rows in unusual.items():
+        items[parent_id].extend(_unusual_items(family_rows, credit_left, parent_id))
     ordered = sorted(parents.items(), key=lambda entry: (entry[1][0].casefold(), entry[0]))
-    balances = []
-    for parent_id, (name, email, opt_out) in ordered:
-        items, credit_left = _items(charges[parent_id])
-        if items:
-            balances.append(OutstandingBalance(
-                parent_id=parent_id, parent_name=name, parent_email=email, email_opt_out=bool(opt_out),
-                items=tuple(sorted(items, key=_item_order)), credit_cents=credit_left,
-            ))
-    return balances
+    return [
+        OutstandingBalance(
+            parent_id=parent_id,
+            parent_name=name,
+            parent_email=email,
+            email_opt_out=bool(opt_out),
+            items=tuple(sorted(items[parent_id], key=_item_order)) if len(items[parent_id]) > 1
+            else tuple(items[parent_id]),
+            credit_cents=credit_left.get(parent_id, 0),
+        )
+        for parent_id, (name, email, opt_out) in ordered
+        if items[parent_id]
+    ]
 
 
-def _items(rows: list[_Row]) -> tuple[list[LineItem], int]:
-    """A family's items: each charge's open part (after any credit) and its processing part."""
-    credit = rows[0].credit_cents
+def _unusual_items(rows: list[Row[Any]], credit_left: dict[int, int], parent_id: int) -> list[LineItem]:
+    """The items of a family with a payment processing or credit (rare; every row of a family
+    with credit comes here, as credit is the family's).
+
+    A charge is split into what is owed and what is processing; credit is taken off what is
+    owed, oldest due first (see the module docstring), and an item it reduces loses its link.
+    """
+    credit = rows[0][17]
     taken: dict[int, int] = {}
-    if credit > 0:  # rare: see the module docstring
-        split = allocate(credit, [OpenCharge(r.charge_id, r.due_on, r.open_cents) for r in rows if r.open_cents > 0])
+    if credit > 0:
+        split = allocate(credit, [OpenCharge(row[14], row[15] or date.min, row[10]) for row in rows if row[10] > 0])
         taken = dict(split.parts)
-        credit = split.remainder_cents
-    items = []
+        credit_left[parent_id] = split.remainder_cents
+    made = []
     for row in rows:
-        owed = row.open_cents - taken.get(row.charge_id, 0)
-        whole = owed > 0 and row.processing_cents == 0 or owed <= 0 and row.processing_cents > 0
-        player_name = row.player_name or ""
-        if owed > 0:
-            url = row.link_url if whole and row.link_cents == owed and row.link_url else ""
-            items.append(LineItem(row.link_id, row.player_id, player_name, row.team_name, row.product_id,
-                                  row.product_name, owed, row.currency, url, False, row.charge_id, row.due_on))
-        if row.processing_cents > 0:
-            url = row.link_url if whole and row.link_cents == row.processing_cents and row.link_url else ""
-            items.append(LineItem(row.link_id, row.player_id, player_name, row.team_name, row.product_id,
-                                  row.product_name, row.processing_cents, row.currency, url, True, row.charge_id,
-                                  row.due_on))
-    return items, credit
+        base = LineItem._make(row[4:16])
+        charge_id, open_cents, processing = row[14], row[10], row[16]
+        split_up = open_cents > 0 and processing > 0
+        left = open_cents - taken.get(charge_id, 0)
+        if left > 0:
+            made.append(base._replace(amount_cents=left,
+                                      pay_url="" if split_up or charge_id in taken else base.pay_url))
+        if processing > 0:
+            made.append(base._replace(amount_cents=processing, processing=True,
+                                      pay_url="" if split_up else base.pay_url))
+    return made
 
 
 def _item_order(item: LineItem) -> tuple[str, int, str, int, bool]:

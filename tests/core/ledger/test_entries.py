@@ -38,7 +38,7 @@ def test_a_cash_payment_settles_the_oldest_charge_first(session, books):
     change = pay(session, books, cents=15000)
     assert owed(session, books, books.okafor) == {"Al Okafor Registration": 15000, "Amy Okafor Monthly dues": 6000}
     assert change.balance_cents == 21000 and change.credit_cents == 0 and change.overpaid_cents == 0
-    assert "settles Registration (settled, $150.00)" in change.summary
+    assert "settles Registration for Amy (settled, $150.00)" in change.summary
 
 
 def test_a_payment_settles_the_charges_its_payer_chose_first(session, books):
