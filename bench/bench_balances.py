@@ -55,7 +55,7 @@ def build_league(session: Session, parents: int) -> int:
     session.add_all(teams + products)
     session.flush()
     tiers = [PriceTier(product_id=p.id, amount_cents=a, currency="usd", is_default=True)
-             for p, a in zip(products, (15000, 6000, 4500))]
+             for p, a in zip(products, (15000, 6000, 4500), strict=True)]
     session.add_all(tiers)
     session.flush()
     parent_ids = session.scalars(
@@ -72,10 +72,10 @@ def build_league(session: Session, parents: int) -> int:
                                 "status": PlayerStatus.SIGNED, "external_ref": f"K{index}-{child}"})
     player_ids = session.scalars(insert(Player).returning(Player.id), player_rows).all()
     by_parent: dict[int, list[int]] = {}
-    for row, player_id in zip(player_rows, player_ids):
+    for row, player_id in zip(player_rows, player_ids, strict=True):
         by_parent.setdefault(row["parent_id"], []).append(player_id)
     link_rows = []
-    for parent_id, kids in by_parent.items():
+    for kids in by_parent.values():
         plan = [(kids[0], 0), (kids[0], 1), (kids[-1], 2)] if len(kids) == 1 else [(kids[0], 0), (kids[1], 0), (kids[1], 1)]
         for player_id, product_index in plan:
             n = len(link_rows)
@@ -162,12 +162,12 @@ def main() -> None:
             with engine.begin() as connection:
                 connection.execute(text("ANALYZE"))
             user = ActingUser("bench", Role.ADMIN, tenant_id)
-            fast, fast_statements = measure(engine, lambda s: outstanding_balances(s, user), args.runs)
+            fast, fast_statements = measure(engine, lambda s, user=user: outstanding_balances(s, user), args.runs)
             with Session(engine) as session:
                 balances = outstanding_balances(session, user)
             links = sum(len(b.items) for b in balances)
             if size <= args.naive_max:
-                slow, slow_statements = measure(engine, lambda s: naive_walk(s, tenant_id), max(1, args.runs // 3))
+                slow, slow_statements = measure(engine, lambda s, t=tenant_id: naive_walk(s, t), max(1, args.runs // 3))
                 with Session(engine) as session:
                     naive_totals = naive_walk(session, tenant_id)
                 assert naive_totals == {b.parent_id: b.total_cents for b in balances}, "both ways must agree"

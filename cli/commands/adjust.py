@@ -13,7 +13,7 @@ from core.ledger.workflows import apply_ledger_change
 from core.reporting.directory import find_parent
 
 
-def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "adjust",
         help="take a discount, waiver, financial aid or write-off off a family's charges",

@@ -18,7 +18,7 @@ METHODS = {"cash": PaymentMethod.CASH, "check": PaymentMethod.CHECK, "bank": Pay
            "other": PaymentMethod.OTHER}
 
 
-def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "record-payment",
         help="record a payment made outside Stripe (cash, check, bank transfer)",

@@ -10,7 +10,7 @@ from core.ledger.entries import reverse_entry
 from core.ledger.workflows import apply_ledger_change
 
 
-def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "reverse",
         help="reverse a ledger entry (a charge, payment, adjustment or allocation)",

@@ -14,7 +14,7 @@ from core.money import format_cents
 from core.reporting.directory import find_parent
 
 
-def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "statement",
         help="a family's statement: every entry with a running balance, and what is open",

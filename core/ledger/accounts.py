@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select, union_all, update
+from sqlalchemy import ColumnElement, Select, SQLColumnExpression, and_, func, or_, select, union_all, update
 from sqlalchemy.orm import Session
 
 from core.access.permissions import ActingUser
@@ -41,28 +41,28 @@ from core.models import (
 )
 
 
-def reversed_ids(tenant_id: int) -> Select[tuple[int]]:
+def reversed_ids(tenant_id: int) -> Select[int]:
     """The league's entries that were reversed: they count for nothing."""
     return select(Reversal.reversed_entry_id).where(Reversal.tenant_id == tenant_id)
 
 
-def _counts(column: ColumnElement[int | None], void: Select[tuple[int]]) -> ColumnElement[bool]:
-    return or_(column.is_(None), column.not_in(void.scalar_subquery()))  # type: ignore[arg-type]
+def _counts(column: SQLColumnExpression[int | None], void: Select[int]) -> ColumnElement[bool]:
+    return or_(column.is_(None), column.not_in(void.scalar_subquery()))
 
 
-def _scoped(statement: Select, model: type, tenant_id: int, parent_ids: Iterable[int] | None) -> Select:  # type: ignore[type-arg]
+def _scoped(statement: Select, model: type, tenant_id: int, parent_ids: Iterable[int] | None) -> Select:
     statement = statement.where(model.tenant_id == tenant_id)  # type: ignore[attr-defined]
     if parent_ids is not None:
         statement = statement.where(model.parent_id.in_(sorted(parent_ids)))  # type: ignore[attr-defined]
     return statement
 
 
-def payments_in(tenant_id: int, *states: PaymentState) -> Select[tuple[int]]:
+def payments_in(tenant_id: int, *states: PaymentState) -> Select[int]:
     """The league's payments in one of ``states`` (few: most payments are settled)."""
     return select(Payment.id).where(Payment.tenant_id == tenant_id, Payment.state.in_(states))
 
 
-def charge_settlements(tenant_id: int, parent_ids: Iterable[int] | None = None) -> Select:  # type: ignore[type-arg]
+def charge_settlements(tenant_id: int, parent_ids: Iterable[int] | None = None) -> Select:
     """Per charge id: ``settled_cents`` (by settled payments and reductions, net of refunds) and
     ``processing_cents`` (by payments still processing); either may be NULL for none. Charges
     nothing settled are absent.
@@ -98,7 +98,7 @@ def charge_settlements(tenant_id: int, parent_ids: Iterable[int] | None = None) 
     return _scoped(statement, Allocation, tenant_id, parent_ids)
 
 
-def payment_positions(tenant_id: int, parent_ids: Iterable[int] | None = None) -> Select:  # type: ignore[type-arg]
+def payment_positions(tenant_id: int, parent_ids: Iterable[int] | None = None) -> Select:
     """Per counting payment: its amount, what counting refunds took back, what counting
     allocations settle with it, and ``unallocated_cents`` (amount - refunded - allocated)."""
     void = reversed_ids(tenant_id)
@@ -139,7 +139,7 @@ def payment_positions(tenant_id: int, parent_ids: Iterable[int] | None = None) -
 
 
 def family_credit(tenant_id: int, parent_ids: Iterable[int] | None = None, *,
-                  settlements: Any = None) -> Select:  # type: ignore[type-arg]
+                  settlements: Any = None) -> Select:
     """Per parent id: ``credit_cents``, the settled money no charge took (only where positive).
 
     What settled payments brought in, less refunds, less what they paid on charges: the last
@@ -279,7 +279,12 @@ def family_account(session: Session, user: ActingUser, parent_id: int, *, curren
                Charge.id.not_in(reversed_ids(tenant_id).scalar_subquery()))
         .order_by(Charge.due_on, Charge.id)
     ).all()
-    charges = tuple(ChargePosition(*row[:10], billed=bool(row[10]), player_name=row[11]) for row in rows)
+    charges = tuple(
+        ChargePosition(charge_id=row[0], description=row[1], player_id=row[2], product_id=row[3], order_id=row[4],
+                       charge_key=row[5], amount_cents=row[6], settled_cents=row[7], processing_cents=row[8],
+                       due_on=row[9], billed=bool(row[10]), player_name=row[11])
+        for row in rows
+    )
     positions = payment_positions(tenant_id, [parent_id]).subquery("positions")
     payments = tuple(
         PaymentPosition(payment_id, state, amount, refunded, unallocated)

@@ -233,6 +233,7 @@ def attach_link(session: Session, user: ActingUser, link: PaymentLink, *, replac
         link.charge_id = charge.id
         summary = f"Billed {player_parent.name} {writer.money(link.amount_cents)} for {description} (entry {charge.id})"
     elif replaces is not None and link.order_id is None and current.untouched:
+        assert current.charge_id is not None
         old = format_cents(current.amount_cents, writer.currency)
         writer.reversal(current.charge_id, f"price changed from {old} to {writer.money(link.amount_cents)}",
                         origin=EntryOrigin.PRICE_CHANGE)

@@ -18,6 +18,7 @@ A payment's ``state`` is the one column of a money row that changes, here and on
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -98,7 +99,7 @@ def _writer(session: Session, user: ActingUser, link: PaymentLink) -> LedgerWrit
 
 
 def _record(session: Session, user: ActingUser, link: PaymentLink, *, reference: str | None, amount_cents: int,
-            state: PaymentState, received) -> LedgerChange:  # type: ignore[no-untyped-def]
+            state: PaymentState, received: date) -> LedgerChange:
     writer = _writer(session, user, link)
     account = writer.account()
     payment = writer.payment(amount_cents=amount_cents, method=PaymentMethod.STRIPE, received_on=received,

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, NamedTuple
 
-from sqlalchemy import Row, Select, and_, case, false, func, or_, select
+from sqlalchemy import Select, and_, case, false, func, or_, select
 from sqlalchemy.orm import Session
 
 from core.access.permissions import ActingUser, Permission, require
@@ -234,10 +234,10 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _group_by_parent(rows: Sequence[Row[Any]], *, show_email: bool) -> list[OutstandingBalance]:
+def _group_by_parent(rows: Sequence[Sequence[Any]], *, show_email: bool) -> list[OutstandingBalance]:
     parents: dict[int, tuple[str, str | None, bool]] = {}
     items: dict[int, list[LineItem]] = {}
-    unusual: dict[int, list[Row[Any]]] = {}  # families with a payment processing or credit
+    unusual: dict[int, list[Sequence[Any]]] = {}  # families with a payment processing or credit
     make_item = LineItem._make
     for row in rows:
         parent_id = row[0]
@@ -268,7 +268,7 @@ def _group_by_parent(rows: Sequence[Row[Any]], *, show_email: bool) -> list[Outs
     ]
 
 
-def _unusual_items(rows: list[Row[Any]], credit_left: dict[int, int], parent_id: int) -> list[LineItem]:
+def _unusual_items(rows: list[Sequence[Any]], credit_left: dict[int, int], parent_id: int) -> list[LineItem]:
     """The items of a family with a payment processing or credit (rare; every row of a family
     with credit comes here, as credit is the family's).
 

@@ -45,7 +45,7 @@ def league(session, stripe_gateway):
     admin = acting(tenant)
     first = commit_backfill(session, admin, stripe_gateway, plan_backfill(session, admin), success_url=SUCCESS_URL)
     assert first.ok and len(first.minted) == 4
-    return dict(tenant=tenant, admin=admin, registration=registration, dues=dues, amy=amy, bo=bo)
+    return {"tenant": tenant, "admin": admin, "registration": registration, "dues": dues, "amy": amy, "bo": bo}
 
 
 def _new_price(session, league, product: str, amount: str) -> None:

@@ -37,8 +37,8 @@ def league(session):
         make_link(session, tenant, kid, registration)
     make_link(session, tenant, kid1, dues)
     session.commit()
-    return dict(tenant=tenant, red=red, blue=blue, registration=registration, dues=dues,
-                ana=ana, ben=ben, kids=(kid1, kid2, kid3))
+    return {"tenant": tenant, "red": red, "blue": blue, "registration": registration, "dues": dues,
+                "ana": ana, "ben": ben, "kids": (kid1, kid2, kid3)}
 
 
 def test_siblings_are_grouped_under_their_parent_with_a_total(session, league):
