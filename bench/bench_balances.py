@@ -1,7 +1,7 @@
 """Benchmark: the balances function against the seed's naive walk, on PostgreSQL.
 
-Builds leagues of 1k, 10k and 50k parents (3 active links each, siblings included) in a
-scratch database, then prints for each size the median time of ``outstanding_balances``,
+Builds leagues of 1k, 10k and 50k parents (3 active links each, siblings included, each with
+its ledger charge) in a scratch database, then prints for each size the median time of ``outstanding_balances``,
 its statement count, and the same for the naive way (load the links, then walk
 ``link.player.parent`` per row), with the ratio.
 
@@ -55,7 +55,7 @@ def build_league(session: Session, parents: int) -> int:
     session.add_all(teams + products)
     session.flush()
     tiers = [PriceTier(product_id=p.id, amount_cents=a, currency="usd", is_default=True)
-             for p, a in zip(products, (15000, 6000, 4500))]
+             for p, a in zip(products, (15000, 6000, 4500), strict=True)]
     session.add_all(tiers)
     session.flush()
     parent_ids = session.scalars(
@@ -72,10 +72,10 @@ def build_league(session: Session, parents: int) -> int:
                                 "status": PlayerStatus.SIGNED, "external_ref": f"K{index}-{child}"})
     player_ids = session.scalars(insert(Player).returning(Player.id), player_rows).all()
     by_parent: dict[int, list[int]] = {}
-    for row, player_id in zip(player_rows, player_ids):
+    for row, player_id in zip(player_rows, player_ids, strict=True):
         by_parent.setdefault(row["parent_id"], []).append(player_id)
     link_rows = []
-    for parent_id, kids in by_parent.items():
+    for kids in by_parent.values():
         plan = [(kids[0], 0), (kids[0], 1), (kids[-1], 2)] if len(kids) == 1 else [(kids[0], 0), (kids[1], 0), (kids[1], 1)]
         for player_id, product_index in plan:
             n = len(link_rows)
@@ -85,8 +85,37 @@ def build_league(session: Session, parents: int) -> int:
                               "url": f"https://buy.stripe.com/b{tenant.id}_{n}", "status": LinkStatus.ACTIVE})
     for start in range(0, len(link_rows), 20_000):
         session.execute(insert(PaymentLink), link_rows[start : start + 20_000])
+    _charge_each_link(session, tenant.id)
     session.commit()
     return tenant.id
+
+
+def _charge_each_link(session: Session, tenant_id: int) -> None:
+    """The ledger's charge of each link (what is owed is a charge; the link pays it), as
+    migration 0008 makes them: ids given explicitly, the entry sequence moved past them."""
+    base = session.execute(text("SELECT coalesce(max(id), 0) FROM ledger_entries")).scalar_one()
+    params = {"tenant": tenant_id, "base": base}
+    session.execute(text("""
+        CREATE TEMP TABLE bench_link_charges ON COMMIT DROP AS
+        SELECT :base + row_number() OVER (ORDER BY l.id) AS id, l.id AS link_id, p.parent_id, l.player_id,
+               l.product_id, l.amount_cents
+        FROM payment_links l JOIN players p ON p.id = l.player_id WHERE l.tenant_id = :tenant
+    """), params)
+    session.execute(text("""
+        INSERT INTO ledger_entries (id, tenant_id, parent_id, kind, origin, recorded_by, recorded_at)
+        SELECT id, :tenant, parent_id, 'charge'::ledger_entry_kind, 'backfill'::ledger_entry_origin, 'bench', now()
+        FROM bench_link_charges
+    """), params)
+    session.execute(text("""
+        INSERT INTO charges (id, tenant_id, parent_id, player_id, purpose, product_id, charge_key, description,
+                             amount_cents, currency, due_on)
+        SELECT id, :tenant, parent_id, player_id, 'product'::charge_purpose, product_id, 'link' || chr(58) || link_id,
+               'charge', amount_cents, 'usd', current_date FROM bench_link_charges
+    """), params)
+    session.execute(text("UPDATE payment_links SET charge_id = c.id FROM bench_link_charges c WHERE c.link_id = "
+                         "payment_links.id"))
+    session.execute(text("SELECT setval(pg_get_serial_sequence('ledger_entries', 'id'), "
+                         "(SELECT max(id) FROM ledger_entries))"))
 
 
 def naive_walk(session: Session, tenant_id: int) -> dict[int, int]:
@@ -133,12 +162,12 @@ def main() -> None:
             with engine.begin() as connection:
                 connection.execute(text("ANALYZE"))
             user = ActingUser("bench", Role.ADMIN, tenant_id)
-            fast, fast_statements = measure(engine, lambda s: outstanding_balances(s, user), args.runs)
+            fast, fast_statements = measure(engine, lambda s, user=user: outstanding_balances(s, user), args.runs)
             with Session(engine) as session:
                 balances = outstanding_balances(session, user)
             links = sum(len(b.items) for b in balances)
             if size <= args.naive_max:
-                slow, slow_statements = measure(engine, lambda s: naive_walk(s, tenant_id), max(1, args.runs // 3))
+                slow, slow_statements = measure(engine, lambda s, t=tenant_id: naive_walk(s, t), max(1, args.runs // 3))
                 with Session(engine) as session:
                     naive_totals = naive_walk(session, tenant_id)
                 assert naive_totals == {b.parent_id: b.total_cents for b in balances}, "both ways must agree"

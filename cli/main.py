@@ -35,6 +35,10 @@ COMMANDS: dict[str, str] = {
     "backfill": "cli.commands.backfill",
     "sync-payments": "cli.commands.sync_payments",
     "send-outstanding": "cli.commands.send_outstanding",
+    "record-payment": "cli.commands.record_payment",
+    "adjust": "cli.commands.adjust",
+    "reverse": "cli.commands.reverse",
+    "statement": "cli.commands.statement",
 }
 _GLOBAL_OPTIONS = {"-v", "--verbose"}
 

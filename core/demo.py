@@ -5,23 +5,40 @@ parent), registration, monthly dues and an optional uniform bought through order
 links in every status, and the awkward real-world cases: apostrophes, accents,
 HTML-looking text, a parent with no email, an opted-out parent, withdrawn players.
 Demo links point at Stripe-looking URLs that go nowhere; the backfill mints real ones.
+
+Its ledger holds each link's charge (and the Stripe payment of each paid link), and the things
+a treasurer records in the first week, so each kind shows on a family's statement: payments
+in cash, by check and by bank transfer, a partial payment, a sibling discount, a scholarship
+(financial aid), and an overpayment refunded by check.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.access.permissions import ActingUser, Role
+from core.ledger.billing import charge_key_for
 from core.models import (
+    AdjustmentKind,
+    Allocation,
+    Charge,
+    ChargePurpose,
+    EntryOrigin,
+    LedgerEntry,
+    LedgerEntryKind,
     LinkStatus,
     Order,
     OrderStatus,
     Parent,
+    Payment,
     PaymentLink,
+    PaymentMethod,
+    PaymentState,
     Player,
     PlayerStatus,
     PriceTier,
@@ -61,8 +78,12 @@ class DemoSummary:
     links: int
 
 
-def build_demo_league(session: Session, *, seed: int = 7) -> DemoSummary:
-    """Create the demo league (or report the existing one). The caller commits."""
+def build_demo_league(session: Session, *, seed: int = 7, ledger_examples: bool = True) -> DemoSummary:
+    """Create the demo league (or report the existing one). The caller commits.
+
+    ``ledger_examples=False`` leaves out what a treasurer records by hand (the ledger then
+    holds only what the payment links hold, as right after migration 0008).
+    """
     existing = session.scalars(select(Tenant).where(Tenant.slug == DEMO_SLUG)).one_or_none()
     if existing is not None:
         return _summary_of(session, existing, created=False)
@@ -83,6 +104,10 @@ def build_demo_league(session: Session, *, seed: int = 7) -> DemoSummary:
     parents = _parents(session, tenant, rng)
     players = _players(session, tenant, parents, teams, rng)
     _links_and_orders(session, tenant, players, registration, dues, uniform, rng)
+    session.flush()
+    _charges_of_links(session, tenant)
+    if ledger_examples:
+        _treasurers_first_week(session, tenant)
     session.flush()
     return _summary_of(session, tenant, created=True)
 
@@ -213,6 +238,111 @@ def _links_and_orders(
             if index % 12 == 0:
                 link(player, uniform, LinkStatus.ACTIVE, order)
     session.flush()
+
+
+def _charges_of_links(session: Session, tenant: Tenant) -> None:
+    """Each active or paid link's charge, and each paid link's Stripe payment settling it."""
+    rows = session.execute(
+        select(PaymentLink, Player.parent_id, Product.name)
+        .join(Player, Player.id == PaymentLink.player_id)
+        .join(Product, Product.id == PaymentLink.product_id)
+        .where(PaymentLink.tenant_id == tenant.id, PaymentLink.status.in_([LinkStatus.ACTIVE, LinkStatus.PAID]))
+        .order_by(PaymentLink.id)
+    ).all()
+
+    def entry(parent_id: int, kind: LedgerEntryKind, origin: EntryOrigin, at: datetime) -> int:
+        row = LedgerEntry(tenant_id=tenant.id, parent_id=parent_id, kind=kind, origin=origin,
+                          recorded_by="demo", recorded_at=at)
+        session.add(row)
+        session.flush()
+        return row.id
+
+    for link, parent_id, product_name in rows:
+        charge_id = entry(parent_id, LedgerEntryKind.CHARGE, EntryOrigin.BACKFILL, link.created_at)
+        session.add(Charge(
+            id=charge_id, tenant_id=tenant.id, parent_id=parent_id, player_id=link.player_id,
+            purpose=ChargePurpose.ORDER if link.order_id else ChargePurpose.PRODUCT, product_id=link.product_id,
+            order_id=link.order_id,
+            charge_key=charge_key_for(player_id=link.player_id, product_id=link.product_id, order_id=link.order_id),
+            description=product_name, amount_cents=link.amount_cents, currency=tenant.currency,
+            due_on=link.created_at.date(),
+        ))
+        session.flush()
+        link.charge_id = charge_id
+        if link.status is not LinkStatus.PAID:
+            continue
+        assert link.paid_at is not None
+        payment_id = entry(parent_id, LedgerEntryKind.PAYMENT, EntryOrigin.PAYMENT_SYNC, link.paid_at)
+        link.checkout_session_id = f"cs_demo_{link.id:05d}"
+        session.add(Payment(
+            id=payment_id, tenant_id=tenant.id, parent_id=parent_id, method=PaymentMethod.STRIPE,
+            amount_cents=link.amount_cents, currency=tenant.currency, received_on=link.paid_at.date(),
+            reference=link.checkout_session_id, state=PaymentState.SETTLED, payment_link_id=link.id,
+            note="paid through its Pay Now link",
+        ))
+        session.flush()
+        session.add(Allocation(
+            id=entry(parent_id, LedgerEntryKind.ALLOCATION, EntryOrigin.PAYMENT_SYNC, link.paid_at),
+            tenant_id=tenant.id, parent_id=parent_id, charge_id=charge_id, payment_id=payment_id,
+            amount_cents=link.amount_cents,
+        ))
+    session.flush()
+
+
+def _treasurers_first_week(session: Session, tenant: Tenant) -> None:
+    """What a treasurer records by hand, through the ledger's own services."""
+    from core.ledger.entries import record_adjustment, record_payment
+    from core.ledger.refunds import refund_payment
+
+    treasurer = ActingUser("treasurer@westside-hoops.example", Role.TREASURER, tenant.id)
+    owing = _families_owing_registration(session, tenant)
+    siblings = [family for family in owing if family.players >= 2]
+    cash, check, bank, partial, scholarship, overpaid = owing[:6]
+    sibling = next(family for family in siblings if family not in owing[:6])
+    today = utcnow().date()
+    record_payment(session, treasurer, parent_id=cash.parent_id, amount_cents=cash.total_cents,
+                   method=PaymentMethod.CASH, received_on=today - timedelta(days=6),
+                   note="paid at the gym, Saturday practice")
+    record_payment(session, treasurer, parent_id=check.parent_id, amount_cents=check.total_cents,
+                   method=PaymentMethod.CHECK, reference="1042", received_on=today - timedelta(days=5))
+    record_payment(session, treasurer, parent_id=bank.parent_id, amount_cents=bank.total_cents,
+                   method=PaymentMethod.BANK, reference="WX-20931", received_on=today - timedelta(days=4))
+    record_payment(session, treasurer, parent_id=partial.parent_id, amount_cents=5000, method=PaymentMethod.CASH,
+                   charge_ids=[partial.registration_id], received_on=today - timedelta(days=3),
+                   note="the rest at the end of the month")
+    record_adjustment(session, treasurer, parent_id=sibling.parent_id, amount_cents=2500,
+                      kind=AdjustmentKind.DISCOUNT, reason="sibling discount: second child",
+                      charge_id=sibling.registration_id)
+    record_adjustment(session, treasurer, parent_id=scholarship.parent_id, amount_cents=10000,
+                      kind=AdjustmentKind.AID, reason="league scholarship fund")
+    extra = record_payment(session, treasurer, parent_id=overpaid.parent_id, amount_cents=overpaid.total_cents + 2000,
+                           method=PaymentMethod.CHECK, reference="311", received_on=today - timedelta(days=2))
+    refund_payment(session, treasurer, payment_id=extra.entry_id, amount_cents=2000,
+                   reason="paid $20.00 too much; refunded by check 5005", outside_stripe=True)
+
+
+@dataclass(frozen=True)
+class _Owing:
+    parent_id: int
+    total_cents: int
+    registration_id: int  # one of the family's open registration charges
+    players: int
+
+
+def _families_owing_registration(session: Session, tenant: Tenant) -> list[_Owing]:
+    """Families with an email address and an open registration, by their roster reference."""
+    from core.reporting.balances import outstanding_balances
+
+    admin = ActingUser("demo", Role.ADMIN, tenant.id)
+    refs = dict(session.execute(select(Parent.id, Parent.external_ref).where(Parent.tenant_id == tenant.id)).all())
+    found = []
+    for balance in outstanding_balances(session, admin):
+        registration = [item for item in balance.items if item.product_name == "Registration" and not item.processing]
+        if registration and balance.parent_email and registration[-1].charge_id is not None:
+            found.append((refs[balance.parent_id] or "", _Owing(balance.parent_id, balance.total_cents,
+                                                                 registration[-1].charge_id,
+                                                                 len({i.player_id for i in balance.items}))))
+    return [owing for _, owing in sorted(found, key=lambda pair: pair[0])]
 
 
 def _summary_of(session: Session, tenant: Tenant, *, created: bool) -> DemoSummary:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -16,6 +16,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Computed,
+    Date,
     DateTime,
     Enum,
     ForeignKey,
@@ -397,6 +398,9 @@ class PaymentLink(Base):
     # the id alone would have Stripe replay the refusal. NULL on rows reserved before 0006
     # (they keep the key they were first sent with). Set by ``core.payments.links.reserve``.
     mint_attempt: Mapped[str | None] = mapped_column(String(32))
+    # The ledger charge this link pays (NULL while minting, and for links from before the
+    # ledger that were already deactivated).
+    charge_id: Mapped[int | None] = mapped_column(ForeignKey("charges.id"), index=True)
 
     player: Mapped[Player] = relationship()
     product: Mapped[Product] = relationship()
@@ -520,3 +524,224 @@ class AuditEntry(Base):
     summary: Mapped[str] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+
+# -- the ledger ---------------------------------------------------------------------------------
+#
+# Every money row is a ledger entry: its id comes from ``ledger_entries``, which the charge,
+# payment, allocation, adjustment or reversal row shares one to one. So one id names one entry
+# whatever its kind (``python -m core reverse ENTRY_ID``), and who recorded it, when, and how
+# (by hand, by the backfill, by payment sync) is kept once, on the entry. Money rows are never
+# updated or deleted (the migration adds triggers that refuse it); a correction is a reversal,
+# and the one column that changes is a payment's ``state``. See ``core.ledger``.
+
+
+class LedgerEntryKind(str, enum.Enum):
+    CHARGE = "charge"
+    PAYMENT = "payment"
+    ALLOCATION = "allocation"
+    ADJUSTMENT = "adjustment"
+    REVERSAL = "reversal"
+
+
+class EntryOrigin(str, enum.Enum):
+    """How an entry came to be written."""
+
+    MANUAL = "manual"  # a treasurer or admin recorded it (page or command line)
+    BACKFILL = "backfill"  # the backfill billed what a signed player owes
+    PAYMENT_SYNC = "payment_sync"  # a payment made through a Stripe link
+    CREDIT = "credit"  # the family's credit applied to a charge
+    PRICE_CHANGE = "price_change"  # an unpaid charge billed again at a new price
+    REFUND = "refund"  # what a refund re-opened
+    MIGRATION = "migration"  # moved from the payment links by migration 0008
+
+
+class ChargePurpose(str, enum.Enum):
+    PRODUCT = "product"  # a required product of a signed player
+    ORDER = "order"  # a pending order
+    PERIOD = "period"  # one period of recurring dues
+    INSTALLMENT = "installment"
+    FEE = "fee"  # anything else the league bills a family for
+
+
+class PaymentMethod(str, enum.Enum):
+    STRIPE = "stripe"
+    CASH = "cash"
+    CHECK = "check"
+    BANK = "bank"
+    OTHER = "other"
+
+
+class PaymentState(str, enum.Enum):
+    PROCESSING = "processing"  # a delayed method (a bank debit) that has not settled yet
+    SETTLED = "settled"
+    FAILED = "failed"
+
+
+class AdjustmentKind(str, enum.Enum):
+    DISCOUNT = "discount"
+    WAIVER = "waiver"
+    AID = "aid"  # financial aid, a scholarship
+    WRITE_OFF = "write_off"
+    REFUND = "refund"  # money given back: of a payment, through Stripe or outside it
+
+
+class LedgerEntry(Base):
+    """The id, author and time of every money row, whatever its kind."""
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (Index("ix_ledger_entries_tenant_parent", "tenant_id", "parent_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    parent_id: Mapped[int] = mapped_column(ForeignKey("parents.id"))
+    kind: Mapped[LedgerEntryKind] = mapped_column(_enum(LedgerEntryKind, "ledger_entry_kind"))
+    origin: Mapped[EntryOrigin] = mapped_column(_enum(EntryOrigin, "ledger_entry_origin"))
+    recorded_by: Mapped[str] = mapped_column(String(320))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Charge(Base):
+    """What a family owes for one thing: a product, an order, a dues period, a fee.
+
+    ``charge_key`` names what it is for (``product:pl12:pr3``, ``order:o7``) and is unique in
+    the league, so billing it twice (a rerun of the backfill) finds the charge already there.
+    It is a plain non-NULL column because a NULL (no period, no player) never collides in a
+    unique constraint. A charge billed again at a new price is a new charge with the key of
+    the one it replaces and ``#2``, ``#3``, ... after it.
+    """
+
+    __tablename__ = "charges"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "charge_key"),
+        CheckConstraint("amount_cents > 0", name="amount_positive"),
+        Index("ix_charges_tenant_parent", "tenant_id", "parent_id"),
+    )
+
+    id: Mapped[int] = mapped_column(ForeignKey("ledger_entries.id"), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    parent_id: Mapped[int] = mapped_column(ForeignKey("parents.id"))
+    player_id: Mapped[int | None] = mapped_column(ForeignKey("players.id"), index=True)
+    purpose: Mapped[ChargePurpose] = mapped_column(_enum(ChargePurpose, "charge_purpose"))
+    product_id: Mapped[int | None] = mapped_column(ForeignKey("products.id"), index=True)
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"), index=True)
+    period: Mapped[str | None] = mapped_column(String(16))
+    charge_key: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(String(300))
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    due_on: Mapped[date] = mapped_column(Date)
+
+    entry: Mapped[LedgerEntry] = relationship()
+
+
+class Payment(Base):
+    """Money a family paid. ``state`` is the one column of a money row that may change."""
+
+    __tablename__ = "payments"
+    __table_args__ = (
+        CheckConstraint("amount_cents > 0", name="amount_positive"),
+        Index("ix_payments_tenant_parent", "tenant_id", "parent_id"),
+        # A Checkout Session is recorded once, however often payment sync sees it.
+        Index(
+            "uq_payments_stripe_reference",
+            "tenant_id",
+            "reference",
+            unique=True,
+            postgresql_where=text("method = 'stripe'"),
+            sqlite_where=text("method = 'stripe'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(ForeignKey("ledger_entries.id"), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    parent_id: Mapped[int] = mapped_column(ForeignKey("parents.id"))
+    method: Mapped[PaymentMethod] = mapped_column(_enum(PaymentMethod, "payment_method"))
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    received_on: Mapped[date] = mapped_column(Date)
+    # A check number, a bank reference, a Checkout Session id (for Stripe).
+    reference: Mapped[str | None] = mapped_column(String(255))
+    state: Mapped[PaymentState] = mapped_column(_enum(PaymentState, "payment_state"))
+    # The Stripe link it was paid through.
+    payment_link_id: Mapped[int | None] = mapped_column(ForeignKey("payment_links.id"), index=True)
+    note: Mapped[str | None] = mapped_column(Text)
+
+    entry: Mapped[LedgerEntry] = relationship()
+
+
+class Adjustment(Base):
+    """A discount, waiver, financial aid or write-off (reducing charges, through allocations),
+    or a refund of ``payment_id`` (through Stripe when ``stripe_refund_id`` is set)."""
+
+    __tablename__ = "adjustments"
+    __table_args__ = (
+        CheckConstraint("amount_cents > 0", name="amount_positive"),
+        CheckConstraint(
+            "(kind = 'refund' AND payment_id IS NOT NULL AND charge_id IS NULL) "
+            "OR (kind <> 'refund' AND payment_id IS NULL AND stripe_refund_id IS NULL)",
+            name="refund_of_a_payment",
+        ),
+        Index("ix_adjustments_tenant_parent", "tenant_id", "parent_id"),
+    )
+
+    id: Mapped[int] = mapped_column(ForeignKey("ledger_entries.id"), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    parent_id: Mapped[int] = mapped_column(ForeignKey("parents.id"))
+    kind: Mapped[AdjustmentKind] = mapped_column(_enum(AdjustmentKind, "adjustment_kind"))
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    # The charge a reduction was asked for (NULL: spread over the family's open charges).
+    charge_id: Mapped[int | None] = mapped_column(ForeignKey("charges.id"), index=True)
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"), index=True)
+    stripe_refund_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    reason: Mapped[str] = mapped_column(Text)
+
+    entry: Mapped[LedgerEntry] = relationship()
+
+
+class Allocation(Base):
+    """Part of a payment (or a reduction) settling part of a charge.
+
+    Positive: ``payment_id`` or ``adjustment_id`` settles ``amount_cents`` of the charge.
+    Negative: a refund (``adjustment_id``) re-opens that much of what ``payment_id`` had settled.
+    """
+
+    __tablename__ = "allocations"
+    __table_args__ = (
+        CheckConstraint(
+            "(amount_cents > 0 AND (payment_id IS NULL) <> (adjustment_id IS NULL)) "
+            "OR (amount_cents < 0 AND payment_id IS NOT NULL AND adjustment_id IS NOT NULL)",
+            name="settles_or_reopens",
+        ),
+        Index("ix_allocations_tenant_charge", "tenant_id", "charge_id"),
+    )
+
+    id: Mapped[int] = mapped_column(ForeignKey("ledger_entries.id"), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    parent_id: Mapped[int] = mapped_column(ForeignKey("parents.id"))
+    charge_id: Mapped[int] = mapped_column(ForeignKey("charges.id"), index=True)
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"), index=True)
+    adjustment_id: Mapped[int | None] = mapped_column(ForeignKey("adjustments.id"), index=True)
+    amount_cents: Mapped[int] = mapped_column(Integer)
+
+    entry: Mapped[LedgerEntry] = relationship()
+
+
+class Reversal(Base):
+    """A correction: ``reversed_entry_id`` counts for nothing from now on. Once per entry."""
+
+    __tablename__ = "reversals"
+    __table_args__ = (
+        UniqueConstraint("reversed_entry_id"),
+        CheckConstraint("reversed_entry_id <> id", name="not_itself"),
+        Index("ix_reversals_tenant_parent", "tenant_id", "parent_id"),
+    )
+
+    id: Mapped[int] = mapped_column(ForeignKey("ledger_entries.id"), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    parent_id: Mapped[int] = mapped_column(ForeignKey("parents.id"))
+    reversed_entry_id: Mapped[int] = mapped_column(ForeignKey("ledger_entries.id"))
+    reason: Mapped[str] = mapped_column(Text)
+
+    entry: Mapped[LedgerEntry] = relationship(foreign_keys=[id])

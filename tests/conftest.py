@@ -84,6 +84,9 @@ def _empty_all_tables(url: str) -> None:
         if engine.dialect.name == "postgresql":
             connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
         else:
+            # Leagues first: their rows go by cascade, which the ledger's append-only triggers
+            # allow (a league removed whole), where deleting a money row on its own is refused.
+            connection.execute(text("DELETE FROM tenants"))
             for table in tables:
                 connection.execute(text(f"DELETE FROM {table}"))
     engine.dispose()

@@ -1,7 +1,7 @@
 """A local Stripe stand-in: a real HTTP server the real ``stripe.StripeClient`` talks to.
 
 It serves the part of the Stripe API the product uses (Prices, Payment Links, Checkout
-Session listing), keeps state, and behaves the way Stripe documents where it matters here:
+Sessions, Refunds), keeps state, and behaves the way Stripe documents where it matters here:
 
 * Form-encoded parameters are decoded (nested brackets, indexed lists) and checked against
   the Stripe SDK's own parameter types (``stripe.params.PaymentLinkCreateParams`` and so
@@ -291,6 +291,8 @@ class StripeStandIn:
             self.payment_links: dict[str, dict[str, Any]] = {}
             self.link_line_items: dict[str, list[dict[str, Any]]] = {}
             self.checkout_sessions: list[dict[str, Any]] = []
+            self.payment_intents: dict[str, dict[str, Any]] = {}
+            self.refunds: dict[str, dict[str, Any]] = {}
             self._idempotency: dict[tuple[str, str], _IdempotentResult] = {}
             self._faults: list[Fault] = []
             self._accepted_at: deque[float] = deque()
@@ -390,6 +392,11 @@ class StripeStandIn:
                 raise ApiError(400, "This payment link is not active.", code="payment_link_inactive")
             items = self.link_line_items[link_id]
             total = sum(self.prices[item["price"]]["unit_amount"] * item["quantity"] for item in items)
+            # Payment mode: the session's money moves through a PaymentIntent (refunds name it).
+            intent = {"id": f"pi_{self._token()}", "object": "payment_intent",
+                      "amount": total if amount_total is None else amount_total, "currency": link["currency"],
+                      "status": "succeeded" if paid else "processing", "amount_refunded": 0}
+            self.payment_intents[intent["id"]] = intent
             session = {
                 "id": f"cs_test_{self._token()}",
                 "object": "checkout.session",
@@ -402,6 +409,7 @@ class StripeStandIn:
                 "created": int(time.time()) if created is None else created,
                 "metadata": dict(link["metadata"]),
                 "customer": f"cus_{self._token()}" if link["customer_creation"] == "always" else None,
+                "payment_intent": intent["id"],
                 "livemode": False,
                 "_seq": next(self._ids),
             }
@@ -431,6 +439,7 @@ class StripeStandIn:
             for session in self.checkout_sessions:
                 if session["id"] == session_id:
                     session["payment_status"] = "paid"
+                    self.payment_intents[session["payment_intent"]]["status"] = "succeeded"
                     return _public(session)
         raise ApiError(404, f"No such checkout.session: '{session_id}'", code="resource_missing")
 
@@ -803,6 +812,41 @@ def _list_checkout_sessions(stand_in: StripeStandIn, request: RecordedRequest, _
     return _list_object("/v1/checkout/sessions", items, params)
 
 
+def _retrieve_checkout_session(stand_in: StripeStandIn, request: RecordedRequest, session_id: str | None) -> dict[str, Any]:
+    for session in stand_in.checkout_sessions:
+        if session["id"] == session_id:
+            return _public(session)
+    raise ApiError(404, f"No such checkout.session: '{session_id}'", param="id", code="resource_missing")
+
+
+def _create_refund(stand_in: StripeStandIn, request: RecordedRequest, _: str | None) -> dict[str, Any]:
+    """``POST /v1/refunds``: a refund of (part of) a succeeded PaymentIntent, never above what is left."""
+    params = request.params
+    intent_id = params.get("payment_intent")
+    if not intent_id:
+        raise ApiError(400, "One of the following params should be provided for this request: payment_intent or "
+                            "charge.", code="parameter_missing")
+    intent = stand_in.payment_intents.get(intent_id)
+    if intent is None:
+        raise ApiError(404, f"No such payment_intent: '{intent_id}'", param="payment_intent", code="resource_missing")
+    if intent["status"] != "succeeded":
+        raise ApiError(400, f"This PaymentIntent ({intent_id}) does not have a successful charge to refund.",
+                       code="charge_not_refundable")
+    left = intent["amount"] - intent["amount_refunded"]
+    amount = _as_int(params["amount"], "amount") if "amount" in params else left
+    if amount <= 0:
+        raise ApiError(400, "Invalid positive integer", param="amount", code="parameter_invalid_integer")
+    if amount > left:
+        raise ApiError(400, f"Refund amount ({amount}) is greater than unrefunded amount on charge ({left})",
+                       param="amount", code="amount_too_large")
+    intent["amount_refunded"] += amount
+    refund = {"id": f"re_{stand_in._token()}", "object": "refund", "amount": amount, "currency": intent["currency"],
+              "payment_intent": intent_id, "status": "succeeded", "reason": params.get("reason"),
+              "metadata": dict(params.get("metadata") or {}), "created": int(time.time())}
+    stand_in.refunds[refund["id"]] = refund
+    return refund
+
+
 def _complete_session(stand_in: StripeStandIn, request: RecordedRequest, link_id: str | None) -> dict[str, Any]:
     params = request.params
     return stand_in.complete_checkout_session(
@@ -842,6 +886,9 @@ _ROUTES: list[tuple[str, re.Pattern[str], Callable[..., Any], type]] = [
     ("POST", re.compile(rf"^/v1/payment_links/{_ID}$"), _update_payment_link, stripe_params.PaymentLinkUpdateParams),
     ("GET", re.compile(rf"^/v1/payment_links/{_ID}$"), _retrieve_payment_link, stripe_params.PaymentLinkRetrieveParams),
     ("GET", re.compile(r"^/v1/checkout/sessions$"), _list_checkout_sessions, stripe_checkout_params.SessionListParams),
+    ("GET", re.compile(rf"^/v1/checkout/sessions/{_ID}$"), _retrieve_checkout_session,
+     stripe_checkout_params.SessionRetrieveParams),
+    ("POST", re.compile(r"^/v1/refunds$"), _create_refund, stripe_params.RefundCreateParams),
     ("POST", re.compile(rf"^/_stand_in/payment_links/{_ID}/complete$"), _complete_session, _CompleteSessionParams),
     ("POST", re.compile(r"^/_stand_in/pay$"), _pay_by_url, _PayParams),
 ]

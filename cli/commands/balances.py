@@ -17,7 +17,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     parser = commands.add_parser(
         "balances",
         help="show outstanding balances, or export them as CSV",
-        description="Outstanding balances per parent (active payment links of non-withdrawn players).",
+        description="Outstanding balances per parent: the open charges of the ledger (less any credit).",
     )
     add_tenant_option(parser)
     parser.add_argument("--csv", metavar="FILE", type=Path, help="write a CSV export to FILE ('-' for stdout)")

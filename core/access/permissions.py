@@ -39,6 +39,12 @@ class Permission(str, enum.Enum):
     VIEW_AUDIT_LOG = "view the audit log"
     MANAGE_LEAGUE = "change the league's name and brand"
     MANAGE_EMAIL_PREFERENCES = "change whether a family gets reminder emails"
+    VIEW_LEDGER = "see a family's ledger"
+    RECORD_CHARGES = "bill a family"
+    RECORD_PAYMENTS = "record payments"
+    ADJUST_BALANCES = "adjust balances"
+    REFUND_PAYMENTS = "refund payments"
+    REVERSE_ENTRIES = "reverse ledger entries"
 
 
 _GRANTS: dict[Role, frozenset[Permission]] = {
@@ -50,6 +56,13 @@ _GRANTS: dict[Role, frozenset[Permission]] = {
             Permission.VIEW_CONTACT_DETAILS,
             Permission.EXPORT_BALANCES,
             Permission.SYNC_PAYMENTS,
+            # The league's books: a coach sees balances, never payment methods, references or notes.
+            Permission.VIEW_LEDGER,
+            Permission.RECORD_CHARGES,
+            Permission.RECORD_PAYMENTS,
+            Permission.ADJUST_BALANCES,
+            Permission.REFUND_PAYMENTS,
+            Permission.REVERSE_ENTRIES,
         }
     ),
     Role.ADMIN: frozenset(Permission),

@@ -20,10 +20,12 @@ from sqlalchemy.orm import Session
 
 from core.access.permissions import ActingUser, Permission, require
 from core.audit import record_action
+from core.backfill.billing import bill_plan
 from core.backfill.plan import BackfillItem, BackfillPlan, PendingSwitchOff, PlanAction, _tier_key, _TierKey
 from core.backfill.result import BackfillResult, ItemOutcome, ItemStatus, OldLinkStillActive
 from core.db import Sessions, analyze_tables, as_sessions, unit_of_work
 from core.errors import PaymentProviderError, PermissionDenied
+from core.ledger.billing import attach_link
 from core.models import LinkStatus, PaymentLink, PriceTier, ProductKind, utcnow
 from core.payments import links
 from core.payments.gateway import MintedLink, PaymentGateway, PaymentLinkRequest, league_metadata, names_league
@@ -93,6 +95,8 @@ def commit_backfill(
     if plan.to_change:  # only switching old links off needs no thank-you page
         success_url_problem(success_url, live=gateway.live_mode)  # refuses the placeholder for live links
     factory = as_sessions(sessions)
+    with unit_of_work(factory) as session:
+        plan = bill_plan(session, user, plan)  # the ledger: what is owed is charged before links are minted
     run = _CommitRun(factory, user, gateway, plan, progress, success_url, concurrency)
     try:
         result = run.execute()
@@ -502,6 +506,8 @@ class _CommitRun:
         try:
             with unit_of_work(self.sessions) as session:
                 activation = links.activate(session, self.user, job.link_id, minted, replaces=item.replaces_link_id)
+                if activation.outcome in (ActivationOutcome.ACTIVATED, ActivationOutcome.REPLACED):
+                    self._attach_to_charge(session, job.link_id, item.replaces_link_id)
         except IntegrityError as exc:  # another link of the pair is active
             with unit_of_work(self.sessions) as session:
                 activation = links.lose_the_pair(session, self.user, job.link_id, minted)
@@ -524,6 +530,13 @@ class _CommitRun:
                                                   item.parent_name, item.product_name))
             return ItemOutcome(item, ItemStatus.REPLACED, link_id=job.link_id, url=activation.url)
         return ItemOutcome(item, ItemStatus.MINTED, link_id=job.link_id, url=activation.url)
+
+    def _attach_to_charge(self, session: Session, link_id: int, replaced_id: int | None) -> None:
+        """The ledger: tie the link that just became active to its charge, in the same unit of work."""
+        link = session.get(PaymentLink, link_id)
+        assert link is not None
+        replaced = session.get(PaymentLink, replaced_id) if replaced_id is not None else None
+        attach_link(session, self.user, link, replaces=replaced)
 
     def _finished_elsewhere(self, job: _Job, found: Activation, minted: MintedLink) -> ItemOutcome:
         """The reservation is no longer ``minting``: another run finished (or removed) it."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import enum
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import NamedTuple
 
@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from core.access.permissions import ActingUser, Permission, require
 from core.errors import PermissionDenied
+from core.ledger.billing import CurrentCharge, charge_key_for, league_charges
 from core.models import (
     LinkStatus,
     Order,
@@ -225,11 +226,67 @@ def plan_backfill(session: Session, user: ActingUser) -> BackfillPlan:
             if order.product_id in products:
                 items.append(planner.order_item(products[order.product_id], order))
     return BackfillPlan(
-        tenant_id=tenant.id, tenant_slug=tenant.slug, league_key=tenant.league_key, items=tuple(items),
+        tenant_id=tenant.id, tenant_slug=tenant.slug, league_key=tenant.league_key,
+        items=follow_the_ledger(session, user, items, products),
         currency=tenant.currency,
         signed_players=len(players),
         pending_switch_offs=links_awaiting_switch_off(session, user),
     )
+
+
+def follow_the_ledger(session: Session, user: ActingUser, items: Iterable[BackfillItem],
+                      products: dict[int, Product]) -> tuple[BackfillItem, ...]:
+    """The items as the ledger has them: links follow charges (one statement).
+
+    A charge settled another way (cash, a waiver, credit) or reversed needs no link; one with a
+    payment processing waits; one partly paid is linked at what is open, not at the price.
+    Items whose charge is not billed yet, and reservations an interrupted run left, are as planned.
+    """
+    charges = league_charges(session, user)
+    return tuple(
+        _follow(item, charges.get(charge_key_for(player_id=item.player_id, product_id=item.product_id,
+                                                 order_id=item.order_id)), products.get(item.product_id))
+        for item in items
+    )
+
+
+def _follow(item: BackfillItem, charge: CurrentCharge | None, product: Product | None) -> BackfillItem:
+    if charge is None or product is None or item.reserved_link_id is not None or item.action is PlanAction.BLOCKED:
+        return item
+    linking = item.action in (PlanAction.MINT, PlanAction.REPLACE, PlanAction.ALREADY_LINKED)
+    if charge.charge_id is None:
+        return replace(item, action=PlanAction.ALREADY_PAID, reason="not owed: its charge was reversed",
+                       price_source=None, tier_id=None) if linking else item
+    if charge.settled:
+        return replace(item, action=PlanAction.ALREADY_PAID, reason="settled in the ledger",
+                       price_source=None, tier_id=None) if linking else item
+    if charge.processing_cents:
+        return replace(item, action=PlanAction.WAITING, reason="a payment on it is processing",
+                       price_source=None, tier_id=None) if item.action in (PlanAction.MINT, PlanAction.REPLACE) else item
+    owed = charge.open_cents
+    if item.action is PlanAction.REPLACE and not charge.untouched and item.replaced_amount_cents == owed:
+        return replace(item, action=PlanAction.ALREADY_LINKED, price_source=None, tier_id=None,
+                       reason=f"the price changed to {format_cents(item.amount_cents, item.currency)}, but the "
+                              f"charge is partly paid: adjust it by hand")
+    if item.action is PlanAction.REPLACE and charge.untouched:
+        return item  # a price change: the charge is billed again at the new price
+    if item.action in (PlanAction.MINT, PlanAction.ALREADY_PAID, PlanAction.REPLACE) and item.amount_cents != owed \
+            or item.action is PlanAction.ALREADY_PAID:
+        action = PlanAction.REPLACE if item.action is PlanAction.REPLACE else PlanAction.MINT
+        return _at_amount(item, product, owed, action, f"{format_cents(owed, item.currency)} of it is open")
+    if item.action is PlanAction.ALREADY_LINKED and item.amount_cents != owed:
+        return replace(_at_amount(item, product, owed, PlanAction.REPLACE,
+                                  f"{format_cents(owed, item.currency)} of it is open: a new link for that"),
+                       replaced_amount_cents=item.amount_cents, replaced_currency=item.currency)
+    return item
+
+
+def _at_amount(item: BackfillItem, product: Product, amount: int, action: PlanAction, reason: str) -> BackfillItem:
+    tier = next((t for t in product.price_tiers if (t.amount_cents, t.currency) == (amount, item.currency)), None)
+    source = (PriceSource.NEW_TIER if tier is None
+              else PriceSource.NEW_PRICE if tier.stripe_price_id is None else PriceSource.EXISTING)
+    return replace(item, action=action, amount_cents=amount, reason=reason, price_source=source,
+                   tier_id=tier.id if tier else None)
 
 
 class _LinkRow(NamedTuple):

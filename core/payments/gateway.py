@@ -69,6 +69,18 @@ class CompletedCheckout:
         return self.payment_status in {"paid", "no_payment_required"}
 
 
+@dataclass(frozen=True)
+class RefundReceipt:
+    """A refund as the provider made it. ``status``: ``succeeded``, ``pending`` (money on its
+    way back), ``requires_action``, ``failed`` or ``canceled``."""
+
+    id: str
+    amount_cents: int
+    currency: str
+    status: str
+    payment_intent_id: str | None = None
+
+
 class PaymentGateway(Protocol):
     """What the product needs from the payment provider. Errors are ``PaymentProviderError``."""
 
@@ -103,6 +115,19 @@ class PaymentGateway(Protocol):
         self, *, payment_link: str | None = None, created_since: datetime | None = None
     ) -> Iterator[CompletedCheckout]:
         """Every completed Checkout Session, newest first, fetched page by page as iterated."""
+        ...
+
+    def refund(
+        self,
+        *,
+        amount_cents: int,
+        idempotency_key: str,
+        checkout_session: str | None = None,
+        payment_intent: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> RefundReceipt:
+        """Give back ``amount_cents`` of the payment made in a Checkout Session (or of a
+        PaymentIntent); the same key returns the same refund instead of a second one."""
         ...
 
 

@@ -190,8 +190,8 @@ def activate(session: Session, user: ActingUser, link_id: int, minted: MintedLin
     if replaces is not None:
         old = locked_link(session, user, replaces)
         if old is None or old.status is not LinkStatus.ACTIVE or old.processing:
-            return _as_found(ActivationOutcome.REPLACED_LINK_CHANGED, link_id, link, switch_off=_retire(link))
-        retired = _retire(old)
+            return _as_found(ActivationOutcome.REPLACED_LINK_CHANGED, link_id, link, switch_off=retire_row(link))
+        retired = retire_row(old)
         session.flush()  # the old row leaves the one-active-link index before the new one enters
     link.status = LinkStatus.ACTIVE
     session.flush()
@@ -219,7 +219,7 @@ def lose_the_pair(session: Session, user: ActingUser, link_id: int, minted: Mint
     if winner is None:
         return _as_found(ActivationOutcome.REFUSED, link_id, link)
     link.stripe_payment_link_id, link.url = minted.id, minted.url
-    switch_off = _retire(link)
+    switch_off = retire_row(link)
     return _as_found(ActivationOutcome.SET_ASIDE, link_id, link, switch_off=switch_off,
                      winner_id=winner.id, winner_url=winner.url)
 
@@ -265,7 +265,7 @@ def retire(session: Session, user: ActingUser, link_id: int) -> SwitchOff | None
     link = locked_link(session, user, link_id)
     if link is None or link.status is not LinkStatus.ACTIVE:
         return None
-    return _retire(link)
+    return retire_row(link)
 
 
 @dataclass(frozen=True)
@@ -414,7 +414,9 @@ def locked_link(session: Session, user: ActingUser, link_id: int) -> PaymentLink
     ).one_or_none()
 
 
-def _retire(link: PaymentLink) -> SwitchOff:
+def retire_row(link: PaymentLink) -> SwitchOff:
+    """Retire a locked, active ``link`` row: deactivated here, marked to be switched off in Stripe.
+    Nothing is committed; the caller switches it off (``switch_off``) once it has."""
     link.status = LinkStatus.DEACTIVATED
     link.deactivated_at = utcnow()
     link.stripe_deactivation_pending = True  # cleared once Stripe has switched it off

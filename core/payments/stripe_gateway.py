@@ -37,6 +37,7 @@ from core.payments.gateway import (
     MintedLink,
     PaymentGateway,
     PaymentLinkRequest,
+    RefundReceipt,
     StripeNotConfigured,
 )
 from core.settings import Settings, is_live_stripe_key
@@ -223,6 +224,44 @@ class StripeGateway(PaymentGateway):
             if not page.has_more or not page.data:
                 return
             params["starting_after"] = page.data[-1].id
+
+    def refund(
+        self,
+        *,
+        amount_cents: int,
+        idempotency_key: str,
+        checkout_session: str | None = None,
+        payment_intent: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> RefundReceipt:
+        intent = payment_intent or self._payment_intent_of(checkout_session)
+        params: stripe.params.RefundCreateParams = {
+            "payment_intent": intent,
+            "amount": amount_cents,
+            "metadata": dict(metadata or {}),
+        }
+        refund = self._call(
+            "refund a payment",
+            lambda: self._client.v1.refunds.create(params, {"idempotency_key": idempotency_key}),
+        )
+        return RefundReceipt(
+            id=str(refund.id), amount_cents=int(refund.amount), currency=str(refund.currency),
+            status=str(refund.status), payment_intent_id=_id_of(getattr(refund, "payment_intent", None)),
+        )
+
+    def _payment_intent_of(self, checkout_session: str | None) -> str:
+        if not checkout_session:
+            raise ValueError("a refund names a Checkout Session or a PaymentIntent")
+        session = self._call(
+            f"look up Checkout Session {checkout_session}",
+            lambda: self._client.v1.checkout.sessions.retrieve(checkout_session),
+        )
+        intent = _id_of(getattr(session, "payment_intent", None))
+        if intent is None:
+            raise PaymentProviderError(
+                f"Stripe has no payment to refund in Checkout Session {checkout_session}", changed_nothing=True
+            )
+        return intent
 
     # -- plumbing -------------------------------------------------------------------------
 

@@ -43,6 +43,7 @@ from core.access.permissions import ActingUser, Permission, require
 from core.audit import record_action
 from core.db import Sessions, as_sessions, unit_of_work
 from core.errors import BillingError, PaymentProviderError
+from core.ledger.stripe_payments import follow_stripe_link
 from core.models import (
     DEFAULT_CURRENCY,
     FlagKind,
@@ -403,6 +404,7 @@ class _PaymentSync:
                                   processing=bool(link.processing))
                 decision = reconcile_link(current, checkouts, complete_history=complete_history)
                 paid = self._apply(session, link, ref, decision)
+                follow_stripe_link(session, self.user, link, checkouts)  # the ledger records the payment
             flags = [self._flag(session, note, ref) for note in decision.flags]
         if paid is not None:
             self.result.paid.append(paid)

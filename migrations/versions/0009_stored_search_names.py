@@ -20,7 +20,7 @@ Downgrade drops the indexes and the columns; the ``pg_trgm`` extension stays (ot
 objects may use it, and it changes nothing by being there).
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-05 09:00:00.000000
 """
 
@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0009'
-down_revision = '0007'
+down_revision = '0008'
 branch_labels = None
 depends_on = None
 

@@ -171,8 +171,10 @@ def test_mirroring_the_demo_league_lets_payment_sync_check_every_link(engine, se
     links = session.scalars(select(PaymentLink)).all()
     with StripeStandIn() as stand_in:
         assert _mirror_database(stand_in, database_url) == len(links)
+        # Links deactivated here stay on at Stripe until switched off (the demo's treasurer's
+        # cash payments retired some; the next backfill switches them off).
         assert {link.stripe_payment_link_id for link in links
-                if link.status is not LinkStatus.DEACTIVATED} == {
+                if link.status is not LinkStatus.DEACTIVATED or link.stripe_deactivation_pending} == {
             i for i, link in stand_in.payment_links.items() if link["active"]}
         admin = acting(find_tenant(session, "demo"))
         owed = summarise(outstanding_balances(session, admin)).total_cents

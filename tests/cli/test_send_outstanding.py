@@ -200,13 +200,15 @@ class PaysWhileAsked(Terminal):
 def test_all_sends_nothing_when_the_list_changed_between_the_manifest_and_the_confirmation(
     league, cli_env, capsys, monkeypatch, session
 ):
-    from sqlalchemy import select, update
+    from sqlalchemy import select
 
-    from core.models import LinkStatus, PaymentLink, Player
+    from core.models import PaymentLink, Player
+    from tests.factories import pay_link
 
     def ben_pays() -> None:
         ben_players = select(Player.id).where(Player.parent_id == league["ben"].id)
-        session.execute(update(PaymentLink).where(PaymentLink.player_id.in_(ben_players)).values(status=LinkStatus.PAID))
+        for link in session.scalars(select(PaymentLink).where(PaymentLink.player_id.in_(ben_players))).all():
+            pay_link(session, link)
         session.commit()
 
     monkeypatch.setattr("sys.stdin", PaysWhileAsked("y\n", ben_pays))

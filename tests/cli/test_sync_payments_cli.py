@@ -9,6 +9,7 @@ from cli.main import main
 from core.db import unit_of_work
 from core.demo import build_demo_league
 from core.models import LinkStatus, PaymentLink, Player, PlayerStatus, Tenant
+from tests.factories import pay_link
 from tests.stripe_links import mirror_league
 
 
@@ -74,7 +75,7 @@ def test_full_checks_each_active_link(demo_in_stripe, stripe_stand_in, session, 
     # A few active links keep the test quick: the real gateway paces at Stripe's test-mode rate.
     active = session.scalars(select(PaymentLink).where(PaymentLink.status == LinkStatus.ACTIVE)).all()
     for link in active[8:]:
-        link.status = LinkStatus.PAID
+        pay_link(session, link)
     session.commit()
     active = active[:8]
 

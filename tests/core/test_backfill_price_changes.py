@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from core.backfill import ItemStatus, PlanAction, commit_backfill, describe_totals, plan_backfill, plan_rows
 from core.db import session_factory
@@ -18,7 +18,17 @@ from core.models import AuditEntry, LinkStatus, OrderStatus, PaymentLink, Produc
 from core.payments.stripe_gateway import StripeGateway
 from core.reporting.balances import outstanding_balances
 from core.roster.importing import import_roster
-from tests.factories import acting, make_link, make_order, make_parent, make_player, make_product, make_tenant
+from tests.factories import (
+    acting,
+    make_link,
+    make_order,
+    make_parent,
+    make_player,
+    make_product,
+    make_tenant,
+    mark_processing,
+    pay_link,
+)
 
 SUCCESS_URL = "https://westside.example/thanks"
 
@@ -112,7 +122,7 @@ def test_links_made_for_an_order_are_not_replaced_by_a_new_default_price(session
 
 def test_a_link_with_a_payment_processing_is_not_replaced(session, league):
     old = _link(session, league, league["amy"], league["registration"])
-    old.processing = True
+    mark_processing(session, old)
     session.commit()
     _new_price(session, league, "Registration", "175.00")
 
@@ -124,7 +134,7 @@ def test_a_link_with_a_payment_processing_is_not_replaced(session, league):
 
 def test_a_link_paid_at_the_old_price_stays_paid(session, league):
     old = _link(session, league, league["amy"], league["registration"])
-    old.status = LinkStatus.PAID
+    pay_link(session, old)
     session.commit()
     _new_price(session, league, "Registration", "175.00")
 
@@ -278,8 +288,7 @@ class PaidWhileMinting:
 
     def create_payment_link(self, request, *, idempotency_key):
         with session_factory(self.engine)() as other:
-            other.execute(update(PaymentLink).where(PaymentLink.id == self.old_link_id)
-                          .values(status=LinkStatus.PAID))
+            pay_link(other, other.get_one(PaymentLink, self.old_link_id))
             other.commit()
         return self.real.create_payment_link(request, idempotency_key=idempotency_key)
 

@@ -17,6 +17,8 @@ from tests.factories import (
     make_product,
     make_team,
     make_tenant,
+    mark_processing,
+    pay_link,
 )
 
 
@@ -35,8 +37,8 @@ def league(session):
         make_link(session, tenant, kid, registration)
     make_link(session, tenant, kid1, dues)
     session.commit()
-    return dict(tenant=tenant, red=red, blue=blue, registration=registration, dues=dues,
-                ana=ana, ben=ben, kids=(kid1, kid2, kid3))
+    return {"tenant": tenant, "red": red, "blue": blue, "registration": registration, "dues": dues,
+                "ana": ana, "ben": ben, "kids": (kid1, kid2, kid3)}
 
 
 def test_siblings_are_grouped_under_their_parent_with_a_total(session, league):
@@ -49,16 +51,29 @@ def test_siblings_are_grouped_under_their_parent_with_a_total(session, league):
     assert summarise(balances).families == 2
 
 
-def test_paid_and_deactivated_links_are_not_owed(session, league):
+def test_a_charge_paid_through_its_link_is_not_owed(session, league):
     tenant, kid3 = league["tenant"], league["kids"][2]
     from sqlalchemy import select
 
     from core.models import PaymentLink
     links = session.scalars(select(PaymentLink).where(PaymentLink.player_id == kid3.id)).all()
-    links[0].status = LinkStatus.PAID
+    pay_link(session, links[0])
     session.commit()
     balances = outstanding_balances(session, acting(tenant))
     assert [b.parent_name for b in balances] == ["Ana O'Neil"]
+
+
+def test_a_deactivated_link_leaves_its_charge_owed_without_a_pay_now_link(session, league):
+    """The ledger's charge is what is owed; a link is only one way to pay it."""
+    tenant, kid3 = league["tenant"], league["kids"][2]
+    from sqlalchemy import select
+
+    from core.models import PaymentLink
+    link = session.scalars(select(PaymentLink).where(PaymentLink.player_id == kid3.id)).one()
+    link.status = LinkStatus.DEACTIVATED
+    session.commit()
+    ben = next(b for b in outstanding_balances(session, acting(tenant)) if b.parent_name == "Ben Zed")
+    assert [(item.amount_cents, item.pay_url) for item in ben.items] == [(15000, "")]
 
 
 def test_withdrawn_players_are_not_billed(session, league):
@@ -135,7 +150,7 @@ def test_a_payment_still_processing_is_shown_but_not_counted_as_owed(session, le
 
     kid3 = league["kids"][2]
     link = session.scalars(select(PaymentLink).where(PaymentLink.player_id == kid3.id)).one()
-    link.processing = True
+    mark_processing(session, link)
     session.commit()
     balances = outstanding_balances(session, acting(league["tenant"]))
     ben = next(b for b in balances if b.parent_name == "Ben Zed")

@@ -13,7 +13,16 @@ from core.errors import PermissionDenied
 from core.models import AuditEntry
 from core.reporting.balances import outstanding_balances, summarise
 from core.reporting.export import ExportKind, export_balances_csv, neutralise_formula
-from tests.factories import acting, make_link, make_parent, make_player, make_product, make_team, make_tenant
+from tests.factories import (
+    acting,
+    make_link,
+    make_parent,
+    make_player,
+    make_product,
+    make_team,
+    make_tenant,
+    mark_processing,
+)
 
 
 def _rows(data: bytes) -> list[dict[str, str]]:
@@ -78,7 +87,7 @@ def test_processing_payments_are_marked_and_left_out_of_the_owed_total(session, 
     from core.models import PaymentLink
 
     link = session.scalars(select(PaymentLink).order_by(PaymentLink.id)).first()
-    link.processing = True
+    mark_processing(session, link)
     session.commit()
     user = acting(league, Role.TREASURER)
     rows = _rows(export_balances_csv(session, user))

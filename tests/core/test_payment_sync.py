@@ -473,7 +473,11 @@ def test_every_sync_leaves_an_audit_row_with_its_summary(engine, session, league
 
     result = sync_payments(engine, league.treasurer, stripe_gateway)
 
-    [entry] = session.scalars(select(AuditEntry).where(AuditEntry.tenant_id == league.tenant.id)).all()
+    entries = session.scalars(select(AuditEntry).where(AuditEntry.tenant_id == league.tenant.id)
+                              .order_by(AuditEntry.id)).all()
+    # The ledger's payment entry first (every entry is in the audit log), then the sync's own row.
+    assert [e.action for e in entries] == ["ledger.payment", "sync"]
+    entry = entries[-1]
     assert (entry.action, entry.actor, entry.role) == ("sync", "treasurer@example.org", "treasurer")
     assert entry.summary == result.summary() and "1 paid ($150.00)" in entry.summary
     assert entry.details["paid"] == 1 and entry.details["complete"] is True

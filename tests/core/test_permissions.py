@@ -53,7 +53,23 @@ from core.email.presend import sync_payments_first
 from core.email.registry import OUTSTANDING_BALANCE, everyone_who_owes
 from core.email.sending import campaign_report, prepare_send_to_everyone
 from core.errors import NotFound, PermissionDenied
-from core.models import Base, FlagKind, PaymentFlag, Product, Tenant
+from core.ledger.billing import attach_link, bill_owed, league_charges
+from core.ledger.entries import record_adjustment, record_charge, record_payment, reverse_entry
+from core.ledger.refunds import refund_payment
+from core.ledger.statement import family_statement, statement_csv
+from core.ledger.stripe_payments import follow_stripe_link
+from core.models import (
+    AdjustmentKind,
+    Base,
+    Charge,
+    FlagKind,
+    PaymentFlag,
+    PaymentLink,
+    PaymentMethod,
+    Player,
+    Product,
+    Tenant,
+)
 from core.payments.flags import payment_flags
 from core.payments.sync import sync_payments
 from core.reporting.audit_export import audit_log_csv
@@ -71,7 +87,10 @@ P = Permission
 MAY: dict[str, frozenset[Permission]] = {
     "coach": frozenset({P.VIEW_LEAGUE, P.VIEW_BALANCES}),
     "treasurer": frozenset({P.VIEW_LEAGUE, P.VIEW_BALANCES, P.VIEW_CONTACT_DETAILS, P.EXPORT_BALANCES,
-                            P.SYNC_PAYMENTS}),
+                            P.SYNC_PAYMENTS,
+                            # The ledger (issue 11): the treasurer keeps the books.
+                            P.VIEW_LEDGER, P.RECORD_CHARGES, P.RECORD_PAYMENTS, P.ADJUST_BALANCES,
+                            P.REFUND_PAYMENTS, P.REVERSE_ENTRIES}),
     "admin": frozenset(Permission),
     "nobody": frozenset(),
     "other league's admin": frozenset(Permission),
@@ -197,7 +216,50 @@ CALLS: tuple[Call, ...] = (
     Call("sync_payments", sync_payments, P.SYNC_PAYMENTS,
          lambda s, u, w: sync_payments(_joined_sessions(s), u, NoPaymentsYet()), returns_league_data=False),
     Call("payment_flags", payment_flags, P.SYNC_PAYMENTS, lambda s, u, w: payment_flags(s, u)),
+    # The ledger: treasurer and admin; a coach sees balances, never a statement.
+    Call("record_charge", record_charge, P.RECORD_CHARGES,
+         lambda s, u, w: _found_or_none(lambda: record_charge(s, u, parent_id=_own_parent(w), amount_cents=500,
+                                                              description="Alpha late fee"))),
+    Call("record_payment", record_payment, P.RECORD_PAYMENTS,
+         lambda s, u, w: _found_or_none(lambda: record_payment(s, u, parent_id=_own_parent(w), amount_cents=500,
+                                                               method=PaymentMethod.CASH))),
+    Call("record_adjustment", record_adjustment, P.ADJUST_BALANCES,
+         lambda s, u, w: _found_or_none(lambda: record_adjustment(s, u, parent_id=_own_parent(w), amount_cents=500,
+                                                                  kind=AdjustmentKind.DISCOUNT, reason="sibling"))),
+    Call("reverse_entry", reverse_entry, P.REVERSE_ENTRIES,
+         lambda s, u, w: _found_or_none(lambda: reverse_entry(s, u, entry_id=_own_charge(s, w), reason="error"))),
+    Call("refund_payment", refund_payment, P.REFUND_PAYMENTS,
+         lambda s, u, w: _found_or_none(lambda: refund_payment(
+             s, u, payment_id=record_payment(s, u, parent_id=_own_parent(w), amount_cents=500,
+                                             method=PaymentMethod.CASH).entry_id,
+             amount_cents=500, reason="paid twice"))),
+    Call("family_statement", family_statement, P.VIEW_LEDGER,
+         lambda s, u, w: _found_or_none(lambda: family_statement(s, u, _own_parent(w)))),
+    Call("statement_csv", statement_csv, P.VIEW_LEDGER,
+         lambda s, u, w: _found_or_none(lambda: statement_csv(s, u, _own_parent(w)))),
+    Call("follow_stripe_link", follow_stripe_link, P.SYNC_PAYMENTS,
+         lambda s, u, w: _found_or_none(lambda: follow_stripe_link(s, u, _own_link(s, w), [])),
+         returns_league_data=False),
+    Call("league_charges", league_charges, P.MINT_LINKS, lambda s, u, w: league_charges(s, u),
+         returns_league_data=False),
+    Call("bill_owed", bill_owed, P.MINT_LINKS, lambda s, u, w: bill_owed(s, u, []), returns_league_data=False),
+    Call("attach_link", attach_link, P.MINT_LINKS,
+         lambda s, u, w: _found_or_none(lambda: attach_link(s, u, _own_link(s, w))), returns_league_data=False),
 )
+
+
+def _own_parent(world: World) -> int:
+    return min(world.parent_ids)  # "Alpha Own Parent", made first
+
+
+def _own_charge(session: Session, world: World) -> int:
+    return session.scalars(select(Charge.id).where(Charge.parent_id == _own_parent(world))).one()
+
+
+def _own_link(session: Session, world: World) -> PaymentLink:
+    return session.scalars(
+        select(PaymentLink).join(Player, Player.id == PaymentLink.player_id).where(Player.parent_id == _own_parent(world))
+    ).one()
 
 ROSTER_CSV_BYTES = (
     b"player_ref,first_name,last_name,status,team,parent_ref,parent_name,parent_email\r\n"
@@ -234,6 +296,10 @@ COMMITTING_SERVICE_FUNCTIONS: dict[str, str] = {
     "core.email.sending.send_test": "tests/core/email/test_sending.py::test_only_an_admin_may_run_a_send_workflow",
     "core.email.sending.resume_campaign": "tests/core/email/test_sending.py::test_only_an_admin_may_run_a_send_workflow",
     "core.email.sending.record_decisions": "tests/core/email/test_sending.py::test_only_an_admin_may_run_a_send_workflow",
+    "core.ledger.links.switch_off_retired_links":
+        "tests/core/ledger/test_links_follow_charges.py::test_only_who_records_payments_may_switch_links_off",
+    "core.ledger.workflows.apply_ledger_change":
+        "tests/core/ledger/test_links_follow_charges.py::test_a_coach_cannot_apply_a_ledger_change",
 }
 
 
@@ -270,6 +336,14 @@ NOT_SERVICE_FUNCTIONS: dict[str, str] = {
     **{f"core.payments.links.{name}": "a payment link's transition, called by service functions after their require"
        for name in ("reserve", "drop_reservations", "activate", "lose_the_pair", "mark_paid", "retire",
                     "links_awaiting_switch_off", "switch_off", "locked_link")},
+    "core.backfill.plan.follow_the_ledger": "part of plan_backfill, after its require",
+    "core.backfill.billing.bill_plan": "commit_backfill's first step, after its require",
+    "core.ledger.accounts.family_account": "reads one family for the ledger's services, after their require",
+    "core.ledger.accounts.settled_by_payment": "reads one payment for refund_payment, after its require",
+    "core.ledger.accounts.lock_family": "locks one family for the ledger's services, after their require",
+    "core.ledger.accounts.stripe_payment_by_reference": "a lookup for follow_stripe_link, after its require",
+    "core.ledger.accounts.families_with_credit": "a lookup for bill_owed, after its require",
+    "core.ledger.links.retire_unmatched_links": "part of every ledger write, after the write's require",
 }
 # Public functions that read the database without an acting user: they run before anyone
 # acts (sign-in, choosing a league) or are the operator's bootstrap from the command line.

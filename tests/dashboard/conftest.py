@@ -26,6 +26,17 @@ def demo_league(engine, database_url, monkeypatch, tmp_path) -> Iterator[None]:
 
 
 @pytest.fixture
+def bare_demo_league(engine, database_url, monkeypatch, tmp_path) -> Iterator[None]:
+    """The demo league without what its treasurer recorded by hand (nothing in the audit log yet)."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("EMAIL_OUTBOX_DIR", str(tmp_path / "outbox"))
+    monkeypatch.setenv("AUTH_MODE", "demo")
+    with unit_of_work(engine) as session:
+        build_demo_league(session, ledger_examples=False)
+    yield
+
+
+@pytest.fixture
 def secrets_file(tmp_path, monkeypatch) -> Path:
     """The secrets.toml the app reads: absent unless a test writes it (never the developer's own)."""
     path = tmp_path / "secrets" / "secrets.toml"

@@ -13,7 +13,7 @@ from core.db import unit_of_work
 
 
 @pytest.fixture
-def logged_actions(demo_league, engine) -> None:
+def logged_actions(bare_demo_league, engine) -> None:
     with unit_of_work(engine) as session:
         tenant = find_tenant(session, "demo")
         ada = ActingUser("ada@westside.example", Role.ADMIN, tenant.id)
@@ -67,7 +67,7 @@ def test_an_empty_result_says_so(logged_actions, open_app):
     assert [info.value for info in at.info] == ["No audit entries match these filters."]
 
 
-def test_a_league_with_no_recorded_action_says_what_will_appear(demo_league, open_app):
+def test_a_league_with_no_recorded_action_says_what_will_appear(bare_demo_league, open_app):
     at = open_app("admin", page="audit_log")
     assert not at.exception
     assert at.info[0].value.startswith("Nothing has been recorded yet.")

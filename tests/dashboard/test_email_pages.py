@@ -13,9 +13,9 @@ from core.access.leagues import find_tenant
 from core.access.permissions import Role
 from core.email.campaigns import build_manifest
 from core.email.registry import OUTSTANDING_BALANCE
-from core.models import LinkStatus, PaymentLink
+from core.models import PaymentLink
 from dashboard.navigation import pages_for
-from tests.factories import acting
+from tests.factories import acting, pay_link
 from tests.stripe_links import mirror_league
 
 
@@ -128,7 +128,7 @@ def test_the_send_is_refused_when_the_list_changed_after_the_admin_reviewed_it(d
     at.button(key="prepare_send").click().run()
     at.button(key="open_send_dialog").click().run()
     for link in links_of_first_recipient(session):  # a family pays while the admin reads the dialog
-        link.status = LinkStatus.PAID
+        pay_link(session, link)
     session.commit()
 
     at.button(key="confirm_send").click().run()

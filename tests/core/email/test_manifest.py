@@ -12,7 +12,7 @@ from core.email.campaigns import build_manifest
 from core.email.registry import OUTSTANDING_BALANCE
 from core.errors import PermissionDenied
 from core.models import CampaignStatus, EmailCampaign, EmailMessage, MessageStatus, utcnow
-from tests.factories import acting, make_link, make_parent, make_player
+from tests.factories import acting, make_link, make_parent, make_player, mark_processing
 
 
 def reasons(manifest) -> dict[str, str]:  # type: ignore[no-untyped-def]
@@ -132,11 +132,12 @@ def test_a_send_with_nothing_left_to_send_no_longer_holds_its_parents(session, l
 
 
 def test_a_parent_whose_every_payment_is_processing_is_not_reminded(session, league):
-    from sqlalchemy import select, update
+    from sqlalchemy import select
 
     from core.models import PaymentLink, Player
     ben_kids = session.scalars(select(Player.id).where(Player.parent_id == league["ben"].id)).all()
-    session.execute(update(PaymentLink).where(PaymentLink.player_id.in_(ben_kids)).values(processing=True))
+    for link in session.scalars(select(PaymentLink).where(PaymentLink.player_id.in_(ben_kids))):
+        mark_processing(session, link)
     session.commit()
     manifest = build_manifest(session, acting(league["tenant"]), OUTSTANDING_BALANCE)
     assert reasons(manifest)["Bénédicte Zoë"] == "payment processing"

@@ -44,7 +44,7 @@ from core.models import (
     utcnow,
 )
 from tests.core.email.conftest import EMAIL_FROM, read_outbox, recipients, skip_words
-from tests.factories import acting, make_tenant
+from tests.factories import acting, make_tenant, pay_link
 
 OWING = ["ana@example.org", "ben@example.org"]
 
@@ -395,7 +395,7 @@ def test_a_resumed_send_does_not_email_a_family_who_paid_or_opted_out_since_it_w
     campaign = start_campaign(session, admin, OUTSTANDING_BALANCE, email_from=EMAIL_FROM)
     session.commit()
     for link in links_of(session, league["ben"]):
-        link.status = LinkStatus.PAID
+        pay_link(session, link)
     league["ana"].email_opt_out = True
     session.commit()
 
@@ -414,7 +414,7 @@ def test_a_family_whose_balance_changed_since_the_send_was_queued_is_not_sent_th
     admin = admin_of(session)
     campaign = start_campaign(session, admin, OUTSTANDING_BALANCE, email_from=EMAIL_FROM)
     session.commit()
-    links_of(session, league["ana"])[0].status = LinkStatus.PAID  # $360.00 queued, $210.00 owed now
+    pay_link(session, links_of(session, league["ana"])[0])  # $360.00 queued, $210.00 owed now
     session.commit()
 
     result = drain_outbox(engine, admin, campaign.id, backend=FileBackend(outbox_dir), email_from=EMAIL_FROM)
@@ -434,7 +434,7 @@ def test_a_send_whose_list_changed_since_the_admin_reviewed_it_is_refused_and_wr
     reviewed = build_manifest(session, admin, OUTSTANDING_BALANCE).totals
     session.rollback()
     for link in links_of(session, league["ben"]):
-        link.status = LinkStatus.PAID
+        pay_link(session, link)
     session.commit()
 
     with pytest.raises(ManifestChanged, match="The list changed since you reviewed it: review again") as refused:

@@ -20,10 +20,10 @@ from core.email.sending import (
     send_test,
 )
 from core.errors import EmailDeliveryError, InvalidInput, PermissionDenied
-from core.models import EmailCampaign, LinkStatus, PaymentLink, Player, utcnow
+from core.models import EmailCampaign, PaymentLink, Player, utcnow
 from core.payments.sync import SyncResult
 from tests.core.email.conftest import EMAIL_FROM, recipients
-from tests.factories import acting, make_tenant
+from tests.factories import acting, make_tenant, pay_link
 
 OWING = ["ana@example.org", "ben@example.org"]
 A_GATEWAY = object()  # Stripe configured: the sync below is what runs with it
@@ -65,8 +65,8 @@ def prepare(engine, league, **options):  # type: ignore[no-untyped-def]
 
 def ben_pays(session, league) -> None:  # type: ignore[no-untyped-def]
     kids = select(Player.id).where(Player.parent_id == league["ben"].id)
-    for link in session.scalars(select(PaymentLink).where(PaymentLink.player_id.in_(kids))):
-        link.status = LinkStatus.PAID
+    for link in session.scalars(select(PaymentLink).where(PaymentLink.player_id.in_(kids))).all():
+        pay_link(session, link)
     session.commit()
 
 

@@ -1,0 +1,67 @@
+"""``record-payment PARENT AMOUNT --method ...``: money a family paid outside Stripe."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import date
+
+from cli.context import add_tenant_option, league_command
+from cli.ledger_output import print_outcome
+from core.errors import InvalidInput
+from core.ledger.amounts import parse_amount
+from core.ledger.entries import record_payment
+from core.ledger.workflows import apply_ledger_change
+from core.models import PaymentMethod
+from core.reporting.directory import find_parent
+
+METHODS = {"cash": PaymentMethod.CASH, "check": PaymentMethod.CHECK, "bank": PaymentMethod.BANK,
+           "other": PaymentMethod.OTHER}
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "record-payment",
+        help="record a payment made outside Stripe (cash, check, bank transfer)",
+        description="Record money a family paid outside Stripe. It settles the family's open charges, oldest "
+        "due first; more than is owed is the family's credit (flagged: refund or keep it). The payment links "
+        "of what it settles are switched off in Stripe, so nothing is paid twice.",
+    )
+    parser.add_argument("parent", metavar="PARENT", help="their parent_ref from the roster (e.g. PA-501), email or id")
+    parser.add_argument("amount", metavar="AMOUNT", help="the amount paid, like 175.00")
+    parser.add_argument("--method", required=True, choices=sorted(METHODS), help="how it was paid")
+    parser.add_argument("--reference", metavar="TEXT", help="a check number or bank reference")
+    parser.add_argument("--on", metavar="YYYY-MM-DD", help="the day it was received (default: today)")
+    parser.add_argument("--note", metavar="TEXT", help="a note kept with the payment")
+    parser.add_argument("--receipt", action="store_true",
+                        help="email the family a receipt (not available yet)")
+    add_tenant_option(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.receipt:
+        raise InvalidInput("--receipt is not available yet (the payment-received email comes later); "
+                           "record the payment without it. Nothing was recorded.")
+    received = _day(args.on)
+    with league_command(args) as ctx:
+        parent_id = find_parent(ctx.session, ctx.user, args.parent).id
+        amount = parse_amount(args.amount, currency=ctx.tenant.currency)
+        ctx.session.rollback()  # end the read; the change runs in its own unit of work
+        gateway = ctx.services.payment_gateway(action="switch off paid links") if ctx.services.stripe_configured else None
+        outcome = apply_ledger_change(
+            ctx.services.sessions, ctx.user,
+            lambda session: record_payment(session, ctx.user, parent_id=parent_id, amount_cents=amount,
+                                           method=METHODS[args.method], received_on=received,
+                                           reference=args.reference, note=args.note),
+            gateway=gateway,
+        )
+    return print_outcome(outcome)
+
+
+def _day(text: str | None) -> date | None:
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(f"--on {text!r} is not a date: use YYYY-MM-DD, like 2026-09-14.") from None

@@ -1,0 +1,20 @@
+"""What every ledger command prints after a change: what it did, its entry, the new balance."""
+
+from __future__ import annotations
+
+import sys
+
+from core.ledger.workflows import LedgerOutcome
+
+
+def print_outcome(outcome: LedgerOutcome) -> int:
+    change = outcome.change
+    print(change.summary)
+    print(f"entry {change.entry_id}")
+    print(f"balance: {change.parent_name} {outcome.balance}")
+    if outcome.switched_off is not None and outcome.switched_off.switched_off:
+        print(f"switched off in Stripe: {len(outcome.switched_off.switched_off)} payment link(s) no longer owed")
+    if outcome.links_still_on:
+        print(f"warning: {outcome.links_still_on} payment link(s) of what is no longer owed are switched off here "
+              "but not yet in Stripe; the next backfill switches them off", file=sys.stderr)
+    return 0

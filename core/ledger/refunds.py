@@ -1,0 +1,136 @@
+"""Refunds: money given back to a family, through Stripe or outside it.
+
+A refund is an adjustment of kind ``refund`` naming the payment it gives back (never more than
+is left of it). It takes back the payment's unallocated money first (the overpayment the
+treasurer was asked to refund or keep), then re-opens what the payment settled, most recently
+settled first: the family owes that again, unless ``waive_reopened`` waives it in the same
+transaction (a player who leaves, refunded and no longer billed).
+
+A Stripe payment is refunded through the payment gateway (``POST /v1/refunds`` for the
+Checkout Session's PaymentIntent), with an idempotency key made of the payment and the number
+of refunds it already has: a crash after Stripe refunded and before the commit replays the
+same refund on the rerun, never a second one. ``outside_stripe=True`` records a refund already
+made another way (in the Stripe dashboard, by check, in cash).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core.access.permissions import ActingUser, Permission, find_in_league, require
+from core.errors import InvalidInput
+from core.ledger.accounts import settled_by_payment
+from core.ledger.allocation import reopen_for_refund
+from core.ledger.entries import LedgerChange, LedgerWriter, positive_amount, required_text
+from core.models import (
+    Adjustment,
+    AdjustmentKind,
+    EntryOrigin,
+    LedgerEntryKind,
+    Parent,
+    Payment,
+    PaymentMethod,
+    PaymentState,
+    Tenant,
+)
+from core.payments.gateway import PaymentGateway
+
+
+def refund_idempotency_key(league_key: str, payment_id: int, number: int) -> str:
+    """The key of the ``number``-th refund of ``payment_id`` (``league_key``: ``Tenant.league_key``)."""
+    return f"ledger-refund:{league_key}:p{payment_id}:r{number}"
+
+
+def refund_payment(
+    session: Session,
+    user: ActingUser,
+    *,
+    payment_id: int,
+    amount_cents: int,
+    reason: str,
+    gateway: PaymentGateway | None = None,
+    outside_stripe: bool = False,
+    waive_reopened: bool = False,
+) -> LedgerChange:
+    """Refund ``amount_cents`` of a settled payment (see the module docstring).
+
+    A Stripe payment needs ``gateway`` unless ``outside_stripe``; Stripe is asked before
+    anything is written, and the caller commits right after (if the commit fails, running the
+    same refund again replays Stripe's answer). Then re-open links follow as for any change.
+    """
+    require(user, Permission.REFUND_PAYMENTS)
+    why = required_text(reason, "reason")
+    positive_amount(amount_cents)
+    payment = find_in_league(session, user, Payment, payment_id, label="payment")
+    parent = find_in_league(session, user, Parent, payment.parent_id, label="parent")
+    writer = LedgerWriter(session, user, parent, origin=EntryOrigin.MANUAL)
+    account = writer.account()
+    position = account.payment(payment_id)
+    if position is None:
+        raise InvalidInput(f"Payment {payment_id} was reversed: there is nothing to refund.")
+    if position.state is not PaymentState.SETTLED:
+        raise InvalidInput(f"Payment {payment_id} is {position.state.value}: only a settled payment can be refunded.")
+    left = position.amount_cents - position.refunded_cents
+    if amount_cents > left:
+        raise InvalidInput(
+            f"{writer.money(amount_cents)} is more than the {writer.money(left)} left of payment {payment_id} to refund."
+        )
+    stripe_refund_id = None
+    if payment.method is PaymentMethod.STRIPE and not outside_stripe:
+        if gateway is None:
+            raise InvalidInput(
+                f"Payment {payment_id} was made through Stripe: refund it through Stripe (configure "
+                "STRIPE_API_KEY), or record a refund made outside Stripe."
+            )
+        if not payment.reference:
+            raise InvalidInput(f"Payment {payment_id} has no Checkout Session to refund in Stripe; record a refund "
+                               "made outside Stripe instead.")
+        stripe_refund_id = _refund_at_stripe(session, user, gateway, payment, amount_cents, why)
+    reopened = reopen_for_refund(amount_cents, unallocated_cents=position.unallocated_cents,
+                                 settled=settled_by_payment(session, user, payment_id))
+    refund = writer.adjustment(kind=AdjustmentKind.REFUND, amount_cents=amount_cents, reason=why,
+                               payment_id=payment_id, stripe_refund_id=stripe_refund_id)
+    for charge_id, cents in reopened:
+        writer.allocation(charge_id, -cents, payment_id=payment_id, adjustment_id=refund.id,
+                          origin=EntryOrigin.REFUND)
+    if waive_reopened:
+        for charge_id, cents in reopened:
+            waiver = writer.adjustment(kind=AdjustmentKind.WAIVER, amount_cents=cents, charge_id=charge_id,
+                                       reason=f"waived with refund {refund.id}: {why}")
+            writer.allocation(charge_id, cents, adjustment_id=waiver.id)
+    via = "through Stripe" if stripe_refund_id else "made outside Stripe"
+    summary = f"Refunded {writer.money(amount_cents)} of payment {payment_id} to {parent.name} {via} (entry {refund.id})"
+    if reopened:
+        reopened_total = writer.money(sum(cents for _, cents in reopened))
+        summary += f"; {reopened_total} {'re-opened and waived' if waive_reopened else 'is owed again'}"
+    return writer.finish(
+        action="ledger.refund", summary=summary, main_entry_id=refund.id, kind=LedgerEntryKind.ADJUSTMENT,
+        reopened=[] if waive_reopened else reopened,
+        details={"payment_id": payment_id, "amount_cents": amount_cents, "stripe_refund_id": stripe_refund_id,
+                 "waived": waive_reopened},
+    )
+
+
+def _refund_at_stripe(session: Session, user: ActingUser, gateway: PaymentGateway, payment: Payment,
+                      amount_cents: int, reason: str) -> str:
+    tenant = session.get_one(Tenant, user.tenant_id)
+    earlier = session.scalar(
+        select(func.count()).select_from(Adjustment).where(
+            Adjustment.tenant_id == user.tenant_id, Adjustment.payment_id == payment.id,
+            Adjustment.stripe_refund_id.is_not(None),
+        )
+    ) or 0
+    receipt = gateway.refund(
+        checkout_session=payment.reference,
+        amount_cents=amount_cents,
+        idempotency_key=refund_idempotency_key(tenant.league_key, payment.id, earlier + 1),
+        metadata={"tenant_id": str(tenant.id), "league_key": tenant.league_key, "payment_id": str(payment.id),
+                  "reason": reason[:450]},
+    )
+    if receipt.amount_cents != amount_cents:
+        raise InvalidInput(
+            f"Stripe refunded {receipt.amount_cents} cents for a refund of {amount_cents} (refund {receipt.id}): "
+            "check the Stripe dashboard before recording it."
+        )
+    return receipt.id

@@ -1,0 +1,142 @@
+"""Stripe is a source of payments: what payment sync learns about a link becomes ledger payments.
+
+Payment sync decides what a link's Checkout Sessions mean (``core.payments.reconciliation``)
+and records it on the link; then ``follow_stripe_link`` makes the ledger agree, in the same
+transaction:
+
+* a link marked paid: a settled ``stripe`` payment, its Checkout Session as the reference
+  (recorded once, however often sync sees the session), settling the link's own charge first,
+  then the family's other open charges; more than was owed is credit, flagged;
+* a link whose payment is processing: a ``processing`` payment on its charge (shown as
+  processing, not owed); when it settles its state becomes ``settled``, and when the
+  processing session is gone without a payment, ``failed`` (the charge is owed again).
+
+A payment's ``state`` is the one column of a money row that changes, here and only here
+(``_set_state``), and each change is in the audit log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.access.permissions import ActingUser, Permission, require
+from core.errors import NotFound
+from core.ledger.accounts import stripe_payment_by_reference
+from core.ledger.allocation import allocate
+from core.ledger.entries import LedgerChange, LedgerWriter, today
+from core.models import (
+    EntryOrigin,
+    LedgerEntryKind,
+    LinkStatus,
+    Parent,
+    Payment,
+    PaymentLink,
+    PaymentMethod,
+    PaymentState,
+    Player,
+)
+from core.payments.gateway import CompletedCheckout
+
+
+def follow_stripe_link(
+    session: Session, user: ActingUser, link: PaymentLink, checkouts: Sequence[CompletedCheckout]
+) -> LedgerChange | None:
+    """Make the ledger agree with what payment sync just recorded on ``link`` (see above).
+
+    ``checkouts`` are the link's sessions the sync saw. In the sync's transaction; the caller
+    commits. None when the ledger already agreed.
+    """
+    require(user, Permission.SYNC_PAYMENTS)
+    if link.tenant_id != user.tenant_id:
+        raise NotFound(f"There is no payment link {link.id} in this league.")
+    processing = _processing_payment(session, user, link)
+    if link.status is LinkStatus.PAID and link.checkout_session_id:
+        recorded = stripe_payment_by_reference(session, user, link.checkout_session_id)
+        if recorded is not None:
+            if recorded.state is PaymentState.PROCESSING:
+                return _change_state(session, user, link, recorded, PaymentState.SETTLED)
+            return None
+        amount = link.paid_amount_cents if link.paid_amount_cents and link.paid_amount_cents > 0 else link.amount_cents
+        if processing is not None:
+            if processing.reference is None and processing.amount_cents == amount:
+                return _change_state(session, user, link, processing, PaymentState.SETTLED)
+            _change_state(session, user, link, processing, PaymentState.FAILED)
+        return _record(session, user, link, reference=link.checkout_session_id, amount_cents=amount,
+                       state=PaymentState.SETTLED, received=link.paid_at.date() if link.paid_at else today())
+    if link.processing:
+        if processing is not None:
+            return None
+        pending = sorted((c for c in checkouts if not c.paid), key=lambda c: (c.created, c.id))
+        reference = pending[0].id if pending else None
+        if reference is not None and stripe_payment_by_reference(session, user, reference) is not None:
+            return None
+        amount = pending[0].amount_total if pending and pending[0].amount_total else link.amount_cents
+        return _record(session, user, link, reference=reference, amount_cents=amount,
+                       state=PaymentState.PROCESSING, received=today())
+    if processing is not None:  # the processing session is gone unpaid: the charge is owed again
+        return _change_state(session, user, link, processing, PaymentState.FAILED)
+    return None
+
+
+def _processing_payment(session: Session, user: ActingUser, link: PaymentLink) -> Payment | None:
+    return session.scalars(
+        select(Payment).where(Payment.tenant_id == user.tenant_id, Payment.payment_link_id == link.id,
+                              Payment.state == PaymentState.PROCESSING)
+        .order_by(Payment.id.desc())
+    ).first()
+
+
+def _writer(session: Session, user: ActingUser, link: PaymentLink) -> LedgerWriter:
+    parent = session.scalars(
+        select(Parent).join(Player, Player.parent_id == Parent.id)
+        .where(Player.id == link.player_id, Parent.tenant_id == user.tenant_id)
+    ).one()
+    return LedgerWriter(session, user, parent, origin=EntryOrigin.PAYMENT_SYNC)
+
+
+def _record(session: Session, user: ActingUser, link: PaymentLink, *, reference: str | None, amount_cents: int,
+            state: PaymentState, received: date) -> LedgerChange:
+    writer = _writer(session, user, link)
+    account = writer.account()
+    payment = writer.payment(amount_cents=amount_cents, method=PaymentMethod.STRIPE, received_on=received,
+                             state=state, reference=reference, payment_link_id=link.id,
+                             note="paid through its Pay Now link")
+    chosen = [link.charge_id] if link.charge_id is not None else []
+    split = allocate(amount_cents, account.open_charges, chosen=chosen)
+    for charge_id, cents in split.parts:
+        writer.allocation(charge_id, cents, payment_id=payment.id)
+    overpaid = split.remainder_cents if state is PaymentState.SETTLED else 0
+    what = "processing" if state is PaymentState.PROCESSING else "paid"
+    summary = (f"Stripe payment of {writer.money(amount_cents)} {what} through the Pay Now link of "
+               f"{writer.parent.name} (entry {payment.id})")
+    if overpaid:
+        summary += f"; {writer.money(overpaid)} more than was owed is credit (refund or keep it)"
+    return writer.finish(action="ledger.payment", summary=summary, main_entry_id=payment.id,
+                         kind=LedgerEntryKind.PAYMENT, overpaid_cents=overpaid,
+                         details={"method": "stripe", "checkout_session": reference, "state": state.value})
+
+
+def _change_state(session: Session, user: ActingUser, link: PaymentLink, payment: Payment,
+                  state: PaymentState) -> LedgerChange:
+    writer = _writer(session, user, link)
+    before = _set_state(payment, state)
+    session.flush()
+    return writer.finish(
+        action="ledger.payment_state",
+        summary=f"Stripe payment {payment.id} of {writer.money(payment.amount_cents)}: {before.value} -> {state.value}",
+        main_entry_id=payment.id, kind=LedgerEntryKind.PAYMENT,
+        details={"payment_id": payment.id, "from": before.value, "to": state.value},
+    )
+
+
+def _set_state(payment: Payment, state: PaymentState) -> PaymentState:
+    """The one change a money row allows: a processing payment settles or fails."""
+    if payment.state is not PaymentState.PROCESSING:
+        raise ValueError(f"payment {payment.id} is {payment.state.value}; only a processing payment changes state")
+    before = payment.state
+    payment.state = state
+    return before

@@ -1,0 +1,133 @@
+"""Refunds through Stripe (the local stand-in) and made outside it."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from core.access.permissions import Role
+from core.backfill import commit_backfill, plan_backfill
+from core.errors import InvalidInput
+from core.ledger.entries import record_payment, reverse_entry
+from core.ledger.refunds import refund_payment
+from core.models import Adjustment, Payment, PaymentLink, PaymentMethod
+from core.payments.sync import sync_payments
+from core.reporting.balances import outstanding_balances
+from tests.factories import acting, make_parent, make_player, make_product, make_tenant
+
+
+@pytest.fixture
+def paid_through_stripe(session, stripe_gateway, stripe_stand_in):
+    """Ana paid Amy's $150.00 registration through its Pay Now link; Ben owes Bo's."""
+    tenant = make_tenant(session, "westside", name="Westside Hoops")
+    make_product(session, tenant, "Registration", amount_cents=15000)
+    ana, ben = make_parent(session, tenant, "Ana O'Neil"), make_parent(session, tenant, "Ben Zed")
+    amy = make_player(session, tenant, ana, first_name="Amy")
+    make_player(session, tenant, ben, first_name="Bo")
+    session.commit()
+    admin = acting(tenant)
+    commit_backfill(session.get_bind(), admin, stripe_gateway, plan_backfill(session, admin), success_url="https://x.example/ok")
+    link = session.scalars(select(PaymentLink).where(PaymentLink.player_id == amy.id)).one()
+    stripe_stand_in.complete_checkout_session(link.stripe_payment_link_id)
+    treasurer = acting(tenant, Role.TREASURER)
+    sync_payments(session.get_bind(), treasurer, stripe_gateway)
+    payment = session.scalars(select(Payment)).one()
+    return {"tenant": tenant, "treasurer": treasurer, "ana": ana, "ben": ben, "payment": payment}
+
+
+def owing(session, user):
+    return {b.parent_name: b.total_cents for b in outstanding_balances(session, user)}
+
+
+def test_a_stripe_payment_is_refunded_through_stripe_and_what_it_paid_is_owed_again(
+        session, paid_through_stripe, stripe_gateway, stripe_stand_in):
+    world = paid_through_stripe
+    change = refund_payment(session, world["treasurer"], payment_id=world["payment"].id, amount_cents=5000,
+                            reason="moved to the half season", gateway=stripe_gateway)
+    session.commit()
+
+    [request] = [r for r in stripe_stand_in.requests if (r.method, r.path) == ("POST", "/v1/refunds")]
+    assert request.params["amount"] == "5000" and request.params["payment_intent"].startswith("pi_")
+    assert request.idempotency_key == f"ledger-refund:{world['tenant'].league_key}:p{world['payment'].id}:r1"
+    [refund] = stripe_stand_in.refunds.values()
+    adjustment = session.get(Adjustment, change.entry_id)
+    assert adjustment.stripe_refund_id == refund["id"]
+    assert change.reopened and owing(session, world["treasurer"])["Ana O'Neil"] == 5000
+
+
+def test_a_refund_with_the_charge_waived_leaves_nothing_owed(session, paid_through_stripe, stripe_gateway):
+    world = paid_through_stripe
+    refund_payment(session, world["treasurer"], payment_id=world["payment"].id, amount_cents=15000,
+                   reason="player moved away", gateway=stripe_gateway, waive_reopened=True)
+    session.commit()
+    assert "Ana O'Neil" not in owing(session, world["treasurer"])
+
+
+def test_a_refund_asked_again_after_a_crash_is_not_made_twice(session, paid_through_stripe, stripe_gateway,
+                                                                stripe_stand_in):
+    world = paid_through_stripe
+    refund_payment(session, world["treasurer"], payment_id=world["payment"].id, amount_cents=5000,
+                   reason="half season", gateway=stripe_gateway)
+    session.rollback()  # the database write is lost after Stripe refunded
+    refund_payment(session, world["treasurer"], payment_id=world["payment"].id, amount_cents=5000,
+                   reason="half season", gateway=stripe_gateway)
+    session.commit()
+    assert len(stripe_stand_in.refunds) == 1
+    assert len(session.scalars(select(Adjustment)).all()) == 1
+
+
+def test_stripe_refusing_a_refund_writes_nothing(session, paid_through_stripe, stripe_gateway, stripe_stand_in):
+    world = paid_through_stripe
+    stripe_stand_in.inject("error", method="POST", path="/v1/refunds", status=402, message="Insufficient funds")
+    with pytest.raises(Exception, match="Insufficient funds"):
+        refund_payment(session, world["treasurer"], payment_id=world["payment"].id, amount_cents=5000,
+                       reason="x", gateway=stripe_gateway)
+    session.rollback()
+    assert session.scalars(select(Adjustment)).all() == []
+
+
+def test_a_stripe_payment_needs_stripe_unless_the_refund_was_made_outside_it(session, paid_through_stripe):
+    world = paid_through_stripe
+    with pytest.raises(InvalidInput, match="refund it through Stripe"):
+        refund_payment(session, world["treasurer"], payment_id=world["payment"].id, amount_cents=100, reason="x")
+    change = refund_payment(session, world["treasurer"], payment_id=world["payment"].id, amount_cents=15000,
+                            reason="refunded in the Stripe dashboard", outside_stripe=True)
+    session.commit()
+    assert session.get(Adjustment, change.entry_id).stripe_refund_id is None
+    assert owing(session, world["treasurer"])["Ana O'Neil"] == 15000
+
+
+def test_refunding_an_overpayment_by_check_reopens_nothing(session, paid_through_stripe):
+    world = paid_through_stripe
+    overpaid = record_payment(session, world["treasurer"], parent_id=world["ben"].id, amount_cents=18000,
+                              method=PaymentMethod.CHECK, reference="311")
+    assert overpaid.overpaid_cents == 3000
+    change = refund_payment(session, world["treasurer"], payment_id=overpaid.entry_id, amount_cents=3000,
+                            reason="paid too much; check 5005")
+    session.commit()
+    assert (change.reopened, change.balance_cents, change.credit_cents) == ((), 0, 0)
+
+
+def test_a_refund_above_what_is_left_of_the_payment_is_refused(session, paid_through_stripe):
+    world = paid_through_stripe
+    refund_payment(session, world["treasurer"], payment_id=world["payment"].id, amount_cents=10000, reason="a",
+                   outside_stripe=True)
+    with pytest.raises(InvalidInput, match=r"\$60.00 is more than the \$50.00 left of payment"):
+        refund_payment(session, world["treasurer"], payment_id=world["payment"].id, amount_cents=6000, reason="b",
+                       outside_stripe=True)
+
+
+def test_a_refund_made_by_mistake_outside_stripe_can_be_reversed_and_a_stripe_one_cannot(
+        session, paid_through_stripe, stripe_gateway):
+    world = paid_through_stripe
+    by_mistake = refund_payment(session, world["treasurer"], payment_id=world["payment"].id, amount_cents=15000,
+                                reason="wrong family", outside_stripe=True)
+    reverse_entry(session, world["treasurer"], entry_id=by_mistake.entry_id, reason="recorded for the wrong family")
+    session.commit()
+    assert "Ana O'Neil" not in owing(session, world["treasurer"])
+    real = refund_payment(session, world["treasurer"], payment_id=world["payment"].id, amount_cents=100, reason="c",
+                          gateway=stripe_gateway)
+    with pytest.raises(InvalidInput, match="cannot take a refund back"):
+        reverse_entry(session, world["treasurer"], entry_id=real.entry_id, reason="oops")
+    with pytest.raises(InvalidInput, match="reverse its refund first"):
+        reverse_entry(session, world["treasurer"], entry_id=world["payment"].id, reason="oops")
