@@ -95,7 +95,7 @@ def bench_render(parents: int) -> None:
     render_seconds = time.perf_counter() - started
     started = time.perf_counter()
     size = 0
-    for balance, text in zip(balances, rendered):
+    for balance, text in zip(balances, rendered, strict=True):
         message = compose_message(text, brand=brand, to_name=balance.parent_name, to_address=balance.parent_email,
                                   message_id=message_id_for(tenant_id=1, campaign_id=1, parent_id=balance.parent_id,
                                                             domain=brand.sender_domain))
@@ -239,7 +239,8 @@ def bench_send(sends: int, *, per_minute: int, latency: float, workers: int) -> 
     print(f"  send rate: {rate:.2f}/s = {rate / quota_per_second:.3f} of the quota  goal >= 0.95"
           f"  (first to last accepted: {(len(times) - 1) / window / quota_per_second:.3f})")
     print(f"  lost: {lost}  sent twice: {doubled}  refused by the quota (429, retried): {server.refused}")
-    print(f"  outbox rows: {dict((s.value, n) for s, n in statuses.items())}  drain result: sent {result.sent}, "
+    rows = {s.value: n for s, n in statuses.items()}
+    print(f"  outbox rows: {rows}  drain result: sent {result.sent}, "
           f"failed {result.failed}, interrupted {result.interrupted}")
     if statuses.get(MessageStatus.SENT, 0) != sends or lost or doubled:
         print("  MISMATCH: the outbox and the server disagree")

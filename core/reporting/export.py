@@ -19,6 +19,7 @@ from core.audit import record_action
 from core.reporting.balances import BalanceFilter, OutstandingBalance, outstanding_balances, summarise
 
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+ALL_BALANCES = BalanceFilter()  # the default filter: frozen, so one shared instance is safe
 
 
 class ExportKind(str, enum.Enum):
@@ -97,7 +98,7 @@ def render_csv(balances: Sequence[OutstandingBalance], kind: ExportKind) -> byte
 def export_balances_csv(
     session: Session,
     user: ActingUser,
-    filters: BalanceFilter = BalanceFilter(),
+    filters: BalanceFilter = ALL_BALANCES,
     *,
     kind: ExportKind = ExportKind.LINE_ITEMS,
 ) -> bytes:

@@ -11,7 +11,7 @@ leave the extra value in place and say so. This first migration owns the types
 outright, so its downgrade drops the tables and then the types themselves.
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-27 23:16:22.330226
 """
 

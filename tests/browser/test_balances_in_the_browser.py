@@ -33,7 +33,7 @@ def test_treasurer_sees_demo_balances_and_downloads_the_csv(demo_dashboard, page
     with page.expect_download(timeout=60_000) as download_info:
         page.get_by_text("Download line items (CSV)").click()
     path = download_info.value.path()
-    rows = list(csv.DictReader(io.StringIO(open(path, encoding="utf-8-sig").read())))
+    rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8-sig"))))
     assert rows, "the export has line items"
     exported_cents = sum(int(row["amount"].replace(".", "")) for row in rows if row["status"] == "owed")
     shown_cents = int(total.inner_text().replace("$", "").replace(",", "").replace(".", ""))

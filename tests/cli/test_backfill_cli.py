@@ -30,7 +30,7 @@ def league(session, database_url, monkeypatch):
     make_player(session, tenant, ana, first_name="Amy")
     bo = make_player(session, tenant, ben, first_name="Bo")
     session.commit()
-    return dict(tenant=tenant, bo=bo)
+    return {"tenant": tenant, "bo": bo}
 
 
 def _links(session) -> int:
@@ -194,9 +194,9 @@ def test_commit_replaces_the_links_and_a_rerun_changes_nothing(session, league, 
     assert "Done: 0 minted, 2 replaced at a new price" in out
     session.expire_all()
     active = session.scalars(select(PaymentLink).where(PaymentLink.status == LinkStatus.ACTIVE)).all()
-    assert sorted(l.amount_cents for l in active) == [6000, 6000, 17500, 17500]
+    assert sorted(link.amount_cents for link in active) == [6000, 6000, 17500, 17500]
     old = session.scalars(select(PaymentLink).where(PaymentLink.status == LinkStatus.DEACTIVATED)).all()
-    assert len(old) == 2 and not any(stripe_stand_in.payment_links[l.stripe_payment_link_id]["active"] for l in old)
+    assert len(old) == 2 and not any(stripe_stand_in.payment_links[link.stripe_payment_link_id]["active"] for link in old)
 
     requests = stripe_stand_in.request_count
     assert main(["backfill", "--commit"]) == 0

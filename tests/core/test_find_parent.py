@@ -16,7 +16,7 @@ def leagues(session):
     make_parent(session, west, "Wei Chen", "wei.chen@example.org", external_ref="PA-505")
     eve = make_parent(session, east, "Eve East", "eve@example.org", external_ref="PA-900")
     session.commit()
-    return dict(west=west, east=east, amelie=amelie, eve=eve)
+    return {"west": west, "east": east, "amelie": amelie, "eve": eve}
 
 
 def test_a_parent_is_found_by_id_parent_ref_or_email_in_any_case(session, leagues):

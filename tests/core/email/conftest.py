@@ -54,8 +54,8 @@ def league(session):
         registration,
     )
     session.commit()
-    return dict(tenant=tenant, ana=ana, ben=ben, cat=cat, dan=dan, eve=eve, fay=fay, gus=gus,
-                registration=registration, dues=dues, team=team)
+    return {"tenant": tenant, "ana": ana, "ben": ben, "cat": cat, "dan": dan, "eve": eve, "fay": fay, "gus": gus,
+            "registration": registration, "dues": dues, "team": team}
 
 
 @pytest.fixture

@@ -160,7 +160,7 @@ def test_two_campaigns_queued_for_the_same_parents_cannot_both_email_one(
     try:
         results = in_parallel(*(
             (lambda e=e, c=c: drain_outbox(e, admin, c, backend=Slow(outbox), email_from=EMAIL_FROM, workers=3))
-            for e, c in zip(engines, (first.id, second_id))
+            for e, c in zip(engines, (first.id, second_id), strict=True)
         ))
     finally:
         for e in engines:
