@@ -61,7 +61,9 @@ class CommandParser(argparse.ArgumentParser):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
 
-    def parse_known_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def, override]
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
         args = sys.argv[1:] if args is None else list(args)
         with _nothing_required(self):
             _, unrecognized = super().parse_known_args(args, copy.copy(namespace))
@@ -76,7 +78,10 @@ class CommandParser(argparse.ArgumentParser):
 @contextmanager
 def _nothing_required(parser: argparse.ArgumentParser) -> Iterator[None]:
     """For a moment, none of this parser's own arguments and groups is required."""
-    required = [item for item in (*parser._actions, *parser._mutually_exclusive_groups) if item.required]
+    items: list[argparse.Action | argparse._MutuallyExclusiveGroup] = [
+        *parser._actions, *parser._mutually_exclusive_groups
+    ]
+    required = [item for item in items if item.required]
     for item in required:
         item.required = False
     try:

@@ -92,7 +92,7 @@ def entries_statement(
     actor: str | None,
     since: datetime | None,
     until: datetime | None,
-) -> Select[tuple[AuditEntry]]:
+) -> Select[AuditEntry]:
     """The query of the user's league's audit entries, newest first (for service functions only)."""
     statement = select(AuditEntry).where(AuditEntry.tenant_id == user.tenant_id)
     if action:

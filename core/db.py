@@ -8,14 +8,20 @@ import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from core.reporting.name_search import register_sqlite_functions
 from core.settings import DEFAULT_SQLITE_PATH, REPO_ROOT, ConfigurationError, load_settings, mask_url_credentials
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 SUPPORTED_BACKENDS = {"sqlite", "postgresql"}
 
@@ -102,7 +108,7 @@ def _check_sqlite_folder(path: Path) -> None:
     )
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
     register_sqlite_functions(dbapi_connection)
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -209,7 +215,7 @@ def _forget_tables_to_analyze(session: Session) -> None:
     session.info[_TABLES_TO_ANALYZE].clear()
 
 
-def alembic_config(url: str):  # type: ignore[no-untyped-def]
+def alembic_config(url: str) -> Config:
     from alembic.config import Config
 
     config = Config(str(REPO_ROOT / "alembic.ini"))

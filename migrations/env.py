@@ -1,6 +1,7 @@
 """Alembic environment: the URL comes from the app's settings; SQLite runs in batch mode."""
 
 from alembic import context
+from sqlalchemy import Connection
 
 from core.db import make_engine, normalise_url
 from core.models import Base
@@ -37,7 +38,7 @@ def run_migrations_online() -> None:
     engine.dispose()
 
 
-def _run(connection) -> None:  # type: ignore[no-untyped-def]
+def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,

@@ -25,7 +25,7 @@ from core.backfill import (
 )
 
 
-def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "backfill",
         help="mint a Stripe payment link for everything signed players owe (dry run by default)",

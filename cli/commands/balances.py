@@ -13,7 +13,7 @@ from core.reporting.balances import BalanceFilter, outstanding_balances, summari
 from core.reporting.export import ExportKind, export_balances_csv
 
 
-def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "balances",
         help="show outstanding balances, or export them as CSV",

@@ -9,7 +9,7 @@ from core.db import make_engine, upgrade_if_behind
 from core.settings import load_settings
 
 
-def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     db = commands.add_parser("db", help="database schema", description="Database schema commands.")
     actions = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
     upgrade = actions.add_parser("upgrade", help="migrate the database to the current schema")

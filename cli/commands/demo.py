@@ -10,7 +10,7 @@ from core.db import unit_of_work
 from core.demo import build_demo_league
 
 
-def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "demo",
         help="create and fill a demo league",

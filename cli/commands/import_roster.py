@@ -23,7 +23,7 @@ Amounts: 150, 150.00 or 1,500.00; a semicolon- or tab-separated file may write 1
 """
 
 
-def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "import",
         help="import a roster CSV file (players, products or orders); dry run unless --commit",

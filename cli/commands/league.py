@@ -19,7 +19,7 @@ _OPTIONS = (
 )
 
 
-def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "league",
         help="show or change the league's name and brand",

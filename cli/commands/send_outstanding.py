@@ -27,7 +27,7 @@ from core.reporting.directory import find_parent
 from core.settings import Settings
 
 
-def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "send-outstanding",
         help="email parents what they owe (test send, or everyone)",

@@ -15,7 +15,7 @@ from core.money import format_cents
 from core.payments.sync import SyncResult, sync_payments
 
 
-def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "sync-payments",
         help="mark links paid from Stripe and deactivate links of withdrawn players",

@@ -8,16 +8,22 @@ from __future__ import annotations
 import enum
 import getpass
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from core.errors import NotFound, PermissionDenied
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from core.models import Base
 
-RowT = TypeVar("RowT", bound="Base")
+class _LeagueRow(Protocol):
+    """A row that belongs to one league."""
+
+    @property
+    def tenant_id(self) -> int: ...
+
+
+RowT = TypeVar("RowT", bound=_LeagueRow)
 
 
 class Role(str, enum.Enum):

@@ -187,9 +187,9 @@ class _CommitRun:
                 self._done(ItemOutcome(item, ItemStatus.SKIPPED, item.reason, link_id=item.existing_link_id))
         work = self._still_needed(self.plan.to_change)
         prices = self._prices_for(work)
-        ready = []
+        ready: list[tuple[BackfillItem, _Price]] = []
         for item in work:
-            price = prices.get(_tier_key(item))
+            price = prices[_tier_key(item)]  # every tier has a price or the reason it has none
             if isinstance(price, str):
                 self._done(ItemOutcome(item, ItemStatus.FAILED, price))
             else:

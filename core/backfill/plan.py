@@ -197,7 +197,7 @@ def plan_backfill(session: Session, user: ActingUser) -> BackfillPlan:
         )
     }
     links = _LinkIndex(
-        _LinkRow(*row)
+        _LinkRow._make(row)
         for row in session.execute(
             select(PaymentLink.id, PaymentLink.player_id, PaymentLink.product_id, PaymentLink.order_id,
                    PaymentLink.status, PaymentLink.amount_cents, PaymentLink.currency, PaymentLink.processing,

@@ -224,7 +224,7 @@ def retry_messages(
         return 0
     # ``attempts`` is left as it is: it identifies the last claim, so if that worker does
     # finish after all, its outcome is still recorded on this row (see ``_Drain._finish``).
-    result = session.execute(
+    requeued = _updated(session, (
         update(EmailMessage)
         .where(
             EmailMessage.campaign_id == campaign.id,
@@ -232,12 +232,11 @@ def retry_messages(
             or_(*which),
         )
         .values(status=MessageStatus.PENDING, error=None)
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount:
+    ))
+    if requeued:
         campaign.status, campaign.finished_at = CampaignStatus.RUNNING, None
     session.flush()
-    return int(result.rowcount or 0)
+    return requeued
 
 
 def settle_interrupted(
@@ -489,15 +488,14 @@ class _Drain:
                 # Serialises claims for one parent across campaigns (NO KEY UPDATE: inserts may go on).
                 session.execute(select(Parent.id).where(Parent.id == parent_id).with_for_update(key_share=True))
             now = utcnow()
-            claimed = session.execute(
+            claimed = _updated(session, (
                 update(EmailMessage)
                 .where(EmailMessage.id == message_id, EmailMessage.status == MessageStatus.PENDING)
                 .values(
                     status=MessageStatus.SENDING, claimed_at=now, claimed_by=self.token,
                     attempts=EmailMessage.attempts + 1, error=None,
                 )
-                .execution_options(synchronize_session=False)
-            ).rowcount
+            ))
             if not claimed:
                 session.rollback()
                 continue
@@ -632,12 +630,11 @@ class _Drain:
         values: dict[str, object] = {"status": status, "error": error}
         if status is MessageStatus.SENT:
             values.update(provider_message_id=provider_id, sent_at=utcnow())
-        recorded = session.execute(
+        recorded = _updated(session, (
             update(EmailMessage)
             .where(EmailMessage.id == message_id, EmailMessage.attempts == claim)
             .values(**values)
-            .execution_options(synchronize_session=False)
-        ).rowcount
+        ))
         session.commit()
         if not recorded:
             log.warning(

@@ -35,8 +35,9 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import Engine, func, or_, select, update
+from sqlalchemy import ColumnElement, Engine, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.access.permissions import ActingUser, Permission, require
@@ -349,7 +350,7 @@ class _PaymentSync:
             return self._link_refs(session, self._still_processing())
 
     @staticmethod
-    def _still_processing():  # type: ignore[no-untyped-def]
+    def _still_processing() -> ColumnElement[bool]:
         return (PaymentLink.processing.is_(True)) & (PaymentLink.status != LinkStatus.PAID)
 
     def _check_each_link(self, refs: Sequence[_LinkRef], *, phase: str) -> None:
@@ -492,7 +493,7 @@ class _PaymentSync:
 
     # -- helpers --------------------------------------------------------------------------------
 
-    def _link_refs(self, session: Session, condition) -> list[_LinkRef]:  # type: ignore[no-untyped-def]
+    def _link_refs(self, session: Session, condition: ColumnElement[bool]) -> list[_LinkRef]:
         rows = session.execute(
             select(PaymentLink.id, PaymentLink.stripe_payment_link_id, Player.first_name, Player.last_name,
                    Product.name, Product.kind, PaymentLink.status, PaymentLink.amount_cents, PaymentLink.currency,
@@ -502,8 +503,9 @@ class _PaymentSync:
             .where(PaymentLink.tenant_id == self.user.tenant_id, condition)
             .order_by(PaymentLink.id)
         )
+        # Only a link still minting has no Stripe id (a check constraint); these are past that.
         return [
-            _LinkRef(link_id, stripe_id, f"{first} {last}".strip(), product, LinkState(
+            _LinkRef(link_id, cast(str, stripe_id), f"{first} {last}".strip(), product, LinkState(
                 status=status, amount_cents=amount, currency=currency, checkout_session_id=session_id,
                 processing=bool(processing), single_payment=kind is ProductKind.ONE_TIME,
             ))

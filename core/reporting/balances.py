@@ -144,7 +144,7 @@ def summarise(balances: Sequence[OutstandingBalance]) -> BalanceSummary:
     )
 
 
-def _balances_statement(user: ActingUser, filters: BalanceFilter) -> Select:  # type: ignore[type-arg]
+def _balances_statement(user: ActingUser, filters: BalanceFilter) -> Select[*tuple[Any, ...]]:
     tenant_id = user.tenant_id
     settled = charge_settlements(tenant_id).cte("settled")  # read once, joined twice
     credit = family_credit(tenant_id, settlements=settled).subquery("credit")

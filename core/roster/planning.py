@@ -10,18 +10,23 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.orm import Session, selectinload
 
-from core.models import Order, Parent, Player, PriceTier, Product, Team, Tenant
+from core.models import Base, Order, Parent, Player, PriceTier, Product, Team, Tenant
 from core.roster.formats import RosterKind
 from core.roster.result import EntityCounts, ErrorList, ImportResult
 from core.roster.validation import OrderRecord, PlayerRecord, ProductRecord, RosterRecord
 
 BATCH_SIZE = 2000
 T = TypeVar("T")
+
+
+def _table(model: type[Base]) -> Table:
+    """A model's table, for Core inserts (declarative classes type ``__table__`` as any FromClause)."""
+    return cast(Table, model.__table__)
 
 
 def batched(items: Sequence[T], size: int = BATCH_SIZE) -> Iterator[Sequence[T]]:
@@ -80,7 +85,7 @@ class PlayersPlan(RosterPlan):
             session.execute(select(Team.name, Team.id).where(Team.tenant_id == tid)).all()
         )
         self.parents: dict[str, _ExistingParent] = {
-            ref: _ExistingParent(pid, name, email, first_name)
+            cast(str, ref): _ExistingParent(pid, name, email, first_name)  # read where it is not NULL
             for pid, ref, name, email, first_name in session.execute(
                 select(Parent.id, Parent.external_ref, Parent.name, Parent.email, Parent.first_name).where(
                     Parent.tenant_id == tid, Parent.external_ref.is_not(None)
@@ -88,7 +93,7 @@ class PlayersPlan(RosterPlan):
             )
         }
         self.players: dict[str, _ExistingPlayer] = {
-            row[0]: _ExistingPlayer(*row[1:])
+            cast(str, row[0]): _ExistingPlayer(*row[1:])  # read where it is not NULL
             for row in session.execute(
                 select(
                     Player.external_ref,
@@ -174,11 +179,11 @@ class PlayersPlan(RosterPlan):
         # here (psycopg pipelines an executemany), and unlike the ORM's bulk insert, Core
         # does not split a batch wherever a parent has no email or a player no team.
         for names in batched(self.new_teams):
-            session.execute(insert(Team.__table__), [{"tenant_id": tid, "name": n} for n in names])
+            session.execute(insert(_table(Team)), [{"tenant_id": tid, "name": n} for n in names])
         if self.new_teams:
             self.team_ids = dict(session.execute(select(Team.name, Team.id).where(Team.tenant_id == tid)).all())
         for chunk in batched(self.new_parents):
-            session.execute(insert(Parent.__table__), list(chunk))
+            session.execute(insert(_table(Parent)), list(chunk))
         for chunk in batched(self.changed_parents):
             session.execute(update(Parent), list(chunk))
         parent_ids = {ref: parent.id for ref, parent in self.parents.items()}
@@ -202,7 +207,7 @@ class PlayersPlan(RosterPlan):
 
         for records in batched(self.new_players):
             session.execute(
-                insert(Player.__table__),
+                insert(_table(Player)),
                 [{"tenant_id": tid, "external_ref": r.ref, **values(r)} for r in records],
             )
         for changes in batched(self.changed_players):
@@ -313,7 +318,7 @@ class OrdersPlan(RosterPlan):
             session.execute(select(Product.name, Product.id).where(Product.tenant_id == tid)).all()
         )
         self.orders: dict[str, _ExistingOrder] = {
-            row[0]: _ExistingOrder(*row[1:])
+            cast(str, row[0]): _ExistingOrder(*row[1:])  # read where it is not NULL
             for row in session.execute(
                 select(
                     Order.external_ref,
@@ -366,7 +371,7 @@ class OrdersPlan(RosterPlan):
 
     def apply(self) -> None:
         for chunk in batched(self.new_orders):
-            self.session.execute(insert(Order.__table__), list(chunk))
+            self.session.execute(insert(_table(Order)), list(chunk))
         for chunk in batched(self.changed_orders):
             self.session.execute(update(Order), list(chunk))
 

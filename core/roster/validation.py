@@ -10,9 +10,10 @@ import enum
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from email_validator import EmailNotValidError
+from sqlalchemy.orm import InstrumentedAttribute
 
 from core.email.headers import validated_recipient
 from core.errors import InvalidInput
@@ -101,7 +102,7 @@ class EmailChecker:
 def _max_lengths() -> dict[str, int]:
     """Column limits, taken from the model so the file is refused before the database would."""
 
-    def length(column) -> int:  # type: ignore[no-untyped-def]
+    def length(column: InstrumentedAttribute[Any]) -> int:
         return int(column.property.columns[0].type.length)
 
     return {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import streamlit as st
@@ -15,6 +16,9 @@ from core.reporting.directory import league_of, league_products, visible_teams
 from core.reporting.export import ExportKind, record_balances_export, render_csv
 from dashboard.state import require_user, session_scope
 from dashboard.text import plain
+
+if TYPE_CHECKING:
+    from streamlit.elements.lib.column_types import ColumnConfig
 
 FAMILIES_PER_PAGE = 25
 OPT_OUT_DONE = "balances_opt_out_done"
@@ -68,7 +72,7 @@ def _line_items_frame(balances: list[OutstandingBalance]) -> pd.DataFrame:
     )
 
 
-def _link_columns() -> dict[str, object]:
+def _link_columns() -> dict[str, ColumnConfig | None]:
     return {
         "Pay Now": st.column_config.LinkColumn("Pay Now", display_text="Pay now ↗"),
         "cents": None,

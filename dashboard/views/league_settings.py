@@ -85,9 +85,9 @@ def main() -> None:
     st.rerun()  # the sidebar, drawn before this page, shows the league's new name too
 
 
-def _six_digit(colour: str) -> str:
+def _six_digit(colour: str | None) -> str:
     """The colour picker wants #RRGGBB; a stored #RGB is expanded."""
-    if len(colour) == 4:
+    if colour and len(colour) == 4:
         return "#" + "".join(c * 2 for c in colour[1:])
     return colour or "#000000"
 

@@ -109,7 +109,7 @@ class SmtpBackend:
         self._connection = None
 
 
-def _refusal(recipients: dict) -> str:  # type: ignore[type-arg]
+def _refusal(recipients: dict[str, tuple[int, bytes]]) -> str:
     return "; ".join(f"{address}: {code} {_text(reason)}" for address, (code, reason) in recipients.items())
 
 
