@@ -8,7 +8,7 @@ from core.access.league_settings import LeagueSettings, create_first_league
 from core.demo import build_demo_league
 from core.errors import InvalidInput
 from dashboard.league_form import currency_input, time_zone_input
-from dashboard.state import data_changed, session_scope
+from dashboard.state import session_scope
 from dashboard.text import plain
 
 # Set once the league is created: this browser session then starts on the Import page.
@@ -43,7 +43,6 @@ def first_run_page(created_by: str, *, slug: str | None = None, offer_demo: bool
             problems = str(exc).splitlines()
             st.error("\n".join(f"- {plain(problem)}" for problem in problems), icon=":material/error:")
         else:
-            data_changed()
             st.session_state[FIRST_RUN_DONE] = True
             st.rerun()
     if offer_demo:

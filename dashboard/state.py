@@ -76,8 +76,3 @@ def require_user() -> ActingUser:
         st.info("Choose who you are in the sidebar to continue.")
         st.stop()
     return user
-
-
-def data_changed() -> None:
-    """Forget cached query results after a change (sync, import, backfill, send)."""
-    st.cache_data.clear()

@@ -25,7 +25,7 @@ from core.backfill import (
 )
 from core.money import format_cents
 from core.reporting.directory import league_of
-from dashboard.state import data_changed, require_user, services, session_scope, settings
+from dashboard.state import require_user, services, session_scope, settings
 from dashboard.text import plain
 
 RESULT_KEY = "backfill_last_result"
@@ -124,7 +124,6 @@ def _commit_controls(user: ActingUser, plan: BackfillPlan) -> bool:
     result = commit_backfill(services().sessions, user, gateway, plan, success_url=in_force.payment_success_url.value,
                              progress=progress)
     st.session_state[RESULT_KEY] = _result_view(result)
-    data_changed()
     return True
 
 

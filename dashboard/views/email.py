@@ -28,7 +28,7 @@ from core.money import format_cents
 from core.reporting.directory import league_of
 from core.settings import PLACEHOLDER_EMAIL_ADDRESS, Settings, address_of
 from dashboard.email_frame import sandboxed_email
-from dashboard.state import data_changed, require_user, services, session_scope, settings
+from dashboard.state import require_user, services, session_scope, settings
 from dashboard.text import plain
 
 EMAIL_TYPE = OUTSTANDING_BALANCE
@@ -83,8 +83,6 @@ def _test_send_tab(user: ActingUser, config: Settings, choices: dict[int, str]) 
         except BillingError as exc:
             st.error(str(exc), icon=":material/error:")
             return
-        finally:
-            data_changed()
         if outcome.result.sent:
             st.success(f"Test email sent to {address.strip()}.", icon=":material/check_circle:")
         else:
@@ -111,8 +109,6 @@ def _resume(user: ActingUser, config: Settings, campaign_id: int, *, retry_faile
                             progress=_progress_bar())
     except BillingError as exc:
         st.session_state[SEND_REFUSED] = str(exc)
-    finally:
-        data_changed()
 
 
 def _stop_confirming() -> None:
@@ -141,8 +137,6 @@ def _prepare(user: ActingUser, config: Settings) -> None:
         )
     except BillingError as exc:  # a failed sync, or email that cannot go out: no list to send from
         st.session_state[SEND_REFUSED] = str(exc)
-    finally:
-        data_changed()
 
 
 def _send_reviewed(user: ActingUser, config: Settings, prepared: PreparedSend) -> None:
@@ -169,8 +163,6 @@ def _send_reviewed(user: ActingUser, config: Settings, prepared: PreparedSend) -
         if outcome.queued is None and prepared.manifest.count:
             st.session_state[NOTICE] = "Nothing new was queued: another send is emailing these families already."
         st.session_state.pop(PREPARED, None)
-    finally:
-        data_changed()
 
 
 # Kept open across reruns by a session flag (not only by the click that opened it), so the

@@ -14,7 +14,7 @@ from core.roster.formats import FORMATS
 from core.roster.importing import ImportResult, import_roster
 from core.setup.checklist import next_setup_steps
 from dashboard.navigation import entry_for
-from dashboard.state import data_changed, require_user, session_scope
+from dashboard.state import require_user, session_scope
 from dashboard.text import plain
 
 PREVIEW_KEY = "roster_import_preview"
@@ -121,7 +121,6 @@ def _import(user: ActingUser, upload: Any, *, confirm_large_amounts: bool) -> No
             )
     st.session_state[PREVIEW_KEY] = None
     if result.committed:
-        data_changed()
         confirmed = (
             f" You confirmed {len(result.large_amounts)} above {plain(result.large_amount_bound)}."
             if result.large_amounts else ""

@@ -12,7 +12,7 @@ from core.access.league_settings import (
 )
 from core.errors import InvalidInput
 from dashboard.league_form import currency_input, time_zone_input
-from dashboard.state import data_changed, require_user, session_scope, settings
+from dashboard.state import require_user, session_scope, settings
 from dashboard.text import plain
 
 SAVED = "league_settings_saved"
@@ -80,7 +80,6 @@ def main() -> None:
         st.error("\n".join(f"- {plain(problem)}" for problem in problems) if len(problems) > 1 else plain(problems[0]),
                  icon=":material/error:")
         return
-    data_changed()
     st.session_state[SAVED] = True
     st.rerun()  # the sidebar, drawn before this page, shows the league's new name too
 

@@ -12,7 +12,7 @@ from core.money import format_cents
 from core.payments.flags import SyncFlag, payment_flags
 from core.payments.sync import SyncProgress, SyncResult, sync_payments
 from core.reporting.directory import league_of
-from dashboard.state import data_changed, require_user, services, session_scope, settings
+from dashboard.state import require_user, services, session_scope, settings
 
 RESULT_KEY = "payment_sync_result"
 
@@ -41,7 +41,6 @@ def _run(user: ActingUser, *, full: bool) -> SyncResult:
 
     result = sync_payments(services().sessions, user, gateway, full=full, progress=show)
     bar.empty()
-    data_changed()  # cached balances no longer hold
     return result
 
 

@@ -15,17 +15,6 @@ from tests.factories import acting
 from tests.stripe_links import mirror_league
 
 
-@pytest.fixture(autouse=True)
-def fresh_page_caches():  # type: ignore[no-untyped-def]
-    # Cached balances are keyed by user and filters, not by database: the same demo league
-    # on SQLite and then PostgreSQL would otherwise share them across tests.
-    import streamlit as st
-
-    st.cache_data.clear()
-    yield
-    st.cache_data.clear()
-
-
 @pytest.fixture
 def stripe_configured(demo_league, session, stripe_stand_in, monkeypatch):  # type: ignore[no-untyped-def]
     monkeypatch.setenv("STRIPE_API_KEY", "sk_test_stand_in")
