@@ -1,4 +1,4 @@
-"""Lists of a league's teams, products and parents, for pickers and filters."""
+"""Lists of a league's teams and products for pickers and filters, and finding a parent by reference."""
 
 from __future__ import annotations
 
@@ -46,15 +46,6 @@ def league_products(session: Session, user: ActingUser) -> list[Choice]:
         select(Product.id, Product.name).where(Product.tenant_id == user.tenant_id).order_by(Product.name)
     )
     return [Choice(id, name) for id, name in rows]
-
-
-def league_parents(session: Session, user: ActingUser) -> list[Choice]:
-    """Parents with their email, for pickers of people who may see contact details."""
-    require(user, Permission.VIEW_CONTACT_DETAILS)
-    rows = session.execute(
-        select(Parent.id, Parent.name, Parent.email).where(Parent.tenant_id == user.tenant_id).order_by(Parent.name)
-    )
-    return [Choice(id, f"{name} <{email}>" if email else f"{name} (no email)") for id, name, email in rows]
 
 
 def find_parent(session: Session, user: ActingUser, reference: str) -> Parent:

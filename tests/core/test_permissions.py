@@ -74,7 +74,7 @@ from core.payments.flags import payment_flags
 from core.payments.sync import sync_payments
 from core.reporting.audit_export import audit_log_csv
 from core.reporting.balances import BalanceFilter, outstanding_balances
-from core.reporting.directory import find_parent, league_of, league_parents, league_products, visible_teams
+from core.reporting.directory import find_parent, league_of, league_products, visible_teams
 from core.reporting.export import ExportKind, export_balances_csv, record_balances_export
 from core.roster.importing import import_roster
 from core.settings import Settings
@@ -146,7 +146,6 @@ CALLS: tuple[Call, ...] = (
          lambda s, u, w: outstanding_balances(s, u, BalanceFilter(parent_email=PARENT_EMAILS[0]))),
     Call("visible_teams", visible_teams, P.VIEW_BALANCES, lambda s, u, w: visible_teams(s, u)),
     Call("league_products", league_products, P.VIEW_BALANCES, lambda s, u, w: league_products(s, u)),
-    Call("league_parents", league_parents, P.VIEW_CONTACT_DETAILS, lambda s, u, w: league_parents(s, u)),
     Call("find_parent", find_parent, P.VIEW_CONTACT_DETAILS,
          lambda s, u, w: _found_or_none(lambda: find_parent(s, u, PARENT_EMAILS[0]))),
     Call("league_of", league_of, P.VIEW_LEAGUE, lambda s, u, w: league_of(s, u)),
