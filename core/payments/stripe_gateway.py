@@ -139,7 +139,6 @@ class StripeGateway(PaymentGateway):
         rate = requests_per_second or documented_rate_limit(api_key) * PACE_FRACTION_OF_LIMIT
         self.pacer = RequestPacer(rate)
         self.live_mode = is_live_stripe_key(api_key)
-        self.test_mode = not api_key.startswith(("sk_live_", "rk_live_"))
         self._max_rate_limit_retries = max_rate_limit_retries
         self._backoff = rate_limit_backoff_seconds
         self._max_backoff = max_backoff_seconds

@@ -95,7 +95,6 @@ class RosterReader:
         self._reader: Iterator[list[str]] | None = None
         # csv counts the lines it has read from the header on; this turns that into file lines.
         self._line_offset = 0
-        self.header_line = 0
         self._header_width = 0
         self._delimiter = ","
         self.header = self._read_header()
@@ -116,7 +115,6 @@ class RosterReader:
             lines = _chain_first(text, (line for _, line in self._lines))
             self._reader = csv.reader(lines, delimiter=delimiter, strict=True)
             self._delimiter = delimiter
-            self.header_line = number
             self._line_offset = number - 1
             try:
                 cells = next(self._reader)
