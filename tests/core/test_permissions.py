@@ -52,10 +52,11 @@ from core.email.registry import OUTSTANDING_BALANCE, everyone_who_owes
 from core.errors import NotFound, PermissionDenied
 from core.ledger.billing import attach_link, bill_owed, league_charges
 from core.ledger.entries import record_adjustment, record_charge, record_payment, reverse_entry
+from core.ledger.receipts import payment_receipt
 from core.ledger.refunds import refund_payment
 from core.ledger.statement import family_statement, statement_csv
 from core.ledger.stripe_payments import follow_stripe_link
-from core.models import AdjustmentKind, Base, Charge, PaymentLink, PaymentMethod, Player, Product, Tenant
+from core.models import AdjustmentKind, Base, Charge, Payment, PaymentLink, PaymentMethod, Player, Product, Tenant
 from core.payments.sync import sync_payments
 from core.reporting.audit_export import audit_log_csv
 from core.reporting.balances import BalanceFilter, outstanding_balances
@@ -197,6 +198,8 @@ CALLS: tuple[Call, ...] = (
              s, u, payment_id=record_payment(s, u, parent_id=_own_parent(w), amount_cents=500,
                                              method=PaymentMethod.CASH).entry_id,
              amount_cents=500, reason="paid twice"))),
+    Call("payment_receipt", payment_receipt, P.VIEW_LEDGER,
+         lambda s, u, w: _found_or_none(lambda: payment_receipt(s, u, _zulu_payment(s, w)))),
     Call("family_statement", family_statement, P.VIEW_LEDGER,
          lambda s, u, w: _found_or_none(lambda: family_statement(s, u, _own_parent(w)))),
     Call("statement_csv", statement_csv, P.VIEW_LEDGER,
@@ -218,6 +221,10 @@ def _own_parent(world: World) -> int:
 
 def _own_charge(session: Session, world: World) -> int:
     return session.scalars(select(Charge.id).where(Charge.parent_id == _own_parent(world))).one()
+
+
+def _zulu_payment(session: Session, world: World) -> int:
+    return session.scalars(select(Payment.id).where(Payment.parent_id == max(world.parent_ids))).one()
 
 
 def _own_link(session: Session, world: World) -> PaymentLink:
@@ -323,6 +330,9 @@ def build_world(session: Session) -> World:
     make_link(session, alpha, make_player(session, alpha, zulu_parent, zulu_team, first_name="Zulu",
                                           last_name="Alphakid"), registration)
     record_action(session, ActingUser("tom@alpha.example", Role.TREASURER, alpha.id), "export", "Alpha export")
+    # The zulu family paid part of its registration in cash (the own family still owes all of its).
+    record_payment(session, ActingUser("tom@alpha.example", Role.TREASURER, alpha.id), parent_id=zulu_parent.id,
+                   amount_cents=5000, method=PaymentMethod.CASH)
 
     beta = make_tenant(session, "beta", name="Beta League")
     beta_team = make_team(session, beta, "Beta Team")
