@@ -55,6 +55,7 @@ from core.email.sending import campaign_report, prepare_send_to_everyone
 from core.errors import NotFound, PermissionDenied
 from core.ledger.billing import attach_link, bill_owed, league_charges
 from core.ledger.entries import record_adjustment, record_charge, record_payment, reverse_entry
+from core.ledger.receipts import payment_receipt
 from core.ledger.refunds import refund_payment
 from core.ledger.statement import family_statement, statement_csv
 from core.ledger.stripe_payments import follow_stripe_link
@@ -63,6 +64,7 @@ from core.models import (
     Base,
     Charge,
     FlagKind,
+    Payment,
     PaymentFlag,
     PaymentLink,
     PaymentMethod,
@@ -232,6 +234,8 @@ CALLS: tuple[Call, ...] = (
              s, u, payment_id=record_payment(s, u, parent_id=_own_parent(w), amount_cents=500,
                                              method=PaymentMethod.CASH).entry_id,
              amount_cents=500, reason="paid twice"))),
+    Call("payment_receipt", payment_receipt, P.VIEW_LEDGER,
+         lambda s, u, w: _found_or_none(lambda: payment_receipt(s, u, _zulu_payment(s, w)))),
     Call("family_statement", family_statement, P.VIEW_LEDGER,
          lambda s, u, w: _found_or_none(lambda: family_statement(s, u, _own_parent(w)))),
     Call("statement_csv", statement_csv, P.VIEW_LEDGER,
@@ -253,6 +257,10 @@ def _own_parent(world: World) -> int:
 
 def _own_charge(session: Session, world: World) -> int:
     return session.scalars(select(Charge.id).where(Charge.parent_id == _own_parent(world))).one()
+
+
+def _zulu_payment(session: Session, world: World) -> int:
+    return session.scalars(select(Payment.id).where(Payment.parent_id == max(world.parent_ids))).one()
 
 
 def _own_link(session: Session, world: World) -> PaymentLink:
@@ -374,6 +382,9 @@ def build_world(session: Session) -> World:
     session.add(PaymentFlag(tenant_id=alpha.id, payment_link_id=zulu_link.id, checkout_session_id="cs_alpha_1",
                             kind=FlagKind.AMOUNT_MISMATCH, detail="Alpha family paid $1.00 for $150.00"))
     record_action(session, ActingUser("tom@alpha.example", Role.TREASURER, alpha.id), "export", "Alpha export")
+    # The zulu family paid part of its registration in cash (the own family still owes all of its).
+    record_payment(session, ActingUser("tom@alpha.example", Role.TREASURER, alpha.id), parent_id=zulu_parent.id,
+                   amount_cents=5000, method=PaymentMethod.CASH)
 
     beta = make_tenant(session, "beta", name="Beta League")
     beta_team = make_team(session, beta, "Beta Team")

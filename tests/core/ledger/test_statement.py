@@ -45,3 +45,15 @@ def test_the_csv_has_one_row_per_entry(session, books):
 def test_a_coach_sees_no_statement(session, books):
     with pytest.raises(PermissionDenied):
         family_statement(session, acting(books.tenant, Role.COACH), books.zed.id)
+
+
+def test_a_receipt_says_what_the_payment_settled_and_what_is_owed_after(session, books):
+    from core.ledger.receipts import payment_receipt
+
+    change = record_payment(session, books.treasurer, parent_id=books.okafor.id, amount_cents=18000,
+                            method=PaymentMethod.CHECK, reference="1042", charge_ids=[books.dues_amy.id])
+    session.commit()
+    receipt = payment_receipt(session, books.treasurer, change.entry_id)
+    assert [(line.description, line.player_name, line.cents) for line in receipt.settled] == [
+        ("Registration", "Amy", 12000), ("Monthly dues", "Amy", 6000)]
+    assert (receipt.method, receipt.reference, receipt.credit_cents, receipt.balance_cents) == ("check", "1042", 0, 18000)
