@@ -26,7 +26,7 @@ from core.audit import record_action
 from core.email.brand import is_hex_colour
 from core.email.headers import normalise_recipient
 from core.errors import InvalidInput
-from core.models import Order, PaymentLink, PriceTier, Product, Tenant
+from core.models import DEFAULT_CURRENCY, Order, PaymentLink, PriceTier, Product, Tenant
 from core.reporting.directory import league_of
 from core.settings import (
     PLACEHOLDER_EMAIL_ADDRESS,
@@ -136,7 +136,8 @@ def create_first_league(
         raise InvalidInput("This database has a league already; sign in to it instead.")
     if not (details.name or "").strip():
         raise InvalidInput("The league's name cannot be empty.")
-    tenant = Tenant(slug=slug or slug_for(details.name or ""), name=(details.name or "").strip(), currency="usd")
+    tenant = Tenant(slug=slug or slug_for(details.name or ""), name=(details.name or "").strip(),
+                    currency=DEFAULT_CURRENCY)
     _apply_changes(session, tenant, details)
     session.add(tenant)
     session.flush()

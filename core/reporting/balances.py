@@ -30,7 +30,7 @@ from core.access.permissions import ActingUser, Permission, require
 from core.errors import PermissionDenied
 from core.ledger.accounts import charge_settlements, family_credit, is_billed, reversed_ids
 from core.ledger.allocation import OpenCharge, allocate
-from core.models import Charge, LinkStatus, Parent, PaymentLink, Player, Product, Team
+from core.models import DEFAULT_CURRENCY, Charge, LinkStatus, Parent, PaymentLink, Player, Product, Team
 from core.reporting.name_search import fold
 
 
@@ -83,7 +83,7 @@ class OutstandingBalance:
 
     @property
     def currency(self) -> str:
-        return self.items[0].currency if self.items else "usd"
+        return self.items[0].currency if self.items else DEFAULT_CURRENCY
 
     @property
     def player_names(self) -> tuple[str, ...]:
@@ -138,7 +138,7 @@ def summarise(balances: Sequence[OutstandingBalance]) -> BalanceSummary:
         families=sum(1 for balance in balances if balance.items),
         players=len({item.player_id for item in items if item.player_id is not None}),
         line_items=sum(1 for item in items if not item.processing),
-        currency=items[0].currency if items else "usd",
+        currency=items[0].currency if items else DEFAULT_CURRENCY,
         processing_cents=sum(balance.processing_cents for balance in balances),
         processing_items=sum(1 for item in items if item.processing),
     )
