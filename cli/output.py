@@ -9,6 +9,10 @@ escape instead (``\\x1b``, ``\\r``, ``\\u202e``), so the operator sees that it i
 from __future__ import annotations
 
 import re
+import sys
+from pathlib import Path
+
+from core.errors import InvalidInput
 
 # C0 controls (CR, LF, TAB and ESC among them), DEL, C1 controls (CSI is \x9b), the Unicode
 # line and paragraph separators, and the bidirectional embeddings, overrides and isolates.
@@ -22,3 +26,17 @@ def shown(text: object) -> str:
 
 def _visible(match: re.Match[str]) -> str:
     return match.group().encode("unicode_escape").decode("ascii")
+
+
+def write_csv(target: Path, data: bytes) -> None:
+    """Write a CSV the command made to ``target`` (``-``: standard output) and say where it went."""
+    if str(target) == "-":
+        sys.stdout.buffer.write(data)
+        return
+    if target.is_dir():
+        raise InvalidInput(f"{target} is a folder; give a file name for the CSV")
+    try:
+        target.write_bytes(data)
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {target}: {exc.strerror}") from None
+    print(f"Wrote {shown(str(target))}")

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from cli.context import add_tenant_option, league_command
-from cli.output import shown
+from cli.output import shown, write_csv
 from core.errors import InvalidInput
 from core.money import format_cents
 from core.reporting.balances import BalanceFilter, outstanding_balances, summarise
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         if args.csv is not None:
             kind = ExportKind.PARENTS if args.per_parent else ExportKind.LINE_ITEMS
             data = export_balances_csv(ctx.session, ctx.user, filters, kind=kind)
-            _write(args.csv, data)
+            write_csv(args.csv, data)
             ctx.session.commit()
             return 0
         balances = outstanding_balances(ctx.session, ctx.user, filters)
@@ -62,17 +62,3 @@ def run(args: argparse.Namespace) -> int:
 def _count(number: int, singular: str, plural: str = "") -> str:
     return f"{number:,} {singular if number == 1 else plural or singular + 's'}"
 
-
-def _write(target: Path, data: bytes) -> None:
-    if str(target) == "-":
-        import sys
-
-        sys.stdout.buffer.write(data)
-        return
-    if target.is_dir():
-        raise InvalidInput(f"{target} is a folder; give a file name for the CSV")
-    try:
-        target.write_bytes(data)
-    except OSError as exc:
-        raise InvalidInput(f"cannot write {target}: {exc.strerror}") from None
-    print(f"Wrote {shown(target)}")

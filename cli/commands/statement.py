@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from cli.context import add_tenant_option, league_command
-from core.errors import InvalidInput
+from cli.output import write_csv
 from core.ledger.statement import family_statement, statement_csv, statement_lines_text
 from core.ledger.words import describe_balance
 from core.money import format_cents
@@ -31,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     with league_command(args) as ctx:
         parent = find_parent(ctx.session, ctx.user, args.parent)
         if args.csv is not None:
-            _write(args.csv, statement_csv(ctx.session, ctx.user, parent.id))
+            write_csv(args.csv, statement_csv(ctx.session, ctx.user, parent.id))
             return 0
         statement = family_statement(ctx.session, ctx.user, parent.id)
     contact = f" <{statement.parent_email}>" if statement.parent_email else ""
@@ -53,15 +52,3 @@ def run(args: argparse.Namespace) -> int:
           f"{describe_balance(statement.balance_cents, statement.currency, processing_cents=statement.processing_cents)}")
     return 0
 
-
-def _write(target: Path, data: bytes) -> None:
-    if str(target) == "-":
-        sys.stdout.buffer.write(data)
-        return
-    if target.is_dir():
-        raise InvalidInput(f"{target} is a folder; give a file name for the CSV")
-    try:
-        target.write_bytes(data)
-    except OSError as exc:
-        raise InvalidInput(f"cannot write {target}: {exc.strerror}") from None
-    print(f"Wrote {target}")
