@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from datetime import date
 
-from cli.context import add_tenant_option, league_command
+from cli.context import CommandContext, add_tenant_option, league_command
 from cli.ledger_output import print_outcome
-from core.errors import InvalidInput
+from cli.output import shown
+from core.access.league_settings import settings_for_league
+from core.email.payment_received import send_receipt
+from core.errors import EmailDeliveryError, InvalidInput
 from core.ledger.amounts import parse_amount
 from core.ledger.entries import record_payment
 from core.ledger.workflows import apply_ledger_change
@@ -33,15 +37,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--on", metavar="YYYY-MM-DD", help="the day it was received (default: today)")
     parser.add_argument("--note", metavar="TEXT", help="a note kept with the payment")
     parser.add_argument("--receipt", action="store_true",
-                        help="email the family a receipt (not available yet)")
+                        help="then email the family a receipt through the outbox (the payment is recorded "
+                             "even if the email cannot go out)")
     add_tenant_option(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.receipt:
-        raise InvalidInput("--receipt is not available yet (the payment-received email comes later); "
-                           "record the payment without it. Nothing was recorded.")
     received = _day(args.on)
     with league_command(args) as ctx:
         parent_id = find_parent(ctx.session, ctx.user, args.parent).id
@@ -55,7 +57,31 @@ def run(args: argparse.Namespace) -> int:
                                            reference=args.reference, note=args.note),
             gateway=gateway,
         )
-    return print_outcome(outcome)
+        status = print_outcome(outcome)
+        if args.receipt:
+            status = _send_receipt(ctx, outcome.change.entry_id) or status
+    return status
+
+
+def _send_receipt(ctx: CommandContext, payment_id: int) -> int:
+    """Email the receipt of the payment just recorded; 1 (the payment staying recorded) when it did not go."""
+    config = settings_for_league(ctx.tenant, ctx.settings)
+    try:
+        with ctx.services.email_backend(config) as backend:
+            sent = send_receipt(ctx.services.sessions, ctx.user, payment_id=payment_id, backend=backend,
+                                email_from=config.email_from)
+    except (EmailDeliveryError, InvalidInput) as problem:
+        print(f"error: the receipt was not sent: {shown(str(problem))} The payment is recorded (entry {payment_id}); "
+              "send the receipt from the family's page in the dashboard once this is fixed.", file=sys.stderr)
+        return 1
+    if sent.sent:
+        print(f"receipt: emailed to {shown(sent.to_address)} through the outbox (campaign #{sent.campaign_id})")
+        return 0
+    print(f"error: the receipt to {shown(sent.to_address)} is {sent.status}"
+          + (f": {shown(sent.error)}" if sent.error else "")
+          + f". The payment is recorded (entry {payment_id}); the receipt is in the outbox as campaign "
+            f"#{sent.campaign_id}: send it again from the family's page in the dashboard.", file=sys.stderr)
+    return 1
 
 
 def _day(text: str | None) -> date | None:

@@ -51,6 +51,7 @@ class Permission(str, enum.Enum):
     ADJUST_BALANCES = "adjust balances"
     REFUND_PAYMENTS = "refund payments"
     REVERSE_ENTRIES = "reverse ledger entries"
+    SEND_RECEIPTS = "email a family the receipt of a payment"
 
 
 _GRANTS: dict[Role, frozenset[Permission]] = {
@@ -69,6 +70,8 @@ _GRANTS: dict[Role, frozenset[Permission]] = {
             Permission.ADJUST_BALANCES,
             Permission.REFUND_PAYMENTS,
             Permission.REVERSE_ENTRIES,
+            # The receipt of a payment they recorded (never a reminder to everyone: that is the admin's).
+            Permission.SEND_RECEIPTS,
         }
     ),
     Role.ADMIN: frozenset(Permission),

@@ -41,6 +41,7 @@ from core.email.outbox import (
     in_flight_messages,
     interrupt_dead_claims,
     is_in_flight,
+    reminder_campaigns,
     reminder_state,
 )
 from core.email.registry import EmailType
@@ -584,7 +585,7 @@ def unfinished_campaigns(session: Session, user: ActingUser) -> list[CampaignSum
     )
     campaigns = list(session.scalars(
         select(EmailCampaign)
-        .where(EmailCampaign.tenant_id == user.tenant_id, EmailCampaign.test_address.is_(None),
+        .where(EmailCampaign.tenant_id == user.tenant_id, reminder_campaigns(),
                EmailCampaign.id.in_(unfinished))
         .order_by(EmailCampaign.id)
     ))
@@ -680,7 +681,7 @@ def _other_reminders(
         .join(EmailCampaign, EmailCampaign.id == EmailMessage.campaign_id)
         .where(
             EmailMessage.tenant_id == user.tenant_id,
-            EmailCampaign.test_address.is_(None),
+            reminder_campaigns(),
             counts_as_reminder_since(since)
             | in_flight_messages(now)
             | (

@@ -50,7 +50,7 @@ from core.access.permissions import ActingUser, Permission, require
 from core.db import Sessions, as_sessions
 from core.email.backends import DeliveryUncertain, EmailBackend, SentMailSearch
 from core.email.brand import Brand, brand_for_tenant
-from core.email.registry import Audience, get_email_type
+from core.email.registry import REMINDER_TYPES, Audience, get_email_type
 from core.email.rendering import RenderedEmail, compose_message
 from core.email.senders import describe_sender, live_sender, sender_alive
 from core.email.skip_reasons import Family, OtherReminder, QueuedEmail, ReminderState, Skip, decide_skip
@@ -153,8 +153,11 @@ def drain_outbox(
     it finds there is recorded as sent; the others wait for the admin's decision
     (``settle_interrupted``). Nothing is ever sent again on its own.
     """
-    require(user, Permission.SEND_EMAIL)
+    require(user, Permission.VIEW_LEAGUE)
     make_session = as_sessions(sessions)
+    with make_session() as session:
+        email_type = get_email_type(_load_campaign(session, user, campaign_id).email_type)
+    require(user, email_type.send_permission)  # a reminder: the admin's; a receipt: who records payments too
     with _sender_for(make_session, sender) as token:
         with make_session() as session:
             campaign = _load_campaign(session, user, campaign_id)
@@ -163,8 +166,7 @@ def drain_outbox(
             if campaign.cooldown_days is None and not is_test:
                 raise InvalidInput(f"Email campaign #{campaign_id} has no cool-down recorded; start a new send.")
             cooldown_days = campaign.cooldown_days or 0  # a test send is never held back
-            audience = get_email_type(campaign.email_type).audience
-            interrupt_dead_claims(session, user, campaign_id=campaign_id)
+            _mark_dead_claims(session, user, campaign_id=campaign_id)
             total = _count(session, campaign_id, MessageStatus.PENDING)
             if campaign.status is not CampaignStatus.RUNNING and total:
                 campaign.status, campaign.finished_at = CampaignStatus.RUNNING, None
@@ -181,12 +183,13 @@ def drain_outbox(
             cooldown_days=cooldown_days,
             backend=backend,
             brand=brand,
-            audience=audience,
+            audience=email_type.audience,
+            reminder=email_type.reminder,
         )
         tally = job.run(workers or max(1, backend.parallel_sends), total=total, progress=progress)
         _ask_the_provider(make_session, campaign_id, backend)  # what this run left uncertain
         with make_session() as session:
-            interrupt_dead_claims(session, user, campaign_id=campaign_id)
+            _mark_dead_claims(session, user, campaign_id=campaign_id)
             now = utcnow()
             interrupted = _count_where(session, campaign_id, interrupted_messages(now))
             in_flight = _count_where(session, campaign_id, in_flight_messages(now))
@@ -215,8 +218,9 @@ def retry_messages(
     right now (claimed less than ``STALE_CLAIM_AFTER`` ago) is never put back. Returns how many
     were queued. The caller commits.
     """
-    require(user, Permission.SEND_EMAIL)
+    require(user, Permission.VIEW_LEAGUE)
     campaign = _load_campaign(session, user, campaign_id)
+    require(user, get_email_type(campaign.email_type).send_permission)
     which = ([EmailMessage.status == MessageStatus.FAILED] if failed else []) + (
         [interrupted_messages(utcnow())] if interrupted else []
     )
@@ -278,6 +282,11 @@ def interrupt_dead_claims(session: Session, user: ActingUser, *, campaign_id: in
     were marked; the caller commits.
     """
     require(user, Permission.SEND_EMAIL)
+    return _mark_dead_claims(session, user, campaign_id=campaign_id)
+
+
+def _mark_dead_claims(session: Session, user: ActingUser, *, campaign_id: int | None) -> int:
+    """``interrupt_dead_claims`` after the caller's own ``require`` (a drain's, by email type)."""
     scope = [
         EmailMessage.tenant_id == user.tenant_id,
         EmailMessage.status == MessageStatus.SENDING,
@@ -368,13 +377,19 @@ def family_now(balance: OutstandingBalance | None, *, email: str | None, opted_o
     )
 
 
+def reminder_campaigns() -> ColumnElement[bool]:
+    """Campaigns that remind families (``EmailType.reminder``), test sends left out: a test, or a
+    receipt, never uses up a parent's cool-down and never holds a reminder back."""
+    return and_(EmailCampaign.test_address.is_(None), EmailCampaign.email_type.in_(sorted(REMINDER_TYPES)))
+
+
 def counts_as_reminder_since(since: datetime) -> ColumnElement[bool]:
     """Messages (joined to their campaign) that count as a reminder since ``since``.
 
-    Sent or being sent, and not a test send: a test never uses up a parent's cool-down.
+    Sent or being sent, by a reminder campaign (``reminder_campaigns``).
     """
     return and_(
-        EmailCampaign.test_address.is_(None),
+        reminder_campaigns(),
         or_(
             and_(EmailMessage.status == MessageStatus.SENT, EmailMessage.sent_at >= since),
             and_(EmailMessage.status == MessageStatus.SENDING, EmailMessage.claimed_at >= since),
@@ -397,6 +412,7 @@ class _Drain:
         backend: EmailBackend,
         brand: Brand,
         audience: Audience,
+        reminder: bool = True,
     ) -> None:
         self.make_session = make_session
         self.user = user
@@ -407,6 +423,7 @@ class _Drain:
         self.backend = backend
         self.brand = brand
         self.audience = audience
+        self.reminder = reminder
         self.stop = threading.Event()
         self.events: queue.Queue[str] = queue.Queue()
         self.tally = _Tally()
@@ -500,7 +517,7 @@ class _Drain:
                 session.rollback()
                 continue
             message = session.get_one(EmailMessage, message_id, populate_existing=True)
-            skip = None if self.is_test else self._skip(session, message, now=now)
+            skip = self._skip(session, message, now=now) if self.reminder and not self.is_test else None
             if skip is not None:
                 session.execute(
                     update(EmailMessage)
@@ -560,7 +577,7 @@ class _Drain:
                 EmailMessage.tenant_id == self.user.tenant_id,
                 EmailMessage.parent_id == message.parent_id,
                 EmailMessage.id != message.id,
-                EmailCampaign.test_address.is_(None),
+                reminder_campaigns(),
                 or_(EmailMessage.status == MessageStatus.SENDING, counts_as_reminder_since(since)),
             )
             .order_by(EmailMessage.id)

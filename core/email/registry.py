@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.access.permissions import ActingUser
+from core.access.permissions import ActingUser, Permission
 from core.email.skip_reasons import SkipReason
 from core.errors import InvalidInput
 from core.models import Parent
@@ -34,6 +34,11 @@ class EmailType:
     subject_template: str
     # Why a parent of the league who is not in the audience gets nothing.
     not_in_audience_reason: SkipReason = SkipReason.NOTHING_OWED
+    # A reminder is held back by the skip rule (cool-down, paid since queued...) and holds other
+    # reminders back; an email a family gets because of one thing that happened (a receipt) is
+    # neither. Who may send it through the outbox:
+    reminder: bool = True
+    send_permission: Permission = Permission.SEND_EMAIL
 
 
 @dataclass(frozen=True)
@@ -73,7 +78,30 @@ OUTSTANDING_BALANCE = EmailType(
     subject_template="{{ brand.league_name }}: {{ total }} outstanding for {{ players }}",
 )
 
-EMAIL_TYPES: dict[str, EmailType] = {email_type.key: email_type for email_type in (OUTSTANDING_BALANCE,)}
+
+
+def nobody(session: Session, user: ActingUser, parent_ids: frozenset[int] | None = None) -> list[OutstandingBalance]:
+    """No audience: the email goes to one family, about one thing (``core.email.payment_received``)."""
+    return []
+
+
+# The receipt of one payment (``core.email.payment_received`` renders, queues and sends it).
+PAYMENT_RECEIVED = EmailType(
+    key="payment_received",
+    title="Payment received",
+    audience=nobody,
+    html_template="payment_received.html",
+    text_template="payment_received.txt",
+    subject_template="{{ brand.league_name }}: we received your payment of {{ amount }}",
+    reminder=False,
+    send_permission=Permission.SEND_RECEIPTS,
+)
+
+EMAIL_TYPES: dict[str, EmailType] = {
+    email_type.key: email_type for email_type in (OUTSTANDING_BALANCE, PAYMENT_RECEIVED)
+}
+# The keys of the reminder types: only their campaigns count as reminders to a family.
+REMINDER_TYPES: frozenset[str] = frozenset(key for key, email_type in EMAIL_TYPES.items() if email_type.reminder)
 
 
 def get_email_type(key: str) -> EmailType:

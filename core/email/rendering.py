@@ -82,6 +82,11 @@ def _inliner() -> css_inline.CSSInliner:
     return css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
 
 
+def inline_css(html: str) -> str:
+    """``html`` with its CSS inlined for mail clients (what ``render_email`` does to its HTML part)."""
+    return _inliner().inline(html)
+
+
 def email_lines(balance: OutstandingBalance) -> list[EmailLine]:
     """The table rows of ``balance``; only http(s) payment URLs become buttons."""
     return [

@@ -85,12 +85,31 @@ def test_an_unknown_parent_is_one_line_exit_1(demo, session, capsys):
     assert entries(session) == before
 
 
-def test_a_receipt_is_not_available_yet_and_nothing_is_recorded(demo, session, capsys):
-    parent, _ = a_family_owing(session)
-    before = entries(session)
+def test_record_payment_with_a_receipt_emails_it_through_the_outbox(demo, session, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("EMAIL_BACKEND", "file")
+    monkeypatch.setenv("EMAIL_OUTBOX_DIR", str(tmp_path / "outbox"))
+    parent, owed = a_family_owing(session)
+    assert main(["record-payment", parent.external_ref, "10.00", "--method", "cash", "--receipt"]) == 0
+    out = capsys.readouterr().out
+    assert f"balance: {parent.name} owes ${(owed - 1000) / 100:,.2f}" in out
+    assert re.search(rf"receipt: emailed to {re.escape(parent.email)} through the outbox \(campaign #\d+\)", out)
+    sent = list((tmp_path / "outbox").glob("*.eml"))
+    assert len(sent) == 1
+    body = sent[0].read_text()
+    assert "payment of $10.00" in body and f"${(owed - 1000) / 100:,.2f}" in body
+
+
+def test_a_receipt_that_cannot_go_leaves_the_payment_recorded_and_says_so(demo, session, capsys, monkeypatch):
+    monkeypatch.setenv("EMAIL_BACKEND", "smtp")
+    monkeypatch.delenv("SMTP_HOST", raising=False)
+    monkeypatch.setenv("EMAIL_FROM", "Treasurer <treasurer@league.example.org>")
+    parent, owed = a_family_owing(session)
     assert main(["record-payment", parent.external_ref, "10.00", "--method", "cash", "--receipt"]) == 1
-    assert "--receipt is not available yet" in capsys.readouterr().err
-    assert entries(session) == before
+    captured = capsys.readouterr()
+    assert re.search(r"entry \d+", captured.out)
+    assert "error: the receipt was not sent: EMAIL_BACKEND is smtp but SMTP_HOST is not set." in captured.err
+    assert "The payment is recorded" in captured.err
+    assert balance_of(session, parent) == owed - 1000
 
 
 def test_adjust_a_charge_and_refuse_more_than_is_open_on_it(demo, session, capsys):

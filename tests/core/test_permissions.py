@@ -92,7 +92,7 @@ MAY: dict[str, frozenset[Permission]] = {
                             P.SYNC_PAYMENTS,
                             # The ledger (issue 11): the treasurer keeps the books.
                             P.VIEW_LEDGER, P.RECORD_CHARGES, P.RECORD_PAYMENTS, P.ADJUST_BALANCES,
-                            P.REFUND_PAYMENTS, P.REVERSE_ENTRIES}),
+                            P.REFUND_PAYMENTS, P.REVERSE_ENTRIES, P.SEND_RECEIPTS}),
     "admin": frozenset(Permission),
     "nobody": frozenset(),
     "other league's admin": frozenset(Permission),
