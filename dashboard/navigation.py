@@ -20,6 +20,7 @@ class PageEntry:
 PAGES: tuple[PageEntry, ...] = (
     PageEntry("views/balances.py", "Outstanding balances", ":material/account_balance_wallet:",
               Permission.VIEW_BALANCES, "balances"),
+    PageEntry("views/family.py", "Family page", ":material/receipt_long:", Permission.VIEW_LEDGER, "family"),
     PageEntry("views/payment_sync.py", "Sync from Stripe", ":material/sync:",
               Permission.SYNC_PAYMENTS, "payment_sync"),
     PageEntry("views/import_roster.py", "Import roster", ":material/upload_file:",

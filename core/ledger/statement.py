@@ -81,6 +81,7 @@ class Statement:
     credit_cents: int
     processing_cents: int
     open: OutstandingBalance | None  # the open charges, as the balances page shows them
+    email_opt_out: bool = False  # the family asked for no reminder emails (core.email.opt_out)
 
     @property
     def owed_cents(self) -> int:
@@ -108,6 +109,7 @@ def family_statement(session: Session, user: ActingUser, parent_id: int) -> Stat
         parent_email=parent.email if user.can(Permission.VIEW_CONTACT_DETAILS) else None,
         currency=currency, lines=tuple(shown), balance_cents=running, credit_cents=account.credit_cents,
         processing_cents=account.processing_cents, open=balances[0] if balances else None,
+        email_opt_out=parent.email_opt_out,
     )
 
 

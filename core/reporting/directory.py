@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from core.access.permissions import ActingUser, Permission, find_in_league, require
 from core.errors import InvalidInput, NotFound
 from core.models import Parent, Product, Team, Tenant
+from core.reporting.name_search import contains_pattern
 
 # Ids are 32-bit integers (PostgreSQL's integer); a longer number cannot be one.
 _LARGEST_ID = 2**31 - 1
@@ -46,6 +47,24 @@ def league_products(session: Session, user: ActingUser) -> list[Choice]:
         select(Product.id, Product.name).where(Product.tenant_id == user.tenant_id).order_by(Product.name)
     )
     return [Choice(id, name) for id, name in rows]
+
+
+def families_named(session: Session, user: ActingUser, search: str = "", *, limit: int = 50,
+                   first: int | None = None) -> list[Choice]:
+    """The league's families whose name holds ``search`` (any case or accents), by name, at most
+    ``limit``, and the family ``first`` (the one a page shows) before them whatever the search:
+    the family page's picker. Names only; the statement is ``family_statement``'s."""
+    require(user, Permission.VIEW_LEDGER)
+    statement = select(Parent.id, Parent.name).where(Parent.tenant_id == user.tenant_id)
+    if search.strip():
+        statement = statement.where(Parent.search_name.like(contains_pattern(search), escape="\\"))
+    found = [Choice(id, name) for id, name in session.execute(statement.order_by(Parent.name, Parent.id).limit(limit))]
+    if first is None or any(choice.id == first for choice in found):
+        return found
+    shown = session.execute(
+        select(Parent.id, Parent.name).where(Parent.tenant_id == user.tenant_id, Parent.id == first)
+    ).first()
+    return ([Choice(shown[0], shown[1])] if shown else []) + found
 
 
 def find_parent(session: Session, user: ActingUser, reference: str) -> Parent:

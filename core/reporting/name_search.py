@@ -43,6 +43,12 @@ def fold(text: str) -> str:
     return text.translate(_TABLE).lower()
 
 
+def contains_pattern(search: str) -> str:
+    """The ``LIKE`` pattern (escape character ``\\``) of stored folded names holding ``search``."""
+    folded_search = fold(search.strip()).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{folded_search}%"
+
+
 def _sqlite_fold(value: Any) -> Any:
     return fold(value) if isinstance(value, str) else value
 

@@ -14,6 +14,7 @@ from core.money import format_cents
 from core.reporting.balances import BalanceFilter, OutstandingBalance, outstanding_balances, summarise
 from core.reporting.directory import league_of, league_products, visible_teams
 from core.reporting.export import ExportKind, record_balances_export, render_csv
+from dashboard.family_link import family_page_link
 from dashboard.state import require_user, session_scope
 from dashboard.text import plain
 
@@ -116,6 +117,7 @@ def _families(balances: list[OutstandingBalance], user: ActingUser) -> None:
         with st.expander(label):
             frame = _line_items_frame([balance]).drop(columns=["Family"])
             st.dataframe(frame, hide_index=True, column_config=_link_columns(), width="stretch")
+            family_page_link(balance.parent_id)
             if user.can(Permission.MANAGE_EMAIL_PREFERENCES):
                 _opt_out_button(user, balance)
 

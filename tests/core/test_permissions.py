@@ -49,6 +49,7 @@ from core.email.campaigns import (
 )
 from core.email.opt_out import set_email_opt_out
 from core.email.outbox import interrupt_dead_claims, retry_messages, settle_interrupted
+from core.email.payment_received import preview_receipt
 from core.email.presend import sync_payments_first
 from core.email.registry import OUTSTANDING_BALANCE, everyone_who_owes
 from core.email.sending import campaign_report, prepare_send_to_everyone
@@ -76,7 +77,7 @@ from core.payments.flags import payment_flags
 from core.payments.sync import sync_payments
 from core.reporting.audit_export import audit_log_csv
 from core.reporting.balances import BalanceFilter, outstanding_balances
-from core.reporting.directory import find_parent, league_of, league_products, visible_teams
+from core.reporting.directory import families_named, find_parent, league_of, league_products, visible_teams
 from core.reporting.export import ExportKind, export_balances_csv, record_balances_export
 from core.roster.importing import import_roster
 from core.settings import Settings
@@ -236,6 +237,10 @@ CALLS: tuple[Call, ...] = (
              amount_cents=500, reason="paid twice"))),
     Call("payment_receipt", payment_receipt, P.VIEW_LEDGER,
          lambda s, u, w: _found_or_none(lambda: payment_receipt(s, u, _zulu_payment(s, w)))),
+    Call("preview_receipt", preview_receipt, P.SEND_RECEIPTS,
+         lambda s, u, w: _found_or_none(lambda: preview_receipt(s, u, payment_id=_zulu_payment(s, w),
+                                                                email_from="league@alpha.example"))),
+    Call("families_named", families_named, P.VIEW_LEDGER, lambda s, u, w: families_named(s, u, "alpha")),
     Call("family_statement", family_statement, P.VIEW_LEDGER,
          lambda s, u, w: _found_or_none(lambda: family_statement(s, u, _own_parent(w)))),
     Call("statement_csv", statement_csv, P.VIEW_LEDGER,
@@ -305,6 +310,8 @@ COMMITTING_SERVICE_FUNCTIONS: dict[str, str] = {
     "core.email.sending.record_decisions": "tests/core/email/test_sending.py::test_only_an_admin_may_run_a_send_workflow",
     "core.ledger.links.switch_off_retired_links":
         "tests/core/ledger/test_links_follow_charges.py::test_only_who_records_payments_may_switch_links_off",
+    "core.email.payment_received.send_receipt":
+        "tests/core/ledger/test_receipt_email.py::test_only_who_records_payments_may_send_a_receipt",
     "core.ledger.workflows.apply_ledger_change":
         "tests/core/ledger/test_links_follow_charges.py::test_a_coach_cannot_apply_a_ledger_change",
 }
@@ -351,6 +358,7 @@ NOT_SERVICE_FUNCTIONS: dict[str, str] = {
     "core.ledger.accounts.stripe_payment_by_reference": "a lookup for follow_stripe_link, after its require",
     "core.ledger.accounts.families_with_credit": "a lookup for bill_owed, after its require",
     "core.ledger.links.retire_unmatched_links": "part of every ledger write, after the write's require",
+    "core.email.registry.nobody": "the empty audience of the receipt email; reads nothing",
 }
 # Public functions that read the database without an acting user: they run before anyone
 # acts (sign-in, choosing a league) or are the operator's bootstrap from the command line.

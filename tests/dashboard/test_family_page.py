@@ -1,0 +1,122 @@
+"""The family page: the statement, and the treasurer's tools, per role."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import func, select
+
+from core.access.leagues import find_tenant
+from core.ledger.statement import family_statement
+from core.models import EmailCampaign, EmailMessage, LedgerEntry, Parent
+from core.reporting.balances import outstanding_balances
+from tests.factories import acting
+
+
+def _a_family_owing(session) -> tuple[Parent, int]:
+    tenant = find_tenant(session, "demo")
+    balance = next(b for b in outstanding_balances(session, acting(tenant)) if b.parent_email)
+    return session.get(Parent, balance.parent_id), balance.total_cents
+
+
+def _balance(session, parent) -> int:
+    session.expire_all()
+    return family_statement(session, acting(find_tenant(session, "demo")), parent.id).balance_cents
+
+
+def _entries(session) -> int:
+    session.expire_all()
+    return session.scalar(select(func.count()).select_from(LedgerEntry))
+
+
+def _family_page(open_app, role, parent):
+    at = open_app(role)
+    at.query_params["parent"] = str(parent.id)
+    at.switch_page("views/family.py").run()
+    assert not at.exception
+    return at
+
+
+def _success(at) -> str:
+    assert [e.value for e in at.error] == []
+    return " ".join(s.value for s in at.success).replace("\\", "")  # as shown: no Markdown escapes
+
+
+def test_a_treasurer_records_a_cash_payment_and_sees_the_new_balance(demo_league, open_app, session):
+    parent, owed = _a_family_owing(session)
+    at = _family_page(open_app, "treasurer", parent)
+    assert at.header[0].value == parent.name
+    assert parent.email in at.caption[0].value  # the treasurer sees contact details
+    at.text_input(key="payment_amount").input("10.00")
+    at.text_input(key="payment_reference").input("desk")
+    at.button(key="FormSubmitter:record_payment-Record the payment").click().run()
+    assert not at.exception
+    done = _success(at)
+    assert re.search(r"Entry \d+;", done)
+    assert f"now owes ${(owed - 1000) / 100:,.2f}" in done
+    assert _balance(session, parent) == owed - 1000
+    assert at.metric[0].value == f"${(owed - 1000) / 100:,.2f}"
+    # The receipt is offered, previewed first.
+    assert any(b.key == "send_receipt" for b in at.button)
+    assert "payment of $10.00" in at.code[0].value
+
+
+def test_a_bad_amount_is_one_error_and_nothing_is_written(demo_league, open_app, session):
+    parent, owed = _a_family_owing(session)
+    before = _entries(session)
+    at = _family_page(open_app, "treasurer", parent)
+    for amount in ("abc", "-5.00", "10.005", "0"):
+        at.text_input(key="payment_amount").input(amount)
+        at.button(key="FormSubmitter:record_payment-Record the payment").click().run()
+        assert not at.exception
+        assert len(at.error) == 1 and "Nothing was recorded." in at.error[0].value
+    assert _entries(session) == before
+    assert _balance(session, parent) == owed
+
+
+def test_reversing_a_payment_restores_the_balance(demo_league, open_app, session):
+    parent, owed = _a_family_owing(session)
+    at = _family_page(open_app, "admin", parent)
+    at.text_input(key="payment_amount").input("25.00")
+    at.button(key="FormSubmitter:record_payment-Record the payment").click().run()
+    entry = int(re.search(r"Entry (\d+);", _success(at)).group(1))
+    assert _balance(session, parent) == owed - 2500
+    at.selectbox(key="reverse_entry").select(entry)
+    at.text_input(key="reverse_reason").input("recorded for the wrong family")
+    at.button(key="FormSubmitter:reverse-Reverse the entry").click().run()
+    assert f"Reversed entry {entry}" in _success(at)
+    assert _balance(session, parent) == owed
+
+
+def test_the_receipt_is_sent_once_through_the_outbox(demo_league, open_app, session, tmp_path):
+    parent, _ = _a_family_owing(session)
+    at = _family_page(open_app, "treasurer", parent)
+    at.text_input(key="payment_amount").input("10.00")
+    at.button(key="FormSubmitter:record_payment-Record the payment").click().run()
+    at.button(key="send_receipt").click().run()
+    assert f"was sent to {parent.email}" in _success(at)
+    assert not any(b.key == "send_receipt" for b in at.button)  # sent: nothing to click twice
+    assert any("It is not sent twice" in i.value for i in at.info)
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 1
+    session.expire_all()
+    assert session.scalar(select(func.count()).select_from(EmailMessage)
+                          .join(EmailCampaign, EmailCampaign.id == EmailMessage.campaign_id)
+                          .where(EmailCampaign.email_type == "payment_received")) == 1
+
+
+def test_a_coach_cannot_open_a_family_page(demo_league, open_app, session):
+    parent, _ = _a_family_owing(session)
+    at = open_app("coach", coach_teams=[])
+    at.query_params["parent"] = str(parent.id)
+    at.switch_page("views/family.py").run()
+    assert not at.exception
+    assert any("may not see a family's ledger" in e.value for e in at.error)
+    assert not at.text_input  # no form, no picker
+    assert parent.email not in " ".join(m.value for m in at.markdown)
+
+
+def test_the_balances_page_links_each_family_to_its_page(demo_league, open_app):
+    treasurer = open_app("treasurer")
+    assert any(link.label == "Open the family page" for link in treasurer.get("page_link"))
+    coach = open_app("coach")
+    assert not any(link.label == "Open the family page" for link in coach.get("page_link"))
