@@ -51,3 +51,59 @@ def test_treasurer_sees_demo_balances_and_downloads_the_csv(demo_dashboard, page
     engine.dispose()
     assert [actor for actor, _ in exports] == ["demo-treasurer"]
     assert exports[0][1].startswith(f"Exported {len(rows)} line items")
+
+    # The treasurer opens the first family's page, records a cash payment, and everything follows.
+    wait_until_idle(page)
+    family = page.get_by_test_id("stExpander").first
+    label = re.search(r"^(.+?) — (\$[\d,]+\.\d\d)", family.locator("summary").inner_text(), re.MULTILINE)
+    name, owed_before = label.group(1).strip(), _cents(label.group(2))
+    total_before = _cents(total.inner_text())
+    family.locator("summary").click()
+    wait_until_idle(page)
+    link = family.get_by_role("link", name="Open the family page")
+    expect(link).to_be_visible()
+    link.click()
+    page.get_by_role("heading", name=name).wait_for(timeout=30_000)
+    wait_until_idle(page)
+    form = page.get_by_test_id("stForm").first
+    form.get_by_label("Amount").fill("10.00")
+    form.get_by_label("Reference").fill("paid at the gym")
+    form.get_by_role("button", name="Record the payment").click()
+    page.get_by_text(re.compile(r"Entry \d+;")).wait_for(timeout=30_000)
+    wait_until_idle(page)
+    owed_after = owed_before - 1000
+    expect(page.get_by_test_id("stMetricValue").first).to_have_text(_dollars(owed_after))
+    # The receipt's preview, before anything is sent: this payment and the balance after it.
+    outer = page.frame_locator('iframe[title="Receipt preview"]').first
+    inner = outer.frame_locator('iframe[sandbox=""]')
+    inner.get_by_text("cash payment of").first.wait_for(timeout=30_000)
+    expect(inner.get_by_text(f"What is still owed after this payment: {_dollars(owed_after)}.")).to_have_count(1)
+    assert not list((tmp_path / "outbox").glob("*.eml"))
+    page.screenshot(path=str(artifacts_dir / "family-page-after-payment.png"), full_page=True)
+
+    # Outstanding balances shows it at once: the total and the family's row.
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Outstanding balances").click()
+    page.get_by_text("Download line items (CSV)").wait_for(timeout=30_000)
+    wait_until_idle(page)
+    expect(page.get_by_test_id("stMetricValue").first).to_have_text(_dollars(total_before - 1000))
+    expect(page.get_by_test_id("stExpander").filter(has_text=name).first.locator("summary")).to_contain_text(
+        _dollars(owed_after))
+
+    # And the reminder the admin would send that family now asks for what is still owed.
+    page.get_by_text("Admin (everything)").click()
+    wait_until_idle(page)
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Email", exact=True).click()
+    page.get_by_role("heading", name="Email").first.wait_for(timeout=30_000)
+    wait_until_idle(page)
+    # The preview shows the first family who owes: the one that just paid, with what it owes now.
+    reminder = page.frame_locator('iframe[title="Email preview"]').first.frame_locator('iframe[sandbox=""]')
+    expect(reminder.locator("body")).to_contain_text(f"Hi {name},")
+    expect(reminder.locator("tr", has_text="Total")).to_contain_text(_dollars(owed_after))
+
+
+def _cents(dollars: str) -> int:
+    return int(dollars.replace("$", "").replace(",", "").replace(".", ""))
+
+
+def _dollars(cents: int) -> str:
+    return f"${cents / 100:,.2f}"
