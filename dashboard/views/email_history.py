@@ -6,9 +6,17 @@ import pandas as pd
 import streamlit as st
 
 from core.email.campaigns import campaign_summaries, get_message
+from core.email.registry import EMAIL_TYPES
 from core.email.sending import campaign_report
 from dashboard.email_frame import sandboxed_email
 from dashboard.state import require_user, session_scope
+
+
+def _audience(email_type_key: str) -> str:
+    """Who a campaign went to: everyone who owes (a reminder), or one family (a receipt)."""
+    email_type = EMAIL_TYPES.get(email_type_key)
+    return "everyone who owes" if email_type is None or email_type.reminder else f"one family: {email_type.title.lower()}"
+
 
 user = require_user()
 st.title("Email history")
@@ -25,7 +33,7 @@ st.dataframe(
             "Campaign": c.id,
             "Started": c.started_at.strftime("%Y-%m-%d %H:%M UTC"),
             "By": c.started_by,
-            "To": f"test to {c.test_address}" if c.is_test else "everyone who owes",
+            "To": f"test to {c.test_address}" if c.is_test else _audience(c.email_type),
             "Status": c.status,
             "Sent": c.counts.get("sent", 0),
             "Failed": c.counts.get("failed", 0),

@@ -144,14 +144,20 @@ def _statement_table(user: ActingUser, statement: Statement) -> None:
 
 
 def _apply(user: ActingUser, parent_id: int, write: Callable[[Session], LedgerChange], *,
-           offer_receipt: bool = False) -> None:
-    """Run one ledger change through the one workflow; say what it did on the next run."""
+           form_fields: tuple[str, ...], offer_receipt: bool = False) -> None:
+    """Run one ledger change through the one workflow; say what it did on the next run.
+
+    Once it is recorded, the form's ``form_fields`` are emptied, so a second click of the same
+    button records nothing twice; after an error they keep what was typed, to correct it.
+    """
     gateway = services().payment_gateway_if_configured(action=SWITCH_OFF_ACTION)
     try:
         outcome = apply_ledger_change(services().sessions, user, write, gateway=gateway)
     except BillingError as problem:
         st.error(f"{problem} Nothing was recorded.", icon=":material/error:")
         return
+    for key in form_fields:
+        st.session_state.pop(key, None)
     if offer_receipt:
         st.session_state[RECEIPT_FOR] = (parent_id, outcome.change.entry_id)
     _done(parent_id, *_outcome_words(outcome))
@@ -212,7 +218,7 @@ def _payment_form(user: ActingUser, statement: Statement) -> None:
     _apply(user, statement.parent_id, lambda session: record_payment(
         session, user, parent_id=statement.parent_id, amount_cents=cents, method=METHODS[method],
         received_on=received, reference=reference, note=note, charge_ids=chosen,
-    ), offer_receipt=True)
+    ), form_fields=("payment_amount", "payment_reference", "payment_note", "payment_charges"), offer_receipt=True)
 
 
 def _adjust_form(user: ActingUser, statement: Statement) -> None:
@@ -235,7 +241,7 @@ def _adjust_form(user: ActingUser, statement: Statement) -> None:
     _apply(user, statement.parent_id, lambda session: record_adjustment(
         session, user, parent_id=statement.parent_id, amount_cents=cents, kind=kinds[kind], reason=reason,
         charge_id=charge,
-    ))
+    ), form_fields=("adjust_amount", "adjust_charge", "adjust_reason"))
 
 
 def _reversible(statement: Statement) -> dict[int, str]:
@@ -257,7 +263,8 @@ def _reverse_form(user: ActingUser, statement: Statement) -> None:
         submitted = st.form_submit_button("Reverse the entry", icon=":material/undo:")
     if submitted and entry is not None:
         _apply(user, statement.parent_id,
-               lambda session: reverse_entry(session, user, entry_id=entry, reason=reason))
+               lambda session: reverse_entry(session, user, entry_id=entry, reason=reason),
+               form_fields=("reverse_entry", "reverse_reason"))
 
 
 def _payments(statement: Statement) -> dict[int, StatementLine]:
@@ -295,7 +302,7 @@ def _refund_form(user: ActingUser, statement: Statement) -> None:
     _apply(user, statement.parent_id, lambda session: refund_payment(
         session, user, payment_id=payment, amount_cents=cents, reason=reason, gateway=gateway,
         outside_stripe=outside, waive_reopened=waive,
-    ))
+    ), form_fields=("refund_payment", "refund_amount", "refund_reason", "refund_outside", "refund_waive"))
 
 
 def _tools(user: ActingUser, statement: Statement) -> None:

@@ -120,3 +120,47 @@ def test_the_balances_page_links_each_family_to_its_page(demo_league, open_app):
     assert any(link.label == "Open the family page" for link in treasurer.get("page_link"))
     coach = open_app("coach")
     assert not any(link.label == "Open the family page" for link in coach.get("page_link"))
+
+
+def test_a_recorded_payment_empties_the_form_so_a_second_click_records_nothing(demo_league, open_app, session):
+    parent, owed = _a_family_owing(session)
+    at = _family_page(open_app, "treasurer", parent)
+    at.text_input(key="payment_amount").input("10.00")
+    at.button(key="FormSubmitter:record_payment-Record the payment").click().run()
+    assert at.text_input(key="payment_amount").value == ""
+    at.button(key="FormSubmitter:record_payment-Record the payment").click().run()
+    assert len(at.error) == 1 and "Nothing was recorded." in at.error[0].value
+    assert _balance(session, parent) == owed - 1000
+
+
+def test_an_adjustment_and_a_refund_made_outside_stripe_from_the_page(demo_league, open_app, session):
+    parent, owed = _a_family_owing(session)
+    at = _family_page(open_app, "treasurer", parent)
+    at.text_input(key="payment_amount").input("30.00")
+    at.button(key="FormSubmitter:record_payment-Record the payment").click().run()
+    payment = int(re.search(r"Entry (\d+);", _success(at)).group(1))
+    at.selectbox(key="adjust_kind").select("financial aid")
+    at.text_input(key="adjust_amount").input("20.00")
+    at.text_input(key="adjust_reason").input("scholarship")
+    at.button(key="FormSubmitter:adjust-Record the adjustment").click().run()
+    assert "Recorded a financial aid of $20.00" in _success(at)
+    assert _balance(session, parent) == owed - 5000
+    at.selectbox(key="refund_payment").select(payment)
+    at.text_input(key="refund_amount").input("30.00")
+    at.text_input(key="refund_reason").input("paid by the club instead")
+    at.checkbox(key="refund_outside").check()
+    at.button(key="FormSubmitter:refund-Refund").click().run()
+    assert f"Refunded $30.00 of payment {payment}" in _success(at)
+    assert _balance(session, parent) == owed - 2000  # the refund re-opens what it paid
+
+
+def test_an_admin_stops_reminders_from_the_family_page(demo_league, open_app, session):
+    parent, _ = _a_family_owing(session)
+    at = _family_page(open_app, "admin", parent)
+    assert "gets reminder emails" in at.caption[0].value
+    at.button(key="family_opt_out").click().run()
+    assert "will get no more reminder emails" in _success(at)
+    assert "opted out" in at.caption[0].value
+    session.expire_all()
+    assert session.get(Parent, parent.id).email_opt_out is True
+    assert not any(b.key == "family_opt_out" for b in _family_page(open_app, "treasurer", parent).button)
