@@ -347,6 +347,9 @@ def _receipt(user: ActingUser, statement: Statement) -> None:
                 icon=":material/mark_email_read:")
         if preview.sent_before:
             return
+    if statement.email_opt_out:
+        st.caption("This family asked for no reminder emails. A receipt is not a reminder: it goes only because "
+                   "you send it.")
     if preview.to_address is None:
         st.warning(preview.address_problem or "No address to send it to.", icon=":material/unsubscribe:")
         return

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from sqlalchemy import func, select
 
+from cli.main import main
 from core.access.leagues import find_tenant
+from core.db import unit_of_work
 from core.ledger.statement import family_statement
-from core.models import EmailCampaign, EmailMessage, LedgerEntry, Parent
-from core.reporting.balances import outstanding_balances
+from core.models import EmailCampaign, EmailMessage, LedgerEntry, Parent, Payment, PaymentLink, PaymentMethod
+from core.reporting.balances import OutstandingBalance, outstanding_balances
 from tests.factories import acting
+from tests.stripe_links import mirror_league
 
 
 def _a_family_owing(session) -> tuple[Parent, int]:
@@ -164,3 +168,52 @@ def test_an_admin_stops_reminders_from_the_family_page(demo_league, open_app, se
     session.expire_all()
     assert session.get(Parent, parent.id).email_opt_out is True
     assert not any(b.key == "family_opt_out" for b in _family_page(open_app, "treasurer", parent).button)
+
+
+@pytest.fixture
+def demo_in_stripe(demo_league, engine, monkeypatch, stripe_stand_in):  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("STRIPE_API_KEY", "sk_test_stand_in")
+    monkeypatch.setenv("STRIPE_API_BASE", stripe_stand_in.api_base)
+    with unit_of_work(engine) as session:
+        mirror_league(stripe_stand_in, session, find_tenant(session, "demo").id)
+
+
+def _a_family_with_one_link(session) -> tuple[Parent, OutstandingBalance]:
+    tenant = find_tenant(session, "demo")
+    balance = next(b for b in outstanding_balances(session, acting(tenant))
+                   if len(b.items) == 1 and b.items[0].link_id is not None and b.parent_email)
+    return session.get(Parent, balance.parent_id), balance
+
+
+def test_a_cash_payment_on_the_page_switches_the_paid_link_off_in_stripe(demo_in_stripe, open_app, session,
+                                                                          stripe_stand_in):
+    parent, balance = _a_family_with_one_link(session)
+    link = session.get(PaymentLink, balance.items[0].link_id)
+    at = _family_page(open_app, "treasurer", parent)
+    at.text_input(key="payment_amount").input(f"{balance.total_cents / 100:.2f}")
+    at.button(key="FormSubmitter:record_payment-Record the payment").click().run()
+    assert "1 payment link(s) no longer owed were switched off in Stripe" in _success(at)
+    assert not [w for w in at.warning if "could not be switched off" in w.value]
+    assert stripe_stand_in.payment_links[link.stripe_payment_link_id]["active"] is False
+    assert _balance(session, parent) == 0
+
+
+def test_a_stripe_payment_is_refunded_through_stripe_from_the_page(demo_in_stripe, open_app, session,
+                                                                   stripe_stand_in):
+    parent, balance = _a_family_with_one_link(session)
+    checkout = stripe_stand_in.complete_checkout_session(
+        session.get(PaymentLink, balance.items[0].link_id).stripe_payment_link_id)
+    assert main(["sync-payments"]) == 0
+    assert _balance(session, parent) == 0
+    session.expire_all()
+    payment = session.scalars(select(Payment.id).where(Payment.parent_id == parent.id,
+                                                        Payment.method == PaymentMethod.STRIPE,
+                                                        Payment.reference == checkout["id"])).one()
+    at = _family_page(open_app, "treasurer", parent)
+    at.selectbox(key="refund_payment").select(payment)
+    at.text_input(key="refund_amount").input("10.00")
+    at.text_input(key="refund_reason").input("sibling discount agreed after paying")
+    at.button(key="FormSubmitter:refund-Refund").click().run()
+    assert f"Refunded $10.00 of payment {payment} to {parent.name} through Stripe" in _success(at)
+    assert [r["amount"] for r in stripe_stand_in.refunds.values()] == [1000]
+    assert _balance(session, parent) == 1000
