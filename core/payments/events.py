@@ -34,7 +34,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -80,6 +80,8 @@ CHECKOUT_TYPES = frozenset({CHECKOUT_COMPLETED, CHECKOUT_SUCCEEDED, CHECKOUT_FAI
 # twice cost nothing (they are seen), events missed would be lost: read ten minutes back.
 EVENT_OVERLAP = timedelta(minutes=10)
 _LOOKUP_BATCH = 500
+# Stripe keeps events 30 days: those seen longer ago than this are never listed again.
+KEEP_SEEN = timedelta(days=35)
 # Refund states in which the money has left (or is leaving) the league's account.
 _REFUND_MADE = frozenset({"succeeded", "pending", "requires_action"})
 
@@ -138,6 +140,17 @@ def mark_seen(session: Session, user: ActingUser, events: Iterable[ProviderEvent
                                             event_created=event.created))
         except IntegrityError:
             pass
+
+
+def forget_old_events(session: Session, user: ActingUser, *, now: datetime) -> None:
+    """Forget the events older than Stripe keeps (``KEEP_SEEN``): it lists them no more. A
+    failed delayed payment stays known (its session stays ``unpaid`` at Stripe for good)."""
+    session.execute(
+        delete(StripeEventSeen).where(StripeEventSeen.tenant_id == user.tenant_id,
+                                      StripeEventSeen.event_created < now - KEEP_SEEN,
+                                      StripeEventSeen.event_type != CHECKOUT_FAILED)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def sessions_of_payment_intents(session: Session, user: ActingUser, intents: Sequence[str]) -> dict[str, str]:

@@ -323,6 +323,7 @@ class _PaymentSync:
             assert event.checkout is not None
             by_session[event.checkout.id].append(event)
         snapshots = [_latest_state(group) for group in by_session.values()]
+        self.result.sessions_seen += len(snapshots)
         matched: dict[int, list[CompletedCheckout]] = defaultdict(list)
         refs: dict[int, _LinkRef] = {}
         for start in range(0, len(snapshots), _MATCH_BATCH):
@@ -398,13 +399,14 @@ class _PaymentSync:
         return CompletedCheckout(id=str(reference), payment_link_id=link_id, payment_status="paid",
                                  amount_total=cents, currency=currency, created=recorded_at)
 
-    def _ours(self, checkout: CompletedCheckout | None, session: Session | None = None) -> bool:
+    def _ours(self, checkout: CompletedCheckout | None, session: Session) -> bool:
+        """A session paid through one of this league's links, or naming this league."""
         if checkout is None:
             return False
         if self._claims_our_league(checkout):
             return True
-        if session is None or not checkout.payment_link_id:
-            return session is None and bool(checkout.payment_link_id)  # decided in the transaction
+        if not checkout.payment_link_id:
+            return False
         return session.scalar(select(PaymentLink.id).where(
             PaymentLink.tenant_id == self.user.tenant_id,
             PaymentLink.stripe_payment_link_id == checkout.payment_link_id)) is not None
@@ -606,6 +608,7 @@ class _PaymentSync:
                 self._advance_mark(session, result.started_at)
                 if not result.full:
                     events.advance_cursor(session, self.user, result.started_at)
+                    events.forget_old_events(session, self.user, now=result.started_at)
                 result.synced_at = result.started_at
             # The one balances implementation answers "still owed", as on the Balances page.
             balances = outstanding_balances(session, self.user)

@@ -28,7 +28,7 @@ from core.models import (
 )
 from core.payments import events as events_module
 from core.payments import sync as sync_module
-from core.payments.events import open_disputes
+from core.payments.events import EVENT_OVERLAP, open_disputes
 from core.payments.ledger_check import DifferenceKind
 from core.payments.sync import sync_payments
 from core.reporting.balances import outstanding_balances
@@ -305,3 +305,36 @@ def test_a_full_sweep_of_a_ledger_that_agrees_reports_nothing(engine, session, l
     result = sync_payments(engine, _treasurer(tenant), stripe_gateway, full=True)
 
     assert result.ok and result.differences == []
+
+
+def test_the_first_sync_reads_every_event_stripe_keeps_and_later_ones_start_from_the_cursor(
+    engine, session, league, stripe_stand_in, stripe_gateway
+):
+    tenant, links = league
+    stripe_stand_in.complete_checkout_session(links[0].stripe_payment_link_id)
+
+    first = sync_payments(engine, _treasurer(tenant), stripe_gateway)
+    second = sync_payments(engine, _treasurer(tenant), stripe_gateway)
+
+    first_listing, second_listing = [r.params for r in stripe_stand_in.requests if r.path == "/v1/events"]
+    assert "created" not in first_listing and first.paid_count == 1
+    assert int(second_listing["created"]["gte"]) == int((first.started_at - EVENT_OVERLAP).timestamp())
+    assert second.ok and second.events_read == 0
+
+
+def test_events_older_than_stripe_keeps_are_forgotten_but_a_failed_payment_is_not(
+    engine, session, league, stripe_stand_in, stripe_gateway
+):
+    tenant, links = league
+    long_ago = utcnow() - timedelta(days=40)
+    stripe_stand_in.events_created_at = lambda: int(long_ago.timestamp())
+    pending = stripe_stand_in.complete_checkout_session(links[0].stripe_payment_link_id, paid=False)
+    stripe_stand_in.fail_checkout_session(pending["id"])
+    stripe_stand_in.complete_checkout_session(links[1].stripe_payment_link_id)
+    sync_payments(engine, _treasurer(tenant), stripe_gateway)  # as if read 40 days ago: the events are all seen
+
+    session.expire_all()
+    kept = session.scalars(select(StripeEventSeen.event_type).where(StripeEventSeen.tenant_id == tenant.id)).all()
+    assert kept == ["checkout.session.async_payment_failed"]
+    full = sync_payments(engine, _treasurer(tenant), stripe_gateway, full=True)  # sees the session, still unpaid
+    assert not session.get_one(PaymentLink, links[0].id).processing and full.ok

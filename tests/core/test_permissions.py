@@ -366,7 +366,7 @@ NOT_SERVICE_FUNCTIONS: dict[str, str] = {
     "core.ledger.links.retire_unmatched_links": "part of every ledger write, after the write's require",
     **{f"core.payments.events.{name}": "payment sync's reading of Stripe's events, after its require"
        for name in ("read_cursor", "advance_cursor", "unseen", "mark_seen", "failed_sessions", "apply_refunds",
-                    "apply_dispute")},
+                    "apply_dispute", "forget_old_events", "sessions_of_payment_intents")},
 }
 # Public functions that read the database without an acting user: they run before anyone
 # acts (sign-in, choosing a league) or are the operator's bootstrap from the command line.
