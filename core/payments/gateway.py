@@ -15,6 +15,10 @@ from typing import Protocol
 from core.errors import BillingError
 
 
+class WebhookRejected(BillingError):
+    """A webhook request that is not a genuine Stripe event for this endpoint (bad signature, not an event)."""
+
+
 class StripeNotConfigured(BillingError):
     """Minting or syncing was asked for, but no Stripe API key is configured."""
 

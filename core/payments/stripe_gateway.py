@@ -41,6 +41,7 @@ from core.payments.gateway import (
     ProviderEvent,
     RefundReceipt,
     StripeNotConfigured,
+    WebhookRejected,
 )
 from core.settings import Settings, is_live_stripe_key
 
@@ -369,6 +370,22 @@ def _completed_checkout(session: Any) -> CompletedCheckout:
         customer_id=_id_of(getattr(session, "customer", None)),
         payment_intent_id=_id_of(getattr(session, "payment_intent", None)),
     )
+
+
+def verify_webhook(payload: bytes, signature: str | None, secret: str) -> ProviderEvent:
+    """The event a webhook request carries, once its ``Stripe-Signature`` is verified with the
+    endpoint's signing secret (``stripe.Webhook.construct_event``: the signature and its age);
+    ``WebhookRejected`` otherwise."""
+    try:
+        event = stripe.Webhook.construct_event(payload, signature, secret)
+    except stripe.SignatureVerificationError as exc:
+        raise WebhookRejected("not signed by Stripe for this endpoint") from exc
+    except (ValueError, KeyError, AttributeError) as exc:
+        raise WebhookRejected("not a Stripe event") from exc
+    try:
+        return _provider_event(event)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise WebhookRejected("not a Stripe event") from exc
 
 
 def _refund_receipt(refund: Any) -> RefundReceipt:
