@@ -2,7 +2,8 @@
 
 A league of 10k active links (seeded straight into the database and the stand-in, not
 minted over HTTP) and 200 new payments since the last sync, plus payments that fall in
-the overlap (already recorded) and older ones (outside the window). Prints:
+the overlap (already recorded) and older ones (outside the window); each payment's event is
+stamped when it was paid. Prints:
 
 * the incremental sync: Stripe calls made and wall time (goal: at most 5 calls, under 3 s);
 * a full per-link sync: calls per second as a fraction of the 25 requests/s test-mode
@@ -45,6 +46,7 @@ from core.models import (  # noqa: E402
     PriceTier,
     Product,
     ProductKind,
+    StripeEventCursor,
     Tenant,
     utcnow,
 )
@@ -114,6 +116,7 @@ def pay(stand_in: StripeStandIn, stripe_ids: list[str], when: datetime, spread: 
     sessions = {}
     for stripe_id in stripe_ids:
         created = when + timedelta(seconds=random.uniform(0, spread.total_seconds()))
+        stand_in.events_created_at = lambda created=created: int(created.timestamp())  # type: ignore[misc]
         sessions[stripe_id] = stand_in.complete_checkout_session(stripe_id, created=int(created.timestamp()))["id"]
     return sessions
 
@@ -141,6 +144,8 @@ def incremental(engine, stand_in: StripeStandIn, args: argparse.Namespace) -> No
     last_sync = now - timedelta(hours=1)
     with Session(engine) as session:
         tenant_id, stripe_ids = build_league(session, stand_in, "incremental", args.links, synced_at=last_sync)
+        session.add(StripeEventCursor(tenant_id=tenant_id, read_until=last_sync))
+        session.commit()
         shuffled = random.sample(stripe_ids, len(stripe_ids))
         new = shuffled[: args.payments]
         overlap = shuffled[args.payments : args.payments + args.in_overlap]

@@ -39,6 +39,7 @@ COMMANDS: dict[str, str] = {
     "adjust": "cli.commands.adjust",
     "reverse": "cli.commands.reverse",
     "statement": "cli.commands.statement",
+    "webhook-server": "cli.commands.webhook_server",
 }
 _GLOBAL_OPTIONS = {"-v", "--verbose"}
 

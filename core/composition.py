@@ -10,7 +10,7 @@ its own through ``email_backend()`` and closes it when the run ends.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import make_engine, session_factory
 from core.email.backends import EmailBackend
-from core.errors import EmailDeliveryError
-from core.payments.gateway import PaymentGateway, StripeNotConfigured
+from core.errors import EmailDeliveryError, InvalidInput
+from core.payments.gateway import PaymentGateway, ProviderEvent, StripeNotConfigured
 from core.settings import Settings
 
 
@@ -62,6 +62,18 @@ def make_payment_gateway(settings: Settings, *, action: str = "talk to Stripe") 
     from core.payments.stripe_gateway import StripeGateway  # the SDK is imported only when used
 
     return StripeGateway.from_settings(settings)
+
+
+def make_webhook_verifier(settings: Settings) -> Callable[[bytes, str | None], ProviderEvent]:
+    """What verifies a Stripe webhook request with ``STRIPE_WEBHOOK_SECRET`` and returns its event
+    (``WebhookRejected`` otherwise); ``InvalidInput`` when the secret is not configured."""
+    if not settings.stripe_webhook_secret:
+        raise InvalidInput("STRIPE_WEBHOOK_SECRET is not set: add the webhook endpoint's signing secret "
+                           "(whsec_...) to the environment or .streamlit/secrets.toml.")
+    from core.payments.stripe_gateway import verify_webhook  # the SDK is imported only when used
+
+    secret = settings.stripe_webhook_secret.reveal()
+    return lambda payload, signature: verify_webhook(payload, signature, secret)
 
 
 @dataclass

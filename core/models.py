@@ -127,6 +127,10 @@ class FlagKind(str, enum.Enum):
     DUPLICATE_PAYMENT = "duplicate_payment"
     PAID_AFTER_DEACTIVATION = "paid_after_deactivation"
     UNKNOWN_LINK = "unknown_link"
+    # From Stripe's events (``core.payments.events``):
+    DISPUTE = "dispute"  # the card holder disputed the payment with their bank
+    DISPUTE_CLOSED = "dispute_closed"  # the bank decided (won: the money stays; lost: it went back)
+    REFUND_NOT_RECORDED = "refund_not_recorded"  # a refund made in Stripe the ledger could not take
 
     @property
     def label(self) -> str:
@@ -139,6 +143,9 @@ _FLAG_LABELS = {
     FlagKind.DUPLICATE_PAYMENT: "paid more than once",
     FlagKind.PAID_AFTER_DEACTIVATION: "paid on a deactivated link",
     FlagKind.UNKNOWN_LINK: "payment for a link we do not know",
+    FlagKind.DISPUTE: "disputed with the bank",
+    FlagKind.DISPUTE_CLOSED: "dispute closed",
+    FlagKind.REFUND_NOT_RECORDED: "refund in Stripe not in the ledger",
 }
 
 
@@ -431,6 +438,49 @@ class PaymentFlag(Base):
     processing: Mapped[bool] = mapped_column(Boolean, default=False)
     detail: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class StripeEventCursor(Base):
+    """Where a league's reading of Stripe's events has got to (``core.payments.events``).
+
+    ``read_until`` is when the last complete pass started; the next pass lists the events
+    created since then minus an overlap (events become visible a little after their
+    ``created`` time). None until the first complete pass.
+    """
+
+    __tablename__ = "stripe_event_cursor"
+
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
+    read_until: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class StripeEventSeen(Base):
+    """A Stripe event a league has applied: Stripe delivers events at least once, in no fixed
+    order, so each is applied once, in the same transaction as its effect.
+
+    ``object_id`` is what the event is about (a Checkout Session, a charge, a dispute), so a
+    session whose delayed payment failed is known as failed when an older snapshot of it
+    arrives late.
+    """
+
+    __tablename__ = "stripe_events_seen"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "event_id"),
+        Index("ix_stripe_events_seen_tenant_object", "tenant_id", "object_id"),
+        Index("ix_stripe_events_seen_tenant_payment_intent", "tenant_id", "payment_intent_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    event_id: Mapped[str] = mapped_column(String(255))
+    event_type: Mapped[str] = mapped_column(String(100))
+    object_id: Mapped[str | None] = mapped_column(String(255))
+    # The PaymentIntent of the session, charge or dispute: a refund or a dispute names only
+    # that, and a session's event tells which session it belongs to without asking Stripe.
+    payment_intent_id: Mapped[str | None] = mapped_column(String(255))
+    event_created: Mapped[datetime] = mapped_column(UTCDateTime())
+    applied_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class EmailCampaign(Base):

@@ -60,6 +60,8 @@ class Settings:
     database_url: str = field(default_factory=lambda: f"sqlite:///{DEFAULT_SQLITE_PATH}")
     stripe_api_key: Secret | None = None
     stripe_api_base: str | None = None
+    # The signing secret of a webhook endpoint (``whsec_...``), for ``python -m core webhook-server``.
+    stripe_webhook_secret: Secret | None = None
     payment_success_url: str = PLACEHOLDER_SUCCESS_URL
     email_backend: str = "file"
     email_outbox_dir: Path = DEFAULT_OUTBOX_DIR
@@ -168,7 +170,7 @@ def is_live_stripe_key(api_key: str) -> bool:
     return api_key.startswith(("sk_live_", "rk_live_"))
 
 
-_SECRET_FIELDS = {"stripe_api_key", "smtp_password"}
+_SECRET_FIELDS = {"stripe_api_key", "stripe_webhook_secret", "smtp_password"}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 

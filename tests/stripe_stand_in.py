@@ -1,7 +1,7 @@
 """A local Stripe stand-in: a real HTTP server the real ``stripe.StripeClient`` talks to.
 
 It serves the part of the Stripe API the product uses (Prices, Payment Links, Checkout
-Sessions, Refunds), keeps state, and behaves the way Stripe documents where it matters here:
+Sessions, Refunds, Events), keeps state, and behaves the way Stripe documents where it matters here:
 
 * Form-encoded parameters are decoded (nested brackets, indexed lists) and checked against
   the Stripe SDK's own parameter types (``stripe.params.PaymentLinkCreateParams`` and so
@@ -23,8 +23,19 @@ Faults for tests and benchmarks: ``inject("rate_limit" | "server_error" | "drop"
 
 Test-only: ``complete_checkout_session(link_id, paid=..., amount_total=...)`` (or
 ``POST /_stand_in/payment_links/{id}/complete``) records a finished checkout on a link;
-``settle_checkout_session(id)`` lets a processing payment succeed; ``add_payment_link``
-seeds a link without an HTTP request.
+``settle_checkout_session(id)`` lets a processing payment succeed and
+``fail_checkout_session(id)`` lets it fail; ``refund_in_dashboard(session_id, amount)`` is a
+refund made in Stripe's own dashboard; ``open_dispute(session_id)`` and
+``close_dispute(dispute_id, won=...)`` a card holder's dispute; ``add_payment_link`` seeds a
+link without an HTTP request.
+
+Events (``GET /v1/events``, ``GET /v1/events/{id}``): what the stand-in does emits the event
+Stripe would, with a snapshot of the object as it was then (``checkout.session.completed``,
+``checkout.session.async_payment_succeeded`` / ``_failed``, ``charge.refunded``,
+``charge.dispute.created`` / ``.closed``). Listed newest first with ``limit``,
+``starting_after``, ``ending_before``, ``created`` (an integer or ``gt``/``gte``/``lt``/``lte``),
+``type`` (``charge.*`` wildcards) or ``types``. ``events_created_at`` sets the clock events are
+stamped with (an older or a shuffled order, as Stripe promises no order).
 
 Run it on its own for a demo: ``python -m tests.stripe_stand_in --port 12111``. Pay through a
 link by its address, as the CSV and the email show it, with
@@ -293,6 +304,10 @@ class StripeStandIn:
             self.checkout_sessions: list[dict[str, Any]] = []
             self.payment_intents: dict[str, dict[str, Any]] = {}
             self.refunds: dict[str, dict[str, Any]] = {}
+            self.charges: dict[str, dict[str, Any]] = {}
+            self.disputes: dict[str, dict[str, Any]] = {}
+            self.events: list[dict[str, Any]] = []
+            self.events_created_at: Callable[[], int] = lambda: int(time.time())
             self._idempotency: dict[tuple[str, str], _IdempotentResult] = {}
             self._faults: list[Fault] = []
             self._accepted_at: deque[float] = deque()
@@ -414,12 +429,15 @@ class StripeStandIn:
                 "_seq": next(self._ids),
             }
             self.checkout_sessions.append(session)
+            if paid:
+                self._charge(intent)
             restriction = link.get("restrictions")
             if restriction:
                 completed = restriction["completed_sessions"]
                 completed["count"] += 1
                 if completed["count"] >= completed["limit"]:
                     link["active"] = False  # Stripe deactivates a link whose limit is reached
+            self.emit("checkout.session.completed", session)
             return _public(session)
 
     def link_for_url(self, url: str) -> str:
@@ -436,12 +454,113 @@ class StripeStandIn:
         As at Stripe, the session keeps its original ``created`` time.
         """
         with self._lock:
-            for session in self.checkout_sessions:
-                if session["id"] == session_id:
-                    session["payment_status"] = "paid"
-                    self.payment_intents[session["payment_intent"]]["status"] = "succeeded"
-                    return _public(session)
+            session = self._processing_session(session_id)
+            session["payment_status"] = "paid"
+            intent = self.payment_intents[session["payment_intent"]]
+            intent["status"] = "succeeded"
+            self._charge(intent)
+            self.emit("checkout.session.async_payment_succeeded", session)
+            return _public(session)
+
+    def fail_checkout_session(self, session_id: str) -> dict[str, Any]:
+        """A processing (delayed-method) payment fails: as at Stripe, the session stays
+        ``complete`` and ``unpaid``, its PaymentIntent wants another payment method, and
+        ``checkout.session.async_payment_failed`` is the only sign of it."""
+        with self._lock:
+            session = self._processing_session(session_id)
+            self.payment_intents[session["payment_intent"]]["status"] = "requires_payment_method"
+            self.emit("checkout.session.async_payment_failed", session)
+            return _public(session)
+
+    def _processing_session(self, session_id: str) -> dict[str, Any]:
+        for session in self.checkout_sessions:
+            if session["id"] == session_id:
+                if session["payment_status"] != "unpaid":
+                    raise ApiError(400, f"Checkout Session {session_id} is not processing a payment.")
+                return session
         raise ApiError(404, f"No such checkout.session: '{session_id}'", code="resource_missing")
+
+    def session(self, session_id: str) -> dict[str, Any]:
+        """A Checkout Session as stored (for tests)."""
+        with self._lock:
+            return next(s for s in self.checkout_sessions if s["id"] == session_id)
+
+    # test-only: what happens in Stripe's own dashboard and at the card holder's bank
+
+    def refund_in_dashboard(self, session_id: str, amount: int | None = None) -> dict[str, Any]:
+        """A refund made in Stripe's dashboard of the payment of ``session_id`` (all that is left
+        when ``amount`` is None): the refund exists and ``charge.refunded`` is emitted."""
+        with self._lock:
+            return self.make_refund(self.session(session_id)["payment_intent"], amount, metadata={})
+
+    def open_dispute(self, session_id: str, *, reason: str = "fraudulent") -> dict[str, Any]:
+        """The card holder disputes the payment of ``session_id`` with their bank."""
+        with self._lock:
+            intent = self.payment_intents[self.session(session_id)["payment_intent"]]
+            charge = self.charges[intent["latest_charge"]]
+            charge["disputed"] = True
+            dispute = {"id": f"dp_{self._token()}", "object": "dispute", "amount": charge["amount"],
+                       "currency": charge["currency"], "charge": charge["id"], "payment_intent": intent["id"],
+                       "reason": reason, "status": "needs_response", "created": self.events_created_at(),
+                       "is_charge_refundable": False, "livemode": False, "metadata": {}}
+            self.disputes[dispute["id"]] = dispute
+            self.emit("charge.dispute.created", dispute)
+            return dict(dispute)
+
+    def close_dispute(self, dispute_id: str, *, won: bool) -> dict[str, Any]:
+        """The bank decides a dispute: ``won`` (the money stays) or lost (it went back)."""
+        with self._lock:
+            dispute = self.disputes[dispute_id]
+            dispute["status"] = "won" if won else "lost"
+            self.emit("charge.dispute.closed", dispute)
+            return dict(dispute)
+
+    def _charge(self, intent: dict[str, Any]) -> dict[str, Any]:
+        """The charge of a PaymentIntent whose payment succeeded (its ``latest_charge``)."""
+        charge = {"id": f"ch_{self._token()}", "object": "charge", "amount": intent["amount"],
+                  "amount_captured": intent["amount"], "amount_refunded": 0, "currency": intent["currency"],
+                  "payment_intent": intent["id"], "paid": True, "refunded": False, "disputed": False,
+                  "status": "succeeded", "created": self.events_created_at(), "livemode": False, "metadata": {}}
+        self.charges[charge["id"]] = charge
+        intent["latest_charge"] = charge["id"]
+        return charge
+
+    def make_refund(self, intent_id: str, amount: int | None, *, metadata: Mapping[str, Any],
+                    reason: str | None = None) -> dict[str, Any]:
+        """Refund (part of) a succeeded PaymentIntent, never above what is left; emits ``charge.refunded``."""
+        intent = self.payment_intents.get(intent_id)
+        if intent is None:
+            raise ApiError(404, f"No such payment_intent: '{intent_id}'", param="payment_intent",
+                           code="resource_missing")
+        if intent["status"] != "succeeded":
+            raise ApiError(400, f"This PaymentIntent ({intent_id}) does not have a successful charge to refund.",
+                           code="charge_not_refundable")
+        left = intent["amount"] - intent["amount_refunded"]
+        amount = left if amount is None else amount
+        if amount <= 0:
+            raise ApiError(400, "Invalid positive integer", param="amount", code="parameter_invalid_integer")
+        if amount > left:
+            raise ApiError(400, f"Refund amount ({amount}) is greater than unrefunded amount on charge ({left})",
+                           param="amount", code="amount_too_large")
+        intent["amount_refunded"] += amount
+        charge = self.charges[intent["latest_charge"]]
+        charge["amount_refunded"] += amount
+        charge["refunded"] = charge["amount_refunded"] >= charge["amount"]
+        refund = {"id": f"re_{self._token()}", "object": "refund", "amount": amount, "currency": intent["currency"],
+                  "payment_intent": intent_id, "charge": charge["id"], "status": "succeeded", "reason": reason,
+                  "metadata": dict(metadata), "created": self.events_created_at(), "_seq": next(self._ids)}
+        self.refunds[refund["id"]] = refund
+        self.emit("charge.refunded", charge)
+        return _public(refund)
+
+    def emit(self, event_type: str, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """Record an event about ``obj`` with a snapshot of it as it is now, as Stripe does."""
+        event = {"id": f"evt_{self._token()}", "object": "event", "api_version": "2025-01-27.acacia",
+                 "type": event_type, "created": self.events_created_at(),
+                 "data": {"object": json.loads(json.dumps(_public(obj)))}, "livemode": False,
+                 "pending_webhooks": 0, "request": {"id": None, "idempotency_key": None}, "_seq": next(self._ids)}
+        self.events.append(event)
+        return event
 
     def add_payment_link(
         self,
@@ -625,19 +744,20 @@ def _list_object(url: str, items: list[dict[str, Any]], params: Mapping[str, Any
     limit = _as_int(params.get("limit", 10), "limit")
     if not 1 <= limit <= 100:
         raise ApiError(400, "Invalid limit: must be between 1 and 100", param="limit")
-    start = 0
-    if params.get("starting_after"):
-        ids = [item["id"] for item in items]
-        if params["starting_after"] not in ids:
-            raise ApiError(404, f"No such object: '{params['starting_after']}'", param="starting_after")
-        start = ids.index(params["starting_after"]) + 1
-    page = items[start : start + limit]
-    return {
-        "object": "list",
-        "url": url,
-        "has_more": start + limit < len(items),
-        "data": [_public(item) for item in page],
-    }
+    if params.get("starting_after") and params.get("ending_before"):
+        raise ApiError(400, "You may only specify one of these parameters: ending_before, starting_after.")
+    ids = [item["id"] for item in items]
+    for cursor in ("starting_after", "ending_before"):
+        if params.get(cursor) and params[cursor] not in ids:
+            raise ApiError(404, f"No such object: '{params[cursor]}'", param=cursor)
+    if params.get("ending_before"):  # the page just before (newer than) the object, still newest first
+        end = ids.index(params["ending_before"])
+        start = max(0, end - limit)
+        page, has_more = items[start:end], start > 0
+    else:
+        start = ids.index(params["starting_after"]) + 1 if params.get("starting_after") else 0
+        page, has_more = items[start : start + limit], start + limit < len(items)
+    return {"object": "list", "url": url, "has_more": has_more, "data": [_public(item) for item in page]}
 
 
 # -- endpoints ----------------------------------------------------------------------------------
@@ -802,14 +922,25 @@ def _list_checkout_sessions(stand_in: StripeStandIn, request: RecordedRequest, _
         items = [s for s in items if s["payment_link"] == params["payment_link"]]
     if "status" in params:
         items = [s for s in items if s["status"] == params["status"]]
+    if "payment_intent" in params:
+        items = [s for s in items if s.get("payment_intent") == params["payment_intent"]]
+    return _list_object("/v1/checkout/sessions", _created_between(items, params), params)
+
+
+_CREATED_CHECKS: dict[str, Callable[[int, int], bool]] = {
+    "gt": lambda c, b: c > b, "gte": lambda c, b: c >= b, "lt": lambda c, b: c < b, "lte": lambda c, b: c <= b,
+}
+
+
+def _created_between(items: list[dict[str, Any]], params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The ``created`` filter of Stripe's lists: an exact time, or ``gt``/``gte``/``lt``/``lte`` bounds."""
     created = params.get("created")
     if isinstance(created, dict):
         bounds = {op: _as_int(value, f"created[{op}]") for op, value in created.items()}
-        checks = {"gt": lambda c, b: c > b, "gte": lambda c, b: c >= b, "lt": lambda c, b: c < b, "lte": lambda c, b: c <= b}
-        items = [s for s in items if all(checks[op](s["created"], b) for op, b in bounds.items())]
-    elif created is not None:
-        items = [s for s in items if s["created"] == _as_int(created, "created")]
-    return _list_object("/v1/checkout/sessions", items, params)
+        return [s for s in items if all(_CREATED_CHECKS[op](s["created"], b) for op, b in bounds.items())]
+    if created is not None:
+        return [s for s in items if s["created"] == _as_int(created, "created")]
+    return items
 
 
 def _retrieve_checkout_session(stand_in: StripeStandIn, request: RecordedRequest, session_id: str | None) -> dict[str, Any]:
@@ -826,25 +957,45 @@ def _create_refund(stand_in: StripeStandIn, request: RecordedRequest, _: str | N
     if not intent_id:
         raise ApiError(400, "One of the following params should be provided for this request: payment_intent or "
                             "charge.", code="parameter_missing")
-    intent = stand_in.payment_intents.get(intent_id)
-    if intent is None:
-        raise ApiError(404, f"No such payment_intent: '{intent_id}'", param="payment_intent", code="resource_missing")
-    if intent["status"] != "succeeded":
-        raise ApiError(400, f"This PaymentIntent ({intent_id}) does not have a successful charge to refund.",
-                       code="charge_not_refundable")
-    left = intent["amount"] - intent["amount_refunded"]
-    amount = _as_int(params["amount"], "amount") if "amount" in params else left
-    if amount <= 0:
-        raise ApiError(400, "Invalid positive integer", param="amount", code="parameter_invalid_integer")
-    if amount > left:
-        raise ApiError(400, f"Refund amount ({amount}) is greater than unrefunded amount on charge ({left})",
-                       param="amount", code="amount_too_large")
-    intent["amount_refunded"] += amount
-    refund = {"id": f"re_{stand_in._token()}", "object": "refund", "amount": amount, "currency": intent["currency"],
-              "payment_intent": intent_id, "status": "succeeded", "reason": params.get("reason"),
-              "metadata": dict(params.get("metadata") or {}), "created": int(time.time())}
-    stand_in.refunds[refund["id"]] = refund
-    return refund
+    amount = _as_int(params["amount"], "amount") if "amount" in params else None
+    return stand_in.make_refund(intent_id, amount, metadata=params.get("metadata") or {}, reason=params.get("reason"))
+
+
+def _list_refunds(stand_in: StripeStandIn, request: RecordedRequest, _: str | None) -> dict[str, Any]:
+    params = request.params
+    items = sorted(stand_in.refunds.values(), key=lambda r: (r["created"], r["_seq"]), reverse=True)
+    if "payment_intent" in params:
+        items = [r for r in items if r["payment_intent"] == params["payment_intent"]]
+    if "charge" in params:
+        items = [r for r in items if r["charge"] == params["charge"]]
+    return _list_object("/v1/refunds", _created_between(items, params), params)
+
+
+def _list_events(stand_in: StripeStandIn, request: RecordedRequest, _: str | None) -> dict[str, Any]:
+    """``GET /v1/events``: newest first; ``type`` (a ``*`` wildcard allowed) or ``types``, not both."""
+    params = request.params
+    if "type" in params and "types" in params:
+        raise ApiError(400, "You may pass either `type` or `types`, but not both.", param="types")
+    items = sorted(stand_in.events, key=lambda e: (e["created"], e["_seq"]), reverse=True)
+    if "type" in params:
+        wanted = params["type"]
+        if wanted.endswith("*"):
+            items = [e for e in items if e["type"].startswith(wanted[:-1])]
+        else:
+            items = [e for e in items if e["type"] == wanted]
+    if "types" in params:
+        types_ = set(as_list(params["types"]))
+        if len(types_) > 20:
+            raise ApiError(400, "You may pass at most 20 types.", param="types")
+        items = [e for e in items if e["type"] in types_]
+    return _list_object("/v1/events", _created_between(items, params), params)
+
+
+def _retrieve_event(stand_in: StripeStandIn, request: RecordedRequest, event_id: str | None) -> dict[str, Any]:
+    for event in stand_in.events:
+        if event["id"] == event_id:
+            return _public(event)
+    raise ApiError(404, f"No such event: '{event_id}'", param="id", code="resource_missing")
 
 
 def _complete_session(stand_in: StripeStandIn, request: RecordedRequest, link_id: str | None) -> dict[str, Any]:
@@ -889,6 +1040,9 @@ _ROUTES: list[tuple[str, re.Pattern[str], Callable[..., Any], type]] = [
     ("GET", re.compile(rf"^/v1/checkout/sessions/{_ID}$"), _retrieve_checkout_session,
      stripe_checkout_params.SessionRetrieveParams),
     ("POST", re.compile(r"^/v1/refunds$"), _create_refund, stripe_params.RefundCreateParams),
+    ("GET", re.compile(r"^/v1/refunds$"), _list_refunds, stripe_params.RefundListParams),
+    ("GET", re.compile(r"^/v1/events$"), _list_events, stripe_params.EventListParams),
+    ("GET", re.compile(rf"^/v1/events/{_ID}$"), _retrieve_event, stripe_params.EventRetrieveParams),
     ("POST", re.compile(rf"^/_stand_in/payment_links/{_ID}/complete$"), _complete_session, _CompleteSessionParams),
     ("POST", re.compile(r"^/_stand_in/pay$"), _pay_by_url, _PayParams),
 ]

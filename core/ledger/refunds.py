@@ -10,7 +10,8 @@ A Stripe payment is refunded through the payment gateway (``POST /v1/refunds`` f
 Checkout Session's PaymentIntent), with an idempotency key made of the payment and the number
 of refunds it already has: a crash after Stripe refunded and before the commit replays the
 same refund on the rerun, never a second one. ``outside_stripe=True`` records a refund already
-made another way (in the Stripe dashboard, by check, in cash).
+made another way (by check, in cash). A refund made in Stripe's own dashboard is recorded by
+payment sync from Stripe's events (``record_stripe_refund``), under Stripe's refund id.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from core.access.permissions import ActingUser, Permission, find_in_league, require
 from core.errors import InvalidInput
-from core.ledger.accounts import settled_by_payment
+from core.ledger.accounts import PaymentPosition, settled_by_payment
 from core.ledger.allocation import reopen_for_refund
 from core.ledger.entries import LedgerChange, LedgerWriter, positive_amount, required_text
 from core.models import (
@@ -61,21 +62,7 @@ def refund_payment(
     """
     require(user, Permission.REFUND_PAYMENTS)
     why = required_text(reason, "reason")
-    positive_amount(amount_cents)
-    payment = find_in_league(session, user, Payment, payment_id, label="payment")
-    parent = find_in_league(session, user, Parent, payment.parent_id, label="parent")
-    writer = LedgerWriter(session, user, parent, origin=EntryOrigin.MANUAL)
-    account = writer.account()
-    position = account.payment(payment_id)
-    if position is None:
-        raise InvalidInput(f"Payment {payment_id} was reversed: there is nothing to refund.")
-    if position.state is not PaymentState.SETTLED:
-        raise InvalidInput(f"Payment {payment_id} is {position.state.value}: only a settled payment can be refunded.")
-    left = position.amount_cents - position.refunded_cents
-    if amount_cents > left:
-        raise InvalidInput(
-            f"{writer.money(amount_cents)} is more than the {writer.money(left)} left of payment {payment_id} to refund."
-        )
+    payment, writer, position = _refundable(session, user, payment_id, amount_cents, origin=EntryOrigin.MANUAL)
     stripe_refund_id = None
     if payment.method is PaymentMethod.STRIPE and not outside_stripe:
         if gateway is None:
@@ -87,9 +74,60 @@ def refund_payment(
             raise InvalidInput(f"Payment {payment_id} has no Checkout Session to refund in Stripe; record a refund "
                                "made outside Stripe instead.")
         stripe_refund_id = _refund_at_stripe(session, user, gateway, payment, amount_cents, why)
+    via = "through Stripe" if stripe_refund_id else "made outside Stripe"
+    return _write_refund(writer, position, amount_cents=amount_cents, reason=why, stripe_refund_id=stripe_refund_id,
+                         via=via, waive_reopened=waive_reopened)
+
+
+def record_stripe_refund(
+    session: Session,
+    user: ActingUser,
+    *,
+    payment_id: int,
+    stripe_refund_id: str,
+    amount_cents: int,
+    reason: str,
+) -> LedgerChange:
+    """Record a refund Stripe already made (in Stripe's own dashboard), read by payment sync from
+    Stripe's events: as ``refund_payment`` records it, under Stripe's refund id (unique: the
+    caller looks it up first, and a refund is recorded once). ``InvalidInput`` when the ledger
+    cannot take it (the payment is not settled, or has less left than Stripe refunded); nothing
+    is written then. The caller commits.
+    """
+    require(user, Permission.SYNC_PAYMENTS)
+    why = required_text(reason, "reason")
+    _, writer, position = _refundable(session, user, payment_id, amount_cents, origin=EntryOrigin.PAYMENT_SYNC)
+    return _write_refund(writer, position, amount_cents=amount_cents, reason=why, stripe_refund_id=stripe_refund_id,
+                         via="in Stripe's dashboard", waive_reopened=False)
+
+
+def _refundable(session: Session, user: ActingUser, payment_id: int, amount_cents: int, *,
+                origin: EntryOrigin) -> tuple[Payment, LedgerWriter, PaymentPosition]:
+    """The payment, a writer on its family's (locked) account and its position, once checked
+    that ``amount_cents`` can be refunded of it."""
+    positive_amount(amount_cents)
+    payment = find_in_league(session, user, Payment, payment_id, label="payment")
+    parent = find_in_league(session, user, Parent, payment.parent_id, label="parent")
+    writer = LedgerWriter(session, user, parent, origin=origin)
+    position = writer.account().payment(payment_id)
+    if position is None:
+        raise InvalidInput(f"Payment {payment_id} was reversed: there is nothing to refund.")
+    if position.state is not PaymentState.SETTLED:
+        raise InvalidInput(f"Payment {payment_id} is {position.state.value}: only a settled payment can be refunded.")
+    left = position.amount_cents - position.refunded_cents
+    if amount_cents > left:
+        raise InvalidInput(
+            f"{writer.money(amount_cents)} is more than the {writer.money(left)} left of payment {payment_id} to refund."
+        )
+    return payment, writer, position
+
+
+def _write_refund(writer: LedgerWriter, position: PaymentPosition, *, amount_cents: int, reason: str,
+                  stripe_refund_id: str | None, via: str, waive_reopened: bool) -> LedgerChange:
+    payment_id, parent = position.payment_id, writer.parent
     reopened = reopen_for_refund(amount_cents, unallocated_cents=position.unallocated_cents,
-                                 settled=settled_by_payment(session, user, payment_id))
-    refund = writer.adjustment(kind=AdjustmentKind.REFUND, amount_cents=amount_cents, reason=why,
+                                 settled=settled_by_payment(writer.session, writer.user, payment_id))
+    refund = writer.adjustment(kind=AdjustmentKind.REFUND, amount_cents=amount_cents, reason=reason,
                                payment_id=payment_id, stripe_refund_id=stripe_refund_id)
     for charge_id, cents in reopened:
         writer.allocation(charge_id, -cents, payment_id=payment_id, adjustment_id=refund.id,
@@ -97,9 +135,8 @@ def refund_payment(
     if waive_reopened:
         for charge_id, cents in reopened:
             waiver = writer.adjustment(kind=AdjustmentKind.WAIVER, amount_cents=cents, charge_id=charge_id,
-                                       reason=f"waived with refund {refund.id}: {why}")
+                                       reason=f"waived with refund {refund.id}: {reason}")
             writer.allocation(charge_id, cents, adjustment_id=waiver.id)
-    via = "through Stripe" if stripe_refund_id else "made outside Stripe"
     summary = f"Refunded {writer.money(amount_cents)} of payment {payment_id} to {parent.name} {via} (entry {refund.id})"
     if reopened:
         reopened_total = writer.money(sum(cents for _, cents in reopened))

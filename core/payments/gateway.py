@@ -7,12 +7,16 @@ value types below, never on the Stripe SDK. The one real implementation lives in
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
 from core.errors import BillingError
+
+
+class WebhookRejected(BillingError):
+    """A webhook request that is not a genuine Stripe event for this endpoint (bad signature, not an event)."""
 
 
 class StripeNotConfigured(BillingError):
@@ -63,6 +67,7 @@ class CompletedCheckout:
     created: datetime
     metadata: Mapping[str, str] = field(default_factory=dict)
     customer_id: str | None = None
+    payment_intent_id: str | None = None  # where the money moves (refunds and disputes name it)
 
     @property
     def paid(self) -> bool:
@@ -79,6 +84,36 @@ class RefundReceipt:
     currency: str
     status: str
     payment_intent_id: str | None = None
+
+
+@dataclass(frozen=True)
+class DisputeNotice:
+    """A card holder's dispute of a payment, as Stripe reported it. ``status``: Stripe's
+    (``needs_response``, ``under_review``, ``won``, ``lost``, ...)."""
+
+    id: str
+    amount_cents: int
+    currency: str
+    reason: str
+    status: str
+
+
+@dataclass(frozen=True)
+class ProviderEvent:
+    """One of Stripe's events, in the product's terms: what happened, to what, when.
+
+    ``checkout`` is the Checkout Session as it was when the event happened (``checkout.session.*``);
+    ``payment_intent_id`` names the payment a charge or a dispute event is about; ``dispute``
+    is the dispute of a ``charge.dispute.*`` event.
+    """
+
+    id: str
+    type: str
+    created: datetime
+    object_id: str | None = None
+    checkout: CompletedCheckout | None = None
+    payment_intent_id: str | None = None
+    dispute: DisputeNotice | None = None
 
 
 class PaymentGateway(Protocol):
@@ -115,6 +150,24 @@ class PaymentGateway(Protocol):
         self, *, payment_link: str | None = None, created_since: datetime | None = None
     ) -> Iterator[CompletedCheckout]:
         """Every completed Checkout Session, newest first, fetched page by page as iterated."""
+        ...
+
+    def list_events(
+        self, *, types: Sequence[str], created_since: datetime | None = None
+    ) -> Iterator[ProviderEvent]:
+        """The account's events of ``types`` created since ``created_since`` (all Stripe keeps,
+        30 days, when None), newest first, fetched page by page as iterated."""
+        ...
+
+    def checkout_for_payment_intent(self, payment_intent_id: str) -> CompletedCheckout | None:
+        """The completed Checkout Session whose payment is ``payment_intent_id``, if any."""
+        ...
+
+    def list_refunds(
+        self, *, payment_intent_id: str | None = None, created_since: datetime | None = None
+    ) -> Iterator[RefundReceipt]:
+        """The account's refunds (made here or in Stripe's dashboard), of one PaymentIntent and/or
+        created since a time, newest first, fetched page by page as iterated."""
         ...
 
     def refund(

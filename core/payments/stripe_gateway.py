@@ -22,8 +22,8 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeVar
@@ -34,11 +34,14 @@ import stripe
 from core.errors import PaymentProviderError
 from core.payments.gateway import (
     CompletedCheckout,
+    DisputeNotice,
     MintedLink,
     PaymentGateway,
     PaymentLinkRequest,
+    ProviderEvent,
     RefundReceipt,
     StripeNotConfigured,
+    WebhookRejected,
 )
 from core.settings import Settings, is_live_stripe_key
 
@@ -224,6 +227,42 @@ class StripeGateway(PaymentGateway):
                 return
             params["starting_after"] = page.data[-1].id
 
+    def list_events(
+        self, *, types: Sequence[str], created_since: datetime | None = None
+    ) -> Iterator[ProviderEvent]:
+        params: stripe.params.EventListParams = {"types": list(types), "limit": LIST_PAGE_SIZE}
+        if created_since is not None:
+            params["created"] = {"gte": int(created_since.timestamp())}
+        while True:
+            page = self._call("list events", partial(self._client.v1.events.list, params.copy()))
+            for event in page.data:
+                yield _provider_event(event)
+            if not page.has_more or not page.data:
+                return
+            params["starting_after"] = page.data[-1].id
+
+    def checkout_for_payment_intent(self, payment_intent_id: str) -> CompletedCheckout | None:
+        params: stripe.params.checkout.SessionListParams = {"payment_intent": payment_intent_id, "limit": 1}
+        page = self._call(f"find the Checkout Session of {payment_intent_id}",
+                          partial(self._client.v1.checkout.sessions.list, params))
+        return _completed_checkout(page.data[0]) if page.data else None
+
+    def list_refunds(
+        self, *, payment_intent_id: str | None = None, created_since: datetime | None = None
+    ) -> Iterator[RefundReceipt]:
+        params: stripe.params.RefundListParams = {"limit": LIST_PAGE_SIZE}
+        if payment_intent_id:
+            params["payment_intent"] = payment_intent_id
+        if created_since is not None:
+            params["created"] = {"gte": int(created_since.timestamp())}
+        while True:
+            page = self._call("list refunds", partial(self._client.v1.refunds.list, params.copy()))
+            for refund in page.data:
+                yield _refund_receipt(refund)
+            if not page.has_more or not page.data:
+                return
+            params["starting_after"] = page.data[-1].id
+
     def refund(
         self,
         *,
@@ -243,10 +282,7 @@ class StripeGateway(PaymentGateway):
             "refund a payment",
             lambda: self._client.v1.refunds.create(params, {"idempotency_key": idempotency_key}),
         )
-        return RefundReceipt(
-            id=str(refund.id), amount_cents=int(refund.amount), currency=str(refund.currency),
-            status=str(refund.status), payment_intent_id=_id_of(getattr(refund, "payment_intent", None)),
-        )
+        return _refund_receipt(refund)
 
     def _payment_intent_of(self, checkout_session: str | None) -> str:
         if not checkout_session:
@@ -329,10 +365,54 @@ def _completed_checkout(session: Any) -> CompletedCheckout:
         payment_status=str(getattr(session, "payment_status", None) or "unpaid"),
         amount_total=getattr(session, "amount_total", None),
         currency=getattr(session, "currency", None),
-        created=datetime.fromtimestamp(int(getattr(session, "created", 0) or 0), tz=UTC),
+        created=_when(getattr(session, "created", 0)),
         metadata={str(k): str(v) for k, v in metadata.items()},
         customer_id=_id_of(getattr(session, "customer", None)),
+        payment_intent_id=_id_of(getattr(session, "payment_intent", None)),
     )
+
+
+def verify_webhook(payload: bytes, signature: str | None, secret: str) -> ProviderEvent:
+    """The event a webhook request carries, once its ``Stripe-Signature`` is verified with the
+    endpoint's signing secret (``stripe.Webhook.construct_event``: the signature and its age);
+    ``WebhookRejected`` otherwise."""
+    try:
+        event = stripe.Webhook.construct_event(payload, signature, secret)
+    except stripe.SignatureVerificationError as exc:
+        raise WebhookRejected("not signed by Stripe for this endpoint") from exc
+    except (ValueError, KeyError, AttributeError) as exc:
+        raise WebhookRejected("not a Stripe event") from exc
+    try:
+        return _provider_event(event)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise WebhookRejected("not a Stripe event") from exc
+
+
+def _refund_receipt(refund: Any) -> RefundReceipt:
+    return RefundReceipt(
+        id=str(refund.id), amount_cents=int(refund.amount), currency=str(refund.currency),
+        status=str(refund.status), payment_intent_id=_id_of(getattr(refund, "payment_intent", None)),
+    )
+
+
+def _provider_event(event: Any) -> ProviderEvent:
+    """An event with what the product reads of its object (the object as it was then)."""
+    kind = str(event.type)
+    obj = event.data.object
+    found = ProviderEvent(id=str(event.id), type=kind, created=_when(event.created), object_id=_id_of(obj))
+    if kind.startswith("checkout.session."):
+        checkout = _completed_checkout(obj)
+        return replace(found, checkout=checkout, payment_intent_id=checkout.payment_intent_id)
+    intent = _id_of(getattr(obj, "payment_intent", None))
+    if kind.startswith("charge.dispute."):
+        dispute = DisputeNotice(id=str(obj.id), amount_cents=int(obj.amount), currency=str(obj.currency),
+                                reason=str(getattr(obj, "reason", None) or "general"), status=str(obj.status))
+        return replace(found, payment_intent_id=intent, dispute=dispute)
+    return replace(found, payment_intent_id=intent)
+
+
+def _when(timestamp: Any) -> datetime:
+    return datetime.fromtimestamp(int(timestamp or 0), tz=UTC)
 
 
 def _id_of(value: Any) -> str | None:

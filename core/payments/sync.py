@@ -4,17 +4,19 @@
 sync-payments``, and the send to everyone, which syncs first so a parent who paid is not
 reminded).
 
-Incremental by default. It lists the account's completed Checkout Sessions created since
-the league's last complete sync minus an overlap, page by page, and matches them to our
-links by payment link id: a few Stripe calls whatever the number of links. The overlap is
-a day, not minutes, on purpose: a session's ``created`` is when the parent *opened* the
-link, and Checkout keeps a session open for up to 24 hours, so a payment finished just
-before this sync can belong to a session created almost a day before the last one.
-Delayed payment methods settle days later on a session whose ``created`` does not move,
-so links marked processing are checked again one by one (there are few of them).
+Incremental by default: Stripe's events (``GET /v1/events``, ``core.payments.events``)
+since the league's cursor, page by page, a few Stripe calls whatever the number of links.
+Checkout Sessions completed, or whose delayed payment succeeded or failed, are matched to
+our links by payment link id and recorded as below; a refund made in Stripe's dashboard and
+a dispute are applied by ``core.payments.events``. Each event is applied once, marked seen in
+the transaction of its effect. Links still processing are also checked again one by one
+(there are few of them), in case an event was missed.
 
 ``full=True`` checks every active link explicitly instead (one list call per link, several
-in flight under the gateway's pacer): for the first sync of a league or an audit.
+in flight under the gateway's pacer): for the first sync of a league, for what is older than
+the 30 days of events Stripe keeps, or an audit. It then compares the ledger with every
+completed Checkout Session of the account and reports each difference
+(``core.payments.ledger_check``).
 
 Durable per item: each link's change is committed as soon as it is recorded, so a sync
 that fails half-way keeps what it recorded. The league's ``payments_synced_at`` advances
@@ -34,10 +36,10 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import cast
 
-from sqlalchemy import ColumnElement, Engine, func, or_, select, update
+from sqlalchemy import ColumnElement, Engine, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.access.permissions import ActingUser, Permission, require
@@ -48,8 +50,11 @@ from core.ledger.stripe_payments import follow_stripe_link
 from core.models import (
     DEFAULT_CURRENCY,
     FlagKind,
+    LedgerEntry,
     LinkStatus,
+    Payment,
     PaymentLink,
+    PaymentMethod,
     Player,
     PlayerStatus,
     Product,
@@ -58,16 +63,18 @@ from core.models import (
     utcnow,
 )
 from core.money import format_cents
-from core.payments import links
+from core.payments import events, links
+from core.payments.events import RecordedRefund
 from core.payments.flags import SyncFlag, record_flag
-from core.payments.gateway import CompletedCheckout, PaymentGateway, names_league
+from core.payments.gateway import CompletedCheckout, PaymentGateway, ProviderEvent, RefundReceipt, names_league
+from core.payments.ledger_check import LedgerDifference, compare_ledger_with_stripe, ledger_stripe_payments
 from core.payments.provider_calls import run_concurrently
 from core.payments.reconciliation import FlagNote, LinkDecision, LinkState, reconcile_link
 from core.reporting.balances import outstanding_balances, summarise
 
 __all__ = [
-    "DEFAULT_OVERLAP",
     "DeactivatedLink",
+    "FailedPayment",
     "FlagKind",
     "RecordedPayment",
     "SyncFlag",
@@ -79,8 +86,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Checkout Sessions stay open up to 24 hours after creation; ten minutes more for clock skew.
-DEFAULT_OVERLAP = timedelta(hours=24, minutes=10)
 # Requests in flight for per-link checks. The gateway's pacer sets the rate; this only has
 # to cover Stripe's latency (at 100 ms and 24 requests/s, about three are needed).
 DEFAULT_CONCURRENCY = 8
@@ -133,6 +138,16 @@ class DeactivatedLink:
     stripe_payment_link_id: str
 
 
+@dataclass(frozen=True)
+class FailedPayment:
+    """A link whose delayed payment failed: what it was paying is owed again."""
+
+    link_id: int
+    player_name: str
+    product_name: str
+    checkout_session_id: str
+
+
 @dataclass
 class SyncResult:
     """What one sync did. ``ok`` only when the whole pass completed without an error."""
@@ -148,6 +163,10 @@ class SyncResult:
     deactivated: list[DeactivatedLink] = field(default_factory=list)
     flags: list[SyncFlag] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    events_read: int = 0  # Stripe events applied for the first time
+    failed: list[FailedPayment] = field(default_factory=list)
+    refunds: list[RecordedRefund] = field(default_factory=list)
+    differences: list[LedgerDifference] = field(default_factory=list)  # the full sweep's ledger check
     still_owed_count: int = 0
     still_owed_cents: int = 0
     processing_count: int = 0
@@ -179,6 +198,12 @@ class SyncResult:
             f"{len(self.flags)} flagged",
             f"{len(self.deactivated)} deactivated",
         ]
+        if self.failed:
+            parts.append(f"{len(self.failed)} failed")
+        if self.refunds:
+            parts.append(f"{len(self.refunds)} refunded in Stripe")
+        if self.full:
+            parts.append(f"{len(self.differences)} differences between the ledger and Stripe")
         if self.errors:
             parts.append(f"{len(self.errors)} errors, incomplete")
         return f"Payment sync ({mode}): " + ", ".join(parts)
@@ -204,7 +229,6 @@ def sync_payments(
     *,
     full: bool = False,
     progress: ProgressCallback | None = None,
-    overlap: timedelta = DEFAULT_OVERLAP,
     concurrency: int = DEFAULT_CONCURRENCY,
 ) -> SyncResult:
     """Mark links paid from Stripe's completed Checkout Sessions; switch off withdrawn players' links.
@@ -219,7 +243,7 @@ def sync_payments(
     """
     require(user, Permission.SYNC_PAYMENTS)
     return _PaymentSync(
-        as_sessions(sessions), user, gateway, full=full, progress=progress, overlap=overlap,
+        as_sessions(sessions), user, gateway, full=full, progress=progress,
         concurrency=concurrency,
     ).run()
 
@@ -244,13 +268,11 @@ class _PaymentSync:
         *,
         full: bool,
         progress: ProgressCallback | None,
-        overlap: timedelta,
         concurrency: int,
     ) -> None:
         self.sessions = sessions
         self.user = user
         self.gateway = gateway
-        self.overlap = overlap
         self.concurrency = max(1, concurrency)
         self._progress = progress
         with unit_of_work(sessions) as session:
@@ -261,52 +283,153 @@ class _PaymentSync:
     def run(self) -> SyncResult:
         if self.result.full:
             self._check_each_link(self._links_to_check(), phase="Checking every link")
+            self._compare_ledger_with_stripe()
         else:
-            self._list_window()
+            self._read_events()
             self._check_each_link(self._processing_links(), phase="Checking processing payments")
         self._switch_off_withdrawn()
         self._finish()
         return self.result
 
-    # -- incremental: one listing for the whole window ---------------------------------------
+    # -- incremental: Stripe's events since the cursor -----------------------------------------
 
-    def _list_window(self) -> None:
-        since = self._window_start()
+    def _read_events(self) -> None:
+        with unit_of_work(self.sessions) as session:
+            cursor = events.read_cursor(session, self.user)
+        since = cursor - events.EVENT_OVERLAP if cursor is not None else None  # None: all Stripe keeps
         self.result.window_start = since
-        if since is None:
-            return  # the league has no links: nothing can have been paid
+        listed: list[ProviderEvent] = []
+        self._report("Reading Stripe's events", 0)
+        try:
+            for event in self.gateway.list_events(types=events.EVENT_TYPES, created_since=since):
+                listed.append(event)
+                if len(listed) % _MATCH_BATCH == 0:
+                    self._report("Reading Stripe's events", len(listed))
+        except PaymentProviderError as exc:
+            # What was read is applied (each event is true on its own); the cursor stays.
+            self._error(f"reading Stripe's events: {exc}")
+        with unit_of_work(self.sessions) as session:
+            fresh = events.unseen(session, self.user, listed)
+        self.result.events_read = len(fresh)
+        self._apply_checkout_events([e for e in fresh if e.type in events.CHECKOUT_TYPES and e.checkout])
+        self._apply_money_events([e for e in fresh if e.type not in events.CHECKOUT_TYPES])
+
+    def _apply_checkout_events(self, checkout_events: Sequence[ProviderEvent]) -> None:
+        """Record the sessions of ``checkout_events`` on their links, each link once, the events
+        marked seen with it. A session's latest state wins: paid over processing, and one whose
+        delayed payment failed is not processing any more."""
+        by_session: dict[str, list[ProviderEvent]] = defaultdict(list)
+        for event in checkout_events:
+            assert event.checkout is not None
+            by_session[event.checkout.id].append(event)
+        snapshots = [_latest_state(group) for group in by_session.values()]
+        self.result.sessions_seen += len(snapshots)
         matched: dict[int, list[CompletedCheckout]] = defaultdict(list)
         refs: dict[int, _LinkRef] = {}
-        batch: list[CompletedCheckout] = []
-        self._report("Listing payments from Stripe", 0)
-        try:
-            for checkout in self.gateway.list_completed_checkout_sessions(created_since=since):
-                self.result.sessions_seen += 1
-                batch.append(checkout)
-                if len(batch) >= _MATCH_BATCH:
-                    self._match(batch, matched, refs)
-                    batch = []
-                    self._report("Listing payments from Stripe", self.result.sessions_seen)
-            self._match(batch, matched, refs)
-        except PaymentProviderError as exc:
-            self._match(batch, matched, refs)
-            self._error(f"listing completed Checkout Sessions: {exc}")
-        # What was matched before a failure is still recorded: it is true, and durable.
+        for start in range(0, len(snapshots), _MATCH_BATCH):
+            self._match(snapshots[start:start + _MATCH_BATCH], matched, refs)
         ordered = sorted(matched, key=lambda link_id: min(c.created for c in matched[link_id]))
+        applied: set[str] = set()
         for done, link_id in enumerate(ordered, start=1):
-            self._record(refs[link_id], matched[link_id], complete_history=False)
+            sessions = {checkout.id for checkout in matched[link_id]}
+            link_events = [e for sid in sorted(sessions) for e in by_session[sid]]
+            failed = {sid for sid in sessions if any(e.type == events.CHECKOUT_FAILED for e in by_session[sid])}
+            self._record(refs[link_id], matched[link_id], complete_history=False, seen=link_events, failed=failed)
+            applied.update(e.id for e in link_events)
             self._report("Recording payments", done, len(ordered))
+        rest = [e for e in checkout_events if e.id not in applied]  # not ours, or flagged as unknown
+        if rest:
+            with unit_of_work(self.sessions) as session:
+                events.mark_seen(session, self.user, rest)
 
-    def _window_start(self) -> datetime | None:
+    def _apply_money_events(self, money_events: Sequence[ProviderEvent]) -> None:
+        """Refunds and disputes. Which payment each is about comes from the session events
+        already applied (no Stripe call); Stripe is asked only about payments those do not name
+        (made before the events were read, or not this league's). The refunds are listed once for
+        all the refund events. Then each event is recorded in a transaction of its own."""
+        if not money_events:
+            return
+        intents = sorted({e.payment_intent_id for e in money_events if e.payment_intent_id})
         with unit_of_work(self.sessions) as session:
-            mark = session.get_one(Tenant, self.user.tenant_id).payments_synced_at
-            if mark is None:  # never synced: every session since the league's first link
-                mark = session.scalar(
-                    select(func.min(PaymentLink.created_at)).where(PaymentLink.tenant_id == self.user.tenant_id)
-                )
-        if mark is None:
+            known = events.sessions_of_payment_intents(session, self.user, intents)
+            checkouts = {intent: self._recorded_checkout(session, session_id) for intent, session_id in known.items()}
+        mine = {intent for intent, checkout in checkouts.items() if checkout is not None}
+        refunds: dict[str, list[RefundReceipt]] = defaultdict(list)
+        try:
+            for intent in intents:
+                if checkouts.get(intent) is None:
+                    checkouts[intent] = self.gateway.checkout_for_payment_intent(intent)
+            refund_events = [e for e in money_events if e.type == events.CHARGE_REFUNDED and e.payment_intent_id
+                             and checkouts.get(e.payment_intent_id) is not None]
+            if refund_events:
+                since = min(e.created for e in refund_events) - events.EVENT_OVERLAP
+                for refund in self.gateway.list_refunds(created_since=since):
+                    refunds[refund.payment_intent_id or ""].append(refund)
+        except PaymentProviderError as exc:
+            self._error(f"looking up the payments of {len(money_events)} refund or dispute events: {exc}")
+            return  # applied by the next sync (they stay unseen)
+        for done, event in enumerate(money_events, start=1):
+            intent = event.payment_intent_id or ""
+            checkout = checkouts.get(intent)
+            with unit_of_work(self.sessions) as session:
+                if intent not in mine and not self._ours(checkout, session):
+                    events.mark_seen(session, self.user, [event])  # another league's or another sale
+                    continue
+                if event.type == events.CHARGE_REFUNDED:
+                    recorded, flags = events.apply_refunds(session, self.user, event, checkout, refunds[intent])
+                else:
+                    recorded, flags = [], events.apply_dispute(session, self.user, event, checkout)
+            self.result.refunds.extend(recorded)
+            self.result.flags.extend(flags)
+            self._report("Recording refunds and disputes", done, len(money_events))
+
+    def _recorded_checkout(self, session: Session, session_id: str) -> CompletedCheckout | None:
+        """The league's Stripe payment of ``session_id`` as a checkout, if the ledger holds one."""
+        row = session.execute(
+            select(Payment.reference, Payment.amount_cents, Payment.currency, PaymentLink.stripe_payment_link_id,
+                   LedgerEntry.recorded_at)
+            .join(LedgerEntry, LedgerEntry.id == Payment.id)
+            .outerjoin(PaymentLink, PaymentLink.id == Payment.payment_link_id)
+            .where(Payment.tenant_id == self.user.tenant_id, Payment.method == PaymentMethod.STRIPE,
+                   Payment.reference == session_id)
+        ).first()
+        if row is None:
             return None
-        return mark - self.overlap
+        reference, cents, currency, link_id, recorded_at = row
+        return CompletedCheckout(id=str(reference), payment_link_id=link_id, payment_status="paid",
+                                 amount_total=cents, currency=currency, created=recorded_at)
+
+    def _ours(self, checkout: CompletedCheckout | None, session: Session) -> bool:
+        """A session paid through one of this league's links, or naming this league."""
+        if checkout is None:
+            return False
+        if self._claims_our_league(checkout):
+            return True
+        if not checkout.payment_link_id:
+            return False
+        return session.scalar(select(PaymentLink.id).where(
+            PaymentLink.tenant_id == self.user.tenant_id,
+            PaymentLink.stripe_payment_link_id == checkout.payment_link_id)) is not None
+
+    # -- the full sweep: do the ledger and Stripe agree? -----------------------------------------
+
+    def _compare_ledger_with_stripe(self) -> None:
+        if self._too_many_errors():
+            return
+        self._report("Comparing the ledger with Stripe", 0)
+        try:
+            checkouts = list(self.gateway.list_completed_checkout_sessions())
+        except PaymentProviderError as exc:
+            self._error(f"listing completed Checkout Sessions to compare with the ledger: {exc}")
+            return
+        with unit_of_work(self.sessions) as session:
+            ledger = ledger_stripe_payments(session, self.user)
+            league_links = set(session.scalars(
+                select(PaymentLink.stripe_payment_link_id).where(PaymentLink.tenant_id == self.user.tenant_id,
+                                                                 PaymentLink.stripe_payment_link_id.is_not(None))))
+        ours = [c for c in checkouts if c.payment_link_id in league_links or self._claims_our_league(c)]
+        self.result.differences = compare_ledger_with_stripe(ledger, ours)
+        self._report("Comparing the ledger with Stripe", len(checkouts), len(checkouts))
 
     def _match(
         self,
@@ -386,15 +509,26 @@ class _PaymentSync:
 
     # -- recording one link --------------------------------------------------------------------
 
-    def _record(self, ref: _LinkRef, checkouts: Sequence[CompletedCheckout], *, complete_history: bool) -> None:
-        """Apply what the sessions mean to one link and commit it (durable per item)."""
+    def _record(self, ref: _LinkRef, checkouts: Sequence[CompletedCheckout], *, complete_history: bool,
+                seen: Sequence[ProviderEvent] = (), failed: set[str] | None = None) -> None:
+        """Apply what the sessions mean to one link and commit it (durable per item), with the
+        events that told of them marked seen. ``failed``: sessions whose delayed payment failed
+        (a failed session stays ``unpaid`` at Stripe: it is not processing any more)."""
+        failed_now = set(failed or ())  # told by this sync's events
+        failed = set(failed_now)
+        pending = [checkout.id for checkout in checkouts if not checkout.paid]
+        if pending:
+            with unit_of_work(self.sessions) as session:
+                failed |= events.failed_sessions(session, self.user, pending)
+        checkouts = [checkout for checkout in checkouts if checkout.paid or checkout.id not in failed]
         decision = reconcile_link(ref.state, checkouts, complete_history=complete_history)
-        if not decision.changes_link and not decision.flags:
-            return  # sessions already recorded (the overlap reads them again) cost no write at all
+        fails = bool(failed) and ref.state.processing and not any(not c.paid for c in checkouts)
+        if not decision.changes_link and not decision.flags and not fails and not seen:
+            return  # sessions already recorded (a full check sees them again) cost no write at all
         paid: RecordedPayment | None = None
         flags: list[SyncFlag] = []
         with unit_of_work(self.sessions) as session:
-            if decision.changes_link:
+            if decision.changes_link or fails:
                 # Decide again on the locked, current row: the read may be minutes old in a full
                 # pass, and another sync may have recorded the payment meanwhile. Locked, a
                 # concurrent sync (cron and the dashboard) waits here and then sees what the
@@ -405,10 +539,15 @@ class _PaymentSync:
                                   processing=bool(link.processing))
                 decision = reconcile_link(current, checkouts, complete_history=complete_history)
                 paid = self._apply(session, link, ref, decision)
+                if fails and link.processing and link.status is not LinkStatus.PAID and decision.processing is None:
+                    links.set_processing(link, False)  # its payment failed: owed again
                 follow_stripe_link(session, self.user, link, checkouts)  # the ledger records the payment
             flags = [self._flag(session, note, ref) for note in decision.flags]
+            events.mark_seen(session, self.user, seen)
         if paid is not None:
             self.result.paid.append(paid)
+        elif failed_now and ref.state.status is not LinkStatus.PAID:
+            self.result.failed.append(FailedPayment(ref.id, ref.player_name, ref.product_name, sorted(failed_now)[0]))
         self.result.flags.extend(flags)
 
     def _apply(self, session: Session, link: PaymentLink, ref: _LinkRef,
@@ -467,6 +606,9 @@ class _PaymentSync:
         with unit_of_work(self.sessions) as session:
             if not result.errors:
                 self._advance_mark(session, result.started_at)
+                if not result.full:
+                    events.advance_cursor(session, self.user, result.started_at)
+                    events.forget_old_events(session, self.user, now=result.started_at)
                 result.synced_at = result.started_at
             # The one balances implementation answers "still owed", as on the Balances page.
             balances = outstanding_balances(session, self.user)
@@ -563,5 +705,18 @@ def _audit_details(result: SyncResult) -> dict[str, object]:
             }
             for flag in result.flags[:_AUDITED_FLAGS]
         ],
+        "events_read": result.events_read,
+        "failed": [{"link_id": f.link_id, "session": f.checkout_session_id} for f in result.failed],
+        "refunds": [{"refund": r.stripe_refund_id, "payment_id": r.payment_id, "amount_cents": r.amount_cents}
+                    for r in result.refunds],
+        "differences": [{"kind": d.kind.value, "session": d.checkout_session_id, "payment_id": d.payment_id,
+                         "message": d.message} for d in result.differences[:_AUDITED_FLAGS]],
         "errors": result.errors[:MAX_ERRORS],
     }
+
+
+def _latest_state(group: Sequence[ProviderEvent]) -> CompletedCheckout:
+    """The session as its most telling event shows it: paid if any says so, else the newest."""
+    snapshots = [event.checkout for event in sorted(group, key=lambda e: (e.created, e.id)) if event.checkout]
+    paid = [checkout for checkout in snapshots if checkout.paid]
+    return paid[0] if paid else snapshots[-1]

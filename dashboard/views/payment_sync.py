@@ -1,4 +1,5 @@
-"""Sync from Stripe: mark paid links, deactivate withdrawn players' links, and show what changed."""
+"""Sync from Stripe: payments, failures, refunds and disputes from Stripe's events; the full
+sweep's comparison of the ledger with Stripe; withdrawn players' links switched off."""
 
 from __future__ import annotations
 
@@ -76,12 +77,44 @@ def _summary(user: ActingUser, result: SyncResult) -> None:
             }
             for payment in result.paid
         ]), hide_index=True, width="stretch")
+    if result.failed:
+        st.subheader("Payments that failed (owed again)")
+        st.dataframe(pd.DataFrame([
+            {"Player": failed.player_name, "Item": failed.product_name, "Checkout Session": failed.checkout_session_id}
+            for failed in result.failed
+        ]), hide_index=True, width="stretch")
+    if result.refunds:
+        st.subheader("Refunds made in Stripe, recorded in the ledger")
+        st.dataframe(pd.DataFrame([
+            {"Family": refund.parent_name, "Refunded": format_cents(refund.amount_cents, refund.currency),
+             "Payment": refund.payment_id, "Stripe refund": refund.stripe_refund_id}
+            for refund in result.refunds
+        ]), hide_index=True, width="stretch")
+    if result.full:
+        _differences(result)
     if result.deactivated:
         st.subheader("Switched off in Stripe (withdrawn players)")
         st.dataframe(pd.DataFrame([
             {"Player": link.player_name, "Item": link.product_name, "Stripe link": link.stripe_payment_link_id}
             for link in result.deactivated
         ]), hide_index=True, width="stretch")
+
+
+def _differences(result: SyncResult) -> None:
+    """The full sweep's comparison of the ledger with Stripe: every difference, or that they agree."""
+    st.subheader("Ledger and Stripe")
+    if not result.differences:
+        if result.ok:
+            st.success("The ledger and Stripe agree.", icon=":material/balance:")
+        return
+    count = len(result.differences)
+    st.warning(f"{count} difference{'s' if count != 1 else ''} between the ledger and Stripe.",
+               icon=":material/difference:")
+    st.dataframe(pd.DataFrame([
+        {"Difference": difference.kind.label, "Detail": difference.message,
+         "Payment": difference.payment_id or "—", "Checkout Session": difference.checkout_session_id}
+        for difference in result.differences
+    ]), hide_index=True, width="stretch")
 
 
 def _flagged(user: ActingUser, result: SyncResult | None) -> None:
@@ -95,7 +128,7 @@ def _flagged(user: ActingUser, result: SyncResult | None) -> None:
     def reported(flag: SyncFlag) -> str:
         return "new" if flag.key in new else f"since {_when(flag.flagged_at)}"
 
-    st.subheader("Flagged payments")
+    st.subheader("Flagged payments and disputes")
     st.dataframe(pd.DataFrame([
         {
             "Why": flag.kind.label,
@@ -121,8 +154,10 @@ def main() -> None:
     st.title("Sync from Stripe")
     st.caption(league_name)
     st.write(
-        "Marks links paid when a family has paid through them, and deactivates the links of withdrawn "
-        "players. Paid families then drop out of the balances and of reminder emails."
+        "Reads Stripe's events since the last sync: payments made through the links, delayed payments that "
+        "settled or failed (what a failed one paid is owed again), refunds made in Stripe's dashboard, and "
+        "disputes. Deactivates the links of withdrawn players. Paid families then drop out of the balances "
+        "and of reminder emails."
     )
     last_synced = st.empty()  # filled after a sync below may have moved it
     if not settings().stripe_configured:
@@ -130,7 +165,8 @@ def main() -> None:
         _not_configured()
         return
     full = st.toggle(
-        "Check every link one by one (for the first sync or an audit; slower: about 24 links a second)",
+        "Check every link one by one and compare the ledger with Stripe (the first sync, payments older than "
+        "Stripe's 30 days of events, or an audit; slower: about 24 links a second)",
         key="sync_full",
     )
     if st.button("Sync from Stripe", key="sync_run", type="primary", icon=":material/sync:"):

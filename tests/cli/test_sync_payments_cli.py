@@ -81,9 +81,38 @@ def test_full_checks_each_active_link(demo_in_stripe, stripe_stand_in, session, 
 
     assert main(["sync-payments", "--full", "--tenant", "demo"]) == 0
 
-    asked = {r.params.get("payment_link") for r in stripe_stand_in.requests if r.path == "/v1/checkout/sessions"}
+    lists = [r.params for r in stripe_stand_in.requests if r.path == "/v1/checkout/sessions"]
+    asked = {params["payment_link"] for params in lists if "payment_link" in params}
     assert asked == {link.stripe_payment_link_id for link in active}
-    assert capsys.readouterr() == ("", "")
+    assert [params for params in lists if "payment_link" not in params]  # and the ledger compared with Stripe
+    out, err = capsys.readouterr()
+    # Recorded here as paid through Stripe, but this Stripe never took those payments: each is reported.
+    *differences, last = out.splitlines()
+    assert err == "" and differences
+    assert all(line.startswith("difference: paid in the ledger, no payment in Stripe: ") for line in differences)
+    assert last == f"Ledger and Stripe: {len(differences)} differences"
+
+
+def test_a_failed_payment_and_a_refund_in_stripe_are_one_line_each(demo_in_stripe, stripe_stand_in, session, capsys):
+    first, second = session.scalars(
+        select(PaymentLink).join(Player, Player.id == PaymentLink.player_id)
+        .where(PaymentLink.status == LinkStatus.ACTIVE, Player.status != PlayerStatus.WITHDRAWN)
+        .order_by(PaymentLink.id).limit(2)
+    ).all()
+    pending = stripe_stand_in.complete_checkout_session(first.stripe_payment_link_id, paid=False)
+    paid = stripe_stand_in.complete_checkout_session(second.stripe_payment_link_id)
+    assert main(["sync-payments"]) == 0
+    capsys.readouterr()
+    stripe_stand_in.fail_checkout_session(pending["id"])
+    refund = stripe_stand_in.refund_in_dashboard(paid["id"], 1500)
+
+    assert main(["sync-payments"]) == 0
+
+    out, err = capsys.readouterr()
+    assert err == ""
+    failed, refunded = out.splitlines()
+    assert failed.startswith("failed: ") and "is owed again" in failed and pending["id"] in failed
+    assert refunded.startswith("refunded in Stripe: $15.00 to ") and refund["id"] in refunded
 
 
 def test_a_stripe_failure_is_one_line_on_stderr_and_exit_1(demo_in_stripe, stripe_stand_in, session, capsys):

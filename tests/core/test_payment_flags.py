@@ -8,7 +8,7 @@ from sqlalchemy import delete, func, select
 from core.access.permissions import Role
 from core.audit import record_action
 from core.errors import PermissionDenied
-from core.models import AuditEntry, FlagKind, PaymentFlag, ProductKind
+from core.models import AuditEntry, FlagKind, PaymentFlag, ProductKind, StripeEventSeen
 from core.payments.flags import payment_flags
 from core.payments.sync import sync_payments
 from tests.factories import acting, make_link, make_parent, make_player, make_product, make_tenant
@@ -55,10 +55,11 @@ def test_a_flag_stays_reported_when_the_audit_log_is_emptied(engine, session, le
     assert [f.kind for f in first.new_flags] == [FlagKind.DUPLICATE_PAYMENT]
 
     session.execute(delete(AuditEntry))
+    session.execute(delete(StripeEventSeen))  # as if Stripe delivered the events a second time
     session.commit()
     again = sync_payments(engine, league["treasurer"], stripe_gateway)
 
-    assert [f.kind for f in again.flags] == [FlagKind.DUPLICATE_PAYMENT]  # the overlap sees it again...
+    assert [f.kind for f in again.flags] == [FlagKind.DUPLICATE_PAYMENT]  # the event is applied again...
     assert again.new_flags == []  # ...and the table, not the audit log, says it was reported
     assert session.scalar(select(func.count()).select_from(PaymentFlag)) == 1
 

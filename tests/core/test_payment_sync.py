@@ -20,10 +20,12 @@ from core.models import (
     PaymentLink,
     PlayerStatus,
     ProductKind,
+    StripeEventCursor,
     Tenant,
     utcnow,
 )
-from core.payments.sync import DEFAULT_OVERLAP, FlagKind, SyncIncomplete, sync_payments
+from core.payments.events import EVENT_OVERLAP, EVENT_TYPES
+from core.payments.sync import FlagKind, SyncIncomplete, sync_payments
 from core.reporting.balances import outstanding_balances
 from core.reporting.export import ExportKind, export_balances_csv
 from tests.factories import (
@@ -37,6 +39,7 @@ from tests.factories import (
     make_tenant,
 )
 from tests.stripe_links import mirror_links
+from tests.stripe_stand_in import as_list
 
 
 @dataclass
@@ -88,6 +91,10 @@ def _owed_link_ids(session, user) -> set[int]:  # type: ignore[no-untyped-def]
 
 def _session_lists(stand_in) -> list:  # type: ignore[no-untyped-def]
     return [r for r in stand_in.requests if r.method == "GET" and r.path == "/v1/checkout/sessions"]
+
+
+def _event_lists(stand_in) -> list:  # type: ignore[no-untyped-def]
+    return [r for r in stand_in.requests if r.method == "GET" and r.path == "/v1/events"]
 
 
 # -- paid, processing, amounts ---------------------------------------------------------------------
@@ -272,8 +279,7 @@ def test_rerunning_a_sync_changes_nothing_and_does_not_repeat_its_flags(engine, 
     assert _state(session, league.tenant) == after_first
     assert (first.paid_count, again.paid_count) == (2, 0)
     assert len(first.new_flags) == 2
-    assert [f.kind for f in again.flags] == [FlagKind.DUPLICATE_PAYMENT]  # the overlap sees it again...
-    assert again.new_flags == []  # ...but it was reported already
+    assert again.flags == [] and again.events_read == 0  # each event is applied once
 
 
 def test_a_stripe_failure_half_way_keeps_what_was_recorded_and_a_rerun_finishes(
@@ -313,7 +319,7 @@ def test_a_listing_that_fails_on_a_later_page_keeps_the_first_pages_and_the_reru
     for link in league.links:
         stripe_stand_in.complete_checkout_session(link.stripe_payment_link_id)
     stripe_stand_in.inject(
-        "error", status=400, message="Stripe is unwell", times=1, path="/v1/checkout/sessions",
+        "error", status=400, message="Stripe is unwell", times=1, path="/v1/events",
         when=lambda request: "starting_after" in request.params,
     )
 
@@ -374,54 +380,61 @@ def test_more_than_a_hundred_payments_are_read_page_by_page(engine, session, str
     result = sync_payments(engine, league.treasurer, stripe_gateway)
 
     assert result.paid_count == 150 and result.still_owed_count == 0
-    assert len(_session_lists(stripe_stand_in)) == 2  # two pages, not one call per link
+    assert len(_event_lists(stripe_stand_in)) == 2  # two pages of events, not one call per link
     assert stripe_stand_in.request_count == 2
 
 
-def test_an_incremental_sync_asks_only_for_sessions_since_the_last_sync_minus_the_overlap(
+def test_an_incremental_sync_reads_the_events_since_its_cursor_minus_the_overlap(
     engine, session, league, stripe_stand_in, stripe_gateway
 ):
     last_sync = utcnow() - timedelta(hours=2)
-    session.get(Tenant, league.tenant.id).payments_synced_at = last_sync
+    session.add(StripeEventCursor(tenant_id=league.tenant.id, read_until=last_sync))
     session.commit()
-    too_old = last_sync - DEFAULT_OVERLAP - timedelta(minutes=5)
-    in_overlap = last_sync - timedelta(hours=20)  # opened before the last sync, paid after it
-    stripe_stand_in.complete_checkout_session(league.links[0].stripe_payment_link_id, created=int(too_old.timestamp()))
-    stripe_stand_in.complete_checkout_session(league.links[1].stripe_payment_link_id, created=int(in_overlap.timestamp()))
+    too_old = last_sync - EVENT_OVERLAP - timedelta(minutes=5)
+    in_overlap = last_sync - timedelta(minutes=5)  # stamped before the last pass, listed after it
+    stripe_stand_in.events_created_at = lambda: int(too_old.timestamp())
+    stripe_stand_in.complete_checkout_session(league.links[0].stripe_payment_link_id)
+    stripe_stand_in.events_created_at = lambda: int(in_overlap.timestamp())
+    stripe_stand_in.complete_checkout_session(league.links[1].stripe_payment_link_id)
 
     result = sync_payments(engine, league.treasurer, stripe_gateway)
 
-    [listing] = _session_lists(stripe_stand_in)
-    assert int(listing.params["created"]["gte"]) == int((last_sync - DEFAULT_OVERLAP).timestamp())
-    assert "payment_link" not in listing.params
+    [listing] = _event_lists(stripe_stand_in)
+    assert int(listing.params["created"]["gte"]) == int((last_sync - EVENT_OVERLAP).timestamp())
+    assert set(as_list(listing.params["types"])) == set(EVENT_TYPES)
     assert [p.link_id for p in result.paid] == [league.links[1].id]
     assert _reload(session, league.links[0]).status is LinkStatus.ACTIVE
-    assert result.sessions_seen == 1
+    assert result.events_read == 1 and _session_lists(stripe_stand_in) == []
 
 
 def test_a_full_check_asks_about_each_active_link_and_finds_old_payments(engine, session, league, stripe_stand_in, stripe_gateway):
     session.get(Tenant, league.tenant.id).payments_synced_at = utcnow()
     session.commit()
+    session.add(StripeEventCursor(tenant_id=league.tenant.id, read_until=utcnow()))
+    session.commit()
     long_ago = int((utcnow() - timedelta(days=40)).timestamp())
+    stripe_stand_in.events_created_at = lambda: long_ago  # Stripe no longer lists events this old
     stripe_stand_in.complete_checkout_session(league.links[0].stripe_payment_link_id, created=long_ago)
 
     assert sync_payments(engine, league.treasurer, stripe_gateway).paid_count == 0
     result = sync_payments(engine, league.treasurer, stripe_gateway, full=True)
 
-    asked = {r.params.get("payment_link") for r in _session_lists(stripe_stand_in)[1:]}
+    asked = {r.params["payment_link"] for r in _session_lists(stripe_stand_in) if "payment_link" in r.params}
     assert asked == {link.stripe_payment_link_id for link in league.links}
     assert result.links_checked == 3 and [p.link_id for p in result.paid] == [league.links[0].id]
 
 
 def test_the_sync_mark_advances_only_after_a_complete_pass(engine, session, league, stripe_stand_in, stripe_gateway):
-    stripe_stand_in.inject("error", status=400, message="down", times=1, path="/v1/checkout/sessions")
+    stripe_stand_in.inject("error", status=400, message="down", times=1, path="/v1/events")
     assert sync_payments(engine, league.treasurer, stripe_gateway).errors
     assert session.get(Tenant, league.tenant.id).payments_synced_at is None
+    assert session.get(StripeEventCursor, league.tenant.id) is None
 
     result = sync_payments(engine, league.treasurer, stripe_gateway)
 
     session.expire_all()
     assert result.ok and session.get(Tenant, league.tenant.id).payments_synced_at == result.started_at
+    assert session.get_one(StripeEventCursor, league.tenant.id).read_until == result.started_at
 
 
 # -- whose payments ------------------------------------------------------------------------------

@@ -57,7 +57,7 @@ from core.errors import NotFound, PermissionDenied
 from core.ledger.billing import attach_link, bill_owed, league_charges
 from core.ledger.entries import record_adjustment, record_charge, record_payment, reverse_entry
 from core.ledger.receipts import payment_receipt
-from core.ledger.refunds import refund_payment
+from core.ledger.refunds import record_stripe_refund, refund_payment
 from core.ledger.statement import family_statement, statement_csv
 from core.ledger.stripe_payments import follow_stripe_link
 from core.models import (
@@ -73,7 +73,9 @@ from core.models import (
     Product,
     Tenant,
 )
+from core.payments.events import open_disputes
 from core.payments.flags import payment_flags
+from core.payments.ledger_check import ledger_stripe_payments
 from core.payments.sync import sync_payments
 from core.reporting.audit_export import audit_log_csv
 from core.reporting.balances import BalanceFilter, outstanding_balances
@@ -235,6 +237,14 @@ CALLS: tuple[Call, ...] = (
              s, u, payment_id=record_payment(s, u, parent_id=_own_parent(w), amount_cents=500,
                                              method=PaymentMethod.CASH).entry_id,
              amount_cents=500, reason="paid twice"))),
+    Call("record_stripe_refund", record_stripe_refund, P.SYNC_PAYMENTS,
+         lambda s, u, w: _found_or_none(lambda: record_stripe_refund(
+             s, u, payment_id=_zulu_payment(s, w), stripe_refund_id="re_matrix", amount_cents=100,
+             reason="refunded in Stripe"))),
+    Call("ledger_stripe_payments", ledger_stripe_payments, P.SYNC_PAYMENTS,
+         lambda s, u, w: ledger_stripe_payments(s, u), returns_league_data=False),
+    Call("open_disputes", open_disputes, P.SYNC_PAYMENTS,
+         lambda s, u, w: [d for parent_id in sorted(w.parent_ids) for d in open_disputes(s, u, parent_id=parent_id)]),
     Call("payment_receipt", payment_receipt, P.VIEW_LEDGER,
          lambda s, u, w: _found_or_none(lambda: payment_receipt(s, u, _zulu_payment(s, w)))),
     Call("preview_receipt", preview_receipt, P.SEND_RECEIPTS,
@@ -330,6 +340,9 @@ class NoPaymentsYet:
     def list_completed_checkout_sessions(self, **_: object) -> Iterable[Any]:
         return iter(())
 
+    def list_events(self, **_: object) -> Iterable[Any]:
+        return iter(())
+
     def __getattr__(self, name: str) -> Any:
         raise AssertionError(f"the sync was not expected to call {name}")
 
@@ -359,6 +372,9 @@ NOT_SERVICE_FUNCTIONS: dict[str, str] = {
     "core.ledger.accounts.families_with_credit": "a lookup for bill_owed, after its require",
     "core.ledger.links.retire_unmatched_links": "part of every ledger write, after the write's require",
     "core.email.registry.nobody": "the empty audience of the receipt email; reads nothing",
+    **{f"core.payments.events.{name}": "payment sync's reading of Stripe's events, after its require"
+       for name in ("read_cursor", "advance_cursor", "unseen", "mark_seen", "failed_sessions", "apply_refunds",
+                    "apply_dispute", "forget_old_events", "sessions_of_payment_intents")},
 }
 # Public functions that read the database without an acting user: they run before anyone
 # acts (sign-in, choosing a league) or are the operator's bootstrap from the command line.
@@ -389,6 +405,8 @@ def build_world(session: Session) -> World:
                                                       last_name="Alphakid"), registration)
     session.add(PaymentFlag(tenant_id=alpha.id, payment_link_id=zulu_link.id, checkout_session_id="cs_alpha_1",
                             kind=FlagKind.AMOUNT_MISMATCH, detail="Alpha family paid $1.00 for $150.00"))
+    session.add(PaymentFlag(tenant_id=alpha.id, payment_link_id=zulu_link.id, checkout_session_id="cs_alpha_2",
+                            kind=FlagKind.DISPUTE, detail="Alpha family disputed $150.00"))
     record_action(session, ActingUser("tom@alpha.example", Role.TREASURER, alpha.id), "export", "Alpha export")
     # The zulu family paid part of its registration in cash (the own family still owes all of its).
     record_payment(session, ActingUser("tom@alpha.example", Role.TREASURER, alpha.id), parent_id=zulu_parent.id,

@@ -85,6 +85,37 @@ def test_flagged_payments_are_shown_from_what_was_recorded_on_a_later_visit(stri
     assert list(flags["Reported"])[0].startswith("since ")
 
 
+def test_a_refund_and_a_dispute_from_stripe_are_shown_and_the_full_sweep_shows_the_differences(
+    stripe_configured, open_app, session
+):
+    link = _owed_link(session)
+    paid = stripe_configured.complete_checkout_session(link.stripe_payment_link_id)
+    at = open_app("treasurer", page="payment_sync")
+    at.button(key="sync_run").click().run()
+    stripe_configured.refund_in_dashboard(paid["id"], 2500)
+    stripe_configured.open_dispute(paid["id"])
+
+    at.button(key="sync_run").click().run()
+
+    assert not at.exception
+    frames = [frame.value for frame in at.dataframe]
+    [refunds] = [frame for frame in frames if "Stripe refund" in frame.columns]
+    assert list(refunds["Refunded"]) == ["$25.00"]
+    [flags] = [frame for frame in frames if "Why" in frame.columns]
+    assert "disputed with the bank" in list(flags["Why"])
+    assert any(subheader.value == "Flagged payments and disputes" for subheader in at.subheader)
+
+    at.toggle(key="sync_full").set_value(True).run()
+    at.button(key="sync_run").click().run()
+
+    assert not at.exception
+    # The demo league's payments were recorded here, never made in this Stripe: each is a difference.
+    [differences] = [frame.value for frame in at.dataframe if "Difference" in frame.value.columns]
+    assert set(differences["Difference"]) == {"paid in the ledger, no payment in Stripe"}
+    assert paid["id"] not in set(differences["Checkout Session"])
+    assert any("between the ledger and Stripe" in warning.value for warning in at.warning)
+
+
 def test_a_stripe_failure_says_the_sync_did_not_finish(stripe_configured, open_app):
     stripe_configured.inject("error", status=401, message="Invalid API Key provided", times=None)
     at = open_app("treasurer", page="payment_sync")

@@ -47,7 +47,7 @@ def test_without_stripe_the_send_goes_ahead_and_says_payments_were_not_synced(en
 def test_a_sync_that_stripe_refuses_refuses_the_send_and_says_why(engine, session, owing_league, stripe_stand_in):
     tenant, _ = owing_league
     stripe_stand_in.inject("error", status=401, message="Invalid API Key provided", times=None,
-                           path="/v1/checkout/sessions")
+                           path="/v1/events")
 
     with pytest.raises(PaymentsNotSynced) as refused:
         sync_payments_first(engine, acting(tenant), gateway=stand_in_gateway(stripe_stand_in))
