@@ -181,7 +181,8 @@ class LedgerWriter:
         retired = retire_unmatched_links(self.session, self.user, account)
         record_action(
             self.session, self.user, action, summary,
-            details={"parent_id": self.parent.id, "entry_id": main_entry_id, "entries": list(self.entry_ids),
+            details={"parent_id": self.parent.id, "family": self.parent.name, "currency": self.currency,
+                     "entry_id": main_entry_id, "entries": list(self.entry_ids),
                      "links_retired": retired, "balance_cents": account.balance_cents,
                      "overpaid_cents": overpaid_cents, **(details or {})},
         )

@@ -117,7 +117,8 @@ def _record(session: Session, user: ActingUser, link: PaymentLink, *, reference:
         summary += f"; {writer.money(overpaid)} more than was owed is credit (refund or keep it)"
     return writer.finish(action="ledger.payment", summary=summary, main_entry_id=payment.id,
                          kind=LedgerEntryKind.PAYMENT, overpaid_cents=overpaid,
-                         details={"method": "stripe", "checkout_session": reference, "state": state.value})
+                         details={"method": "stripe", "checkout_session": reference, "state": state.value,
+                                  "amount_cents": amount_cents})
 
 
 def _change_state(session: Session, user: ActingUser, link: PaymentLink, payment: Payment,
