@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         gateway = ctx.services.payment_gateway(action="sync payments")
         result = sync_payments(ctx.services.sessions, ctx.user, gateway, full=args.full)
     for flag in result.new_flags:
-        print(f"flagged: {shown(flag.describe())}")
+        print(f"needs a look: {shown(flag.describe())}")
     if getattr(args, "verbose", False):
         _print_details(result)
     result.raise_for_errors()
