@@ -9,6 +9,8 @@ import email.policy
 import io
 from datetime import UTC, date, datetime
 
+from sqlalchemy import select
+
 from core.access.permissions import Role
 from core.audit import audit_period, record_action
 from core.email.brand import brand_for_tenant
@@ -93,3 +95,24 @@ def test_the_email_says_when_its_balance_was_taken_on_the_league_clock(session):
     parsed = email.message_from_bytes(message.as_bytes(), policy=email.policy.default)
     assert parsed["Date"] == "Sun, 08 Mar 2026 01:30:00 -0800"
     assert parsed["Date"].datetime == BEFORE_THE_CHANGE  # the same instant, written on the league's clock
+
+
+def _stripe_payment_day(session, zone: str | None) -> date:  # type: ignore[no-untyped-def]
+    from core.ledger.stripe_payments import follow_stripe_link
+    from core.models import LinkStatus, Payment
+    from tests.factories import make_link, make_parent, make_player, make_product
+
+    league = make_tenant(session, time_zone=zone)
+    player = make_player(session, league, make_parent(session, league, "Okafor, Ngozi"))
+    link = make_link(session, league, player, make_product(session, league, amount_cents=15000))
+    link.status, link.checkout_session_id = LinkStatus.PAID, f"cs_test_evening_{league.id}"
+    link.paid_at, link.paid_amount_cents = datetime(2026, 11, 3, 4, 0, tzinfo=UTC), 15000  # 8 pm on 2 Nov in LA
+    session.flush()
+    follow_stripe_link(session, acting(league, Role.TREASURER), link, [])
+    return session.scalars(select(Payment.received_on).where(
+        Payment.tenant_id == league.id, Payment.reference == link.checkout_session_id)).one()
+
+
+def test_a_stripe_payment_is_received_on_the_league_day_it_was_paid(session):
+    assert _stripe_payment_day(session, "America/Los_Angeles") == date(2026, 11, 2)
+    assert _stripe_payment_day(session, None) == date(2026, 11, 3)
