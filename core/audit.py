@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Select, select
@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from core.access.permissions import ActingUser, Permission, require
 from core.models import AuditEntry
+from core.timezones import day_bounds
 
 
 @dataclass(frozen=True)
@@ -77,12 +78,11 @@ def audit_filter_choices(session: Session, user: ActingUser) -> AuditChoices:
 
 
 def audit_period(
-    first_day: date | None, last_day: date | None
+    first_day: date | None, last_day: date | None, zone_name: str | None = None
 ) -> tuple[datetime | None, datetime | None]:
-    """``since`` and ``until`` for whole UTC days from ``first_day`` to ``last_day``, both included."""
-    since = datetime.combine(first_day, time.min, tzinfo=UTC) if first_day else None
-    until = datetime.combine(last_day + timedelta(days=1), time.min, tzinfo=UTC) if last_day else None
-    return since, until
+    """``since`` and ``until`` for the league's whole days (in ``zone_name``, else UTC) from
+    ``first_day`` to ``last_day``, both included."""
+    return day_bounds(first_day, last_day, zone_name)
 
 
 def entries_statement(

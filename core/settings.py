@@ -158,10 +158,10 @@ def success_url_problem(success_url: str, *, live: bool) -> str | None:
     """
     if success_url != PLACEHOLDER_SUCCESS_URL:
         return None
-    problem = (f"PAYMENT_SUCCESS_URL is not set, so after paying a family lands on the placeholder "
-               f"{PLACEHOLDER_SUCCESS_URL}; set it to your league's thank-you page")
+    problem = (f"No thank-you page is set (League settings, or PAYMENT_SUCCESS_URL), so after paying a family "
+               f"lands on the placeholder {PLACEHOLDER_SUCCESS_URL}; set your league's thank-you page")
     if live:
-        raise ConfigurationError(f"{problem} before minting live payment links.")
+        raise ConfigurationError(f"{problem} before creating live payment links.")
     return f"{problem} (fine for a test key)."
 
 

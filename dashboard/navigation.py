@@ -25,7 +25,7 @@ PAGES: tuple[PageEntry, ...] = (
               Permission.SYNC_PAYMENTS, "payment_sync"),
     PageEntry("views/import_roster.py", "Import roster", ":material/upload_file:",
               Permission.IMPORT_ROSTER, "import", section="Admin"),
-    PageEntry("views/backfill.py", "Mint payment links", ":material/add_link:",
+    PageEntry("views/backfill.py", "Create payment links", ":material/add_link:",
               Permission.MINT_LINKS, "backfill", section="Admin"),
     PageEntry("views/league_settings.py", "League settings", ":material/palette:",
               Permission.MANAGE_LEAGUE, "league", section="Admin"),

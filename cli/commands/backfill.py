@@ -23,21 +23,23 @@ from core.backfill import (
     plan_rows,
     switch_off_rows,
 )
+from core.backfill.presentation import STATUS_WORDS
+from core.words import plural
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "backfill",
-        help="mint a Stripe payment link for everything signed players owe (dry run by default)",
+        help="create a Stripe payment link for everything signed players owe (dry run by default)",
         description=(
             "Plan one persistent Stripe Payment Link per required product and per pending order "
             "of every signed player, and print the plan. A link whose product's default price "
             "changed is replaced: a new link at the new price, then the old one deactivated. "
             "Nothing changes unless --commit is given. Safe to rerun: links already made are left "
-            "alone, and links an interrupted run was minting are finished, never made twice."
+            "alone, and links an interrupted run was creating are finished, never made twice."
         ),
     )
-    parser.add_argument("--commit", action="store_true", help="mint the links through Stripe")
+    parser.add_argument("--commit", action="store_true", help="create the links through Stripe")
     parser.add_argument(
         "--concurrency", type=int, default=DEFAULT_CONCURRENCY, metavar="N",
         help=f"Stripe requests in flight at once (default {DEFAULT_CONCURRENCY}); the pace stays under Stripe's limit",
@@ -53,20 +55,20 @@ def run_backfill(args: argparse.Namespace) -> int:
         in_force = effective_settings(ctx.tenant, ctx.settings)
         preflight = backfill_preflight(ctx.settings, plan, commit=args.commit, in_force=in_force)
         if not args.commit:
-            _print_plan(plan, heading=f"Backfill plan for {shown(ctx.tenant.name)} ({ctx.tenant.slug}) — dry run, nothing changed")
+            _print_plan(plan, heading=f"Payment links for {shown(ctx.tenant.name)} ({ctx.tenant.slug}) — dry run, nothing changed")
             _print_preflight(preflight, dry_run=True)
             if plan.has_work:
-                print("Run again with --commit to mint these links." if plan.to_change else
+                print("Run again with --commit to create these links." if plan.to_change else
                       "Run again with --commit to switch the old links off in Stripe.")
             return 0
         preflight.raise_for_problems()
         _print_preflight(preflight, dry_run=False)
-        gateway = ctx.services.payment_gateway(action="mint payment links")
+        gateway = ctx.services.payment_gateway(action="create payment links")
         totals = plan.totals
-        replacing = f" and replacing {totals.links_to_replace} at a new price" if totals.links_to_replace else ""
+        replacing = f" and replacing {totals.links_to_replace:,} at a new price" if totals.links_to_replace else ""
         if totals.links_to_switch_off:
-            replacing += f", switching off {totals.links_to_switch_off} old links in Stripe"
-        print(f"Minting {totals.links_to_mint} links{replacing} for {shown(ctx.tenant.name)} ({ctx.tenant.slug})...",
+            replacing += f", switching off {plural(totals.links_to_switch_off, 'old link')} in Stripe"
+        print(f"Creating {plural(totals.links_to_mint, 'payment link')}{replacing} for {shown(ctx.tenant.name)} ({ctx.tenant.slug})...",
               flush=True)
         result = commit_backfill(
             ctx.services.sessions, ctx.user, gateway, plan,
@@ -112,7 +114,7 @@ def _print_progress(done: int, total: int, outcome: ItemOutcome) -> None:
     item = outcome.item
     what = f"{shown(item.player_name)} — {shown(item.product_name)} {item.amount_text}"
     detail = f": {shown(outcome.reason)}" if outcome.status is ItemStatus.FAILED else ""
-    print(f"[{done:>{len(str(total))}}/{total}] {outcome.status.value:<8} {what}{detail}", flush=True)
+    print(f"[{done:>{len(str(total))}}/{total}] {STATUS_WORDS[outcome.status]:<8} {what}{detail}", flush=True)
 
 
 def _report(result: BackfillResult) -> int:
@@ -130,10 +132,11 @@ def _report(result: BackfillResult) -> int:
             print(f"  {shown(old.describe())}", file=sys.stderr)
     problems = []
     if result.failed:
-        problems.append(f"{len(result.failed)} of the links could not be minted (listed above); "
+        problems.append(f"{len(result.failed)} of the links could not be created (listed above); "
                         "fix the cause and run the backfill again")
     if result.old_links_still_active:
-        problems.append(f"{len(result.old_links_still_active)} old links are still active in Stripe "
+        still_on = len(result.old_links_still_active)
+        problems.append(f"{plural(still_on, 'old link')} {'is' if still_on == 1 else 'are'} still active in Stripe "
                         "(listed above); run the backfill again to retry, or deactivate them in the Stripe dashboard")
     print(f"error: {'; '.join(problems)}", file=sys.stderr)
     return 1

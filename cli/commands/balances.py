@@ -11,6 +11,7 @@ from core.errors import InvalidInput
 from core.money import format_cents
 from core.reporting.balances import BalanceFilter, outstanding_balances, summarise
 from core.reporting.export import ExportKind, export_balances_csv
+from core.words import plural
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -51,14 +52,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"    {shown(item.player_name):<28} {shown(item.product_name):<22} "
                   f"{format_cents(item.amount_cents, item.currency):>10}  {shown(item.pay_url)}{being_paid}")
     print(f"Total outstanding: {format_cents(summary.total_cents, summary.currency)} from "
-          f"{_count(summary.families, 'family', 'families')} ({_count(summary.players, 'player')}, "
-          f"{_count(summary.line_items, 'item')})")
+          f"{plural(summary.families, 'family', 'families')} ({plural(summary.players, 'player')}, "
+          f"{plural(summary.line_items, 'item')})")
     if summary.processing_cents:
         print(f"Being paid (bank payments processing, not counted above): "
               f"{format_cents(summary.processing_cents, summary.currency)}")
     return 0
-
-
-def _count(number: int, singular: str, plural: str = "") -> str:
-    return f"{number:,} {singular if number == 1 else plural or singular + 's'}"
-

@@ -25,6 +25,7 @@ from core.email.sending import (
 from core.errors import InvalidInput
 from core.reporting.directory import find_parent
 from core.settings import Settings
+from core.words import plural
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -206,7 +207,7 @@ def _report(outcome: SendOutcome) -> int:
 def _print_manifest(manifest: Manifest) -> None:
     print(f"Will email {manifest.count} parents, {manifest.total} in total:")
     for entry in manifest.recipients:
-        print(f"  {shown(entry.parent_name)} <{shown(entry.email)}>: {entry.amount} ({entry.line_items} items)")
+        print(f"  {shown(entry.parent_name)} <{shown(entry.email)}>: {entry.amount} ({plural(entry.line_items, 'item')})")
     if manifest.skipped:
         counts = ", ".join(f"{reason}: {count}" for reason, count in sorted(manifest.skip_counts.items()))
         print(f"Skipped {len(manifest.skipped)} parents ({counts}):")

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         gateway = ctx.services.payment_gateway(action="sync payments")
         result = sync_payments(ctx.services.sessions, ctx.user, gateway, full=args.full)
     for flag in result.new_flags:
-        print(f"flagged: {shown(flag.describe())}")
+        print(f"needs a look: {shown(flag.describe())}")
     for failed in result.failed:
         print(f"failed: {shown(failed.player_name)} / {shown(failed.product_name)}: the payment did not go "
               f"through and is owed again (Checkout Session {failed.checkout_session_id})")

@@ -36,10 +36,10 @@ from core.settings import (
     email_from_problem,
     success_url_problem,
 )
+from core.timezones import DEFAULT_TIME_ZONE
 
 T = TypeVar("T")
 
-DEFAULT_TIME_ZONE = "UTC"
 # The currencies a league can be set up in (the ones amounts are written for).
 CURRENCIES = ("usd", "cad", "aud", "eur", "gbp")
 _CURRENCY = re.compile(r"[a-z]{3}")

@@ -32,6 +32,7 @@ from core.models import (
 )
 from core.money import format_cents
 from core.payments.links import PendingSwitchOff, links_awaiting_switch_off
+from core.timezones import format_local, league_zone
 
 _TierKey = tuple[int, int, str]  # (product id, amount in cents, currency)
 
@@ -332,6 +333,7 @@ class _PlayerPlanner:
     def __init__(self, tenant: Tenant, player: Player, parent: Parent, links: _LinkIndex) -> None:
         self.tenant_id = tenant.id
         self.currency = tenant.currency
+        self.zone_name = league_zone(tenant)
         self.player = player
         self.parent = parent
         self.links = links
@@ -403,7 +405,8 @@ class _PlayerPlanner:
 
     def _resume(self, product: Product, reserved: _LinkRow, *, replaces: _LinkRow | None) -> BackfillItem:
         """Finish a row an interrupted run reserved, at the amount it was reserved for."""
-        reason = f"finishes the link an interrupted run reserved at {reserved.created_at:%Y-%m-%d %H:%M} UTC"
+        reason = ("finishes the link an interrupted run started at "
+                  f"{format_local(reserved.created_at, self.zone_name)}")
         if replaces is not None:
             reason += f"; price changed: {replaces.amount} → {reserved.amount}, the old link is then deactivated"
         item = self._item(
@@ -420,9 +423,9 @@ class _PlayerPlanner:
                  order_id: int | None, replaces: _LinkRow | None = None,
                  order_label: str | None = None) -> BackfillItem:
         if tier is None:
-            source, reason = PriceSource.NEW_TIER, f"new price tier at {format_cents(amount, currency)}"
+            source, reason = PriceSource.NEW_TIER, f"a new price of {format_cents(amount, currency)}, created in Stripe"
         elif tier.stripe_price_id is None:
-            source, reason = PriceSource.NEW_PRICE, "the tier gets its Stripe price"
+            source, reason = PriceSource.NEW_PRICE, "its price is created in Stripe"
         else:
             source, reason = PriceSource.EXISTING, "price exists"
         if replaces is not None:

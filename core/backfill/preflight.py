@@ -76,7 +76,7 @@ def backfill_preflight(
     notes: list[PreflightNote] = []
     if not settings.stripe_configured:
         if commit:
-            message = str(StripeNotConfigured("mint payment links (the dry run works without it)"))
+            message = str(StripeNotConfigured("create payment links (the dry run works without it)"))
             notes.append(PreflightNote(PreflightKind.STRIPE_NOT_CONFIGURED, message, stops_commit=True))
         return BackfillPreflight(tuple(notes))
     if plan.to_change:

@@ -6,6 +6,7 @@ import enum
 from dataclasses import dataclass, field
 
 from core.backfill.plan import BackfillItem, PendingSwitchOff
+from core.words import plural
 
 
 class ItemStatus(str, enum.Enum):
@@ -90,13 +91,13 @@ class BackfillResult:
 
     def summary(self) -> str:
         text = (
-            f"{len(self.minted)} minted, {len(self.replaced)} replaced at a new price, "
-            f"{len(self.reused)} already minted by another run, "
-            f"{len(self.skipped)} skipped, {len(self.failed)} failed; "
-            f"{self.prices_created} Stripe prices created"
+            f"{plural(len(self.minted), 'payment link')} created, {len(self.replaced):,} replaced at a new price, "
+            f"{len(self.reused):,} already created by another run, "
+            f"{len(self.skipped):,} skipped, {len(self.failed):,} failed; "
+            f"{plural(self.prices_created, 'price')} created in Stripe"
         )
         if self.switched_off_again:
-            text += f"; {self.switched_off_again} old links of an earlier run switched off in Stripe"
+            text += f"; {plural(self.switched_off_again, 'old link')} of an earlier run switched off in Stripe"
         if self.old_links_still_active:
-            text += f"; {len(self.old_links_still_active)} old links still active in Stripe"
+            text += f"; {plural(len(self.old_links_still_active), 'old link')} still active in Stripe"
         return text

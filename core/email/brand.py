@@ -15,6 +15,7 @@ from email.utils import parseaddr
 from core.email.headers import header_text, require_header_address
 from core.errors import InvalidInput
 from core.models import Tenant
+from core.timezones import DEFAULT_TIME_ZONE, league_zone
 
 HEX_COLOUR = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
 
@@ -48,6 +49,7 @@ class Brand:
     sender_address: str
     reply_to: str | None
     footer_text: str | None
+    time_zone: str = DEFAULT_TIME_ZONE  # the league's: the "as of" time and the Date header are on its clock
     page_background_color: str = PAGE_BACKGROUND_COLOR
     card_background_color: str = CARD_BACKGROUND_COLOR
     text_color: str = TEXT_COLOR
@@ -96,6 +98,7 @@ def brand_for_tenant(tenant: Tenant, *, email_from: str) -> Brand:
         sender_address=require_header_address(address),
         reply_to=require_header_address(tenant.reply_to) if tenant.reply_to else None,
         footer_text=tenant.footer_text or None,
+        time_zone=league_zone(tenant),
     )
 
 

@@ -67,6 +67,7 @@ from core.models import (
 from core.money import format_cents
 from core.reporting.balances import OutstandingBalance
 from core.settings import Settings
+from core.words import plural
 
 log = logging.getLogger(__name__)
 
@@ -292,7 +293,8 @@ def start_campaign(
         "email.send_to_everyone",
         f"Started campaign #{campaign.id}: {manifest.count} emails for {manifest.total}, "
         f"{len(manifest.skipped)} skipped",
-        details={"campaign_id": campaign.id, "skipped": manifest.skip_counts, "total_cents": manifest.total_cents},
+        details={"campaign_id": campaign.id, "emails": manifest.count, "skipped": manifest.skip_counts,
+                 "total_cents": manifest.total_cents},
     )
     if not manifest.recipients:
         campaign.status, campaign.finished_at = CampaignStatus.COMPLETED, utcnow()
@@ -639,7 +641,7 @@ def _sending_now(session: Session, sender: str | None) -> bool | None:
 
 
 def _emails(count: int) -> str:
-    return f"{count} email" if count == 1 else f"{count} emails"
+    return plural(count, "email")
 
 
 def _shown_status(status: MessageStatus, *, error: str | None, claimed_at: datetime | None, now: datetime) -> str:

@@ -27,6 +27,7 @@ from core.email.registry import Recipient
 from core.models import utcnow
 from core.money import format_cents
 from core.reporting.balances import OutstandingBalance
+from core.timezones import format_local, local_time
 
 if TYPE_CHECKING:
     from core.email.registry import EmailType
@@ -101,12 +102,14 @@ def email_lines(balance: OutstandingBalance) -> list[EmailLine]:
     ]
 
 
-def render_email(email_type: EmailType, balance: OutstandingBalance, brand: Brand) -> RenderedEmail:
+def render_email(email_type: EmailType, balance: OutstandingBalance, brand: Brand, *,
+                 as_of: datetime | None = None) -> RenderedEmail:
     """Render ``email_type`` for one parent's ``balance`` in the league's ``brand``.
 
     The greeting uses the parent's first name when the roster gives one (a ``Recipient`` of
     the email type's audience), else their name as the roster writes it. Every email ends
-    with how to unsubscribe: a ``mailto:`` to the league naming the family.
+    with how to unsubscribe: a ``mailto:`` to the league naming the family. The balance is
+    the one ``as_of`` (default: now), shown on the league's clock.
     """
     environment = template_environment()
     first_name = balance.first_name if isinstance(balance, Recipient) else None
@@ -119,6 +122,7 @@ def render_email(email_type: EmailType, balance: OutstandingBalance, brand: Bran
         "lines": email_lines(balance),
         "total": format_cents(balance.total_cents, balance.currency),
         "players": _join_names(tuple(header_text(name) for name in balance.player_names)),
+        "as_of": format_local(as_of or utcnow(), brand.time_zone),
     }
     subject = header_text(_subject_template(email_type.subject_template).render(context), limit=250)
     html = environment.get_template(email_type.html_template).render(subject=subject, **context)
@@ -173,7 +177,7 @@ def compose_message(
     message["To"] = Address(display_name=header_text(to_name), addr_spec=require_header_address(to_address))
     if brand.reply_to_address is not None:
         message["Reply-To"] = brand.reply_to_address
-    message["Date"] = format_datetime(date or utcnow())
+    message["Date"] = format_datetime(local_time(date or utcnow(), brand.time_zone))
     message["Message-ID"] = require_header_address(message_id)
     message["Auto-Submitted"] = "auto-generated"
     family = to_name if family_name is None else family_name

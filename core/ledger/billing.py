@@ -30,7 +30,7 @@ from core.access.permissions import ActingUser, Permission, require
 from core.audit import record_action
 from core.errors import NotFound
 from core.ledger.accounts import charge_settlements, families_with_credit, reversed_ids
-from core.ledger.entries import LedgerWriter, today
+from core.ledger.entries import LedgerWriter, league_today
 from core.ledger.links import retire_link, retire_unmatched_links
 from core.models import (
     Charge,
@@ -187,7 +187,7 @@ def _insert(session: Session, user: ActingUser, things: Sequence[Owed], currency
         [{"tenant_id": user.tenant_id, "parent_id": thing.parent_id, "kind": LedgerEntryKind.CHARGE,
           "origin": EntryOrigin.BACKFILL, "recorded_by": user.identity} for thing in things],
     ).all()
-    due = today()
+    due = league_today(session, user)
     session.execute(insert(Charge), [
         {"id": entry_id, "tenant_id": user.tenant_id, "parent_id": thing.parent_id, "player_id": thing.player_id,
          "purpose": ChargePurpose.ORDER if thing.order_id is not None else ChargePurpose.PRODUCT,
@@ -226,7 +226,7 @@ def attach_link(session: Session, user: ActingUser, link: PaymentLink, *, replac
         return
     writer = LedgerWriter(session, user, player_parent, origin=EntryOrigin.BACKFILL)
     if current is None:
-        charge = writer.charge(amount_cents=link.amount_cents, description=description, due_on=today(),
+        charge = writer.charge(amount_cents=link.amount_cents, description=description, due_on=writer.today(),
                                purpose=ChargePurpose.ORDER if link.order_id else ChargePurpose.PRODUCT,
                                charge_key=key,
                                player_id=link.player_id, product_id=link.product_id, order_id=link.order_id)
@@ -237,7 +237,7 @@ def attach_link(session: Session, user: ActingUser, link: PaymentLink, *, replac
         old = format_cents(current.amount_cents, writer.currency)
         writer.reversal(current.charge_id, f"price changed from {old} to {writer.money(link.amount_cents)}",
                         origin=EntryOrigin.PRICE_CHANGE)
-        charge = writer.charge(amount_cents=link.amount_cents, description=description, due_on=today(),
+        charge = writer.charge(amount_cents=link.amount_cents, description=description, due_on=writer.today(),
                                purpose=ChargePurpose.PRODUCT, charge_key=f"{key}#{current.revisions + 1}",
                                player_id=link.player_id, product_id=link.product_id, origin=EntryOrigin.PRICE_CHANGE)
         link.charge_id = charge.id

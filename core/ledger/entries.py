@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -50,6 +50,7 @@ from core.models import (
     Tenant,
 )
 from core.money import format_cents
+from core.timezones import league_zone, today_in
 
 MAX_TEXT = 2000
 MAX_REFERENCE = 255
@@ -80,8 +81,14 @@ class LedgerChange:
     reopened: tuple[tuple[int, int], ...] = field(default_factory=tuple)  # (charge id, cents) a refund re-opened
 
 
-def today() -> date:
-    return datetime.now(UTC).date()
+def today(zone_name: str | None = None) -> date:
+    """Today on the clock of ``zone_name`` (UTC when not given)."""
+    return today_in(zone_name)
+
+
+def league_today(session: Session, user: ActingUser) -> date:
+    """Today in the acting user's league: the day a payment recorded now is received, a charge due."""
+    return today(league_zone(session.get(Tenant, user.tenant_id)))
 
 
 class LedgerWriter:
@@ -96,8 +103,13 @@ class LedgerWriter:
         self.origin = origin
         tenant = session.get_one(Tenant, user.tenant_id)
         self.currency = tenant.currency.lower()
+        self.zone_name = league_zone(tenant)
         self.entry_ids: list[int] = []
         lock_family(session, user, parent.id)
+
+    def today(self) -> date:
+        """Today in the family's league."""
+        return today(self.zone_name)
 
     # -- rows ---------------------------------------------------------------------------------
 
@@ -181,7 +193,8 @@ class LedgerWriter:
         retired = retire_unmatched_links(self.session, self.user, account)
         record_action(
             self.session, self.user, action, summary,
-            details={"parent_id": self.parent.id, "entry_id": main_entry_id, "entries": list(self.entry_ids),
+            details={"parent_id": self.parent.id, "family": self.parent.name, "currency": self.currency,
+                     "entry_id": main_entry_id, "entries": list(self.entry_ids),
                      "links_retired": retired, "balance_cents": account.balance_cents,
                      "overpaid_cents": overpaid_cents, **(details or {})},
         )
@@ -222,7 +235,7 @@ def record_charge(
     check_currency(currency, league_currency=writer.currency)
     if player_id is not None and player_id not in {player.id for player in parent.players}:
         raise NotFound(f"{parent.name} has no player {player_id}.")
-    charge = writer.charge(amount_cents=amount_cents, description=text, due_on=due_on or today(), purpose=purpose,
+    charge = writer.charge(amount_cents=amount_cents, description=text, due_on=due_on or writer.today(), purpose=purpose,
                            player_id=player_id, period=period)
     return writer.finish(
         action="ledger.charge", main_entry_id=charge.id, kind=LedgerEntryKind.CHARGE,
@@ -254,8 +267,9 @@ def record_payment(
         raise InvalidInput("Stripe payments are recorded by payment sync; record cash, check, bank or other here.")
     parent = _family(session, user, parent_id)
     positive_amount(amount_cents)
-    received = received_on or today()
-    if received > today() + timedelta(days=1):
+    now = league_today(session, user)
+    received = received_on or now
+    if received > now + timedelta(days=1):
         raise InvalidInput(f"{received.isoformat()} is in the future: a payment is recorded once it is received.")
     reference = _optional_text(reference, "reference", limit=MAX_REFERENCE)
     note = _optional_text(note, "note")

@@ -43,6 +43,7 @@ from core.models import (
 from core.money import format_cents
 from core.reporting.balances import BalanceFilter, OutstandingBalance, outstanding_balances
 from core.reporting.export import csv_bytes, decimal_amount
+from core.timezones import league_zone, local_date
 
 STATEMENT_HEADER = (
     "date", "entry", "kind", "description", "player", "method", "reference", "state", "amount", "balance",
@@ -133,6 +134,7 @@ def _with_balance(line: StatementLine, balance: int) -> StatementLine:
 
 def _lines(session: Session, user: ActingUser, parent_id: int) -> list[StatementLine]:
     tenant_id = user.tenant_id
+    zone_name = league_zone(session.get(Tenant, tenant_id))  # an adjustment's day is the league's day
     entries = {
         entry.id: entry for entry in session.scalars(
             select(LedgerEntry).where(LedgerEntry.tenant_id == tenant_id, LedgerEntry.parent_id == parent_id)
@@ -200,14 +202,14 @@ def _lines(session: Session, user: ActingUser, parent_id: int) -> list[Statement
         if refund:
             what += f" of payment {adjustment.payment_id}" + (" through Stripe" if adjustment.stripe_refund_id else "")
         amount = adjustment.amount_cents if refund else -int(taken_off.get(adjustment.id, 0))
-        line(adjustment.id, entries[adjustment.id].recorded_at.date(),
+        line(adjustment.id, local_date(entries[adjustment.id].recorded_at, zone_name),
              f"{what}: {adjustment.reason}", amount, reference=adjustment.stripe_refund_id, player_name=None)
 
     for reversal in session.scalars(
         select(Reversal).where(Reversal.tenant_id == tenant_id, Reversal.parent_id == parent_id)
     ):
         undone = effect.get(reversal.reversed_entry_id, 0)
-        line(reversal.id, entries[reversal.id].recorded_at.date(),
+        line(reversal.id, local_date(entries[reversal.id].recorded_at, zone_name),
              f"reverses entry {reversal.reversed_entry_id}: {reversal.reason}", -undone, player_name=None)
     return lines
 

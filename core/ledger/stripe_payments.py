@@ -27,7 +27,7 @@ from core.access.permissions import ActingUser, Permission, require
 from core.errors import NotFound
 from core.ledger.accounts import stripe_payment_by_reference
 from core.ledger.allocation import allocate
-from core.ledger.entries import LedgerChange, LedgerWriter, today
+from core.ledger.entries import LedgerChange, LedgerWriter, league_today
 from core.models import (
     EntryOrigin,
     LedgerEntryKind,
@@ -38,8 +38,10 @@ from core.models import (
     PaymentMethod,
     PaymentState,
     Player,
+    Tenant,
 )
 from core.payments.gateway import CompletedCheckout
+from core.timezones import league_zone, local_date
 
 
 def follow_stripe_link(
@@ -66,7 +68,7 @@ def follow_stripe_link(
                 return _change_state(session, user, link, processing, PaymentState.SETTLED)
             _change_state(session, user, link, processing, PaymentState.FAILED)
         return _record(session, user, link, reference=link.checkout_session_id, amount_cents=amount,
-                       state=PaymentState.SETTLED, received=link.paid_at.date() if link.paid_at else today())
+                       state=PaymentState.SETTLED, received=_paid_on(session, user, link))
     if link.processing:
         if processing is not None:
             return None
@@ -76,7 +78,7 @@ def follow_stripe_link(
             return None
         amount = pending[0].amount_total if pending and pending[0].amount_total else link.amount_cents
         return _record(session, user, link, reference=reference, amount_cents=amount,
-                       state=PaymentState.PROCESSING, received=today())
+                       state=PaymentState.PROCESSING, received=league_today(session, user))
     if processing is not None:  # the processing session is gone unpaid: the charge is owed again
         return _change_state(session, user, link, processing, PaymentState.FAILED)
     return None
@@ -98,6 +100,13 @@ def _writer(session: Session, user: ActingUser, link: PaymentLink) -> LedgerWrit
     return LedgerWriter(session, user, parent, origin=EntryOrigin.PAYMENT_SYNC)
 
 
+def _paid_on(session: Session, user: ActingUser, link: PaymentLink) -> date:
+    """The league's day the link was paid (a payment at 8 pm in Los Angeles is that day's, not tomorrow's)."""
+    if link.paid_at is None:
+        return league_today(session, user)
+    return local_date(link.paid_at, league_zone(session.get(Tenant, user.tenant_id)))
+
+
 def _record(session: Session, user: ActingUser, link: PaymentLink, *, reference: str | None, amount_cents: int,
             state: PaymentState, received: date) -> LedgerChange:
     writer = _writer(session, user, link)
@@ -117,7 +126,8 @@ def _record(session: Session, user: ActingUser, link: PaymentLink, *, reference:
         summary += f"; {writer.money(overpaid)} more than was owed is credit (refund or keep it)"
     return writer.finish(action="ledger.payment", summary=summary, main_entry_id=payment.id,
                          kind=LedgerEntryKind.PAYMENT, overpaid_cents=overpaid,
-                         details={"method": "stripe", "checkout_session": reference, "state": state.value})
+                         details={"method": "stripe", "checkout_session": reference, "state": state.value,
+                                  "amount_cents": amount_cents})
 
 
 def _change_state(session: Session, user: ActingUser, link: PaymentLink, payment: Payment,

@@ -190,12 +190,12 @@ class SyncResult:
 
     def summary(self) -> str:
         """One line for logs, the CLI and the audit log."""
-        mode = "full check of every link" if self.full else "incremental"
+        mode = "every link checked" if self.full else "new payments since the last check"
         parts = [
             f"{self.paid_count} paid ({format_cents(self.paid_cents, self.currency)})",
             f"{self.still_owed_count} still owed ({format_cents(self.still_owed_cents, self.currency)})",
             f"{self.processing_count} processing",
-            f"{len(self.flags)} flagged",
+            f"{len(self.flags)} to look at",
             f"{len(self.deactivated)} deactivated",
         ]
         if self.failed:

@@ -21,6 +21,7 @@ from core.email.backends import EmailBackend
 from core.models import LinkStatus, Order, Parent, PaymentLink, Player, Product
 from core.reporting.directory import league_of
 from core.settings import Settings
+from core.words import plural
 
 
 class ItemState(str, enum.Enum):
@@ -234,8 +235,7 @@ def _roster(players: int, families: int) -> ChecklistItem:
                              "Import your players file (players, their teams and parents) on Import roster.",
                              page="import")
     return ChecklistItem(ItemKind.ROSTER, title, ItemState.READY,
-                         f"{players:,} player{'s' if players != 1 else ''} in {families:,} "
-                         f"famil{'ies' if families != 1 else 'y'}.", page="import")
+                         f"{plural(players, 'player')} in {plural(families, 'family', 'families')}.", page="import")
 
 
 def _products(products: int) -> ChecklistItem:
@@ -245,14 +245,14 @@ def _products(products: int) -> ChecklistItem:
                              "Import your products file (registration, dues, uniforms and their prices) on "
                              "Import roster.", page="import")
     return ChecklistItem(ItemKind.PRODUCTS, title, ItemState.READY,
-                         f"{products:,} product{'s' if products != 1 else ''}.", page="import")
+                         f"{plural(products, 'product')}.", page="import")
 
 
 def _payment_links(links: int, *, players: int, stripe: bool) -> ChecklistItem:
     title = "Payment links"
     if links:
         return ChecklistItem(ItemKind.PAYMENT_LINKS, title, ItemState.READY,
-                             f"{links:,} link{'s' if links != 1 else ''} families can pay through.", page="backfill")
-    fix = "Create them on Mint payment links." if stripe and players else (
-        "Once the Stripe key is set and the roster imported, create them on Mint payment links.")
+                             f"{plural(links, 'link')} families can pay through.", page="backfill")
+    fix = "Create them on the Create payment links page." if stripe and players else (
+        "Once the Stripe key is set and the roster imported, create them on the Create payment links page.")
     return ChecklistItem(ItemKind.PAYMENT_LINKS, title, ItemState.MISSING, "None yet.", fix, page="backfill")

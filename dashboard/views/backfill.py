@@ -1,4 +1,4 @@
-"""Mint payment links (admin): the backfill plan, dry run by default, commit with confirmation."""
+"""Create payment links (admin): the backfill plan, dry run by default, commit with confirmation."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from core.backfill import (
     BackfillPreflight,
     BackfillResult,
     ItemOutcome,
-    PlanAction,
     PreflightKind,
     backfill_preflight,
     commit_backfill,
@@ -23,8 +22,10 @@ from core.backfill import (
     plan_rows,
     switch_off_rows,
 )
+from core.backfill.presentation import CREATES_A_LINK, STATUS_WORDS
 from core.money import format_cents
 from core.reporting.directory import league_of
+from core.words import plural
 from dashboard.state import require_user, services, session_scope, settings
 from dashboard.text import plain
 
@@ -39,22 +40,26 @@ def _plan(user: ActingUser) -> BackfillPlan:
 def _headline(plan: BackfillPlan) -> None:
     totals = plan.totals
     first, second, third, fourth, fifth = st.columns(5)
-    first.metric("Links to mint", f"{totals.links_to_mint:,}")
+    first.metric("Payment links to create", f"{totals.links_to_mint:,}")
     second.metric("Amount they bill", format_cents(totals.amount_to_mint_cents, totals.currency))
     third.metric(
         "Price changes", f"{totals.links_to_replace:,}",
         help="Links at an old default price, replaced by a new link at the new price; the old link is deactivated.",
     )
-    fourth.metric("Stripe prices to create", f"{totals.prices_to_create:,}")
-    fifth.metric("Already linked or paid", f"{totals.already_linked + totals.already_paid:,}")
+    fourth.metric("Prices to create in Stripe", f"{totals.prices_to_create:,}",
+                  help="Each amount a product is billed at is a price in Stripe; a new amount needs a new one.")
+    fifth.metric("Already have a link or paid", f"{totals.already_linked + totals.already_paid:,}")
     st.caption(plain(describe_totals(totals)))  # amounts: "$" pairs must not turn into maths
 
 
 def _pending_switch_offs(plan: BackfillPlan) -> None:
     if not plan.pending_switch_offs:
         return
-    st.warning(f"{len(plan.pending_switch_offs):,} old links are deactivated here but still active in Stripe: an "
-               "earlier run could not switch them off. Minting (turn the dry run off) switches them off first.",
+    count = len(plan.pending_switch_offs)
+    st.warning(f"{plural(count, 'old link')} {'is' if count == 1 else 'are'} deactivated here but still active in "
+               "Stripe: an "
+               "earlier run could not switch them off. Creating links (turn the dry run off) switches them off "
+               "first.",
                icon=":material/link_off:")
     st.dataframe(pd.DataFrame(switch_off_rows(plan)), hide_index=True, width="stretch",
                  key="backfill_pending_switch_offs")
@@ -65,10 +70,10 @@ def _plan_table(plan: BackfillPlan) -> None:
     if not rows:
         st.info("No signed player owes anything: there is nothing to plan.")
         return
-    only_to_mint = st.checkbox("Show only the links to mint", key="backfill_only_to_mint")
+    only_to_mint = st.checkbox("Show only the links to create", key="backfill_only_to_mint")
     frame = pd.DataFrame(rows)
     if only_to_mint:
-        frame = frame[frame["Action"].isin([PlanAction.MINT.value, PlanAction.REPLACE.value])]
+        frame = frame[frame["To do"].isin(CREATES_A_LINK)]
     st.dataframe(frame, hide_index=True, width="stretch", key="backfill_plan_table")
 
 
@@ -91,36 +96,36 @@ def _in_force(user: ActingUser) -> EffectiveSettings:
 
 
 def _commit_controls(user: ActingUser, plan: BackfillPlan) -> bool:
-    """Confirmation and the Mint button; returns True when links were minted in this run."""
+    """Confirmation and the Create button; returns True when links were created in this run."""
     in_force = _in_force(user)
     if not _show_preflight(backfill_preflight(settings(), plan, commit=True, in_force=in_force)):
         return False
     totals = plan.totals
     if not plan.has_work:
-        st.success("Every signed player already has their links. Nothing to mint.")
+        st.success("Every signed player already has their payment links. There is nothing to create.")
         return False
     if plan.to_change:
-        label = (f"Mint {totals.links_to_mint:,} payment links in Stripe, billing "
+        label = (f"Create {plural(totals.links_to_mint, 'payment link')} in Stripe, billing "
                  f"{format_cents(totals.amount_to_mint_cents, totals.currency)} in total")
         if totals.links_to_switch_off:
-            label += f", and switch off {totals.links_to_switch_off:,} old links an earlier run left on"
+            label += f", and switch off {plural(totals.links_to_switch_off, 'old link')} an earlier run left on"
     else:
-        label = f"Switch off in Stripe the {totals.links_to_switch_off:,} old links an earlier run left on"
+        label = f"Switch off in Stripe the {plural(totals.links_to_switch_off, 'old link')} an earlier run left on"
     if totals.links_to_replace:
         label += (f", and replace {totals.links_to_replace:,} at a new price "
                   f"({format_cents(totals.replaced_from_cents, totals.currency)} → "
                   f"{format_cents(totals.replaced_to_cents, totals.currency)}; the old links are deactivated)")
     confirmed = st.checkbox(plain(label), key="backfill_confirm")
-    if not st.button("Mint payment links", type="primary", disabled=not confirmed, key="backfill_commit"):
+    if not st.button("Create payment links", type="primary", disabled=not confirmed, key="backfill_commit"):
         return False
     bar = st.progress(0.0, text="Starting…")
 
     def progress(done: int, total: int, outcome: ItemOutcome) -> None:
         item = outcome.item
         bar.progress(done / total, text=f"{done:,} of {total:,}: {plain(item.player_name)} — "
-                                        f"{plain(item.product_name)} ({outcome.status.value})")
+                                        f"{plain(item.product_name)} ({STATUS_WORDS[outcome.status]})")
 
-    gateway = services().payment_gateway(action="mint payment links")
+    gateway = services().payment_gateway(action="create payment links")
     result = commit_backfill(services().sessions, user, gateway, plan, success_url=in_force.payment_success_url.value,
                              progress=progress)
     st.session_state[RESULT_KEY] = _result_view(result)
@@ -148,8 +153,8 @@ def _last_result() -> None:
     if not view:
         return
     if view["failures"]:
-        st.error(f"Last run: {view['summary']}. These links could not be minted; fix the cause and "
-                 "mint again (links already made are kept).", icon=":material/error:")
+        st.error(f"Last run: {view['summary']}. These links could not be created; fix the cause and "
+                 "create them again (links already made are kept).", icon=":material/error:")
         st.dataframe(pd.DataFrame(view["failures"]), hide_index=True, width="stretch",
                      key="backfill_failures")
     if view.get("old_links_still_active"):
@@ -165,16 +170,17 @@ def _last_result() -> None:
 
 def main() -> None:
     user = require(require_user(), Permission.MINT_LINKS)
-    st.title("Mint payment links")
+    st.title("Create payment links")
     st.caption(
-        "One persistent Stripe Payment Link per required product and per pending order of every "
-        "signed player. Links that exist are left alone, so this is safe to run again; a link at an "
-        "old default price is replaced by one at the new price and the old one deactivated."
+        "Families pay through payment links: one per required product and per pending order of every "
+        "signed player, made in Stripe. Links that exist are left alone, so this is safe to run again; "
+        "when a product's price changes, its links are replaced by new ones at the new price and the "
+        "old ones switched off."
     )
     plan = _plan(user)
     dry_run = st.toggle("Dry run: show the plan, change nothing", value=True, key="backfill_dry_run")
     if dry_run:
-        st.info("Dry run: nothing is changed. Turn the dry run off to mint the links below.",
+        st.info("Dry run: nothing is changed. Turn the dry run off to create the links below.",
                 icon=":material/visibility:")
         _show_preflight(backfill_preflight(settings(), plan, commit=False, in_force=_in_force(user)))
     elif _commit_controls(user, plan):

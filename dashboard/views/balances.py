@@ -14,6 +14,8 @@ from core.money import format_cents
 from core.reporting.balances import BalanceFilter, OutstandingBalance, outstanding_balances, summarise
 from core.reporting.directory import league_of, league_products, visible_teams
 from core.reporting.export import ExportKind, record_balances_export, render_csv
+from core.timezones import format_local, league_zone
+from core.words import plural
 from dashboard.family_link import family_page_link
 from dashboard.state import require_user, session_scope
 from dashboard.text import plain
@@ -80,7 +82,7 @@ def _link_columns() -> dict[str, ColumnConfig | None]:
     }
 
 
-def _headline(balances: list[OutstandingBalance], synced_at: datetime | None) -> None:
+def _headline(balances: list[OutstandingBalance], synced_at: datetime | None, zone_name: str) -> None:
     summary = summarise(balances)
     first, second, third, fourth = st.columns(4)
     first.metric("Total outstanding", format_cents(summary.total_cents, summary.currency))
@@ -89,12 +91,12 @@ def _headline(balances: list[OutstandingBalance], synced_at: datetime | None) ->
     fourth.metric("Open items", f"{summary.line_items:,}",
                   help="Items still to pay. Items whose payment is processing are not counted."
                   if summary.processing_items else None)
-    synced = synced_at.strftime("%d %b %Y %H:%M UTC") if synced_at else "never"
+    synced = format_local(synced_at, zone_name, missing="never")
     processing = ""
     if summary.processing_cents:
         processing = (f" {format_cents(summary.processing_cents, summary.currency)} more is being paid "
                       "(bank payments still processing) and is not counted as outstanding.")
-    st.caption(f"Payments last synced from Stripe: {synced}. Paid links drop out after a sync.{processing}")
+    st.caption(f"Last checked with Stripe for new payments: {synced}. Paid items drop out after a check.{processing}")
 
 
 def _families(balances: list[OutstandingBalance], user: ActingUser) -> None:
@@ -112,7 +114,7 @@ def _families(balances: list[OutstandingBalance], user: ActingUser) -> None:
             contact += " · no reminder emails (opted out)" if balance.email_opt_out else ""
         label = (
             f"**{plain(balance.parent_name)}** — {format_cents(balance.total_cents, balance.currency)} "
-            f"({len(balance.items)} item{'s' if len(balance.items) != 1 else ''}){contact}"
+            f"({plural(len(balance.items), 'item')}){contact}"
         )
         with st.expander(label):
             frame = _line_items_frame([balance]).drop(columns=["Family"])
@@ -170,7 +172,7 @@ def main() -> None:
     user = require_user()
     with session_scope() as session:
         league = league_of(session, user)
-        league_name, synced_at = league.name, league.payments_synced_at
+        league_name, synced_at, zone_name = league.name, league.payments_synced_at, league_zone(league)
     st.title("Outstanding balances")
     st.caption(plain(league_name))
     done = st.session_state.pop(OPT_OUT_DONE, None)
@@ -178,7 +180,7 @@ def main() -> None:
         st.success(done, icon=":material/check_circle:")
     filters = _filters(user)
     balances = _balances(user, filters)
-    _headline(balances, synced_at)
+    _headline(balances, synced_at, zone_name)
     if not balances:
         if not user.sees_all_teams and not user.team_ids:
             st.warning("You are not the coach of any team yet, so there are no balances to show. Ask your "
@@ -187,8 +189,8 @@ def main() -> None:
             st.info("No family owes anything that matches these filters. Clear a filter to see more.")
         else:
             st.success(
-                "Nobody owes anything right now. If you expected balances, mint payment links with the "
-                "backfill (admin) or import the roster first."
+                "Nobody owes anything right now. If you expected balances, import the roster, then create "
+                "the payment links on Create payment links (admin)."
             )
         return
     if user.can(Permission.EXPORT_BALANCES):

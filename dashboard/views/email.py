@@ -27,6 +27,7 @@ from core.errors import BillingError
 from core.money import format_cents
 from core.reporting.directory import league_of
 from core.settings import PLACEHOLDER_EMAIL_ADDRESS, Settings, address_of
+from core.words import plural
 from dashboard.email_frame import sandboxed_email
 from dashboard.state import require_user, services, session_scope, settings
 from dashboard.text import plain
@@ -215,7 +216,7 @@ def _result(user: ActingUser, config: Settings, campaign_id: int) -> None:
     counts = report.counts
     st.subheader(f"Campaign #{campaign_id}")
     if report.being_sent:
-        st.info(f"{report.being_sent} message(s) are being sent by another run right now.",
+        st.info(f"{plural(report.being_sent, 'message')} {'is' if report.being_sent == 1 else 'are'} being sent by another run right now.",
                 icon=":material/outgoing_mail:")
     columns = st.columns(5)
     for column, (status, count) in zip(columns, counts.items(), strict=True):
@@ -237,7 +238,7 @@ def _result(user: ActingUser, config: Settings, campaign_id: int) -> None:
 
 
 def _decide_interrupted(user: ActingUser, config: Settings, campaign_id: int, rows: tuple[MessageRow, ...]) -> None:
-    st.warning(f"{len(rows)} message(s) were being sent when their run stopped: they may have been delivered. "
+    st.warning(f"{plural(len(rows), 'message')} {'was' if len(rows) == 1 else 'were'} being sent when their run stopped: they may have been delivered. "
                "Look for each Message-ID in the sent mail, then say what happened. Nothing is sent again "
                "until you do.", icon=":material/warning:")
     st.dataframe(

@@ -8,6 +8,8 @@ import streamlit as st
 from core.email.campaigns import campaign_summaries, get_message
 from core.email.registry import EMAIL_TYPES
 from core.email.sending import campaign_report
+from core.reporting.directory import league_of
+from core.timezones import format_local, league_zone
 from dashboard.email_frame import sandboxed_email
 from dashboard.state import require_user, session_scope
 
@@ -23,6 +25,7 @@ st.title("Email history")
 
 with session_scope() as session:
     campaigns = campaign_summaries(session, user)
+    zone_name = league_zone(league_of(session, user))
 if not campaigns:
     st.info("No email has been sent yet.")
     st.stop()
@@ -31,7 +34,7 @@ st.dataframe(
     pd.DataFrame([
         {
             "Campaign": c.id,
-            "Started": c.started_at.strftime("%Y-%m-%d %H:%M UTC"),
+            "Started": format_local(c.started_at, zone_name),
             "By": c.started_by,
             "To": f"test to {c.test_address}" if c.is_test else _audience(c.email_type),
             "Status": c.status,
@@ -46,14 +49,14 @@ st.dataframe(
     hide_index=True, width="stretch", key="history_campaigns",
 )
 
-labels = {c.id: f"#{c.id} · {c.started_at:%Y-%m-%d %H:%M} · "
+labels = {c.id: f"#{c.id} · {format_local(c.started_at, zone_name)} · "
                 f"{'test to ' + c.test_address if c.test_address else 'everyone'}" for c in campaigns}
 campaign_id = st.selectbox("Campaign", options=list(labels), format_func=labels.__getitem__, key="history_campaign")
 with session_scope() as session:
     rows = campaign_report(session, user, campaign_id).rows
 st.dataframe(
     pd.DataFrame([{"Family": r.parent_name, "To": r.to_address or "—", "Owes": r.amount, "Status": r.status,
-                   "Sent at": r.sent_at.strftime("%Y-%m-%d %H:%M:%S UTC") if r.sent_at else "",
+                   "Sent at": format_local(r.sent_at, zone_name, seconds=True),
                    "Reason": r.reason or "", "Provider id": r.provider_message_id or ""} for r in rows]),
     hide_index=True, width="stretch", key="history_messages",
 )

@@ -13,13 +13,15 @@ from core.money import format_cents
 from core.payments.flags import SyncFlag, payment_flags
 from core.payments.sync import SyncProgress, SyncResult, sync_payments
 from core.reporting.directory import league_of
+from core.timezones import format_local, league_zone
+from core.words import plural
 from dashboard.state import require_user, services, session_scope, settings
 
 RESULT_KEY = "payment_sync_result"
 
 
-def _when(moment: datetime | None) -> str:
-    return moment.strftime("%d %b %Y %H:%M UTC") if moment else "never"
+def _when(moment: datetime | None, zone_name: str) -> str:
+    return format_local(moment, zone_name, missing="never")
 
 
 def _not_configured() -> None:
@@ -45,26 +47,28 @@ def _run(user: ActingUser, *, full: bool) -> SyncResult:
     return result
 
 
-def _summary(user: ActingUser, result: SyncResult) -> None:
+def _summary(user: ActingUser, result: SyncResult, zone_name: str) -> None:
     if result.errors:
         st.error(
-            f"The sync did not finish ({len(result.errors)} problem{'s' if len(result.errors) != 1 else ''}). "
-            "Everything it recorded is kept; sync again to finish.\n\n"
+            f"The check did not finish ({plural(len(result.errors), 'problem')}). "
+            "Everything it recorded is kept; check again to finish.\n\n"
             + "\n".join(f"- {error}" for error in result.errors[:10]),
             icon=":material/error:",
         )
     elif result.new_flags:
-        st.warning(f"Synced. {len(result.new_flags)} payment(s) need a look (below).", icon=":material/flag:")
+        count = len(result.new_flags)
+        st.warning(f"Checked. {plural(count, 'payment')} {'needs' if count == 1 else 'need'} a look (below).",
+                   icon=":material/flag:")
     else:
-        st.success(f"Synced at {_when(result.synced_at)}.", icon=":material/check_circle:")
+        st.success(f"Checked at {_when(result.synced_at, zone_name)}.", icon=":material/check_circle:")
     first, second, third, fourth = st.columns(4)
-    first.metric("Paid since last sync", f"{result.paid_count:,}", format_cents(result.paid_cents, result.currency),
+    first.metric("New payments since the last check", f"{result.paid_count:,}", format_cents(result.paid_cents, result.currency),
                  delta_color="off", delta_arrow="off")
     second.metric("Still owed", f"{result.still_owed_count:,}",
                   format_cents(result.still_owed_cents, result.currency), delta_color="off", delta_arrow="off")
     third.metric("Processing", f"{result.processing_count:,}")
-    fourth.metric("Flagged", f"{len(result.flags):,}")
-    _flagged(user, result)
+    fourth.metric("To look at", f"{len(result.flags):,}")
+    _flagged(user, result, zone_name)
     if result.paid:
         st.subheader("Recorded as paid")
         st.dataframe(pd.DataFrame([
@@ -73,7 +77,7 @@ def _summary(user: ActingUser, result: SyncResult) -> None:
                 "Item": payment.product_name,
                 "Paid": "unknown" if payment.amount_cents is None
                 else format_cents(payment.amount_cents, payment.currency),
-                "Paid at": _when(payment.paid_at),
+                "Paid at": _when(payment.paid_at, zone_name),
             }
             for payment in result.paid
         ]), hide_index=True, width="stretch")
@@ -108,7 +112,7 @@ def _differences(result: SyncResult) -> None:
             st.success("The ledger and Stripe agree.", icon=":material/balance:")
         return
     count = len(result.differences)
-    st.warning(f"{count} difference{'s' if count != 1 else ''} between the ledger and Stripe.",
+    st.warning(f"{plural(count, 'difference')} between the ledger and Stripe.",
                icon=":material/difference:")
     st.dataframe(pd.DataFrame([
         {"Difference": difference.kind.label, "Detail": difference.message,
@@ -117,8 +121,8 @@ def _differences(result: SyncResult) -> None:
     ]), hide_index=True, width="stretch")
 
 
-def _flagged(user: ActingUser, result: SyncResult | None) -> None:
-    """The league's flagged payments, as recorded; those this sync recorded first are "new"."""
+def _flagged(user: ActingUser, result: SyncResult | None, zone_name: str) -> None:
+    """The payments that need a look, as recorded; those this check recorded first are "new"."""
     with session_scope() as session:
         flags = payment_flags(session, user)
     if not flags:
@@ -126,9 +130,9 @@ def _flagged(user: ActingUser, result: SyncResult | None) -> None:
     new = {flag.key for flag in result.new_flags} if result is not None else set()
 
     def reported(flag: SyncFlag) -> str:
-        return "new" if flag.key in new else f"since {_when(flag.flagged_at)}"
+        return "new" if flag.key in new else f"since {_when(flag.flagged_at, zone_name)}"
 
-    st.subheader("Flagged payments and disputes")
+    st.subheader("Payments and disputes to look at")
     st.dataframe(pd.DataFrame([
         {
             "Why": flag.kind.label,
@@ -142,41 +146,41 @@ def _flagged(user: ActingUser, result: SyncResult | None) -> None:
     ]), hide_index=True, width="stretch")
 
 
-def _league(user: ActingUser) -> tuple[str, datetime | None]:
+def _league(user: ActingUser) -> tuple[str, datetime | None, str]:
     with session_scope() as session:
         league = league_of(session, user)
-        return league.name, league.payments_synced_at
+        return league.name, league.payments_synced_at, league_zone(league)
 
 
 def main() -> None:
     user = require_user()
-    league_name, _ = _league(user)
+    league_name, _, zone_name = _league(user)
     st.title("Sync from Stripe")
     st.caption(league_name)
     st.write(
-        "Reads Stripe's events since the last sync: payments made through the links, delayed payments that "
-        "settled or failed (what a failed one paid is owed again), refunds made in Stripe's dashboard, and "
-        "disputes. Deactivates the links of withdrawn players. Paid families then drop out of the balances "
-        "and of reminder emails."
+        "Asks Stripe what happened since the last check: new payments through the links, delayed payments "
+        "that settled or failed (what a failed one paid is owed again), refunds made in Stripe's dashboard, "
+        "and disputes; switches off the links of withdrawn players. Families who paid then drop out of the "
+        "balances and of reminder emails."
     )
     last_synced = st.empty()  # filled after a sync below may have moved it
     if not settings().stripe_configured:
-        last_synced.caption(f"Payments last synced from Stripe: {_when(_league(user)[1])}.")
+        last_synced.caption(f"Last checked with Stripe: {_when(_league(user)[1], zone_name)}.")
         _not_configured()
         return
     full = st.toggle(
-        "Check every link one by one and compare the ledger with Stripe (the first sync, payments older than "
-        "Stripe's 30 days of events, or an audit; slower: about 24 links a second)",
+        "Check every link one by one and compare the ledger with Stripe (for the first check, payments older "
+        "than the 30 days of events Stripe keeps, or an audit; slower: about 24 links a second)",
         key="sync_full",
     )
-    if st.button("Sync from Stripe", key="sync_run", type="primary", icon=":material/sync:"):
+    if st.button("Check for new payments", key="sync_run", type="primary", icon=":material/sync:"):
         st.session_state[RESULT_KEY] = _run(user, full=full)
-    last_synced.caption(f"Payments last synced from Stripe: {_when(_league(user)[1])}.")
+    last_synced.caption(f"Last checked with Stripe: {_when(_league(user)[1], zone_name)}.")
     result = st.session_state.get(RESULT_KEY)
     if isinstance(result, SyncResult):
-        _summary(user, result)
+        _summary(user, result, zone_name)
     else:
-        _flagged(user, None)  # flagged by earlier syncs: recorded, so shown on every visit
+        _flagged(user, None, zone_name)  # found by earlier checks: recorded, so shown on every visit
 
 
 main()

@@ -9,6 +9,7 @@ import streamlit as st
 from core.errors import EmailDeliveryError
 from core.reporting.directory import league_of
 from core.setup.checklist import ChecklistItem, ItemKind, ItemState, check_email_connection, setup_checklist
+from core.words import plural
 from dashboard.navigation import entry_for
 from dashboard.state import require_user, services, session_scope, settings
 from dashboard.text import plain
@@ -64,7 +65,7 @@ def main() -> None:
     st.caption(f"{plain(league_name)} · what the league needs before it bills families. Secrets (the Stripe key, "
                "passwords) are never shown here; they stay in the server's environment or secrets.toml.")
     if to_do:
-        st.info(f"{to_do} thing{'s' if to_do != 1 else ''} to do before the league can bill families.",
+        st.info(f"{plural(to_do, 'thing')} to do before the league can bill families.",
                 icon=":material/checklist:")
     else:
         st.success("Everything the league needs is set up.", icon=":material/task_alt:")

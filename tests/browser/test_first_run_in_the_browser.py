@@ -1,12 +1,18 @@
-"""A volunteer sets a league up from an empty database, in Chromium, without a terminal.
+"""A volunteer sets a league up from an empty database and sends the first reminders, in Chromium,
+without a terminal: names the league, imports the roster, creates the payment links through the
+local Stripe stand-in, previews the email and sends it to every family.
 
-The steps are functions of ``LeagueSetUp`` so the rest of the journey (payment links through
-the local Stripe stand-in, the email preview, the send to everyone) adds steps, not a new test.
+The steps are functions of ``LeagueSetUp``, each asserting on what the admin sees, so a later
+part of the journey adds steps, not a new server start.
 """
 
 from __future__ import annotations
 
+import email
+import email.policy
+import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,18 +20,28 @@ from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import REPO, start_dashboard
 from tests.browser.streamlit_page import wait_until_idle
+from tests.stripe_stand_in import StripeStandIn
 
 pytestmark = pytest.mark.browser
 
 EXAMPLES = REPO / "examples"
+# The example roster: 8 players in 7 families; 5 families have a signed player and owe, and
+# 4 of them have an email address (the Williams family has none).
+FAMILIES_WITH_AN_ADDRESS = {"ngozi.okafor@example.org", "siobhan.obrien@example.org",
+                            "amelie.lefevre@example.org", "jose.garcia@example.org"}
 
 
 @pytest.fixture
-def empty_dashboard(tmp_path: Path):  # type: ignore[no-untyped-def]
-    """The dashboard on a new, empty SQLite file: no league, no demo data."""
+def empty_dashboard(tmp_path: Path, stripe_stand_in: StripeStandIn) -> Iterator[str]:
+    """The dashboard on a new, empty SQLite file (no league, no demo data), its Stripe the local stand-in."""
     env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'league.db'}", "EMAIL_OUTBOX_DIR": str(tmp_path / "outbox"),
-           "AUTH_MODE": "demo"}
+           "AUTH_MODE": "demo", "STRIPE_API_KEY": "sk_test_stand_in", "STRIPE_API_BASE": stripe_stand_in.api_base}
     yield from start_dashboard(env, tmp_path)
+
+
+def outbox_messages(outbox: Path) -> list[email.message.EmailMessage]:
+    return [email.message_from_bytes(p.read_bytes(), policy=email.policy.default)  # type: ignore[misc]
+            for p in sorted(outbox.glob("*.eml"))]
 
 
 class LeagueSetUp:
@@ -78,8 +94,66 @@ class LeagueSetUp:
         self.page.get_by_role("heading", name=title).first.wait_for(timeout=60_000)
         wait_until_idle(self.page)
 
+    def create_payment_links(self, stand_in: StripeStandIn) -> int:
+        """The dry run's plan, then the links created in Stripe; how many."""
+        page = self.page
+        self.open_page("Create payment links")
+        expect(page.get_by_text("Dry run: nothing is changed.")).to_be_visible()
+        to_create = int(page.get_by_test_id("stMetric").filter(has_text="Payment links to create")
+                        .get_by_test_id("stMetricValue").inner_text())
+        assert to_create > 0
+        totals = page.get_by_text(re.compile(r"payment links? to create \(")).inner_text()
+        assert "prices to create in Stripe" in totals or "price to create in Stripe" in totals
+        plan = " ".join([totals, *page.get_by_test_id("stDataFrame").locator('[role="gridcell"]').all_inner_texts()])
+        assert "create link" in plan
+        for word in ("mint", "tier", "0 waiting", "0 blocked"):
+            assert word not in plan.lower()
+        self.screenshot("payment-links-plan")
+        page.get_by_text("Dry run: show the plan, change nothing").click()
+        wait_until_idle(page)
+        page.get_by_text(re.compile(rf"^Create {to_create} payment links in Stripe, billing")).click()
+        wait_until_idle(page)
+        page.get_by_role("button", name="Create payment links").click()
+        page.get_by_text(f"Last run: {to_create} payment links created").wait_for(timeout=120_000)
+        wait_until_idle(page)
+        expect(page.get_by_text("Every signed player already has their payment links.")).to_be_visible()
+        assert len(stand_in.payment_links) == to_create
+        self.screenshot("payment-links-created")
+        return to_create
 
-def test_an_admin_names_the_league_and_imports_the_roster_from_an_empty_database(page, empty_dashboard, artifacts_dir):
+    def preview_the_email(self, *, greeting: str, zone: str) -> None:
+        page = self.page
+        self.open_page("Email")
+        inner = page.frame_locator('iframe[title="Email preview"]').first.frame_locator('iframe[sandbox=""]')
+        inner.get_by_text("Pay now").first.wait_for(timeout=30_000)
+        expect(inner.get_by_text(greeting)).to_be_visible()
+        expect(inner.get_by_text(re.compile(rf"^Balance as of \d{{4}}-\d\d-\d\d \d\d:\d\d {zone}\.$"))).to_be_visible()
+        self.screenshot("email-preview")
+
+    def send_to_everyone(self, outbox: Path) -> int:
+        page = self.page
+        page.get_by_role("tab", name="Send to everyone").click()
+        page.get_by_role("button", name="Sync payments and prepare the send").click()
+        page.get_by_text("Emails to send").wait_for(timeout=60_000)
+        wait_until_idle(page)
+        self.screenshot("send-manifest")
+        send_button = page.get_by_role("button", name=re.compile(r"^Send \d+ emails…$"))
+        count = int(re.search(r"\d+", send_button.inner_text()).group())  # type: ignore[union-attr]
+        send_button.click()
+        dialog = page.get_by_role("dialog")
+        dialog.get_by_text(f"Email {count} families").wait_for(timeout=30_000)
+        assert outbox_messages(outbox) == []  # nothing goes out before the admin says yes
+        self.screenshot("send-confirm")
+        dialog.get_by_role("button", name="Yes, send now").click()
+        page.get_by_text(re.compile(r"^Campaign #\d+$")).wait_for(timeout=120_000)
+        wait_until_idle(page)
+        self.screenshot("sent")
+        return count
+
+
+def test_a_volunteer_goes_from_an_empty_database_to_reminders_sent(page, empty_dashboard, stripe_stand_in,
+                                                                    artifacts_dir, tmp_path):
+    outbox = tmp_path / "outbox"  # where empty_dashboard points EMAIL_OUTBOX_DIR
     started = time.monotonic()
     admin = LeagueSetUp(page, artifacts_dir)
     admin.open(empty_dashboard)
@@ -87,11 +161,35 @@ def test_an_admin_names_the_league_and_imports_the_roster_from_an_empty_database
     admin.import_file(EXAMPLES / "players.csv", rows=8, next_step="Import your products file")
     admin.import_file(EXAMPLES / "products.csv", rows=4, next_step="Import your orders file")
     admin.import_file(EXAMPLES / "orders.csv", rows=5, next_step="Create the payment links families pay through.")
+    roster_imported = time.monotonic() - started
 
     admin.open_page("Setup checklist")
-    expect(page.get_by_text("None: payment links cannot be created yet.")).to_be_visible()
+    expect(page.get_by_text(re.compile(r"^A test key: payment links take no real money."))).to_be_visible()
     expect(page.get_by_text("8 players in 7 families.")).to_be_visible()
     admin.screenshot("setup-checklist")
+
+    admin.create_payment_links(stripe_stand_in)
     admin.open_page("Outstanding balances")
     expect(page.get_by_text("Northside Nets").first).to_be_visible()
-    print(f"\nfrom an empty database to the roster imported: {time.monotonic() - started:.1f} s")
+    expect(page.get_by_text("Families owing")).to_be_visible()
+    admin.screenshot("balances")
+
+    admin.preview_the_email(greeting="Hi Amélie,", zone="EST")  # the first-run form's zone: America/New_York
+    sent = admin.send_to_everyone(outbox)
+    reminders_sent = time.monotonic() - started
+
+    messages = outbox_messages(outbox)
+    addresses = [m["To"].addresses[0].addr_spec for m in messages]
+    assert sent == len(FAMILIES_WITH_AN_ADDRESS)
+    assert sorted(addresses) == sorted(FAMILIES_WITH_AN_ADDRESS)  # one email per family, nobody twice
+    for message in messages:
+        body = message.get_body(("plain",)).get_content()
+        assert "https://buy.stripe.com/" in body and "Total: $" in body
+        assert re.search(r"Balance as of [\d-]+ \d\d:\d\d EST\.", body)
+
+    admin.open_page("Audit log")
+    expect(page.get_by_text(f"Sent {sent} reminder emails (campaign #1)")).to_be_attached()  # a data-grid cell
+    expect(page.get_by_text("email.campaign_run")).to_have_count(0)
+    admin.screenshot("audit-log")
+    print(f"\nfrom an empty database to the roster imported: {roster_imported:.1f} s; "
+          f"to all {sent} reminders sent: {reminders_sent:.1f} s")

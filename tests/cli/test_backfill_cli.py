@@ -50,7 +50,7 @@ def test_the_dry_run_prints_the_plan_and_changes_nothing(session, league, stripe
     for column in ("Player", "Parent", "Product", "Amount", "Price", "Link exists?"):
         assert column in out
     assert "Amy Player" in out and "Ana O'Neil" in out and "$150.00" in out and "$60.00" in out
-    assert "Totals: 4 links to mint ($420.00), 2 Stripe prices to create" in out
+    assert "Totals: 4 payment links to create ($420.00), 2 prices to create in Stripe" in out
     assert "--commit" in out
     assert _links(session) == 0 and stripe_stand_in.request_count == 0
 
@@ -60,7 +60,7 @@ def test_commit_without_a_stripe_key_says_what_is_missing(session, league, capsy
     captured = capsys.readouterr()
     assert captured.err.strip().splitlines() == [
         "error: STRIPE_API_KEY is not set: add it to the environment or .streamlit/secrets.toml "
-        "to mint payment links (the dry run works without it)."
+        "to create payment links (the dry run works without it)."
     ]
     assert _links(session) == 0
 
@@ -69,13 +69,13 @@ def test_commit_mints_with_progress_and_a_rerun_mints_nothing(session, league, s
     _use_stand_in(monkeypatch, stripe_stand_in)
     assert main(["backfill", "--commit", "--tenant", "westside"]) == 0
     out = capsys.readouterr().out
-    assert "Minting 4 links for Westside Hoops" in out
-    assert out.count("minted ") >= 4 and "[4/4]" in out
-    assert "Done: 4 minted" in out
+    assert "Creating 4 payment links for Westside Hoops" in out
+    assert out.count("created ") >= 4 and "[4/4]" in out
+    assert "Done: 4 payment links created" in out
     assert _links(session) == 4 and len(stripe_stand_in.payment_links) == 4
 
     assert main(["backfill", "--commit"]) == 0
-    assert "Done: 0 minted" in capsys.readouterr().out
+    assert "Done: 0 payment links created" in capsys.readouterr().out
     assert len(stripe_stand_in.payment_links) == 4
 
 
@@ -84,7 +84,7 @@ def test_a_test_key_with_the_placeholder_thank_you_page_mints_with_a_warning(ses
     _use_stand_in(monkeypatch, stripe_stand_in)
     assert main(["backfill", "--commit"]) == 0
     err = capsys.readouterr().err
-    assert "warning: PAYMENT_SUCCESS_URL is not set" in err and "(fine for a test key)" in err
+    assert "warning: No thank-you page is set" in err and "(fine for a test key)" in err
     assert _links(session) == 4
 
 
@@ -93,11 +93,12 @@ def test_a_live_key_never_mints_links_that_send_families_to_the_placeholder_page
     _use_stand_in(monkeypatch, stripe_stand_in)
     monkeypatch.setenv("STRIPE_API_KEY", "sk_live_cli")
     assert main(["backfill"]) == 0  # the dry run says it already
-    assert "warning: --commit will refuse: PAYMENT_SUCCESS_URL is not set" in capsys.readouterr().err
+    assert "warning: --commit will refuse: No thank-you page is set" in capsys.readouterr().err
     assert main(["backfill", "--commit"]) == 1
     assert capsys.readouterr().err.strip().splitlines() == [
-        "error: PAYMENT_SUCCESS_URL is not set, so after paying a family lands on the placeholder "
-        "https://example.org/thank-you; set it to your league's thank-you page before minting live payment links."
+        "error: No thank-you page is set (League settings, or PAYMENT_SUCCESS_URL), so after paying a family lands "
+        "on the placeholder https://example.org/thank-you; set your league's thank-you page before creating live "
+        "payment links."
     ]
     assert _links(session) == 0 and stripe_stand_in.request_count == 0
 
@@ -128,10 +129,10 @@ def test_a_failed_item_is_listed_and_the_exit_status_is_not_zero(session, league
                            when=lambda r: r.params["metadata"]["player_id"] == str(bo.id))
     assert main(["backfill", "--commit"]) == 1
     captured = capsys.readouterr()
-    assert "Done: 2 minted" in captured.out
+    assert "Done: 2 payment links created" in captured.out
     assert "Bo Player — Registration: Stripe could not create a payment link: HTTP 400: Your account is restricted" \
         in captured.err
-    assert captured.err.strip().splitlines()[-1].startswith("error: 2 of the links could not be minted")
+    assert captured.err.strip().splitlines()[-1].startswith("error: 2 of the links could not be created")
     assert _links(session) == 2
 
 
@@ -179,7 +180,7 @@ def test_the_dry_run_shows_a_price_change_as_old_to_new(session, league, price_w
     out = capsys.readouterr().out
     [amy] = [line for line in out.splitlines() if line.startswith("Amy Player") and "Registration" in line]
     assert "$150.00 → $175.00" in amy and "replace" in amy
-    assert "0 links to mint ($0.00), 2 links to replace at a new price ($300.00 → $350.00)" in out
+    assert "0 payment links to create ($0.00), 2 links to replace at a new price ($300.00 → $350.00)" in out
     assert "--commit" in out
 
 
@@ -189,9 +190,9 @@ def test_commit_replaces_the_links_and_a_rerun_changes_nothing(session, league, 
     assert main(["backfill", "--commit"]) == 0
 
     out = capsys.readouterr().out
-    assert "Minting 0 links and replacing 2 at a new price for Westside Hoops" in out
+    assert "Creating 0 payment links and replacing 2 at a new price for Westside Hoops" in out
     assert "replaced Amy Player — Registration $150.00 → $175.00" in out
-    assert "Done: 0 minted, 2 replaced at a new price" in out
+    assert "Done: 0 payment links created, 2 replaced at a new price" in out
     session.expire_all()
     active = session.scalars(select(PaymentLink).where(PaymentLink.status == LinkStatus.ACTIVE)).all()
     assert sorted(link.amount_cents for link in active) == [6000, 6000, 17500, 17500]
@@ -200,7 +201,7 @@ def test_commit_replaces_the_links_and_a_rerun_changes_nothing(session, league, 
 
     requests = stripe_stand_in.request_count
     assert main(["backfill", "--commit"]) == 0
-    assert "Done: 0 minted, 0 replaced" in capsys.readouterr().out
+    assert "Done: 0 payment links created, 0 replaced" in capsys.readouterr().out
     assert stripe_stand_in.request_count == requests
 
 
@@ -219,7 +220,7 @@ def test_an_old_link_stripe_would_not_switch_off_is_listed_and_the_exit_status_i
     assert (f"Bo Player — Registration: the old link {bo_old.stripe_payment_link_id} is deactivated here but still "
             "active in Stripe") in captured.err
     assert captured.err.strip().splitlines()[-1] == (
-        "error: 1 old links are still active in Stripe (listed above); run the backfill again to retry, or "
+        "error: 1 old link is still active in Stripe (listed above); run the backfill again to retry, or "
         "deactivate them in the Stripe dashboard")
 
     # The dry run afterwards still shows it, and says what --commit would do.

@@ -164,7 +164,7 @@ def test_a_payment_switches_the_settled_charges_link_off_in_stripe(demo, session
                             .where(Player.parent_id == parent.id, PaymentLink.status == LinkStatus.ACTIVE)).all()
     assert main(["record-payment", parent.external_ref, f"{owed / 100:.2f}", "--method", "bank"]) == 0
     out = capsys.readouterr().out
-    assert f"switched off in Stripe: {len(links)} payment link(s)" in out
+    assert f"switched off in Stripe: {len(links)} payment links no longer owed" in out
     assert all(stripe_stand_in.payment_links[link.stripe_payment_link_id]["active"] is False for link in links)
 
 

@@ -54,7 +54,7 @@ def test_a_flagged_payment_is_one_line_on_stdout_the_first_time_only(demo_in_str
     out, err = capsys.readouterr()
     assert err == ""
     [line] = out.splitlines()
-    assert line.startswith("flagged: paid a different amount: ") and "$1.00" in line
+    assert line.startswith("needs a look: paid a different amount: ") and "$1.00" in line
 
     assert main(["sync-payments"]) == 0
     assert capsys.readouterr() == ("", "")
@@ -68,7 +68,7 @@ def test_verbose_prints_what_was_recorded(demo_in_stripe, stripe_stand_in, sessi
 
     out = capsys.readouterr().out
     assert out.count("paid: ") == 1 and "deactivated: " in out
-    assert out.splitlines()[-1].startswith("Payment sync (incremental): 1 paid")
+    assert out.splitlines()[-1].startswith("Payment sync (new payments since the last check): 1 paid")
 
 
 def test_full_checks_each_active_link(demo_in_stripe, stripe_stand_in, session, capsys):

@@ -73,7 +73,8 @@ def test_the_audit_csv_has_every_matching_entry_with_formulas_neutralised(sessio
 
     rows = _rows(audit_log_csv(session, admin, action="import"))
 
-    assert rows == [list(AUDIT_LOG_HEADER), ["2026-03-01 09:00:00", "ada@x.org", "admin", "import",
+    assert rows == [list(AUDIT_LOG_HEADER), ["2026-03-01 09:00:00 UTC", "2026-03-01 09:00:00", "ada@x.org", "admin",
+                                             "'=HYPERLINK(\"http://evil\")", "import",
                                              "'=HYPERLINK(\"http://evil\")"]]
 
 
@@ -114,3 +115,39 @@ def test_a_command_line_export_is_recorded_as_the_operator(engine, database_url,
     with unit_of_work(engine) as session:
         (entry,) = list_audit_entries(session, acting(find_tenant(session, "westside")))
         assert (entry.actor, entry.role, entry.action) == (f"cli:{getpass.getuser()}", "admin", "export")
+
+
+def test_a_payment_recorded_by_hand_reads_as_a_sentence_on_the_page_and_in_the_csv(session):
+    from core.audit_sentences import describe_action
+    from core.ledger.entries import record_payment
+    from core.models import PaymentMethod
+    from tests.factories import make_charge
+
+    league = make_tenant(session)
+    family = make_parent(session, league, "García, José")
+    make_charge(session, league, family, amount_cents=15000)
+    treasurer = ActingUser("tom@x.org", Role.TREASURER, league.id)
+    record_payment(session, treasurer, parent_id=family.id, amount_cents=4000, method=PaymentMethod.CASH)
+
+    (entry,) = [e for e in list_audit_entries(session, acting(league, Role.ADMIN)) if e.action == "ledger.payment"]
+    sentence = "Recorded a $40.00 cash payment from the García family"
+    assert describe_action(entry.action, entry.details, entry.summary) == sentence
+    row = next(r for r in csv.DictReader(io.StringIO(audit_log_csv(session, acting(league, Role.ADMIN)).decode("utf-8-sig")))
+               if r["action"] == "ledger.payment")
+    assert (row["what_happened"], row["action"]) == (sentence, "ledger.payment")
+
+
+def test_sentences_count_in_words_and_an_entry_without_details_shows_its_summary():
+    from core.audit_sentences import describe_action
+
+    assert describe_action("email.campaign_run", {"campaign_id": 4, "sent": 23, "failed": 1},
+                           "Campaign #4: 23 sent") == "Sent 23 reminder emails, 1 could not be sent (campaign #4)"
+    assert describe_action("email.campaign_run", {"campaign_id": 4, "sent": 1, "failed": 0},
+                           "x") == "Sent 1 reminder email (campaign #4)"
+    assert describe_action("backfill.commit", {"minted": 1, "replaced": 0, "failed": []}, "x") == (
+        "Created 1 payment link")
+    assert describe_action("sync", {"full": False, "paid": 2, "complete": True}, "x") == (
+        "Checked Stripe for new payments since the last check: 2 payments found")
+    # Entries written before their action had a sentence keep what they said.
+    assert describe_action("email.campaign_run", {}, "Campaign #1: 3 sent") == "Campaign #1: 3 sent"
+    assert describe_action("something.new", None, "Did a new thing") == "Did a new thing"

@@ -325,7 +325,7 @@ def test_a_crash_half_way_then_a_rerun_mints_the_rest_and_nothing_twice(engine, 
     assert len(survived) == 3  # each link was committed as soon as Stripe returned it
     audit = session.scalars(select(AuditEntry).where(AuditEntry.action == "backfill.commit")).one()
     assert audit.details["interrupted"] is True and audit.details["minted"] == 3
-    assert audit.summary.startswith("Payment link backfill: stopped part-way (a rerun finishes it): 3 minted")
+    assert audit.summary.startswith("Payment link backfill: stopped part-way (a rerun finishes it): 3 payment links created")
 
     rerun_plan = plan_backfill(session, league["admin"])
     assert rerun_plan.totals.links_to_mint == 5 and rerun_plan.totals.already_linked == 3
@@ -742,7 +742,7 @@ def test_live_links_are_never_minted_with_the_placeholder_thank_you_page(engine,
     from core.settings import PLACEHOLDER_SUCCESS_URL, ConfigurationError
 
     before = stripe_stand_in.request_count
-    with pytest.raises(ConfigurationError, match="before minting live payment links"):
+    with pytest.raises(ConfigurationError, match="before creating live payment links"):
         commit_backfill(engine, league["admin"], LiveMode(stripe_gateway), plan_backfill(session, league["admin"]),
                         success_url=PLACEHOLDER_SUCCESS_URL)
     assert stripe_stand_in.request_count == before and not _active_links(session, league["tenant"])

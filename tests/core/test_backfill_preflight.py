@@ -42,7 +42,7 @@ def test_without_a_stripe_key_only_the_commit_is_stopped():
     with pytest.raises(BackfillNotReady) as refused:
         preflight.raise_for_problems()
     assert str(refused.value) == ("STRIPE_API_KEY is not set: add it to the environment or .streamlit/secrets.toml "
-                                  "to mint payment links (the dry run works without it).")
+                                  "to create payment links (the dry run works without it).")
 
 
 @pytest.mark.parametrize("commit", [False, True])
@@ -50,7 +50,7 @@ def test_live_links_to_the_placeholder_thank_you_page_are_stopped_and_the_dry_ru
     preflight = backfill_preflight(Settings(stripe_api_key=LIVE_KEY), _plan(), commit=commit)
     [problem] = preflight.problems
     assert problem.kind is PreflightKind.PLACEHOLDER_THANK_YOU_PAGE
-    assert problem.message.endswith("before minting live payment links.")
+    assert problem.message.endswith("before creating live payment links.")
 
 
 def test_test_links_to_the_placeholder_thank_you_page_are_a_warning():

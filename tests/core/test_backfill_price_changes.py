@@ -92,13 +92,13 @@ def test_a_new_default_price_replaces_the_links_at_the_old_one(session, league):
     assert "price changed: $150.00 → $175.00" in item.reason
     assert _item(plan, league["amy"], league["dues"]).action is PlanAction.ALREADY_LINKED
     row = next(r for r in plan_rows(plan) if r["Player"] == "Amy Player" and r["Product"] == "Registration")
-    assert (row["Amount"], row["Action"], row["Link exists?"]) == ("$150.00 → $175.00", "replace", "yes")
+    assert (row["Amount"], row["To do"], row["Link exists?"]) == ("$150.00 → $175.00", "new price: replace link", "yes")
 
     totals = plan.totals
     assert (totals.links_to_mint, totals.links_to_replace) == (0, 2)
     assert (totals.replaced_from_cents, totals.replaced_to_cents) == (30000, 35000)
     assert totals.prices_to_create == 1  # the new tier has no Stripe price yet
-    assert "0 links to mint ($0.00), 2 links to replace at a new price ($300.00 → $350.00)" in describe_totals(totals)
+    assert "0 payment links to create ($0.00), 2 links to replace at a new price ($300.00 → $350.00)" in describe_totals(totals)
 
 
 def test_links_made_for_an_order_are_not_replaced_by_a_new_default_price(session, league):
@@ -215,7 +215,7 @@ def test_a_failed_deactivation_in_stripe_is_reported_and_the_new_link_stays(engi
     [still_active] = result.old_links_still_active
     assert (still_active.link_id, still_active.stripe_payment_link_id) == (old.id, old.stripe_payment_link_id)
     assert "cannot be updated right now" in still_active.reason
-    assert "1 old links still active in Stripe" in result.summary()
+    assert "1 old link still active in Stripe" in result.summary()
     assert _link(session, league, league["amy"], league["registration"], LinkStatus.DEACTIVATED).id == old.id
     assert _link(session, league, league["amy"], league["registration"]).amount_cents == 17500
     assert stripe_stand_in.payment_links[old.stripe_payment_link_id]["active"] is True
@@ -239,7 +239,7 @@ def test_a_failed_deactivation_in_stripe_is_reported_and_the_new_link_stays(engi
     fixed = commit_backfill(engine, league["admin"], LiveMode(stripe_gateway),
                             plan_backfill(session, league["admin"]), success_url=PLACEHOLDER_SUCCESS_URL)
     assert fixed.ok and fixed.switched_off_again == 1
-    assert "1 old links of an earlier run switched off in Stripe" in fixed.summary()
+    assert "1 old link of an earlier run switched off in Stripe" in fixed.summary()
     assert stripe_stand_in.payment_links[old.stripe_payment_link_id]["active"] is False
     session.expire_all()
     assert session.get(PaymentLink, old.id).stripe_deactivation_pending is False

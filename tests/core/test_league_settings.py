@@ -148,7 +148,7 @@ def test_the_placeholder_thank_you_page_is_refused_for_live_links(session):
 
     tenant = make_tenant(session)
     assert "fine for a test key" in (effective_settings(tenant, Settings()).success_url_problem() or "")
-    with pytest.raises(ConfigurationError, match="before minting live"):
+    with pytest.raises(ConfigurationError, match="before creating live"):
         effective_settings(tenant, Settings(stripe_api_key=Secret("sk_live_x"))).success_url_problem()
 
 

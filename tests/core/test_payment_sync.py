@@ -534,7 +534,7 @@ def test_a_send_to_everyone_syncs_first_so_a_family_who_paid_is_not_emailed(sess
     session.rollback()
     outcome = sync_payments_first(engine, league.admin, gateway=make_payment_gateway(settings))
 
-    assert outcome.ran and "Payment sync (incremental): 1 paid ($150.00)" in outcome.note
+    assert outcome.ran and "Payment sync (new payments since the last check): 1 paid ($150.00)" in outcome.note
     manifest = build_manifest(session, league.admin, OUTSTANDING_BALANCE)
     assert paid_parent not in {entry.parent_id for entry in manifest.recipients}
     assert len(manifest.recipients) == 2

@@ -22,7 +22,7 @@ def test_a_thank_you_page_that_is_not_a_web_address_is_refused(tmp_path, url):
 def test_the_placeholder_thank_you_page_is_refused_for_live_links_and_warned_about_for_test_ones(tmp_path):
     assert _settings(tmp_path).payment_success_url == PLACEHOLDER_SUCCESS_URL
     assert "fine for a test key" in _settings(tmp_path, STRIPE_API_KEY="sk_test_x").success_url_problem()
-    with pytest.raises(ConfigurationError, match="before minting live payment links"):
+    with pytest.raises(ConfigurationError, match="before creating live payment links"):
         _settings(tmp_path, STRIPE_API_KEY="sk_live_x").success_url_problem()
     own = _settings(tmp_path, STRIPE_API_KEY="sk_live_x", PAYMENT_SUCCESS_URL="https://westside.example/thanks")
     assert own.success_url_problem() is None

@@ -1,4 +1,4 @@
-"""The Mint payment links page: dry run first, then a confirmed commit against the Stripe stand-in."""
+"""The Create payment links page: dry run first, then a confirmed commit against the Stripe stand-in."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def test_the_dry_run_is_on_by_default_and_shows_the_plan(demo_league, open_app, 
     at = _open(open_app)
     assert at.toggle(key="backfill_dry_run").value is True
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Links to mint"] == str(plan.totals.links_to_mint) and plan.totals.links_to_mint > 0
+    assert metrics["Payment links to create"] == str(plan.totals.links_to_mint) and plan.totals.links_to_mint > 0
     table = _plan_table(at)
     assert len(table) == len(plan.items)
     assert list(table.columns)[:6] == ["Player", "Parent", "Product", "Amount", "Price", "Link exists?"]
@@ -102,10 +102,10 @@ def test_commit_asks_for_confirmation_then_mints_the_plan(demo_league, open_app,
     at.button(key="backfill_commit").click().run()
 
     assert not at.exception
-    assert any(f"{to_mint} minted" in s.value for s in at.success)
+    assert any(f"{to_mint} payment links created" in s.value for s in at.success)
     assert _active_links(session) == before + to_mint
     assert len(stripe_configured.payment_links) == to_mint
-    assert {m.label: m.value for m in at.metric}["Links to mint"] == "0"  # the plan shown is the new one
+    assert {m.label: m.value for m in at.metric}["Payment links to create"] == "0"  # the plan shown is the new one
     assert not [c for c in at.checkbox if c.key == "backfill_confirm"]  # nothing left armed to mint again
 
 
@@ -114,10 +114,10 @@ def test_a_live_key_without_a_thank_you_page_cannot_mint(demo_league, open_app, 
     monkeypatch.setenv("STRIPE_API_KEY", "sk_live_dashboard")
     monkeypatch.delenv("PAYMENT_SUCCESS_URL")
     at = _open(open_app)
-    assert any("PAYMENT_SUCCESS_URL is not set" in e.value for e in at.error)  # said in the dry run already
+    assert any("No thank-you page is set" in e.value for e in at.error)  # said in the dry run already
     at.toggle(key="backfill_dry_run").set_value(False).run()
     assert not at.exception
-    assert any("PAYMENT_SUCCESS_URL is not set" in e.value and "before minting live payment links" in e.value
+    assert any("No thank-you page is set" in e.value and "before creating live payment links" in e.value
                for e in at.error)
     assert not [b for b in at.button if b.key == "backfill_commit"]
     assert stripe_configured.request_count == 0
@@ -152,7 +152,7 @@ def test_a_price_change_is_shown_old_to_new_and_replaced_on_commit(demo_league, 
     at = _open(open_app)
     assert {m.label: m.value for m in at.metric}["Price changes"] == str(replacing)
     table = _plan_table(at)
-    replaced_rows = table[table["Action"] == "replace"]
+    replaced_rows = table[table["To do"] == "new price: replace link"]
     assert len(replaced_rows) == replacing and set(replaced_rows["Amount"]) == {"$150.00 → $175.00"}
 
     at.toggle(key="backfill_dry_run").set_value(False).run()

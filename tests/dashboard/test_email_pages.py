@@ -5,12 +5,14 @@ from __future__ import annotations
 import email
 import email.policy
 import html
+import re
 from pathlib import Path
 
 import pytest
 
 from core.access.leagues import find_tenant
 from core.access.permissions import Role
+from core.db import unit_of_work
 from core.email.campaigns import build_manifest
 from core.email.registry import OUTSTANDING_BALANCE
 from core.models import PaymentLink
@@ -199,7 +201,9 @@ def test_failed_messages_are_listed_with_the_reason_and_can_be_retried(
     assert sent_to(outbox) == sorted(e.email for e in manifest.recipients)
 
 
-def test_the_history_lists_campaigns_and_shows_each_messages_exact_html(demo_league, open_app):
+def test_the_history_lists_campaigns_and_shows_each_messages_exact_html(demo_league, open_app, engine):
+    with unit_of_work(engine) as session:
+        find_tenant(session, "demo").time_zone = "America/Los_Angeles"
     at = open_app("admin", page="email")
     at.text_input(key="test_address").input("me@example.org").run()
     at.button(key="send_test").click().run()
@@ -207,8 +211,10 @@ def test_the_history_lists_campaigns_and_shows_each_messages_exact_html(demo_lea
     assert not at.exception
     campaigns = table_with(at, "Campaign")
     assert list(campaigns["To"]) == ["test to me@example.org"] and list(campaigns["Sent"]) == [1]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d P[SD]T", campaigns["Started"][0])  # the league's clock
     messages = table_with(at, "Provider id")
     assert list(messages["Status"]) == ["sent"]
+    assert re.fullmatch(r"[\d-]+ \d\d:\d\d:\d\d P[SD]T", messages["Sent at"][0])
     srcdoc = frame_html(at)
     assert srcdoc.startswith('<iframe sandbox="" ') and "Pay now" in srcdoc
     assert "Subject: [TEST] " in at.text[0].value
@@ -257,7 +263,8 @@ def test_the_command_line_and_the_page_prepare_the_same_send(demo_league, open_a
     assert main(["send-outstanding", "--all"]) == 1
     out = capsys.readouterr().out
     to_email, _, skipped = out.partition("\nSkipped ")
-    cli_recipients = [m.groups() for m in re.finditer(r"^  (.*) <([^<>]*)>: (\S+) \((\d+) items\)$", to_email, re.M)]
+    assert "(1 item)" in to_email and "(1 items)" not in to_email
+    cli_recipients = [m.groups() for m in re.finditer(r"^  (.*) <([^<>]*)>: (\S+) \((\d+) items?\)$", to_email, re.M)]
     cli_skipped = [m.groups() for m in re.finditer(r"^  (.*?): (.*)$", skipped, re.M)]
 
     at = open_app("admin", page="email")

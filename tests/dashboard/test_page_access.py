@@ -15,7 +15,7 @@ from tests.dashboard.conftest import APP
 
 # The menu of each role, from the roles table of the architecture brief.
 MENU = {
-    "admin": ["Outstanding balances", "Family page", "Sync from Stripe", "Import roster", "Mint payment links", "League settings", "Setup checklist",
+    "admin": ["Outstanding balances", "Family page", "Sync from Stripe", "Import roster", "Create payment links", "League settings", "Setup checklist",
               "Audit log",
               "Email", "Email history"],
     "treasurer": ["Outstanding balances", "Family page", "Sync from Stripe"],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from sqlalchemy import select
 
@@ -37,27 +39,32 @@ def _metrics(at) -> dict[str, str]:  # type: ignore[no-untyped-def]
 
 def test_treasurer_syncs_and_the_paid_family_drops_out_of_the_balances(stripe_configured, open_app, session):
     link = _owed_link(session)
+    find_tenant(session, "demo").time_zone = "America/Los_Angeles"
+    session.commit()
     at = open_app("treasurer")  # the Balances page first, so its cached figures must be refreshed
     before = _metrics(at)["Total outstanding"]
     stripe_configured.complete_checkout_session(link.stripe_payment_link_id)
 
     at.switch_page("views/payment_sync.py").run()
-    assert "Payments last synced from Stripe: never." in [c.value for c in at.caption]
+    assert "Last checked with Stripe: never." in [c.value for c in at.caption]
     at.button(key="sync_run").click().run()
 
     assert not at.exception
     metrics = _metrics(at)
-    assert metrics["Paid since last sync"] == "1" and metrics["Flagged"] == "0"
+    assert metrics["New payments since the last check"] == "1" and metrics["To look at"] == "0"
     expected = summarise(outstanding_balances(session, acting(find_tenant(session, "demo"), Role.TREASURER)))
     assert metrics["Still owed"] == f"{expected.line_items:,}"
-    assert any(s.value.startswith("Synced at ") for s in at.success)
-    assert "Payments last synced from Stripe: never." not in [c.value for c in at.caption]
+    (checked,) = [s.value for s in at.success if s.value.startswith("Checked at ")]
+    assert re.fullmatch(r"Checked at \d{4}-\d\d-\d\d \d\d:\d\d P[SD]T\.", checked)  # the league's clock
+    assert "Last checked with Stripe: never." not in [c.value for c in at.caption]
 
     at.switch_page("views/balances.py").run()
     assert not at.exception
     after = _metrics(at)["Total outstanding"]
     assert after == format_cents(expected.total_cents) != before
-    assert "Payments last synced from Stripe: never" not in " ".join(c.value for c in at.caption)
+    assert "Last checked with Stripe for new payments: never" not in " ".join(c.value for c in at.caption)
+    assert re.search(r"Last checked with Stripe for new payments: [\d-]+ \d\d:\d\d P[SD]T\.",
+                     " ".join(c.value for c in at.caption))
 
 
 def test_a_payment_of_a_different_amount_is_shown_flagged(stripe_configured, open_app, session):
@@ -67,8 +74,8 @@ def test_a_payment_of_a_different_amount_is_shown_flagged(stripe_configured, ope
     at.button(key="sync_run").click().run()
 
     assert not at.exception
-    assert _metrics(at)["Flagged"] == "1"
-    assert any("need a look" in warning.value for warning in at.warning)
+    assert _metrics(at)["To look at"] == "1"
+    assert any("1 payment needs a look" in warning.value for warning in at.warning)
     flags = at.dataframe[0].value  # flagged payments come first
     assert list(flags["Why"]) == ["paid a different amount"] and list(flags["Reported"]) == ["new"]
 

@@ -83,7 +83,7 @@ def test_a_family_who_paid_is_synced_first_in_its_own_committed_unit_of_work(
 
     outcome = sync_payments_first(engine, acting(tenant), gateway=stand_in_gateway(stripe_stand_in))
 
-    assert outcome.ran and outcome.note.startswith("Payments synced from Stripe first: Payment sync (incremental): 1 paid")
+    assert outcome.ran and outcome.note.startswith("Payments synced from Stripe first: Payment sync (new payments since the last check): 1 paid")
     # Committed by the sync's own session: another session (the one the campaign is built in) sees it.
     session.expire_all()
     assert session.get(PaymentLink, links[0].id).status is LinkStatus.PAID
