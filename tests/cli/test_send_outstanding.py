@@ -224,7 +224,7 @@ def test_all_sends_nothing_when_the_payment_sync_fails(league, cli_env, capsys, 
     monkeypatch.setenv("STRIPE_API_KEY", "sk_test_stand_in")
     monkeypatch.setenv("STRIPE_API_BASE", stripe_stand_in.api_base)
     stripe_stand_in.inject("error", status=401, message="Invalid API Key provided", times=None,
-                           path="/v1/checkout/sessions")
+                           path="/v1/events")
     assert main(["send-outstanding", "--all", "--yes"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: Payments could not be synced from Stripe (") and err.count("\n") == 1

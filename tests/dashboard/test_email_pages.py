@@ -160,7 +160,7 @@ def test_confirming_syncs_payments_again_so_a_family_who_just_paid_is_not_emaile
 
 def test_a_failed_payment_sync_refuses_the_send_and_shows_no_list(stripe_configured, open_app, outbox):
     stripe_configured.inject("error", status=401, message="Invalid API Key provided", times=None,
-                             path="/v1/checkout/sessions")
+                             path="/v1/events")
     at = open_app("admin", page="email")
     at.button(key="prepare_send").click().run()
 
