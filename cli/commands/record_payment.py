@@ -7,6 +7,7 @@ from datetime import date
 
 from cli.context import add_tenant_option, league_command
 from cli.ledger_output import print_outcome
+from core.access.league_settings import settings_for_league
 from core.errors import InvalidInput
 from core.ledger.amounts import parse_amount
 from core.ledger.entries import record_payment
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
             lambda session: record_payment(session, ctx.user, parent_id=parent_id, amount_cents=amount,
                                            method=METHODS[args.method], received_on=received,
                                            reference=args.reference, note=args.note),
-            gateway=gateway,
+            gateway=gateway, success_url=settings_for_league(ctx.tenant, ctx.settings).payment_success_url,
         )
     return print_outcome(outcome)
 

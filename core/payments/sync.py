@@ -44,9 +44,10 @@ from core.access.permissions import ActingUser, Permission, require
 from core.audit import record_action
 from core.db import Sessions, as_sessions, unit_of_work
 from core.errors import BillingError, PaymentProviderError
-from core.ledger.stripe_payments import follow_stripe_link
+from core.ledger.stripe_payments import follow_family_checkout, follow_stripe_link
 from core.models import (
     DEFAULT_CURRENCY,
+    FamilyLink,
     FlagKind,
     LinkStatus,
     PaymentLink,
@@ -59,6 +60,7 @@ from core.models import (
 )
 from core.money import format_cents
 from core.payments import links
+from core.payments.family_links import FamilyLinkMinting, refresh_family_links
 from core.payments.flags import SyncFlag, record_flag
 from core.payments.gateway import CompletedCheckout, PaymentGateway, names_league
 from core.payments.provider_calls import run_concurrently
@@ -206,8 +208,14 @@ def sync_payments(
     progress: ProgressCallback | None = None,
     overlap: timedelta = DEFAULT_OVERLAP,
     concurrency: int = DEFAULT_CONCURRENCY,
+    family_links: FamilyLinkMinting | None = None,
 ) -> SyncResult:
     """Mark links paid from Stripe's completed Checkout Sessions; switch off withdrawn players' links.
+
+    Payments through a family's "Pay the balance" link are recorded by the ledger's one entry
+    point for them (``core.ledger.stripe_payments.follow_family_checkout``). With
+    ``family_links``, a family whose balance this sync changed gets its balance link replaced
+    at the new balance afterwards (``core.payments.family_links.refresh_family_links``).
 
     **Opens its own units of work from ``sessions`` (an engine or a session factory) and
     commits as it goes** (durable per item, see the module docstring): every link it marks
@@ -218,10 +226,14 @@ def sync_payments(
     them) and a rerun completes the work. Needs ``Permission.SYNC_PAYMENTS`` (treasurer, admin).
     """
     require(user, Permission.SYNC_PAYMENTS)
-    return _PaymentSync(
+    result = _PaymentSync(
         as_sessions(sessions), user, gateway, full=full, progress=progress, overlap=overlap,
         concurrency=concurrency,
     ).run()
+    if family_links is not None:
+        kept = refresh_family_links(sessions, user, family_links, mint_missing=False)
+        result.errors.extend(f"keeping balance links at the balance: {error}" for error in kept.errors)
+    return result
 
 
 @dataclass(frozen=True)
@@ -257,6 +269,7 @@ class _PaymentSync:
             tenant = session.get_one(Tenant, user.tenant_id)
             self.league_key, currency = tenant.league_key, tenant.currency
         self.result = SyncResult(full=full, started_at=utcnow(), currency=currency)
+        self.families_paid: set[int] = set()  # families whose balance link this sync recorded a payment of
 
     def run(self) -> SyncResult:
         if self.result.full:
@@ -319,14 +332,19 @@ class _PaymentSync:
             return
         stripe_ids = sorted({c.payment_link_id for c in batch if c.payment_link_id})
         flags: list[SyncFlag] = []
+        family: list[CompletedCheckout] = []
         with unit_of_work(self.sessions) as session:
             known = {ref.stripe_id: ref for ref in
                      self._link_refs(session, PaymentLink.stripe_payment_link_id.in_(stripe_ids))}
+            family_ids = set(session.scalars(select(FamilyLink.stripe_payment_link_id).where(
+                FamilyLink.tenant_id == self.user.tenant_id, FamilyLink.stripe_payment_link_id.in_(stripe_ids))))
             for checkout in batch:
                 ref = known.get(checkout.payment_link_id or "")
                 if ref is not None:
                     refs[ref.id] = ref
                     matched[ref.id].append(checkout)
+                elif checkout.payment_link_id in family_ids:
+                    family.append(checkout)
                 elif self._claims_our_league(checkout):
                     note = FlagNote(FlagKind.UNKNOWN_LINK, checkout,
                                     f"{self._amount(checkout)} paid through a link this league has no record of")
@@ -334,6 +352,24 @@ class _PaymentSync:
                 else:
                     self.result.sessions_not_ours += 1  # another league's or another sale on the account
         self.result.flags.extend(flags)
+        for checkout in sorted(family, key=lambda c: (c.created, c.id)):
+            self._record_family(checkout)
+
+    def _record_family(self, checkout: CompletedCheckout) -> None:
+        """A checkout of a family's balance link: the ledger's one entry point records it (committed)."""
+        with unit_of_work(self.sessions) as session:
+            outcome = follow_family_checkout(session, self.user, checkout)
+        if outcome is None or outcome.change is None:
+            return
+        self.families_paid.add(outcome.parent_id)
+        if outcome.flag is not None:
+            self.result.flags.append(outcome.flag)
+        if checkout.paid:
+            self.result.paid.append(RecordedPayment(
+                link_id=outcome.link_id, player_name=outcome.change.parent_name, product_name="Balance",
+                amount_cents=checkout.amount_total, currency=(checkout.currency or self.result.currency).lower(),
+                paid_at=checkout.created, checkout_session_id=checkout.id, amount_mismatch=outcome.flag is not None,
+            ))
 
     def _claims_our_league(self, checkout: CompletedCheckout) -> bool:
         # The backfill puts the league on every link's metadata, and Checkout copies it.

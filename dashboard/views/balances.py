@@ -65,6 +65,7 @@ def _line_items_frame(balances: list[OutstandingBalance]) -> pd.DataFrame:
                 "cents": item.amount_cents,
                 "Status": "processing" if item.processing else "owed",
                 "Pay Now": item.pay_url,
+                "Pay balance": balance.family_pay_url,  # the family's whole balance at once
             }
             for balance in balances
             for item in balance.items
@@ -75,6 +76,7 @@ def _line_items_frame(balances: list[OutstandingBalance]) -> pd.DataFrame:
 def _link_columns() -> dict[str, ColumnConfig | None]:
     return {
         "Pay Now": st.column_config.LinkColumn("Pay Now", display_text="Pay now ↗"),
+        "Pay balance": st.column_config.LinkColumn("Pay balance", display_text="Pay balance ↗"),
         "cents": None,
     }
 
