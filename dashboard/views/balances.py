@@ -116,7 +116,10 @@ def _families(balances: list[OutstandingBalance], user: ActingUser) -> None:
             f"({len(balance.items)} item{'s' if len(balance.items) != 1 else ''}){contact}"
         )
         with st.expander(label):
-            frame = _line_items_frame([balance]).drop(columns=["Family"])
+            if balance.family_pay_url:
+                st.link_button(f"Pay {format_cents(balance.total_cents, balance.currency)} (the whole balance)",
+                               balance.family_pay_url, icon=":material/payments:")
+            frame = _line_items_frame([balance]).drop(columns=["Family", "Pay balance"])
             st.dataframe(frame, hide_index=True, column_config=_link_columns(), width="stretch")
             if user.can(Permission.MANAGE_EMAIL_PREFERENCES):
                 _opt_out_button(user, balance)
