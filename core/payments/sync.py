@@ -14,7 +14,8 @@ Delayed payment methods settle days later on a session whose ``created`` does no
 so links marked processing are checked again one by one (there are few of them).
 
 ``full=True`` checks every active link explicitly instead (one list call per link, several
-in flight under the gateway's pacer): for the first sync of a league or an audit.
+in flight under the gateway's pacer), and every family balance link: for the first sync of a
+league or an audit.
 
 Durable per item: each link's change is committed as soon as it is recorded, so a sync
 that fails half-way keeps what it recorded. The league's ``payments_synced_at`` advances
@@ -274,6 +275,7 @@ class _PaymentSync:
     def run(self) -> SyncResult:
         if self.result.full:
             self._check_each_link(self._links_to_check(), phase="Checking every link")
+            self._check_family_links()
         else:
             self._list_window()
             self._check_each_link(self._processing_links(), phase="Checking processing payments")
@@ -419,6 +421,28 @@ class _PaymentSync:
         )
         if done < len(refs):
             self._error(f"stopped after {MAX_ERRORS} errors; {len(refs) - done} links were not checked")
+
+    def _check_family_links(self) -> None:
+        """A full pass: the sessions of every balance link that can still take a payment (active,
+        or retired and not yet switched off in Stripe), asked link by link."""
+        with unit_of_work(self.sessions) as session:
+            stripe_ids = [stripe_id for stripe_id in session.scalars(
+                select(FamilyLink.stripe_payment_link_id).where(
+                    FamilyLink.tenant_id == self.user.tenant_id, FamilyLink.stripe_payment_link_id.is_not(None),
+                    or_(FamilyLink.status == LinkStatus.ACTIVE, FamilyLink.stripe_deactivation_pending.is_(True)))
+                .order_by(FamilyLink.id)) if stripe_id]
+        for stripe_id in stripe_ids:
+            if self._too_many_errors():
+                return
+            try:
+                checkouts = list(self.gateway.list_completed_checkout_sessions(payment_link=stripe_id))
+            except PaymentProviderError as exc:
+                self._error(f"checking balance link {stripe_id}: {exc}")
+                continue
+            self.result.links_checked += 1
+            self.result.sessions_seen += len(checkouts)
+            for checkout in sorted(checkouts, key=lambda c: (c.created, c.id)):
+                self._record_family(checkout)
 
     # -- recording one link --------------------------------------------------------------------
 

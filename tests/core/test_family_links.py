@@ -162,6 +162,14 @@ def test_paying_the_balance_link_settles_every_open_charge_and_nothing_else(
     assert session.scalars(select(Payment).where(Payment.parent_id == billed["garcia"].id)).all() == [payment]
 
 
+def test_a_full_check_finds_a_balance_payment_too(session, billed, stripe_gateway, stripe_stand_in):
+    link = active_link(session, billed["garcia"])
+    stripe_stand_in.complete_checkout_session(link.stripe_payment_link_id)
+    result = sync_payments(sessions_of(session), billed["treasurer"], stripe_gateway, full=True)
+    assert result.ok and result.paid_cents == 38000
+    assert balance_of(session, billed, billed["garcia"]) == 0
+
+
 def test_a_link_for_an_older_smaller_balance_settles_the_oldest_charges_first(
         session, billed, stripe_gateway, stripe_stand_in):
     garcia = billed["garcia"]
