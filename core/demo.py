@@ -29,6 +29,7 @@ from core.models import (
     Charge,
     ChargePurpose,
     EntryOrigin,
+    FamilyLink,
     LedgerEntry,
     LedgerEntryKind,
     LinkStatus,
@@ -109,7 +110,25 @@ def build_demo_league(session: Session, *, seed: int = 7, ledger_examples: bool 
     if ledger_examples:
         _treasurers_first_week(session, tenant)
     session.flush()
+    _family_links(session, tenant)
+    session.flush()
     return _summary_of(session, tenant, created=True)
+
+
+def _family_links(session: Session, tenant: Tenant) -> None:
+    """Each family that owes its "Pay the balance" link at its balance, as a send would mint it
+    (Stripe-looking addresses that go nowhere, like the demo's item links)."""
+    from core.reporting.balances import outstanding_balances
+
+    admin = ActingUser("demo", Role.ADMIN, tenant.id)
+    now = utcnow()
+    session.add_all(
+        FamilyLink(tenant_id=tenant.id, parent_id=balance.parent_id, amount_cents=balance.total_cents,
+                   currency=balance.currency, stripe_payment_link_id=f"plink_demo_family_{balance.parent_id:05d}",
+                   url=f"https://buy.stripe.com/test_demo_family{balance.parent_id:05d}", status=LinkStatus.ACTIVE,
+                   mint_attempt="demo", created_at=now - timedelta(days=1))
+        for balance in outstanding_balances(session, admin) if balance.total_cents > 0
+    )
 
 
 def _products(session: Session, tenant: Tenant) -> tuple[Product, Product, Product]:

@@ -149,6 +149,24 @@ _FLAG_LABELS = {
 }
 
 
+class EmailPayLinks(str, enum.Enum):
+    """What an outstanding-balance email offers to pay (``Tenant.email_pay_links``)."""
+
+    BALANCE_AND_ITEMS = "balance_and_items"  # the family's balance, and each untouched item on its own
+    BALANCE_ONLY = "balance_only"  # the family's balance alone
+
+    @property
+    def label(self) -> str:
+        return _PAY_LINK_LABELS[self]
+
+
+_PAY_LINK_LABELS = {
+    EmailPayLinks.BALANCE_AND_ITEMS: "The balance, and each item on its own",
+    EmailPayLinks.BALANCE_ONLY: "The balance only",
+}
+DEFAULT_EMAIL_PAY_LINKS = EmailPayLinks.BALANCE_AND_ITEMS
+
+
 class CampaignStatus(str, enum.Enum):
     RUNNING = "running"
     COMPLETED = "completed"
@@ -190,6 +208,10 @@ class Tenant(Base):
     # databases on one Stripe account (a trial, a copy) never take each other's requests or
     # links. NULL for leagues created before it existed: they keep ``t<id>`` (``league_key``).
     stripe_namespace: Mapped[str | None] = mapped_column(String(32), default=lambda: secrets.token_hex(8))
+    # The league's one Stripe Product for family balance links (``core.payments.family_links``).
+    stripe_balance_product_id: Mapped[str | None] = mapped_column(String(255))
+    # What the email's Pay buttons are (``EmailPayLinks``); NULL: the default, balance and items.
+    email_pay_links: Mapped[str | None] = mapped_column(String(32))
 
     @property
     def league_key(self) -> str:
@@ -413,6 +435,77 @@ class PaymentLink(Base):
     product: Mapped[Product] = relationship()
     price_tier: Mapped[PriceTier] = relationship()
     order: Mapped[Order | None] = relationship()
+
+
+class BalancePrice(Base):
+    """A Stripe Price of the league's balance product at one amount, shared by every family
+    link for that amount. ``stripe_price_id`` stays NULL until Stripe has made it."""
+
+    __tablename__ = "balance_prices"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "amount_cents", "currency"),
+        CheckConstraint("amount_cents > 0", name="amount_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    stripe_price_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+
+
+class FamilyLink(Base):
+    """One Stripe Payment Link for a family's whole open balance (``core.payments.family_links``).
+
+    The same life as a ``PaymentLink`` (minting, active, paid, deactivated) for a parent instead
+    of a (player, product): at most one active and one minting per family (partial unique
+    indexes). ``amount_cents`` is the balance it was minted for; when the balance changes a new
+    link is minted and this one retired (and switched off in Stripe, the database first).
+    """
+
+    __tablename__ = "family_links"
+    __table_args__ = (
+        CheckConstraint("amount_cents > 0", name="amount_positive"),
+        CheckConstraint(
+            "status = 'minting' OR (stripe_payment_link_id IS NOT NULL AND url IS NOT NULL)",
+            name="stripe_link_once_minted",
+        ),
+        Index(
+            "uq_family_links_one_active_per_parent",
+            "tenant_id",
+            "parent_id",
+            unique=True,
+            postgresql_where=text("status = 'active'"),
+            sqlite_where=text("status = 'active'"),
+        ),
+        Index(
+            "uq_family_links_one_minting_per_parent",
+            "tenant_id",
+            "parent_id",
+            unique=True,
+            postgresql_where=text("status = 'minting'"),
+            sqlite_where=text("status = 'minting'"),
+        ),
+        Index("ix_family_links_tenant_status", "tenant_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    parent_id: Mapped[int] = mapped_column(ForeignKey("parents.id"), index=True)
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    stripe_price_id: Mapped[str | None] = mapped_column(String(255))
+    stripe_payment_link_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    url: Mapped[str | None] = mapped_column(String(1000))
+    status: Mapped[LinkStatus] = mapped_column(
+        _enum(LinkStatus, "payment_link_status"), default=LinkStatus.MINTING
+    )
+    mint_attempt: Mapped[str] = mapped_column(String(32))
+    stripe_deactivation_pending: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    checkout_session_id: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class PaymentFlag(Base):

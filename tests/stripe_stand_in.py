@@ -800,6 +800,18 @@ def _create_price(stand_in: StripeStandIn, request: RecordedRequest, _: str | No
     return price
 
 
+def _create_product(stand_in: StripeStandIn, request: RecordedRequest, _: str | None) -> dict[str, Any]:
+    """``POST /v1/products``: a product prices can then be made on (``price[product]``)."""
+    params = request.params
+    if not params.get("name"):
+        raise ApiError(400, "Missing required param: name.", param="name", code="parameter_missing")
+    product = {"id": f"prod_{stand_in._token()}", "object": "product", "name": params["name"],
+               "active": True, "metadata": dict(params.get("metadata") or {}), "created": int(time.time()),
+               "livemode": False}
+    stand_in.products[product["id"]] = product
+    return product
+
+
 def _list_prices(stand_in: StripeStandIn, request: RecordedRequest, _: str | None) -> dict[str, Any]:
     params = request.params
     items = list(reversed(stand_in.prices.values()))
@@ -874,6 +886,8 @@ def _create_payment_link(stand_in: StripeStandIn, request: RecordedRequest, _: s
             "metadata": dict(intent.get("metadata") or {}),
         } if intent else None,
         "restrictions": restrictions,
+        "custom_text": {key: ((params.get("custom_text") or {}).get(key) or None)
+                        for key in ("after_submit", "shipping_address", "submit", "terms_of_service_acceptance")},
         "livemode": False,
         "_created_with": params,
     }
@@ -1030,6 +1044,7 @@ class _CompleteSessionParams(stripe_params.PaymentLinkRetrieveParams):  # an ope
 _ID = r"([A-Za-z0-9_]+)"
 _ROUTES: list[tuple[str, re.Pattern[str], Callable[..., Any], type]] = [
     ("POST", re.compile(r"^/v1/prices$"), _create_price, stripe_params.PriceCreateParams),
+    ("POST", re.compile(r"^/v1/products$"), _create_product, stripe_params.ProductCreateParams),
     ("GET", re.compile(r"^/v1/prices$"), _list_prices, stripe_params.PriceListParams),
     ("GET", re.compile(rf"^/v1/prices/{_ID}$"), _retrieve_price, stripe_params.PriceRetrieveParams),
     ("POST", re.compile(r"^/v1/payment_links$"), _create_payment_link, stripe_params.PaymentLinkCreateParams),

@@ -6,6 +6,7 @@ import argparse
 
 from cli.context import add_tenant_option, league_command
 from cli.ledger_output import print_outcome
+from core.access.league_settings import settings_for_league
 from core.ledger.amounts import parse_amount
 from core.ledger.entries import record_adjustment
 from core.ledger.words import REDUCTION_NAMES
@@ -40,6 +41,6 @@ def run(args: argparse.Namespace) -> int:
             lambda session: record_adjustment(session, ctx.user, parent_id=parent_id, amount_cents=amount,
                                               kind=REDUCTION_NAMES[args.kind], reason=args.reason,
                                               charge_id=args.charge),
-            gateway=gateway,
+            gateway=gateway, success_url=settings_for_league(ctx.tenant, ctx.settings).payment_success_url,
         )
     return print_outcome(outcome)

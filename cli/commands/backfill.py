@@ -73,6 +73,7 @@ def run_backfill(args: argparse.Namespace) -> int:
         result = commit_backfill(
             ctx.services.sessions, ctx.user, gateway, plan,
             success_url=in_force.payment_success_url.value, progress=_print_progress, concurrency=args.concurrency,
+            family_links=True,
         )
         return _report(result)
 

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
             lambda session: record_payment(session, ctx.user, parent_id=parent_id, amount_cents=amount,
                                            method=METHODS[args.method], received_on=received,
                                            reference=args.reference, note=args.note),
-            gateway=gateway,
+            gateway=gateway, success_url=settings_for_league(ctx.tenant, ctx.settings).payment_success_url,
         )
         status = print_outcome(outcome)
         if args.receipt:

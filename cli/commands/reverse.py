@@ -6,6 +6,7 @@ import argparse
 
 from cli.context import add_tenant_option, league_command
 from cli.ledger_output import print_outcome
+from core.access.league_settings import settings_for_league
 from core.ledger.entries import reverse_entry
 from core.ledger.workflows import apply_ledger_change
 
@@ -29,6 +30,6 @@ def run(args: argparse.Namespace) -> int:
         outcome = apply_ledger_change(
             ctx.services.sessions, ctx.user,
             lambda session: reverse_entry(session, ctx.user, entry_id=args.entry_id, reason=args.reason),
-            gateway=gateway,
+            gateway=gateway, success_url=settings_for_league(ctx.tenant, ctx.settings).payment_success_url,
         )
     return print_outcome(outcome)

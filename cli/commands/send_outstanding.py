@@ -23,6 +23,7 @@ from core.email.sending import (
     send_test,
 )
 from core.errors import InvalidInput
+from core.payments.family_links import FamilyLinkMinting
 from core.reporting.directory import find_parent
 from core.settings import Settings
 from core.words import plural
@@ -94,6 +95,12 @@ def _league_config(ctx: CommandContext) -> Settings:
     return settings_for_league(ctx.tenant, ctx.settings)
 
 
+def _family_links(ctx: CommandContext, config: Settings) -> FamilyLinkMinting | None:
+    """What minting the families' balance links needs, when Stripe is configured."""
+    gateway = ctx.services.payment_gateway_if_configured(action="mint the families' balance links")
+    return FamilyLinkMinting(gateway, config.payment_success_url) if gateway is not None else None
+
+
 def _test_send(ctx: CommandContext, address: str, parent: str | None) -> int:
     config = _league_config(ctx)
     # A lookup in the command's own session, which nothing reads again afterwards.
@@ -102,6 +109,7 @@ def _test_send(ctx: CommandContext, address: str, parent: str | None) -> int:
         outcome = send_test(
             ctx.services.sessions, ctx.user, email_type=OUTSTANDING_BALANCE, test_address=address,
             parent_id=parent_id, backend=backend, email_from=config.email_from,
+            family_links=_family_links(ctx, config),
         )
     for row in outcome.report.rows:
         print(f"Test send: {shown(row.parent_name)}'s email ({row.amount}) to {shown(row.to_address)}")
@@ -144,7 +152,7 @@ def _send_to_everyone(ctx: CommandContext, args: argparse.Namespace, *, stdin: T
         outcome = send_prepared(
             services.sessions, ctx.user, prepared, reviewed=not args.yes, backend=backend,
             email_from=config.email_from, gateway=gateway, progress=_progress_printer(),
-            on_queued=_print_queued,
+            on_queued=_print_queued, family_links=_family_links(ctx, config),
         )
     if outcome.queued is None and prepared.manifest.count:
         print("Nothing new was queued: another send is emailing these families already.")

@@ -15,7 +15,9 @@ import argparse
 
 from cli.context import add_tenant_option, league_command
 from cli.output import shown
+from core.access.league_settings import settings_for_league
 from core.money import format_cents
+from core.payments.family_links import FamilyLinkMinting
 from core.payments.sync import SyncResult, sync_payments
 
 
@@ -49,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
     # The gateway before the league: without a key there is nothing to do, and the error says why.
     with league_command(args, stripe_action="sync payments") as ctx:
         gateway = ctx.services.payment_gateway(action="sync payments")
-        result = sync_payments(ctx.services.sessions, ctx.user, gateway, full=args.full)
+        success_url = settings_for_league(ctx.tenant, ctx.settings).payment_success_url
+        result = sync_payments(ctx.services.sessions, ctx.user, gateway, full=args.full,
+                               family_links=FamilyLinkMinting(gateway, success_url))
     for flag in result.new_flags:
         print(f"needs a look: {shown(flag.describe())}")
     for failed in result.failed:

@@ -26,7 +26,7 @@ from core.audit import record_action
 from core.email.brand import is_hex_colour
 from core.email.headers import normalise_recipient
 from core.errors import InvalidInput
-from core.models import DEFAULT_CURRENCY, Order, PaymentLink, PriceTier, Product, Tenant
+from core.models import DEFAULT_CURRENCY, EmailPayLinks, Order, PaymentLink, PriceTier, Product, Tenant
 from core.reporting.directory import league_of
 from core.settings import (
     PLACEHOLDER_EMAIL_ADDRESS,
@@ -63,6 +63,8 @@ class LeagueSettings:
     time_zone: str | None = None
     email_cooldown_days: str | None = None  # whole days, as typed
     currency: str | None = None
+    # What the email offers to pay: an ``EmailPayLinks`` value ("" : the default, balance and items).
+    email_pay_links: str | None = None
 
 
 # LeagueSettings field -> Tenant column
@@ -79,11 +81,13 @@ _COLUMNS = {
     "time_zone": "time_zone",
     "email_cooldown_days": "email_cooldown_days",
     "currency": "currency",
+    "email_pay_links": "email_pay_links",
 }
 _REQUIRED = {"name", "primary_color", "accent_color", "currency"}
 _LABELS = {
     "payment_success_url": "thank-you page",
     "email_cooldown_days": "email cool-down",
+    "email_pay_links": "email's pay buttons",
 }
 
 
@@ -214,6 +218,11 @@ def _checked(field: str, value: str | None) -> str | int | None:
         return _time_zone(value)
     if field == "email_cooldown_days":
         return _days(value)
+    if field == "email_pay_links":
+        if value not in {choice.value for choice in EmailPayLinks}:
+            raise InvalidInput(f"The email's pay buttons are one of {', '.join(c.value for c in EmailPayLinks)}, "
+                               f"not {value!r}.")
+        return value
     if field == "currency":
         if not _CURRENCY.fullmatch(value.lower()):
             raise InvalidInput(f"The currency must be a three-letter code like USD, not {value!r}.")

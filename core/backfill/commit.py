@@ -28,6 +28,7 @@ from core.errors import PaymentProviderError, PermissionDenied
 from core.ledger.billing import attach_link
 from core.models import LinkStatus, PaymentLink, PriceTier, ProductKind, utcnow
 from core.payments import links
+from core.payments.family_links import FamilyLinkMinting, refresh_family_links
 from core.payments.gateway import MintedLink, PaymentGateway, PaymentLinkRequest, league_metadata, names_league
 from core.payments.links import Activation, ActivationOutcome, LinkToReserve, link_idempotency_key
 from core.payments.provider_calls import run_concurrently
@@ -68,6 +69,7 @@ def commit_backfill(
     success_url: str,
     progress: ProgressCallback | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
+    family_links: bool = False,
 ) -> BackfillResult:
     """Mint the plan's links through Stripe. **Opens its own units of work from ``sessions`` and
     commits as it goes**; the caller's session, if any, is not used.
@@ -88,6 +90,8 @@ def commit_backfill(
     failed (``total``: the links to mint or replace), in the caller's thread. An audit entry is
     committed at the end, or when the run is stopped part-way; at the end the tables written
     are analyzed (``core.db.analyze_tables``), so the balances are planned on their new rows.
+    With ``family_links`` (the command line and the Backfill page), every family that owes then
+    gets its "Pay the balance" link at exactly its balance (``core.payments.family_links``).
     """
     require(user, Permission.MINT_LINKS)
     if plan.tenant_id != user.tenant_id:
@@ -100,6 +104,9 @@ def commit_backfill(
     run = _CommitRun(factory, user, gateway, plan, progress, success_url, concurrency)
     try:
         result = run.execute()
+        if family_links:  # then each family's balance link, at the balance just billed
+            family = refresh_family_links(factory, user, FamilyLinkMinting(gateway, success_url, concurrency))
+            result.family_links_minted, result.family_link_errors = family.minted, family.errors
     except BaseException:
         # Stopped part-way (Ctrl-C, the admin leaving the page, a crash): what was done is
         # committed item by item, and the audit log says so too.

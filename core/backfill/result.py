@@ -61,6 +61,8 @@ class BackfillResult:
     resumed: int = 0  # reservations of an interrupted run taken up again
     old_links_still_active: list[OldLinkStillActive] = field(default_factory=list)
     switched_off_again: int = 0  # links an earlier run deactivated, switched off in Stripe by this one
+    family_links_minted: int = 0  # families' balance links (core.payments.family_links), new or replacing
+    family_link_errors: list[str] = field(default_factory=list)
 
     def _with(self, status: ItemStatus) -> list[ItemOutcome]:
         return [outcome for outcome in self.outcomes if outcome.status is status]
@@ -87,7 +89,7 @@ class BackfillResult:
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.old_links_still_active
+        return not self.failed and not self.old_links_still_active and not self.family_link_errors
 
     def summary(self) -> str:
         text = (
@@ -100,4 +102,8 @@ class BackfillResult:
             text += f"; {plural(self.switched_off_again, 'old link')} of an earlier run switched off in Stripe"
         if self.old_links_still_active:
             text += f"; {plural(len(self.old_links_still_active), 'old link')} still active in Stripe"
+        if self.family_links_minted or self.family_link_errors:
+            text += f"; {plural(self.family_links_minted, 'family balance link')} created"
+        if self.family_link_errors:
+            text += f" ({len(self.family_link_errors):,} failed: {self.family_link_errors[0]})"
         return text

@@ -56,9 +56,11 @@ from core.email.senders import sender_alive
 from core.email.skip_reasons import OtherReminder, Skip, decide_skip, describe_skip
 from core.errors import BillingError, InvalidInput, NotFound
 from core.models import (
+    DEFAULT_EMAIL_PAY_LINKS,
     CampaignStatus,
     EmailCampaign,
     EmailMessage,
+    EmailPayLinks,
     MessageStatus,
     Parent,
     Tenant,
@@ -163,6 +165,12 @@ class EmailPreview:
 def _league_brand(session: Session, user: ActingUser, *, email_from: str) -> Brand:
     """The acting user's league brand, with ``EMAIL_FROM`` as the sending address."""
     return brand_for_tenant(session.get_one(Tenant, user.tenant_id), email_from=email_from)
+
+
+def _league_pay_links(session: Session, user: ActingUser) -> EmailPayLinks:
+    """What the league's emails offer to pay (League settings; the default: balance and items)."""
+    chosen = session.get_one(Tenant, user.tenant_id).email_pay_links
+    return EmailPayLinks(chosen) if chosen else DEFAULT_EMAIL_PAY_LINKS
 
 
 def build_manifest(
@@ -281,8 +289,9 @@ def start_campaign(
     )
     session.add(campaign)
     session.flush()
+    pay_links = _league_pay_links(session, user)
     rows = [
-        _outbox_row(campaign, entry, email_type, brand)
+        _outbox_row(campaign, entry, email_type, brand, pay_links)
         for entry in (*manifest.recipients, *manifest.skipped)
     ]
     if rows:
@@ -323,7 +332,7 @@ def send_test_email(
     with unit_of_work(sessions) as session:
         balance = _balance_of(session, user, email_type, parent_id)
         brand = _league_brand(session, user, email_from=email_from)
-        rendered = render_email(email_type, balance, brand)
+        rendered = render_email(email_type, balance, brand, pay_links=_league_pay_links(session, user))
         campaign = EmailCampaign(
             tenant_id=user.tenant_id,
             email_type=email_type.key,
@@ -416,7 +425,7 @@ def preview_email(
     require(user, Permission.PREVIEW_EMAIL)
     balance = _balance_of(session, user, email_type, parent_id)
     brand = _league_brand(session, user, email_from=email_from)
-    rendered = render_email(email_type, balance, brand)
+    rendered = render_email(email_type, balance, brand, pay_links=_league_pay_links(session, user))
     message = compose_message(
         rendered,
         brand=brand,
@@ -704,7 +713,8 @@ def _other_reminders(
     return others
 
 
-def _outbox_row(campaign: EmailCampaign, entry: ManifestEntry, email_type: EmailType, brand: Brand) -> dict[str, object]:
+def _outbox_row(campaign: EmailCampaign, entry: ManifestEntry, email_type: EmailType, brand: Brand,
+                pay_links: EmailPayLinks) -> dict[str, object]:
     row: dict[str, object] = {
         "campaign_id": campaign.id,
         "tenant_id": campaign.tenant_id,
@@ -725,7 +735,7 @@ def _outbox_row(campaign: EmailCampaign, entry: ManifestEntry, email_type: Email
         "created_at": utcnow(),
     }
     if entry.skip is None and entry.balance is not None:
-        rendered = render_email(email_type, entry.balance, brand)
+        rendered = render_email(email_type, entry.balance, brand, pay_links=pay_links)
         row.update(subject=rendered.subject, html_body=rendered.html, text_body=rendered.text)
     return row
 

@@ -24,7 +24,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, Template, select
 from core.email.brand import Brand
 from core.email.headers import encoded_header, header_text, mailto_url, require_header_address
 from core.email.registry import Recipient
-from core.models import utcnow
+from core.models import DEFAULT_EMAIL_PAY_LINKS, EmailPayLinks, utcnow
 from core.money import format_cents
 from core.reporting.balances import OutstandingBalance
 from core.timezones import format_local, local_time
@@ -88,14 +88,21 @@ def inline_css(html: str) -> str:
     return _inliner().inline(html)
 
 
-def email_lines(balance: OutstandingBalance) -> list[EmailLine]:
-    """The table rows of ``balance``; only http(s) payment URLs become buttons."""
+
+def _web_url(url: str) -> str | None:
+    return url if url.startswith(("https://", "http://")) else None
+
+
+def email_lines(balance: OutstandingBalance, *, item_links: bool = True) -> list[EmailLine]:
+    """The table rows of ``balance``; only http(s) payment URLs become buttons, and none
+    without ``item_links``. An item has a link only while it is untouched (its link is for
+    exactly what is open: ``outstanding_balances``)."""
     return [
         EmailLine(
             player_name=header_text(item.player_name),
             product_name=header_text(item.product_name),
             amount=format_cents(item.amount_cents, item.currency),
-            pay_url=item.pay_url if item.pay_url.startswith(("https://", "http://")) else None,
+            pay_url=_web_url(item.pay_url) if item_links else None,
             processing=item.processing,
         )
         for item in balance.items
@@ -103,23 +110,31 @@ def email_lines(balance: OutstandingBalance) -> list[EmailLine]:
 
 
 def render_email(email_type: EmailType, balance: OutstandingBalance, brand: Brand, *,
-                 as_of: datetime | None = None) -> RenderedEmail:
+                 as_of: datetime | None = None,
+                 pay_links: EmailPayLinks = DEFAULT_EMAIL_PAY_LINKS) -> RenderedEmail:
     """Render ``email_type`` for one parent's ``balance`` in the league's ``brand``.
 
-    The greeting uses the parent's first name when the roster gives one (a ``Recipient`` of
-    the email type's audience), else their name as the roster writes it. Every email ends
-    with how to unsubscribe: a ``mailto:`` to the league naming the family. The balance is
-    the one ``as_of`` (default: now), shown on the league's clock.
+    The email leads with the family's "Pay <balance>" button when it has a balance link
+    (``OutstandingBalance.family_pay_url``); the items keep their own Pay Now links unless the
+    league chose ``EmailPayLinks.BALANCE_ONLY`` (without a balance link they always keep them:
+    the family must be able to pay). The greeting uses the parent's first name when the roster
+    gives one (a ``Recipient`` of the email type's audience), else their name as the roster
+    writes it. Every email ends with how to unsubscribe: a ``mailto:`` to the league naming the
+    family. The balance is the one ``as_of`` (default: now), shown on the league's clock.
     """
     environment = template_environment()
     first_name = balance.first_name if isinstance(balance, Recipient) else None
+    family_url = _web_url(balance.family_pay_url)
+    item_links = family_url is None or pay_links is EmailPayLinks.BALANCE_AND_ITEMS
     context = {
         "brand": brand,
         "parent_name": header_text(balance.parent_name),
         "greeting_name": header_text(first_name or balance.parent_name),
         "unsubscribe_address": unsubscribe_address(brand),
         "unsubscribe_url": unsubscribe_url(brand, family=balance.parent_name),
-        "lines": email_lines(balance),
+        "lines": email_lines(balance, item_links=item_links),
+        "family_pay_url": family_url,
+        "item_links": item_links,
         "total": format_cents(balance.total_cents, balance.currency),
         "players": _join_names(tuple(header_text(name) for name in balance.player_names)),
         "as_of": format_local(as_of or utcnow(), brand.time_zone),

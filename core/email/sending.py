@@ -9,6 +9,11 @@ draw); neither sequences them itself.
   what was reviewed and only if anyone is to be emailed, finishes the unfinished sends whose run
   stopped, then drains the outbox with a progress callback) → ``SendToEveryoneOutcome``.
 - Test send: ``send_test`` → ``SendOutcome``.
+- Both mint the families' "Pay the balance" links (``core.payments.family_links``) right before
+  the emails are rendered, when given ``family_links`` (Stripe configured): a family gets a link
+  at exactly its balance, and one minted for an older balance is replaced. Minting never stops
+  a send: a family Stripe could not mint for gets its email with the items' own links, and
+  the outcome carries what failed. The preview mints nothing: it shows the link a family has.
 - Resume: ``resume_campaign`` (first the admin's decisions on interrupted messages — "it was
   sent" / "send it again" — and failed messages back in the queue, when asked) → ``SendOutcome``.
 - What happened: ``campaign_report`` → ``CampaignReport`` (what failed, what was interrupted and
@@ -37,6 +42,7 @@ a ``Session`` and never commits.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -73,7 +79,10 @@ from core.email.presend import PaymentSync, PresendSync, sync_payments_first
 from core.email.registry import EmailType
 from core.errors import EmailDeliveryError, InvalidInput
 from core.models import utcnow
+from core.payments.family_links import FamilyLinkMinting, FamilyLinksResult, refresh_family_links
 from core.payments.gateway import PaymentGateway
+
+log = logging.getLogger(__name__)
 
 # Why email cannot go out now (the backend refuses to be built), or None: ``Services.email_backend_problem``.
 BackendCheck = Callable[[], str | None]
@@ -175,6 +184,7 @@ class SendOutcome:
     report: CampaignReport
     queued: QueuedCampaign | None = None  # a send to everyone: what was queued
     requeued: int | None = None  # a resume with retries: how many were put back in the queue
+    family_links: FamilyLinksResult | None = None  # the balance links minted before rendering
 
     @property
     def campaign_id(self) -> int:
@@ -192,6 +202,7 @@ class SendToEveryoneOutcome:
     queued: QueuedCampaign | None  # None: nobody new to email (another send got there first)
     own: SendOutcome | None
     finished: tuple[SendOutcome, ...] = ()
+    family_links: FamilyLinksResult | None = None  # the balance links minted before rendering
 
     @property
     def runs(self) -> tuple[SendOutcome, ...]:
@@ -241,6 +252,7 @@ def send_prepared(
     sync: PaymentSync | None = None,
     progress: Progress | None = None,
     on_queued: Callable[[QueuedCampaign], None] | None = None,
+    family_links: FamilyLinkMinting | None = None,
 ) -> SendToEveryoneOutcome:
     """Queue the prepared send to everyone, finish the stopped sends, and send through the outbox.
 
@@ -257,6 +269,8 @@ def send_prepared(
     require(user, Permission.SEND_EMAIL)
     with send_run(sessions) as token:
         synced = sync_payments_first(sessions, user, gateway=gateway, sync=sync) if reviewed else prepared.sync
+        minted = _mint_family_links(sessions, user, family_links,
+                                    [entry.parent_id for entry in prepared.manifest.recipients])
         try:
             with unit_of_work(sessions) as session:
                 campaign = start_campaign(
@@ -280,7 +294,7 @@ def send_prepared(
             sessions, user, queued.campaign_id, backend=backend, email_from=email_from, progress=progress,
             token=token,
         )
-    return SendToEveryoneOutcome(queued=queued, own=own, finished=finished)
+    return SendToEveryoneOutcome(queued=queued, own=own, finished=finished, family_links=minted)
 
 
 def send_test(
@@ -292,6 +306,7 @@ def send_test(
     backend: EmailBackend,
     email_from: str,
     parent_id: int | None = None,
+    family_links: FamilyLinkMinting | None = None,
 ) -> SendOutcome:
     """Send ``parent_id``'s real email (default: the first family who owes) to ``test_address``.
 
@@ -305,9 +320,10 @@ def send_test(
         if not owing:
             raise InvalidInput("Nobody owes anything: there is no email to test.")
         parent_id = owing[0].parent_id
+    minted = _mint_family_links(sessions, user, family_links, [parent_id])
     result = send_test_email(sessions, user, parent_id=parent_id, test_address=test_address,
                              email_type=email_type, backend=backend, email_from=email_from)
-    return SendOutcome(result, _report(sessions, user, result.campaign_id))
+    return SendOutcome(result, _report(sessions, user, result.campaign_id), family_links=minted)
 
 
 def resume_campaign(
@@ -380,6 +396,17 @@ def _decide(
             details={"campaign_id": campaign_id, "was_sent": list(was_sent), "send_again": list(send_again)},
         )
     return again
+
+
+def _mint_family_links(sessions: Sessions, user: ActingUser, minting: FamilyLinkMinting | None,
+                       parent_ids: list[int]) -> FamilyLinksResult | None:
+    """The families' balance links at their balance, before their emails are rendered (commits)."""
+    if minting is None or not parent_ids:
+        return None
+    result = refresh_family_links(sessions, user, minting, parent_ids=parent_ids)
+    for error in result.errors:
+        log.warning("Balance link not minted (the email keeps the items' links): %s", error)
+    return result
 
 
 def _run(

@@ -11,6 +11,16 @@ transaction:
   processing, not owed); when it settles its state becomes ``settled``, and when the
   processing session is gone without a payment, ``failed`` (the charge is owed again).
 
+A family's "Pay the balance" link (``core.payments.family_links``) has no charge of its own:
+``follow_family_checkout`` is the one entry point turning a completed checkout of one into
+ledger entries, whoever read it from Stripe (payment sync's listing; Stripe's events):
+
+* a ``stripe`` payment of the whole amount paid (its Checkout Session as the reference, once),
+  settling the family's open charges oldest due first; paid through a link minted for an older
+  balance, what it overpays is the family's credit, and the payment is flagged;
+* a payment still processing is recorded ``processing`` and becomes ``settled`` when a paid
+  checkout of the same session is seen.
+
 A payment's ``state`` is the one column of a money row that changes, here and only here
 (``_set_state``), and each change is in the audit log.
 """
@@ -18,6 +28,7 @@ A payment's ``state`` is the one column of a money row that changes, here and on
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
 
 from sqlalchemy import select
@@ -30,6 +41,8 @@ from core.ledger.allocation import allocate
 from core.ledger.entries import LedgerChange, LedgerWriter, league_today
 from core.models import (
     EntryOrigin,
+    FamilyLink,
+    FlagKind,
     LedgerEntryKind,
     LinkStatus,
     Parent,
@@ -40,6 +53,9 @@ from core.models import (
     Player,
     Tenant,
 )
+from core.money import format_cents
+from core.payments import family_links
+from core.payments.flags import SyncFlag, record_flag
 from core.payments.gateway import CompletedCheckout
 from core.timezones import league_zone, local_date
 
@@ -82,6 +98,88 @@ def follow_stripe_link(
     if processing is not None:  # the processing session is gone unpaid: the charge is owed again
         return _change_state(session, user, link, processing, PaymentState.FAILED)
     return None
+
+
+@dataclass(frozen=True)
+class FamilyCheckout:
+    """What ``follow_family_checkout`` recorded: the ledger change (None: already recorded) and
+    the flag it raised (an overpayment through a link minted for an older balance)."""
+
+    link_id: int
+    parent_id: int
+    change: LedgerChange | None
+    flag: SyncFlag | None = None
+
+
+def follow_family_checkout(session: Session, user: ActingUser, checkout: CompletedCheckout) -> FamilyCheckout | None:
+    """Record ``checkout`` if it was made through one of the league's family links (see above).
+
+    None when it was not (an item link's checkout goes through ``follow_stripe_link``). The
+    family link's row is locked and marked paid (``family_links.mark_paid``). In the caller's
+    transaction; the caller commits. Recording the same checkout again changes nothing.
+    """
+    require(user, Permission.SYNC_PAYMENTS)
+    if not checkout.payment_link_id:
+        return None
+    link = family_links.family_link_by_stripe_id(session, user, checkout.payment_link_id)
+    if link is None:
+        return None
+    recorded = stripe_payment_by_reference(session, user, checkout.id)
+    if recorded is not None:
+        change = None
+        if recorded.state is PaymentState.PROCESSING and checkout.paid:
+            change = _family_state(session, user, link, recorded, PaymentState.SETTLED)
+            family_links.mark_paid(link, checkout)
+        return FamilyCheckout(link.id, link.parent_id, change)
+    amount = checkout.amount_total if checkout.amount_total and checkout.amount_total > 0 else link.amount_cents
+    state = PaymentState.SETTLED if checkout.paid else PaymentState.PROCESSING
+    writer = LedgerWriter(session, user, _parent(session, user, link.parent_id), origin=EntryOrigin.PAYMENT_SYNC)
+    account = writer.account()
+    payment = writer.payment(amount_cents=amount, method=PaymentMethod.STRIPE, received_on=checkout.created.date(),
+                             state=state, reference=checkout.id,
+                             note="paid through the family's Pay the balance link")
+    split = allocate(amount, account.open_charges)  # the whole balance: oldest due first
+    for charge_id, cents in split.parts:
+        writer.allocation(charge_id, cents, payment_id=payment.id)
+    if checkout.paid:
+        family_links.mark_paid(link, checkout)
+    overpaid = split.remainder_cents if state is PaymentState.SETTLED else 0
+    what = "processing" if state is PaymentState.PROCESSING else "paid"
+    summary = (f"Stripe payment of {writer.money(amount)} {what} through the balance link of "
+               f"{writer.parent.name} (entry {payment.id})")
+    if overpaid:
+        summary += f"; {writer.money(overpaid)} more than was owed is credit (refund or keep it)"
+    change = writer.finish(action="ledger.payment", summary=summary, main_entry_id=payment.id,
+                           kind=LedgerEntryKind.PAYMENT, overpaid_cents=overpaid,
+                           details={"method": "stripe", "checkout_session": checkout.id, "state": state.value,
+                                    "family_link_id": link.id})
+    flag = None
+    if overpaid:  # paid through a link minted for an older, larger balance
+        flag = record_flag(
+            session, user, FlagKind.AMOUNT_MISMATCH, checkout,
+            f"{writer.parent.name} paid {writer.money(amount)} through a balance link minted for "
+            f"{format_cents(link.amount_cents, link.currency)} when less was owed; {writer.money(overpaid)} "
+            "more than was owed is credit (refund or keep it)",
+            link_id=None, product_name=f"{writer.parent.name}'s balance",
+        )
+    return FamilyCheckout(link.id, link.parent_id, change, flag)
+
+
+def _parent(session: Session, user: ActingUser, parent_id: int) -> Parent:
+    return session.scalars(select(Parent).where(Parent.id == parent_id, Parent.tenant_id == user.tenant_id)).one()
+
+
+def _family_state(session: Session, user: ActingUser, link: FamilyLink, payment: Payment,
+                  state: PaymentState) -> LedgerChange:
+    writer = LedgerWriter(session, user, _parent(session, user, link.parent_id), origin=EntryOrigin.PAYMENT_SYNC)
+    before = _set_state(payment, state)
+    session.flush()
+    return writer.finish(
+        action="ledger.payment_state",
+        summary=f"Stripe payment {payment.id} of {writer.money(payment.amount_cents)}: {before.value} -> {state.value}",
+        main_entry_id=payment.id, kind=LedgerEntryKind.PAYMENT,
+        details={"payment_id": payment.id, "from": before.value, "to": state.value, "family_link_id": link.id},
+    )
 
 
 def _processing_payment(session: Session, user: ActingUser, link: PaymentLink) -> Payment | None:

@@ -43,6 +43,9 @@ class PaymentLinkRequest:
     metadata: Mapping[str, str] = field(default_factory=dict)
     single_payment: bool = False
     save_payment_method: bool = False
+    # Shown beside Checkout's pay button (a family link names the family there: its line item
+    # is the league's shared balance product).
+    submit_message: str | None = None
 
 
 @dataclass(frozen=True)
@@ -129,8 +132,14 @@ class PaymentGateway(Protocol):
         product_name: str,
         metadata: Mapping[str, str],
         idempotency_key: str,
+        product_id: str | None = None,
     ) -> str:
-        """Create a one-time Price (with its own provider product); return the Price id."""
+        """Create a one-time Price (on ``product_id``, else with its own provider product named
+        ``product_name``); return the Price id."""
+        ...
+
+    def create_product(self, *, name: str, metadata: Mapping[str, str], idempotency_key: str) -> str:
+        """Create a provider Product; return its id (the same key returns the same product)."""
         ...
 
     def create_payment_link(self, request: PaymentLinkRequest, *, idempotency_key: str) -> MintedLink:

@@ -433,6 +433,14 @@ def _as_found(outcome: ActivationOutcome, link_id: int, link: PaymentLink | None
                       switch_off=switch_off, winner_id=winner_id, winner_url=winner_url)
 
 
+def switch_off_at_stripe(gateway: PaymentGateway, stripe_payment_link_id: str) -> None:
+    """Ask Stripe to switch a link retired here off (item or family link: ``core.payments.family_links``).
+
+    Done when Stripe switches the link off, or has no such link (404: nothing can be paid
+    through it); ``PaymentProviderError`` otherwise, and the caller keeps the link's mark."""
+    _switch_off_at_stripe(gateway, stripe_payment_link_id)
+
+
 def _switch_off_at_stripe(gateway: PaymentGateway, stripe_payment_link_id: str) -> None:
     """Stripe switches the link off, or has no such link (404: nothing can be paid through it)."""
     try:

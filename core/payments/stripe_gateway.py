@@ -167,18 +167,30 @@ class StripeGateway(PaymentGateway):
         product_name: str,
         metadata: Mapping[str, str],
         idempotency_key: str,
+        product_id: str | None = None,
     ) -> str:
         params: stripe.params.PriceCreateParams = {
             "unit_amount": amount_cents,
             "currency": currency.lower(),
-            "product_data": {"name": product_name, "metadata": dict(metadata)},
             "metadata": dict(metadata),
         }
+        if product_id:
+            params["product"] = product_id
+        else:
+            params["product_data"] = {"name": product_name, "metadata": dict(metadata)}
         price = self._call(
             "create a price",
             lambda: self._client.v1.prices.create(params, {"idempotency_key": idempotency_key}),
         )
         return str(price.id)
+
+    def create_product(self, *, name: str, metadata: Mapping[str, str], idempotency_key: str) -> str:
+        params: stripe.params.ProductCreateParams = {"name": name, "metadata": dict(metadata)}
+        product = self._call(
+            "create a product",
+            lambda: self._client.v1.products.create(params, {"idempotency_key": idempotency_key}),
+        )
+        return str(product.id)
 
     def create_payment_link(self, request: PaymentLinkRequest, *, idempotency_key: str) -> MintedLink:
         link = self._call(
@@ -337,6 +349,8 @@ def payment_link_params(request: PaymentLinkRequest) -> stripe.params.PaymentLin
         "metadata": dict(request.metadata),
         "after_completion": {"type": "redirect", "redirect": {"url": request.success_url}},
     }
+    if request.submit_message:
+        params["custom_text"] = {"submit": {"message": request.submit_message}}
     if request.single_payment:
         params["restrictions"] = {"completed_sessions": {"limit": 1}}
     if request.save_payment_method:

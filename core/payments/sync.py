@@ -13,10 +13,10 @@ the transaction of its effect. Links still processing are also checked again one
 (there are few of them), in case an event was missed.
 
 ``full=True`` checks every active link explicitly instead (one list call per link, several
-in flight under the gateway's pacer): for the first sync of a league, for what is older than
-the 30 days of events Stripe keeps, or an audit. It then compares the ledger with every
-completed Checkout Session of the account and reports each difference
-(``core.payments.ledger_check``).
+in flight under the gateway's pacer), and every family balance link: for the first sync of a
+league, for what is older than the 30 days of events Stripe keeps, or an audit. It then
+compares the ledger with every completed Checkout Session of the account and reports each
+difference (``core.payments.ledger_check``).
 
 Durable per item: each link's change is committed as soon as it is recorded, so a sync
 that fails half-way keeps what it recorded. The league's ``payments_synced_at`` advances
@@ -46,9 +46,10 @@ from core.access.permissions import ActingUser, Permission, require
 from core.audit import record_action
 from core.db import Sessions, as_sessions, unit_of_work
 from core.errors import BillingError, PaymentProviderError
-from core.ledger.stripe_payments import follow_stripe_link
+from core.ledger.stripe_payments import follow_family_checkout, follow_stripe_link
 from core.models import (
     DEFAULT_CURRENCY,
+    FamilyLink,
     FlagKind,
     LedgerEntry,
     LinkStatus,
@@ -65,6 +66,7 @@ from core.models import (
 from core.money import format_cents
 from core.payments import events, links
 from core.payments.events import RecordedRefund
+from core.payments.family_links import FamilyLinkMinting, refresh_family_links
 from core.payments.flags import SyncFlag, record_flag
 from core.payments.gateway import CompletedCheckout, PaymentGateway, ProviderEvent, RefundReceipt, names_league
 from core.payments.ledger_check import LedgerDifference, compare_ledger_with_stripe, ledger_stripe_payments
@@ -230,8 +232,14 @@ def sync_payments(
     full: bool = False,
     progress: ProgressCallback | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
+    family_links: FamilyLinkMinting | None = None,
 ) -> SyncResult:
     """Mark links paid from Stripe's completed Checkout Sessions; switch off withdrawn players' links.
+
+    Payments through a family's "Pay the balance" link are recorded by the ledger's one entry
+    point for them (``core.ledger.stripe_payments.follow_family_checkout``). With
+    ``family_links``, a family whose balance this sync changed gets its balance link replaced
+    at the new balance afterwards (``core.payments.family_links.refresh_family_links``).
 
     **Opens its own units of work from ``sessions`` (an engine or a session factory) and
     commits as it goes** (durable per item, see the module docstring): every link it marks
@@ -242,10 +250,14 @@ def sync_payments(
     them) and a rerun completes the work. Needs ``Permission.SYNC_PAYMENTS`` (treasurer, admin).
     """
     require(user, Permission.SYNC_PAYMENTS)
-    return _PaymentSync(
+    result = _PaymentSync(
         as_sessions(sessions), user, gateway, full=full, progress=progress,
         concurrency=concurrency,
     ).run()
+    if family_links is not None:
+        kept = refresh_family_links(sessions, user, family_links, mint_missing=False)
+        result.errors.extend(f"keeping balance links at the balance: {error}" for error in kept.errors)
+    return result
 
 
 @dataclass(frozen=True)
@@ -279,10 +291,12 @@ class _PaymentSync:
             tenant = session.get_one(Tenant, user.tenant_id)
             self.league_key, currency = tenant.league_key, tenant.currency
         self.result = SyncResult(full=full, started_at=utcnow(), currency=currency)
+        self.families_paid: set[int] = set()  # families whose balance link this sync recorded a payment of
 
     def run(self) -> SyncResult:
         if self.result.full:
             self._check_each_link(self._links_to_check(), phase="Checking every link")
+            self._check_family_links()
             self._compare_ledger_with_stripe()
         else:
             self._read_events()
@@ -427,6 +441,9 @@ class _PaymentSync:
             league_links = set(session.scalars(
                 select(PaymentLink.stripe_payment_link_id).where(PaymentLink.tenant_id == self.user.tenant_id,
                                                                  PaymentLink.stripe_payment_link_id.is_not(None))))
+            league_links |= set(session.scalars(
+                select(FamilyLink.stripe_payment_link_id).where(FamilyLink.tenant_id == self.user.tenant_id,
+                                                                FamilyLink.stripe_payment_link_id.is_not(None))))
         ours = [c for c in checkouts if c.payment_link_id in league_links or self._claims_our_league(c)]
         self.result.differences = compare_ledger_with_stripe(ledger, ours)
         self._report("Comparing the ledger with Stripe", len(checkouts), len(checkouts))
@@ -442,14 +459,19 @@ class _PaymentSync:
             return
         stripe_ids = sorted({c.payment_link_id for c in batch if c.payment_link_id})
         flags: list[SyncFlag] = []
+        family: list[CompletedCheckout] = []
         with unit_of_work(self.sessions) as session:
             known = {ref.stripe_id: ref for ref in
                      self._link_refs(session, PaymentLink.stripe_payment_link_id.in_(stripe_ids))}
+            family_ids = set(session.scalars(select(FamilyLink.stripe_payment_link_id).where(
+                FamilyLink.tenant_id == self.user.tenant_id, FamilyLink.stripe_payment_link_id.in_(stripe_ids))))
             for checkout in batch:
                 ref = known.get(checkout.payment_link_id or "")
                 if ref is not None:
                     refs[ref.id] = ref
                     matched[ref.id].append(checkout)
+                elif checkout.payment_link_id in family_ids:
+                    family.append(checkout)
                 elif self._claims_our_league(checkout):
                     note = FlagNote(FlagKind.UNKNOWN_LINK, checkout,
                                     f"{self._amount(checkout)} paid through a link this league has no record of")
@@ -457,6 +479,24 @@ class _PaymentSync:
                 else:
                     self.result.sessions_not_ours += 1  # another league's or another sale on the account
         self.result.flags.extend(flags)
+        for checkout in sorted(family, key=lambda c: (c.created, c.id)):
+            self._record_family(checkout)
+
+    def _record_family(self, checkout: CompletedCheckout) -> None:
+        """A checkout of a family's balance link: the ledger's one entry point records it (committed)."""
+        with unit_of_work(self.sessions) as session:
+            outcome = follow_family_checkout(session, self.user, checkout)
+        if outcome is None or outcome.change is None:
+            return
+        self.families_paid.add(outcome.parent_id)
+        if outcome.flag is not None:
+            self.result.flags.append(outcome.flag)
+        if checkout.paid:
+            self.result.paid.append(RecordedPayment(
+                link_id=outcome.link_id, player_name=outcome.change.parent_name, product_name="Balance",
+                amount_cents=checkout.amount_total, currency=(checkout.currency or self.result.currency).lower(),
+                paid_at=checkout.created, checkout_session_id=checkout.id, amount_mismatch=outcome.flag is not None,
+            ))
 
     def _claims_our_league(self, checkout: CompletedCheckout) -> bool:
         # The backfill puts the league on every link's metadata, and Checkout copies it.
@@ -506,6 +546,28 @@ class _PaymentSync:
         )
         if done < len(refs):
             self._error(f"stopped after {MAX_ERRORS} errors; {len(refs) - done} links were not checked")
+
+    def _check_family_links(self) -> None:
+        """A full pass: the sessions of every balance link that can still take a payment (active,
+        or retired and not yet switched off in Stripe), asked link by link."""
+        with unit_of_work(self.sessions) as session:
+            stripe_ids = [stripe_id for stripe_id in session.scalars(
+                select(FamilyLink.stripe_payment_link_id).where(
+                    FamilyLink.tenant_id == self.user.tenant_id, FamilyLink.stripe_payment_link_id.is_not(None),
+                    or_(FamilyLink.status == LinkStatus.ACTIVE, FamilyLink.stripe_deactivation_pending.is_(True)))
+                .order_by(FamilyLink.id)) if stripe_id]
+        for stripe_id in stripe_ids:
+            if self._too_many_errors():
+                return
+            try:
+                checkouts = list(self.gateway.list_completed_checkout_sessions(payment_link=stripe_id))
+            except PaymentProviderError as exc:
+                self._error(f"checking balance link {stripe_id}: {exc}")
+                continue
+            self.result.links_checked += 1
+            self.result.sessions_seen += len(checkouts)
+            for checkout in sorted(checkouts, key=lambda c: (c.created, c.id)):
+                self._record_family(checkout)
 
     # -- recording one link --------------------------------------------------------------------
 

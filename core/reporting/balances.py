@@ -1,8 +1,9 @@
 """Outstanding balances: the one implementation of "who owes what".
 
 The dashboard table, the treasurer's CSV, the email audience and the email body all call
-``outstanding_balances``; so does a family's statement for what is open. It runs one SQL
-statement whatever the size of the league.
+``outstanding_balances``; so does a family's statement for what is open. It runs two SQL
+statements whatever the size of the league: the balances, and the families' "Pay the balance"
+links (``OutstandingBalance.family_pay_url``, shown only for exactly the total shown).
 
 The figures come from the ledger (``core.ledger.accounts``): a family owes the open amounts of
 its billed charges less its unapplied credit. Each open charge is an item, with its Pay Now
@@ -19,7 +20,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any, NamedTuple
 
@@ -30,7 +31,7 @@ from core.access.permissions import ActingUser, Permission, require
 from core.errors import PermissionDenied
 from core.ledger.accounts import charge_settlements, family_credit, is_billed, reversed_ids
 from core.ledger.allocation import OpenCharge, allocate
-from core.models import DEFAULT_CURRENCY, Charge, LinkStatus, Parent, PaymentLink, Player, Product, Team
+from core.models import DEFAULT_CURRENCY, Charge, FamilyLink, LinkStatus, Parent, PaymentLink, Player, Product, Team
 from core.reporting.name_search import fold
 
 
@@ -70,6 +71,9 @@ class OutstandingBalance:
     # Credit the items did not use up (only a family with payments still processing is listed
     # with it: a family whose credit covers everything owes nothing and is not listed).
     credit_cents: int = 0
+    # The family's "Pay the balance" link, when its active one is for exactly ``total_cents``
+    # (``core.payments.family_links``); else empty.
+    family_pay_url: str = ""
 
     @property
     def total_cents(self) -> int:
@@ -127,7 +131,31 @@ def outstanding_balances(
     # Core execution: plain rows, without the ORM's per-row bookkeeping.
     rows = session.connection().execute(_balances_statement(user, filters)).all()
     with _cyclic_gc_paused():
-        return _group_by_parent(rows, show_email=user.can(Permission.VIEW_CONTACT_DETAILS))
+        balances = _group_by_parent(rows, show_email=user.can(Permission.VIEW_CONTACT_DETAILS))
+    return _with_family_links(session, user, balances)
+
+
+def _with_family_links(session: Session, user: ActingUser,
+                       balances: list[OutstandingBalance]) -> list[OutstandingBalance]:
+    """Each balance with its family's balance link, if that link is for exactly what it shows (one
+    statement). A narrowed view (a coach's teams, a product filter) shows a part of a family's
+    balance, so the link, for the whole of it, is not shown there."""
+    if not balances:
+        return balances
+    query = select(FamilyLink.parent_id, FamilyLink.amount_cents, FamilyLink.url).where(
+        FamilyLink.tenant_id == user.tenant_id, FamilyLink.status == LinkStatus.ACTIVE)
+    if len(balances) <= 100:
+        query = query.where(FamilyLink.parent_id.in_([balance.parent_id for balance in balances]))
+    family = {parent_id: (amount, url) for parent_id, amount, url in session.execute(query)}
+    if not family:
+        return balances
+    shown = []
+    for balance in balances:
+        amount, url = family.get(balance.parent_id, (None, None))
+        if url and amount == balance.total_cents:
+            balance = replace(balance, family_pay_url=url)
+        shown.append(balance)
+    return shown
 
 
 def summarise(balances: Sequence[OutstandingBalance]) -> BalanceSummary:

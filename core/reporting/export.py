@@ -29,8 +29,10 @@ class ExportKind(str, enum.Enum):
 
 LINE_ITEM_HEADER = (
     "parent", "parent_email", "player", "team", "item", "amount", "processing", "currency", "status", "pay_now_url",
+    "pay_balance_url",
 )
-PARENT_HEADER = ("parent", "parent_email", "players", "items", "total", "processing", "currency")
+# ``pay_balance_url``: the family's "Pay the balance" link, for exactly its total (empty: none yet).
+PARENT_HEADER = ("parent", "parent_email", "players", "items", "total", "processing", "currency", "pay_balance_url")
 
 
 def neutralise_formula(value: object) -> str:
@@ -62,6 +64,7 @@ def line_item_rows(balances: Iterable[OutstandingBalance]) -> Iterable[tuple[obj
                 item.currency.upper(),
                 "processing" if item.processing else "owed",
                 item.pay_url,
+                balance.family_pay_url,
             )
 
 
@@ -75,6 +78,7 @@ def parent_rows(balances: Iterable[OutstandingBalance]) -> Iterable[tuple[object
             decimal_amount(balance.total_cents),
             decimal_amount(balance.processing_cents),
             balance.currency.upper(),
+            balance.family_pay_url,
         )
 
 

@@ -127,7 +127,7 @@ def _commit_controls(user: ActingUser, plan: BackfillPlan) -> bool:
 
     gateway = services().payment_gateway(action="create payment links")
     result = commit_backfill(services().sessions, user, gateway, plan, success_url=in_force.payment_success_url.value,
-                             progress=progress)
+                             progress=progress, family_links=True)
     st.session_state[RESULT_KEY] = _result_view(result)
     return True
 

@@ -68,6 +68,7 @@ def _line_items_frame(balances: list[OutstandingBalance]) -> pd.DataFrame:
                 "cents": item.amount_cents,
                 "Status": "processing" if item.processing else "owed",
                 "Pay Now": item.pay_url,
+                "Pay balance": balance.family_pay_url,  # the family's whole balance at once
             }
             for balance in balances
             for item in balance.items
@@ -78,6 +79,7 @@ def _line_items_frame(balances: list[OutstandingBalance]) -> pd.DataFrame:
 def _link_columns() -> dict[str, ColumnConfig | None]:
     return {
         "Pay Now": st.column_config.LinkColumn("Pay Now", display_text="Pay now ↗"),
+        "Pay balance": st.column_config.LinkColumn("Pay balance", display_text="Pay balance ↗"),
         "cents": None,
     }
 
@@ -117,7 +119,10 @@ def _families(balances: list[OutstandingBalance], user: ActingUser) -> None:
             f"({plural(len(balance.items), 'item')}){contact}"
         )
         with st.expander(label):
-            frame = _line_items_frame([balance]).drop(columns=["Family"])
+            if balance.family_pay_url:
+                st.link_button(f"Pay {format_cents(balance.total_cents, balance.currency)} (the whole balance)",
+                               balance.family_pay_url, icon=":material/payments:")
+            frame = _line_items_frame([balance]).drop(columns=["Family", "Pay balance"])
             st.dataframe(frame, hide_index=True, column_config=_link_columns(), width="stretch")
             family_page_link(balance.parent_id)
             if user.can(Permission.MANAGE_EMAIL_PREFERENCES):

@@ -25,6 +25,7 @@ from core.email.sending import (
 )
 from core.errors import BillingError
 from core.money import format_cents
+from core.payments.family_links import FamilyLinkMinting
 from core.reporting.directory import league_of
 from core.settings import PLACEHOLDER_EMAIL_ADDRESS, Settings, address_of
 from core.words import plural
@@ -80,7 +81,8 @@ def _test_send_tab(user: ActingUser, config: Settings, choices: dict[int, str]) 
         try:
             with services().email_backend(config) as backend:
                 outcome = send_test(services().sessions, user, email_type=EMAIL_TYPE, test_address=address,
-                                    parent_id=parent_id, backend=backend, email_from=config.email_from)
+                                    parent_id=parent_id, backend=backend, email_from=config.email_from,
+                                    family_links=_family_links(config))
         except BillingError as exc:
             st.error(str(exc), icon=":material/error:")
             return
@@ -89,6 +91,12 @@ def _test_send_tab(user: ActingUser, config: Settings, choices: dict[int, str]) 
         else:
             rows = outcome.report.rows
             st.error(f"The test was not sent: {rows[0].reason if rows else 'unknown error'}", icon=":material/error:")
+
+
+def _family_links(config: Settings) -> FamilyLinkMinting | None:
+    """What minting the families' balance links needs, when Stripe is configured."""
+    gateway = services().payment_gateway_if_configured(action="mint the families' balance links")
+    return FamilyLinkMinting(gateway, config.payment_success_url) if gateway is not None else None
 
 
 def _progress_bar() -> Callable[[DrainProgress], None]:
@@ -148,6 +156,7 @@ def _send_reviewed(user: ActingUser, config: Settings, prepared: PreparedSend) -
             outcome = send_prepared(
                 app.sessions, user, prepared, reviewed=True, backend=backend, email_from=config.email_from,
                 gateway=app.payment_gateway_if_configured(action=SYNC_ACTION), progress=_progress_bar(),
+                family_links=_family_links(config),
             )
     except ListChangedSinceReview as changed:
         st.session_state[PREPARED] = changed.prepared

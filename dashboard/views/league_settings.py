@@ -11,6 +11,7 @@ from core.access.league_settings import (
     update_league_settings,
 )
 from core.errors import InvalidInput
+from core.models import DEFAULT_EMAIL_PAY_LINKS, EmailPayLinks
 from dashboard.league_form import currency_input, time_zone_input
 from dashboard.state import require_user, session_scope, settings
 from dashboard.text import plain
@@ -63,6 +64,14 @@ def main() -> None:
             )
         with right:
             currency = currency_input(current.currency or "usd", key="league_currency")
+        choices = list(EmailPayLinks)
+        chosen = EmailPayLinks(current.email_pay_links) if current.email_pay_links else DEFAULT_EMAIL_PAY_LINKS
+        pay_links = st.radio(
+            "The reminder email offers to pay", options=choices, index=choices.index(chosen),
+            format_func=lambda choice: choice.label, key="league_pay_links", horizontal=True,
+            help="The email leads with one button for the family's whole balance. Each item keeps its own "
+                 "Pay now link while nothing has been paid or taken off it, unless you choose the balance only.",
+        )
         saved = st.form_submit_button("Save", type="primary")
     if not saved:
         return
@@ -71,6 +80,7 @@ def main() -> None:
         primary_color=primary, accent_color=accent, footer_text=footer,
         sender_address=sender_address, payment_success_url=success_url, time_zone=time_zone,
         email_cooldown_days="" if cooldown is None else str(int(cooldown)), currency=currency,
+        email_pay_links="" if pay_links is DEFAULT_EMAIL_PAY_LINKS else pay_links.value,
     )
     try:
         with session_scope() as session:

@@ -27,6 +27,14 @@ def test_treasurer_sees_demo_balances_and_downloads_the_csv(demo_dashboard, page
     page.get_by_text("Download line items (CSV)").wait_for(timeout=30_000)
     page.get_by_test_id("stExpander").first.wait_for()
     wait_until_idle(page)
+    # Each family's row links to its "Pay the balance" link.
+    family = page.get_by_test_id("stExpander").first
+    family.click()
+    pay_balance = family.get_by_role("link", name=re.compile(r"^.*Pay \$[\d,]+\.\d\d \(the whole balance\)$"))
+    expect(pay_balance).to_have_attribute("href", re.compile(r"^https://buy\.stripe\.com/test_demo_family"),
+                                          timeout=30_000)
+    family_total = re.search(r"— (\$[\d,]+\.\d\d)", family.inner_text()).group(1)
+    assert f"Pay {family_total} " in pay_balance.inner_text()
     expect(page.get_by_text("Act as")).to_have_count(1)
     page.screenshot(path=str(artifacts_dir / "balances-treasurer.png"), full_page=True)
 
@@ -38,6 +46,9 @@ def test_treasurer_sees_demo_balances_and_downloads_the_csv(demo_dashboard, page
     exported_cents = sum(int(row["amount"].replace(".", "")) for row in rows if row["status"] == "owed")
     shown_cents = int(total.inner_text().replace("$", "").replace(",", "").replace(".", ""))
     assert exported_cents == shown_cents
+    balance_links = {row["parent"]: row["pay_balance_url"] for row in rows if row["status"] == "owed"}
+    assert balance_links and all(url.startswith("https://buy.stripe.com/test_demo_family")
+                                 for url in balance_links.values())
     # The download is recorded in the audit log, as the treasurer who clicked it (by the rerun
     # that the click starts, which may finish just after the file arrived).
     engine = make_engine(f"sqlite:///{tmp_path / 'league.db'}")

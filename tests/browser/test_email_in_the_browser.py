@@ -33,6 +33,11 @@ def test_admin_previews_tests_and_sends_the_outstanding_balance_email(page, demo
     inner = outer.frame_locator('iframe[sandbox=""]')
     inner.get_by_text("Pay now").first.wait_for(timeout=30_000)
     assert inner.get_by_text("Total").count() >= 1
+    # It leads with the family's balance button, for exactly the total of the table below.
+    total = inner.locator("tr.total td.amount").inner_text().strip()
+    balance_button = inner.get_by_role("link", name=f"Pay {total}", exact=True)
+    assert balance_button.count() == 1
+    assert (balance_button.get_attribute("href") or "").startswith("https://buy.stripe.com/test_demo_family")
     page.screenshot(path=str(artifacts_dir / "email-1-preview.png"), full_page=True)
 
     # Test send to a validated address.
@@ -73,4 +78,5 @@ def test_admin_previews_tests_and_sends_the_outstanding_balance_email(page, demo
     for message in messages:
         assert message.get_content_type() == "multipart/alternative"
         assert "Total: $" in message.get_body(("plain",)).get_content()
+        assert "https://buy.stripe.com/test_demo_family" in message.get_body(("plain",)).get_content()
         assert message["Message-ID"] and message["Reply-To"]

@@ -71,12 +71,13 @@ def test_commit_mints_with_progress_and_a_rerun_mints_nothing(session, league, s
     out = capsys.readouterr().out
     assert "Creating 4 payment links for Westside Hoops" in out
     assert out.count("created ") >= 4 and "[4/4]" in out
-    assert "Done: 4 payment links created" in out
-    assert _links(session) == 4 and len(stripe_stand_in.payment_links) == 4
+    assert "Done: 4 payment links created" in out and "; 2 family balance links created" in out
+    # Four item links, and each of the two families' "Pay the balance" link.
+    assert _links(session) == 4 and len(stripe_stand_in.payment_links) == 6
 
     assert main(["backfill", "--commit"]) == 0
     assert "Done: 0 payment links created" in capsys.readouterr().out
-    assert len(stripe_stand_in.payment_links) == 4
+    assert len(stripe_stand_in.payment_links) == 6
 
 
 def test_a_test_key_with_the_placeholder_thank_you_page_mints_with_a_warning(session, league, stripe_stand_in,
@@ -159,7 +160,8 @@ def test_two_backfill_processes_at_once_mint_each_link_once(session, league, dat
         select(PaymentLink.player_id, PaymentLink.product_id).where(PaymentLink.status == LinkStatus.ACTIVE)
     ).all()
     assert len(active) == len(set(active)) == pairs
-    assert len(stripe_stand_in.payment_links) == pairs
+    families = 12  # and one "Pay the balance" link each, minted once too
+    assert len(stripe_stand_in.payment_links) == pairs + families
 
 
 @pytest.fixture

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from cli.main import main
 from core.db import unit_of_work
 from core.demo import build_demo_league
-from core.models import LinkStatus, PaymentLink, Player, PlayerStatus, Tenant
+from core.models import FamilyLink, LinkStatus, PaymentLink, Player, PlayerStatus, Tenant
 from tests.factories import pay_link
 from tests.stripe_links import mirror_league
 
@@ -76,14 +76,18 @@ def test_full_checks_each_active_link(demo_in_stripe, stripe_stand_in, session, 
     active = session.scalars(select(PaymentLink).where(PaymentLink.status == LinkStatus.ACTIVE)).all()
     for link in active[8:]:
         pay_link(session, link)
-    session.commit()
     active = active[:8]
+    # ... and a few families' balance links (the demo gives every family one).
+    families = session.scalars(select(FamilyLink).order_by(FamilyLink.id)).all()
+    session.execute(delete(FamilyLink).where(FamilyLink.id.in_([row.id for row in families[3:]])))
+    session.commit()
+    balance_links = {row.stripe_payment_link_id for row in families[:3]}
 
     assert main(["sync-payments", "--full", "--tenant", "demo"]) == 0
 
     lists = [r.params for r in stripe_stand_in.requests if r.path == "/v1/checkout/sessions"]
     asked = {params["payment_link"] for params in lists if "payment_link" in params}
-    assert asked == {link.stripe_payment_link_id for link in active}
+    assert asked == {link.stripe_payment_link_id for link in active} | balance_links
     assert [params for params in lists if "payment_link" not in params]  # and the ledger compared with Stripe
     out, err = capsys.readouterr()
     # Recorded here as paid through Stripe, but this Stripe never took those payments: each is reported.

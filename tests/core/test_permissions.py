@@ -23,6 +23,7 @@ import inspect
 import pkgutil
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -59,7 +60,7 @@ from core.ledger.entries import record_adjustment, record_charge, record_payment
 from core.ledger.receipts import payment_receipt
 from core.ledger.refunds import record_stripe_refund, refund_payment
 from core.ledger.statement import family_statement, statement_csv
-from core.ledger.stripe_payments import follow_stripe_link
+from core.ledger.stripe_payments import follow_family_checkout, follow_stripe_link
 from core.models import (
     AdjustmentKind,
     Base,
@@ -75,6 +76,7 @@ from core.models import (
 )
 from core.payments.events import open_disputes
 from core.payments.flags import payment_flags
+from core.payments.gateway import CompletedCheckout
 from core.payments.ledger_check import ledger_stripe_payments
 from core.payments.sync import sync_payments
 from core.reporting.audit_export import audit_log_csv
@@ -258,6 +260,11 @@ CALLS: tuple[Call, ...] = (
     Call("follow_stripe_link", follow_stripe_link, P.SYNC_PAYMENTS,
          lambda s, u, w: _found_or_none(lambda: follow_stripe_link(s, u, _own_link(s, w), [])),
          returns_league_data=False),
+    Call("follow_family_checkout", follow_family_checkout, P.SYNC_PAYMENTS,
+         lambda s, u, w: follow_family_checkout(s, u, CompletedCheckout(
+             id="cs_nobody", payment_link_id="plink_nobody", payment_status="paid", amount_total=100,
+             currency="usd", created=datetime(2026, 1, 1, tzinfo=UTC))),
+         returns_league_data=False),
     Call("league_charges", league_charges, P.MINT_LINKS, lambda s, u, w: league_charges(s, u),
          returns_league_data=False),
     Call("bill_owed", bill_owed, P.MINT_LINKS, lambda s, u, w: bill_owed(s, u, []), returns_league_data=False),
@@ -322,6 +329,8 @@ COMMITTING_SERVICE_FUNCTIONS: dict[str, str] = {
         "tests/core/ledger/test_links_follow_charges.py::test_only_who_records_payments_may_switch_links_off",
     "core.email.payment_received.send_receipt":
         "tests/core/ledger/test_receipt_email.py::test_only_who_records_payments_may_send_a_receipt",
+    "core.payments.family_links.refresh_family_links":
+        "tests/core/test_family_links.py::test_only_an_admin_mints_balance_links",
     "core.ledger.workflows.apply_ledger_change":
         "tests/core/ledger/test_links_follow_charges.py::test_a_coach_cannot_apply_a_ledger_change",
 }
@@ -363,6 +372,9 @@ NOT_SERVICE_FUNCTIONS: dict[str, str] = {
     **{f"core.payments.links.{name}": "a payment link's transition, called by service functions after their require"
        for name in ("reserve", "drop_reservations", "activate", "lose_the_pair", "mark_paid", "retire",
                     "links_awaiting_switch_off", "switch_off", "locked_link")},
+    **{f"core.payments.family_links.{name}": "a family link's transition, called by service functions after "
+                                              "their require"
+       for name in ("reserve", "drop_reservation", "activate", "retire", "locked", "family_link_by_stripe_id")},
     "core.backfill.plan.follow_the_ledger": "part of plan_backfill, after its require",
     "core.backfill.billing.bill_plan": "commit_backfill's first step, after its require",
     "core.ledger.accounts.family_account": "reads one family for the ledger's services, after their require",

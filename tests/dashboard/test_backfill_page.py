@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from core.access.leagues import find_tenant
 from core.access.permissions import Role
 from core.backfill import plan_backfill
-from core.models import LinkStatus, PaymentLink, Player, PlayerStatus, Product
+from core.models import FamilyLink, LinkStatus, PaymentLink, Player, PlayerStatus, Product
 from core.money import format_cents
 from core.reporting.balances import outstanding_balances
 from core.roster.importing import import_roster
@@ -104,7 +104,10 @@ def test_commit_asks_for_confirmation_then_mints_the_plan(demo_league, open_app,
     assert not at.exception
     assert any(f"{to_mint} payment links created" in s.value for s in at.success)
     assert _active_links(session) == before + to_mint
-    assert len(stripe_configured.payment_links) == to_mint
+    # ... and each family that owes its "Pay the balance" link.
+    families = session.scalar(select(func.count()).select_from(FamilyLink)
+                              .where(FamilyLink.status == LinkStatus.ACTIVE))
+    assert families and len(stripe_configured.payment_links) == to_mint + families
     assert {m.label: m.value for m in at.metric}["Payment links to create"] == "0"  # the plan shown is the new one
     assert not [c for c in at.checkbox if c.key == "backfill_confirm"]  # nothing left armed to mint again
 

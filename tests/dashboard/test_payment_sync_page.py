@@ -110,7 +110,7 @@ def test_a_refund_and_a_dispute_from_stripe_are_shown_and_the_full_sweep_shows_t
     assert list(refunds["Refunded"]) == ["$25.00"]
     [flags] = [frame for frame in frames if "Why" in frame.columns]
     assert "disputed with the bank" in list(flags["Why"])
-    assert any(subheader.value == "Flagged payments and disputes" for subheader in at.subheader)
+    assert any(subheader.value == "Payments and disputes to look at" for subheader in at.subheader)
 
     at.toggle(key="sync_full").set_value(True).run()
     at.button(key="sync_run").click().run()
