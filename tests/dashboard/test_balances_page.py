@@ -84,6 +84,7 @@ def test_names_from_the_roster_are_shown_as_typed_not_as_markdown(demo_league, o
     parent.name = "[Pay here](https://evil.example) __Bold__"
     session.commit()
     at = open_app("treasurer")
+    at.text_input(key="filter_search").input("pay here").run()
     assert not at.exception
     label = next(e.label for e in at.expander if "Pay here" in e.label)
     assert "\\[Pay here\\]" in label and "\\_\\_Bold\\_\\_" in label
