@@ -317,8 +317,10 @@ def _open_charges(user: ActingUser, filters: BalanceFilter) -> Select[*tuple[Any
     if filters.parent_email and not user.can(Permission.VIEW_CONTACT_DETAILS):
         raise PermissionDenied(f"A {user.role.value} may not search by email address.")
     tenant_id = user.tenant_id
-    settled = charge_settlements(tenant_id).cte("settled")  # read once, joined twice
-    credit = family_credit(tenant_id, settlements=settled).subquery("credit")
+    # Read once, joined twice; only the families asked for when they are named (a page's items).
+    families = sorted(filters.parent_ids) if filters.parent_ids else None
+    settled = charge_settlements(tenant_id, families).cte("settled")
+    credit = family_credit(tenant_id, families, settlements=settled).subquery("credit")
     processing = func.coalesce(settled.c.processing_cents, 0)
     unsettled = Charge.amount_cents - func.coalesce(settled.c.settled_cents, 0)  # open and processing
     open_cents = unsettled - processing
