@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 from core.errors import InvalidInput
@@ -28,15 +29,28 @@ def _visible(match: re.Match[str]) -> str:
     return match.group().encode("unicode_escape").decode("ascii")
 
 
-def write_csv(target: Path, data: bytes) -> None:
-    """Write a CSV the command made to ``target`` (``-``: standard output) and say where it went."""
+def write_csv(target: Path, data: bytes | Iterable[bytes]) -> None:
+    """Write a CSV the command made to ``target`` (``-``: standard output) and say where it went.
+
+    ``data`` may come in chunks (a streamed export): each is written as it comes, so a large
+    league's file never sits whole in memory.
+    """
+    chunks = [data] if isinstance(data, bytes) else data
     if str(target) == "-":
-        sys.stdout.buffer.write(data)
+        for chunk in chunks:
+            sys.stdout.buffer.write(chunk)
+        sys.stdout.buffer.flush()
         return
     if target.is_dir():
         raise InvalidInput(f"{target} is a folder; give a file name for the CSV")
+    partial = target.with_name(target.name + ".part")  # a file cut short never takes the name
     try:
-        target.write_bytes(data)
+        with partial.open("wb") as file:
+            for chunk in chunks:
+                file.write(chunk)
+        partial.replace(target)
     except OSError as exc:
         raise InvalidInput(f"cannot write {target}: {exc.strerror}") from None
+    finally:
+        partial.unlink(missing_ok=True)
     print(f"Wrote {shown(str(target))}")

@@ -3,15 +3,22 @@
 This is the dashboard's composition root: the settings are loaded, and the engine, the
 session factory and the Stripe gateway built, once per server (``st.cache_resource``), again
 only when the environment or ``secrets.toml`` changes.
+
+What several browser sessions read alike (a page of balances, the headline figures) is kept
+once per server by ``shared_figures``: small results, for ``SHARED_TTL_SECONDS`` at most, and
+forgotten at once when anything is written through the dashboard's database engine (a payment
+recorded in one browser shows in the next run of every other). Session state holds only what
+one person chose (filters, page), never a league's worth of rows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any, ParamSpec, TypeVar
 
 import streamlit as st
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session
 
 from core.access.permissions import ActingUser
@@ -20,6 +27,46 @@ from core.db import unit_of_work, upgrade_if_behind
 from core.settings import Settings, load_settings, settings_fingerprint
 
 USER_KEY = "acting_user"
+# Changes made elsewhere (the command line, another server) show within this long.
+SHARED_TTL_SECONDS = 30
+_WROTE = "dashboard_wrote"
+_WRITES = ("INSERT", "UPDATE", "DELETE")
+_shared: list[Any] = []
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def shared_figures(function: Callable[P, R]) -> Callable[P, R]:
+    """Cache ``function``'s (small) result once per server for every session, for
+    ``SHARED_TTL_SECONDS``, cleared by any write (``forget_shared_figures``)."""
+    cached = st.cache_data(ttl=SHARED_TTL_SECONDS, max_entries=500, show_spinner=False)(function)
+    _shared.append(cached)
+    return cached
+
+
+def forget_shared_figures() -> None:
+    for cached in _shared:
+        cached.clear()
+
+
+def _note_writes(engine: Engine) -> None:
+    """Any INSERT, UPDATE or DELETE committed through ``engine`` clears the shared figures."""
+
+    def before(connection: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip()[:6].upper() in _WRITES:
+            connection.info[_WROTE] = True
+
+    def committed(connection: Any) -> None:
+        if connection.info.pop(_WROTE, False):
+            forget_shared_figures()
+
+    def rolled_back(connection: Any) -> None:
+        connection.info.pop(_WROTE, None)
+
+    event.listen(engine, "before_cursor_execute", before)
+    event.listen(engine, "commit", committed)
+    event.listen(engine, "rollback", rolled_back)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -31,6 +78,7 @@ def _settings(fingerprint: tuple[object, ...]) -> Settings:
 @st.cache_resource(show_spinner=False, max_entries=4, hash_funcs={Settings: hash})
 def _services(config: Settings) -> Services:
     services = build_services(config)
+    _note_writes(services.engine)
     try:
         upgrade_if_behind(services.engine)  # one query; Alembic only when the database is behind
     except BaseException:

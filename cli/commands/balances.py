@@ -10,7 +10,7 @@ from cli.output import shown, write_csv
 from core.errors import InvalidInput
 from core.money import format_cents
 from core.reporting.balances import BalanceFilter, outstanding_balances, summarise
-from core.reporting.export import ExportKind, export_balances_csv
+from core.reporting.export import ExportKind, balances_csv_chunks
 from core.words import plural
 
 
@@ -38,8 +38,8 @@ def run(args: argparse.Namespace) -> int:
     with league_command(args) as ctx:
         if args.csv is not None:
             kind = ExportKind.PARENTS if args.per_parent else ExportKind.LINE_ITEMS
-            data = export_balances_csv(ctx.session, ctx.user, filters, kind=kind)
-            write_csv(args.csv, data)
+            # Streamed from the database to the file; the export is audited once it is all written.
+            write_csv(args.csv, balances_csv_chunks(ctx.session, ctx.user, filters, kind=kind))
             ctx.session.commit()
             return 0
         balances = outstanding_balances(ctx.session, ctx.user, filters)

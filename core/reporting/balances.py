@@ -1,9 +1,8 @@
 """Outstanding balances: the one implementation of "who owes what".
 
-The dashboard table, the treasurer's CSV, the email audience and the email body all call
-``outstanding_balances``; so does a family's statement for what is open. It runs two SQL
-statements whatever the size of the league: the balances, and the families' "Pay the balance"
-links (``OutstandingBalance.family_pay_url``, shown only for exactly the total shown).
+The dashboard table, the treasurer's CSV, the email audience and the email body all read
+it; so does a family's statement for what is open. Each family's "Pay the balance" link comes
+with it (``family_pay_url``), shown only where its link is for exactly the total shown.
 
 The figures come from the ledger (``core.ledger.accounts``): a family owes the open amounts of
 its billed charges less its unapplied credit. Each open charge is an item, with its Pay Now
@@ -11,28 +10,64 @@ link when the charge's active link is for exactly what is open (a partly paid ch
 none until the backfill mints one at the new amount). What a payment still processing
 covers is an item of its own, marked processing: shown, not owed. The ledger carries credit
 to open charges as it is written; should both ever stand side by side (a withdrawn player
-signed again), the credit is taken off the family's items here, oldest due first, so no
-figure anywhere counts it twice and a family whose credit covers everything owes nothing.
+signed again), the credit is taken off the family's items, oldest due first, so no figure
+anywhere counts it twice and a family whose credit covers everything owes nothing.
+
+One SQL building block says all of that: ``_owed_charges``, one row per open charge with what
+of it is owed and what is processing (credit taken off in SQL, by a window over the family's
+charges). Everything else is a view of it, so every figure agrees to the cent:
+
+* ``outstanding_balances`` — the full list, items and all (the email audience and body, the
+  statement, the sync summary); ``iter_outstanding_balances`` — the same, streamed from the
+  database family by family (the CSV files);
+* ``balance_summary`` — the headline figures, one aggregate statement;
+* ``family_page`` — a page of the family list, sorted, cut and added up (the headline) in the
+  database;
+* ``owed_by`` — what is owed per team and per item (the charts).
+
+Every form lists families in the same order (``FamilyOrder``; by default by name as written)
+and a family's items in the same order.
 """
 
 from __future__ import annotations
 
+import enum
 import gc
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, NamedTuple
 
-from sqlalchemy import CompoundSelect, Select, and_, case, false, func, select
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    CompoundSelect,
+    Select,
+    String,
+    and_,
+    case,
+    cast,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    union_all,
+)
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import GenericFunction
 
 from core.access.permissions import ActingUser, Permission, require
 from core.errors import PermissionDenied
 from core.ledger.accounts import charge_settlements, family_credit, is_billed, reversed_ids
-from core.ledger.allocation import OpenCharge, allocate
 from core.models import DEFAULT_CURRENCY, Charge, FamilyLink, LinkStatus, Parent, PaymentLink, Player, Product, Team
 from core.reporting.name_search import fold
+
+# Rows fetched at a time when the balances are streamed (the CSV): memory stays this size.
+STREAM_ROWS = 2000
 
 
 class LineItem(NamedTuple):
@@ -116,50 +151,79 @@ class BalanceSummary:
     processing_items: int = 0
 
 
+class FamilyOrder(str, enum.Enum):
+    """How the families are listed. Ties go by name, then by the family's id; names compare
+    case-free, character by character (the same on both databases)."""
+
+    NAME = "name"  # the parent's name as written: the CSV files' and the emails' order
+    LAST_NAME = "last_name"  # the last word of the parent's name, then the whole name
+    AMOUNT = "amount"  # what they owe, most first
+    ITEMS = "items"  # how many items they have, most first
+
+
+@dataclass(frozen=True)
+class FamilyBalance:
+    """One family's line in the family list: its figures without its items."""
+
+    parent_id: int
+    parent_name: str
+    parent_email: str | None
+    email_opt_out: bool
+    total_cents: int
+    processing_cents: int
+    item_count: int  # owed and processing
+    currency: str
+    credit_cents: int = 0
+    family_pay_url: str = ""  # as ``OutstandingBalance.family_pay_url``
+
+
+@dataclass(frozen=True)
+class FamilyPage:
+    families: tuple[FamilyBalance, ...]
+    summary: BalanceSummary  # of every page, under the same filters (``summary.families`` of them)
+    offset: int
+
+
+@dataclass(frozen=True)
+class OwedBreakdown:
+    """What is still to pay per team and per item, largest first (a player without a team, and
+    a family's own charge, are under the team name "")."""
+
+    by_team: tuple[tuple[str, int], ...]
+    by_item: tuple[tuple[str, int], ...]
+
+
 def outstanding_balances(
-    session: Session, user: ActingUser, filters: BalanceFilter = BalanceFilter()
+    session: Session, user: ActingUser, filters: BalanceFilter = BalanceFilter(),
+    order: FamilyOrder = FamilyOrder.NAME,
 ) -> list[OutstandingBalance]:
     """Per parent, the open charges of signed or prospect players (and the family's own
-    charges) and the total, by parent name.
+    charges) and the total, in ``order`` (by name unless told). One SQL statement.
 
     Charges settled, reversed or of withdrawn players are not owed. A coach sees only their own
     teams' players and no email addresses; everyone sees only their own league.
     """
-    require(user, Permission.VIEW_BALANCES)
-    if filters.parent_email and not user.can(Permission.VIEW_CONTACT_DETAILS):
-        raise PermissionDenied(f"A {user.role.value} may not search by email address.")
+    statement = _ordered_charges(user, filters, order)
     # Core execution: plain rows, without the ORM's per-row bookkeeping.
-    rows = session.connection().execute(_balances_statement(user, filters)).all()
+    rows = session.connection().execute(statement).all()
     with _cyclic_gc_paused():
-        balances = _group_by_parent(rows, show_email=user.can(Permission.VIEW_CONTACT_DETAILS))
-    return _with_family_links(session, user, balances)
+        return list(_balances_from(rows, show_email=user.can(Permission.VIEW_CONTACT_DETAILS)))
 
 
-def _with_family_links(session: Session, user: ActingUser,
-                       balances: list[OutstandingBalance]) -> list[OutstandingBalance]:
-    """Each balance with its family's balance link, if that link is for exactly what it shows (one
-    statement). A narrowed view (a coach's teams, a product filter) shows a part of a family's
-    balance, so the link, for the whole of it, is not shown there."""
-    if not balances:
-        return balances
-    query = select(FamilyLink.parent_id, FamilyLink.amount_cents, FamilyLink.url).where(
-        FamilyLink.tenant_id == user.tenant_id, FamilyLink.status == LinkStatus.ACTIVE)
-    if len(balances) <= 100:
-        query = query.where(FamilyLink.parent_id.in_([balance.parent_id for balance in balances]))
-    family = {parent_id: (amount, url) for parent_id, amount, url in session.execute(query)}
-    if not family:
-        return balances
-    shown = []
-    for balance in balances:
-        amount, url = family.get(balance.parent_id, (None, None))
-        if url and amount == balance.total_cents:
-            balance = replace(balance, family_pay_url=url)
-        shown.append(balance)
-    return shown
+def iter_outstanding_balances(
+    session: Session, user: ActingUser, filters: BalanceFilter = BalanceFilter(),
+    order: FamilyOrder = FamilyOrder.NAME,
+) -> Iterator[OutstandingBalance]:
+    """``outstanding_balances``, streamed: the database hands the rows over ``STREAM_ROWS`` at a
+    time (a server-side cursor on PostgreSQL), and one family at a time is built, so memory
+    does not grow with the league. Consume it inside the session's transaction."""
+    statement = _ordered_charges(user, filters, order).execution_options(yield_per=STREAM_ROWS)
+    return _streamed(session, statement, show_email=user.can(Permission.VIEW_CONTACT_DETAILS))
 
 
 def summarise(balances: Sequence[OutstandingBalance]) -> BalanceSummary:
-    """The headline figures of a list of balances (no extra query)."""
+    """The headline figures of a list of balances already in hand (no query); from the
+    database, ``balance_summary`` gives the same figures without building the list."""
     items = [item for balance in balances for item in balance.items]
     return BalanceSummary(
         total_cents=sum(balance.total_cents for balance in balances),
@@ -172,37 +236,135 @@ def summarise(balances: Sequence[OutstandingBalance]) -> BalanceSummary:
     )
 
 
-def _balances_statement(user: ActingUser, filters: BalanceFilter) -> Select[*tuple[Any, ...]]:
+def balance_summary(session: Session, user: ActingUser, filters: BalanceFilter = BalanceFilter()) -> BalanceSummary:
+    """The headline figures (total, families, players, open items, processing): one aggregate
+    statement, equal to ``summarise(outstanding_balances(...))``."""
+    f = _families(user, filters).subquery("families").c
+    row = session.connection().execute(
+        select(func.sum(f.total_cents), func.count(), func.sum(f.players), func.sum(f.owed_items),
+               func.min(f.currency), func.sum(f.processing_cents), func.sum(f.processing_items))
+    ).one()
+    return _summary_of(row)
+
+
+def family_page(
+    session: Session, user: ActingUser, filters: BalanceFilter = BalanceFilter(), *,
+    order: FamilyOrder = FamilyOrder.NAME, offset: int = 0, limit: int = 25,
+) -> FamilyPage:
+    """``limit`` families from ``offset`` in ``order``, with their figures (not their items: see
+    ``outstanding_balances`` with the page's ``parent_ids``) and the headline figures of all of
+    them: one statement, sorted, cut and added up in the database."""
+    families = _families(user, filters).subquery("families")
+    f = families.c
+    everyone = (
+        func.sum(f.total_cents).over(), func.count().over(), func.sum(f.players).over(),
+        func.sum(f.owed_items).over(), func.min(f.currency).over(), func.sum(f.processing_cents).over(),
+        func.sum(f.processing_items).over(),
+    )
+    offset = max(offset, 0)
+    rows = session.connection().execute(
+        select(f.parent_id, f.parent_name, f.parent_email, f.email_opt_out, f.total_cents, f.processing_cents,
+               f.item_count, f.currency, f.credit_cents, f.family_link_cents, f.family_link_url, *everyone)
+        .order_by(*_family_order(order, f.parent_name, f.parent_id, total=f.total_cents, items=f.item_count))
+        .offset(offset)
+        .limit(max(limit, 1))
+    ).all()
+    show_email = user.can(Permission.VIEW_CONTACT_DETAILS)
+    page = tuple(
+        FamilyBalance(
+            parent_id=row[0], parent_name=row[1], parent_email=row[2] if show_email else None,
+            email_opt_out=bool(row[3]), total_cents=int(row[4]), processing_cents=int(row[5]),
+            item_count=int(row[6]), currency=row[7] or DEFAULT_CURRENCY, credit_cents=int(row[8] or 0),
+            family_pay_url=_family_pay_url(row[9], row[10], int(row[4])),
+        )
+        for row in rows
+    )
+    if not rows:  # past the last page (or nobody owes): the figures alone
+        return FamilyPage(page, balance_summary(session, user, filters) if offset else _NOBODY, offset)
+    return FamilyPage(page, _summary_of(rows[0][11:]), offset)
+
+
+_NOBODY = BalanceSummary(total_cents=0, families=0, players=0, line_items=0, currency=DEFAULT_CURRENCY)
+
+
+def _summary_of(row: Sequence[Any]) -> BalanceSummary:
+    return BalanceSummary(
+        total_cents=int(row[0] or 0), families=int(row[1] or 0), players=int(row[2] or 0),
+        line_items=int(row[3] or 0), currency=row[4] or DEFAULT_CURRENCY, processing_cents=int(row[5] or 0),
+        processing_items=int(row[6] or 0),
+    )
+
+
+def owed_by(session: Session, user: ActingUser, filters: BalanceFilter = BalanceFilter()) -> OwedBreakdown:
+    """What is still to pay per team and per item (the charts): one statement, grouped twice."""
+    charges = _owed_charges(user, filters).cte("owed")
+    owing = charges.c.owed_cents > 0
+    team = func.coalesce(charges.c.team_name, "")
+    grouped = union_all(
+        select(literal("team").label("grouping"), team.label("label"), func.sum(charges.c.owed_cents).label("cents"))
+        .where(owing).group_by(team),
+        select(literal("item"), charges.c.product_name, func.sum(charges.c.owed_cents))
+        .where(owing).group_by(charges.c.product_name),
+    ).subquery("grouped")
+    rows = session.connection().execute(
+        select(grouped).order_by(grouped.c.grouping, grouped.c.cents.desc(), grouped.c.label)
+    ).all()
+    return OwedBreakdown(
+        by_team=tuple((str(label), int(cents)) for grouping, label, cents in rows if grouping == "team"),
+        by_item=tuple((str(label), int(cents)) for grouping, label, cents in rows if grouping == "item"),
+    )
+
+
+# -- the one building block ---------------------------------------------------------------------
+
+
+def _open_charges(user: ActingUser, filters: BalanceFilter) -> Select[*tuple[Any, ...]]:
+    """One row per open (or processing) charge the viewer may see under ``filters``: what is
+    open, what is processing, the family's credit and where the charge stands among the
+    family's others (for the credit, taken oldest due first)."""
+    require(user, Permission.VIEW_BALANCES)
+    if filters.parent_email and not user.can(Permission.VIEW_CONTACT_DETAILS):
+        raise PermissionDenied(f"A {user.role.value} may not search by email address.")
     tenant_id = user.tenant_id
-    settled = charge_settlements(tenant_id).cte("settled")  # read once, joined twice
-    credit = family_credit(tenant_id, settlements=settled).subquery("credit")
+    # Read once, joined twice; only the families asked for when they are named (a page's items).
+    families = sorted(filters.parent_ids) if filters.parent_ids else None
+    settled = charge_settlements(tenant_id, families).cte("settled")
+    credit = family_credit(tenant_id, families, settlements=settled).subquery("credit")
     processing = func.coalesce(settled.c.processing_cents, 0)
     unsettled = Charge.amount_cents - func.coalesce(settled.c.settled_cents, 0)  # open and processing
     open_cents = unsettled - processing
+    has_credit = credit.c.credit_cents.is_not(None)
+    # Only a family with credit needs its charges' running total (rare): elsewhere the window
+    # sums zeros.
+    open_for_credit = case((and_(has_credit, open_cents > 0), open_cents), else_=0)
     statement = (
         select(
-            Parent.id,
-            Parent.name,
-            Parent.email,
-            Parent.email_opt_out,
-            # From here on, a LineItem's fields in order (what the common row is: see ``_items``).
-            PaymentLink.id,
-            Charge.player_id,
-            func.coalesce(func.trim(Player.first_name + " " + Player.last_name), ""),
-            Team.name,
-            Charge.product_id,
-            func.coalesce(Product.name, Charge.description),
-            open_cents,
-            Charge.currency,
+            Parent.id.label("parent_id"),
+            Parent.name.label("parent_name"),
+            Parent.email.label("parent_email"),
+            Parent.email_opt_out.label("email_opt_out"),
+            PaymentLink.id.label("link_id"),
+            Charge.player_id.label("player_id"),
+            func.coalesce(func.trim(Player.first_name + " " + Player.last_name), "").label("player_name"),
+            Team.name.label("team_name"),
+            Charge.product_id.label("product_id"),
+            func.coalesce(Product.name, Charge.description).label("product_name"),
+            open_cents.label("open_cents"),
+            Charge.currency.label("currency"),
             # The charge's link pays exactly what is left of it (not a partly paid charge's).
-            case((PaymentLink.amount_cents == unsettled, PaymentLink.url), else_=""),
-            false(),
-            Charge.id,
+            case((PaymentLink.amount_cents == unsettled, PaymentLink.url), else_="").label("link_url"),
+            Charge.id.label("charge_id"),
             # Only wanted where credit is taken off (rare): a date costs to send and read.
-            case((credit.c.credit_cents.is_not(None), Charge.due_on)),
-            # Then what makes a row uncommon: a payment processing on it, the family's credit.
-            processing,
-            func.coalesce(credit.c.credit_cents, 0),
+            case((has_credit, Charge.due_on)).label("due_on"),
+            processing.label("processing_cents"),
+            # Sums are cast back to whole numbers: PostgreSQL's sum of bigints is a numeric.
+            cast(func.coalesce(credit.c.credit_cents, 0), BigInteger).label("credit_cents"),
+            cast(func.sum(open_for_credit).over(partition_by=Charge.parent_id, order_by=(Charge.due_on, Charge.id),
+                                                rows=(None, -1)), BigInteger).label("open_before"),
+            cast(func.sum(open_for_credit).over(partition_by=Charge.parent_id), BigInteger).label("family_open"),
+            # The family's active "Pay the balance" link (at most one) and what it was minted for.
+            FamilyLink.amount_cents.label("family_link_cents"),
+            FamilyLink.url.label("family_link_url"),
         )
         .select_from(Charge)
         .join(Parent, Parent.id == Charge.parent_id)
@@ -212,6 +374,8 @@ def _balances_statement(user: ActingUser, filters: BalanceFilter) -> Select[*tup
         .outerjoin(settled, settled.c.charge_id == Charge.id)
         .outerjoin(credit, credit.c.parent_id == Charge.parent_id)
         .outerjoin(PaymentLink, and_(PaymentLink.charge_id == Charge.id, PaymentLink.status == LinkStatus.ACTIVE))
+        .outerjoin(FamilyLink, and_(FamilyLink.parent_id == Charge.parent_id, FamilyLink.tenant_id == tenant_id,
+                                    FamilyLink.status == LinkStatus.ACTIVE))
         .where(
             Charge.tenant_id == tenant_id,
             Parent.tenant_id == tenant_id,
@@ -219,7 +383,7 @@ def _balances_statement(user: ActingUser, filters: BalanceFilter) -> Select[*tup
             is_billed(),
             unsettled > 0,
         )
-    )  # ordered in Python: sorting in SQL made the database spill large leagues to disk
+    )
     if not user.sees_all_teams:
         statement = statement.where(Player.team_id.in_(sorted(user.team_ids) or [-1]))
     if filters.team_ids:
@@ -233,6 +397,171 @@ def _balances_statement(user: ActingUser, filters: BalanceFilter) -> Select[*tup
     if filters.parent_search.strip():
         statement = statement.where(Player.id.in_(_players_named(user, filters.parent_search)))
     return statement
+
+
+def _owed_charges(user: ActingUser, filters: BalanceFilter) -> Select[*tuple[Any, ...]]:
+    """``_open_charges`` with the credit taken off: per charge ``owed_cents`` (still to pay,
+    its item; 0 for none) with ``owed_url``, and ``processing_cents`` (being paid, an item of
+    its own) with ``processing_url``; ``credit_left`` is the family's credit no charge took.
+
+    A charge split into what is owed and what is processing has no link on either part; a
+    charge credit reduced loses its link on what is left."""
+    charges = _open_charges(user, filters).subquery("open_charges")
+    c = charges.c
+    credit_free = c.credit_cents - func.coalesce(c.open_before, 0)  # what credit is left for this charge
+    taken = case(
+        (or_(c.credit_cents <= 0, c.open_cents <= 0, credit_free <= 0), 0),
+        (credit_free >= c.open_cents, c.open_cents),
+        else_=credit_free,
+    )
+    owed = case((c.open_cents > 0, c.open_cents - taken), else_=0)
+    split_up = and_(c.open_cents > 0, c.processing_cents > 0)
+    family_open = func.coalesce(c.family_open, 0)
+    return select(
+        c.parent_id, c.parent_name, c.parent_email, c.email_opt_out,
+        # From here on, a LineItem's fields in order (see ``_items``).
+        c.link_id, c.player_id, c.player_name, c.team_name, c.product_id, c.product_name,
+        owed.label("owed_cents"), c.currency,
+        case((or_(split_up, taken > 0), ""), else_=c.link_url).label("owed_url"),
+        false().label("processing"), c.charge_id, c.due_on,
+        c.processing_cents,
+        case((split_up, ""), else_=c.link_url).label("processing_url"),
+        case((c.credit_cents > family_open, c.credit_cents - family_open), else_=0).label("credit_left"),
+        c.family_link_cents, c.family_link_url,
+    )
+
+
+def _families(user: ActingUser, filters: BalanceFilter) -> Select[*tuple[Any, ...]]:
+    """Per family listed (one with an item): its figures, grouped in the database."""
+    return _families_of(_owed_charges(user, filters).subquery("owed"))
+
+
+def _families_of(charges: Any) -> Select[*tuple[Any, ...]]:
+    c = charges.c
+    owed_item = case((c.owed_cents > 0, 1), else_=0)
+    processing_item = case((c.processing_cents > 0, 1), else_=0)
+    items = func.sum(owed_item + processing_item)
+    return (
+        select(
+            c.parent_id, c.parent_name, c.parent_email, c.email_opt_out,
+            func.sum(c.owed_cents).label("total_cents"),
+            func.sum(c.processing_cents).label("processing_cents"),
+            items.label("item_count"),
+            func.sum(owed_item).label("owed_items"),
+            func.sum(processing_item).label("processing_items"),
+            func.count(func.distinct(case((or_(c.owed_cents > 0, c.processing_cents > 0), c.player_id))))
+            .label("players"),
+            func.min(case((or_(c.owed_cents > 0, c.processing_cents > 0), c.currency))).label("currency"),
+            func.max(c.credit_left).label("credit_cents"),
+            func.max(c.family_link_cents).label("family_link_cents"),
+            func.max(c.family_link_url).label("family_link_url"),
+        )
+        .group_by(c.parent_id, c.parent_name, c.parent_email, c.email_opt_out)
+        .having(items > 0)
+    )
+
+
+def _ordered_charges(user: ActingUser, filters: BalanceFilter, order: FamilyOrder) -> Select[*tuple[Any, ...]]:
+    """``_owed_charges`` family after family in ``order`` (items are put in order per family)."""
+    if order in (FamilyOrder.NAME, FamilyOrder.LAST_NAME):
+        rows = _owed_charges(user, filters).subquery("owed")
+        return select(rows).order_by(*_family_order(order, rows.c.parent_name, rows.c.parent_id))
+    # By a family's figures: each row joined to its family's, grouped from the same rows.
+    charges = _owed_charges(user, filters).cte("owed")
+    families = _families_of(charges).subquery("families")
+    return (
+        select(charges)
+        .join(families, families.c.parent_id == charges.c.parent_id)
+        .order_by(*_family_order(order, charges.c.parent_name, charges.c.parent_id,
+                                 total=families.c.total_cents, items=families.c.item_count))
+    )
+
+
+def _family_order(order: FamilyOrder, name: Any, parent_id: Any, *, total: Any = None,
+                  items: Any = None) -> list[ColumnElement[Any]]:
+    by_name = [_case_free(name), parent_id]
+    if order is FamilyOrder.LAST_NAME:
+        return [_case_free(_last_word(name)), *by_name]
+    if order is FamilyOrder.AMOUNT:
+        return [total.desc(), *by_name]
+    if order is FamilyOrder.ITEMS:
+        return [items.desc(), *by_name]
+    return by_name
+
+
+class _case_free(GenericFunction[str]):
+    """``lower(text)`` compared character by character: PostgreSQL's collation would otherwise
+    skip spaces and punctuation ("O'Neil" among the "On…"), unlike SQLite and Python."""
+
+    name = "lower"
+    type = String()
+    inherit_cache = True
+
+
+@compiles(_case_free, "postgresql")
+def _case_free_postgresql(element: _case_free, compiler: SQLCompiler, **kw: Any) -> str:
+    return f'lower({compiler.process(element.clauses, **kw)}) COLLATE "C"'
+
+
+def _last_word(name: Any) -> ColumnElement[str]:
+    """The last word of a name ("Ngozi Okafor" → "Okafor"), in SQL both databases speak: strip
+    the trailing run of non-space characters, and take what follows."""
+    trimmed = func.trim(name)
+    return func.substr(trimmed, func.length(func.rtrim(trimmed, func.replace(trimmed, " ", ""))) + 1)
+
+
+def _streamed(session: Session, statement: Select[*tuple[Any, ...]], *, show_email: bool) -> Iterator[OutstandingBalance]:
+    rows = session.connection().execute(statement)
+    try:
+        yield from _balances_from(rows, show_email=show_email)
+    finally:
+        rows.close()
+
+
+def _balances_from(rows: Iterable[Sequence[Any]], *, show_email: bool) -> Iterator[OutstandingBalance]:
+    """The families of ``_owed_charges`` rows that come family after family."""
+    current: int | None = None
+    family: list[Sequence[Any]] = []
+    for row in rows:
+        if row[0] != current:
+            if family:
+                balance = _balance(family, show_email)
+                if balance.items:
+                    yield balance
+            current, family = row[0], []
+        family.append(row)
+    if family:
+        balance = _balance(family, show_email)
+        if balance.items:
+            yield balance
+
+
+def _balance(rows: list[Sequence[Any]], show_email: bool) -> OutstandingBalance:
+    items = list(_items(rows))
+    ordered = tuple(sorted(items, key=_item_order)) if len(items) > 1 else tuple(items)
+    first = rows[0]
+    owed = sum(item.amount_cents for item in ordered if not item.processing)
+    return OutstandingBalance(
+        parent_id=first[0], parent_name=first[1], parent_email=first[2] if show_email else None,
+        email_opt_out=bool(first[3]), items=ordered, credit_cents=int(first[18] or 0),
+        family_pay_url=_family_pay_url(first[19], first[20], owed),
+    )
+
+
+def _family_pay_url(link_cents: int | None, url: str | None, total_cents: int) -> str:
+    """The family's balance link, if it is for exactly ``total_cents``: a narrowed view (a coach's
+    teams, a product filter) shows a part of a family's balance, and the link is for all of it."""
+    return url or "" if link_cents is not None and int(link_cents) == total_cents else ""
+
+
+def _items(rows: list[Sequence[Any]]) -> Iterator[LineItem]:
+    make_item = LineItem._make
+    for row in rows:
+        if row[10] > 0:
+            yield make_item(row[4:16])
+        if row[16] > 0:
+            yield LineItem(row[4], row[5], row[6], row[7], row[8], row[9], row[16], row[11], row[17], True,
+                           row[14], row[15])
 
 
 def _players_named(user: ActingUser, search: str) -> CompoundSelect:
@@ -268,68 +597,6 @@ def _cyclic_gc_paused() -> Iterator[None]:
 
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def _group_by_parent(rows: Sequence[Sequence[Any]], *, show_email: bool) -> list[OutstandingBalance]:
-    parents: dict[int, tuple[str, str | None, bool]] = {}
-    items: dict[int, list[LineItem]] = {}
-    unusual: dict[int, list[Sequence[Any]]] = {}  # families with a payment processing or credit
-    make_item = LineItem._make
-    for row in rows:
-        parent_id = row[0]
-        parent_items = items.get(parent_id)
-        if parent_items is None:
-            parent_items = items[parent_id] = []
-            parents[parent_id] = (row[1], row[2] if show_email else None, row[3])
-        if row[16] or row[17]:
-            unusual.setdefault(parent_id, []).append(row)
-        else:
-            parent_items.append(make_item(row[4:16]))
-    credit_left: dict[int, int] = {}
-    for parent_id, family_rows in unusual.items():
-        items[parent_id].extend(_unusual_items(family_rows, credit_left, parent_id))
-    ordered = sorted(parents.items(), key=lambda entry: (entry[1][0].casefold(), entry[0]))
-    return [
-        OutstandingBalance(
-            parent_id=parent_id,
-            parent_name=name,
-            parent_email=email,
-            email_opt_out=bool(opt_out),
-            items=tuple(sorted(items[parent_id], key=_item_order)) if len(items[parent_id]) > 1
-            else tuple(items[parent_id]),
-            credit_cents=credit_left.get(parent_id, 0),
-        )
-        for parent_id, (name, email, opt_out) in ordered
-        if items[parent_id]
-    ]
-
-
-def _unusual_items(rows: list[Sequence[Any]], credit_left: dict[int, int], parent_id: int) -> list[LineItem]:
-    """The items of a family with a payment processing or credit (rare; every row of a family
-    with credit comes here, as credit is the family's).
-
-    A charge is split into what is owed and what is processing; credit is taken off what is
-    owed, oldest due first (see the module docstring), and an item it reduces loses its link.
-    """
-    credit = rows[0][17]
-    taken: dict[int, int] = {}
-    if credit > 0:
-        split = allocate(credit, [OpenCharge(row[14], row[15] or date.min, row[10]) for row in rows if row[10] > 0])
-        taken = dict(split.parts)
-        credit_left[parent_id] = split.remainder_cents
-    made = []
-    for row in rows:
-        base = LineItem._make(row[4:16])
-        charge_id, open_cents, processing = row[14], row[10], row[16]
-        split_up = open_cents > 0 and processing > 0
-        left = open_cents - taken.get(charge_id, 0)
-        if left > 0:
-            made.append(base._replace(amount_cents=left,
-                                      pay_url="" if split_up or charge_id in taken else base.pay_url))
-        if processing > 0:
-            made.append(base._replace(amount_cents=processing, processing=True,
-                                      pay_url="" if split_up else base.pay_url))
-    return made
 
 
 def _item_order(item: LineItem) -> tuple[str, int, str, int, bool]:

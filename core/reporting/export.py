@@ -1,5 +1,10 @@
 """The treasurer's CSV export, built from the one balances function.
 
+The files are made when asked for and streamed: ``balances_csv_chunks`` reads the balances
+from the database family by family (``iter_outstanding_balances``) and hands the file over in
+chunks of bytes, so memory does not grow with the league. ``render_csv`` makes the same bytes
+from a list of balances already in hand.
+
 Cells that a spreadsheet would read as a formula (starting with ``= + - @``, a tab or a
 carriage return) are prefixed with an apostrophe. Files are UTF-8 with a byte-order mark
 so that spreadsheet programs read accented names correctly.
@@ -10,13 +15,20 @@ from __future__ import annotations
 import csv
 import enum
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
 from core.access.permissions import ActingUser, Permission, require
 from core.audit import record_action
-from core.reporting.balances import BalanceFilter, OutstandingBalance, outstanding_balances, summarise
+from core.reporting.balances import (
+    BalanceFilter,
+    BalanceSummary,
+    OutstandingBalance,
+    iter_outstanding_balances,
+    summarise,
+)
 
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 ALL_BALANCES = BalanceFilter()  # the default filter: frozen, so one shared instance is safe
@@ -82,21 +94,62 @@ def parent_rows(balances: Iterable[OutstandingBalance]) -> Iterable[tuple[object
         )
 
 
-def csv_bytes(header: Sequence[str], rows: Iterable[Sequence[object]]) -> bytes:
-    """A spreadsheet-safe CSV file: UTF-8 with BOM, CRLF lines, every cell through ``neutralise_formula``."""
+# Rows written before a chunk of bytes is handed over (about 100 KB of a line-item file).
+CHUNK_ROWS = 1000
+
+
+def csv_chunks(header: Sequence[str], rows: Iterable[Sequence[object]]) -> Iterator[bytes]:
+    """A spreadsheet-safe CSV file in chunks of bytes: UTF-8 with BOM, CRLF lines, every cell
+    through ``neutralise_formula``. Joined, the chunks are ``csv_bytes(header, rows)``."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
+    buffer.write("\ufeff")
     writer.writerow(header)
-    for row in rows:
+    for count, row in enumerate(rows, start=1):
         writer.writerow([neutralise_formula(cell) for cell in row])
-    return buffer.getvalue().encode("utf-8-sig")
+        if count % CHUNK_ROWS == 0:
+            yield buffer.getvalue().encode("utf-8")
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue().encode("utf-8")
+
+
+def csv_bytes(header: Sequence[str], rows: Iterable[Sequence[object]]) -> bytes:
+    """A spreadsheet-safe CSV file: UTF-8 with BOM, CRLF lines, every cell through ``neutralise_formula``."""
+    return b"".join(csv_chunks(header, rows))
+
+
+def _csv_of(balances: Iterable[OutstandingBalance], kind: ExportKind) -> Iterator[bytes]:
+    if kind is ExportKind.LINE_ITEMS:
+        return csv_chunks(LINE_ITEM_HEADER, line_item_rows(balances))
+    return csv_chunks(PARENT_HEADER, parent_rows(balances))
 
 
 def render_csv(balances: Sequence[OutstandingBalance], kind: ExportKind) -> bytes:
     """The CSV bytes (UTF-8 with BOM) of ``balances``, one row per line item or per parent."""
-    if kind is ExportKind.LINE_ITEMS:
-        return csv_bytes(LINE_ITEM_HEADER, line_item_rows(balances))
-    return csv_bytes(PARENT_HEADER, parent_rows(balances))
+    return b"".join(_csv_of(balances, kind))
+
+
+def balances_csv_chunks(
+    session: Session,
+    user: ActingUser,
+    filters: BalanceFilter = ALL_BALANCES,
+    *,
+    kind: ExportKind = ExportKind.LINE_ITEMS,
+) -> Iterator[bytes]:
+    """The treasurer's export of the current balances, streamed from the database in chunks of
+    bytes (the same bytes as ``render_csv`` of ``outstanding_balances``); once the last chunk is
+    handed over, the export is recorded in the audit log with what it held. Consume it inside
+    the session's transaction; the caller commits."""
+    require(user, Permission.EXPORT_BALANCES)
+    return _streamed_export(session, user, iter_outstanding_balances(session, user, filters), kind)
+
+
+def _streamed_export(session: Session, user: ActingUser, balances: Iterator[OutstandingBalance],
+                     kind: ExportKind) -> Iterator[bytes]:
+    tally = _Tally()
+    yield from _csv_of(tally.counting(balances), kind)
+    record_balances_export(session, user, tally.summary(), kind=kind)
 
 
 def export_balances_csv(
@@ -106,26 +159,47 @@ def export_balances_csv(
     *,
     kind: ExportKind = ExportKind.LINE_ITEMS,
 ) -> bytes:
-    """The treasurer's export of the current balances, recorded in the audit log.
+    """``balances_csv_chunks`` as one piece of bytes (for a small league or a test)."""
+    return b"".join(balances_csv_chunks(session, user, filters, kind=kind))
 
-    The caller commits (the audit row lands with the caller's transaction).
-    """
+
+@dataclass
+class _Tally:
+    """The headline figures of the balances that went through, counted on the way (so the audit
+    entry needs no second query, and agrees with the file)."""
+
+    total_cents: int = 0
+    families: int = 0
+    players: int = 0
+    line_items: int = 0
+    processing_cents: int = 0
+    processing_items: int = 0
+    currency: str = ""
+
+    def counting(self, balances: Iterable[OutstandingBalance]) -> Iterator[OutstandingBalance]:
+        for balance in balances:
+            figures = summarise([balance])
+            self.total_cents += figures.total_cents
+            self.families += figures.families
+            self.players += figures.players
+            self.line_items += figures.line_items
+            self.processing_cents += figures.processing_cents
+            self.processing_items += figures.processing_items
+            self.currency = self.currency or figures.currency
+            yield balance
+
+    def summary(self) -> BalanceSummary:
+        return BalanceSummary(
+            total_cents=self.total_cents, families=self.families, players=self.players, line_items=self.line_items,
+            currency=self.currency or summarise([]).currency, processing_cents=self.processing_cents,
+            processing_items=self.processing_items,
+        )
+
+
+def record_balances_export(session: Session, user: ActingUser, summary: BalanceSummary, *, kind: ExportKind) -> None:
+    """Record in the audit log that ``user`` took balances with these headline figures away as a
+    CSV. The caller commits."""
     require(user, Permission.EXPORT_BALANCES)
-    balances = outstanding_balances(session, user, filters)
-    record_balances_export(session, user, balances, kind=kind)
-    return render_csv(balances, kind)
-
-
-def record_balances_export(
-    session: Session, user: ActingUser, balances: Sequence[OutstandingBalance], *, kind: ExportKind
-) -> None:
-    """Record in the audit log that ``user`` took ``balances`` away as a CSV. The caller commits.
-
-    The dashboard renders the CSV from the balances it shows and records the export when the
-    download is clicked; the command line records it through ``export_balances_csv``.
-    """
-    require(user, Permission.EXPORT_BALANCES)
-    summary = summarise(balances)
     record_action(
         session,
         user,

@@ -1,7 +1,15 @@
-"""Outstanding balances: who owes what, grouped by family, with filters, charts and the CSV export."""
+"""Outstanding balances: who owes what, grouped by family, with filters, charts and the CSV export.
+
+The database does the work the screen needs: the headline figures and one page of families
+come from one statement (``family_page``), a family's items are read when its row is opened,
+the charts from grouped sums (``owed_by``), and a CSV file is streamed from the database when
+its button is clicked. What every session reads alike is cached once per server
+(``dashboard.state.shared_figures``); session state keeps only this person's choices.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -11,13 +19,24 @@ import streamlit as st
 from core.access.permissions import ActingUser, Permission
 from core.email.opt_out import set_email_opt_out
 from core.money import format_cents
-from core.reporting.balances import BalanceFilter, OutstandingBalance, outstanding_balances, summarise
+from core.reporting.balances import (
+    BalanceFilter,
+    BalanceSummary,
+    FamilyBalance,
+    FamilyOrder,
+    FamilyPage,
+    LineItem,
+    OwedBreakdown,
+    family_page,
+    outstanding_balances,
+    owed_by,
+)
 from core.reporting.directory import league_of, league_products, visible_teams
-from core.reporting.export import ExportKind, record_balances_export, render_csv
+from core.reporting.export import ExportKind, balances_csv_chunks
 from core.timezones import format_local, league_zone
 from core.words import plural
 from dashboard.family_link import family_page_link
-from dashboard.state import require_user, session_scope
+from dashboard.state import require_user, services, session_scope, shared_figures
 from dashboard.text import plain
 
 if TYPE_CHECKING:
@@ -25,67 +44,111 @@ if TYPE_CHECKING:
 
 FAMILIES_PER_PAGE = 25
 OPT_OUT_DONE = "balances_opt_out_done"
+PAGE_KEY = "families_page"
+FILTERS_OWNER = "balances_filters_owner"
+FILTER_KEYS = ("filter_teams", "filter_products", "filter_search", "filter_email", "families_order", PAGE_KEY)
+ORDERS = {
+    FamilyOrder.LAST_NAME: "Last name",
+    FamilyOrder.AMOUNT: "Amount owed",
+    FamilyOrder.ITEMS: "Number of items",
+}
+NO_TEAM = "No team"
 
 
-def _balances(user: ActingUser, filters: BalanceFilter) -> list[OutstandingBalance]:
-    # Not cached: the figures must follow changes made by the CLI or another replica at once;
-    # it is one query however large the league.
+@shared_figures
+def _page(user: ActingUser, filters: BalanceFilter, order: FamilyOrder, offset: int) -> FamilyPage:
     with session_scope() as session:
-        return outstanding_balances(session, user, filters)
+        return family_page(session, user, filters, order=order, offset=offset, limit=FAMILIES_PER_PAGE)
 
 
-def _filters(user: ActingUser) -> BalanceFilter:
+@shared_figures
+def _items_of(user: ActingUser, filters: BalanceFilter, parent_ids: frozenset[int]) -> dict[int, tuple[LineItem, ...]]:
+    """The items of the families shown, read only for them (same filters, so the same figures)."""
+    narrowed = BalanceFilter(team_ids=filters.team_ids, product_ids=filters.product_ids, parent_ids=parent_ids,
+                             parent_search=filters.parent_search, parent_email=filters.parent_email)
+    with session_scope() as session:
+        return {balance.parent_id: balance.items for balance in outstanding_balances(session, user, narrowed)}
+
+
+@shared_figures
+def _breakdown(user: ActingUser, filters: BalanceFilter) -> OwedBreakdown:
+    with session_scope() as session:
+        return owed_by(session, user, filters)
+
+
+@shared_figures
+def _choices(user: ActingUser) -> tuple[dict[int, str], dict[int, str]]:
     with session_scope() as session:
         teams = {team.id: team.label for team in visible_teams(session, user)}
         products = {product.id: product.label for product in league_products(session, user)}
+    return teams, products
+
+
+def _own_filters(user: ActingUser) -> None:
+    """A search typed as one person (or role) is not carried into another's view: the filters
+    belong to whoever set them, and start empty for anyone else."""
+    owner = (user.identity, user.role.value, user.tenant_id, tuple(sorted(user.team_ids)))
+    if st.session_state.get(FILTERS_OWNER) != owner:
+        for key in FILTER_KEYS:
+            st.session_state.pop(key, None)
+        st.session_state[FILTERS_OWNER] = owner
+
+
+def _to_first_page() -> None:
+    st.session_state[PAGE_KEY] = 0
+
+
+def _filters(user: ActingUser) -> BalanceFilter:
+    teams, products = _choices(user)
     columns = st.columns([2, 2, 2, 2] if user.can(Permission.VIEW_CONTACT_DETAILS) else [2, 2, 2])
     team_ids = columns[0].multiselect(
-        "Team", options=list(teams), format_func=teams.__getitem__, key="filter_teams", placeholder="All teams"
+        "Team", options=list(teams), format_func=teams.__getitem__, key="filter_teams", placeholder="All teams",
+        on_change=_to_first_page,
     )
     product_ids = columns[1].multiselect(
         "Item", options=list(products), format_func=products.__getitem__, key="filter_products",
-        placeholder="All items",
+        placeholder="All items", on_change=_to_first_page,
     )
-    search = columns[2].text_input("Family or player name", key="filter_search", placeholder="e.g. O'Brien")
+    search = columns[2].text_input("Family or player name", key="filter_search", placeholder="e.g. O'Brien",
+                                   on_change=_to_first_page)
     email = ""
     if user.can(Permission.VIEW_CONTACT_DETAILS):
-        email = columns[3].text_input("Parent email (exact)", key="filter_email")
+        email = columns[3].text_input("Parent email (exact)", key="filter_email", on_change=_to_first_page)
     return BalanceFilter(
         team_ids=frozenset(team_ids), product_ids=frozenset(product_ids),
         parent_search=search, parent_email=email,
     )
 
 
-def _line_items_frame(balances: list[OutstandingBalance]) -> pd.DataFrame:
+def _line_items_frame(rows: list[tuple[FamilyBalance | None, LineItem]]) -> pd.DataFrame:
     return pd.DataFrame(
         [
             {
-                "Family": balance.parent_name,
+                "Family": family.parent_name if family else "",
                 "Player": item.player_name,
                 "Team": item.team_name or "—",
                 "Item": item.product_name,
                 "Amount": format_cents(item.amount_cents, item.currency),
-                "cents": item.amount_cents,
                 "Status": "processing" if item.processing else "owed",
                 "Pay Now": item.pay_url,
-                "Pay balance": balance.family_pay_url,  # the family's whole balance at once
+                "Pay balance": family.family_pay_url if family else "",  # the family's whole balance at once
             }
-            for balance in balances
-            for item in balance.items
-        ]
+            for family, item in rows
+        ],
+        columns=["Family", "Player", "Team", "Item", "Amount", "Status", "Pay Now", "Pay balance"],
     )
 
 
-def _link_columns() -> dict[str, ColumnConfig | None]:
-    return {
+def _table(frame: pd.DataFrame) -> None:
+    """A table as tall as its rows (no scroll box of its own), with the links as links."""
+    config: dict[str, ColumnConfig | None] = {
         "Pay Now": st.column_config.LinkColumn("Pay Now", display_text="Pay now ↗"),
         "Pay balance": st.column_config.LinkColumn("Pay balance", display_text="Pay balance ↗"),
-        "cents": None,
     }
+    st.dataframe(frame, hide_index=True, column_config=config, width="stretch", height="content")
 
 
-def _headline(balances: list[OutstandingBalance], synced_at: datetime | None, zone_name: str) -> None:
-    summary = summarise(balances)
+def _headline(summary: BalanceSummary, synced_at: datetime | None, zone_name: str) -> None:
     first, second, third, fourth = st.columns(4)
     first.metric("Total outstanding", format_cents(summary.total_cents, summary.currency))
     second.metric("Families owing", f"{summary.families:,}")
@@ -101,40 +164,51 @@ def _headline(balances: list[OutstandingBalance], synced_at: datetime | None, zo
     st.caption(f"Last checked with Stripe for new payments: {synced}. Paid items drop out after a check.{processing}")
 
 
-def _families(balances: list[OutstandingBalance], user: ActingUser) -> None:
-    pages = max(1, -(-len(balances) // FAMILIES_PER_PAGE))
-    page = 1
-    if pages > 1:
-        page = st.columns([1, 4])[0].number_input(
-            f"Page (of {pages})", min_value=1, max_value=pages, value=1, key="families_page"
-        )
-    start = (page - 1) * FAMILIES_PER_PAGE
-    for balance in balances[start : start + FAMILIES_PER_PAGE]:
-        contact = ""
-        if user.can(Permission.VIEW_CONTACT_DETAILS):
-            contact = f" · {plain(balance.parent_email)}" if balance.parent_email else " · no email on file"
-            contact += " · no reminder emails (opted out)" if balance.email_opt_out else ""
-        label = (
-            f"**{plain(balance.parent_name)}** — {format_cents(balance.total_cents, balance.currency)} "
-            f"({plural(len(balance.items), 'item')}){contact}"
-        )
-        with st.expander(label):
-            if balance.family_pay_url:
-                st.link_button(f"Pay {format_cents(balance.total_cents, balance.currency)} (the whole balance)",
-                               balance.family_pay_url, icon=":material/payments:")
-            frame = _line_items_frame([balance]).drop(columns=["Family", "Pay balance"])
-            st.dataframe(frame, hide_index=True, column_config=_link_columns(), width="stretch")
-            family_page_link(balance.parent_id)
+def _turn(step: int) -> None:
+    st.session_state[PAGE_KEY] = int(st.session_state.get(PAGE_KEY, 0)) + step
+
+
+def _pager(page: int, pages: int) -> None:
+    """Previous / next buttons and where we are: no number to type."""
+    if pages <= 1:
+        return
+    row = st.container(horizontal=True, vertical_alignment="center")
+    row.button("Previous", key="families_previous", icon=":material/chevron_left:", disabled=page == 0,
+               on_click=_turn, args=(-1,))
+    row.button("Next", key="families_next", icon=":material/chevron_right:", disabled=page >= pages - 1,
+               on_click=_turn, args=(1,))
+    row.caption(f"Page {page + 1:,} of {pages:,}")
+
+
+def _family_label(family: FamilyBalance, user: ActingUser) -> str:
+    contact = ""
+    if user.can(Permission.VIEW_CONTACT_DETAILS):
+        contact = f" · {plain(family.parent_email)}" if family.parent_email else " · no email on file"
+        contact += " · no reminder emails (opted out)" if family.email_opt_out else ""
+    count = family.item_count
+    return (f"**{plain(family.parent_name)}** — {format_cents(family.total_cents, family.currency)} "
+            f"({plural(count, 'item')}){contact}")
+
+
+def _families(page: FamilyPage, items: dict[int, tuple[LineItem, ...]], user: ActingUser) -> None:
+    for family in page.families:
+        with st.expander(_family_label(family, user)):
+            if family.family_pay_url:
+                st.link_button(f"Pay {format_cents(family.total_cents, family.currency)} (the whole balance)",
+                               family.family_pay_url, icon=":material/payments:")
+            _table(_line_items_frame([(None, item) for item in items.get(family.parent_id, ())])
+                   .drop(columns=["Family", "Pay balance"]))
+            family_page_link(family.parent_id)
             if user.can(Permission.MANAGE_EMAIL_PREFERENCES):
-                _opt_out_button(user, balance)
+                _opt_out_button(user, family)
 
 
-def _opt_out_button(user: ActingUser, balance: OutstandingBalance) -> None:
+def _opt_out_button(user: ActingUser, family: FamilyBalance) -> None:
     """Stop or resume this family's reminder emails (they stay in the balances either way)."""
-    label = "Send reminder emails again" if balance.email_opt_out else "Stop reminder emails to this family"
-    if st.button(label, key=f"opt_out_{balance.parent_id}", icon=":material/unsubscribe:"):
+    label = "Send reminder emails again" if family.email_opt_out else "Stop reminder emails to this family"
+    if st.button(label, key=f"opt_out_{family.parent_id}", icon=":material/unsubscribe:"):
         with session_scope() as session:
-            change = set_email_opt_out(session, user, balance.parent_id, opted_out=not balance.email_opt_out)
+            change = set_email_opt_out(session, user, family.parent_id, opted_out=not family.email_opt_out)
         st.session_state[OPT_OUT_DONE] = (
             f"{plain(change.parent_name)} will get no more reminder emails (they stay in the balances). "
             if change.opted_out else f"{plain(change.parent_name)} will get reminder emails again. "
@@ -142,25 +216,48 @@ def _opt_out_button(user: ActingUser, balance: OutstandingBalance) -> None:
         st.rerun()
 
 
-def _charts(balances: list[OutstandingBalance]) -> None:
-    frame = _line_items_frame(balances)
+def _charts(breakdown: OwedBreakdown, currency: str) -> None:
     left, right = st.columns(2)
-    for column, field, title in ((left, "Team", "Owed by team"), (right, "Item", "Owed by item")):
-        grouped = frame.groupby(field, as_index=False)["cents"].sum()
-        grouped["Dollars owed"] = grouped["cents"] // 100  # whole dollars, for the bar length only
+    for column, groups, field, title in ((left, breakdown.by_team, "Team", "Owed by team"),
+                                         (right, breakdown.by_item, "Item", "Owed by item")):
+        frame = pd.DataFrame(
+            [{field: label or NO_TEAM, "Owed": cents / 100} for label, cents in groups], columns=[field, "Owed"]
+        )
         column.subheader(title)
-        # The theme's colour (.streamlit/config.toml), so the charts match the rest of the app.
-        column.bar_chart(grouped, x=field, y="Dollars owed", horizontal=True,
-                         color=st.get_option("theme.primaryColor"))
+        if frame.empty:
+            column.caption("Nothing owed.")
+            continue
+        symbol = format_cents(0, currency).rstrip("0.,\u00a0 ") or "$"
+        # The theme's colour (.streamlit/config.toml), so the charts match the rest of the app;
+        # the axis in the league's money, whole units.
+        column.vega_lite_chart(frame, {
+            "mark": {"type": "bar", "color": st.get_option("theme.primaryColor") or "#1f77b4"},
+            "encoding": {
+                "y": {"field": field, "type": "nominal", "sort": "-x", "title": None},
+                "x": {"field": "Owed", "type": "quantitative", "title": f"Owed ({symbol})",
+                      "axis": {"format": ",.0f", "labelExpr": f"'{symbol}' + datum.label"}},
+                "tooltip": [{"field": field}, {"field": "Owed", "format": ",.2f"}],
+            },
+        }, width="stretch")
 
 
-def _downloads(user: ActingUser, balances: list[OutstandingBalance]) -> None:
-    """The CSVs of exactly the balances on screen; the export is audited when it is clicked."""
+def _csv_file(user: ActingUser, filters: BalanceFilter, kind: ExportKind) -> Callable[[], bytes]:
+    """What the download button calls when clicked: the file streamed from the database, the
+    export audited once it is all read. (Streamlit holds the bytes it serves until the page's
+    next run; nothing is made before the click.)"""
+    sessions = services().sessions  # the callable runs outside the page's script
 
-    def record(kind: ExportKind) -> None:
-        with session_scope() as session:
-            record_balances_export(session, user, balances, kind=kind)
+    def make() -> bytes:
+        with sessions() as session:
+            data = b"".join(balances_csv_chunks(session, user, filters, kind=kind))
+            session.commit()
+        return data
 
+    return make
+
+
+def _downloads(user: ActingUser, filters: BalanceFilter) -> None:
+    """The CSVs of exactly the balances on screen (every page), made when clicked."""
     stamp = datetime.now().strftime("%Y-%m-%d")
     row = st.container(horizontal=True)
     for kind, label, name in (
@@ -168,13 +265,14 @@ def _downloads(user: ActingUser, balances: list[OutstandingBalance]) -> None:
         (ExportKind.PARENTS, "Download per family (CSV)", "per-family"),
     ):
         row.download_button(
-            label, data=render_csv(balances, kind), file_name=f"balances-{name}-{stamp}.csv", mime="text/csv",
-            key=f"download_{name}", icon=":material/download:", on_click=record, args=(kind,),
+            label, data=_csv_file(user, filters, kind), file_name=f"balances-{name}-{stamp}.csv", mime="text/csv",
+            key=f"download_{name}", icon=":material/download:", on_click="ignore",
         )
 
 
 def main() -> None:
     user = require_user()
+    _own_filters(user)
     with session_scope() as session:
         league = league_of(session, user)
         league_name, synced_at, zone_name = league.name, league.payments_synced_at, league_zone(league)
@@ -184,9 +282,17 @@ def main() -> None:
     if done:
         st.success(done, icon=":material/check_circle:")
     filters = _filters(user)
-    balances = _balances(user, filters)
-    _headline(balances, synced_at, zone_name)
-    if not balances:
+    order = FamilyOrder(st.session_state.get("families_order") or FamilyOrder.LAST_NAME)
+    number = max(int(st.session_state.get(PAGE_KEY, 0)), 0)
+    page = _page(user, filters, order, number * FAMILIES_PER_PAGE)
+    pages = max(1, -(-page.summary.families // FAMILIES_PER_PAGE))
+    if number >= pages:  # the list got shorter: its last page
+        number = pages - 1
+        page = _page(user, filters, order, number * FAMILIES_PER_PAGE)
+    st.session_state[PAGE_KEY] = number
+    summary = page.summary
+    _headline(summary, synced_at, zone_name)
+    if not summary.families:
         if not user.sees_all_teams and not user.team_ids:
             st.warning("You are not the coach of any team yet, so there are no balances to show. Ask your "
                        "league's admin to add you as a team's coach.", icon=":material/groups:")
@@ -199,16 +305,27 @@ def main() -> None:
             )
         return
     if user.can(Permission.EXPORT_BALANCES):
-        _downloads(user, balances)
-    by_family, line_items, charts = st.tabs(["By family", "All line items", "Charts"])
-    with by_family:
-        _families(balances, user)
-    with line_items:
-        st.dataframe(
-            _line_items_frame(balances), hide_index=True, column_config=_link_columns(), width="stretch"
-        )
-    with charts:
-        _charts(balances)
+        _downloads(user, filters)
+    # Only the open tab runs (and reads what it shows); switching tabs runs the page again.
+    by_family, line_items, charts = st.tabs(["By family", "All line items", "Charts"], on_change="rerun",
+                                            key="balances_tab")
+    if by_family.open or line_items.open:
+        items = _items_of(user, filters, frozenset(family.parent_id for family in page.families))
+        with by_family if by_family.open else line_items:
+            sort_column, pager_column = st.columns([1, 3], vertical_alignment="bottom")
+            sort_column.selectbox("Sort families by", options=list(ORDERS), format_func=ORDERS.__getitem__,
+                                  key="families_order", on_change=_to_first_page)
+            with pager_column:
+                _pager(number, pages)
+            if by_family.open:
+                _families(page, items, user)
+            else:
+                st.caption("The line items of the families on this page; the CSV has every page.")
+                _table(_line_items_frame([(family, item) for family in page.families
+                                          for item in items.get(family.parent_id, ())]))
+    if charts.open:
+        with charts:
+            _charts(_breakdown(user, filters), summary.currency)
 
 
 main()

@@ -80,9 +80,17 @@ from core.payments.gateway import CompletedCheckout
 from core.payments.ledger_check import ledger_stripe_payments
 from core.payments.sync import sync_payments
 from core.reporting.audit_export import audit_log_csv
-from core.reporting.balances import BalanceFilter, outstanding_balances
+from core.reporting.balances import (
+    BalanceFilter,
+    balance_summary,
+    family_page,
+    iter_outstanding_balances,
+    outstanding_balances,
+    owed_by,
+    summarise,
+)
 from core.reporting.directory import families_named, find_parent, league_of, league_products, visible_teams
-from core.reporting.export import ExportKind, export_balances_csv, record_balances_export
+from core.reporting.export import ExportKind, balances_csv_chunks, export_balances_csv, record_balances_export
 from core.roster.importing import import_roster
 from core.settings import Settings
 from core.setup.checklist import check_email_connection, next_setup_steps, setup_checklist
@@ -156,6 +164,17 @@ CALLS: tuple[Call, ...] = (
     Call("find_parent", find_parent, P.VIEW_CONTACT_DETAILS,
          lambda s, u, w: _found_or_none(lambda: find_parent(s, u, PARENT_EMAILS[0]))),
     Call("league_of", league_of, P.VIEW_LEAGUE, lambda s, u, w: league_of(s, u)),
+    Call("iter_outstanding_balances", iter_outstanding_balances, P.VIEW_BALANCES,
+         lambda s, u, w: list(iter_outstanding_balances(s, u, BalanceFilter(team_ids=w.team_ids)))),
+    # Headline figures only: no names in them, so nothing of the league's to see.
+    Call("balance_summary", balance_summary, P.VIEW_BALANCES, lambda s, u, w: balance_summary(s, u),
+         returns_league_data=False),
+    Call("family_page", family_page, P.VIEW_BALANCES,
+         lambda s, u, w: family_page(s, u, BalanceFilter(team_ids=w.team_ids), limit=100)),
+    Call("owed_by team", owed_by, P.VIEW_BALANCES, lambda s, u, w: owed_by(s, u, BalanceFilter()),
+         returns_league_data=False),
+    Call("balances_csv_chunks", balances_csv_chunks, P.EXPORT_BALANCES,
+         lambda s, u, w: b"".join(balances_csv_chunks(s, u, kind=ExportKind.PARENTS))),
     Call("export_balances_csv line items", export_balances_csv, P.EXPORT_BALANCES,
          lambda s, u, w: export_balances_csv(s, u, BalanceFilter(product_ids=w.product_ids))),
     Call("export_balances_csv per parent", export_balances_csv, P.EXPORT_BALANCES,
@@ -166,7 +185,7 @@ CALLS: tuple[Call, ...] = (
     Call("audit_log_csv", audit_log_csv, P.VIEW_AUDIT_LOG, lambda s, u, w: audit_log_csv(s, u)),
     Call("plan_backfill", plan_backfill, P.MINT_LINKS, lambda s, u, w: plan_backfill(s, u)),
     Call("record_balances_export", record_balances_export, P.EXPORT_BALANCES,
-         lambda s, u, w: record_balances_export(s, u, [], kind=ExportKind.LINE_ITEMS), returns_league_data=False),
+         lambda s, u, w: record_balances_export(s, u, summarise([]), kind=ExportKind.LINE_ITEMS), returns_league_data=False),
     Call("current_league_settings", current_league_settings, P.MANAGE_LEAGUE,
          lambda s, u, w: current_league_settings(s, u), returns_league_data=True),
     Call("update_league_settings", update_league_settings, P.MANAGE_LEAGUE,

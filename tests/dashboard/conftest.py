@@ -65,6 +65,8 @@ def open_app(database_url, monkeypatch, secrets_file, server_address) -> Callabl
     monkeypatch.setenv("DATABASE_URL", database_url)
 
     def start(role: str = "admin", page: str | None = None, coach_teams: list[int] | None = None) -> AppTest:
+        # A new server: nothing cached from a league an earlier test changed outside the app.
+        streamlit.cache_data.clear()
         # Widget values are preset through session state, before the first run.
         at = AppTest.from_file(APP, default_timeout=30)
         at.session_state["demo_role"] = _role(role)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from core.access.leagues import find_tenant
 from core.access.permissions import Role
 from core.money import format_cents
-from core.reporting.balances import outstanding_balances, summarise
+from core.reporting.balances import FamilyOrder, outstanding_balances, summarise
 from core.reporting.directory import league_teams
 from core.reporting.name_search import fold
 from tests.factories import acting
@@ -84,6 +84,38 @@ def test_names_from_the_roster_are_shown_as_typed_not_as_markdown(demo_league, o
     parent.name = "[Pay here](https://evil.example) __Bold__"
     session.commit()
     at = open_app("treasurer")
+    at.text_input(key="filter_search").input("pay here").run()
     assert not at.exception
     label = next(e.label for e in at.expander if "Pay here" in e.label)
     assert "\\[Pay here\\]" in label and "\\_\\_Bold\\_\\_" in label
+
+
+def test_a_search_typed_as_one_role_is_not_carried_into_another_roles_view(demo_league, open_app):
+    at = open_app("treasurer")
+    at.text_input(key="filter_search").input("O'Brien").run()
+    assert all("O'Brien" in e.label for e in at.expander)
+    at.session_state["demo_role"] = _role_of("admin")
+    at.run()
+    assert not at.exception
+    assert at.text_input(key="filter_search").value == ""
+    assert len(at.expander) == 25  # the whole league again, first page
+
+
+def test_the_family_list_pages_with_buttons_and_sorts_by_amount(demo_league, open_app, session):
+    at = open_app("treasurer")
+    assert not at.number_input  # no page number to type
+    first = [e.label for e in at.expander]
+    at.button(key="families_next").click().run()
+    assert not at.exception
+    second = [e.label for e in at.expander]
+    assert second and not set(first) & set(second)
+    at.selectbox(key="families_order").set_value(FamilyOrder.AMOUNT).run()
+    assert not at.exception
+    expected = outstanding_balances(session, acting(find_tenant(session, "demo"), Role.TREASURER),
+                                    order=FamilyOrder.AMOUNT)[:25]
+    assert [e.label.split("** — ")[1].split(" (")[0] for e in at.expander] == [
+        format_cents(b.total_cents) for b in expected]  # back on page 1, most owed first
+
+
+def _role_of(name: str):  # type: ignore[no-untyped-def]
+    return {"admin": Role.ADMIN, "treasurer": Role.TREASURER, "coach": Role.COACH}[name]
