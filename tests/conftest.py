@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from sqlalchemy import Engine, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from core.db import make_engine, session_factory, upgrade_database
@@ -82,7 +82,7 @@ def _empty_all_tables(url: str) -> None:
     tables = [table.name for table in reversed(Base.metadata.sorted_tables)]
     with engine.begin() as connection:
         if engine.dialect.name == "postgresql":
-            connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+            _empty_postgresql_tables(connection, tables)
         else:
             # Leagues first: their rows go by cascade, which the ledger's append-only triggers
             # allow (a league removed whole), where deleting a money row on its own is refused.
@@ -90,6 +90,33 @@ def _empty_all_tables(url: str) -> None:
             for table in tables:
                 connection.execute(text(f"DELETE FROM {table}"))
     engine.dispose()
+
+
+def _empty_postgresql_tables(connection: Connection, tables: list[str]) -> None:
+    """What ``TRUNCATE ... RESTART IDENTITY`` leaves, without its cost on every test.
+
+    A TRUNCATE gives each table a new file and flushes them, a tenth of a second or more a
+    test; the few rows a test writes go faster by DELETE (leagues first, as on SQLite). The
+    identity sequences a test used start again, as TRUNCATE's RESTART IDENTITY would have it.
+    Should a DELETE be refused, TRUNCATE does the job as before.
+    """
+    filled = connection.execute(text(" UNION ALL ".join(
+        f"SELECT '{table}' WHERE EXISTS (SELECT 1 FROM {table})" for table in tables
+    ))).scalars().all()
+    if filled:
+        try:
+            with connection.begin_nested():
+                if "tenants" in filled:
+                    connection.execute(text("DELETE FROM tenants"))
+                for table in tables:
+                    if table in filled:
+                        connection.execute(text(f"DELETE FROM {table}"))
+        except DBAPIError:
+            connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+    connection.execute(text(
+        "SELECT setval(format('%I.%I', schemaname, sequencename)::regclass, start_value, false) "
+        "FROM pg_sequences WHERE schemaname = current_schema() AND last_value IS NOT NULL"
+    ))
 
 
 @pytest.fixture

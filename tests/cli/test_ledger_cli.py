@@ -12,10 +12,10 @@ from sqlalchemy import func, select
 from cli.main import main
 from core.access.leagues import find_tenant
 from core.db import unit_of_work
-from core.demo import build_demo_league
 from core.ledger.statement import family_statement
 from core.models import Charge, LedgerEntry, LinkStatus, Parent, PaymentLink, Player, Tenant
 from core.reporting.balances import outstanding_balances
+from tests.demo_copy import put_demo_league
 from tests.factories import acting
 from tests.stripe_links import mirror_league
 
@@ -24,8 +24,8 @@ from tests.stripe_links import mirror_league
 def demo(engine, database_url, monkeypatch) -> Tenant:
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.delenv("STRIPE_API_KEY", raising=False)
+    put_demo_league(engine)
     with unit_of_work(engine) as session:
-        build_demo_league(session)
         return session.scalars(select(Tenant)).one()
 
 

@@ -7,8 +7,8 @@ from sqlalchemy import delete, select
 
 from cli.main import main
 from core.db import unit_of_work
-from core.demo import build_demo_league
 from core.models import FamilyLink, LinkStatus, PaymentLink, Player, PlayerStatus, Tenant
+from tests.demo_copy import put_demo_league
 from tests.factories import pay_link
 from tests.stripe_links import mirror_league
 
@@ -18,8 +18,8 @@ def demo_in_stripe(engine, database_url, monkeypatch, stripe_stand_in) -> Tenant
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("STRIPE_API_KEY", "sk_test_stand_in")
     monkeypatch.setenv("STRIPE_API_BASE", stripe_stand_in.api_base)
+    put_demo_league(engine)
     with unit_of_work(engine) as session:
-        build_demo_league(session)
         tenant = session.scalars(select(Tenant)).one()
         mirror_league(stripe_stand_in, session, tenant.id)
     return tenant

@@ -9,10 +9,28 @@ import pytest
 import streamlit
 from streamlit.testing.v1 import AppTest
 
-from core.db import unit_of_work
-from core.demo import build_demo_league
+from tests.demo_copy import put_demo_league
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
+
+
+@pytest.fixture(autouse=True)
+def stripe_paced_for_tests(monkeypatch) -> None:
+    """The gateway the app builds from its settings, paced like the ``stripe_gateway`` fixture.
+
+    The stand-in sets no rate limit, so the test mode's 25 requests a second would only make a
+    page that mints the demo league's links wait; the production pace and back-off are
+    exercised by tests/adapters/test_stripe_gateway.py and bench/bench_backfill.py.
+    """
+    from core.payments.stripe_gateway import StripeGateway
+
+    from_settings = StripeGateway.from_settings.__func__  # type: ignore[attr-defined]
+
+    def paced_for_tests(cls, settings, **overrides):  # type: ignore[no-untyped-def]
+        fast = {"requests_per_second": 1000, "rate_limit_backoff_seconds": 0.01, "max_backoff_seconds": 0.05}
+        return from_settings(cls, settings, **{**fast, **overrides})
+
+    monkeypatch.setattr(StripeGateway, "from_settings", classmethod(paced_for_tests))
 
 
 @pytest.fixture
@@ -20,8 +38,7 @@ def demo_league(engine, database_url, monkeypatch, tmp_path) -> Iterator[None]:
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("EMAIL_OUTBOX_DIR", str(tmp_path / "outbox"))
     monkeypatch.setenv("AUTH_MODE", "demo")
-    with unit_of_work(engine) as session:
-        build_demo_league(session)
+    put_demo_league(engine)
     yield
 
 
@@ -31,8 +48,7 @@ def bare_demo_league(engine, database_url, monkeypatch, tmp_path) -> Iterator[No
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("EMAIL_OUTBOX_DIR", str(tmp_path / "outbox"))
     monkeypatch.setenv("AUTH_MODE", "demo")
-    with unit_of_work(engine) as session:
-        build_demo_league(session, ledger_examples=False)
+    put_demo_league(engine, ledger_examples=False)
     yield
 
 
