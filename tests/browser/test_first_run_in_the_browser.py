@@ -99,6 +99,8 @@ class LeagueSetUp:
         page = self.page
         self.open_page("Create payment links")
         expect(page.get_by_text("Dry run: nothing is changed.")).to_be_visible()
+        wait_until_idle(page)
+        expect(page.get_by_test_id("stDataFrame").locator('[role="gridcell"]').first).to_be_visible(timeout=30_000)
         to_create = int(page.get_by_test_id("stMetric").filter(has_text="Payment links to create")
                         .get_by_test_id("stMetricValue").inner_text())
         assert to_create > 0
