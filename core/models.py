@@ -785,6 +785,8 @@ class Payment(Base):
     __table_args__ = (
         CheckConstraint("amount_cents > 0", name="amount_positive"),
         Index("ix_payments_tenant_parent", "tenant_id", "parent_id"),
+        # The balances look up the league's few payments not settled (processing, failed).
+        Index("ix_payments_tenant_state", "tenant_id", "state"),
         # A Checkout Session is recorded once, however often payment sync sees it.
         Index(
             "uq_payments_stripe_reference",

@@ -51,6 +51,7 @@ from sqlalchemy import (
     false,
     func,
     literal,
+    null,
     or_,
     select,
     union_all,
@@ -318,10 +319,28 @@ def owed_by(session: Session, user: ActingUser, filters: BalanceFilter = Balance
 # -- the one building block ---------------------------------------------------------------------
 
 
-def _open_charges(user: ActingUser, filters: BalanceFilter) -> Select[*tuple[Any, ...]]:
+def _open_charges(user: ActingUser, filters: BalanceFilter) -> CompoundSelect:
     """One row per open (or processing) charge the viewer may see under ``filters``: what is
-    open, what is processing, the family's credit and where the charge stands among the
-    family's others (for the credit, taken oldest due first)."""
+    open, what is processing, the family's credit and, for a family with credit, where the
+    charge stands among the family's others (the credit is taken oldest due first).
+
+    Only a family with credit (rare) needs its charges' running total: the window runs over
+    their rows alone, so the league's charges are not sorted for it."""
+    charges = _charge_rows(user, filters).cte("charge_rows")
+    c = charges.c
+    without_credit = select(charges, *(cast(null(), BigInteger).label(name) for name in ("open_before", "family_open")))
+    open_for_credit = case((c.open_cents > 0, c.open_cents), else_=0)
+    with_credit = select(
+        charges,
+        cast(func.sum(open_for_credit).over(partition_by=c.parent_id, order_by=(c.due_on, c.charge_id),
+                                            rows=(None, -1)), BigInteger).label("open_before"),
+        cast(func.sum(open_for_credit).over(partition_by=c.parent_id), BigInteger).label("family_open"),
+    )
+    return union_all(without_credit.where(c.credit_cents <= 0), with_credit.where(c.credit_cents > 0))
+
+
+def _charge_rows(user: ActingUser, filters: BalanceFilter) -> Select[*tuple[Any, ...]]:
+    """``_open_charges`` without the running totals."""
     require(user, Permission.VIEW_BALANCES)
     if filters.parent_email and not user.can(Permission.VIEW_CONTACT_DETAILS):
         raise PermissionDenied(f"A {user.role.value} may not search by email address.")
@@ -334,9 +353,6 @@ def _open_charges(user: ActingUser, filters: BalanceFilter) -> Select[*tuple[Any
     unsettled = Charge.amount_cents - func.coalesce(settled.c.settled_cents, 0)  # open and processing
     open_cents = unsettled - processing
     has_credit = credit.c.credit_cents.is_not(None)
-    # Only a family with credit needs its charges' running total (rare): elsewhere the window
-    # sums zeros.
-    open_for_credit = case((and_(has_credit, open_cents > 0), open_cents), else_=0)
     statement = (
         select(
             Parent.id.label("parent_id"),
@@ -359,9 +375,6 @@ def _open_charges(user: ActingUser, filters: BalanceFilter) -> Select[*tuple[Any
             processing.label("processing_cents"),
             # Sums are cast back to whole numbers: PostgreSQL's sum of bigints is a numeric.
             cast(func.coalesce(credit.c.credit_cents, 0), BigInteger).label("credit_cents"),
-            cast(func.sum(open_for_credit).over(partition_by=Charge.parent_id, order_by=(Charge.due_on, Charge.id),
-                                                rows=(None, -1)), BigInteger).label("open_before"),
-            cast(func.sum(open_for_credit).over(partition_by=Charge.parent_id), BigInteger).label("family_open"),
             # The family's active "Pay the balance" link (at most one) and what it was minted for.
             FamilyLink.amount_cents.label("family_link_cents"),
             FamilyLink.url.label("family_link_url"),

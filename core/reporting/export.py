@@ -63,20 +63,23 @@ def decimal_amount(amount_cents: int) -> str:
 def line_item_rows(balances: Iterable[OutstandingBalance]) -> Iterable[tuple[object, ...]]:
     """One row per item. ``amount`` is what is still to pay and ``processing`` what is being
     paid, so each column adds up to the page's figure (and the per-family file's columns)."""
+    nothing = decimal_amount(0)
     for balance in balances:
+        parent_name, parent_email, family_pay_url = balance.parent_name, balance.parent_email or "", balance.family_pay_url
         for item in balance.items:
+            amount = decimal_amount(item.amount_cents)
             yield (
-                balance.parent_name,
-                balance.parent_email or "",
+                parent_name,
+                parent_email,
                 item.player_name,
                 item.team_name or "",
                 item.product_name,
-                decimal_amount(0 if item.processing else item.amount_cents),
-                decimal_amount(item.amount_cents if item.processing else 0),
+                nothing if item.processing else amount,
+                amount if item.processing else nothing,
                 item.currency.upper(),
                 "processing" if item.processing else "owed",
                 item.pay_url,
-                balance.family_pay_url,
+                family_pay_url,
             )
 
 
@@ -105,8 +108,11 @@ def csv_chunks(header: Sequence[str], rows: Iterable[Sequence[object]]) -> Itera
     writer = csv.writer(buffer, lineterminator="\r\n")
     buffer.write("\ufeff")
     writer.writerow(header)
+    safe = _FORMULA_PREFIXES
     for count, row in enumerate(rows, start=1):
-        writer.writerow([neutralise_formula(cell) for cell in row])
+        # Text that needs nothing (nearly every cell) is written as it is, without a call per cell.
+        writer.writerow([cell if cell.__class__ is str and not cell.startswith(safe) else neutralise_formula(cell)
+                         for cell in row])
         if count % CHUNK_ROWS == 0:
             yield buffer.getvalue().encode("utf-8")
             buffer.seek(0)
@@ -177,15 +183,17 @@ class _Tally:
     currency: str = ""
 
     def counting(self, balances: Iterable[OutstandingBalance]) -> Iterator[OutstandingBalance]:
+        # ``summarise`` of each balance, added up (a family's players are its own).
         for balance in balances:
-            figures = summarise([balance])
-            self.total_cents += figures.total_cents
-            self.families += figures.families
-            self.players += figures.players
-            self.line_items += figures.line_items
-            self.processing_cents += figures.processing_cents
-            self.processing_items += figures.processing_items
-            self.currency = self.currency or figures.currency
+            items = balance.items
+            processing = [item.amount_cents for item in items if item.processing]
+            self.total_cents += balance.total_cents
+            self.families += 1 if items else 0
+            self.players += len({item.player_id for item in items if item.player_id is not None})
+            self.line_items += len(items) - len(processing)
+            self.processing_cents += sum(processing)
+            self.processing_items += len(processing)
+            self.currency = self.currency or (items[0].currency if items else "")
             yield balance
 
     def summary(self) -> BalanceSummary:
