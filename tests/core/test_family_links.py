@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from core.access.permissions import Role
-from core.backfill import commit_backfill, plan_backfill
+from core.backfill import commit_backfill, describe_totals, plan_backfill
 from core.email.campaigns import build_manifest
 from core.email.registry import OUTSTANDING_BALANCE
 from core.errors import PermissionDenied
@@ -318,3 +318,26 @@ def test_a_delayed_payment_through_the_balance_link_that_succeeds_settles_the_ba
         (pending["id"], PaymentState.SETTLED)]
     assert balance_of(session, billed, garcia) == 0
     assert family_rows(session, garcia)[0].status is LinkStatus.PAID
+
+
+def test_the_backfill_dry_run_counts_the_balance_links_the_commit_mints(session, league, stripe_gateway):
+    first = plan_backfill(session, league["admin"])
+    assert (first.totals.family_links_to_create, first.totals.family_links_to_replace) == (2, 0)
+    assert "2 family balance links to create and 0 to replace" in describe_totals(first.totals)
+    done = commit_backfill(session.get_bind(), league["admin"], stripe_gateway, first, success_url=SUCCESS_URL,
+                           family_links=True)
+    assert done.ok and done.family_links_minted == 2
+    assert "family balance link" not in describe_totals(plan_backfill(session, league["admin"]).totals)
+
+    # A new required item raises both families' balances; a new family has no link yet.
+    make_product(session, league["tenant"], "Tournament fee", amount_cents=2500)
+    newcomer = make_parent(session, league["tenant"], "Sam Lee", "sam@example.org")
+    make_player(session, league["tenant"], newcomer, first_name="Kim", last_name="Lee")
+    session.commit()
+    second = plan_backfill(session, league["admin"])
+    assert (second.totals.family_links_to_create, second.totals.family_links_to_replace) == (1, 2)
+    assert "1 family balance link to create and 2 to replace" in describe_totals(second.totals)
+    done = commit_backfill(session.get_bind(), league["admin"], stripe_gateway, second, success_url=SUCCESS_URL,
+                           family_links=True)
+    assert done.ok and done.family_links_minted == 3
+    assert active_link(session, newcomer).amount_cents == 15000 + 4000 + 2500
