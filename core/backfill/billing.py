@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from core.access.permissions import ActingUser
-from core.backfill.plan import BackfillItem, BackfillPlan, PlanAction, follow_the_ledger
+from core.backfill.plan import BackfillPlan, bills, follow_the_ledger
 from core.ledger.billing import Owed, bill_owed
 from core.models import Product
 
@@ -27,7 +27,7 @@ def bill_plan(session: Session, user: ActingUser, plan: BackfillPlan) -> Backfil
     owed = [
         Owed(parent_id=item.parent_id, player_id=item.player_id, product_id=item.product_id,
              order_id=item.order_id, amount_cents=item.amount_cents, description=item.product_name)
-        for item in plan.items if _bills(item)
+        for item in plan.items if bills(item)
     ]
     bill_owed(session, user, owed)
     products = {
@@ -38,10 +38,3 @@ def bill_plan(session: Session, user: ActingUser, plan: BackfillPlan) -> Backfil
     }
     return replace(plan, items=follow_the_ledger(session, user, plan.items, products))
 
-
-def _bills(item: BackfillItem) -> bool:
-    if item.amount_cents <= 0:
-        return False
-    if item.action in (PlanAction.MINT, PlanAction.ALREADY_LINKED):
-        return True
-    return item.action is PlanAction.WAITING and item.order_id is not None  # an order is owed before its link

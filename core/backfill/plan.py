@@ -16,8 +16,10 @@ from sqlalchemy.orm import Session, selectinload
 
 from core.access.permissions import ActingUser, Permission, require
 from core.errors import PermissionDenied
+from core.ledger.accounts import families_with_credit
 from core.ledger.billing import CurrentCharge, charge_key_for, league_charges
 from core.models import (
+    FamilyLink,
     LinkStatus,
     Order,
     OrderStatus,
@@ -32,6 +34,7 @@ from core.models import (
 )
 from core.money import format_cents
 from core.payments.links import PendingSwitchOff, links_awaiting_switch_off
+from core.reporting.balances import outstanding_balances
 from core.timezones import format_local, league_zone
 
 _TierKey = tuple[int, int, str]  # (product id, amount in cents, currency)
@@ -117,6 +120,8 @@ class PlanTotals:
     replaced_from_cents: int = 0  # what the links to replace bill now
     replaced_to_cents: int = 0  # what their replacements will bill
     links_to_switch_off: int = 0  # deactivated here, still to switch off in Stripe
+    family_links_to_create: int = 0  # families' balance links: for families that have none
+    family_links_to_replace: int = 0  # ... and for those whose link is not at the balance billed
 
 
 @dataclass(frozen=True)
@@ -130,6 +135,8 @@ class BackfillPlan:
     currency: str  # the league's (``Tenant.currency``)
     signed_players: int = 0
     pending_switch_offs: tuple[PendingSwitchOff, ...] = ()
+    family_links_to_create: int = 0  # see ``forecast_family_links``
+    family_links_to_replace: int = 0
 
     @property
     def to_mint(self) -> tuple[BackfillItem, ...]:
@@ -165,6 +172,8 @@ class BackfillPlan:
             replaced_from_cents=sum(item.replaced_amount_cents or 0 for item in to_replace),
             replaced_to_cents=sum(item.amount_cents for item in to_replace),
             links_to_switch_off=len(self.pending_switch_offs),
+            family_links_to_create=self.family_links_to_create,
+            family_links_to_replace=self.family_links_to_replace,
         )
 
     @property
@@ -226,13 +235,60 @@ def plan_backfill(session: Session, user: ActingUser) -> BackfillPlan:
         for order in orders[player.id]:
             if order.product_id in products:
                 items.append(planner.order_item(products[order.product_id], order))
+    followed = follow_the_ledger(session, user, items, products)
+    to_create, to_replace = forecast_family_links(session, user, followed)
     return BackfillPlan(
         tenant_id=tenant.id, tenant_slug=tenant.slug, league_key=tenant.league_key,
-        items=follow_the_ledger(session, user, items, products),
+        items=followed,
         currency=tenant.currency,
         signed_players=len(players),
         pending_switch_offs=links_awaiting_switch_off(session, user),
+        family_links_to_create=to_create,
+        family_links_to_replace=to_replace,
     )
+
+
+def bills(item: BackfillItem) -> bool:
+    """Whether the backfill bills ``item`` before minting (``core.backfill.billing``), if it has no charge yet."""
+    if item.amount_cents <= 0:
+        return False
+    if item.action in (PlanAction.MINT, PlanAction.ALREADY_LINKED):
+        return True
+    return item.action is PlanAction.WAITING and item.order_id is not None  # an order is owed before its link
+
+
+def forecast_family_links(session: Session, user: ActingUser, items: Iterable[BackfillItem]) -> tuple[int, int]:
+    """(to create, to replace): the families' balance links the commit would mint once it has
+    billed ``items`` and minted their links (``core.payments.family_links``, ``mint_missing``).
+
+    Each family's balance after the commit: what it owes now, plus what is billed for the first
+    time, less the credit that settles it, plus the difference a price change bills again.
+    A family that would owe something gets a link if it has none, a new one if its link is for
+    another amount. Reads only."""
+    charges = league_charges(session, user)
+    after = {b.parent_id: b.total_cents for b in outstanding_balances(session, user)}
+    billed: dict[int, int] = defaultdict(int)
+    repriced: dict[int, int] = defaultdict(int)
+    for item in items:
+        charge = charges.get(charge_key_for(player_id=item.player_id, product_id=item.product_id,
+                                            order_id=item.order_id))
+        if charge is None and bills(item):
+            billed[item.parent_id] += item.amount_cents
+        elif (item.action is PlanAction.REPLACE and charge is not None and charge.untouched
+              and item.reserved_link_id is None):
+            repriced[item.parent_id] += item.amount_cents - charge.amount_cents
+    credit = families_with_credit(session, user)
+    for parent_id, cents in billed.items():
+        after[parent_id] = after.get(parent_id, 0) + max(0, cents - credit.get(parent_id, 0))
+    for parent_id, cents in repriced.items():
+        after[parent_id] = after.get(parent_id, 0) + cents
+    active = {row.parent_id: row.amount_cents for row in session.execute(
+        select(FamilyLink.parent_id, FamilyLink.amount_cents).where(
+            FamilyLink.tenant_id == user.tenant_id, FamilyLink.status == LinkStatus.ACTIVE))}
+    owing = {parent_id: cents for parent_id, cents in after.items() if cents > 0}
+    to_create = sum(1 for parent_id in owing if parent_id not in active)
+    to_replace = sum(1 for parent_id, cents in owing.items() if parent_id in active and active[parent_id] != cents)
+    return to_create, to_replace
 
 
 def follow_the_ledger(session: Session, user: ActingUser, items: Iterable[BackfillItem],

@@ -80,6 +80,9 @@ def describe_totals(totals: PlanTotals) -> str:
     if totals.links_to_switch_off:
         parts.append(f"{plural(totals.links_to_switch_off, 'old link')} still to switch off in Stripe")
     parts.append(f"{plural(totals.prices_to_create, 'price')} to create in Stripe")
+    if totals.family_links_to_create or totals.family_links_to_replace:
+        parts.append(f"{plural(totals.family_links_to_create, 'family balance link')} to create and "
+                     f"{totals.family_links_to_replace:,} to replace at the new balance")
     done = [f"{totals.already_linked:,} already have a link", f"{totals.already_paid:,} already paid"]
     if totals.waiting:
         done.append(f"{totals.waiting:,} after another link of the same player and product")

@@ -44,8 +44,6 @@ from core.email.rendering import (
     compose_message,
     inline_css,
     template_environment,
-    unsubscribe_address,
-    unsubscribe_url,
 )
 from core.errors import InvalidInput
 from core.ledger.accounts import lock_family
@@ -111,8 +109,6 @@ def render_receipt(receipt: PaymentReceipt, brand: Brand, *, first_name: str | N
         "brand": brand,
         "greeting_name": header_text(first_name or receipt.parent_name),
         "parent_name": header_text(receipt.parent_name),
-        "unsubscribe_address": unsubscribe_address(brand),
-        "unsubscribe_url": unsubscribe_url(brand, family=receipt.parent_name),
         "amount": money(receipt.amount_cents),
         "method": receipt.method,
         "reference": header_text(receipt.reference) if receipt.reference else None,

@@ -19,7 +19,10 @@ ledger entries, whoever read it from Stripe (payment sync's listing; Stripe's ev
   settling the family's open charges oldest due first; paid through a link minted for an older
   balance, what it overpays is the family's credit, and the payment is flagged;
 * a payment still processing is recorded ``processing`` and becomes ``settled`` when a paid
-  checkout of the same session is seen.
+  checkout of the same session is seen, or ``failed`` when its delayed payment failed (an
+  applied ``async_payment_failed``): the charges it was paying are owed again, as for an item
+  link, and the link, used up at Stripe by that one checkout, is retired if it is still the
+  family's active one (the next send mints one at the balance).
 
 A payment's ``state`` is the one column of a money row that changes, here and only here
 (``_set_state``), and each change is in the audit log.
@@ -41,7 +44,6 @@ from core.ledger.allocation import allocate
 from core.ledger.entries import LedgerChange, LedgerWriter, league_today
 from core.models import (
     EntryOrigin,
-    FamilyLink,
     FlagKind,
     LedgerEntryKind,
     LinkStatus,
@@ -76,13 +78,13 @@ def follow_stripe_link(
         recorded = stripe_payment_by_reference(session, user, link.checkout_session_id)
         if recorded is not None:
             if recorded.state is PaymentState.PROCESSING:
-                return _change_state(session, user, link, recorded, PaymentState.SETTLED)
+                return _change_state(_writer(session, user, link), recorded, PaymentState.SETTLED)
             return None
         amount = link.paid_amount_cents if link.paid_amount_cents and link.paid_amount_cents > 0 else link.amount_cents
         if processing is not None:
             if processing.reference is None and processing.amount_cents == amount:
-                return _change_state(session, user, link, processing, PaymentState.SETTLED)
-            _change_state(session, user, link, processing, PaymentState.FAILED)
+                return _change_state(_writer(session, user, link), processing, PaymentState.SETTLED)
+            _change_state(_writer(session, user, link), processing, PaymentState.FAILED)
         return _record(session, user, link, reference=link.checkout_session_id, amount_cents=amount,
                        state=PaymentState.SETTLED, received=_paid_on(session, user, link))
     if link.processing:
@@ -96,27 +98,33 @@ def follow_stripe_link(
         return _record(session, user, link, reference=reference, amount_cents=amount,
                        state=PaymentState.PROCESSING, received=league_today(session, user))
     if processing is not None:  # the processing session is gone unpaid: the charge is owed again
-        return _change_state(session, user, link, processing, PaymentState.FAILED)
+        return _change_state(_writer(session, user, link), processing, PaymentState.FAILED)
     return None
 
 
 @dataclass(frozen=True)
 class FamilyCheckout:
-    """What ``follow_family_checkout`` recorded: the ledger change (None: already recorded) and
-    the flag it raised (an overpayment through a link minted for an older balance)."""
+    """What ``follow_family_checkout`` recorded: the ledger change (None: already recorded), the
+    flag it raised (an overpayment through a link minted for an older balance), and whether the
+    checkout's delayed payment failed (what it was paying is owed)."""
 
     link_id: int
     parent_id: int
+    parent_name: str
     change: LedgerChange | None
     flag: SyncFlag | None = None
+    failed: bool = False
 
 
-def follow_family_checkout(session: Session, user: ActingUser, checkout: CompletedCheckout) -> FamilyCheckout | None:
+def follow_family_checkout(session: Session, user: ActingUser, checkout: CompletedCheckout, *,
+                           failed: bool = False) -> FamilyCheckout | None:
     """Record ``checkout`` if it was made through one of the league's family links (see above).
 
     None when it was not (an item link's checkout goes through ``follow_stripe_link``). The
-    family link's row is locked and marked paid (``family_links.mark_paid``). In the caller's
-    transaction; the caller commits. Recording the same checkout again changes nothing.
+    family link's row is locked and marked paid (``family_links.mark_paid``). ``failed``: the
+    session's delayed payment failed (``core.payments.events.failed_sessions``); its processing
+    payment, if recorded, becomes ``failed`` and nothing is recorded for it otherwise. In the
+    caller's transaction; the caller commits. Recording the same checkout again changes nothing.
     """
     require(user, Permission.SYNC_PAYMENTS)
     if not checkout.payment_link_id:
@@ -124,16 +132,27 @@ def follow_family_checkout(session: Session, user: ActingUser, checkout: Complet
     link = family_links.family_link_by_stripe_id(session, user, checkout.payment_link_id)
     if link is None:
         return None
+    parent = _parent(session, user, link.parent_id)
     recorded = stripe_payment_by_reference(session, user, checkout.id)
+    if failed and not checkout.paid:
+        settled = recorded is not None and recorded.state is PaymentState.SETTLED
+        change = None
+        if recorded is not None and recorded.state is PaymentState.PROCESSING:
+            change = _change_state(_family_writer(session, user, parent), recorded, PaymentState.FAILED,
+                                   family_link_id=link.id)
+        if link.status is LinkStatus.ACTIVE:
+            family_links.retire_row(link)  # Stripe counted its one session; switched off by the next refresh
+        return FamilyCheckout(link.id, link.parent_id, parent.name, change, failed=not settled)
     if recorded is not None:
         change = None
         if recorded.state is PaymentState.PROCESSING and checkout.paid:
-            change = _family_state(session, user, link, recorded, PaymentState.SETTLED)
+            change = _change_state(_family_writer(session, user, parent), recorded, PaymentState.SETTLED,
+                                   family_link_id=link.id)
             family_links.mark_paid(link, checkout)
-        return FamilyCheckout(link.id, link.parent_id, change)
+        return FamilyCheckout(link.id, link.parent_id, parent.name, change)
     amount = checkout.amount_total if checkout.amount_total and checkout.amount_total > 0 else link.amount_cents
     state = PaymentState.SETTLED if checkout.paid else PaymentState.PROCESSING
-    writer = LedgerWriter(session, user, _parent(session, user, link.parent_id), origin=EntryOrigin.PAYMENT_SYNC)
+    writer = _family_writer(session, user, parent)
     account = writer.account()
     payment = writer.payment(amount_cents=amount, method=PaymentMethod.STRIPE, received_on=checkout.created.date(),
                              state=state, reference=checkout.id,
@@ -162,24 +181,15 @@ def follow_family_checkout(session: Session, user: ActingUser, checkout: Complet
             "more than was owed is credit (refund or keep it)",
             link_id=None, product_name=f"{writer.parent.name}'s balance",
         )
-    return FamilyCheckout(link.id, link.parent_id, change, flag)
+    return FamilyCheckout(link.id, link.parent_id, parent.name, change, flag)
 
 
 def _parent(session: Session, user: ActingUser, parent_id: int) -> Parent:
     return session.scalars(select(Parent).where(Parent.id == parent_id, Parent.tenant_id == user.tenant_id)).one()
 
 
-def _family_state(session: Session, user: ActingUser, link: FamilyLink, payment: Payment,
-                  state: PaymentState) -> LedgerChange:
-    writer = LedgerWriter(session, user, _parent(session, user, link.parent_id), origin=EntryOrigin.PAYMENT_SYNC)
-    before = _set_state(payment, state)
-    session.flush()
-    return writer.finish(
-        action="ledger.payment_state",
-        summary=f"Stripe payment {payment.id} of {writer.money(payment.amount_cents)}: {before.value} -> {state.value}",
-        main_entry_id=payment.id, kind=LedgerEntryKind.PAYMENT,
-        details={"payment_id": payment.id, "from": before.value, "to": state.value, "family_link_id": link.id},
-    )
+def _family_writer(session: Session, user: ActingUser, parent: Parent) -> LedgerWriter:
+    return LedgerWriter(session, user, parent, origin=EntryOrigin.PAYMENT_SYNC)
 
 
 def _processing_payment(session: Session, user: ActingUser, link: PaymentLink) -> Payment | None:
@@ -228,16 +238,15 @@ def _record(session: Session, user: ActingUser, link: PaymentLink, *, reference:
                                   "amount_cents": amount_cents})
 
 
-def _change_state(session: Session, user: ActingUser, link: PaymentLink, payment: Payment,
-                  state: PaymentState) -> LedgerChange:
-    writer = _writer(session, user, link)
+def _change_state(writer: LedgerWriter, payment: Payment, state: PaymentState, **details: object) -> LedgerChange:
+    """A processing Stripe payment settles or fails (an item link's or a family link's), in the audit log."""
     before = _set_state(payment, state)
-    session.flush()
+    writer.session.flush()
     return writer.finish(
         action="ledger.payment_state",
         summary=f"Stripe payment {payment.id} of {writer.money(payment.amount_cents)}: {before.value} -> {state.value}",
         main_entry_id=payment.id, kind=LedgerEntryKind.PAYMENT,
-        details={"payment_id": payment.id, "from": before.value, "to": state.value},
+        details={"payment_id": payment.id, "from": before.value, "to": state.value, **details},
     )
 
 

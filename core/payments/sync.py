@@ -340,10 +340,15 @@ class _PaymentSync:
         self.result.sessions_seen += len(snapshots)
         matched: dict[int, list[CompletedCheckout]] = defaultdict(list)
         refs: dict[int, _LinkRef] = {}
+        family: list[CompletedCheckout] = []
         for start in range(0, len(snapshots), _MATCH_BATCH):
-            self._match(snapshots[start:start + _MATCH_BATCH], matched, refs)
-        ordered = sorted(matched, key=lambda link_id: min(c.created for c in matched[link_id]))
+            family.extend(self._match(snapshots[start:start + _MATCH_BATCH], matched, refs))
         applied: set[str] = set()
+        for checkout in sorted(family, key=lambda c: (c.created, c.id)):
+            seen = by_session[checkout.id]
+            self._record_family(checkout, seen=seen, failed_now=any(e.type == events.CHECKOUT_FAILED for e in seen))
+            applied.update(e.id for e in seen)
+        ordered = sorted(matched, key=lambda link_id: min(c.created for c in matched[link_id]))
         for done, link_id in enumerate(ordered, start=1):
             sessions = {checkout.id for checkout in matched[link_id]}
             link_events = [e for sid in sorted(sessions) for e in by_session[sid]]
@@ -453,10 +458,11 @@ class _PaymentSync:
         batch: Sequence[CompletedCheckout],
         matched: dict[int, list[CompletedCheckout]],
         refs: dict[int, _LinkRef],
-    ) -> None:
-        """Sort one page of sessions into ours (by payment link id), unknown-but-ours, not ours."""
+    ) -> list[CompletedCheckout]:
+        """Sort one page of sessions into ours (by payment link id), unknown-but-ours, not ours.
+        Returns those of the league's family balance links (recorded by ``_record_family``)."""
         if not batch:
-            return
+            return []
         stripe_ids = sorted({c.payment_link_id for c in batch if c.payment_link_id})
         flags: list[SyncFlag] = []
         family: list[CompletedCheckout] = []
@@ -479,21 +485,30 @@ class _PaymentSync:
                 else:
                     self.result.sessions_not_ours += 1  # another league's or another sale on the account
         self.result.flags.extend(flags)
-        for checkout in sorted(family, key=lambda c: (c.created, c.id)):
-            self._record_family(checkout)
+        return family
 
-    def _record_family(self, checkout: CompletedCheckout) -> None:
-        """A checkout of a family's balance link: the ledger's one entry point records it (committed)."""
+    def _record_family(self, checkout: CompletedCheckout, *, seen: Sequence[ProviderEvent] = (),
+                       failed_now: bool = False) -> None:
+        """A checkout of a family's balance link: the ledger's one entry point records it,
+        committed with the events that told of it marked seen. ``failed_now``: this sync's
+        events say its delayed payment failed (else the events applied before say so)."""
         with unit_of_work(self.sessions) as session:
-            outcome = follow_family_checkout(session, self.user, checkout)
-        if outcome is None or outcome.change is None:
+            failed = failed_now or (not checkout.paid and bool(events.failed_sessions(session, self.user,
+                                                                                        [checkout.id])))
+            outcome = follow_family_checkout(session, self.user, checkout, failed=failed)
+            events.mark_seen(session, self.user, seen)
+        if outcome is None:
+            return
+        if failed_now and outcome.failed:
+            self.result.failed.append(FailedPayment(outcome.link_id, outcome.parent_name, "Balance", checkout.id))
+        if outcome.change is None:
             return
         self.families_paid.add(outcome.parent_id)
         if outcome.flag is not None:
             self.result.flags.append(outcome.flag)
         if checkout.paid:
             self.result.paid.append(RecordedPayment(
-                link_id=outcome.link_id, player_name=outcome.change.parent_name, product_name="Balance",
+                link_id=outcome.link_id, player_name=outcome.parent_name, product_name="Balance",
                 amount_cents=checkout.amount_total, currency=(checkout.currency or self.result.currency).lower(),
                 paid_at=checkout.created, checkout_session_id=checkout.id, amount_mismatch=outcome.flag is not None,
             ))

@@ -8,8 +8,10 @@ from datetime import datetime
 import pandas as pd
 import streamlit as st
 
+from core.access.league_settings import settings_for_league
 from core.access.permissions import ActingUser
 from core.money import format_cents
+from core.payments.family_links import FamilyLinkMinting
 from core.payments.flags import SyncFlag, payment_flags
 from core.payments.sync import SyncProgress, SyncResult, sync_payments
 from core.reporting.directory import league_of
@@ -42,7 +44,12 @@ def _run(user: ActingUser, *, full: bool) -> SyncResult:
         counted = f"{progress.done:,} of {progress.total:,}" if progress.total else f"{progress.done:,} so far"
         bar.progress(fraction if fraction is not None else 0.0, text=f"{progress.phase}: {counted}")
 
-    result = sync_payments(services().sessions, user, gateway, full=full, progress=show)
+    with session_scope() as session:
+        success_url = settings_for_league(league_of(session, user), settings()).payment_success_url
+    # As the command line does: the balance links of families whose balance the sync changed
+    # are replaced at the new balance.
+    result = sync_payments(services().sessions, user, gateway, full=full, progress=show,
+                           family_links=FamilyLinkMinting(gateway, success_url))
     bar.empty()
     return result
 

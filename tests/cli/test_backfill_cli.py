@@ -51,6 +51,7 @@ def test_the_dry_run_prints_the_plan_and_changes_nothing(session, league, stripe
         assert column in out
     assert "Amy Player" in out and "Ana O'Neil" in out and "$150.00" in out and "$60.00" in out
     assert "Totals: 4 payment links to create ($420.00), 2 prices to create in Stripe" in out
+    assert "in Stripe, 2 family balance links to create and 0 to replace at the new balance;" in out  # as --commit
     assert "--commit" in out
     assert _links(session) == 0 and stripe_stand_in.request_count == 0
 

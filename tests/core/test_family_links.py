@@ -8,7 +8,9 @@ import pytest
 from sqlalchemy import select
 
 from core.access.permissions import Role
-from core.backfill import commit_backfill, plan_backfill
+from core.backfill import commit_backfill, describe_totals, plan_backfill
+from core.email.campaigns import build_manifest
+from core.email.registry import OUTSTANDING_BALANCE
 from core.errors import PermissionDenied
 from core.ledger.entries import record_adjustment, record_charge, record_payment, reverse_entry
 from core.ledger.workflows import apply_ledger_change
@@ -23,6 +25,7 @@ from core.models import (
     Payment,
     PaymentFlag,
     PaymentMethod,
+    PaymentState,
 )
 from core.payments import family_links
 from core.payments.family_links import FamilyLinkMinting, refresh_family_links
@@ -259,3 +262,82 @@ def test_only_an_admin_mints_balance_links(session, league, stripe_gateway, stri
         refresh_family_links(sessions_of(session), acting(league["tenant"], Role.COACH), minting(stripe_gateway),
                              mint_missing=False)
     assert stripe_stand_in.request_count == 0 and session.scalars(select(FamilyLink)).all() == []
+
+
+def test_a_failed_delayed_payment_through_the_balance_link_reopens_the_balance(
+        session, billed, stripe_gateway, stripe_stand_in):
+    garcia = billed["garcia"]
+    link = active_link(session, garcia)
+    pending = stripe_stand_in.complete_checkout_session(link.stripe_payment_link_id, paid=False)
+    assert sync_payments(sessions_of(session), billed["treasurer"], stripe_gateway).ok
+    assert balance_of(session, billed, garcia) == 0  # processing: not owed
+    [payment] = session.scalars(select(Payment).where(Payment.parent_id == garcia.id)).all()
+    assert payment.state is PaymentState.PROCESSING
+    session.rollback()
+
+    stripe_stand_in.fail_checkout_session(pending["id"])
+    result = sync_payments(sessions_of(session), billed["treasurer"], stripe_gateway)
+
+    assert result.ok and result.paid == []
+    assert [(f.player_name, f.product_name, f.checkout_session_id) for f in result.failed] == [
+        ("Elena García", "Balance", pending["id"])]
+    assert "1 failed" in result.summary()
+    session.expire_all()
+    assert session.get_one(Payment, payment.id).state is PaymentState.FAILED
+    assert balance_of(session, billed, garcia) == 38000
+    manifest = build_manifest(session, billed["admin"], OUTSTANDING_BALANCE)
+    assert garcia.id in {entry.parent_id for entry in manifest.recipients}
+    # Stripe counted the link's one checkout: it is retired, and the next send mints one at the balance.
+    [row] = family_rows(session, garcia)
+    assert (row.status, row.stripe_deactivation_pending) == (LinkStatus.DEACTIVATED, True)
+    session.rollback()
+    refreshed = refresh_family_links(sessions_of(session), billed["admin"], minting(stripe_gateway))
+    assert refreshed.ok and refreshed.minted == 1
+    fresh = active_link(session, garcia)
+    assert fresh.amount_cents == 38000 and stripe_stand_in.payment_links[fresh.stripe_payment_link_id]["active"]
+    # Read again, the failure changes nothing more.
+    again = sync_payments(sessions_of(session), billed["treasurer"], stripe_gateway, full=True)
+    assert again.failed == [] and balance_of(session, billed, garcia) == 38000
+    assert session.scalars(select(Payment.state).where(Payment.parent_id == garcia.id)).all() == [
+        PaymentState.FAILED]
+
+
+def test_a_delayed_payment_through_the_balance_link_that_succeeds_settles_the_balance(
+        session, billed, stripe_gateway, stripe_stand_in):
+    garcia = billed["garcia"]
+    link = active_link(session, garcia)
+    pending = stripe_stand_in.complete_checkout_session(link.stripe_payment_link_id, paid=False)
+    assert sync_payments(sessions_of(session), billed["treasurer"], stripe_gateway).ok
+
+    stripe_stand_in.settle_checkout_session(pending["id"])
+    result = sync_payments(sessions_of(session), billed["treasurer"], stripe_gateway)
+
+    assert result.ok and result.failed == [] and result.paid_cents == 38000
+    session.expire_all()
+    assert session.execute(select(Payment.reference, Payment.state).where(Payment.parent_id == garcia.id)).all() == [
+        (pending["id"], PaymentState.SETTLED)]
+    assert balance_of(session, billed, garcia) == 0
+    assert family_rows(session, garcia)[0].status is LinkStatus.PAID
+
+
+def test_the_backfill_dry_run_counts_the_balance_links_the_commit_mints(session, league, stripe_gateway):
+    first = plan_backfill(session, league["admin"])
+    assert (first.totals.family_links_to_create, first.totals.family_links_to_replace) == (2, 0)
+    assert "2 family balance links to create and 0 to replace" in describe_totals(first.totals)
+    done = commit_backfill(session.get_bind(), league["admin"], stripe_gateway, first, success_url=SUCCESS_URL,
+                           family_links=True)
+    assert done.ok and done.family_links_minted == 2
+    assert "family balance link" not in describe_totals(plan_backfill(session, league["admin"]).totals)
+
+    # A new required item raises both families' balances; a new family has no link yet.
+    make_product(session, league["tenant"], "Tournament fee", amount_cents=2500)
+    newcomer = make_parent(session, league["tenant"], "Sam Lee", "sam@example.org")
+    make_player(session, league["tenant"], newcomer, first_name="Kim", last_name="Lee")
+    session.commit()
+    second = plan_backfill(session, league["admin"])
+    assert (second.totals.family_links_to_create, second.totals.family_links_to_replace) == (1, 2)
+    assert "1 family balance link to create and 2 to replace" in describe_totals(second.totals)
+    done = commit_backfill(session.get_bind(), league["admin"], stripe_gateway, second, success_url=SUCCESS_URL,
+                           family_links=True)
+    assert done.ok and done.family_links_minted == 3
+    assert active_link(session, newcomer).amount_cents == 15000 + 4000 + 2500

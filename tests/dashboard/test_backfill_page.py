@@ -12,6 +12,7 @@ from core.models import FamilyLink, LinkStatus, PaymentLink, Player, PlayerStatu
 from core.money import format_cents
 from core.reporting.balances import outstanding_balances
 from core.roster.importing import import_roster
+from core.words import plural
 from dashboard.navigation import pages_for
 from dashboard.text import plain
 from tests.factories import acting
@@ -70,6 +71,12 @@ def test_the_dry_run_is_on_by_default_and_shows_the_plan(demo_league, open_app, 
     assert list(table.columns)[:6] == ["Player", "Parent", "Product", "Amount", "Price", "Link exists?"]
     assert not [b for b in at.button if b.key == "backfill_commit"]
     assert _active_links(session) == before
+    # and the families' balance links it would create or replace, as the commit does
+    totals = plan.totals
+    assert totals.family_links_to_create + totals.family_links_to_replace > 0
+    words = (f"{plural(totals.family_links_to_create, 'family balance link')} to create and "
+             f"{totals.family_links_to_replace:,} to replace at the new balance")
+    assert any(words in caption.value for caption in at.caption)
 
 
 def test_the_table_can_show_only_what_would_be_minted(demo_league, open_app, session, no_stripe):

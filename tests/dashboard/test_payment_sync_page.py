@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from core.access.leagues import find_tenant
 from core.access.permissions import ActingUser, Role
-from core.models import LinkStatus, PaymentLink, Player, PlayerStatus
+from core.models import FamilyLink, LinkStatus, PaymentLink, Player, PlayerStatus
 from core.money import format_cents
 from core.reporting.balances import outstanding_balances, summarise
 from dashboard.navigation import pages_for
@@ -37,8 +37,17 @@ def _metrics(at) -> dict[str, str]:  # type: ignore[no-untyped-def]
     return {metric.label: metric.value for metric in at.metric}
 
 
+def _balance_link(session, parent_id: int) -> FamilyLink | None:  # type: ignore[no-untyped-def]
+    session.expire_all()
+    return session.scalars(select(FamilyLink).where(FamilyLink.parent_id == parent_id,
+                                                    FamilyLink.status == LinkStatus.ACTIVE)).one_or_none()
+
+
 def test_treasurer_syncs_and_the_paid_family_drops_out_of_the_balances(stripe_configured, open_app, session):
     link = _owed_link(session)
+    parent_id = session.get_one(Player, link.player_id).parent_id
+    old_balance_link = _balance_link(session, parent_id)
+    assert old_balance_link is not None
     find_tenant(session, "demo").time_zone = "America/Los_Angeles"
     session.commit()
     at = open_app("treasurer")  # the Balances page first, so its cached figures must be refreshed
@@ -57,6 +66,14 @@ def test_treasurer_syncs_and_the_paid_family_drops_out_of_the_balances(stripe_co
     (checked,) = [s.value for s in at.success if s.value.startswith("Checked at ")]
     assert re.fullmatch(r"Checked at \d{4}-\d\d-\d\d \d\d:\d\d P[SD]T\.", checked)  # the league's clock
     assert "Last checked with Stripe: never." not in [c.value for c in at.caption]
+    # The paying family's balance link is replaced at what it still owes, as the command line does.
+    treasurer = acting(find_tenant(session, "demo"), Role.TREASURER)
+    still_owed = sum(b.total_cents for b in outstanding_balances(session, treasurer) if b.parent_id == parent_id)
+    balance_link = _balance_link(session, parent_id)
+    assert balance_link is not None and balance_link.id != old_balance_link.id
+    assert balance_link.amount_cents == still_owed < old_balance_link.amount_cents
+    assert stripe_configured.payment_links[balance_link.stripe_payment_link_id]["active"]
+    assert session.get_one(FamilyLink, old_balance_link.id).status is LinkStatus.DEACTIVATED
 
     at.switch_page("views/balances.py").run()
     assert not at.exception

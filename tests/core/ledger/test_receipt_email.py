@@ -55,6 +55,15 @@ def test_the_receipt_says_what_the_payment_settled_and_what_is_still_owed(sessio
     assert preview.already is None
 
 
+def test_the_receipts_footer_offers_no_unsubscribe_from_reminders(session, books):
+    preview = preview_receipt(session, books.treasurer, payment_id=_pay(session, books, 5000), email_from=EMAIL_FROM)
+    html, text = preview.rendered.html, preview.rendered.text
+    for part in (html, text):
+        assert "reminder" not in part.lower() and "unsubscribe" not in part.lower()
+        assert "Questions? Reply to this email" in part and "Sent by " in part  # the rest of the footer stays
+    assert 'class="unsubscribe"' not in html
+
+
 def test_a_receipt_is_sent_through_the_outbox_once_however_often_it_is_asked(session, engine, books, tmp_path):
     payment = _pay(session, books, 36000)
     backend = FileBackend(tmp_path / "outbox")
