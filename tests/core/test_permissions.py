@@ -403,6 +403,7 @@ NOT_SERVICE_FUNCTIONS: dict[str, str] = {
     "core.ledger.accounts.families_with_credit": "a lookup for bill_owed, after its require",
     "core.ledger.links.retire_unmatched_links": "part of every ledger write, after the write's require",
     "core.ledger.entries.league_today": "the league's calendar day (reads only its time zone), for writes after their require",
+    "core.backfill.plan.forecast_family_links": "part of plan_backfill's dry run, after its require (its balances require again)",
     "core.email.registry.nobody": "the empty audience of the receipt email; reads nothing",
     **{f"core.payments.events.{name}": "payment sync's reading of Stripe's events, after its require"
        for name in ("read_cursor", "advance_cursor", "unseen", "mark_seen", "failed_sessions", "apply_refunds",
