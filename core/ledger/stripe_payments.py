@@ -9,7 +9,9 @@ transaction:
   then the family's other open charges; more than was owed is credit, flagged;
 * a link whose payment is processing: a ``processing`` payment on its charge (shown as
   processing, not owed); when it settles its state becomes ``settled``, and when the
-  processing session is gone without a payment, ``failed`` (the charge is owed again).
+  processing session is gone without a payment, ``failed`` (the charge is owed again; a
+  one-time product's link, used up at Stripe by that checkout, is retired by payment sync so
+  the next backfill mints one).
 
 A family's "Pay the balance" link (``core.payments.family_links``) has no charge of its own:
 ``follow_family_checkout`` is the one entry point turning a completed checkout of one into

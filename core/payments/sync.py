@@ -618,6 +618,10 @@ class _PaymentSync:
                 paid = self._apply(session, link, ref, decision)
                 if fails and link.processing and link.status is not LinkStatus.PAID and decision.processing is None:
                     links.set_processing(link, False)  # its payment failed: owed again
+                    if ref.state.single_payment and link.status is LinkStatus.ACTIVE:
+                        # Stripe counted the failed session against the link's one-payment limit
+                        # and switched it off: retired, so the next backfill mints a payable one.
+                        links.retire_row(link)
                 follow_stripe_link(session, self.user, link, checkouts)  # the ledger records the payment
             flags = [self._flag(session, note, ref) for note in decision.flags]
             events.mark_seen(session, self.user, seen)

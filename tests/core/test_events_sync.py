@@ -9,6 +9,8 @@ import pytest
 from sqlalchemy import delete, func, select
 
 from core.access.permissions import Role
+from core.backfill import plan_backfill
+from core.backfill.plan import PlanAction
 from core.email.campaigns import build_manifest
 from core.email.registry import OUTSTANDING_BALANCE
 from core.ledger.refunds import refund_payment
@@ -21,6 +23,7 @@ from core.models import (
     Payment,
     PaymentLink,
     PaymentState,
+    ProductKind,
     StripeEventCursor,
     StripeEventSeen,
     Tenant,
@@ -97,10 +100,39 @@ def test_a_failed_delayed_payment_reopens_the_charge_and_the_family_is_in_the_ne
     assert _owed(session, tenant)[parent_id] == 15000
     [payment] = _ledger(session, tenant)[0]
     assert payment.state is PaymentState.FAILED
+    # Stripe counted the failed checkout against the one-time link's one payment and switched
+    # it off: it is retired (to be switched off), and the next backfill mints a payable one.
+    assert stripe_stand_in.payment_links[link.stripe_payment_link_id]["active"] is False
     stored = session.get_one(PaymentLink, link.id)
-    assert (stored.status, stored.processing) == (LinkStatus.ACTIVE, False)
+    assert (stored.status, stored.processing, stored.stripe_deactivation_pending) == (
+        LinkStatus.DEACTIVATED, False, True)
+    plan = plan_backfill(session, acting(tenant))
+    assert [(i.player_id, i.action) for i in plan.items if i.product_id == link.product_id
+            and i.player_id == link.player_id] == [(link.player_id, PlanAction.MINT)]
+    assert link.id in {p.link_id for p in plan.pending_switch_offs}
     manifest = build_manifest(session, acting(tenant), OUTSTANDING_BALANCE)
     assert parent_id in {entry.parent_id for entry in manifest.recipients}
+
+
+def test_a_failed_delayed_payment_leaves_a_monthly_link_payable(engine, session, stripe_stand_in, stripe_gateway):
+    tenant = make_tenant(session)
+    dues = make_product(session, tenant, "Monthly dues", kind=ProductKind.MONTHLY, amount_cents=6000)
+    player = make_player(session, tenant, make_parent(session, tenant), make_team(session, tenant))
+    link = make_link(session, tenant, player, dues)
+    session.commit()
+    mirror_links(stripe_stand_in, session, [link])  # no one-payment limit at Stripe
+    pending = stripe_stand_in.complete_checkout_session(link.stripe_payment_link_id, paid=False)
+    sync_payments(engine, _treasurer(tenant), stripe_gateway)
+    stripe_stand_in.fail_checkout_session(pending["id"])
+
+    result = sync_payments(engine, _treasurer(tenant), stripe_gateway)
+
+    assert [f.link_id for f in result.failed] == [link.id]
+    assert stripe_stand_in.payment_links[link.stripe_payment_link_id]["active"] is True
+    session.expire_all()
+    stored = session.get_one(PaymentLink, link.id)
+    assert (stored.status, stored.processing) == (LinkStatus.ACTIVE, False)
+    assert _owed(session, tenant)[player.parent_id] == 6000
 
 
 def test_a_delayed_payment_that_succeeds_settles_its_charge(engine, session, league, stripe_stand_in, stripe_gateway):
