@@ -596,6 +596,7 @@ class _Drain:
             to_address=row.to_address or "",
             message_id=row.message_id_header,
             date=row.claimed_at,
+            unsubscribe=self.reminder,  # a receipt offers none: an opt-out of reminders does not stop it
         )
         claim = row.attempts
         try:

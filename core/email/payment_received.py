@@ -141,6 +141,7 @@ def preview_receipt(session: Session, user: ActingUser, *, payment_id: int, emai
     message = compose_message(
         rendered, brand=brand, to_name=parent.name, to_address=address or "no-address@invalid",
         message_id=receipt_message_id(tenant_id=user.tenant_id, payment_id=payment_id, domain=brand.sender_domain),
+        unsubscribe=False,  # no reminder: a family's opt-out of reminders does not stop it
     )
     earlier = _earlier_receipt(session, user, payment_id)
     return ReceiptPreview(receipt=receipt, rendered=rendered, message=message, to_address=address,

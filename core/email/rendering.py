@@ -178,13 +178,15 @@ def compose_message(
     message_id: str,
     date: datetime | None = None,
     family_name: str | None = None,
+    unsubscribe: bool = True,
 ) -> EmailMessage:
     """The exact message to send: headers, a plain-text part and the HTML alternative.
 
     Lines end in CRLF (the SMTP policy), so the bytes written to a file, handed to SMTP or to
     the Gmail API are the same. ``List-Unsubscribe`` is a ``mailto:`` to the league whose
     subject names ``family_name`` (default: ``to_name``; a test send, addressed to nobody by
-    name, passes the family it shows).
+    name, passes the family it shows). ``unsubscribe=False``: no ``List-Unsubscribe`` (an email
+    that is no reminder, such as a receipt: a family's opt-out of reminders does not stop it).
     """
     message = EmailMessage(policy=MESSAGE_POLICY)
     message.set_raw("Subject", encoded_header("Subject", header_text(rendered.subject, limit=260)))
@@ -195,8 +197,9 @@ def compose_message(
     message["Date"] = format_datetime(local_time(date or utcnow(), brand.time_zone))
     message["Message-ID"] = require_header_address(message_id)
     message["Auto-Submitted"] = "auto-generated"
-    family = to_name if family_name is None else family_name
-    message.set_raw("List-Unsubscribe", f"<{unsubscribe_url(brand, family=family)}>")
+    if unsubscribe:
+        family = to_name if family_name is None else family_name
+        message.set_raw("List-Unsubscribe", f"<{unsubscribe_url(brand, family=family)}>")
     message.set_content(rendered.text, subtype="plain", charset="utf-8", cte="quoted-printable")
     message.add_alternative(rendered.html, subtype="html", charset="utf-8", cte="quoted-printable")
     # A boundary derived from the Message-ID (not a random one) makes the bytes reproducible.

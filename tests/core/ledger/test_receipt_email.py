@@ -62,6 +62,7 @@ def test_the_receipts_footer_offers_no_unsubscribe_from_reminders(session, books
         assert "reminder" not in part.lower() and "unsubscribe" not in part.lower()
         assert "Questions? Reply to this email" in part and "Sent by " in part  # the rest of the footer stays
     assert 'class="unsubscribe"' not in html
+    assert preview.message["List-Unsubscribe"] is None  # nor a header a mail client would show as one
 
 
 def test_a_receipt_is_sent_through_the_outbox_once_however_often_it_is_asked(session, engine, books, tmp_path):
@@ -74,6 +75,7 @@ def test_a_receipt_is_sent_through_the_outbox_once_however_often_it_is_asked(ses
     assert (again.sent, again.newly_sent, again.campaign_id) == (True, False, first.campaign_id)
     sent = _outbox(tmp_path / "outbox")
     assert len(sent) == 1
+    assert sent[0]["List-Unsubscribe"] is None  # as sent: a reminder opt-out does not stop receipts
     assert "Everything is paid: you owe nothing more." in sent[0].get_body(("plain",)).get_content()
     session.expire_all()
     preview = preview_receipt(session, books.treasurer, payment_id=payment, email_from=EMAIL_FROM)
