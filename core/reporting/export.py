@@ -17,6 +17,7 @@ import enum
 import io
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
 
@@ -29,6 +30,7 @@ from core.reporting.balances import (
     iter_outstanding_balances,
     summarise,
 )
+from core.timezones import local_date
 
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 ALL_BALANCES = BalanceFilter()  # the default filter: frozen, so one shared instance is safe
@@ -37,6 +39,15 @@ ALL_BALANCES = BalanceFilter()  # the default filter: frozen, so one shared inst
 class ExportKind(str, enum.Enum):
     LINE_ITEMS = "line_items"
     PARENTS = "parents"
+
+
+_FILE_NAMES = {ExportKind.LINE_ITEMS: "line-items", ExportKind.PARENTS: "per-family"}
+
+
+def export_file_name(kind: ExportKind, zone_name: str | None, now: datetime | None = None) -> str:
+    """The file name of a balances CSV, dated by the league's calendar, not the server's (a
+    download on a Los Angeles evening is that day's, though the server's clock is past midnight)."""
+    return f"balances-{_FILE_NAMES[kind]}-{local_date(now or datetime.now(UTC), zone_name).isoformat()}.csv"
 
 
 LINE_ITEM_HEADER = (

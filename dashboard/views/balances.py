@@ -32,7 +32,7 @@ from core.reporting.balances import (
     owed_by,
 )
 from core.reporting.directory import league_of, league_products, visible_teams
-from core.reporting.export import ExportKind, balances_csv_chunks
+from core.reporting.export import ExportKind, balances_csv_chunks, export_file_name
 from core.timezones import format_local, league_zone
 from core.words import plural
 from dashboard.family_link import family_page_link
@@ -256,16 +256,15 @@ def _csv_file(user: ActingUser, filters: BalanceFilter, kind: ExportKind) -> Cal
     return make
 
 
-def _downloads(user: ActingUser, filters: BalanceFilter) -> None:
+def _downloads(user: ActingUser, filters: BalanceFilter, zone_name: str) -> None:
     """The CSVs of exactly the balances on screen (every page), made when clicked."""
-    stamp = datetime.now().strftime("%Y-%m-%d")
     row = st.container(horizontal=True)
     for kind, label, name in (
         (ExportKind.LINE_ITEMS, "Download line items (CSV)", "line-items"),
         (ExportKind.PARENTS, "Download per family (CSV)", "per-family"),
     ):
         row.download_button(
-            label, data=_csv_file(user, filters, kind), file_name=f"balances-{name}-{stamp}.csv", mime="text/csv",
+            label, data=_csv_file(user, filters, kind), file_name=export_file_name(kind, zone_name), mime="text/csv",
             key=f"download_{name}", icon=":material/download:", on_click="ignore",
         )
 
@@ -305,7 +304,7 @@ def main() -> None:
             )
         return
     if user.can(Permission.EXPORT_BALANCES):
-        _downloads(user, filters)
+        _downloads(user, filters, zone_name)
     # Only the open tab runs (and reads what it shows); switching tabs runs the page again.
     by_family, line_items, charts = st.tabs(["By family", "All line items", "Charts"], on_change="rerun",
                                             key="balances_tab")

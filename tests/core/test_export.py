@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select
@@ -12,7 +13,7 @@ from core.access.permissions import Role
 from core.errors import PermissionDenied
 from core.models import AuditEntry
 from core.reporting.balances import outstanding_balances, summarise
-from core.reporting.export import ExportKind, export_balances_csv, neutralise_formula
+from core.reporting.export import ExportKind, export_balances_csv, export_file_name, neutralise_formula
 from tests.factories import (
     acting,
     make_link,
@@ -99,3 +100,11 @@ def test_processing_payments_are_marked_and_left_out_of_the_owed_total(session, 
     per_parent = _rows(export_balances_csv(session, user, kind=ExportKind.PARENTS))
     assert sum(int(r["total"].replace(".", "")) for r in per_parent) == owed
     assert sum(int(r["processing"].replace(".", "")) for r in per_parent) == link.amount_cents
+
+
+def test_the_files_are_named_by_the_leagues_date_not_the_servers():
+    evening_in_los_angeles = datetime(2026, 12, 1, 3, 30, tzinfo=UTC)  # Nov 30, 7:30 pm there
+    assert export_file_name(ExportKind.PARENTS, "America/Los_Angeles", evening_in_los_angeles) == \
+        "balances-per-family-2026-11-30.csv"
+    assert export_file_name(ExportKind.LINE_ITEMS, "Europe/Berlin", evening_in_los_angeles) == \
+        "balances-line-items-2026-12-01.csv"
