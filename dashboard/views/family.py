@@ -10,7 +10,6 @@ the statement and the Outstanding balances page read the ledger again.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
 
 import pandas as pd
 import streamlit as st
@@ -22,7 +21,7 @@ from core.email.opt_out import set_email_opt_out
 from core.email.payment_received import preview_receipt, send_receipt
 from core.errors import BillingError, EmailDeliveryError
 from core.ledger.amounts import parse_amount
-from core.ledger.entries import LedgerChange, record_adjustment, record_payment, reverse_entry
+from core.ledger.entries import LedgerChange, league_today, record_adjustment, record_payment, reverse_entry
 from core.ledger.refunds import refund_payment
 from core.ledger.statement import Statement, StatementLine, family_statement, statement_csv
 from core.ledger.words import ADJUSTMENT, KIND, REDUCTION_NAMES
@@ -200,11 +199,13 @@ def _open_charge_labels(statement: Statement) -> dict[int, str]:
 
 def _payment_form(user: ActingUser, statement: Statement) -> None:
     charges = _open_charge_labels(statement)
+    with session_scope() as session:
+        today = league_today(session, user)  # the league's day, not the server's
     with st.form("record_payment", clear_on_submit=False):
         left, middle, right = st.columns(3)
         amount = left.text_input("Amount", key="payment_amount", placeholder="175.00")
         method = middle.selectbox("Method", options=list(METHODS), key="payment_method")
-        received = right.date_input("Received on", value=date.today(), max_value=date.today(), key="payment_on")
+        received = right.date_input("Received on", value=today, max_value=today, key="payment_on")
         reference = left.text_input("Reference", key="payment_reference", placeholder="check number, bank reference")
         note = middle.text_input("Note", key="payment_note")
         chosen = st.multiselect("Settles (optional; otherwise the oldest due first)", options=list(charges),
