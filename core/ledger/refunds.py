@@ -12,11 +12,19 @@ of refunds it already has: a crash after Stripe refunded and before the commit r
 same refund on the rerun, never a second one. ``outside_stripe=True`` records a refund already
 made another way (by check, in cash). A refund made in Stripe's own dashboard is recorded by
 payment sync from Stripe's events (``record_stripe_refund``), under Stripe's refund id.
+
+Stripe's ``charge.refunded`` event for a refund made here can reach payment sync before the
+refund is committed (or before a rerun after a crash). A Stripe refund is in the ledger once,
+under its id: when the refund Stripe answers with is already recorded, ``refund_payment``
+writes nothing and reports that entry and the family's balance; a refund recorded by another
+transaction while this one writes it (the unique refund id refuses the second row) ends the
+same way.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.access.permissions import ActingUser, Permission, find_in_league, require
@@ -74,9 +82,21 @@ def refund_payment(
             raise InvalidInput(f"Payment {payment_id} has no Checkout Session to refund in Stripe; record a refund "
                                "made outside Stripe instead.")
         stripe_refund_id = _refund_at_stripe(session, user, gateway, payment, amount_cents, why)
-    via = "through Stripe" if stripe_refund_id else "made outside Stripe"
-    return _write_refund(writer, position, amount_cents=amount_cents, reason=why, stripe_refund_id=stripe_refund_id,
-                         via=via, waive_reopened=waive_reopened)
+        recorded = _recorded_refund(session, user, stripe_refund_id)
+        if recorded is not None:
+            return _already_recorded(writer, recorded)
+        try:
+            with session.begin_nested():
+                return _write_refund(writer, position, amount_cents=amount_cents, reason=why,
+                                     stripe_refund_id=stripe_refund_id, via="through Stripe",
+                                     waive_reopened=waive_reopened)
+        except IntegrityError:
+            recorded = _recorded_refund(session, user, stripe_refund_id)
+            if recorded is None:
+                raise
+            return _already_recorded(writer, recorded)
+    return _write_refund(writer, position, amount_cents=amount_cents, reason=why, stripe_refund_id=None,
+                         via="made outside Stripe", waive_reopened=waive_reopened)
 
 
 def record_stripe_refund(
@@ -146,6 +166,30 @@ def _write_refund(writer: LedgerWriter, position: PaymentPosition, *, amount_cen
         reopened=[] if waive_reopened else reopened,
         details={"payment_id": payment_id, "amount_cents": amount_cents, "stripe_refund_id": stripe_refund_id,
                  "waived": waive_reopened},
+    )
+
+
+def _recorded_refund(session: Session, user: ActingUser, stripe_refund_id: str) -> Adjustment | None:
+    """The refund entry recorded under Stripe's refund id, if any (the league's, or nobody's)."""
+    return session.scalars(
+        select(Adjustment).where(Adjustment.stripe_refund_id == stripe_refund_id)
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+
+
+def _already_recorded(writer: LedgerWriter, refund: Adjustment) -> LedgerChange:
+    """What ``refund_payment`` reports when the Stripe refund it made is already in the ledger:
+    that entry and the family's balance; nothing is written."""
+    if refund.tenant_id != writer.user.tenant_id or refund.parent_id != writer.parent.id:
+        raise InvalidInput(f"Stripe refund {refund.stripe_refund_id} is recorded for another account (entry "
+                           f"{refund.id}): check the Stripe dashboard.")
+    account = writer.account()
+    summary = (f"Refunded {writer.money(refund.amount_cents)} of payment {refund.payment_id} to "
+               f"{writer.parent.name} through Stripe (entry {refund.id}, already recorded from Stripe's events)")
+    return LedgerChange(
+        entry_id=refund.id, kind=LedgerEntryKind.ADJUSTMENT, parent_id=writer.parent.id,
+        parent_name=writer.parent.name, summary=summary, entry_ids=(), balance_cents=account.balance_cents,
+        credit_cents=account.credit_cents, processing_cents=account.processing_cents, currency=writer.currency,
     )
 
 

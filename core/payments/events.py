@@ -209,7 +209,11 @@ def apply_refunds(session: Session, user: ActingUser, event: ProviderEvent, chec
                 change = record_stripe_refund(session, user, payment_id=payment.id, stripe_refund_id=refund.id,
                                               amount_cents=refund.amount_cents,
                                               reason=f"refunded in Stripe (refund {refund.id})")
-        except InvalidInput as exc:
+        except (InvalidInput, IntegrityError) as exc:
+            if _recorded_refund_ids(session, user, [refund.id]):
+                continue  # the refund made from the ledger, committed while this waited for the family's lock
+            if isinstance(exc, IntegrityError):
+                raise
             flags.append(_flag(session, user, FlagKind.REFUND_NOT_RECORDED, event, checkout,
                                f"{money} refunded in Stripe (refund {refund.id}) not recorded: {exc}"))
             continue

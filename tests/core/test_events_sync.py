@@ -184,6 +184,28 @@ def test_a_refund_made_from_the_ledger_is_not_recorded_again_when_its_event_arri
     assert result.refunds == [] and result.events_read == 1 and _ledger(session, tenant) == before
 
 
+@pytest.mark.parametrize("amount_cents", [15000, 5000], ids=["all-of-it", "part-of-it"])
+def test_a_refund_committed_from_the_ledger_while_the_sync_records_its_event_is_neither_doubled_nor_flagged(
+    engine, session, league, stripe_stand_in, stripe_gateway, monkeypatch, amount_cents
+):
+    tenant, links = league
+    _paid(session, tenant, stripe_stand_in, stripe_gateway, links[0])
+    session.rollback()
+    payment_id = session.scalars(select(Payment.id).where(Payment.tenant_id == tenant.id)).one()
+    refund_payment(session, acting(tenant), payment_id=payment_id, amount_cents=amount_cents, reason="left",
+                   gateway=stripe_gateway)
+    session.commit()
+    before = _ledger(session, tenant)
+    looked_up = events_module._recorded_refund_ids
+    calls = iter([lambda *args: set()])  # the sync looked before the refund was committed
+    monkeypatch.setattr(events_module, "_recorded_refund_ids", lambda *args: next(calls, looked_up)(*args))
+
+    result = sync_payments(engine, _treasurer(tenant), stripe_gateway)
+
+    assert (result.refunds, result.flags, result.events_read) == ([], [], 1)
+    assert _ledger(session, tenant) == before
+
+
 def test_a_dispute_is_flagged_and_stays_open_until_the_bank_decides(
     engine, session, league, stripe_stand_in, stripe_gateway
 ):

@@ -7,10 +7,13 @@ from sqlalchemy import select
 
 from core.access.permissions import Role
 from core.backfill import commit_backfill, plan_backfill
+from core.db import session_factory
 from core.errors import InvalidInput
+from core.ledger import refunds
 from core.ledger.entries import record_payment, reverse_entry
-from core.ledger.refunds import refund_payment
-from core.models import Adjustment, Payment, PaymentLink, PaymentMethod
+from core.ledger.refunds import record_stripe_refund, refund_payment
+from core.ledger.workflows import apply_ledger_change
+from core.models import Adjustment, AdjustmentKind, Payment, PaymentLink, PaymentMethod
 from core.payments.sync import sync_payments
 from core.reporting.balances import outstanding_balances
 from tests.factories import acting, make_parent, make_player, make_product, make_tenant
@@ -131,3 +134,54 @@ def test_a_refund_made_by_mistake_outside_stripe_can_be_reversed_and_a_stripe_on
         reverse_entry(session, world["treasurer"], entry_id=real.entry_id, reason="oops")
     with pytest.raises(InvalidInput, match="reverse its refund first"):
         reverse_entry(session, world["treasurer"], entry_id=world["payment"].id, reason="oops")
+
+
+def _refund_recorded_by_sync_when_stripe_answers(monkeypatch, stripe_gateway, world, into):
+    """Stripe's gateway, hooked: once Stripe has refunded, payment sync records that refund from
+    Stripe's ``charge.refunded`` event (in the session ``into["session"]``) before the refund
+    being made here is written and committed."""
+    refund_at_stripe = stripe_gateway.refund
+
+    def refund_then_sync(**kwargs):
+        receipt = refund_at_stripe(**kwargs)
+        session = into["session"]
+        with session.begin_nested():
+            into["synced"] = record_stripe_refund(
+                session, world["treasurer"], payment_id=world["payment"].id, stripe_refund_id=receipt.id,
+                amount_cents=receipt.amount_cents, reason=f"refunded in Stripe (refund {receipt.id})").entry_id
+        return receipt
+
+    monkeypatch.setattr(stripe_gateway, "refund", refund_then_sync)
+
+
+def _refund_through_the_workflow(session, world, stripe_gateway, into):
+    def write(unit):
+        into["session"] = unit
+        return refund_payment(unit, world["treasurer"], payment_id=world["payment"].id, amount_cents=5000,
+                              reason="moved to the half season", gateway=stripe_gateway)
+
+    return apply_ledger_change(session_factory(session.get_bind()), world["treasurer"], write, gateway=None)
+
+
+@pytest.mark.parametrize("sync_commits_first", [False, True], ids=["seen-when-stripe-answers", "race-at-insert"])
+def test_a_stripe_refund_payment_sync_recorded_first_is_reported_once_and_not_as_an_error(
+        session, paid_through_stripe, stripe_gateway, stripe_stand_in, monkeypatch, sync_commits_first):
+    world = paid_through_stripe
+    session.commit()
+    into: dict = {}
+    _refund_recorded_by_sync_when_stripe_answers(monkeypatch, stripe_gateway, world, into)
+    if sync_commits_first:  # the check finds nothing: the sync's row lands between the check and the insert
+        looked_up = refunds._recorded_refund
+        calls = iter([lambda *args: None])
+        monkeypatch.setattr(refunds, "_recorded_refund", lambda *args: next(calls, looked_up)(*args))
+
+    outcome = _refund_through_the_workflow(session, world, stripe_gateway, into)
+
+    [stripe_refund] = stripe_stand_in.refunds.values()
+    ledger_refunds = session.scalars(select(Adjustment).where(Adjustment.kind == AdjustmentKind.REFUND)).all()
+    assert [(r.id, r.stripe_refund_id, r.amount_cents) for r in ledger_refunds] == [
+        (into["synced"], stripe_refund["id"], 5000)]
+    assert outcome.change.entry_id == into["synced"]
+    assert f"entry {into['synced']}" in outcome.change.summary
+    assert outcome.change.balance_cents == 5000 and outcome.balance == "owes $50.00"
+    assert owing(session, world["treasurer"])["Ana O'Neil"] == 5000
