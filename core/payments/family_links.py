@@ -50,7 +50,6 @@ from sqlalchemy.orm import Session
 from core.access.permissions import ActingUser, Permission, require
 from core.db import Sessions, as_sessions, unit_of_work
 from core.errors import PaymentProviderError
-from core.ledger.accounts import family_account
 from core.models import BalancePrice, FamilyLink, LinkStatus, Player, Tenant, utcnow
 from core.payments import links
 from core.payments.gateway import (
@@ -62,7 +61,7 @@ from core.payments.gateway import (
     names_league,
 )
 from core.payments.provider_calls import run_concurrently
-from core.reporting.balances import BalanceFilter, outstanding_balances
+from core.reporting.balances import BalanceFilter, OutstandingBalance, outstanding_balances
 from core.settings import ConfigurationError, success_url_problem
 
 log = logging.getLogger(__name__)
@@ -304,11 +303,7 @@ class _Refresh:
 
     def _plan(self) -> tuple[list[_Wanted], list[int]]:
         with unit_of_work(self.sessions) as session:
-            scope = BalanceFilter(parent_ids=self.parent_ids or frozenset())
-            balances = {} if self.parent_ids == frozenset() else {
-                balance.parent_id: balance for balance in outstanding_balances(session, self.user, scope)
-                if balance.total_cents > 0
-            }
+            balances = {} if self.parent_ids == frozenset() else self._owing(session, self.parent_ids)
             query = select(FamilyLink.id, FamilyLink.parent_id, FamilyLink.amount_cents).where(
                 FamilyLink.tenant_id == self.user.tenant_id, FamilyLink.status == LinkStatus.ACTIVE)
             if self.parent_ids is not None:
@@ -331,6 +326,12 @@ class _Refresh:
                                   family_label(balance.parent_name, last_names.get(parent_id, ())), link_id))
         to_retire = [link_id for parent_id, (link_id, _) in active.items() if parent_id not in balances]
         return wanted, to_retire
+
+    def _owing(self, session: Session, parent_ids: frozenset[int] | None) -> dict[int, OutstandingBalance]:
+        """The families that owe something (``outstanding_balances``; all of them with ``None``)."""
+        scope = BalanceFilter(parent_ids=parent_ids or frozenset())
+        return {balance.parent_id: balance for balance in outstanding_balances(session, self.user, scope)
+                if balance.total_cents > 0}
 
     def _retire(self, link_ids: Sequence[int]) -> list[FamilySwitchOff]:
         if not link_ids:
@@ -497,10 +498,10 @@ class _Refresh:
         if not answered:
             return switch_offs
         with unit_of_work(self.sessions) as session:
+            # What these families owe now: the one figure, read for them alone (one statement).
+            owing = self._owing(session, frozenset(job.parent_id for job, _ in answered))
             for job, minted in answered:
-                # What the family owes now, by the ledger's own reading of one account (what
-                # ``outstanding_balances`` totals, a few statements instead of the league's).
-                owed = max(0, family_account(session, self.user, job.parent_id, currency=job.currency).balance_cents)
+                owed = owing[job.parent_id].total_cents if job.parent_id in owing else 0
                 activated, retired = activate(session, self.user, job.link_id, minted, balance_cents=owed)
                 switch_offs += retired
                 if activated:

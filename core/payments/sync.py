@@ -291,7 +291,6 @@ class _PaymentSync:
             tenant = session.get_one(Tenant, user.tenant_id)
             self.league_key, currency = tenant.league_key, tenant.currency
         self.result = SyncResult(full=full, started_at=utcnow(), currency=currency)
-        self.families_paid: set[int] = set()  # families whose balance link this sync recorded a payment of
 
     def run(self) -> SyncResult:
         if self.result.full:
@@ -503,7 +502,6 @@ class _PaymentSync:
             self.result.failed.append(FailedPayment(outcome.link_id, outcome.parent_name, "Balance", checkout.id))
         if outcome.change is None:
             return
-        self.families_paid.add(outcome.parent_id)
         if outcome.flag is not None:
             self.result.flags.append(outcome.flag)
         if checkout.paid:

@@ -564,7 +564,9 @@ def _balance(rows: list[Sequence[Any]], show_email: bool) -> OutstandingBalance:
 def _family_pay_url(link_cents: int | None, url: str | None, total_cents: int) -> str:
     """The family's balance link, if it is for exactly ``total_cents``: a narrowed view (a coach's
     teams, a product filter) shows a part of a family's balance, and the link is for all of it."""
-    return url or "" if link_cents is not None and int(link_cents) == total_cents else ""
+    if not url or link_cents is None or int(link_cents) != total_cents:
+        return ""
+    return url
 
 
 def _items(rows: list[Sequence[Any]]) -> Iterator[LineItem]:
