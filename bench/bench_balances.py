@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session  # noqa: E402
 
 from core.access.permissions import ActingUser, Role  # noqa: E402
 from core.db import make_engine, normalise_url  # noqa: E402
+from core.ledger.positions import rebuild_positions  # noqa: E402
 from core.models import (  # noqa: E402
     LinkStatus,
     Parent,
@@ -116,6 +117,7 @@ def _charge_each_link(session: Session, tenant_id: int) -> None:
                          "payment_links.id"))
     session.execute(text("SELECT setval(pg_get_serial_sequence('ledger_entries', 'id'), "
                          "(SELECT max(id) FROM ledger_entries))"))
+    rebuild_positions(session, tenant_id)  # the ledger was written around the ORM
 
 
 def naive_walk(session: Session, tenant_id: int) -> dict[int, int]:

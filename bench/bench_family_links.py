@@ -42,6 +42,7 @@ def main() -> int:
     from sqlalchemy import insert
 
     from core.db import make_engine, session_factory, upgrade_database
+    from core.ledger.positions import mark_written
     from core.models import Charge, ChargePurpose, EntryOrigin, LedgerEntry, LedgerEntryKind, Parent
     from core.payments.family_links import DEFAULT_CONCURRENCY, FamilyLinkMinting, refresh_family_links
     from core.payments.stripe_gateway import StripeGateway
@@ -71,6 +72,7 @@ def main() -> int:
                  "charge_key": f"fee:e{entry_id}", "description": what, "amount_cents": cents, "currency": "usd",
                  "due_on": date(2026, 9, 1)}
                 for entry_id, (parent_id, cents, what) in zip(entry_ids, charges, strict=True)])
+            mark_written(session, tenant.id, parent_ids)  # billed around the ORM
             session.commit()
             admin = acting(tenant)
         gateway = StripeGateway("sk_test_bench", api_base=stand_in.api_base)

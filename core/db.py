@@ -17,6 +17,9 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
+# Imported for its listeners on every ``Session``: the stored positions follow each session's
+# ledger writes, whichever code makes them (``core.ledger.positions``).
+from core.ledger import positions as _positions  # noqa: F401
 from core.reporting.name_search import register_sqlite_functions
 from core.settings import DEFAULT_SQLITE_PATH, REPO_ROOT, ConfigurationError, load_settings, mask_url_credentials
 

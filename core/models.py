@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     Computed,
@@ -860,6 +861,8 @@ class Allocation(Base):
             name="settles_or_reopens",
         ),
         Index("ix_allocations_tenant_charge", "tenant_id", "charge_id"),
+        # A family's account (every write reads it) finds the family's allocations alone.
+        Index("ix_allocations_tenant_parent", "tenant_id", "parent_id"),
     )
 
     id: Mapped[int] = mapped_column(ForeignKey("ledger_entries.id"), primary_key=True)
@@ -871,6 +874,37 @@ class Allocation(Base):
     amount_cents: Mapped[int] = mapped_column(Integer)
 
     entry: Mapped[LedgerEntry] = relationship()
+
+
+class ChargePositionRow(Base):
+    """What the ledger leaves of one counting charge: ``open_cents`` (still to pay, before the
+    family's credit) and ``processing_cents`` (paid by payments still processing). A charge
+    with nothing left has no row.
+
+    Not a money row: a stored reading of the ledger (``core.ledger.positions``), rewritten from
+    it for a family in the transaction of every write to that family's account, so the league's
+    balances read a few rows per open charge instead of every allocation.
+    """
+
+    __tablename__ = "charge_positions"
+    __table_args__ = (Index("ix_charge_positions_tenant_parent", "tenant_id", "parent_id"),)
+
+    charge_id: Mapped[int] = mapped_column(ForeignKey("charges.id"), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    parent_id: Mapped[int] = mapped_column(ForeignKey("parents.id"))
+    open_cents: Mapped[int] = mapped_column(BigInteger)
+    processing_cents: Mapped[int] = mapped_column(BigInteger)
+
+
+class FamilyCreditRow(Base):
+    """A family's credit, the settled money no charge took, where it is positive: like
+    ``ChargePositionRow``, a stored reading of the ledger, not a money row."""
+
+    __tablename__ = "family_credits"
+
+    parent_id: Mapped[int] = mapped_column(ForeignKey("parents.id"), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    credit_cents: Mapped[int] = mapped_column(BigInteger)
 
 
 class Reversal(Base):

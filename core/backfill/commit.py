@@ -26,7 +26,7 @@ from core.backfill.result import BackfillResult, ItemOutcome, ItemStatus, OldLin
 from core.db import Sessions, analyze_tables, as_sessions, unit_of_work
 from core.errors import PaymentProviderError, PermissionDenied
 from core.ledger.billing import attach_link
-from core.models import Charge, LedgerEntry, LinkStatus, PaymentLink, PriceTier, ProductKind, utcnow
+from core.models import Charge, ChargePositionRow, LedgerEntry, LinkStatus, PaymentLink, PriceTier, ProductKind, utcnow
 from core.payments import links
 from core.payments.family_links import FamilyLinkMinting, refresh_family_links
 from core.payments.gateway import MintedLink, PaymentGateway, PaymentLinkRequest, league_metadata, names_league
@@ -118,9 +118,9 @@ def commit_backfill(
         raise
     with unit_of_work(factory) as session:
         _audit(session, user, result, interrupted=False)
-    # The links and prices it wrote, and the charges (with their ledger entries) it billed first.
+    # The links and prices it wrote, and the charges (with their ledger entries and positions) it billed first.
     analyze_tables(factory, (PaymentLink.__tablename__, PriceTier.__tablename__, Charge.__tablename__,
-                             LedgerEntry.__tablename__))
+                             LedgerEntry.__tablename__, ChargePositionRow.__tablename__))
     return result
 
 

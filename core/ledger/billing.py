@@ -32,6 +32,7 @@ from core.errors import NotFound
 from core.ledger.accounts import charge_settlements, families_with_credit, reversed_ids
 from core.ledger.entries import LedgerWriter, league_today
 from core.ledger.links import retire_link, retire_unmatched_links
+from core.ledger.positions import mark_written
 from core.models import (
     Charge,
     ChargePurpose,
@@ -196,6 +197,7 @@ def _insert(session: Session, user: ActingUser, things: Sequence[Owed], currency
          "due_on": due}
         for entry_id, thing in zip(entry_ids, things, strict=True)
     ])
+    mark_written(session, user.tenant_id, {thing.parent_id for thing in things})  # around the ORM
 
 
 def attach_link(session: Session, user: ActingUser, link: PaymentLink, *, replaces: PaymentLink | None = None) -> None:

@@ -43,11 +43,14 @@ from sqlalchemy import (
     BigInteger,
     ColumnElement,
     CompoundSelect,
+    Connection,
+    Date,
     Select,
     String,
     and_,
     case,
     cast,
+    exists,
     false,
     func,
     literal,
@@ -63,8 +66,21 @@ from sqlalchemy.sql.functions import GenericFunction
 
 from core.access.permissions import ActingUser, Permission, require
 from core.errors import PermissionDenied
-from core.ledger.accounts import charge_settlements, family_credit, is_billed, reversed_ids
-from core.models import DEFAULT_CURRENCY, Charge, FamilyLink, LinkStatus, Parent, PaymentLink, Player, Product, Team
+from core.ledger.accounts import is_billed
+from core.ledger.positions import bring_up_to_date
+from core.models import (
+    DEFAULT_CURRENCY,
+    Charge,
+    ChargePositionRow,
+    FamilyCreditRow,
+    FamilyLink,
+    LinkStatus,
+    Parent,
+    PaymentLink,
+    Player,
+    Product,
+    Team,
+)
 from core.reporting.name_search import fold
 
 # Rows fetched at a time when the balances are streamed (the CSV): memory stays this size.
@@ -205,8 +221,7 @@ def outstanding_balances(
     teams' players and no email addresses; everyone sees only their own league.
     """
     statement = _ordered_charges(user, filters, order)
-    # Core execution: plain rows, without the ORM's per-row bookkeeping.
-    rows = session.connection().execute(statement).all()
+    rows = _reading(session).execute(statement).all()
     with _cyclic_gc_paused():
         return list(_balances_from(rows, show_email=user.can(Permission.VIEW_CONTACT_DETAILS)))
 
@@ -241,7 +256,7 @@ def balance_summary(session: Session, user: ActingUser, filters: BalanceFilter =
     """The headline figures (total, families, players, open items, processing): one aggregate
     statement, equal to ``summarise(outstanding_balances(...))``."""
     f = _families(user, filters).subquery("families").c
-    row = session.connection().execute(
+    row = _reading(session).execute(
         select(func.sum(f.total_cents), func.count(), func.sum(f.players), func.sum(f.owed_items),
                func.min(f.currency), func.sum(f.processing_cents), func.sum(f.processing_items))
     ).one()
@@ -263,7 +278,7 @@ def family_page(
         func.sum(f.processing_items).over(),
     )
     offset = max(offset, 0)
-    rows = session.connection().execute(
+    rows = _reading(session).execute(
         select(f.parent_id, f.parent_name, f.parent_email, f.email_opt_out, f.total_cents, f.processing_cents,
                f.item_count, f.currency, f.credit_cents, f.family_link_cents, f.family_link_url, *everyone)
         .order_by(*_family_order(order, f.parent_name, f.parent_id, total=f.total_cents, items=f.item_count))
@@ -307,7 +322,7 @@ def owed_by(session: Session, user: ActingUser, filters: BalanceFilter = Balance
         select(literal("item"), charges.c.product_name, func.sum(charges.c.owed_cents))
         .where(owing).group_by(charges.c.product_name),
     ).subquery("grouped")
-    rows = session.connection().execute(
+    rows = _reading(session).execute(
         select(grouped).order_by(grouped.c.grouping, grouped.c.cents.desc(), grouped.c.label)
     ).all()
     return OwedBreakdown(
@@ -321,39 +336,41 @@ def owed_by(session: Session, user: ActingUser, filters: BalanceFilter = Balance
 
 def _open_charges(user: ActingUser, filters: BalanceFilter) -> CompoundSelect:
     """One row per open (or processing) charge the viewer may see under ``filters``: what is
-    open, what is processing, the family's credit and, for a family with credit, where the
-    charge stands among the family's others (the credit is taken oldest due first).
+    open, what is processing, the family's credit (NULL for none) and, for a family with
+    credit, where the charge stands among the family's others (the credit is taken oldest due
+    first).
 
-    Only a family with credit (rare) needs its charges' running total: the window runs over
-    their rows alone, so the league's charges are not sorted for it."""
-    charges = _charge_rows(user, filters).cte("charge_rows")
-    c = charges.c
-    without_credit = select(charges, *(cast(null(), BigInteger).label(name) for name in ("open_before", "family_open")))
-    open_for_credit = case((c.open_cents > 0, c.open_cents), else_=0)
+    Only a family with credit (rare) needs its charges' running total: the rows are read in two
+    parts, the families without credit and those with it (the database starts the second from
+    the few credits), and only the second is sorted for the window."""
+    without_credit = select(_charge_rows(user, filters, with_credit=False).subquery("charge_rows"))
+    with_credit_rows = _charge_rows(user, filters, with_credit=True).subquery("credit_charge_rows")
+    w = with_credit_rows.c
+    open_for_credit = case((w.open_cents > 0, w.open_cents), else_=0)
     with_credit = select(
-        charges,
-        cast(func.sum(open_for_credit).over(partition_by=c.parent_id, order_by=(c.due_on, c.charge_id),
+        with_credit_rows,
+        cast(func.sum(open_for_credit).over(partition_by=w.parent_id, order_by=(w.due_on, w.charge_id),
                                             rows=(None, -1)), BigInteger).label("open_before"),
-        cast(func.sum(open_for_credit).over(partition_by=c.parent_id), BigInteger).label("family_open"),
+        cast(func.sum(open_for_credit).over(partition_by=w.parent_id), BigInteger).label("family_open"),
     )
-    return union_all(without_credit.where(c.credit_cents <= 0), with_credit.where(c.credit_cents > 0))
+    return union_all(without_credit, with_credit)
 
 
-def _charge_rows(user: ActingUser, filters: BalanceFilter) -> Select[*tuple[Any, ...]]:
-    """``_open_charges`` without the running totals."""
+def _charge_rows(user: ActingUser, filters: BalanceFilter, *, with_credit: bool) -> Select[*tuple[Any, ...]]:
+    """``_open_charges`` without the running totals, of the families with credit or of those
+    without (a plain anti-join: the database then estimates the big part as big)."""
     require(user, Permission.VIEW_BALANCES)
     if filters.parent_email and not user.can(Permission.VIEW_CONTACT_DETAILS):
         raise PermissionDenied(f"A {user.role.value} may not search by email address.")
     tenant_id = user.tenant_id
-    # Read once, joined twice; only the families asked for when they are named (a page's items).
-    families = sorted(filters.parent_ids) if filters.parent_ids else None
-    settled = charge_settlements(tenant_id, families).cte("settled")
-    credit = family_credit(tenant_id, families, settlements=settled).subquery("credit")
-    processing = func.coalesce(settled.c.processing_cents, 0)
-    unsettled = Charge.amount_cents - func.coalesce(settled.c.settled_cents, 0)  # open and processing
-    open_cents = unsettled - processing
-    has_credit = credit.c.credit_cents.is_not(None)
-    statement = (
+    # The ledger's positions as stored (``core.ledger.positions``): a row per charge with
+    # something unsettled, and the families with credit.
+    position = ChargePositionRow
+    credit = FamilyCreditRow
+    processing = position.processing_cents
+    unsettled = position.open_cents + position.processing_cents  # open and processing
+    open_cents = position.open_cents
+    statement: Select[*tuple[Any, ...]] = (
         select(
             Parent.id.label("parent_id"),
             Parent.name.label("parent_name"),
@@ -371,32 +388,32 @@ def _charge_rows(user: ActingUser, filters: BalanceFilter) -> Select[*tuple[Any,
             case((PaymentLink.amount_cents == unsettled, PaymentLink.url), else_="").label("link_url"),
             Charge.id.label("charge_id"),
             # Only wanted where credit is taken off (rare): a date costs to send and read.
-            case((has_credit, Charge.due_on)).label("due_on"),
+            (Charge.due_on if with_credit else cast(null(), Date)).label("due_on"),
             processing.label("processing_cents"),
-            # Sums are cast back to whole numbers: PostgreSQL's sum of bigints is a numeric.
-            cast(func.coalesce(credit.c.credit_cents, 0), BigInteger).label("credit_cents"),
+            (credit.credit_cents if with_credit else cast(null(), BigInteger)).label("credit_cents"),
             # The family's active "Pay the balance" link (at most one) and what it was minted for.
             FamilyLink.amount_cents.label("family_link_cents"),
             FamilyLink.url.label("family_link_url"),
         )
-        .select_from(Charge)
-        .join(Parent, Parent.id == Charge.parent_id)
-        .outerjoin(Player, Player.id == Charge.player_id)
+        # Each table named with the league, so a federation's database reads one league's rows.
+        .select_from(position)
+        .join(Charge, and_(Charge.id == position.charge_id, Charge.tenant_id == tenant_id))
+        .join(Parent, and_(Parent.id == position.parent_id, Parent.tenant_id == tenant_id))
+        .outerjoin(Player, and_(Player.id == Charge.player_id, Player.tenant_id == tenant_id))
         .outerjoin(Team, Team.id == Player.team_id)
         .outerjoin(Product, Product.id == Charge.product_id)
-        .outerjoin(settled, settled.c.charge_id == Charge.id)
-        .outerjoin(credit, credit.c.parent_id == Charge.parent_id)
-        .outerjoin(PaymentLink, and_(PaymentLink.charge_id == Charge.id, PaymentLink.status == LinkStatus.ACTIVE))
-        .outerjoin(FamilyLink, and_(FamilyLink.parent_id == Charge.parent_id, FamilyLink.tenant_id == tenant_id,
+        .outerjoin(PaymentLink, and_(PaymentLink.charge_id == position.charge_id, PaymentLink.tenant_id == tenant_id,
+                                     PaymentLink.status == LinkStatus.ACTIVE))
+        .outerjoin(FamilyLink, and_(FamilyLink.parent_id == position.parent_id, FamilyLink.tenant_id == tenant_id,
                                     FamilyLink.status == LinkStatus.ACTIVE))
-        .where(
-            Charge.tenant_id == tenant_id,
-            Parent.tenant_id == tenant_id,
-            Charge.id.not_in(reversed_ids(tenant_id).scalar_subquery()),
-            is_billed(),
-            unsettled > 0,
-        )
+        .where(position.tenant_id == tenant_id, is_billed())
     )
+    credit_of_family = and_(credit.parent_id == position.parent_id, credit.tenant_id == tenant_id)
+    if with_credit:
+        statement = statement.join(credit, credit_of_family)  # the window adds where each charge stands
+    else:
+        statement = statement.where(~exists().where(credit_of_family)).add_columns(
+            *(cast(null(), BigInteger).label(name) for name in ("open_before", "family_open")))
     if not user.sees_all_teams:
         statement = statement.where(Player.team_id.in_(sorted(user.team_ids) or [-1]))
     if filters.team_ids:
@@ -404,7 +421,7 @@ def _charge_rows(user: ActingUser, filters: BalanceFilter) -> Select[*tuple[Any,
     if filters.product_ids:
         statement = statement.where(Charge.product_id.in_(sorted(filters.product_ids)))
     if filters.parent_ids:
-        statement = statement.where(Parent.id.in_(sorted(filters.parent_ids)))
+        statement = statement.where(position.parent_id.in_(sorted(filters.parent_ids)))
     if filters.parent_email:
         statement = statement.where(func.lower(Parent.email) == filters.parent_email.strip().lower())
     if filters.parent_search.strip():
@@ -421,9 +438,10 @@ def _owed_charges(user: ActingUser, filters: BalanceFilter) -> Select[*tuple[Any
     charge credit reduced loses its link on what is left."""
     charges = _open_charges(user, filters).subquery("open_charges")
     c = charges.c
-    credit_free = c.credit_cents - func.coalesce(c.open_before, 0)  # what credit is left for this charge
+    credit = func.coalesce(c.credit_cents, 0)
+    credit_free = credit - func.coalesce(c.open_before, 0)  # what credit is left for this charge
     taken = case(
-        (or_(c.credit_cents <= 0, c.open_cents <= 0, credit_free <= 0), 0),
+        (or_(credit <= 0, c.open_cents <= 0, credit_free <= 0), 0),
         (credit_free >= c.open_cents, c.open_cents),
         else_=credit_free,
     )
@@ -439,7 +457,7 @@ def _owed_charges(user: ActingUser, filters: BalanceFilter) -> Select[*tuple[Any
         false().label("processing"), c.charge_id, c.due_on,
         c.processing_cents,
         case((split_up, ""), else_=c.link_url).label("processing_url"),
-        case((c.credit_cents > family_open, c.credit_cents - family_open), else_=0).label("credit_left"),
+        case((credit > family_open, credit - family_open), else_=0).label("credit_left"),
         c.family_link_cents, c.family_link_url,
     )
 
@@ -478,7 +496,8 @@ def _ordered_charges(user: ActingUser, filters: BalanceFilter, order: FamilyOrde
     """``_owed_charges`` family after family in ``order`` (items are put in order per family)."""
     if order in (FamilyOrder.NAME, FamilyOrder.LAST_NAME):
         rows = _owed_charges(user, filters).subquery("owed")
-        return select(rows).order_by(*_family_order(order, rows.c.parent_name, rows.c.parent_id))
+        return select(rows).order_by(*_family_order(order, rows.c.parent_name, rows.c.parent_id),
+                                     *_item_order_in_sql(rows.c))
     # By a family's figures: each row joined to its family's, grouped from the same rows.
     charges = _owed_charges(user, filters).cte("owed")
     families = _families_of(charges).subquery("families")
@@ -486,8 +505,16 @@ def _ordered_charges(user: ActingUser, filters: BalanceFilter, order: FamilyOrde
         select(charges)
         .join(families, families.c.parent_id == charges.c.parent_id)
         .order_by(*_family_order(order, charges.c.parent_name, charges.c.parent_id,
-                                 total=families.c.total_cents, items=families.c.item_count))
+                                 total=families.c.total_cents, items=families.c.item_count),
+                  *_item_order_in_sql(charges.c))
     )
+
+
+def _item_order_in_sql(c: Any) -> list[ColumnElement[Any]]:
+    """A family's items in order, by the database: by player (name, then id), product, charge;
+    a row's owed part comes before its processing part (as ``_items`` yields them). Names
+    compare character by character, as Python's ``sorted`` would."""
+    return [_bytewise(c.player_name), func.coalesce(c.player_id, 0), _bytewise(c.product_name), c.charge_id]
 
 
 def _family_order(order: FamilyOrder, name: Any, parent_id: Any, *, total: Any = None,
@@ -516,6 +543,25 @@ def _case_free_postgresql(element: _case_free, compiler: SQLCompiler, **kw: Any)
     return f'lower({compiler.process(element.clauses, **kw)}) COLLATE "C"'
 
 
+class _bytewise(GenericFunction[str]):
+    """Text compared character by character, as Python compares strings: PostgreSQL's "C"
+    collation; SQLite's own."""
+
+    name = "bytewise"
+    type = String()
+    inherit_cache = True
+
+
+@compiles(_bytewise)
+def _bytewise_default(element: _bytewise, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.clauses, **kw)
+
+
+@compiles(_bytewise, "postgresql")
+def _bytewise_postgresql(element: _bytewise, compiler: SQLCompiler, **kw: Any) -> str:
+    return f'{compiler.process(element.clauses, **kw)} COLLATE "C"'
+
+
 def _last_word(name: Any) -> ColumnElement[str]:
     """The last word of a name ("Ngozi Okafor" → "Okafor"), in SQL both databases speak: strip
     the trailing run of non-space characters, and take what follows."""
@@ -523,8 +569,15 @@ def _last_word(name: Any) -> ColumnElement[str]:
     return func.substr(trimmed, func.length(func.rtrim(trimmed, func.replace(trimmed, " ", ""))) + 1)
 
 
+def _reading(session: Session) -> Connection:
+    """The session's connection, once the positions of what it wrote are stored (Core
+    execution: plain rows, without the ORM's per-row bookkeeping)."""
+    bring_up_to_date(session)
+    return session.connection()
+
+
 def _streamed(session: Session, statement: Select[*tuple[Any, ...]], *, show_email: bool) -> Iterator[OutstandingBalance]:
-    rows = session.connection().execute(statement)
+    rows = _reading(session).execute(statement)
     try:
         yield from _balances_from(rows, show_email=show_email)
     finally:
@@ -550,8 +603,7 @@ def _balances_from(rows: Iterable[Sequence[Any]], *, show_email: bool) -> Iterat
 
 
 def _balance(rows: list[Sequence[Any]], show_email: bool) -> OutstandingBalance:
-    items = list(_items(rows))
-    ordered = tuple(sorted(items, key=_item_order)) if len(items) > 1 else tuple(items)
+    ordered = tuple(_items(rows))  # in order: the database sorted them (``_item_order_in_sql``)
     first = rows[0]
     owed = sum(item.amount_cents for item in ordered if not item.processing)
     return OutstandingBalance(
@@ -612,7 +664,3 @@ def _cyclic_gc_paused() -> Iterator[None]:
 
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def _item_order(item: LineItem) -> tuple[str, int, str, int, bool]:
-    return (item.player_name, item.player_id or 0, item.product_name, item.charge_id or 0, item.processing)

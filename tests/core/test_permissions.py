@@ -57,6 +57,7 @@ from core.email.sending import campaign_report, prepare_send_to_everyone
 from core.errors import NotFound, PermissionDenied
 from core.ledger.billing import attach_link, bill_owed, league_charges
 from core.ledger.entries import record_adjustment, record_charge, record_payment, reverse_entry
+from core.ledger.positions import bring_up_to_date
 from core.ledger.receipts import payment_receipt
 from core.ledger.refunds import record_stripe_refund, refund_payment
 from core.ledger.statement import family_statement, statement_csv
@@ -423,6 +424,11 @@ BEFORE_ANYONE_ACTS: dict[str, str] = {
     "core.access.league_settings.create_first_league": "the first run: names the league of an empty database "
                                                        "(refused once any league exists)",
     "core.db.analyze_after_commit": "database upkeep after a caller's commit (the import's); reads no league's data",
+    "core.ledger.positions.mark_written": "database upkeep: notes families a bulk write changed, in its transaction",
+    "core.ledger.positions.bring_up_to_date": "database upkeep: stores the positions of what the session wrote "
+                                              "(before its commit, and before the balances read)",
+    "core.ledger.positions.rebuild_positions": "database upkeep: a benchmark's ledger written in SQL",
+    "core.ledger.positions.position_differences": "a check of the stored positions against the ledger (tests)",
 }
 
 
@@ -453,6 +459,7 @@ def build_world(session: Session) -> World:
     session.add(PaymentFlag(tenant_id=beta.id, payment_link_id=beta_link.id, checkout_session_id="cs_beta_1",
                             kind=FlagKind.DUPLICATE_PAYMENT, detail="Beta family paid twice"))
     record_action(session, ActingUser("bea@beta.example", Role.ADMIN, beta.id), "export", "Beta export")
+    bring_up_to_date(session)  # the stored positions, as the world's commit would leave them
 
     return World(
         tenant=alpha,

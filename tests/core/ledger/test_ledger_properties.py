@@ -8,7 +8,9 @@ sequence:
   CSV's total = the sum of the amounts in the send's audience (each rendered email states its
   family's amount) = the sum of what the statements say each family owes;
 * each family's page total is what its statement says it owes (its balance, when positive);
-* no family whose balance is zero or negative is in the send's audience.
+* no family whose balance is zero or negative is in the send's audience;
+* and after every step, the positions the balances read (``core.ledger.positions``) are what
+  the ledger says.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from core.email.rendering import render_email
 from core.errors import InvalidInput
 from core.ledger.accounts import family_account
 from core.ledger.entries import record_adjustment, record_charge, record_payment, reverse_entry
+from core.ledger.positions import position_differences
 from core.ledger.refunds import refund_payment
 from core.ledger.statement import family_statement
 from core.models import AdjustmentKind, LedgerEntry, Parent, Payment, PaymentMethod, Player, PlayerStatus, Tenant
@@ -103,6 +106,8 @@ def play(session, tenant: Tenant, rng: random.Random) -> None:
             session.commit()
         except InvalidInput:
             session.rollback()  # refused (more than is open, already reversed, ...): nothing written
+        # What the balances read (the stored positions) is what the ledger says, after every step.
+        assert position_differences(session, tenant.id) == [], kind
 
 
 def cents(value: str) -> int:
