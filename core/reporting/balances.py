@@ -37,6 +37,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
+from itertools import groupby
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
@@ -586,18 +588,8 @@ def _streamed(session: Session, statement: Select[*tuple[Any, ...]], *, show_ema
 
 def _balances_from(rows: Iterable[Sequence[Any]], *, show_email: bool) -> Iterator[OutstandingBalance]:
     """The families of ``_owed_charges`` rows that come family after family."""
-    current: int | None = None
-    family: list[Sequence[Any]] = []
-    for row in rows:
-        if row[0] != current:
-            if family:
-                balance = _balance(family, show_email)
-                if balance.items:
-                    yield balance
-            current, family = row[0], []
-        family.append(row)
-    if family:
-        balance = _balance(family, show_email)
+    for _, family in groupby(rows, key=itemgetter(0)):
+        balance = _balance(list(family), show_email)
         if balance.items:
             yield balance
 

@@ -9,7 +9,8 @@ Both tables are filled from the ledger as it stands, by the definition of this r
 (``core.ledger.accounts``): an allocation counts unless it, its charge, its payment or its
 adjustment was reversed or its payment failed; what a processing payment covers is processing;
 a family's credit is what its settled payments brought in, less refunds, less what they paid
-on counting charges. Then both are analyzed (PostgreSQL). Nothing else changes; the downgrade
+on counting charges (on PostgreSQL by hash joins: the whole ledger is read). Then both are
+analyzed (PostgreSQL). Nothing else changes; the downgrade
 drops them.
 
 Revision ID: 0013
@@ -95,9 +96,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint('parent_id', name=op.f('pk_family_credits')),
     )
     op.create_index(op.f('ix_family_credits_tenant_id'), 'family_credits', ['tenant_id'])
+    postgresql = op.get_bind().dialect.name == 'postgresql'
+    if postgresql:  # every league at once: hash joins, whatever the statistics say
+        op.execute('SET LOCAL enable_nestloop = off')
     op.execute(FILL_CHARGE_POSITIONS)
     op.execute(FILL_FAMILY_CREDITS)
-    if op.get_bind().dialect.name == 'postgresql':
+    if postgresql:
+        op.execute('SET LOCAL enable_nestloop TO DEFAULT')
         op.execute('ANALYZE charge_positions, family_credits, allocations')
 
 
