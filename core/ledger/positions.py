@@ -18,8 +18,9 @@ never disagree with it:
 * a bulk write that goes around the ORM (billing's inserts) marks its families itself
   (``mark_written``);
 * before the transaction commits, and before the balances are read in it, the marked families'
-  rows are rewritten (``bring_up_to_date``), each family locked as its account's writes lock it;
-* a savepoint rolled back marks again every family written in the transaction.
+  rows are rewritten (``bring_up_to_date``), each family locked against its account's writers;
+* a savepoint that ends (released or rolled back) marks again every family written in the
+  transaction.
 
 ``rebuild_positions`` rewrites a whole league's (a benchmark's ledger written in SQL);
 ``position_differences`` compares what is stored with the ledger (the tests, after every step).
