@@ -4,7 +4,8 @@ The dashboard table, the treasurer's CSV, the email audience and the email body 
 it; so does a family's statement for what is open. Each family's "Pay the balance" link comes
 with it (``family_pay_url``), shown only where its link is for exactly the total shown.
 
-The figures come from the ledger (``core.ledger.accounts``): a family owes the open amounts of
+The figures come from the ledger, as its positions are stored (``core.ledger.positions``, kept
+by every write from ``core.ledger.accounts``' definition): a family owes the open amounts of
 its billed charges less its unapplied credit. Each open charge is an item, with its Pay Now
 link when the charge's active link is for exactly what is open (a partly paid charge has
 none until the backfill mints one at the new amount). What a payment still processing
