@@ -19,8 +19,8 @@ never disagree with it:
   (``mark_written``);
 * before the transaction commits, and before the balances are read in it, the marked families'
   rows are rewritten (``bring_up_to_date``), each family locked against its account's writers;
-* a savepoint that ends (released or rolled back) marks again every family written in the
-  transaction.
+* a savepoint rolled back marks again every family written in the transaction (a released one
+  waits for the outer commit, so a loop of savepoints rewrites each family once).
 
 ``rebuild_positions`` rewrites a whole league's (a benchmark's ledger written in SQL);
 ``position_differences`` compares what is stored with the ledger (the tests, after every step).
@@ -206,15 +206,22 @@ def _note_written_families(session: Session, flush_context: UOWTransaction, inst
 
 @event.listens_for(Session, "before_commit")
 def _rewrite_before_commit(session: Session) -> None:
-    bring_up_to_date(session)
+    # Also called as a savepoint is released: its families are rewritten with the rest of the
+    # transaction's, at the outer commit (or the next read), not once per savepoint.
+    if not session.in_nested_transaction():
+        bring_up_to_date(session)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _after_rollback(session: Session, previous_transaction: SessionTransaction) -> None:
+    if previous_transaction.nested:
+        # A savepoint rolled back may have undone rewrites made inside it: every family written
+        # in the transaction is rewritten again before the next read or the commit.
+        session.info.setdefault(_STALE, set()).update(session.info.get(_WRITTEN, ()))
 
 
 @event.listens_for(Session, "after_transaction_end")
 def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
-    if transaction.nested:
-        # A savepoint ended (released or rolled back): what it rewrote may be undone, so every
-        # family written in the transaction is rewritten again before the next read.
-        session.info.setdefault(_STALE, set()).update(session.info.get(_WRITTEN, ()))
-    elif transaction.parent is None:
+    if transaction.parent is None:
         session.info.pop(_STALE, None)
         session.info.pop(_WRITTEN, None)

@@ -57,6 +57,15 @@ def test_a_savepoint_rolled_back_undoes_only_what_it_wrote(session, books):
     assert position_differences(session, books.tenant.id) == []
 
 
+def test_payments_in_released_savepoints_are_stored_by_the_commit(session, books):
+    for cents in (1000, 2000):
+        with session.begin_nested():
+            cash(session, books, books.zed, cents)
+    session.commit()
+    assert total_of(session, books, books.zed) == 12000
+    assert position_differences(session, books.tenant.id) == []
+
+
 def test_another_session_reads_a_committed_payment_at_once(engine, session, books):
     cash(session, books, books.okafor, 20000)
     session.commit()
