@@ -7,6 +7,8 @@ pay a charge. The modules:
   meets (chosen charges first, then oldest due first; credit carried to the next charge);
 * ``accounts`` — one family's account as the ledger holds it now, and the SQL that says when
   an entry counts (not reversed, a payment not failed), shared with the balances;
+* ``positions`` — that SQL's figures stored per family (what is left of each charge, each
+  family's credit), rewritten in the transaction of every write, for the league's balances;
 * ``entries`` — recording charges, payments and adjustments, and reversing any entry: every
   write is append-only, in the caller's transaction, and in the audit log;
 * ``refunds`` — refunds of a payment, through Stripe or made outside it;

@@ -6,9 +6,9 @@ A charge's *open* amount is its amount less what counting allocations settled; t
 settled by payments still processing is *processing* (not owed, not settled). A family's
 *credit* is what its settled payments brought in and no charge took (less refunds).
 
-The SQL here is the one definition of those figures. ``core.reporting.balances`` joins it into
-the league's balances (a constant number of statements); ``family_account`` reads one family
-for the writes in ``core.ledger.entries`` (a few statements).
+The SQL here is the one definition of those figures. ``core.ledger.positions`` stores it per
+family at every write, for the league's balances (``core.reporting.balances``) to read;
+``family_account`` reads one family for the writes in ``core.ledger.entries`` (a few statements).
 
 A charge of a withdrawn player is not *billed*: it is not owed and credit does not settle it
 (as before the ledger, when their links were simply not owed).
@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
 
 from sqlalchemy import ColumnElement, Select, SQLColumnExpression, and_, func, or_, select, union_all, update
 from sqlalchemy.orm import Session
@@ -138,17 +137,14 @@ def payment_positions(tenant_id: int, parent_ids: Iterable[int] | None = None) -
     return _scoped(statement, Payment, tenant_id, parent_ids)
 
 
-def family_credit(tenant_id: int, parent_ids: Iterable[int] | None = None, *,
-                  settlements: Any = None) -> Select:
+def family_credit(tenant_id: int, parent_ids: Iterable[int] | None = None) -> Select:
     """Per parent id: ``credit_cents``, the settled money no charge took (only where positive).
 
-    What settled payments brought in, less refunds, less what they paid on charges: the last
-    from ``settlements`` (``charge_settlements``, as a subquery or CTE the caller also joins, so
-    the allocations are read once), else from its own.
+    What settled payments brought in, less refunds, less what they paid on charges (from
+    ``charge_settlements``).
     """
     void = reversed_ids(tenant_id)
-    if settlements is None:
-        settlements = charge_settlements(tenant_id, parent_ids).subquery("settled_for_credit")
+    settlements = charge_settlements(tenant_id, parent_ids).subquery("settled_for_credit")
     paid = _scoped(
         select(Payment.parent_id.label("parent_id"), Payment.amount_cents.label("cents"))
         .where(Payment.state == PaymentState.SETTLED, Payment.id.not_in(void.scalar_subquery())),
