@@ -884,6 +884,10 @@ class ChargePositionRow(Base):
     Not a money row: a stored reading of the ledger (``core.ledger.positions``), rewritten from
     it for a family in the transaction of every write to that family's account, so the league's
     balances read a few rows per open charge instead of every allocation.
+
+    With the figures, a copy of what the balances show of the charge itself (whose player,
+    which product, its description, currency and due date): a charge is never edited, so the
+    copy cannot go stale, and the balances need not read the league's charges at all.
     """
 
     __tablename__ = "charge_positions"
@@ -894,6 +898,12 @@ class ChargePositionRow(Base):
     parent_id: Mapped[int] = mapped_column(ForeignKey("parents.id"))
     open_cents: Mapped[int] = mapped_column(BigInteger)
     processing_cents: Mapped[int] = mapped_column(BigInteger)
+    # The charge's own, copied (``Charge``'s columns of the same names).
+    player_id: Mapped[int | None] = mapped_column(Integer)
+    product_id: Mapped[int | None] = mapped_column(Integer)
+    description: Mapped[str] = mapped_column(String(300))
+    currency: Mapped[str] = mapped_column(String(3))
+    due_on: Mapped[date] = mapped_column(Date)
 
 
 class FamilyCreditRow(Base):

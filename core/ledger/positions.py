@@ -6,7 +6,8 @@ every allocation it ever made; so the figures are also kept in two tables, a few
 charge, which the league's balances (``core.reporting.balances``) read:
 
 * ``charge_positions`` — per counting charge with something unsettled: ``open_cents`` and
-  ``processing_cents``;
+  ``processing_cents``, with a copy of the charge's player, product, description, currency and
+  due date (a charge is never edited);
 * ``family_credits`` — per family with credit: ``credit_cents``.
 
 They are not money rows: nothing is recorded in them. A family's rows are rewritten from the
@@ -89,11 +90,11 @@ def rebuild_positions(session: Session, tenant_id: int) -> None:
 def position_differences(session: Session, tenant_id: int) -> list[str]:
     """Where the stored positions differ from the ledger, in words (none: they agree)."""
     session.flush()
-    stored_charges = {row[0]: (int(row[1]), int(row[2])) for row in session.execute(
-        select(ChargePositionRow.charge_id, ChargePositionRow.open_cents, ChargePositionRow.processing_cents)
-        .where(ChargePositionRow.tenant_id == tenant_id)
+    stored = [getattr(ChargePositionRow, name) for name in _CHARGE_COLUMNS]
+    stored_charges = {row[0]: tuple(row[2:]) for row in session.execute(
+        select(*stored).where(ChargePositionRow.tenant_id == tenant_id)
     )}
-    ledger_charges = {row[0]: (int(row[3]), int(row[4])) for row in session.execute(_charge_rows(tenant_id, None))}
+    ledger_charges = {row[0]: tuple(row[2:]) for row in session.execute(_charge_rows(tenant_id, None))}
     stored_credit = {row[0]: int(row[1]) for row in session.execute(
         select(FamilyCreditRow.parent_id, FamilyCreditRow.credit_cents).where(FamilyCreditRow.tenant_id == tenant_id)
     )}
@@ -126,9 +127,7 @@ def _rewrite(session: Session, tenant_id: int, parent_ids: Sequence[int] | None)
             statement = statement.where(model.parent_id.in_(parent_ids))
         connection.execute(statement)
     with _by_hash_joins(connection, many=parent_ids is None or len(parent_ids) > FEW):
-        connection.execute(insert(ChargePositionRow).from_select(
-            ["charge_id", "tenant_id", "parent_id", "open_cents", "processing_cents"],
-            _charge_rows(tenant_id, parent_ids)))
+        connection.execute(insert(ChargePositionRow).from_select(list(_CHARGE_COLUMNS), _charge_rows(tenant_id, parent_ids)))
         connection.execute(insert(FamilyCreditRow).from_select(
             ["parent_id", "tenant_id", "credit_cents"], _credit_rows(tenant_id, parent_ids)))
 
@@ -154,14 +153,21 @@ def _by_hash_joins(connection: Connection, *, many: bool) -> Iterator[None]:
         connection.execute(text("SELECT set_config('enable_nestloop', :before, true)"), {"before": before})
 
 
+# A charge position's columns, in the order ``_charge_rows`` gives them.
+_CHARGE_COLUMNS = ("charge_id", "tenant_id", "parent_id", "open_cents", "processing_cents", "player_id", "product_id",
+                   "description", "currency", "due_on")
+
+
 def _charge_rows(tenant_id: int, parent_ids: Sequence[int] | None) -> Select[*tuple[Any, ...]]:
-    """Per counting charge with something unsettled: id, league, family, open, processing."""
+    """Per counting charge with something unsettled: id, league, family, open, processing, and
+    the charge's own columns the balances show (``_CHARGE_COLUMNS``)."""
     settled = accounts.charge_settlements(tenant_id, parent_ids).subquery("settled")
     processing = func.coalesce(settled.c.processing_cents, 0)
     unsettled = Charge.amount_cents - func.coalesce(settled.c.settled_cents, 0)
     statement: Select[*tuple[Any, ...]] = (
         select(Charge.id, literal(tenant_id), Charge.parent_id, cast(unsettled - processing, BigInteger),
-               cast(processing, BigInteger))
+               cast(processing, BigInteger), Charge.player_id, Charge.product_id, Charge.description, Charge.currency,
+               Charge.due_on)
         .outerjoin(settled, settled.c.charge_id == Charge.id)
         .where(Charge.tenant_id == tenant_id, Charge.id.not_in(accounts.reversed_ids(tenant_id).scalar_subquery()),
                unsettled > 0)

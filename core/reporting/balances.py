@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from itertools import groupby
 from operator import itemgetter
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import (
     BigInteger,
@@ -74,7 +74,6 @@ from core.ledger.accounts import is_billed
 from core.ledger.positions import bring_up_to_date
 from core.models import (
     DEFAULT_CURRENCY,
-    Charge,
     ChargePositionRow,
     FamilyCreditRow,
     FamilyLink,
@@ -89,6 +88,9 @@ from core.reporting.name_search import fold
 
 # Rows fetched at a time when the balances are streamed (the CSV): memory stays this size.
 STREAM_ROWS = 2000
+
+# What a statement's rows are for (``_charge_rows``): the items, the charts' groups, or the figures alone.
+_Shown = Literal["items", "groups", "figures"]
 
 
 class LineItem(NamedTuple):
@@ -317,7 +319,7 @@ def _summary_of(row: Sequence[Any]) -> BalanceSummary:
 
 def owed_by(session: Session, user: ActingUser, filters: BalanceFilter = BalanceFilter()) -> OwedBreakdown:
     """What is still to pay per team and per item (the charts): one statement, grouped twice."""
-    charges = _owed_charges(user, filters).cte("owed")
+    charges = _owed_charges(user, filters, "groups").cte("owed")
     owing = charges.c.owed_cents > 0
     team = func.coalesce(charges.c.team_name, "")
     grouped = union_all(
@@ -338,7 +340,7 @@ def owed_by(session: Session, user: ActingUser, filters: BalanceFilter = Balance
 # -- the one building block ---------------------------------------------------------------------
 
 
-def _open_charges(user: ActingUser, filters: BalanceFilter) -> CompoundSelect:
+def _open_charges(user: ActingUser, filters: BalanceFilter, shown: _Shown) -> CompoundSelect:
     """One row per open (or processing) charge the viewer may see under ``filters``: what is
     open, what is processing, the family's credit (NULL for none) and, for a family with
     credit, where the charge stands among the family's others (the credit is taken oldest due
@@ -347,8 +349,8 @@ def _open_charges(user: ActingUser, filters: BalanceFilter) -> CompoundSelect:
     Only a family with credit (rare) needs its charges' running total: the rows are read in two
     parts, the families without credit and those with it (the database starts the second from
     the few credits), and only the second is sorted for the window."""
-    without_credit = select(_charge_rows(user, filters, with_credit=False).subquery("charge_rows"))
-    with_credit_rows = _charge_rows(user, filters, with_credit=True).subquery("credit_charge_rows")
+    without_credit = select(_charge_rows(user, filters, with_credit=False, shown=shown).subquery("charge_rows"))
+    with_credit_rows = _charge_rows(user, filters, with_credit=True, shown=shown).subquery("credit_charge_rows")
     w = with_credit_rows.c
     open_for_credit = case((w.open_cents > 0, w.open_cents), else_=0)
     with_credit = select(
@@ -360,39 +362,49 @@ def _open_charges(user: ActingUser, filters: BalanceFilter) -> CompoundSelect:
     return union_all(without_credit, with_credit)
 
 
-def _charge_rows(user: ActingUser, filters: BalanceFilter, *, with_credit: bool) -> Select[*tuple[Any, ...]]:
+def _charge_rows(user: ActingUser, filters: BalanceFilter, *, with_credit: bool,
+                 shown: _Shown = "items") -> Select[*tuple[Any, ...]]:
     """``_open_charges`` without the running totals, of the families with credit or of those
-    without (a plain anti-join: the database then estimates the big part as big)."""
+    without (a plain anti-join: the database then estimates the big part as big).
+
+    ``shown`` says what the rows are for, so the database joins no table whose columns go
+    unused: ``"items"`` (every column), ``"groups"`` (no links: the charts) or ``"figures"``
+    (no names nor links either: the family list and the headline). The figures are the same."""
     require(user, Permission.VIEW_BALANCES)
     if filters.parent_email and not user.can(Permission.VIEW_CONTACT_DETAILS):
         raise PermissionDenied(f"A {user.role.value} may not search by email address.")
     tenant_id = user.tenant_id
     # The ledger's positions as stored (``core.ledger.positions``): a row per charge with
-    # something unsettled, and the families with credit.
+    # something unsettled (with the charge's own columns), and the families with credit.
     position = ChargePositionRow
     credit = FamilyCreditRow
     processing = position.processing_cents
     unsettled = position.open_cents + position.processing_cents  # open and processing
     open_cents = position.open_cents
+    named = shown != "figures"
+    linked = shown == "items"
+    no_text = cast(null(), String)
     statement: Select[*tuple[Any, ...]] = (
         select(
             Parent.id.label("parent_id"),
             Parent.name.label("parent_name"),
             Parent.email.label("parent_email"),
             Parent.email_opt_out.label("email_opt_out"),
-            PaymentLink.id.label("link_id"),
-            Charge.player_id.label("player_id"),
-            func.coalesce(func.trim(Player.first_name + " " + Player.last_name), "").label("player_name"),
-            Team.name.label("team_name"),
-            Charge.product_id.label("product_id"),
-            func.coalesce(Product.name, Charge.description).label("product_name"),
+            (PaymentLink.id if linked else cast(null(), BigInteger)).label("link_id"),
+            position.player_id.label("player_id"),
+            (func.coalesce(func.trim(Player.first_name + " " + Player.last_name), "") if named else no_text)
+            .label("player_name"),
+            (Team.name if named else no_text).label("team_name"),
+            position.product_id.label("product_id"),
+            (func.coalesce(Product.name, position.description) if named else no_text).label("product_name"),
             open_cents.label("open_cents"),
-            Charge.currency.label("currency"),
+            position.currency.label("currency"),
             # The charge's link pays exactly what is left of it (not a partly paid charge's).
-            case((PaymentLink.amount_cents == unsettled, PaymentLink.url), else_="").label("link_url"),
-            Charge.id.label("charge_id"),
+            (case((PaymentLink.amount_cents == unsettled, PaymentLink.url), else_="") if linked else no_text)
+            .label("link_url"),
+            position.charge_id.label("charge_id"),
             # Only wanted where credit is taken off (rare): a date costs to send and read.
-            (Charge.due_on if with_credit else cast(null(), Date)).label("due_on"),
+            (position.due_on if with_credit else cast(null(), Date)).label("due_on"),
             processing.label("processing_cents"),
             (credit.credit_cents if with_credit else cast(null(), BigInteger)).label("credit_cents"),
             # The family's active "Pay the balance" link (at most one) and what it was minted for.
@@ -401,17 +413,19 @@ def _charge_rows(user: ActingUser, filters: BalanceFilter, *, with_credit: bool)
         )
         # Each table named with the league, so a federation's database reads one league's rows.
         .select_from(position)
-        .join(Charge, and_(Charge.id == position.charge_id, Charge.tenant_id == tenant_id))
         .join(Parent, and_(Parent.id == position.parent_id, Parent.tenant_id == tenant_id))
-        .outerjoin(Player, and_(Player.id == Charge.player_id, Player.tenant_id == tenant_id))
-        .outerjoin(Team, Team.id == Player.team_id)
-        .outerjoin(Product, Product.id == Charge.product_id)
-        .outerjoin(PaymentLink, and_(PaymentLink.charge_id == position.charge_id, PaymentLink.tenant_id == tenant_id,
-                                     PaymentLink.status == LinkStatus.ACTIVE))
+        .outerjoin(Player, and_(Player.id == position.player_id, Player.tenant_id == tenant_id))
         .outerjoin(FamilyLink, and_(FamilyLink.parent_id == position.parent_id, FamilyLink.tenant_id == tenant_id,
                                     FamilyLink.status == LinkStatus.ACTIVE))
         .where(position.tenant_id == tenant_id, is_billed())
     )
+    if named:
+        statement = (statement.outerjoin(Team, Team.id == Player.team_id)
+                     .outerjoin(Product, Product.id == position.product_id))
+    if linked:
+        statement = statement.outerjoin(
+            PaymentLink, and_(PaymentLink.charge_id == position.charge_id, PaymentLink.tenant_id == tenant_id,
+                              PaymentLink.status == LinkStatus.ACTIVE))
     credit_of_family = and_(credit.parent_id == position.parent_id, credit.tenant_id == tenant_id)
     if with_credit:
         statement = statement.join(credit, credit_of_family)  # the window adds where each charge stands
@@ -423,7 +437,7 @@ def _charge_rows(user: ActingUser, filters: BalanceFilter, *, with_credit: bool)
     if filters.team_ids:
         statement = statement.where(Player.team_id.in_(sorted(filters.team_ids)))
     if filters.product_ids:
-        statement = statement.where(Charge.product_id.in_(sorted(filters.product_ids)))
+        statement = statement.where(position.product_id.in_(sorted(filters.product_ids)))
     if filters.parent_ids:
         statement = statement.where(position.parent_id.in_(sorted(filters.parent_ids)))
     if filters.parent_email:
@@ -433,14 +447,14 @@ def _charge_rows(user: ActingUser, filters: BalanceFilter, *, with_credit: bool)
     return statement
 
 
-def _owed_charges(user: ActingUser, filters: BalanceFilter) -> Select[*tuple[Any, ...]]:
+def _owed_charges(user: ActingUser, filters: BalanceFilter, shown: _Shown = "items") -> Select[*tuple[Any, ...]]:
     """``_open_charges`` with the credit taken off: per charge ``owed_cents`` (still to pay,
     its item; 0 for none) with ``owed_url``, and ``processing_cents`` (being paid, an item of
     its own) with ``processing_url``; ``credit_left`` is the family's credit no charge took.
 
     A charge split into what is owed and what is processing has no link on either part; a
     charge credit reduced loses its link on what is left."""
-    charges = _open_charges(user, filters).subquery("open_charges")
+    charges = _open_charges(user, filters, shown).subquery("open_charges")
     c = charges.c
     credit = func.coalesce(c.credit_cents, 0)
     credit_free = credit - func.coalesce(c.open_before, 0)  # what credit is left for this charge
@@ -468,7 +482,7 @@ def _owed_charges(user: ActingUser, filters: BalanceFilter) -> Select[*tuple[Any
 
 def _families(user: ActingUser, filters: BalanceFilter) -> Select[*tuple[Any, ...]]:
     """Per family listed (one with an item): its figures, grouped in the database."""
-    return _families_of(_owed_charges(user, filters).subquery("owed"))
+    return _families_of(_owed_charges(user, filters, "figures").subquery("owed"))
 
 
 def _families_of(charges: Any) -> Select[*tuple[Any, ...]]:
