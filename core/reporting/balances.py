@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import enum
 import gc
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
@@ -227,7 +227,7 @@ def outstanding_balances(
     teams' players and no email addresses; everyone sees only their own league.
     """
     statement = _ordered_charges(user, filters, order)
-    rows = _all_rows(session, _reading(session).execute(statement))
+    rows = _all_rows(session, reading_connection(session).execute(statement))
     with _cyclic_gc_paused():
         return list(_balances_from(rows, show_email=user.can(Permission.VIEW_CONTACT_DETAILS)))
 
@@ -262,7 +262,7 @@ def balance_summary(session: Session, user: ActingUser, filters: BalanceFilter =
     """The headline figures (total, families, players, open items, processing): one aggregate
     statement, equal to ``summarise(outstanding_balances(...))``."""
     f = _families(user, filters).subquery("families").c
-    row = _reading(session).execute(
+    row = reading_connection(session).execute(
         select(func.sum(f.total_cents), func.count(), func.sum(f.players), func.sum(f.owed_items),
                func.min(f.currency), func.sum(f.processing_cents), func.sum(f.processing_items))
     ).one()
@@ -284,7 +284,7 @@ def family_page(
         func.sum(f.processing_items).over(),
     )
     offset = max(offset, 0)
-    rows = _reading(session).execute(
+    rows = reading_connection(session).execute(
         select(f.parent_id, f.parent_name, f.parent_email, f.email_opt_out, f.total_cents, f.processing_cents,
                f.item_count, f.currency, f.credit_cents, f.family_link_cents, f.family_link_url, *everyone)
         .order_by(*_family_order(order, f.parent_name, f.parent_id, total=f.total_cents, items=f.item_count))
@@ -328,7 +328,7 @@ def owed_by(session: Session, user: ActingUser, filters: BalanceFilter = Balance
         select(literal("item"), charges.c.product_name, func.sum(charges.c.owed_cents))
         .where(owing).group_by(charges.c.product_name),
     ).subquery("grouped")
-    rows = _reading(session).execute(
+    rows = reading_connection(session).execute(
         select(grouped).order_by(grouped.c.grouping, grouped.c.cents.desc(), grouped.c.label)
     ).all()
     return OwedBreakdown(
@@ -510,17 +510,34 @@ def _families_of(charges: Any) -> Select[*tuple[Any, ...]]:
     )
 
 
-def _ordered_charges(user: ActingUser, filters: BalanceFilter, order: FamilyOrder) -> Select[*tuple[Any, ...]]:
+def outstanding_rows(
+    user: ActingUser, filters: BalanceFilter, columns: Callable[[Any], Sequence[ColumnElement[Any]]],
+    order: FamilyOrder = FamilyOrder.NAME,
+) -> Select[*tuple[Any, ...]]:
+    """The rows ``outstanding_balances`` is built from (one per open charge the viewer may see),
+    family after family in ``order`` and each family's in item order, as the columns
+    ``columns`` makes of them: for a view the database renders itself (the CSV). ``columns`` gets
+    the rows' columns: ``parent_id``, ``parent_name``, ``parent_email``, ``player_id``,
+    ``player_name``, ``team_name``, ``product_name``, ``owed_cents`` (the item still to pay; 0:
+    none) with ``owed_url``, ``processing_cents`` (the item being paid; 0: none) with
+    ``processing_url``, ``currency``, ``family_link_cents`` and ``family_link_url``. The
+    viewer's permissions apply as in ``outstanding_balances``; whether they may see email
+    addresses is for the caller."""
+    return _ordered_charges(user, filters, order, columns)
+
+
+def _ordered_charges(user: ActingUser, filters: BalanceFilter, order: FamilyOrder,
+                     columns: Callable[[Any], Sequence[ColumnElement[Any]]] | None = None) -> Select[*tuple[Any, ...]]:
     """``_owed_charges`` family after family in ``order`` (items are put in order per family)."""
     if order in (FamilyOrder.NAME, FamilyOrder.LAST_NAME):
         rows = _owed_charges(user, filters).subquery("owed")
-        return select(rows).order_by(*_family_order(order, rows.c.parent_name, rows.c.parent_id),
-                                     *_item_order_in_sql(rows.c))
+        return select(*(columns(rows.c) if columns else rows.c)).order_by(
+            *_family_order(order, rows.c.parent_name, rows.c.parent_id), *_item_order_in_sql(rows.c))
     # By a family's figures: each row joined to its family's, grouped from the same rows.
     charges = _owed_charges(user, filters).cte("owed")
     families = _families_of(charges).subquery("families")
     return (
-        select(charges)
+        select(*(columns(charges.c) if columns else charges.c))
         .join(families, families.c.parent_id == charges.c.parent_id)
         .order_by(*_family_order(order, charges.c.parent_name, charges.c.parent_id,
                                  total=families.c.total_cents, items=families.c.item_count),
@@ -587,7 +604,7 @@ def _last_word(name: Any) -> ColumnElement[str]:
     return func.substr(trimmed, func.length(func.rtrim(trimmed, func.replace(trimmed, " ", ""))) + 1)
 
 
-def _reading(session: Session) -> Connection:
+def reading_connection(session: Session) -> Connection:
     """The session's connection, once the positions of what it wrote are stored (Core
     execution: plain rows, without the ORM's per-row bookkeeping)."""
     bring_up_to_date(session)
@@ -607,7 +624,7 @@ def _all_rows(session: Session, result: CursorResult[Any]) -> Sequence[Sequence[
 
 
 def _streamed(session: Session, statement: Select[*tuple[Any, ...]], *, show_email: bool) -> Iterator[OutstandingBalance]:
-    rows = _reading(session).execute(statement)
+    rows = reading_connection(session).execute(statement)
     try:
         yield from _balances_from(rows, show_email=show_email)
     finally:

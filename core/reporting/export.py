@@ -18,16 +18,26 @@ import io
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import groupby
+from operator import itemgetter
+from typing import Any
 
+from sqlalchemy import Boolean, ColumnElement, case, func, literal
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from core.access.permissions import ActingUser, Permission, require
 from core.audit import record_action
 from core.reporting.balances import (
+    STREAM_ROWS,
     BalanceFilter,
     BalanceSummary,
     OutstandingBalance,
     iter_outstanding_balances,
+    outstanding_rows,
+    reading_connection,
     summarise,
 )
 from core.timezones import local_date
@@ -157,9 +167,132 @@ def balances_csv_chunks(
     """The treasurer's export of the current balances, streamed from the database in chunks of
     bytes (the same bytes as ``render_csv`` of ``outstanding_balances``); once the last chunk is
     handed over, the export is recorded in the audit log with what it held. Consume it inside
-    the session's transaction; the caller commits."""
+    the session's transaction; the caller commits.
+
+    The line-item file, a row per item, is written by the database itself (``_line_item_lines``:
+    the same cells, made safe and quoted as ``csv_chunks`` does) and only joined here; the
+    per-family file is written from the families as they stream."""
     require(user, Permission.EXPORT_BALANCES)
+    if kind is ExportKind.LINE_ITEMS:
+        return _line_items_by_the_database(session, user, filters)
     return _streamed_export(session, user, iter_outstanding_balances(session, user, filters), kind)
+
+
+def _line_items_by_the_database(session: Session, user: ActingUser, filters: BalanceFilter) -> Iterator[bytes]:
+    """The line-item file from ``outstanding_rows``: the database makes each row's text cells
+    safe and quoted (``_line_item_columns``), and here they are put in lines with the amounts and
+    the family's balance link, family by family, counting what the audit entry records."""
+    show_email = user.can(Permission.VIEW_CONTACT_DETAILS)
+    statement = outstanding_rows(user, filters, lambda c: _line_item_columns(c, show_email=show_email))
+    tally = _Tally()
+    nothing = decimal_amount(0)
+    buffer = ["\ufeff" + _csv_text(LINE_ITEM_HEADER) + "\r\n"]
+    rows = reading_connection(session).execute(statement.execution_options(yield_per=STREAM_ROWS))
+    try:
+        for _, family in groupby(rows, key=itemgetter(1)):
+            items = [row for row in family if row[3] > 0 or row[4] > 0]  # credit may cover a charge
+            if not items:
+                continue
+            owed_total = sum(row[3] for row in items)
+            link_cents, link_url = items[0][9], items[0][10]
+            balance_url = _csv_text([link_url]) if link_url and link_cents == owed_total else ""
+            players = {row[2] for row in items if row[2] is not None}
+            tally.families += 1
+            tally.players += len(players)
+            tally.currency = tally.currency or items[0][5]
+            for head, _, _, owed, processing, _, currency, owed_url, processing_url, _, _ in items:
+                if owed > 0:
+                    tally.total_cents += owed
+                    tally.line_items += 1
+                    buffer.append(f"{head},{decimal_amount(owed)},{nothing},{currency},owed,{owed_url},"
+                                  f"{balance_url}\r\n")
+                if processing > 0:
+                    tally.processing_cents += processing
+                    tally.processing_items += 1
+                    buffer.append(f"{head},{nothing},{decimal_amount(processing)},{currency},processing,"
+                                  f"{processing_url},{balance_url}\r\n")
+            if len(buffer) >= CHUNK_ROWS:
+                yield "".join(buffer).encode("utf-8")
+                buffer.clear()
+    finally:
+        rows.close()
+    yield "".join(buffer).encode("utf-8")
+    record_balances_export(session, user, tally.summary(), kind=ExportKind.LINE_ITEMS)
+
+
+def _csv_text(cells: Sequence[object]) -> str:
+    """Cells as ``csv_chunks`` writes them, without the line's end."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="").writerow([neutralise_formula(cell) for cell in cells])
+    return buffer.getvalue()
+
+
+def _line_item_columns(c: Any, *, show_email: bool) -> list[ColumnElement[Any]]:
+    """Per row of the balances: its first five cells as CSV text (parent, email, player, team,
+    item), the family, the player, what is owed and processing, the currency (as it is, and as a
+    cell), the two links as cells, and the family's balance link with what it is for."""
+    head = [c.parent_name, c.parent_email if show_email else literal(""), c.player_name, c.team_name,
+            c.product_name]
+    joined: ColumnElement[str] = _csv_cell(head[0])
+    for cell in head[1:]:
+        joined = joined.concat(",").concat(_csv_cell(cell))
+    return [joined.label("head"), c.parent_id, c.player_id, c.owed_cents, c.processing_cents, c.currency,
+            _csv_cell(func.upper(c.currency)), _csv_cell(c.owed_url), _csv_cell(c.processing_url),
+            c.family_link_cents, c.family_link_url]
+
+
+def _csv_cell(value: ColumnElement[Any]) -> ColumnElement[str]:
+    """A cell as ``csv_chunks`` writes it, in SQL: made safe (``neutralise_formula``), then quoted
+    if it holds a comma, a double quote or a line break. Nearly every cell needs neither, and
+    costs one test."""
+    text = func.coalesce(value, "")
+    safe = case((func.substr(text, 1, 1).in_(_FORMULA_PREFIXES), literal("'").concat(text)), else_=text)
+    quoted = case((_needs_quotes(safe), literal('"').concat(func.replace(safe, '"', '""')).concat('"')), else_=safe)
+    return case((_special(text), quoted), else_=text)
+
+
+class _needs_quotes(FunctionElement[bool]):
+    """Whether a CSV cell holds a comma, a double quote or a line break (Python's ``csv``
+    quotes it then): a regular expression on PostgreSQL, ``instr`` elsewhere."""
+
+    type = Boolean()
+    inherit_cache = True
+    name = "needs_quotes"
+
+
+class _special(FunctionElement[bool]):
+    """Whether a cell needs anything done: ``_needs_quotes``, or a formula's first character."""
+
+    type = Boolean()
+    inherit_cache = True
+    name = "special_cell"
+
+
+_MARKS = ("','", "'\"'", "char(13)", "char(10)")
+
+
+@compiles(_needs_quotes)
+def _needs_quotes_default(element: _needs_quotes, compiler: SQLCompiler, **kw: Any) -> str:
+    text = compiler.process(element.clauses, **kw)
+    return "(" + " OR ".join(f"instr({text}, {mark}) > 0" for mark in _MARKS) + ")"
+
+
+@compiles(_needs_quotes, "postgresql")
+def _needs_quotes_postgresql(element: _needs_quotes, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"({compiler.process(element.clauses, **kw)} ~ E'[,\"\\r\\n]')"
+
+
+@compiles(_special)
+def _special_default(element: _special, compiler: SQLCompiler, **kw: Any) -> str:
+    text = compiler.process(element.clauses, **kw)
+    firsts = ", ".join(("'='", "'+'", "'-'", "'@'", "char(9)", "char(13)"))
+    return (f"(substr({text}, 1, 1) IN ({firsts}) OR "
+            + " OR ".join(f"instr({text}, {mark}) > 0" for mark in _MARKS) + ")")
+
+
+@compiles(_special, "postgresql")
+def _special_postgresql(element: _special, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"({compiler.process(element.clauses, **kw)} ~ E'^[-=+@\\t\\r]|[,\"\\r\\n]')"
 
 
 def _streamed_export(session: Session, user: ActingUser, balances: Iterator[OutstandingBalance],

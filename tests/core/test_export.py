@@ -13,7 +13,7 @@ from core.access.permissions import Role
 from core.errors import PermissionDenied
 from core.models import AuditEntry
 from core.reporting.balances import outstanding_balances, summarise
-from core.reporting.export import ExportKind, export_balances_csv, export_file_name, neutralise_formula
+from core.reporting.export import ExportKind, export_balances_csv, export_file_name, neutralise_formula, render_csv
 from tests.factories import (
     acting,
     make_link,
@@ -108,3 +108,30 @@ def test_the_files_are_named_by_the_leagues_date_not_the_servers():
         "balances-per-family-2026-11-30.csv"
     assert export_file_name(ExportKind.LINE_ITEMS, "Europe/Berlin", evening_in_los_angeles) == \
         "balances-line-items-2026-12-01.csv"
+
+
+def test_the_line_items_the_database_writes_are_the_bytes_python_writes(session):
+    """The line-item file is written by the database; every cell a spreadsheet or the CSV format
+    treats specially (a formula's first character, commas, quotes, line breaks, tabs) comes out
+    as Python's ``csv`` writes it (``render_csv``), with payments processing among the items."""
+    tenant = make_tenant(session)
+    team = make_team(session, tenant, 'U12 "Hawks", East')
+    awkward = ["=1+2", "-minus", "+plus", "@at", "\ttab", "\rreturn", 'say "hi"', "a,b", "two\nlines",
+               "cr\rin", "Zoë Núñez-O'Brien", " spaced ", "é", "'quoted", "plain"]
+    products = [make_product(session, tenant, name, amount_cents=100 * (index + 1) + index)
+                for index, name in enumerate(["Reg, fall", '"Uniform"', "=SUM(A1)", "line\nbreak"])]
+    for index, name in enumerate(awkward):
+        parent = make_parent(session, tenant, name, f"{index},x@example.org" if index % 2 else f"p{index}@example.org")
+        kid = make_player(session, tenant, parent, team, first_name=awkward[-1 - index], last_name=name)
+        for product in products[: 1 + index % len(products)]:
+            link = make_link(session, tenant, kid, product)
+            if index % 5 == 0:
+                mark_processing(session, link)
+    session.commit()
+    treasurer = acting(tenant, Role.TREASURER)
+    balances = outstanding_balances(session, treasurer)
+    assert len(balances) == len(awkward)
+    written = export_balances_csv(session, treasurer)
+    assert written == render_csv(balances, ExportKind.LINE_ITEMS)
+    assert len(_rows(written)) == sum(len(balance.items) for balance in balances)
+    assert {row["parent"] for row in _rows(written)} >= {"'=1+2", "'\ttab", "two\nlines", 'say "hi"', "a,b"}

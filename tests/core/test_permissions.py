@@ -87,6 +87,7 @@ from core.reporting.balances import (
     family_page,
     iter_outstanding_balances,
     outstanding_balances,
+    outstanding_rows,
     owed_by,
     summarise,
 )
@@ -167,6 +168,9 @@ CALLS: tuple[Call, ...] = (
     Call("league_of", league_of, P.VIEW_LEAGUE, lambda s, u, w: league_of(s, u)),
     Call("iter_outstanding_balances", iter_outstanding_balances, P.VIEW_BALANCES,
          lambda s, u, w: list(iter_outstanding_balances(s, u, BalanceFilter(team_ids=w.team_ids)))),
+    Call("outstanding_rows", outstanding_rows, P.VIEW_BALANCES,
+         lambda s, u, w: s.execute(outstanding_rows(u, BalanceFilter(team_ids=w.team_ids),
+                                                    lambda c: [c.parent_name, c.owed_cents])).all()),
     # Headline figures only: no names in them, so nothing of the league's to see.
     Call("balance_summary", balance_summary, P.VIEW_BALANCES, lambda s, u, w: balance_summary(s, u),
          returns_league_data=False),
@@ -429,6 +433,8 @@ BEFORE_ANYONE_ACTS: dict[str, str] = {
                                               "(before its commit, and before the balances read)",
     "core.ledger.positions.rebuild_positions": "database upkeep: a benchmark's ledger written in SQL",
     "core.ledger.positions.position_differences": "a check of the stored positions against the ledger (tests)",
+    "core.reporting.balances.reading_connection": "database upkeep: the session's connection once its positions "
+                                                  "are stored, for a statement built with the acting user",
 }
 
 
