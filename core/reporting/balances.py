@@ -23,7 +23,7 @@ charges). Everything else is a view of it, so every figure agrees to the cent:
   database family by family (the CSV files);
 * ``balance_summary`` — the headline figures, one aggregate statement;
 * ``family_page`` — a page of the family list, sorted, cut and added up (the headline) in the
-  database;
+  database; ``family_ranking`` — every listed family's id in order, and the headline;
 * ``owed_by`` — what is owed per team and per item (the charts).
 
 Every form lists families in the same order (``FamilyOrder``; by default by name as written)
@@ -208,6 +208,15 @@ class FamilyPage:
 
 
 @dataclass(frozen=True)
+class FamilyRanking:
+    """Every family listed under some filters, in order (their ids: a page of the list is
+    ``family_page`` of a slice of them), and the headline figures of them all."""
+
+    parent_ids: tuple[int, ...]
+    summary: BalanceSummary
+
+
+@dataclass(frozen=True)
 class OwedBreakdown:
     """What is still to pay per team and per item, largest first (a player without a team, and
     a family's own charge, are under the team name "")."""
@@ -304,6 +313,33 @@ def family_page(
     if not rows:  # past the last page (or nobody owes): the figures alone
         return FamilyPage(page, balance_summary(session, user, filters) if offset else _NOBODY, offset)
     return FamilyPage(page, _summary_of(rows[0][11:]), offset)
+
+
+def family_ranking(
+    session: Session, user: ActingUser, filters: BalanceFilter = BalanceFilter(), *,
+    order: FamilyOrder = FamilyOrder.NAME,
+) -> FamilyRanking:
+    """The ids of every family ``family_page`` lists under ``filters``, in ``order``, and their
+    headline figures (``balance_summary``'s): one statement. Any page of the list is then the
+    ``family_page`` of a slice of the ids (``BalanceFilter.parent_ids``), the same families with
+    the same figures, without the whole league's being added up again for each page."""
+    families = _families(user, filters).subquery("families")
+    f = families.c
+    everyone = (
+        func.sum(f.total_cents).over(), func.count().over(), func.sum(f.players).over(),
+        func.sum(f.owed_items).over(), func.min(f.currency).over(), func.sum(f.processing_cents).over(),
+        func.sum(f.processing_items).over(),
+    )
+    first = func.row_number().over(order_by=_family_order(order, f.parent_name, f.parent_id, total=f.total_cents,
+                                                          items=f.item_count)) == 1
+    # The figures on the first row only: the rest are NULL, nothing to send or read.
+    rows = reading_connection(session).execute(
+        select(f.parent_id, *(case((first, figure)) for figure in everyone))
+        .order_by(*_family_order(order, f.parent_name, f.parent_id, total=f.total_cents, items=f.item_count))
+    ).all()
+    if not rows:
+        return FamilyRanking((), _NOBODY)
+    return FamilyRanking(tuple(row[0] for row in rows), _summary_of(rows[0][1:]))
 
 
 _NOBODY = BalanceSummary(total_cents=0, families=0, players=0, line_items=0, currency=DEFAULT_CURRENCY)

@@ -1,7 +1,8 @@
 """Outstanding balances: who owes what, grouped by family, with filters, charts and the CSV export.
 
-The database does the work the screen needs: the headline figures and one page of families
-come from one statement (``family_page``), a family's items are read when its row is opened,
+The database does the work the screen needs: the headline figures and the order of the
+families come from one statement (``family_ranking``, once for all the pages), a page's families
+with their figures from another (``family_page`` of those families), their items when shown,
 the charts from grouped sums (``owed_by``), and a CSV file is streamed from the database when
 its button is clicked. What every session reads alike is cached once per server
 (``dashboard.state.shared_figures``); session state keeps only this person's choices.
@@ -25,9 +26,11 @@ from core.reporting.balances import (
     FamilyBalance,
     FamilyOrder,
     FamilyPage,
+    FamilyRanking,
     LineItem,
     OwedBreakdown,
     family_page,
+    family_ranking,
     outstanding_balances,
     owed_by,
 )
@@ -56,9 +59,29 @@ NO_TEAM = "No team"
 
 
 @shared_figures
-def _page(user: ActingUser, filters: BalanceFilter, order: FamilyOrder, offset: int) -> FamilyPage:
+def _ranking(user: ActingUser, filters: BalanceFilter, order: FamilyOrder) -> FamilyRanking:
+    """Every listed family in order, and the headline: the whole league added up once for all
+    its pages (turning a page reads only that page's families)."""
     with session_scope() as session:
-        return family_page(session, user, filters, order=order, offset=offset, limit=FAMILIES_PER_PAGE)
+        return family_ranking(session, user, filters, order=order)
+
+
+@shared_figures
+def _page_of(user: ActingUser, filters: BalanceFilter, order: FamilyOrder, parent_ids: tuple[int, ...]
+             ) -> tuple[FamilyBalance, ...]:
+    narrowed = BalanceFilter(team_ids=filters.team_ids, product_ids=filters.product_ids,
+                             parent_ids=frozenset(parent_ids), parent_search=filters.parent_search,
+                             parent_email=filters.parent_email)
+    with session_scope() as session:
+        return family_page(session, user, narrowed, order=order, limit=max(len(parent_ids), 1)).families
+
+
+def _page(user: ActingUser, filters: BalanceFilter, order: FamilyOrder, offset: int) -> FamilyPage:
+    """A page of the family list: a slice of the ranking, with those families' figures."""
+    ranking = _ranking(user, filters, order)
+    shown = ranking.parent_ids[offset:offset + FAMILIES_PER_PAGE]
+    families = _page_of(user, filters, order, shown) if shown else ()
+    return FamilyPage(families, ranking.summary, offset)
 
 
 @shared_figures

@@ -9,6 +9,7 @@ balances says (and the CSV bytes equal ``render_csv`` of it).
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections import Counter
 
@@ -21,6 +22,7 @@ from core.reporting.balances import (
     FamilyOrder,
     balance_summary,
     family_page,
+    family_ranking,
     iter_outstanding_balances,
     outstanding_balances,
     owed_by,
@@ -52,6 +54,10 @@ def page_by_page(session, user, filters, order, size=3):
         if len(page.families) < size:
             return seen, page.summary
         offset += size
+
+
+def chunked(ids, size):
+    return [ids[start:start + size] for start in range(0, len(ids), size)]
 
 
 def figures(balances):
@@ -91,6 +97,13 @@ def test_pages_headline_charts_and_files_equal_the_full_computation(session, see
             listed, headline = page_by_page(session, user, filters, order)
             assert listed == figures(in_order), order
             assert headline == summarise(full) or not full
+            ranking = family_ranking(session, user, filters, order=order)
+            assert list(ranking.parent_ids) == [balance.parent_id for balance in in_order], order
+            assert ranking.summary == summarise(full)
+            sliced = [family_page(session, user, dataclasses.replace(filters, parent_ids=frozenset(part)),
+                                  order=order, limit=3).families for part in chunked(ranking.parent_ids, 3)]
+            assert [(f.parent_id, f.parent_name, f.total_cents, f.processing_cents, f.item_count, f.credit_cents)
+                    for part in sliced for f in part] == figures(in_order), order
         assert list(iter_outstanding_balances(session, user, filters)) == full
         for kind in ExportKind:
             assert b"".join(balances_csv_chunks(session, user, filters, kind=kind)) == render_csv(full, kind)

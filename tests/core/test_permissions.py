@@ -67,6 +67,7 @@ from core.models import (
     Base,
     Charge,
     FlagKind,
+    Parent,
     Payment,
     PaymentFlag,
     PaymentLink,
@@ -85,6 +86,7 @@ from core.reporting.balances import (
     BalanceFilter,
     balance_summary,
     family_page,
+    family_ranking,
     iter_outstanding_balances,
     outstanding_balances,
     outstanding_rows,
@@ -168,6 +170,10 @@ CALLS: tuple[Call, ...] = (
     Call("league_of", league_of, P.VIEW_LEAGUE, lambda s, u, w: league_of(s, u)),
     Call("iter_outstanding_balances", iter_outstanding_balances, P.VIEW_BALANCES,
          lambda s, u, w: list(iter_outstanding_balances(s, u, BalanceFilter(team_ids=w.team_ids)))),
+    # Ids and figures: shown through the families' names, which must all be the caller's league's.
+    Call("family_ranking", family_ranking, P.VIEW_BALANCES,
+         lambda s, u, w: [s.get(Parent, parent_id).name
+                          for parent_id in family_ranking(s, u, BalanceFilter(team_ids=w.team_ids)).parent_ids]),
     Call("outstanding_rows", outstanding_rows, P.VIEW_BALANCES,
          lambda s, u, w: s.execute(outstanding_rows(u, BalanceFilter(team_ids=w.team_ids),
                                                     lambda c: [c.parent_name, c.owed_cents])).all()),
