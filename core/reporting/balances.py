@@ -164,6 +164,26 @@ class BalanceFilter:
 
 
 @dataclass(frozen=True)
+class BalanceView:
+    """What of the balances a viewer sees: their league, their teams (None: every team), and
+    whether email addresses. Two viewers with the same view see the same balances under the
+    same filters, whoever they are (an admin and a treasurer, two coaches of the same team): what
+    the dashboard keeps of them once per server is shared by view, not by person."""
+
+    tenant_id: int
+    team_ids: frozenset[int] | None
+    contact_details: bool
+
+
+def balance_view(user: ActingUser) -> BalanceView:
+    """The view of the balances ``user`` has (see ``BalanceView``)."""
+    return BalanceView(
+        tenant_id=user.tenant_id, team_ids=None if user.sees_all_teams else frozenset(user.team_ids),
+        contact_details=user.can(Permission.VIEW_CONTACT_DETAILS),
+    )
+
+
+@dataclass(frozen=True)
 class BalanceSummary:
     total_cents: int  # still to pay; payments processing are not in it
     families: int

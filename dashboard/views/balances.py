@@ -17,18 +17,20 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import streamlit as st
 
-from core.access.permissions import ActingUser, Permission
+from core.access.permissions import ActingUser, Permission, require
 from core.email.opt_out import set_email_opt_out
 from core.money import format_cents
 from core.reporting.balances import (
     BalanceFilter,
     BalanceSummary,
+    BalanceView,
     FamilyBalance,
     FamilyOrder,
     FamilyPage,
     FamilyRanking,
     LineItem,
     OwedBreakdown,
+    balance_view,
     family_page,
     family_ranking,
     outstanding_balances,
@@ -58,45 +60,66 @@ ORDERS = {
 NO_TEAM = "No team"
 
 
+# The figures below are shared by everyone with the same view of the balances (``BalanceView``:
+# an admin and a treasurer see the same families), not cached per person: each is keyed by the
+# view, and reads as the acting user (``_user``, left out of the key), who has already been
+# checked to see the balances (``_may_view``).
+
+
+def _may_view(user: ActingUser) -> BalanceView:
+    require(user, Permission.VIEW_BALANCES)
+    return balance_view(user)
+
+
 @shared_figures
-def _ranking(user: ActingUser, filters: BalanceFilter, order: FamilyOrder) -> FamilyRanking:
+def _ranking(view: BalanceView, filters: BalanceFilter, order: FamilyOrder, _user: ActingUser) -> FamilyRanking:
     """Every listed family in order, and the headline: the whole league added up once for all
     its pages (turning a page reads only that page's families)."""
     with session_scope() as session:
-        return family_ranking(session, user, filters, order=order)
+        return family_ranking(session, _user, filters, order=order)
 
 
 @shared_figures
-def _page_of(user: ActingUser, filters: BalanceFilter, order: FamilyOrder, parent_ids: tuple[int, ...]
-             ) -> tuple[FamilyBalance, ...]:
+def _page_of(view: BalanceView, filters: BalanceFilter, order: FamilyOrder, parent_ids: tuple[int, ...],
+             _user: ActingUser) -> tuple[FamilyBalance, ...]:
     narrowed = BalanceFilter(team_ids=filters.team_ids, product_ids=filters.product_ids,
                              parent_ids=frozenset(parent_ids), parent_search=filters.parent_search,
                              parent_email=filters.parent_email)
     with session_scope() as session:
-        return family_page(session, user, narrowed, order=order, limit=max(len(parent_ids), 1)).families
+        return family_page(session, _user, narrowed, order=order, limit=max(len(parent_ids), 1)).families
 
 
 def _page(user: ActingUser, filters: BalanceFilter, order: FamilyOrder, offset: int) -> FamilyPage:
     """A page of the family list: a slice of the ranking, with those families' figures."""
-    ranking = _ranking(user, filters, order)
+    view = _may_view(user)
+    ranking = _ranking(view, filters, order, user)
     shown = ranking.parent_ids[offset:offset + FAMILIES_PER_PAGE]
-    families = _page_of(user, filters, order, shown) if shown else ()
+    families = _page_of(view, filters, order, shown, user) if shown else ()
     return FamilyPage(families, ranking.summary, offset)
 
 
 @shared_figures
-def _items_of(user: ActingUser, filters: BalanceFilter, parent_ids: frozenset[int]) -> dict[int, tuple[LineItem, ...]]:
-    """The items of the families shown, read only for them (same filters, so the same figures)."""
+def _items_in_view(view: BalanceView, filters: BalanceFilter, parent_ids: frozenset[int],
+                   _user: ActingUser) -> dict[int, tuple[LineItem, ...]]:
     narrowed = BalanceFilter(team_ids=filters.team_ids, product_ids=filters.product_ids, parent_ids=parent_ids,
                              parent_search=filters.parent_search, parent_email=filters.parent_email)
     with session_scope() as session:
-        return {balance.parent_id: balance.items for balance in outstanding_balances(session, user, narrowed)}
+        return {balance.parent_id: balance.items for balance in outstanding_balances(session, _user, narrowed)}
+
+
+def _items_of(user: ActingUser, filters: BalanceFilter, parent_ids: frozenset[int]) -> dict[int, tuple[LineItem, ...]]:
+    """The items of the families shown, read only for them (same filters, so the same figures)."""
+    return _items_in_view(_may_view(user), filters, parent_ids, user)
 
 
 @shared_figures
-def _breakdown(user: ActingUser, filters: BalanceFilter) -> OwedBreakdown:
+def _breakdown_in_view(view: BalanceView, filters: BalanceFilter, _user: ActingUser) -> OwedBreakdown:
     with session_scope() as session:
-        return owed_by(session, user, filters)
+        return owed_by(session, _user, filters)
+
+
+def _breakdown(user: ActingUser, filters: BalanceFilter) -> OwedBreakdown:
+    return _breakdown_in_view(_may_view(user), filters, user)
 
 
 @shared_figures

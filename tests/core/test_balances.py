@@ -158,3 +158,19 @@ def test_a_payment_still_processing_is_shown_but_not_counted_as_owed(session, le
     assert (ben.total_cents, ben.processing_cents) == (0, 15000)
     summary = summarise(balances)
     assert (summary.total_cents, summary.processing_cents) == (15000 * 2 + 6000, 15000)
+
+
+def test_viewers_who_see_the_same_balances_have_the_same_view():
+    """The dashboard shares what it keeps of the balances by view: an admin and a treasurer see
+    the same families (emails included), two coaches of one team the same, and a coach of another
+    team, or of another league, something else."""
+    from core.access.permissions import ActingUser, Role
+    from core.reporting.balances import balance_view
+
+    admin, treasurer = ActingUser("a@x", Role.ADMIN, 1), ActingUser("t@x", Role.TREASURER, 1)
+    coach, other_coach = ActingUser("c@x", Role.COACH, 1, frozenset({5})), ActingUser("d@x", Role.COACH, 1, frozenset({5}))
+    assert balance_view(admin) == balance_view(treasurer)
+    assert balance_view(admin).contact_details and not balance_view(coach).contact_details
+    assert balance_view(coach) == balance_view(other_coach) != balance_view(admin)
+    assert balance_view(coach) != balance_view(ActingUser("c@x", Role.COACH, 1, frozenset({6})))
+    assert balance_view(treasurer) != balance_view(ActingUser("t@x", Role.TREASURER, 2))
