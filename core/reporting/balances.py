@@ -44,6 +44,7 @@ from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     ColumnElement,
     CompoundSelect,
     Connection,
@@ -424,8 +425,9 @@ def _charge_rows(user: ActingUser, filters: BalanceFilter, *, with_credit: bool,
     without (a plain anti-join: the database then estimates the big part as big).
 
     ``shown`` says what the rows are for, so the database joins no table whose columns go
-    unused: ``"items"`` (every column), ``"groups"`` (no links: the charts) or ``"figures"``
-    (no names nor links either: the family list and the headline). The figures are the same."""
+    unused: ``"items"`` (every column), ``"groups"`` (the charts: no links, nothing of the
+    family) or ``"figures"`` (no names nor links: the family list and the headline). The
+    figures are the same."""
     require(user, Permission.VIEW_BALANCES)
     if filters.parent_email and not user.can(Permission.VIEW_CONTACT_DETAILS):
         raise PermissionDenied(f"A {user.role.value} may not search by email address.")
@@ -439,13 +441,14 @@ def _charge_rows(user: ActingUser, filters: BalanceFilter, *, with_credit: bool,
     open_cents = position.open_cents
     named = shown != "figures"
     linked = shown == "items"
+    families = shown != "groups"  # the charts' groups need nothing of the family
     no_text = cast(null(), String)
     statement: Select[*tuple[Any, ...]] = (
         select(
-            Parent.id.label("parent_id"),
-            Parent.name.label("parent_name"),
-            Parent.email.label("parent_email"),
-            Parent.email_opt_out.label("email_opt_out"),
+            position.parent_id.label("parent_id"),
+            (Parent.name if families else no_text).label("parent_name"),
+            (Parent.email if families else no_text).label("parent_email"),
+            (Parent.email_opt_out if families else cast(null(), Boolean)).label("email_opt_out"),
             (PaymentLink.id if linked else cast(null(), BigInteger)).label("link_id"),
             position.player_id.label("player_id"),
             (func.coalesce(func.trim(Player.first_name + " " + Player.last_name), "") if named else no_text)
@@ -464,17 +467,20 @@ def _charge_rows(user: ActingUser, filters: BalanceFilter, *, with_credit: bool,
             processing.label("processing_cents"),
             (credit.credit_cents if with_credit else cast(null(), BigInteger)).label("credit_cents"),
             # The family's active "Pay the balance" link (at most one) and what it was minted for.
-            FamilyLink.amount_cents.label("family_link_cents"),
-            FamilyLink.url.label("family_link_url"),
+            (FamilyLink.amount_cents if families else cast(null(), BigInteger)).label("family_link_cents"),
+            (FamilyLink.url if families else no_text).label("family_link_url"),
         )
         # Each table named with the league, so a federation's database reads one league's rows.
         .select_from(position)
-        .join(Parent, and_(Parent.id == position.parent_id, Parent.tenant_id == tenant_id))
         .outerjoin(Player, and_(Player.id == position.player_id, Player.tenant_id == tenant_id))
-        .outerjoin(FamilyLink, and_(FamilyLink.parent_id == position.parent_id, FamilyLink.tenant_id == tenant_id,
-                                    FamilyLink.status == LinkStatus.ACTIVE))
         .where(position.tenant_id == tenant_id, is_billed())
     )
+    if families or filters.parent_email:
+        statement = statement.join(Parent, and_(Parent.id == position.parent_id, Parent.tenant_id == tenant_id))
+    if families:
+        statement = statement.outerjoin(
+            FamilyLink, and_(FamilyLink.parent_id == position.parent_id, FamilyLink.tenant_id == tenant_id,
+                             FamilyLink.status == LinkStatus.ACTIVE))
     if named:
         statement = (statement.outerjoin(Team, Team.id == Player.team_id)
                      .outerjoin(Product, Product.id == position.product_id))
