@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from core.access.permissions import ActingUser
 from core.composition import Services, build_services
 from core.db import unit_of_work, upgrade_if_behind
+from core.models import AuditEntry
 from core.settings import Settings, load_settings, settings_fingerprint
 
 USER_KEY = "acting_user"
@@ -51,10 +52,13 @@ def forget_shared_figures() -> None:
 
 
 def _note_writes(engine: Engine) -> None:
-    """Any INSERT, UPDATE or DELETE committed through ``engine`` clears the shared figures."""
+    """Any INSERT, UPDATE or DELETE committed through ``engine`` clears the shared figures, but
+    for a row added to the audit log alone (a CSV exported, an email previewed: nothing the
+    figures show has changed)."""
 
     def before(connection: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.lstrip()[:6].upper() in _WRITES:
+        words = statement.split(None, 3)
+        if words and words[0].upper() in _WRITES and not _only_audited(words):
             connection.info[_WROTE] = True
 
     def committed(connection: Any) -> None:
@@ -67,6 +71,12 @@ def _note_writes(engine: Engine) -> None:
     event.listen(engine, "before_cursor_execute", before)
     event.listen(engine, "commit", committed)
     event.listen(engine, "rollback", rolled_back)
+
+
+def _only_audited(words: list[str]) -> bool:
+    """Whether a statement (its first words) adds rows to the audit log, and nothing else."""
+    return len(words) >= 3 and words[0].upper() == "INSERT" and words[1].upper() == "INTO" \
+        and words[2].strip('"') == AuditEntry.__tablename__
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
