@@ -416,6 +416,8 @@ NOT_SERVICE_FUNCTIONS: dict[str, str] = {
     "core.ledger.entries.league_today": "the league's calendar day (reads only its time zone), for writes after their require",
     "core.backfill.plan.forecast_family_links": "part of plan_backfill's dry run, after its require (its balances require again)",
     "core.email.registry.nobody": "the empty audience of the receipt email; reads nothing",
+    "core.reporting.balances.balance_view": "what of the balances a user sees (the dashboard shares its figures by "
+                                            "it); reads nothing",
     **{f"core.payments.events.{name}": "payment sync's reading of Stripe's events, after its require"
        for name in ("read_cursor", "advance_cursor", "unseen", "mark_seen", "failed_sessions", "apply_refunds",
                     "apply_dispute", "forget_old_events", "sessions_of_payment_intents")},
