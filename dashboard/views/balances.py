@@ -236,9 +236,17 @@ def _family_label(family: FamilyBalance, user: ActingUser) -> str:
             f"({plural(count, 'item')}){contact}")
 
 
-def _families(page: FamilyPage, items: dict[int, tuple[LineItem, ...]], user: ActingUser) -> None:
-    for family in page.families:
-        with st.expander(_family_label(family, user)):
+def _families(page: FamilyPage, user: ActingUser, filters: BalanceFilter) -> None:
+    """A row per family; a family's items are read and shown when its row is opened (opening
+    one runs the page again), so a page of closed rows reads no items at all."""
+    rows = [(family, st.expander(_family_label(family, user), key=f"family_{family.parent_id}", on_change="rerun"))
+            for family in page.families]
+    opened = frozenset(family.parent_id for family, row in rows if row.open)
+    items = _items_of(user, filters, opened) if opened else {}
+    for family, row in rows:
+        if not row.open:
+            continue
+        with row:
             if family.family_pay_url:
                 st.link_button(f"Pay {format_cents(family.total_cents, family.currency)} (the whole balance)",
                                family.family_pay_url, icon=":material/payments:")
@@ -355,7 +363,6 @@ def main() -> None:
     by_family, line_items, charts = st.tabs(["By family", "All line items", "Charts"], on_change="rerun",
                                             key="balances_tab")
     if by_family.open or line_items.open:
-        items = _items_of(user, filters, frozenset(family.parent_id for family in page.families))
         with by_family if by_family.open else line_items:
             sort_column, pager_column = st.columns([1, 3], vertical_alignment="bottom")
             sort_column.selectbox("Sort families by", options=list(ORDERS), format_func=ORDERS.__getitem__,
@@ -363,9 +370,10 @@ def main() -> None:
             with pager_column:
                 _pager(number, pages)
             if by_family.open:
-                _families(page, items, user)
+                _families(page, user, filters)
             else:
                 st.caption("The line items of the families on this page; the CSV has every page.")
+                items = _items_of(user, filters, frozenset(family.parent_id for family in page.families))
                 _table(_line_items_frame([(family, item) for family in page.families
                                           for item in items.get(family.parent_id, ())]))
     if charts.open:

@@ -110,3 +110,12 @@ def _role(name: str):  # type: ignore[no-untyped-def]
     from core.access.permissions import Role
 
     return Role(name)
+
+
+def open_family_rows(at: AppTest) -> AppTest:
+    """Open every family row of the Balances page (each reads its items when opened) and run."""
+    for row in at.expander:
+        key = row.proto.id.split("-", 2)[-1]  # "$$ID-<hash>-family_12" → "family_12"
+        if key.startswith("family_"):
+            at.session_state[key] = True
+    return at.run()

@@ -13,6 +13,7 @@ from core.db import unit_of_work
 from core.ledger.statement import family_statement
 from core.models import EmailCampaign, EmailMessage, LedgerEntry, Parent, Payment, PaymentLink, PaymentMethod
 from core.reporting.balances import OutstandingBalance, outstanding_balances
+from tests.dashboard.conftest import open_family_rows
 from tests.factories import acting
 from tests.stripe_links import mirror_league
 
@@ -120,9 +121,10 @@ def test_a_coach_cannot_open_a_family_page(demo_league, open_app, session):
 
 
 def test_the_balances_page_links_each_family_to_its_page(demo_league, open_app):
-    treasurer = open_app("treasurer")
+    treasurer = open_family_rows(open_app("treasurer"))
     assert any(link.label == "Open the family page" for link in treasurer.get("page_link"))
-    coach = open_app("coach")
+    coach = open_family_rows(open_app("coach"))
+    assert coach.dataframe, "the coach's opened rows show their items"
     assert not any(link.label == "Open the family page" for link in coach.get("page_link"))
 
 
