@@ -105,6 +105,13 @@ def pick_role(page: Page, label: str) -> float:
     return until_idle(page, lambda: page.get_by_text(label).click())
 
 
+def open_first_row(page: Page) -> None:
+    """Open the first family's row, unless it is open (its items are read as it opens)."""
+    row = page.get_by_test_id("stExpander").first
+    if row.locator("details").get_attribute("open") is None:
+        until_idle(page, lambda: row.locator("summary").click())
+
+
 def interactions(page: Page, run: int) -> dict[str, float]:
     times: dict[str, float] = {}
     times["role pick"] = pick_role(page, "Admin (everything)")
@@ -127,10 +134,10 @@ def interactions(page: Page, run: int) -> dict[str, float]:
     # A write (the admin stops a family's reminder emails, then resumes them): the dashboard
     # forgets what it shares, so the page after it is the whole league added up again.
     pick_role(page, "Admin (everything)")
-    page.get_by_test_id("stExpander").first.locator("summary").click()
+    open_first_row(page)
     times["after a write"] = until_idle(
         page, lambda: page.get_by_role("button", name="Stop reminder emails to this family").first.click())
-    page.get_by_test_id("stExpander").first.locator("summary").click()
+    open_first_row(page)
     until_idle(page, lambda: page.get_by_role("button", name="Send reminder emails again").first.click())
     pick_role(page, "Treasurer (balances, export, sync)")
     started = time.perf_counter()

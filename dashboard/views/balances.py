@@ -239,7 +239,7 @@ def _family_label(family: FamilyBalance, user: ActingUser) -> str:
 def _families(page: FamilyPage, user: ActingUser, filters: BalanceFilter) -> None:
     """A row per family; a family's items are read and shown when its row is opened (opening
     one runs the page again), so a page of closed rows reads no items at all."""
-    rows = [(family, st.expander(_family_label(family, user), key=f"family_{family.parent_id}", on_change="rerun"))
+    rows = [(family, st.expander(_family_label(family, user), key=_row_key(family.parent_id), on_change="rerun"))
             for family in page.families]
     opened = frozenset(family.parent_id for family, row in rows if row.open)
     items = _items_of(user, filters, opened) if opened else {}
@@ -260,14 +260,24 @@ def _families(page: FamilyPage, user: ActingUser, filters: BalanceFilter) -> Non
 def _opt_out_button(user: ActingUser, family: FamilyBalance) -> None:
     """Stop or resume this family's reminder emails (they stay in the balances either way)."""
     label = "Send reminder emails again" if family.email_opt_out else "Stop reminder emails to this family"
-    if st.button(label, key=f"opt_out_{family.parent_id}", icon=":material/unsubscribe:"):
-        with session_scope() as session:
-            change = set_email_opt_out(session, user, family.parent_id, opted_out=not family.email_opt_out)
-        st.session_state[OPT_OUT_DONE] = (
-            f"{plain(change.parent_name)} will get no more reminder emails (they stay in the balances). "
-            if change.opted_out else f"{plain(change.parent_name)} will get reminder emails again. "
-        ) + "Recorded in the audit log."
-        st.rerun()
+    st.button(label, key=f"opt_out_{family.parent_id}", icon=":material/unsubscribe:", on_click=_switch_opt_out,
+              args=(user, family))
+
+
+def _switch_opt_out(user: ActingUser, family: FamilyBalance) -> None:
+    """Before the page runs again: the change, what to say about it, and the family's row kept
+    open (its label changes with the change)."""
+    with session_scope() as session:
+        change = set_email_opt_out(session, user, family.parent_id, opted_out=not family.email_opt_out)
+    st.session_state[OPT_OUT_DONE] = (
+        f"{plain(change.parent_name)} will get no more reminder emails (they stay in the balances). "
+        if change.opted_out else f"{plain(change.parent_name)} will get reminder emails again. "
+    ) + "Recorded in the audit log."
+    st.session_state[_row_key(family.parent_id)] = True
+
+
+def _row_key(parent_id: int) -> str:
+    return f"family_{parent_id}"
 
 
 def _charts(breakdown: OwedBreakdown, currency: str) -> None:

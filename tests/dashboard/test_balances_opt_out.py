@@ -32,9 +32,9 @@ def test_an_admin_stops_a_familys_reminders_from_their_row_and_back(demo_league,
     assert parent.email_opt_out is True
     assert any("will get no more reminder emails" in s.value for s in at.success)
     assert any("opted out" in e.label for e in at.expander)
-    at.session_state[f"family_{parent_id}"] = True  # the row opened again
-    at.run()
-    at.button(key=f"opt_out_{parent_id}").click().run()
+    resume = at.button(key=f"opt_out_{parent_id}")  # the row stays open, its label changed
+    assert resume.label == "Send reminder emails again"
+    resume.click().run()
     session.expire_all()
     assert session.get(Parent, parent_id).email_opt_out is False
     opt_outs = select(AuditEntry).where(AuditEntry.action.like("email_opt_%")).order_by(AuditEntry.id)
