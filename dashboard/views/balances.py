@@ -41,7 +41,7 @@ from core.reporting.export import ExportKind, balances_csv_chunks, export_file_n
 from core.timezones import format_local, league_zone
 from core.words import plural
 from dashboard.family_link import family_page_link
-from dashboard.state import require_user, services, session_scope, shared_figures
+from dashboard.state import engine, require_user, services, session_scope, shared_figures
 from dashboard.text import plain
 
 if TYPE_CHECKING:
@@ -61,18 +61,19 @@ NO_TEAM = "No team"
 
 
 # The figures below are shared by everyone with the same view of the balances (``BalanceView``:
-# an admin and a treasurer see the same families), not cached per person: each is keyed by the
-# view, and reads as the acting user (``_user``, left out of the key), who has already been
-# checked to see the balances (``_may_view``).
+# an admin and a treasurer see the same families) in the same database, not cached per person:
+# each is keyed by the view, and reads as the acting user (``_user``, left out of the key), who
+# has already been checked to see the balances (``_may_view``).
+_SharedView = tuple[str, BalanceView]  # the database (its address, no password), and the view
 
 
-def _may_view(user: ActingUser) -> BalanceView:
+def _may_view(user: ActingUser) -> _SharedView:
     require(user, Permission.VIEW_BALANCES)
-    return balance_view(user)
+    return engine().url.render_as_string(hide_password=True), balance_view(user)
 
 
 @shared_figures
-def _ranking(view: BalanceView, filters: BalanceFilter, order: FamilyOrder, _user: ActingUser) -> FamilyRanking:
+def _ranking(view: _SharedView, filters: BalanceFilter, order: FamilyOrder, _user: ActingUser) -> FamilyRanking:
     """Every listed family in order, and the headline: the whole league added up once for all
     its pages (turning a page reads only that page's families)."""
     with session_scope() as session:
@@ -80,7 +81,7 @@ def _ranking(view: BalanceView, filters: BalanceFilter, order: FamilyOrder, _use
 
 
 @shared_figures
-def _page_of(view: BalanceView, filters: BalanceFilter, order: FamilyOrder, parent_ids: tuple[int, ...],
+def _page_of(view: _SharedView, filters: BalanceFilter, order: FamilyOrder, parent_ids: tuple[int, ...],
              _user: ActingUser) -> tuple[FamilyBalance, ...]:
     narrowed = BalanceFilter(team_ids=filters.team_ids, product_ids=filters.product_ids,
                              parent_ids=frozenset(parent_ids), parent_search=filters.parent_search,
@@ -99,7 +100,7 @@ def _page(user: ActingUser, filters: BalanceFilter, order: FamilyOrder, offset: 
 
 
 @shared_figures
-def _items_in_view(view: BalanceView, filters: BalanceFilter, parent_ids: frozenset[int],
+def _items_in_view(view: _SharedView, filters: BalanceFilter, parent_ids: frozenset[int],
                    _user: ActingUser) -> dict[int, tuple[LineItem, ...]]:
     narrowed = BalanceFilter(team_ids=filters.team_ids, product_ids=filters.product_ids, parent_ids=parent_ids,
                              parent_search=filters.parent_search, parent_email=filters.parent_email)
@@ -113,7 +114,7 @@ def _items_of(user: ActingUser, filters: BalanceFilter, parent_ids: frozenset[in
 
 
 @shared_figures
-def _breakdown_in_view(view: BalanceView, filters: BalanceFilter, _user: ActingUser) -> OwedBreakdown:
+def _breakdown_in_view(view: _SharedView, filters: BalanceFilter, _user: ActingUser) -> OwedBreakdown:
     with session_scope() as session:
         return owed_by(session, _user, filters)
 

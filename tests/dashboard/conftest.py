@@ -119,3 +119,10 @@ def open_family_rows(at: AppTest) -> AppTest:
         if key.startswith("family_"):
             at.session_state[key] = True
     return at.run()
+
+
+@pytest.fixture(autouse=True)
+def _a_new_server() -> None:
+    """Each test starts as a new server would: nothing kept from a league an earlier test wrote
+    (the same database address serves every test of a worker)."""
+    streamlit.cache_data.clear()

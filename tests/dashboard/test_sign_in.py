@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+import streamlit
 from streamlit.testing.v1 import AppTest
 
 from core.access.leagues import find_tenant
@@ -44,6 +45,8 @@ def sign_in_as(demo_league, monkeypatch, secrets_file, server_address) -> Callab
     secrets_file.write_text(AUTH + ROLES, encoding="utf-8")
 
     def start(email: str | None, *, verified: bool = True, league: str | None = None) -> AppTest:
+        # A new server: nothing cached from a league an earlier test changed outside the app.
+        streamlit.cache_data.clear()
         at = AppTest.from_file(APP, default_timeout=30)
         at.user = (
             {"is_logged_in": True, "email": email, "email_verified": verified, "name": "Someone"}
