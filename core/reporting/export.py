@@ -169,8 +169,8 @@ def balances_csv_chunks(
     handed over, the export is recorded in the audit log with what it held. Consume it inside
     the session's transaction; the caller commits.
 
-    The line-item file, a row per item, is written by the database itself (``_line_item_lines``:
-    the same cells, made safe and quoted as ``csv_chunks`` does) and only joined here; the
+    The line-item file, a row per item: its text cells are made safe and quoted by the database
+    (``_line_item_columns``, as ``csv_chunks`` would), and the lines put together here. The
     per-family file is written from the families as they stream."""
     require(user, Permission.EXPORT_BALANCES)
     if kind is ExportKind.LINE_ITEMS:
