@@ -67,7 +67,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.functions import GenericFunction
+from sqlalchemy.sql.functions import FunctionElement, GenericFunction
 
 from core.access.permissions import ActingUser, Permission, require
 from core.errors import PermissionDenied
@@ -292,11 +292,15 @@ def balance_summary(session: Session, user: ActingUser, filters: BalanceFilter =
     """The headline figures (total, families, players, open items, processing): one aggregate
     statement, equal to ``summarise(outstanding_balances(...))``."""
     f = _families(user, filters).subquery("families").c
-    row = reading_connection(session).execute(
-        select(func.sum(f.total_cents), func.count(), func.sum(f.players), func.sum(f.owed_items),
-               func.min(f.currency), func.sum(f.processing_cents), func.sum(f.processing_items))
-    ).one()
+    row = reading_connection(session).execute(select(*_headline_of(f))).one()
     return _summary_of(row)
+
+
+def _headline_of(f: Any) -> tuple[FunctionElement[Any], ...]:
+    """The headline figures of the families ``f`` (``_families``' columns), as ``_summary_of``
+    reads them: added up over all of them."""
+    return (func.sum(f.total_cents), func.count(), func.sum(f.players), func.sum(f.owed_items), func.min(f.currency),
+            func.sum(f.processing_cents), func.sum(f.processing_items))
 
 
 def family_page(
@@ -308,11 +312,7 @@ def family_page(
     them: one statement, sorted, cut and added up in the database."""
     families = _families(user, filters).subquery("families")
     f = families.c
-    everyone = (
-        func.sum(f.total_cents).over(), func.count().over(), func.sum(f.players).over(),
-        func.sum(f.owed_items).over(), func.min(f.currency).over(), func.sum(f.processing_cents).over(),
-        func.sum(f.processing_items).over(),
-    )
+    everyone = [figure.over() for figure in _headline_of(f)]
     offset = max(offset, 0)
     rows = reading_connection(session).execute(
         select(f.parent_id, f.parent_name, f.parent_email, f.email_opt_out, f.total_cents, f.processing_cents,
@@ -346,17 +346,12 @@ def family_ranking(
     the same figures, without the whole league's being added up again for each page."""
     families = _families(user, filters).subquery("families")
     f = families.c
-    everyone = (
-        func.sum(f.total_cents).over(), func.count().over(), func.sum(f.players).over(),
-        func.sum(f.owed_items).over(), func.min(f.currency).over(), func.sum(f.processing_cents).over(),
-        func.sum(f.processing_items).over(),
-    )
-    first = func.row_number().over(order_by=_family_order(order, f.parent_name, f.parent_id, total=f.total_cents,
-                                                          items=f.item_count)) == 1
+    everyone = [figure.over() for figure in _headline_of(f)]
+    in_order = _family_order(order, f.parent_name, f.parent_id, total=f.total_cents, items=f.item_count)
+    first = func.row_number().over(order_by=in_order) == 1
     # The figures on the first row only: the rest are NULL, nothing to send or read.
     rows = reading_connection(session).execute(
-        select(f.parent_id, *(case((first, figure)) for figure in everyone))
-        .order_by(*_family_order(order, f.parent_name, f.parent_id, total=f.total_cents, items=f.item_count))
+        select(f.parent_id, *(case((first, figure)) for figure in everyone)).order_by(*in_order)
     ).all()
     if not rows:
         return FamilyRanking((), _NOBODY)

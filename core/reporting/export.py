@@ -271,10 +271,13 @@ class _special(FunctionElement[bool]):
 _MARKS = ("','", "'\"'", "char(13)", "char(10)")
 
 
+def _holds_a_mark(text: str) -> str:
+    return " OR ".join(f"instr({text}, {mark}) > 0" for mark in _MARKS)
+
+
 @compiles(_needs_quotes)
 def _needs_quotes_default(element: _needs_quotes, compiler: SQLCompiler, **kw: Any) -> str:
-    text = compiler.process(element.clauses, **kw)
-    return "(" + " OR ".join(f"instr({text}, {mark}) > 0" for mark in _MARKS) + ")"
+    return f"({_holds_a_mark(compiler.process(element.clauses, **kw))})"
 
 
 @compiles(_needs_quotes, "postgresql")
@@ -286,8 +289,7 @@ def _needs_quotes_postgresql(element: _needs_quotes, compiler: SQLCompiler, **kw
 def _special_default(element: _special, compiler: SQLCompiler, **kw: Any) -> str:
     text = compiler.process(element.clauses, **kw)
     firsts = ", ".join(("'='", "'+'", "'-'", "'@'", "char(9)", "char(13)"))
-    return (f"(substr({text}, 1, 1) IN ({firsts}) OR "
-            + " OR ".join(f"instr({text}, {mark}) > 0" for mark in _MARKS) + ")")
+    return f"(substr({text}, 1, 1) IN ({firsts}) OR {_holds_a_mark(text)})"
 
 
 @compiles(_special, "postgresql")

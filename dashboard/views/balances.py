@@ -11,6 +11,7 @@ its button is clicked. What every session reads alike is cached once per server
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -83,9 +84,7 @@ def _ranking(view: _SharedView, filters: BalanceFilter, order: FamilyOrder, _use
 @shared_figures
 def _page_of(view: _SharedView, filters: BalanceFilter, order: FamilyOrder, parent_ids: tuple[int, ...],
              _user: ActingUser) -> tuple[FamilyBalance, ...]:
-    narrowed = BalanceFilter(team_ids=filters.team_ids, product_ids=filters.product_ids,
-                             parent_ids=frozenset(parent_ids), parent_search=filters.parent_search,
-                             parent_email=filters.parent_email)
+    narrowed = replace(filters, parent_ids=frozenset(parent_ids))  # the same filters, these families
     with session_scope() as session:
         return family_page(session, _user, narrowed, order=order, limit=max(len(parent_ids), 1)).families
 
@@ -102,8 +101,7 @@ def _page(user: ActingUser, filters: BalanceFilter, order: FamilyOrder, offset: 
 @shared_figures
 def _items_in_view(view: _SharedView, filters: BalanceFilter, parent_ids: frozenset[int],
                    _user: ActingUser) -> dict[int, tuple[LineItem, ...]]:
-    narrowed = BalanceFilter(team_ids=filters.team_ids, product_ids=filters.product_ids, parent_ids=parent_ids,
-                             parent_search=filters.parent_search, parent_email=filters.parent_email)
+    narrowed = replace(filters, parent_ids=parent_ids)  # the same filters, these families
     with session_scope() as session:
         return {balance.parent_id: balance.items for balance in outstanding_balances(session, _user, narrowed)}
 
