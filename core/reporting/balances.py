@@ -55,7 +55,6 @@ from sqlalchemy import (
     and_,
     case,
     cast,
-    exists,
     false,
     func,
     literal,
@@ -392,32 +391,26 @@ def owed_by(session: Session, user: ActingUser, filters: BalanceFilter = Balance
 # -- the one building block ---------------------------------------------------------------------
 
 
-def _open_charges(user: ActingUser, filters: BalanceFilter, shown: _Shown) -> CompoundSelect:
-    """One row per open (or processing) charge the viewer may see under ``filters``: what is
-    open, what is processing, the family's credit (NULL for none) and, for a family with
-    credit, where the charge stands among the family's others (the credit is taken oldest due
-    first).
-
-    Only a family with credit (rare) needs its charges' running total: the rows are read in two
-    parts, the families without credit and those with it (the database starts the second from
-    the few credits), and only the second is sorted for the window."""
-    without_credit = select(_charge_rows(user, filters, with_credit=False, shown=shown).subquery("charge_rows"))
-    with_credit_rows = _charge_rows(user, filters, with_credit=True, shown=shown).subquery("credit_charge_rows")
-    w = with_credit_rows.c
+def _credit_charge_rows(user: ActingUser, filters: BalanceFilter, shown: _Shown) -> Select[*tuple[Any, ...]]:
+    """The open (or processing) charges of the families with credit (rare), with where each
+    stands among the family's others (the credit is taken oldest due first): only these rows
+    are sorted for the window."""
+    rows = _charge_rows(user, filters, with_credit=True, shown=shown).subquery("credit_charge_rows")
+    w = rows.c
     open_for_credit = case((w.open_cents > 0, w.open_cents), else_=0)
-    with_credit = select(
-        with_credit_rows,
+    return select(
+        rows,
         cast(func.sum(open_for_credit).over(partition_by=w.parent_id, order_by=(w.due_on, w.charge_id),
                                             rows=(None, -1)), BigInteger).label("open_before"),
         cast(func.sum(open_for_credit).over(partition_by=w.parent_id), BigInteger).label("family_open"),
     )
-    return union_all(without_credit, with_credit)
 
 
 def _charge_rows(user: ActingUser, filters: BalanceFilter, *, with_credit: bool,
                  shown: _Shown = "items") -> Select[*tuple[Any, ...]]:
-    """``_open_charges`` without the running totals, of the families with credit or of those
-    without (a plain anti-join: the database then estimates the big part as big).
+    """The open (or processing) charges the viewer may see under ``filters``, of the families
+    with credit or of those without (the database then estimates the big part as big): what is
+    open, what is processing, and the family's credit (NULL for none).
 
     ``shown`` says what the rows are for, so the database joins no table whose columns go
     unused: ``"items"`` (every column), ``"groups"`` (the charts: no links, nothing of the
@@ -487,8 +480,9 @@ def _charge_rows(user: ActingUser, filters: BalanceFilter, *, with_credit: bool,
     if with_credit:
         statement = statement.join(credit, credit_of_family)  # the window adds where each charge stands
     else:
-        statement = statement.where(~exists().where(credit_of_family)).add_columns(
-            *(cast(null(), BigInteger).label(name) for name in ("open_before", "family_open")))
+        # NOT IN: one hashed look-up per row (an anti-join may probe the credits once per row).
+        with_none = position.parent_id.not_in(select(credit.parent_id).where(credit.tenant_id == tenant_id))
+        statement = statement.where(with_none)
     if not user.sees_all_teams:
         statement = statement.where(Player.team_id.in_(sorted(user.team_ids) or [-1]))
     if filters.team_ids:
@@ -504,35 +498,47 @@ def _charge_rows(user: ActingUser, filters: BalanceFilter, *, with_credit: bool,
     return statement
 
 
-def _owed_charges(user: ActingUser, filters: BalanceFilter, shown: _Shown = "items") -> Select[*tuple[Any, ...]]:
-    """``_open_charges`` with the credit taken off: per charge ``owed_cents`` (still to pay,
-    its item; 0 for none) with ``owed_url``, and ``processing_cents`` (being paid, an item of
-    its own) with ``processing_url``; ``credit_left`` is the family's credit no charge took.
+def _owed_charges(user: ActingUser, filters: BalanceFilter, shown: _Shown = "items") -> CompoundSelect:
+    """One row per open (or processing) charge the viewer may see under ``filters``, with the
+    credit taken off: per charge ``owed_cents`` (still to pay, its item; 0 for none) with
+    ``owed_url``, and ``processing_cents`` (being paid, an item of its own) with
+    ``processing_url``; ``credit_left`` is the family's credit no charge took.
 
-    A charge split into what is owed and what is processing has no link on either part; a
-    charge credit reduced loses its link on what is left."""
-    charges = _open_charges(user, filters, shown).subquery("open_charges")
-    c = charges.c
-    credit = func.coalesce(c.credit_cents, 0)
-    credit_free = credit - func.coalesce(c.open_before, 0)  # what credit is left for this charge
+    The rows come in two parts: the families without credit (nearly all, and nothing to take
+    off) and those with it, whose charges' running total says what the credit takes. A charge
+    split into what is owed and what is processing has no link on either part; a charge credit
+    reduced loses its link on what is left."""
+    plain = _charge_rows(user, filters, with_credit=False, shown=shown).subquery("charge_rows")
+    credited = _credit_charge_rows(user, filters, shown).subquery("open_charges").c
+    credit = func.coalesce(credited.credit_cents, 0)
+    credit_free = credit - func.coalesce(credited.open_before, 0)  # what credit is left for this charge
     taken = case(
-        (or_(credit <= 0, c.open_cents <= 0, credit_free <= 0), 0),
-        (credit_free >= c.open_cents, c.open_cents),
+        (or_(credit <= 0, credited.open_cents <= 0, credit_free <= 0), 0),
+        (credit_free >= credited.open_cents, credited.open_cents),
         else_=credit_free,
     )
-    owed = case((c.open_cents > 0, c.open_cents - taken), else_=0)
+    family_open = func.coalesce(credited.family_open, 0)
+    credit_left = case((credit > family_open, credit - family_open), else_=0)
+    return union_all(_owed_of(plain.c), _owed_of(credited, taken=taken, credit_left=credit_left))
+
+
+def _owed_of(c: Any, *, taken: ColumnElement[int] | None = None,
+             credit_left: ColumnElement[int] | None = None) -> Select[*tuple[Any, ...]]:
+    """``_owed_charges``' columns of charge rows ``c``, of which credit takes ``taken`` (None:
+    nothing, a family without credit) and leaves ``credit_left``."""
     split_up = and_(c.open_cents > 0, c.processing_cents > 0)
-    family_open = func.coalesce(c.family_open, 0)
+    owed = case((c.open_cents > 0, c.open_cents - taken if taken is not None else c.open_cents), else_=0)
     return select(
         c.parent_id, c.parent_name, c.parent_email, c.email_opt_out,
-        # From here on, a LineItem's fields in order (see ``_items``).
+        # From here on, a LineItem's fields in order (see ``_balances_from``).
         c.link_id, c.player_id, c.player_name, c.team_name, c.product_id, c.product_name,
         owed.label("owed_cents"), c.currency,
-        case((or_(split_up, taken > 0), ""), else_=c.link_url).label("owed_url"),
+        case((or_(split_up, taken > 0) if taken is not None else split_up, ""), else_=c.link_url).label("owed_url"),
         false().label("processing"), c.charge_id, c.due_on,
         c.processing_cents,
-        case((split_up, ""), else_=c.link_url).label("processing_url"),
-        case((credit > family_open, credit - family_open), else_=0).label("credit_left"),
+        # Read only with a processing part: NULL (nothing to send) on the many rows without.
+        case((c.processing_cents <= 0, null()), (split_up, ""), else_=c.link_url).label("processing_url"),
+        (credit_left if credit_left is not None else cast(null(), BigInteger)).label("credit_left"),
         c.family_link_cents, c.family_link_url,
     )
 
@@ -689,22 +695,26 @@ def _streamed(session: Session, statement: Select[*tuple[Any, ...]], *, show_ema
 
 
 def _balances_from(rows: Iterable[Sequence[Any]], *, show_email: bool) -> Iterator[OutstandingBalance]:
-    """The families of ``_owed_charges`` rows that come family after family."""
+    """The families of ``_owed_charges`` rows that come family after family, each family's
+    items in order (the database sorted them: ``_item_order_in_sql``), a row's owed part before
+    its processing part."""
+    make_item = LineItem._make
     for _, family in groupby(rows, key=itemgetter(0)):
-        balance = _balance(list(family), show_email)
-        if balance.items:
-            yield balance
-
-
-def _balance(rows: list[Sequence[Any]], show_email: bool) -> OutstandingBalance:
-    ordered = tuple(_items(rows))  # in order: the database sorted them (``_item_order_in_sql``)
-    first = rows[0]
-    owed = sum(item.amount_cents for item in ordered if not item.processing)
-    return OutstandingBalance(
-        parent_id=first[0], parent_name=first[1], parent_email=first[2] if show_email else None,
-        email_opt_out=bool(first[3]), items=ordered, credit_cents=int(first[18] or 0),
-        family_pay_url=_family_pay_url(first[19], first[20], owed),
-    )
+        items: list[LineItem] = []
+        owed = 0
+        for row in family:
+            if row[10] > 0:
+                items.append(make_item(row[4:16]))
+                owed += row[10]
+            if row[16] > 0:
+                items.append(LineItem(row[4], row[5], row[6], row[7], row[8], row[9], row[16], row[11], row[17],
+                                      True, row[14], row[15]))
+        if items:
+            yield OutstandingBalance(
+                parent_id=row[0], parent_name=row[1], parent_email=row[2] if show_email else None,
+                email_opt_out=bool(row[3]), items=tuple(items), credit_cents=int(row[18] or 0),
+                family_pay_url=_family_pay_url(row[19], row[20], owed),
+            )
 
 
 def _family_pay_url(link_cents: int | None, url: str | None, total_cents: int) -> str:
@@ -713,16 +723,6 @@ def _family_pay_url(link_cents: int | None, url: str | None, total_cents: int) -
     if not url or link_cents is None or int(link_cents) != total_cents:
         return ""
     return url
-
-
-def _items(rows: list[Sequence[Any]]) -> Iterator[LineItem]:
-    make_item = LineItem._make
-    for row in rows:
-        if row[10] > 0:
-            yield make_item(row[4:16])
-        if row[16] > 0:
-            yield LineItem(row[4], row[5], row[6], row[7], row[8], row[9], row[16], row[11], row[17], True,
-                           row[14], row[15])
 
 
 def _players_named(user: ActingUser, search: str) -> CompoundSelect:
