@@ -17,9 +17,11 @@ from core.errors import BillingError, PermissionDenied
 from core.settings import ConfigurationError, without_database_secrets
 from dashboard.first_run import FIRST_RUN_DONE
 from dashboard.identity import Gate, sign_in
+from dashboard.memory import cap_allocator_arenas, release_free_memory
 from dashboard.navigation import PAGES, entry_for, pages_for
 from dashboard.state import settings
 
+cap_allocator_arenas()  # before the sessions' threads allocate (see dashboard.memory)
 st.set_page_config(page_title="League Billing", page_icon="🏀", layout="wide")
 
 
@@ -75,6 +77,7 @@ def run() -> None:
 # A setting the product cannot use, or a database it cannot reach: one clear line, not a traceback.
 try:
     run()
+    release_free_memory()
 except ConfigurationError as problem:
     st.error(f"The dashboard cannot start: {problem}", icon=":material/settings_alert:")
 except OperationalError as problem:

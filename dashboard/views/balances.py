@@ -42,6 +42,7 @@ from core.reporting.export import ExportKind, balances_csv_chunks, export_file_n
 from core.timezones import format_local, league_zone
 from core.words import plural
 from dashboard.family_link import family_page_link
+from dashboard.memory import release_free_memory
 from dashboard.state import engine, require_user, services, session_scope, shared_figures
 from dashboard.text import plain
 
@@ -314,6 +315,7 @@ def _csv_file(user: ActingUser, filters: BalanceFilter, kind: ExportKind) -> Cal
         with sessions() as session:
             data = b"".join(balances_csv_chunks(session, user, filters, kind=kind))
             session.commit()
+        release_free_memory()  # the chunks the file was joined from
         return data
 
     return make
