@@ -846,6 +846,33 @@ class Adjustment(Base):
     entry: Mapped[LedgerEntry] = relationship()
 
 
+class RefundRequest(Base):
+    """A refund of a Stripe payment as it was asked of Stripe: on record (committed) before
+    Stripe is asked, finished once Stripe's answer is in the ledger, or once it is known that
+    Stripe never made it. Not a money row (the refund itself is an ``Adjustment``): the request's
+    bookkeeping, so that a request whose answer was lost (the process stopped after Stripe
+    refunded) is finished from Stripe's own record of it, never made a second time
+    (``core.ledger.refunds``). One unfinished request per payment at a time."""
+
+    __tablename__ = "refund_requests"
+    __table_args__ = (
+        CheckConstraint("amount_cents > 0", name="amount_positive"),
+        Index("ix_refund_requests_unfinished", "payment_id", unique=True,
+              postgresql_where=text("finished_at IS NULL"), sqlite_where=text("finished_at IS NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"))
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    requested_by: Mapped[str] = mapped_column(String(255))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Set when finished: the refund Stripe made (None: Stripe made none for it).
+    stripe_refund_id: Mapped[str | None] = mapped_column(String(255))
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
 class Allocation(Base):
     """Part of a payment (or a reduction) settling part of a charge.
 

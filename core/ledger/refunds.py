@@ -7,9 +7,15 @@ settled first: the family owes that again, unless ``waive_reopened`` waives it i
 transaction (a player who leaves, refunded and no longer billed).
 
 A Stripe payment is refunded through the payment gateway (``POST /v1/refunds`` for the
-Checkout Session's PaymentIntent), with an idempotency key made of the payment and the number
-of refunds it already has: a crash after Stripe refunded and before the commit replays the
-same refund on the rerun, never a second one. ``outside_stripe=True`` records a refund already
+Checkout Session's PaymentIntent). The request is committed first (``RefundRequest``), and Stripe
+is asked under the request's idempotency key, with the request's id in the refund's metadata.
+Should the process stop after Stripe refunded and before the ledger recorded it, the request
+stays unfinished; the next refund of that payment (after ``ANSWER_WAIT``, in case the answer is
+still on its way elsewhere) looks the request up in Stripe's refunds and records the refund
+Stripe made (or finds it recorded by payment sync), reports it and refunds nothing more: the
+treasurer may be asking for the same refund again. A request Stripe made nothing for is
+finished as such and the new refund goes ahead. So a refund is never made twice, however the
+crash, the sync and the retry interleave. ``outside_stripe=True`` records a refund already
 made another way (by check, in cash). A refund made in Stripe's own dashboard is recorded by
 payment sync from Stripe's events (``record_stripe_refund``), under Stripe's refund id.
 
@@ -23,12 +29,15 @@ same way.
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from dataclasses import replace
+from datetime import timedelta
+
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.access.permissions import ActingUser, Permission, find_in_league, require
-from core.errors import InvalidInput
+from core.errors import InvalidInput, PaymentProviderError
 from core.ledger.accounts import PaymentPosition, settled_by_payment
 from core.ledger.allocation import reopen_for_refund
 from core.ledger.entries import LedgerChange, LedgerWriter, positive_amount, required_text
@@ -41,14 +50,22 @@ from core.models import (
     Payment,
     PaymentMethod,
     PaymentState,
+    RefundRequest,
     Tenant,
+    utcnow,
 )
 from core.payments.gateway import PaymentGateway
 
+# A request unfinished for less than this may still be waiting for Stripe's answer in another
+# process: it is not taken for lost until then.
+ANSWER_WAIT = timedelta(minutes=5)
+# The refund request a Stripe refund was made for, in its metadata.
+REQUEST_METADATA = "refund_request"
 
-def refund_idempotency_key(league_key: str, payment_id: int, number: int) -> str:
-    """The key of the ``number``-th refund of ``payment_id`` (``league_key``: ``Tenant.league_key``)."""
-    return f"ledger-refund:{league_key}:p{payment_id}:r{number}"
+
+def refund_idempotency_key(league_key: str, request_id: int) -> str:
+    """The key of refund request ``request_id`` (``league_key``: ``Tenant.league_key``)."""
+    return f"ledger-refund:{league_key}:q{request_id}"
 
 
 def refund_payment(
@@ -64,14 +81,14 @@ def refund_payment(
 ) -> LedgerChange:
     """Refund ``amount_cents`` of a settled payment (see the module docstring).
 
-    A Stripe payment needs ``gateway`` unless ``outside_stripe``; Stripe is asked before
-    anything is written, and the caller commits right after (if the commit fails, running the
-    same refund again replays Stripe's answer). Then re-open links follow as for any change.
+    A Stripe payment needs ``gateway`` unless ``outside_stripe``. **Commits** the refund's
+    request (``RefundRequest``) before Stripe is asked; the caller commits the refund right after
+    (should that never happen, the next refund of the payment finishes the request from Stripe's
+    own record of it). Then re-open links follow as for any change.
     """
     require(user, Permission.REFUND_PAYMENTS)
     why = required_text(reason, "reason")
     payment, writer, position = _refundable(session, user, payment_id, amount_cents, origin=EntryOrigin.MANUAL)
-    stripe_refund_id = None
     if payment.method is PaymentMethod.STRIPE and not outside_stripe:
         if gateway is None:
             raise InvalidInput(
@@ -81,20 +98,21 @@ def refund_payment(
         if not payment.reference:
             raise InvalidInput(f"Payment {payment_id} has no Checkout Session to refund in Stripe; record a refund "
                                "made outside Stripe instead.")
-        stripe_refund_id = _refund_at_stripe(session, user, gateway, payment, amount_cents, why)
-        recorded = _recorded_refund(session, user, stripe_refund_id)
-        if recorded is not None:
-            return _already_recorded(writer, recorded)
+        earlier = _finish_earlier_request(session, user, gateway, payment, writer)
+        if earlier is not None:
+            return earlier
+        request = _on_record(session, user, payment, amount_cents, why)
+        # Committed, so the family's account is locked and checked again before Stripe is asked.
+        payment, writer, position = _refundable(session, user, payment_id, amount_cents, origin=EntryOrigin.MANUAL)
         try:
-            with session.begin_nested():
-                return _write_refund(writer, position, amount_cents=amount_cents, reason=why,
-                                     stripe_refund_id=stripe_refund_id, via="through Stripe",
-                                     waive_reopened=waive_reopened)
-        except IntegrityError:
-            recorded = _recorded_refund(session, user, stripe_refund_id)
-            if recorded is None:
-                raise
-            return _already_recorded(writer, recorded)
+            stripe_refund_id = _refund_at_stripe(session, user, gateway, payment, request)
+        except PaymentProviderError as refused:
+            if refused.changed_nothing:  # Stripe refused it: certainly no refund, the request is over
+                request.finished_at = utcnow()
+                session.commit()
+            raise  # else nobody can tell yet: the request waits, to be finished from Stripe's record
+        request.stripe_refund_id, request.finished_at = stripe_refund_id, utcnow()
+        return _record_stripe_refund(session, user, writer, position, request, waive_reopened=waive_reopened)
     return _write_refund(writer, position, amount_cents=amount_cents, reason=why, stripe_refund_id=None,
                          via="made outside Stripe", waive_reopened=waive_reopened)
 
@@ -194,24 +212,92 @@ def _already_recorded(writer: LedgerWriter, refund: Adjustment) -> LedgerChange:
 
 
 def _refund_at_stripe(session: Session, user: ActingUser, gateway: PaymentGateway, payment: Payment,
-                      amount_cents: int, reason: str) -> str:
+                      request: RefundRequest) -> str:
     tenant = session.get_one(Tenant, user.tenant_id)
-    earlier = session.scalar(
-        select(func.count()).select_from(Adjustment).where(
-            Adjustment.tenant_id == user.tenant_id, Adjustment.payment_id == payment.id,
-            Adjustment.stripe_refund_id.is_not(None),
-        )
-    ) or 0
     receipt = gateway.refund(
         checkout_session=payment.reference,
-        amount_cents=amount_cents,
-        idempotency_key=refund_idempotency_key(tenant.league_key, payment.id, earlier + 1),
+        amount_cents=request.amount_cents,
+        idempotency_key=refund_idempotency_key(tenant.league_key, request.id),
         metadata={"tenant_id": str(tenant.id), "league_key": tenant.league_key, "payment_id": str(payment.id),
-                  "reason": reason[:450]},
+                  REQUEST_METADATA: str(request.id), "reason": request.reason[:450]},
     )
-    if receipt.amount_cents != amount_cents:
+    if receipt.amount_cents != request.amount_cents:
         raise InvalidInput(
-            f"Stripe refunded {receipt.amount_cents} cents for a refund of {amount_cents} (refund {receipt.id}): "
-            "check the Stripe dashboard before recording it."
+            f"Stripe refunded {receipt.amount_cents} cents for a refund of {request.amount_cents} (refund "
+            f"{receipt.id}): check the Stripe dashboard before recording it."
         )
     return receipt.id
+
+
+def _record_stripe_refund(session: Session, user: ActingUser, writer: LedgerWriter, position: PaymentPosition,
+                          request: RefundRequest, *, waive_reopened: bool) -> LedgerChange:
+    """The refund Stripe made for ``request`` (``request.stripe_refund_id``), in the ledger once:
+    written, or, when payment sync recorded it first, that entry reported."""
+    stripe_refund_id = request.stripe_refund_id
+    assert stripe_refund_id is not None
+    recorded = _recorded_refund(session, user, stripe_refund_id)
+    if recorded is not None:
+        return _already_recorded(writer, recorded)
+    try:
+        with session.begin_nested():
+            return _write_refund(writer, position, amount_cents=request.amount_cents, reason=request.reason,
+                                 stripe_refund_id=stripe_refund_id, via="through Stripe",
+                                 waive_reopened=waive_reopened)
+    except IntegrityError:
+        recorded = _recorded_refund(session, user, stripe_refund_id)
+        if recorded is None:
+            raise
+        return _already_recorded(writer, recorded)
+
+
+def _on_record(session: Session, user: ActingUser, payment: Payment, amount_cents: int, reason: str) -> RefundRequest:
+    """The request for this refund, committed before Stripe is asked (another one for the same
+    payment, unfinished, is refused by the database)."""
+    request = RefundRequest(tenant_id=user.tenant_id, payment_id=payment.id, amount_cents=amount_cents,
+                            reason=reason, requested_by=user.identity)
+    session.add(request)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise InvalidInput(f"Another refund of payment {payment.id} is being made right now: look at the family's "
+                           "statement in a few minutes, then refund again if more is owed back.") from None
+    return request
+
+
+def _finish_earlier_request(session: Session, user: ActingUser, gateway: PaymentGateway, payment: Payment,
+                            writer: LedgerWriter) -> LedgerChange | None:
+    """Finish the payment's unfinished refund request, if any, from Stripe's own record of it.
+
+    Stripe made none for it (the process stopped before asking): it is finished as such, and the
+    new refund goes ahead (None). Stripe made it (the process stopped before the ledger recorded
+    it): it is recorded now (or was, by payment sync), and that is what is reported; nothing more
+    is refunded, since the treasurer may be asking for the same refund again. A request younger
+    than ``ANSWER_WAIT`` may still be waiting for Stripe's answer elsewhere: refused."""
+    request = session.scalars(
+        select(RefundRequest).where(RefundRequest.tenant_id == user.tenant_id, RefundRequest.payment_id == payment.id,
+                                    RefundRequest.finished_at.is_(None))
+    ).one_or_none()
+    if request is None:
+        return None
+    asked = f"{writer.money(request.amount_cents)} asked of Stripe by {request.requested_by}"
+    if utcnow() - request.requested_at < ANSWER_WAIT:
+        raise InvalidInput(f"A refund of payment {payment.id} ({asked}) is waiting for Stripe's answer: look at the "
+                           "family's statement in a few minutes, then refund again if more is owed back.")
+    since = request.requested_at - timedelta(minutes=1)
+    made = next((refund for refund in gateway.list_refunds(created_since=since)
+                 if refund.metadata.get(REQUEST_METADATA) == str(request.id)
+                 and refund.metadata.get("payment_id") == str(payment.id)), None)
+    request.finished_at = utcnow()
+    if made is None:
+        session.flush()
+        return None
+    request.stripe_refund_id = made.id
+    if made.amount_cents != request.amount_cents:
+        raise InvalidInput(f"Stripe refunded {made.amount_cents} cents for the refund of {request.amount_cents} "
+                           f"asked earlier (refund {made.id}): check the Stripe dashboard before recording it.")
+    _, writer, position = _refundable(session, user, payment.id, made.amount_cents, origin=EntryOrigin.MANUAL)
+    change = _record_stripe_refund(session, user, writer, position, request, waive_reopened=False)
+    return replace(change, summary=(
+        f"{change.summary}. It is the refund of {asked} on {request.requested_at:%Y-%m-%d at %H:%M} UTC, whose answer "
+        "had not been recorded: nothing more was refunded; refund again if more is owed back"))

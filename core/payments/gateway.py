@@ -87,6 +87,7 @@ class RefundReceipt:
     currency: str
     status: str
     payment_intent_id: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)  # as it was asked (``refund``'s)
 
 
 @dataclass(frozen=True)

@@ -362,12 +362,7 @@ def payment_link_params(request: PaymentLinkRequest) -> stripe.params.PaymentLin
 
 
 def _minted_link(link: Any) -> MintedLink:
-    metadata = getattr(link, "metadata", None)
-    metadata = metadata.to_dict() if metadata is not None else {}
-    return MintedLink(
-        id=str(link.id), url=str(link.url), active=bool(link.active),
-        metadata={str(k): str(v) for k, v in metadata.items()},
-    )
+    return MintedLink(id=str(link.id), url=str(link.url), active=bool(link.active), metadata=_metadata_of(link))
 
 
 def _completed_checkout(session: Any) -> CompletedCheckout:
@@ -402,10 +397,16 @@ def verify_webhook(payload: bytes, signature: str | None, secret: str) -> Provid
         raise WebhookRejected("not a Stripe event") from exc
 
 
+def _metadata_of(obj: Any) -> dict[str, str]:
+    metadata = getattr(obj, "metadata", None)
+    return {str(key): str(value) for key, value in (metadata.to_dict() if metadata is not None else {}).items()}
+
+
 def _refund_receipt(refund: Any) -> RefundReceipt:
     return RefundReceipt(
         id=str(refund.id), amount_cents=int(refund.amount), currency=str(refund.currency),
         status=str(refund.status), payment_intent_id=_id_of(getattr(refund, "payment_intent", None)),
+        metadata=_metadata_of(refund),
     )
 
 

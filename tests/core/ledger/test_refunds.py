@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from sqlalchemy import select
 
 from core.access.permissions import Role
 from core.backfill import commit_backfill, plan_backfill
 from core.db import session_factory
-from core.errors import InvalidInput
+from core.errors import InvalidInput, PaymentProviderError
 from core.ledger import refunds
 from core.ledger.entries import record_payment, reverse_entry
 from core.ledger.refunds import record_stripe_refund, refund_payment
 from core.ledger.workflows import apply_ledger_change
-from core.models import Adjustment, AdjustmentKind, Payment, PaymentLink, PaymentMethod
+from core.models import Adjustment, AdjustmentKind, Payment, PaymentLink, PaymentMethod, RefundRequest
 from core.payments.sync import sync_payments
 from core.reporting.balances import outstanding_balances
 from tests.factories import acting, make_parent, make_player, make_product, make_tenant
@@ -51,7 +53,10 @@ def test_a_stripe_payment_is_refunded_through_stripe_and_what_it_paid_is_owed_ag
 
     [request] = [r for r in stripe_stand_in.requests if (r.method, r.path) == ("POST", "/v1/refunds")]
     assert request.params["amount"] == "5000" and request.params["payment_intent"].startswith("pi_")
-    assert request.idempotency_key == f"ledger-refund:{world['tenant'].league_key}:p{world['payment'].id}:r1"
+    [asked] = session.scalars(select(RefundRequest)).all()
+    assert request.idempotency_key == f"ledger-refund:{world['tenant'].league_key}:q{asked.id}"
+    assert request.params["metadata"]["refund_request"] == str(asked.id)
+    assert asked.finished_at is not None and asked.stripe_refund_id is not None
     [refund] = stripe_stand_in.refunds.values()
     adjustment = session.get(Adjustment, change.entry_id)
     assert adjustment.stripe_refund_id == refund["id"]
@@ -66,17 +71,87 @@ def test_a_refund_with_the_charge_waived_leaves_nothing_owed(session, paid_throu
     assert "Ana O'Neil" not in owing(session, world["treasurer"])
 
 
+def _stripe_refunds(stripe_stand_in):
+    return [r for r in stripe_stand_in.requests if (r.method, r.path) == ("POST", "/v1/refunds")]
+
+
 def test_a_refund_asked_again_after_a_crash_is_not_made_twice(session, paid_through_stripe, stripe_gateway,
-                                                                stripe_stand_in):
+                                                                stripe_stand_in, monkeypatch):
     world = paid_through_stripe
     refund_payment(session, world["treasurer"], payment_id=world["payment"].id, amount_cents=5000,
                    reason="half season", gateway=stripe_gateway)
     session.rollback()  # the database write is lost after Stripe refunded
+    monkeypatch.setattr(refunds, "ANSWER_WAIT", timedelta(0))  # long enough ago: no answer is on its way
+    again = refund_payment(session, world["treasurer"], payment_id=world["payment"].id, amount_cents=5000,
+                           reason="half season", gateway=stripe_gateway)
+    session.commit()
+    [stripe_refund] = stripe_stand_in.refunds.values()
+    [adjustment] = session.scalars(select(Adjustment)).all()
+    assert (adjustment.id, adjustment.stripe_refund_id, adjustment.amount_cents) == (
+        again.entry_id, stripe_refund["id"], 5000)
+    assert "nothing more was refunded" in again.summary and len(_stripe_refunds(stripe_stand_in)) == 1
+    assert owing(session, world["treasurer"])["Ana O'Neil"] == 5000
+
+
+def test_a_refund_lost_in_a_crash_and_then_synced_is_not_made_again_when_asked_again(
+        session, paid_through_stripe, stripe_gateway, stripe_stand_in, monkeypatch):
+    """The crash, then payment sync records the refund from Stripe's events, then the treasurer
+    asks for the same refund again: still one refund, at Stripe and in the ledger."""
+    world = paid_through_stripe
     refund_payment(session, world["treasurer"], payment_id=world["payment"].id, amount_cents=5000,
                    reason="half season", gateway=stripe_gateway)
+    session.rollback()
+    sync_payments(session.get_bind(), world["treasurer"], stripe_gateway)
+    [synced] = session.scalars(select(Adjustment)).all()
+    monkeypatch.setattr(refunds, "ANSWER_WAIT", timedelta(0))
+    again = refund_payment(session, world["treasurer"], payment_id=world["payment"].id, amount_cents=5000,
+                           reason="half season", gateway=stripe_gateway)
     session.commit()
-    assert len(stripe_stand_in.refunds) == 1
-    assert len(session.scalars(select(Adjustment)).all()) == 1
+    assert len(stripe_stand_in.refunds) == 1 and len(_stripe_refunds(stripe_stand_in)) == 1
+    assert [a.id for a in session.scalars(select(Adjustment)).all()] == [synced.id]
+    assert again.entry_id == synced.id and "nothing more was refunded" in again.summary
+    assert owing(session, world["treasurer"])["Ana O'Neil"] == 5000
+    # Asked once more, now that the earlier request is finished, it is a refund of its own.
+    refund_payment(session, world["treasurer"], payment_id=world["payment"].id, amount_cents=5000,
+                   reason="the rest of the season", gateway=stripe_gateway)
+    session.commit()
+    assert len(stripe_stand_in.refunds) == 2
+    assert owing(session, world["treasurer"])["Ana O'Neil"] == 10000
+
+
+def test_a_refund_asked_again_while_stripe_may_still_be_answering_is_refused(
+        session, paid_through_stripe, stripe_gateway, stripe_stand_in):
+    world = paid_through_stripe
+    refund_payment(session, world["treasurer"], payment_id=world["payment"].id, amount_cents=5000,
+                   reason="half season", gateway=stripe_gateway)
+    session.rollback()
+    with pytest.raises(InvalidInput, match=r"\$50.00 asked of Stripe by treasurer@example.org\) is waiting for "
+                                           "Stripe's answer"):
+        refund_payment(session, world["treasurer"], payment_id=world["payment"].id, amount_cents=2000,
+                       reason="something else", gateway=stripe_gateway)
+    session.rollback()
+    assert len(_stripe_refunds(stripe_stand_in)) == 1 and session.scalars(select(Adjustment)).all() == []
+
+
+def test_a_refund_stripe_never_made_is_made_when_asked_again(session, paid_through_stripe, stripe_gateway,
+                                                             stripe_stand_in, monkeypatch):
+    """Stripe's answer was an error that does not say whether it refunded (a server error): the
+    request waits; asked again later, Stripe's refunds show none for it, and the refund is made."""
+    world = paid_through_stripe
+    stripe_stand_in.inject("server_error", times=3, method="POST", path="/v1/refunds")  # the SDK tries 3 times
+    with pytest.raises(PaymentProviderError):
+        refund_payment(session, world["treasurer"], payment_id=world["payment"].id, amount_cents=5000,
+                       reason="half season", gateway=stripe_gateway)
+    session.rollback()
+    assert stripe_stand_in.refunds == {}
+    monkeypatch.setattr(refunds, "ANSWER_WAIT", timedelta(0))
+    change = refund_payment(session, world["treasurer"], payment_id=world["payment"].id, amount_cents=5000,
+                            reason="half season", gateway=stripe_gateway)
+    session.commit()
+    assert len(stripe_stand_in.refunds) == 1 and "nothing more" not in change.summary
+    assert [r.stripe_refund_id is None for r in session.scalars(select(RefundRequest).order_by(RefundRequest.id))] == [
+        True, False]
+    assert owing(session, world["treasurer"])["Ana O'Neil"] == 5000
 
 
 def test_stripe_refusing_a_refund_writes_nothing(session, paid_through_stripe, stripe_gateway, stripe_stand_in):
@@ -87,6 +162,11 @@ def test_stripe_refusing_a_refund_writes_nothing(session, paid_through_stripe, s
                        reason="x", gateway=stripe_gateway)
     session.rollback()
     assert session.scalars(select(Adjustment)).all() == []
+    # A refusal is certain: nothing waits, and the refund can be asked again at once.
+    refund_payment(session, world["treasurer"], payment_id=world["payment"].id, amount_cents=5000,
+                   reason="x", gateway=stripe_gateway)
+    session.commit()
+    assert len(stripe_stand_in.refunds) == 1
 
 
 def test_a_stripe_payment_needs_stripe_unless_the_refund_was_made_outside_it(session, paid_through_stripe):
