@@ -840,6 +840,7 @@ class Adjustment(Base):
     # The charge a reduction was asked for (NULL: spread over the family's open charges).
     charge_id: Mapped[int | None] = mapped_column(ForeignKey("charges.id"), index=True)
     payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"), index=True)
+    # Stripe's id of the money given back: a refund's (re_...), or a lost dispute's (dp_...).
     stripe_refund_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     reason: Mapped[str] = mapped_column(Text)
 

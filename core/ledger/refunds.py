@@ -17,7 +17,9 @@ treasurer may be asking for the same refund again. A request Stripe made nothing
 finished as such and the new refund goes ahead. So a refund is never made twice, however the
 crash, the sync and the retry interleave. ``outside_stripe=True`` records a refund already
 made another way (by check, in cash). A refund made in Stripe's own dashboard is recorded by
-payment sync from Stripe's events (``record_stripe_refund``), under Stripe's refund id.
+payment sync from Stripe's events (``record_stripe_refund``), under Stripe's refund id; so is a
+dispute the league lost (``record_lost_dispute``), under the dispute's id: the card holder's bank
+took the money back.
 
 Stripe's ``charge.refunded`` event for a refund made here can reach payment sync before the
 refund is committed (or before a rerun after a crash). A Stripe refund is in the ledger once,
@@ -137,6 +139,27 @@ def record_stripe_refund(
     _, writer, position = _refundable(session, user, payment_id, amount_cents, origin=EntryOrigin.PAYMENT_SYNC)
     return _write_refund(writer, position, amount_cents=amount_cents, reason=why, stripe_refund_id=stripe_refund_id,
                          via="in Stripe's dashboard", waive_reopened=False)
+
+
+def record_lost_dispute(
+    session: Session,
+    user: ActingUser,
+    *,
+    payment_id: int,
+    dispute_id: str,
+    amount_cents: int,
+) -> LedgerChange:
+    """Record a dispute the league lost: the card holder's bank took ``amount_cents`` of the
+    payment back. It is a refund in the ledger (under the dispute's id, so once), which re-opens
+    what the payment settled: the family owes it again, and the treasurer decides whether to ask
+    for it or write it off. ``InvalidInput`` when the ledger cannot take it (the payment is not
+    settled, or has less left); nothing is written then. The caller commits."""
+    require(user, Permission.SYNC_PAYMENTS)
+    _, writer, position = _refundable(session, user, payment_id, amount_cents, origin=EntryOrigin.PAYMENT_SYNC)
+    return _write_refund(writer, position, amount_cents=amount_cents,
+                         reason=f"dispute {dispute_id} lost: the card holder's bank took the payment back",
+                         stripe_refund_id=dispute_id, via="by the card holder's bank (a lost dispute)",
+                         waive_reopened=False)
 
 
 def _refundable(session: Session, user: ActingUser, payment_id: int, amount_cents: int, *,

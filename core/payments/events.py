@@ -21,7 +21,9 @@ What an event means here:
   in Stripe's dashboard) is recorded (``core.ledger.refunds.record_stripe_refund``), which
   re-opens what it refunds; one the ledger cannot take is flagged;
 * ``charge.dispute.created`` / ``.closed``: the payment is flagged (``payment_flags``), open until
-  closed; ``open_disputes`` lists a family's.
+  closed; ``open_disputes`` lists a family's. A dispute lost is also recorded in the ledger
+  (``core.ledger.refunds.record_lost_dispute``): the bank took the money back, so what the
+  payment settled is owed again.
 
 The Checkout Session events (completed, delayed payment succeeded or failed) are recorded on
 their links by payment sync itself, through ``core.ledger.stripe_payments.follow_stripe_link``
@@ -41,7 +43,7 @@ from sqlalchemy.orm import Session
 from core.access.permissions import ActingUser, Permission, require
 from core.errors import InvalidInput
 from core.ledger.accounts import stripe_payment_by_reference
-from core.ledger.refunds import record_stripe_refund
+from core.ledger.refunds import record_lost_dispute, record_stripe_refund
 from core.models import (
     Adjustment,
     FlagKind,
@@ -55,7 +57,7 @@ from core.models import (
 )
 from core.money import format_cents
 from core.payments.flags import SyncFlag, record_flag
-from core.payments.gateway import CompletedCheckout, ProviderEvent, RefundReceipt
+from core.payments.gateway import CompletedCheckout, DisputeNotice, ProviderEvent, RefundReceipt
 
 __all__ = [
     "CHECKOUT_COMPLETED",
@@ -235,14 +237,34 @@ def apply_dispute(session: Session, user: ActingUser, event: ProviderEvent,
         kind = FlagKind.DISPUTE
         message = (f"{money} disputed with the card holder's bank ({reason}, dispute {dispute.id}); "
                    "answer it in the Stripe dashboard before its deadline")
+    elif dispute.status == "lost":
+        kind = FlagKind.DISPUTE_CLOSED
+        message = f"dispute {dispute.id} of {money} lost: the money went back to the card holder; " + _lost(
+            session, user, dispute, checkout)
     else:
         kind = FlagKind.DISPUTE_CLOSED
-        outcome = {"won": "won: the money stays with the league",
-                   "lost": "lost: the money went back to the card holder; record it in the ledger"}
+        outcome = {"won": "won: the money stays with the league"}
         message = f"dispute {dispute.id} of {money} {outcome.get(dispute.status, 'closed: ' + dispute.status)}"
     flags = [_flag(session, user, kind, event, checkout, message)]
     mark_seen(session, user, [event])
     return flags
+
+
+def _lost(session: Session, user: ActingUser, dispute: DisputeNotice, checkout: CompletedCheckout | None) -> str:
+    """Record a lost dispute in the ledger (``record_lost_dispute``), once; what became of it."""
+    payment = stripe_payment_by_reference(session, user, checkout.id) if checkout is not None else None
+    if payment is None:
+        return "the ledger does not hold the payment: check it in the Stripe dashboard"
+    if _recorded_refund_ids(session, user, [dispute.id]):
+        return "it is in the ledger"
+    try:
+        with session.begin_nested():
+            change = record_lost_dispute(session, user, payment_id=payment.id, dispute_id=dispute.id,
+                                         amount_cents=dispute.amount_cents)
+    except InvalidInput as exc:
+        return f"not recorded ({exc}): record it in the ledger"
+    return (f"recorded in the ledger (entry {change.entry_id}): what the payment settled is owed again; ask "
+            f"{change.parent_name} for it or write it off")
 
 
 def _flag(session: Session, user: ActingUser, kind: FlagKind, event: ProviderEvent,

@@ -231,6 +231,49 @@ def test_a_dispute_is_flagged_and_stays_open_until_the_bank_decides(
     assert open_disputes(session, _treasurer(tenant), parent_id=parent_id) == []
 
 
+def test_a_dispute_lost_is_in_the_ledger_once_and_what_the_payment_settled_is_owed_again(
+    engine, session, league, stripe_stand_in, stripe_gateway
+):
+    tenant, links = league
+    parent_id = links[0].player.parent_id
+    checkout = _paid(session, tenant, stripe_stand_in, stripe_gateway, links[0])
+    dispute = stripe_stand_in.open_dispute(checkout["id"])
+    sync_payments(engine, _treasurer(tenant), stripe_gateway)
+    owed = {b.parent_id: b.total_cents for b in outstanding_balances(session, _treasurer(tenant))}
+    assert parent_id not in owed  # an open dispute changes nothing yet: the bank may decide for the league
+    session.rollback()
+
+    stripe_stand_in.close_dispute(dispute["id"], won=False)
+    closed = sync_payments(engine, _treasurer(tenant), stripe_gateway)
+
+    [flag] = closed.new_flags
+    assert "recorded in the ledger" in flag.message and "owed again" in flag.message
+    payments, refunds, _ = _ledger(session, tenant)
+    assert refunds == [(dispute["id"], 15000)]
+    owed = {b.parent_id: b.total_cents for b in outstanding_balances(session, _treasurer(tenant))}
+    assert owed[parent_id] == 15000
+    session.rollback()
+    before = _ledger(session, tenant)
+    session.execute(delete(StripeEventSeen))  # delivered again, as if never seen: nothing twice
+    session.execute(delete(StripeEventCursor))
+    session.commit()
+    sync_payments(engine, _treasurer(tenant), stripe_gateway)
+    assert _ledger(session, tenant) == before
+
+
+def test_a_dispute_won_changes_nothing_in_the_ledger(engine, session, league, stripe_stand_in, stripe_gateway):
+    tenant, links = league
+    checkout = _paid(session, tenant, stripe_stand_in, stripe_gateway, links[0])
+    dispute = stripe_stand_in.open_dispute(checkout["id"])
+    sync_payments(engine, _treasurer(tenant), stripe_gateway)
+    before = _ledger(session, tenant)
+    session.rollback()
+    stripe_stand_in.close_dispute(dispute["id"], won=True)
+    [flag] = sync_payments(engine, _treasurer(tenant), stripe_gateway).new_flags
+    assert "won" in flag.message
+    assert _ledger(session, tenant) == before
+
+
 # -- each event once, in any order -------------------------------------------------------------------
 
 
