@@ -869,6 +869,8 @@ class RefundRequest(Base):
     reason: Mapped[str] = mapped_column(Text)
     requested_by: Mapped[str] = mapped_column(String(255))
     requested_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # What the refund re-opens is waived with it (``refund_payment``'s ``waive_reopened``).
+    waive_reopened: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # Set when finished: the refund Stripe made (None: Stripe made none for it).
     stripe_refund_id: Mapped[str | None] = mapped_column(String(255))
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

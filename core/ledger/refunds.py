@@ -7,42 +7,50 @@ settled first: the family owes that again, unless ``waive_reopened`` waives it i
 transaction (a player who leaves, refunded and no longer billed).
 
 A Stripe payment is refunded through the payment gateway (``POST /v1/refunds`` for the
-Checkout Session's PaymentIntent). The request is committed first (``RefundRequest``), and Stripe
-is asked under the request's idempotency key, with the request's id in the refund's metadata.
+Checkout Session's PaymentIntent) by ``run_refund``, which commits in steps of its own, as the
+rule for sessions says (``core.db``): the request is committed first (``RefundRequest``), Stripe
+is asked outside any transaction under the request's idempotency key, with the request's id in
+the refund's metadata, and its answer is recorded in a last unit of work.
+
 Should the process stop after Stripe refunded and before the ledger recorded it, the request
-stays unfinished; the next refund of that payment (after ``ANSWER_WAIT``, in case the answer is
-still on its way elsewhere) looks the request up in Stripe's refunds and records the refund
-Stripe made (or finds it recorded by payment sync), reports it and refunds nothing more: the
-treasurer may be asking for the same refund again. A request Stripe made nothing for is
-finished as such and the new refund goes ahead. So a refund is never made twice, however the
-crash, the sync and the retry interleave. ``outside_stripe=True`` records a refund already
-made another way (by check, in cash). A refund made in Stripe's own dashboard is recorded by
-payment sync from Stripe's events (``record_stripe_refund``), under Stripe's refund id; so is a
-dispute the league lost (``record_lost_dispute``), under the dispute's id: the card holder's bank
-took the money back.
+stays unfinished. The next refund of that payment (after ``ANSWER_WAIT``, in case the answer is
+still on its way elsewhere) looks the request up among the payment's refunds at Stripe (this
+league's, by its metadata). One Stripe made is recorded (or found recorded by payment sync) and
+reported, and nothing more is refunded: the treasurer may be asking for the same refund again.
+A request Stripe made nothing for is closed, and the new refund goes ahead. So a refund is
+never made twice, however the crash, the sync and the retry interleave, and no payment is left
+that cannot be refunded again: a request whose refund the ledger cannot take is closed all the
+same, and the treasurer told.
+
+``refund_payment`` records a refund of money received outside Stripe, or, with
+``outside_stripe=True``, one already made another way (by check, in cash). A refund made in
+Stripe's own dashboard is recorded by payment sync from Stripe's events
+(``record_stripe_refund``), under Stripe's refund id; so is a dispute the league lost
+(``record_lost_dispute``), under the dispute's id: the card holder's bank took the money back.
 
 Stripe's ``charge.refunded`` event for a refund made here can reach payment sync before the
-refund is committed (or before a rerun after a crash). A Stripe refund is in the ledger once,
-under its id: when the refund Stripe answers with is already recorded, ``refund_payment``
-writes nothing and reports that entry and the family's balance; a refund recorded by another
-transaction while this one writes it (the unique refund id refuses the second row) ends the
-same way.
+refund is recorded. A Stripe refund is in the ledger once, under its id: when the refund Stripe
+answers with is already recorded, nothing is written and that entry and the family's balance
+are reported; a refund recorded by another transaction while this one writes it (the unique
+refund id refuses the second row) ends the same way.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
-from datetime import timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.access.permissions import ActingUser, Permission, find_in_league, require
+from core.db import Sessions, unit_of_work
 from core.errors import InvalidInput, PaymentProviderError
 from core.ledger.accounts import PaymentPosition, settled_by_payment
 from core.ledger.allocation import reopen_for_refund
 from core.ledger.entries import LedgerChange, LedgerWriter, positive_amount, required_text
+from core.ledger.workflows import LedgerOutcome, apply_ledger_change
 from core.models import (
     Adjustment,
     AdjustmentKind,
@@ -56,7 +64,8 @@ from core.models import (
     Tenant,
     utcnow,
 )
-from core.payments.gateway import PaymentGateway
+from core.money import format_cents
+from core.payments.gateway import REFUND_MADE_STATUSES, PaymentGateway, RefundReceipt, names_league
 
 # A request unfinished for less than this may still be waiting for Stripe's answer in another
 # process: it is not taken for lost until then.
@@ -77,46 +86,53 @@ def refund_payment(
     payment_id: int,
     amount_cents: int,
     reason: str,
-    gateway: PaymentGateway | None = None,
     outside_stripe: bool = False,
     waive_reopened: bool = False,
 ) -> LedgerChange:
-    """Refund ``amount_cents`` of a settled payment (see the module docstring).
-
-    A Stripe payment needs ``gateway`` unless ``outside_stripe``. **Commits** the refund's
-    request (``RefundRequest``) before Stripe is asked; the caller commits the refund right after
-    (should that never happen, the next refund of the payment finishes the request from Stripe's
-    own record of it). Then re-open links follow as for any change.
+    """Refund ``amount_cents`` of a settled payment made outside Stripe (cash, check...), or,
+    with ``outside_stripe``, record a refund of a Stripe payment made another way (see the module
+    docstring). A Stripe payment refunded through Stripe is ``run_refund``'s. The caller commits.
     """
     require(user, Permission.REFUND_PAYMENTS)
     why = required_text(reason, "reason")
     payment, writer, position = _refundable(session, user, payment_id, amount_cents, origin=EntryOrigin.MANUAL)
     if payment.method is PaymentMethod.STRIPE and not outside_stripe:
-        if gateway is None:
-            raise InvalidInput(
-                f"Payment {payment_id} was made through Stripe: refund it through Stripe (configure "
-                "STRIPE_API_KEY), or record a refund made outside Stripe."
-            )
-        if not payment.reference:
-            raise InvalidInput(f"Payment {payment_id} has no Checkout Session to refund in Stripe; record a refund "
-                               "made outside Stripe instead.")
-        earlier = _finish_earlier_request(session, user, gateway, payment, writer)
-        if earlier is not None:
-            return earlier
-        request = _on_record(session, user, payment, amount_cents, why)
-        # Committed, so the family's account is locked and checked again before Stripe is asked.
-        payment, writer, position = _refundable(session, user, payment_id, amount_cents, origin=EntryOrigin.MANUAL)
-        try:
-            stripe_refund_id = _refund_at_stripe(session, user, gateway, payment, request)
-        except PaymentProviderError as refused:
-            if refused.changed_nothing:  # Stripe refused it: certainly no refund, the request is over
-                request.finished_at = utcnow()
-                session.commit()
-            raise  # else nobody can tell yet: the request waits, to be finished from Stripe's record
-        request.stripe_refund_id, request.finished_at = stripe_refund_id, utcnow()
-        return _record_stripe_refund(session, user, writer, position, request, waive_reopened=waive_reopened)
+        raise InvalidInput(f"Payment {payment_id} was made through Stripe: refund it through Stripe, or record a "
+                           "refund made outside Stripe.")
     return _write_refund(writer, position, amount_cents=amount_cents, reason=why, stripe_refund_id=None,
                          via="made outside Stripe", waive_reopened=waive_reopened)
+
+
+def run_refund(
+    sessions: Sessions,
+    user: ActingUser,
+    *,
+    payment_id: int,
+    amount_cents: int,
+    reason: str,
+    gateway: PaymentGateway | None,
+    outside_stripe: bool = False,
+    waive_reopened: bool = False,
+) -> LedgerOutcome:
+    """A refund, start to finish (the family page's): **commits**, in units of work of its own.
+
+    A Stripe payment (unless ``outside_stripe``) is refunded through ``gateway``: its request is
+    committed first, Stripe is asked outside any transaction, and its answer recorded in a unit
+    of its own (see the module docstring). Anything else is ``refund_payment``, through
+    ``apply_ledger_change``. Then re-open links follow as for any change."""
+    require(user, Permission.REFUND_PAYMENTS)
+    with unit_of_work(sessions) as session:
+        payment = find_in_league(session, user, Payment, payment_id, label="payment")
+        through_stripe = payment.method is PaymentMethod.STRIPE and not outside_stripe
+    if not through_stripe:
+        return apply_ledger_change(sessions, user, lambda session: refund_payment(
+            session, user, payment_id=payment_id, amount_cents=amount_cents, reason=reason,
+            outside_stripe=outside_stripe, waive_reopened=waive_reopened), gateway=gateway)
+    if gateway is None:
+        raise InvalidInput(f"Payment {payment_id} was made through Stripe: refund it through Stripe (configure "
+                           "STRIPE_API_KEY), or record a refund made outside Stripe.")
+    return _refund_through_stripe(sessions, user, gateway, payment_id=payment_id, amount_cents=amount_cents,
+                                  reason=required_text(reason, "reason"), waive_reopened=waive_reopened)
 
 
 def record_stripe_refund(
@@ -148,18 +164,28 @@ def record_lost_dispute(
     payment_id: int,
     dispute_id: str,
     amount_cents: int,
-) -> LedgerChange:
+) -> tuple[LedgerChange, int]:
     """Record a dispute the league lost: the card holder's bank took ``amount_cents`` of the
     payment back. It is a refund in the ledger (under the dispute's id, so once), which re-opens
     what the payment settled: the family owes it again, and the treasurer decides whether to ask
-    for it or write it off. ``InvalidInput`` when the ledger cannot take it (the payment is not
-    settled, or has less left); nothing is written then. The caller commits."""
+    for it or write it off. A bank may take back more than is left of a payment already partly
+    refunded: what is left is recorded, and the change and the cents recorded are returned.
+    ``InvalidInput`` when nothing can be (the payment is not settled, or nothing is left);
+    nothing is written then. The caller commits."""
     require(user, Permission.SYNC_PAYMENTS)
-    _, writer, position = _refundable(session, user, payment_id, amount_cents, origin=EntryOrigin.PAYMENT_SYNC)
-    return _write_refund(writer, position, amount_cents=amount_cents,
-                         reason=f"dispute {dispute_id} lost: the card holder's bank took the payment back",
-                         stripe_refund_id=dispute_id, via="by the card holder's bank (a lost dispute)",
-                         waive_reopened=False)
+    positive_amount(amount_cents)
+    writer = _writer_for(session, user, payment_id, origin=EntryOrigin.PAYMENT_SYNC)
+    position = writer.account().payment(payment_id)
+    left = 0 if position is None else position.amount_cents - position.refunded_cents
+    taken = min(amount_cents, left)
+    if taken <= 0:
+        raise InvalidInput(f"nothing is left of payment {payment_id} to take back")
+    _, writer, position = _refundable(session, user, payment_id, taken, origin=EntryOrigin.PAYMENT_SYNC)
+    change = _write_refund(writer, position, amount_cents=taken,
+                           reason=f"dispute {dispute_id} lost: the card holder's bank took the payment back",
+                           stripe_refund_id=dispute_id, via="by the card holder's bank (a lost dispute)",
+                           waive_reopened=False)
+    return change, taken
 
 
 def _refundable(session: Session, user: ActingUser, payment_id: int, amount_cents: int, *,
@@ -234,93 +260,166 @@ def _already_recorded(writer: LedgerWriter, refund: Adjustment) -> LedgerChange:
     )
 
 
-def _refund_at_stripe(session: Session, user: ActingUser, gateway: PaymentGateway, payment: Payment,
-                      request: RefundRequest) -> str:
-    tenant = session.get_one(Tenant, user.tenant_id)
-    receipt = gateway.refund(
-        checkout_session=payment.reference,
-        amount_cents=request.amount_cents,
-        idempotency_key=refund_idempotency_key(tenant.league_key, request.id),
-        metadata={"tenant_id": str(tenant.id), "league_key": tenant.league_key, "payment_id": str(payment.id),
-                  REQUEST_METADATA: str(request.id), "reason": request.reason[:450]},
-    )
-    if receipt.amount_cents != request.amount_cents:
-        raise InvalidInput(
-            f"Stripe refunded {receipt.amount_cents} cents for a refund of {request.amount_cents} (refund "
-            f"{receipt.id}): check the Stripe dashboard before recording it."
+# -- through Stripe ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """A refund request, as read in the unit of work that found it."""
+
+    id: int
+    payment_id: int
+    amount_cents: int
+    reason: str
+    requested_by: str
+    requested_at: datetime
+    waive_reopened: bool
+    reference: str
+    league_key: str
+
+    def words(self, money: str) -> str:
+        return f"{money} asked of Stripe by {self.requested_by} on {self.requested_at:%Y-%m-%d at %H:%M} UTC"
+
+
+def _refund_through_stripe(sessions: Sessions, user: ActingUser, gateway: PaymentGateway, *, payment_id: int,
+                           amount_cents: int, reason: str, waive_reopened: bool) -> LedgerOutcome:
+    intent: str | None = None
+    for _ in range(2):  # an earlier request Stripe made nothing for is closed, then this one is made
+        request, earlier = _put_on_record(sessions, user, payment_id=payment_id, amount_cents=amount_cents,
+                                          reason=reason, waive_reopened=waive_reopened)
+        if earlier is None:
+            break
+        intent = intent or gateway.payment_intent_of(earlier.reference)
+        made = _made_for(gateway, intent, earlier, tenant_id=user.tenant_id)
+        if made is not None:  # the earlier request was made: recorded now (or found recorded), nothing more
+            outcome = _record_answer(sessions, user, gateway, earlier, made)
+            money = _money_of(sessions, user, earlier.amount_cents)
+            summary = (f"{outcome.change.summary}. It is the refund of {earlier.words(money)}, whose answer had not "
+                       "been recorded: nothing more was refunded; refund again if more is owed back")
+            return replace(outcome, change=replace(outcome.change, summary=summary))
+        _close(sessions, user, earlier.id)
+    if request is None:  # yet another request got there between the two
+        raise InvalidInput(f"Another refund of payment {payment_id} is being made right now: look at the family's "
+                           "statement in a few minutes, then refund again if more is owed back.")
+    try:
+        receipt = gateway.refund(
+            checkout_session=None if intent else request.reference, payment_intent=intent,
+            amount_cents=request.amount_cents, idempotency_key=refund_idempotency_key(request.league_key, request.id),
+            metadata={"tenant_id": str(user.tenant_id), "league_key": request.league_key,
+                      "payment_id": str(payment_id), REQUEST_METADATA: str(request.id), "reason": reason[:450]},
         )
-    return receipt.id
+    except PaymentProviderError as refused:
+        if refused.changed_nothing:  # Stripe refused it: certainly no refund, the request is over
+            _close(sessions, user, request.id)
+        raise  # else nobody can tell yet: the request waits, to be finished from Stripe's record
+    return _record_answer(sessions, user, gateway, request, receipt)
 
 
-def _record_stripe_refund(session: Session, user: ActingUser, writer: LedgerWriter, position: PaymentPosition,
-                          request: RefundRequest, *, waive_reopened: bool) -> LedgerChange:
-    """The refund Stripe made for ``request`` (``request.stripe_refund_id``), in the ledger once:
-    written, or, when payment sync recorded it first, that entry reported."""
-    stripe_refund_id = request.stripe_refund_id
-    assert stripe_refund_id is not None
-    recorded = _recorded_refund(session, user, stripe_refund_id)
-    if recorded is not None:
-        return _already_recorded(writer, recorded)
+def _put_on_record(sessions: Sessions, user: ActingUser, *, payment_id: int, amount_cents: int, reason: str,
+                   waive_reopened: bool) -> tuple[_Asked | None, _Asked | None]:
+    """In a unit of its own: the refund checked, and either its request committed (the first),
+    or the payment's unfinished earlier request, to finish first (the second). An earlier
+    request younger than ``ANSWER_WAIT`` may still be waiting for its answer: refused."""
+    with unit_of_work(sessions) as session:
+        payment, writer, _ = _refundable(session, user, payment_id, amount_cents, origin=EntryOrigin.MANUAL)
+        if not payment.reference:
+            raise InvalidInput(f"Payment {payment_id} has no Checkout Session to refund in Stripe; record a refund "
+                               "made outside Stripe instead.")
+        league_key = session.get_one(Tenant, user.tenant_id).league_key
+        earlier = session.scalars(
+            select(RefundRequest).where(RefundRequest.tenant_id == user.tenant_id,
+                                        RefundRequest.payment_id == payment_id, RefundRequest.finished_at.is_(None))
+        ).one_or_none()
+        if earlier is not None:
+            asked = _asked(earlier, payment.reference, league_key)
+            if utcnow() - earlier.requested_at < ANSWER_WAIT:
+                raise InvalidInput(
+                    f"A refund of payment {payment_id} ({asked.words(writer.money(earlier.amount_cents))}) is waiting "
+                    "for Stripe's answer: look at the family's statement in a few minutes, then refund again if more "
+                    "is owed back.")
+            return None, asked
+        request = RefundRequest(tenant_id=user.tenant_id, payment_id=payment_id, amount_cents=amount_cents,
+                                reason=reason, requested_by=user.identity, waive_reopened=waive_reopened)
+        session.add(request)
+        try:
+            session.flush()
+        except IntegrityError:  # another one, unfinished, got there first (the partial unique index)
+            raise InvalidInput(f"Another refund of payment {payment_id} is being made right now: look at the family's "
+                               "statement in a few minutes, then refund again if more is owed back.") from None
+        return _asked(request, payment.reference, league_key), None
+
+
+def _asked(request: RefundRequest, reference: str, league_key: str) -> _Asked:
+    return _Asked(request.id, request.payment_id, request.amount_cents, request.reason, request.requested_by,
+                  request.requested_at, request.waive_reopened, reference, league_key)
+
+
+def _made_for(gateway: PaymentGateway, intent: str, request: _Asked, *, tenant_id: int) -> RefundReceipt | None:
+    """The refund Stripe made for ``request``, if any: among the payment's own refunds, the one
+    this league's request named in its metadata (and not one that failed or was canceled)."""
+    for refund in gateway.list_refunds(payment_intent_id=intent):
+        if (refund.metadata.get(REQUEST_METADATA) == str(request.id)
+                and refund.metadata.get("payment_id") == str(request.payment_id)
+                and names_league(refund.metadata, tenant_id=tenant_id, league_key=request.league_key)
+                and refund.status in REFUND_MADE_STATUSES):
+            return refund
+    return None
+
+
+def _record_answer(sessions: Sessions, user: ActingUser, gateway: PaymentGateway, request: _Asked,
+                   receipt: RefundReceipt) -> LedgerOutcome:
+    """Stripe's answer to ``request`` in the ledger, once, and the request finished: the refund
+    written (what Stripe refunded), or, when payment sync recorded it first, that entry reported.
+    Should the ledger be unable to take it, the request is finished all the same and the
+    treasurer told, so no payment is left that cannot be refunded again."""
+
+    def write(session: Session) -> LedgerChange:
+        _finish(session, user, request.id, receipt.id)
+        recorded = _recorded_refund(session, user, receipt.id)
+        if recorded is not None:
+            return _already_recorded(_writer_for(session, user, request.payment_id), recorded)
+        _, writer, position = _refundable(session, user, request.payment_id, receipt.amount_cents,
+                                          origin=EntryOrigin.MANUAL)
+        try:
+            with session.begin_nested():
+                return _write_refund(writer, position, amount_cents=receipt.amount_cents, reason=request.reason,
+                                     stripe_refund_id=receipt.id, via="through Stripe",
+                                     waive_reopened=request.waive_reopened)
+        except IntegrityError:  # payment sync recorded it while this waited for the family's lock
+            recorded = _recorded_refund(session, user, receipt.id)
+            if recorded is None:
+                raise
+            return _already_recorded(writer, recorded)
+
     try:
-        with session.begin_nested():
-            return _write_refund(writer, position, amount_cents=request.amount_cents, reason=request.reason,
-                                 stripe_refund_id=stripe_refund_id, via="through Stripe",
-                                 waive_reopened=waive_reopened)
-    except IntegrityError:
-        recorded = _recorded_refund(session, user, stripe_refund_id)
-        if recorded is None:
-            raise
-        return _already_recorded(writer, recorded)
+        return apply_ledger_change(sessions, user, write, gateway=gateway)
+    except InvalidInput as cannot:
+        _close(sessions, user, request.id, stripe_refund_id=receipt.id)
+        raise InvalidInput(f"Stripe refunded {receipt.amount_cents} cents (refund {receipt.id}), which the ledger "
+                           f"cannot take: {cannot} Check it in the Stripe dashboard.") from cannot
 
 
-def _on_record(session: Session, user: ActingUser, payment: Payment, amount_cents: int, reason: str) -> RefundRequest:
-    """The request for this refund, committed before Stripe is asked (another one for the same
-    payment, unfinished, is refused by the database)."""
-    request = RefundRequest(tenant_id=user.tenant_id, payment_id=payment.id, amount_cents=amount_cents,
-                            reason=reason, requested_by=user.identity)
-    session.add(request)
-    try:
-        session.commit()
-    except IntegrityError:
-        session.rollback()
-        raise InvalidInput(f"Another refund of payment {payment.id} is being made right now: look at the family's "
-                           "statement in a few minutes, then refund again if more is owed back.") from None
-    return request
+def _finish(session: Session, user: ActingUser, request_id: int, stripe_refund_id: str | None) -> None:
+    request = session.scalars(select(RefundRequest).where(RefundRequest.id == request_id,
+                                                          RefundRequest.tenant_id == user.tenant_id)).one()
+    request.stripe_refund_id, request.finished_at = stripe_refund_id, utcnow()
 
 
-def _finish_earlier_request(session: Session, user: ActingUser, gateway: PaymentGateway, payment: Payment,
-                            writer: LedgerWriter) -> LedgerChange | None:
-    """Finish the payment's unfinished refund request, if any, from Stripe's own record of it.
+def _close(sessions: Sessions, user: ActingUser, request_id: int, *, stripe_refund_id: str | None = None) -> None:
+    """Finish a request in a unit of its own: Stripe made nothing for it (or the ledger could not
+    take what it made)."""
+    with unit_of_work(sessions) as session:
+        _finish(session, user, request_id, stripe_refund_id)
 
-    Stripe made none for it (the process stopped before asking): it is finished as such, and the
-    new refund goes ahead (None). Stripe made it (the process stopped before the ledger recorded
-    it): it is recorded now (or was, by payment sync), and that is what is reported; nothing more
-    is refunded, since the treasurer may be asking for the same refund again. A request younger
-    than ``ANSWER_WAIT`` may still be waiting for Stripe's answer elsewhere: refused."""
-    request = session.scalars(
-        select(RefundRequest).where(RefundRequest.tenant_id == user.tenant_id, RefundRequest.payment_id == payment.id,
-                                    RefundRequest.finished_at.is_(None))
-    ).one_or_none()
-    if request is None:
-        return None
-    asked = f"{writer.money(request.amount_cents)} asked of Stripe by {request.requested_by}"
-    if utcnow() - request.requested_at < ANSWER_WAIT:
-        raise InvalidInput(f"A refund of payment {payment.id} ({asked}) is waiting for Stripe's answer: look at the "
-                           "family's statement in a few minutes, then refund again if more is owed back.")
-    since = request.requested_at - timedelta(minutes=1)
-    made = next((refund for refund in gateway.list_refunds(created_since=since)
-                 if refund.metadata.get(REQUEST_METADATA) == str(request.id)
-                 and refund.metadata.get("payment_id") == str(payment.id)), None)
-    request.finished_at = utcnow()
-    if made is None:
-        session.flush()
-        return None
-    request.stripe_refund_id = made.id
-    if made.amount_cents != request.amount_cents:
-        raise InvalidInput(f"Stripe refunded {made.amount_cents} cents for the refund of {request.amount_cents} "
-                           f"asked earlier (refund {made.id}): check the Stripe dashboard before recording it.")
-    _, writer, position = _refundable(session, user, payment.id, made.amount_cents, origin=EntryOrigin.MANUAL)
-    change = _record_stripe_refund(session, user, writer, position, request, waive_reopened=False)
-    return replace(change, summary=(
-        f"{change.summary}. It is the refund of {asked} on {request.requested_at:%Y-%m-%d at %H:%M} UTC, whose answer "
-        "had not been recorded: nothing more was refunded; refund again if more is owed back"))
+
+def _writer_for(session: Session, user: ActingUser, payment_id: int, *,
+                origin: EntryOrigin = EntryOrigin.MANUAL) -> LedgerWriter:
+    """A writer on the (locked) account of the family that made ``payment_id``."""
+    payment = find_in_league(session, user, Payment, payment_id, label="payment")
+    return LedgerWriter(session, user, find_in_league(session, user, Parent, payment.parent_id, label="parent"),
+                        origin=origin)
+
+
+def _money_of(sessions: Sessions, user: ActingUser, cents: int) -> str:
+    with unit_of_work(sessions) as session:
+        return format_cents(cents, session.get_one(Tenant, user.tenant_id).currency)

@@ -57,7 +57,7 @@ from core.models import (
 )
 from core.money import format_cents
 from core.payments.flags import SyncFlag, record_flag
-from core.payments.gateway import CompletedCheckout, DisputeNotice, ProviderEvent, RefundReceipt
+from core.payments.gateway import REFUND_MADE_STATUSES, CompletedCheckout, DisputeNotice, ProviderEvent, RefundReceipt
 
 __all__ = [
     "CHECKOUT_COMPLETED",
@@ -85,7 +85,6 @@ _LOOKUP_BATCH = 500
 # Stripe keeps events 30 days: those seen longer ago than this are never listed again.
 KEEP_SEEN = timedelta(days=35)
 # Refund states in which the money has left (or is leaving) the league's account.
-_REFUND_MADE = frozenset({"succeeded", "pending", "requires_action"})
 
 
 @dataclass(frozen=True)
@@ -198,7 +197,7 @@ def apply_refunds(session: Session, user: ActingUser, event: ProviderEvent, chec
     payment = stripe_payment_by_reference(session, user, checkout.id) if checkout is not None else None
     known = _recorded_refund_ids(session, user, [refund.id for refund in refunds])
     for refund in sorted(refunds, key=lambda r: r.id):
-        if refund.id in known or refund.status not in _REFUND_MADE:
+        if refund.id in known or refund.status not in REFUND_MADE_STATUSES:
             continue
         money = format_cents(refund.amount_cents, refund.currency)
         if payment is None:
@@ -259,12 +258,20 @@ def _lost(session: Session, user: ActingUser, dispute: DisputeNotice, checkout: 
         return "it is in the ledger"
     try:
         with session.begin_nested():
-            change = record_lost_dispute(session, user, payment_id=payment.id, dispute_id=dispute.id,
-                                         amount_cents=dispute.amount_cents)
-    except InvalidInput as exc:
-        return f"not recorded ({exc}): record it in the ledger"
-    return (f"recorded in the ledger (entry {change.entry_id}): what the payment settled is owed again; ask "
-            f"{change.parent_name} for it or write it off")
+            change, taken = record_lost_dispute(session, user, payment_id=payment.id, dispute_id=dispute.id,
+                                                amount_cents=dispute.amount_cents)
+    except (InvalidInput, IntegrityError) as exc:
+        if _recorded_refund_ids(session, user, [dispute.id]):
+            return "it is in the ledger"  # another sync recorded it while this one waited for the family's lock
+        if isinstance(exc, IntegrityError):
+            raise
+        return f"not recorded ({exc}): check it in the Stripe dashboard"
+    words = (f"recorded in the ledger (entry {change.entry_id}): what the payment settled is owed again; ask "
+             f"{change.parent_name} for it or write it off")
+    if taken < dispute.amount_cents:
+        words += (f"; {format_cents(dispute.amount_cents - taken, dispute.currency)} more than was left of the "
+                  "payment was taken back: check it in the Stripe dashboard")
+    return words
 
 
 def _flag(session: Session, user: ActingUser, kind: FlagKind, event: ProviderEvent,

@@ -90,6 +90,10 @@ class RefundReceipt:
     metadata: Mapping[str, str] = field(default_factory=dict)  # as it was asked (``refund``'s)
 
 
+# A refund Stripe made (or is making): not one that failed or was canceled.
+REFUND_MADE_STATUSES = frozenset({"succeeded", "pending", "requires_action"})
+
+
 @dataclass(frozen=True)
 class DisputeNotice:
     """A card holder's dispute of a payment, as Stripe reported it. ``status``: Stripe's
@@ -171,6 +175,10 @@ class PaymentGateway(Protocol):
 
     def checkout_for_payment_intent(self, payment_intent_id: str) -> CompletedCheckout | None:
         """The completed Checkout Session whose payment is ``payment_intent_id``, if any."""
+        ...
+
+    def payment_intent_of(self, checkout_session: str) -> str:
+        """The PaymentIntent of the payment made in ``checkout_session`` (what a refund names)."""
         ...
 
     def list_refunds(

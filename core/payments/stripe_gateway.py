@@ -284,7 +284,7 @@ class StripeGateway(PaymentGateway):
         payment_intent: str | None = None,
         metadata: Mapping[str, str] | None = None,
     ) -> RefundReceipt:
-        intent = payment_intent or self._payment_intent_of(checkout_session)
+        intent = payment_intent or self.payment_intent_of(checkout_session)
         params: stripe.params.RefundCreateParams = {
             "payment_intent": intent,
             "amount": amount_cents,
@@ -296,7 +296,7 @@ class StripeGateway(PaymentGateway):
         )
         return _refund_receipt(refund)
 
-    def _payment_intent_of(self, checkout_session: str | None) -> str:
+    def payment_intent_of(self, checkout_session: str | None) -> str:
         if not checkout_session:
             raise ValueError("a refund names a Checkout Session or a PaymentIntent")
         session = self._call(

@@ -22,7 +22,7 @@ from core.email.payment_received import preview_receipt, send_receipt
 from core.errors import BillingError, EmailDeliveryError
 from core.ledger.amounts import parse_amount
 from core.ledger.entries import LedgerChange, league_today, record_adjustment, record_payment, reverse_entry
-from core.ledger.refunds import refund_payment
+from core.ledger.refunds import run_refund
 from core.ledger.statement import Statement, StatementLine, family_statement, statement_csv
 from core.ledger.words import ADJUSTMENT, KIND, REDUCTION_NAMES
 from core.ledger.workflows import LedgerOutcome, apply_ledger_change
@@ -144,14 +144,21 @@ def _statement_table(user: ActingUser, statement: Statement) -> None:
 
 def _apply(user: ActingUser, parent_id: int, write: Callable[[Session], LedgerChange], *,
            form_fields: tuple[str, ...], offer_receipt: bool = False) -> None:
-    """Run one ledger change through the one workflow; say what it did on the next run.
+    """Run one ledger change through the one workflow; say what it did on the next run."""
+    gateway = services().payment_gateway_if_configured(action=SWITCH_OFF_ACTION)
+    _run(parent_id, lambda: apply_ledger_change(services().sessions, user, write, gateway=gateway),
+         form_fields=form_fields, offer_receipt=offer_receipt)
+
+
+def _run(parent_id: int, change: Callable[[], LedgerOutcome], *, form_fields: tuple[str, ...],
+         offer_receipt: bool = False) -> None:
+    """Make a ledger change (``change`` commits it) and say what it did on the next run.
 
     Once it is recorded, the form's ``form_fields`` are emptied, so a second click of the same
     button records nothing twice; after an error they keep what was typed, to correct it.
     """
-    gateway = services().payment_gateway_if_configured(action=SWITCH_OFF_ACTION)
     try:
-        outcome = apply_ledger_change(services().sessions, user, write, gateway=gateway)
+        outcome = change()
     except BillingError as problem:
         st.error(f"{problem} Nothing was recorded.", icon=":material/error:")
         return
@@ -300,8 +307,8 @@ def _refund_form(user: ActingUser, statement: Statement) -> None:
     if cents is None:
         return
     gateway = services().payment_gateway_if_configured(action="refund a payment through Stripe")
-    _apply(user, statement.parent_id, lambda session: refund_payment(
-        session, user, payment_id=payment, amount_cents=cents, reason=reason, gateway=gateway,
+    _run(statement.parent_id, lambda: run_refund(
+        services().sessions, user, payment_id=payment, amount_cents=cents, reason=reason, gateway=gateway,
         outside_stripe=outside, waive_reopened=waive,
     ), form_fields=("refund_payment", "refund_amount", "refund_reason", "refund_outside", "refund_waive"))
 

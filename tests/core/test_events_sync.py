@@ -11,9 +11,10 @@ from sqlalchemy import delete, func, select
 from core.access.permissions import Role
 from core.backfill import plan_backfill
 from core.backfill.plan import PlanAction
+from core.db import session_factory
 from core.email.campaigns import build_manifest
 from core.email.registry import OUTSTANDING_BALANCE
-from core.ledger.refunds import refund_payment
+from core.ledger.refunds import run_refund
 from core.models import (
     Adjustment,
     AuditEntry,
@@ -174,9 +175,9 @@ def test_a_refund_made_from_the_ledger_is_not_recorded_again_when_its_event_arri
     _paid(session, tenant, stripe_stand_in, stripe_gateway, links[0])
     session.rollback()
     payment_id = session.scalars(select(Payment.id).where(Payment.tenant_id == tenant.id)).one()
-    refund_payment(session, acting(tenant), payment_id=payment_id, amount_cents=15000, reason="left the league",
-                   gateway=stripe_gateway)
     session.commit()
+    run_refund(session_factory(engine), acting(tenant), payment_id=payment_id, amount_cents=15000,
+               reason="left the league", gateway=stripe_gateway)
     before = _ledger(session, tenant)
 
     result = sync_payments(engine, _treasurer(tenant), stripe_gateway)
@@ -192,9 +193,9 @@ def test_a_refund_committed_from_the_ledger_while_the_sync_records_its_event_is_
     _paid(session, tenant, stripe_stand_in, stripe_gateway, links[0])
     session.rollback()
     payment_id = session.scalars(select(Payment.id).where(Payment.tenant_id == tenant.id)).one()
-    refund_payment(session, acting(tenant), payment_id=payment_id, amount_cents=amount_cents, reason="left",
-                   gateway=stripe_gateway)
     session.commit()
+    run_refund(session_factory(engine), acting(tenant), payment_id=payment_id, amount_cents=amount_cents,
+               reason="left", gateway=stripe_gateway)
     before = _ledger(session, tenant)
     looked_up = events_module._recorded_refund_ids
     calls = iter([lambda *args: set()])  # the sync looked before the refund was committed
@@ -259,6 +260,25 @@ def test_a_dispute_lost_is_in_the_ledger_once_and_what_the_payment_settled_is_ow
     session.commit()
     sync_payments(engine, _treasurer(tenant), stripe_gateway)
     assert _ledger(session, tenant) == before
+
+
+def test_a_dispute_lost_for_more_than_is_left_records_what_is_left_and_says_the_rest(
+    engine, session, league, stripe_stand_in, stripe_gateway
+):
+    tenant, links = league
+    parent_id = links[0].player.parent_id
+    checkout = _paid(session, tenant, stripe_stand_in, stripe_gateway, links[0])
+    refund = stripe_stand_in.refund_in_dashboard(checkout["id"], 5000)
+    dispute = stripe_stand_in.open_dispute(checkout["id"])  # for the whole $150.00 charge
+    stripe_stand_in.close_dispute(dispute["id"], won=False)
+
+    result = sync_payments(engine, _treasurer(tenant), stripe_gateway)
+
+    [flag] = [f for f in result.new_flags if f.kind is FlagKind.DISPUTE_CLOSED]
+    assert "$50.00 more than was left of the payment" in flag.message
+    assert _ledger(session, tenant)[1] == [(refund["id"], 5000), (dispute["id"], 10000)]
+    owed = {b.parent_id: b.total_cents for b in outstanding_balances(session, _treasurer(tenant))}
+    assert owed[parent_id] == 15000
 
 
 def test_a_dispute_won_changes_nothing_in_the_ledger(engine, session, league, stripe_stand_in, stripe_gateway):

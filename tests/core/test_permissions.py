@@ -59,7 +59,7 @@ from core.ledger.billing import attach_link, bill_owed, league_charges
 from core.ledger.entries import record_adjustment, record_charge, record_payment, reverse_entry
 from core.ledger.positions import bring_up_to_date
 from core.ledger.receipts import payment_receipt
-from core.ledger.refunds import record_stripe_refund, refund_payment
+from core.ledger.refunds import record_lost_dispute, record_stripe_refund, refund_payment
 from core.ledger.statement import family_statement, statement_csv
 from core.ledger.stripe_payments import follow_family_checkout, follow_stripe_link
 from core.models import (
@@ -273,6 +273,9 @@ CALLS: tuple[Call, ...] = (
          lambda s, u, w: _found_or_none(lambda: record_stripe_refund(
              s, u, payment_id=_zulu_payment(s, w), stripe_refund_id="re_matrix", amount_cents=100,
              reason="refunded in Stripe"))),
+    Call("record_lost_dispute", record_lost_dispute, P.SYNC_PAYMENTS,
+         lambda s, u, w: _found_or_none(lambda: record_lost_dispute(
+             s, u, payment_id=_zulu_payment(s, w), dispute_id="dp_matrix", amount_cents=100))),
     Call("ledger_stripe_payments", ledger_stripe_payments, P.SYNC_PAYMENTS,
          lambda s, u, w: ledger_stripe_payments(s, u), returns_league_data=False),
     Call("open_disputes", open_disputes, P.SYNC_PAYMENTS,
@@ -355,6 +358,7 @@ COMMITTING_SERVICE_FUNCTIONS: dict[str, str] = {
     "core.email.sending.send_test": "tests/core/email/test_sending.py::test_only_an_admin_may_run_a_send_workflow",
     "core.email.sending.resume_campaign": "tests/core/email/test_sending.py::test_only_an_admin_may_run_a_send_workflow",
     "core.email.sending.record_decisions": "tests/core/email/test_sending.py::test_only_an_admin_may_run_a_send_workflow",
+    "core.ledger.refunds.run_refund": "tests/core/ledger/test_refunds.py::test_only_who_refunds_may_run_a_refund",
     "core.ledger.links.switch_off_retired_links":
         "tests/core/ledger/test_links_follow_charges.py::test_only_who_records_payments_may_switch_links_off",
     "core.email.payment_received.send_receipt":

@@ -9,12 +9,11 @@ from sqlalchemy import select
 
 from core.access.permissions import Role
 from core.backfill import commit_backfill, plan_backfill
-from core.db import session_factory
-from core.errors import InvalidInput, PaymentProviderError
+from core.db import session_factory, unit_of_work
+from core.errors import InvalidInput, PaymentProviderError, PermissionDenied
 from core.ledger import refunds
 from core.ledger.entries import record_payment, reverse_entry
-from core.ledger.refunds import record_stripe_refund, refund_payment
-from core.ledger.workflows import apply_ledger_change
+from core.ledger.refunds import record_stripe_refund, refund_payment, run_refund
 from core.models import Adjustment, AdjustmentKind, Payment, PaymentLink, PaymentMethod, RefundRequest
 from core.payments.sync import sync_payments
 from core.reporting.balances import outstanding_balances
@@ -44,12 +43,39 @@ def owing(session, user):
     return {b.parent_name: b.total_cents for b in outstanding_balances(session, user)}
 
 
+def refund_via_workflow(session, world, gateway, amount_cents, reason="half season", **options):
+    """A refund as the family page makes it (``run_refund``: it commits in steps of its own)."""
+    session.commit()
+    outcome = run_refund(session_factory(session.get_bind()), world["treasurer"], payment_id=world["payment"].id,
+                         amount_cents=amount_cents, reason=reason, gateway=gateway, **options)
+    session.expire_all()
+    return outcome.change
+
+
+def crash_once_stripe_answered(monkeypatch):
+    """The process stops once Stripe has refunded, before the ledger records the answer."""
+    record_answer = refunds._record_answer
+    calls = iter([None])
+
+    def stop_then_work(*args, **kwargs):
+        if next(calls, "again") is None:
+            raise KeyboardInterrupt("the server stopped")
+        return record_answer(*args, **kwargs)
+
+    monkeypatch.setattr(refunds, "_record_answer", stop_then_work)
+
+
+def crashed_refund(session, world, gateway, monkeypatch, amount_cents, **options):
+    crash_once_stripe_answered(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        refund_via_workflow(session, world, gateway, amount_cents, **options)
+    session.rollback()
+
+
 def test_a_stripe_payment_is_refunded_through_stripe_and_what_it_paid_is_owed_again(
         session, paid_through_stripe, stripe_gateway, stripe_stand_in):
     world = paid_through_stripe
-    change = refund_payment(session, world["treasurer"], payment_id=world["payment"].id, amount_cents=5000,
-                            reason="moved to the half season", gateway=stripe_gateway)
-    session.commit()
+    change = refund_via_workflow(session, world, stripe_gateway, 5000, reason="moved to the half season")
 
     [request] = [r for r in stripe_stand_in.requests if (r.method, r.path) == ("POST", "/v1/refunds")]
     assert request.params["amount"] == "5000" and request.params["payment_intent"].startswith("pi_")
@@ -65,9 +91,7 @@ def test_a_stripe_payment_is_refunded_through_stripe_and_what_it_paid_is_owed_ag
 
 def test_a_refund_with_the_charge_waived_leaves_nothing_owed(session, paid_through_stripe, stripe_gateway):
     world = paid_through_stripe
-    refund_payment(session, world["treasurer"], payment_id=world["payment"].id, amount_cents=15000,
-                   reason="player moved away", gateway=stripe_gateway, waive_reopened=True)
-    session.commit()
+    refund_via_workflow(session, world, stripe_gateway, 15000, reason="player moved away", waive_reopened=True)
     assert "Ana O'Neil" not in owing(session, world["treasurer"])
 
 
@@ -78,19 +102,15 @@ def _stripe_refunds(stripe_stand_in):
 def test_a_refund_asked_again_after_a_crash_is_not_made_twice(session, paid_through_stripe, stripe_gateway,
                                                                 stripe_stand_in, monkeypatch):
     world = paid_through_stripe
-    refund_payment(session, world["treasurer"], payment_id=world["payment"].id, amount_cents=5000,
-                   reason="half season", gateway=stripe_gateway)
-    session.rollback()  # the database write is lost after Stripe refunded
+    crashed_refund(session, world, stripe_gateway, monkeypatch, 5000, waive_reopened=True)
     monkeypatch.setattr(refunds, "ANSWER_WAIT", timedelta(0))  # long enough ago: no answer is on its way
-    again = refund_payment(session, world["treasurer"], payment_id=world["payment"].id, amount_cents=5000,
-                           reason="half season", gateway=stripe_gateway)
-    session.commit()
+    again = refund_via_workflow(session, world, stripe_gateway, 5000)
     [stripe_refund] = stripe_stand_in.refunds.values()
-    [adjustment] = session.scalars(select(Adjustment)).all()
+    [adjustment] = session.scalars(select(Adjustment).where(Adjustment.kind == AdjustmentKind.REFUND)).all()
     assert (adjustment.id, adjustment.stripe_refund_id, adjustment.amount_cents) == (
         again.entry_id, stripe_refund["id"], 5000)
     assert "nothing more was refunded" in again.summary and len(_stripe_refunds(stripe_stand_in)) == 1
-    assert owing(session, world["treasurer"])["Ana O'Neil"] == 5000
+    assert "Ana O'Neil" not in owing(session, world["treasurer"])  # waived, as it was asked the first time
 
 
 def test_a_refund_lost_in_a_crash_and_then_synced_is_not_made_again_when_asked_again(
@@ -98,37 +118,43 @@ def test_a_refund_lost_in_a_crash_and_then_synced_is_not_made_again_when_asked_a
     """The crash, then payment sync records the refund from Stripe's events, then the treasurer
     asks for the same refund again: still one refund, at Stripe and in the ledger."""
     world = paid_through_stripe
-    refund_payment(session, world["treasurer"], payment_id=world["payment"].id, amount_cents=5000,
-                   reason="half season", gateway=stripe_gateway)
-    session.rollback()
+    crashed_refund(session, world, stripe_gateway, monkeypatch, 5000)
     sync_payments(session.get_bind(), world["treasurer"], stripe_gateway)
     [synced] = session.scalars(select(Adjustment)).all()
     monkeypatch.setattr(refunds, "ANSWER_WAIT", timedelta(0))
-    again = refund_payment(session, world["treasurer"], payment_id=world["payment"].id, amount_cents=5000,
-                           reason="half season", gateway=stripe_gateway)
-    session.commit()
+    again = refund_via_workflow(session, world, stripe_gateway, 5000)
     assert len(stripe_stand_in.refunds) == 1 and len(_stripe_refunds(stripe_stand_in)) == 1
     assert [a.id for a in session.scalars(select(Adjustment)).all()] == [synced.id]
     assert again.entry_id == synced.id and "nothing more was refunded" in again.summary
     assert owing(session, world["treasurer"])["Ana O'Neil"] == 5000
     # Asked once more, now that the earlier request is finished, it is a refund of its own.
-    refund_payment(session, world["treasurer"], payment_id=world["payment"].id, amount_cents=5000,
-                   reason="the rest of the season", gateway=stripe_gateway)
-    session.commit()
+    refund_via_workflow(session, world, stripe_gateway, 5000, reason="the rest of the season")
     assert len(stripe_stand_in.refunds) == 2
     assert owing(session, world["treasurer"])["Ana O'Neil"] == 10000
 
 
-def test_a_refund_asked_again_while_stripe_may_still_be_answering_is_refused(
-        session, paid_through_stripe, stripe_gateway, stripe_stand_in):
+def test_a_lost_answer_for_more_than_is_now_left_does_not_block_the_payment(
+        session, paid_through_stripe, stripe_gateway, stripe_stand_in, monkeypatch):
+    """$100 of $150 refunded, the answer lost, the sync records it: the last $50 asked later
+    finishes the old request (already recorded) without refusing, and then can be refunded."""
     world = paid_through_stripe
-    refund_payment(session, world["treasurer"], payment_id=world["payment"].id, amount_cents=5000,
-                   reason="half season", gateway=stripe_gateway)
-    session.rollback()
-    with pytest.raises(InvalidInput, match=r"\$50.00 asked of Stripe by treasurer@example.org\) is waiting for "
-                                           "Stripe's answer"):
-        refund_payment(session, world["treasurer"], payment_id=world["payment"].id, amount_cents=2000,
-                       reason="something else", gateway=stripe_gateway)
+    crashed_refund(session, world, stripe_gateway, monkeypatch, 10000)
+    sync_payments(session.get_bind(), world["treasurer"], stripe_gateway)
+    monkeypatch.setattr(refunds, "ANSWER_WAIT", timedelta(0))
+    first = refund_via_workflow(session, world, stripe_gateway, 5000, reason="the rest")
+    assert "nothing more was refunded" in first.summary and len(stripe_stand_in.refunds) == 1
+    refund_via_workflow(session, world, stripe_gateway, 5000, reason="the rest")
+    assert sorted(r["amount"] for r in stripe_stand_in.refunds.values()) == [5000, 10000]
+    assert owing(session, world["treasurer"])["Ana O'Neil"] == 15000
+
+
+def test_a_refund_asked_again_while_stripe_may_still_be_answering_is_refused(
+        session, paid_through_stripe, stripe_gateway, stripe_stand_in, monkeypatch):
+    world = paid_through_stripe
+    crashed_refund(session, world, stripe_gateway, monkeypatch, 5000)
+    with pytest.raises(InvalidInput, match=r"\$50.00 asked of Stripe by treasurer@example.org on .*\) is waiting "
+                                           "for Stripe's answer"):
+        refund_via_workflow(session, world, stripe_gateway, 2000, reason="something else")
     session.rollback()
     assert len(_stripe_refunds(stripe_stand_in)) == 1 and session.scalars(select(Adjustment)).all() == []
 
@@ -140,32 +166,44 @@ def test_a_refund_stripe_never_made_is_made_when_asked_again(session, paid_throu
     world = paid_through_stripe
     stripe_stand_in.inject("server_error", times=3, method="POST", path="/v1/refunds")  # the SDK tries 3 times
     with pytest.raises(PaymentProviderError):
-        refund_payment(session, world["treasurer"], payment_id=world["payment"].id, amount_cents=5000,
-                       reason="half season", gateway=stripe_gateway)
+        refund_via_workflow(session, world, stripe_gateway, 5000)
     session.rollback()
     assert stripe_stand_in.refunds == {}
     monkeypatch.setattr(refunds, "ANSWER_WAIT", timedelta(0))
-    change = refund_payment(session, world["treasurer"], payment_id=world["payment"].id, amount_cents=5000,
-                            reason="half season", gateway=stripe_gateway)
-    session.commit()
+    change = refund_via_workflow(session, world, stripe_gateway, 5000)
     assert len(stripe_stand_in.refunds) == 1 and "nothing more" not in change.summary
     assert [r.stripe_refund_id is None for r in session.scalars(select(RefundRequest).order_by(RefundRequest.id))] == [
         True, False]
     assert owing(session, world["treasurer"])["Ana O'Neil"] == 5000
 
 
+def test_another_leagues_refund_with_the_same_request_number_is_not_taken_for_ours(
+        session, paid_through_stripe, stripe_gateway, stripe_stand_in, monkeypatch):
+    """A trial database on the same Stripe account made request 1 too, on a payment numbered
+    the same: its refund is not this league's answer."""
+    world = paid_through_stripe
+    stripe_stand_in.inject("server_error", times=3, method="POST", path="/v1/refunds")
+    with pytest.raises(PaymentProviderError):
+        refund_via_workflow(session, world, stripe_gateway, 5000)
+    session.rollback()
+    [asked] = session.scalars(select(RefundRequest)).all()
+    intent = stripe_gateway.payment_intent_of(world["payment"].reference)
+    stripe_stand_in.make_refund(intent, 5000, metadata={"league_key": "another-database", "refund_request": str(asked.id),
+                                                        "payment_id": str(world["payment"].id)})
+    monkeypatch.setattr(refunds, "ANSWER_WAIT", timedelta(0))
+    change = refund_via_workflow(session, world, stripe_gateway, 5000)
+    assert "nothing more" not in change.summary and len(stripe_stand_in.refunds) == 2
+
+
 def test_stripe_refusing_a_refund_writes_nothing(session, paid_through_stripe, stripe_gateway, stripe_stand_in):
     world = paid_through_stripe
     stripe_stand_in.inject("error", method="POST", path="/v1/refunds", status=402, message="Insufficient funds")
     with pytest.raises(Exception, match="Insufficient funds"):
-        refund_payment(session, world["treasurer"], payment_id=world["payment"].id, amount_cents=5000,
-                       reason="x", gateway=stripe_gateway)
+        refund_via_workflow(session, world, stripe_gateway, 5000, reason="x")
     session.rollback()
     assert session.scalars(select(Adjustment)).all() == []
     # A refusal is certain: nothing waits, and the refund can be asked again at once.
-    refund_payment(session, world["treasurer"], payment_id=world["payment"].id, amount_cents=5000,
-                   reason="x", gateway=stripe_gateway)
-    session.commit()
+    refund_via_workflow(session, world, stripe_gateway, 5000, reason="x")
     assert len(stripe_stand_in.refunds) == 1
 
 
@@ -208,8 +246,7 @@ def test_a_refund_made_by_mistake_outside_stripe_can_be_reversed_and_a_stripe_on
     reverse_entry(session, world["treasurer"], entry_id=by_mistake.entry_id, reason="recorded for the wrong family")
     session.commit()
     assert "Ana O'Neil" not in owing(session, world["treasurer"])
-    real = refund_payment(session, world["treasurer"], payment_id=world["payment"].id, amount_cents=100, reason="c",
-                          gateway=stripe_gateway)
+    real = refund_via_workflow(session, world, stripe_gateway, 100, reason="c")
     with pytest.raises(InvalidInput, match="cannot take a refund back"):
         reverse_entry(session, world["treasurer"], entry_id=real.entry_id, reason="oops")
     with pytest.raises(InvalidInput, match="reverse its refund first"):
@@ -217,15 +254,14 @@ def test_a_refund_made_by_mistake_outside_stripe_can_be_reversed_and_a_stripe_on
 
 
 def _refund_recorded_by_sync_when_stripe_answers(monkeypatch, stripe_gateway, world, into):
-    """Stripe's gateway, hooked: once Stripe has refunded, payment sync records that refund from
-    Stripe's ``charge.refunded`` event (in the session ``into["session"]``) before the refund
-    being made here is written and committed."""
+    """Stripe's gateway, hooked: once Stripe has refunded, payment sync records (and commits)
+    that refund from Stripe's ``charge.refunded`` event before the refund being made here is
+    written."""
     refund_at_stripe = stripe_gateway.refund
 
     def refund_then_sync(**kwargs):
         receipt = refund_at_stripe(**kwargs)
-        session = into["session"]
-        with session.begin_nested():
+        with unit_of_work(into["sessions"]) as session:
             into["synced"] = record_stripe_refund(
                 session, world["treasurer"], payment_id=world["payment"].id, stripe_refund_id=receipt.id,
                 amount_cents=receipt.amount_cents, reason=f"refunded in Stripe (refund {receipt.id})").entry_id
@@ -235,12 +271,9 @@ def _refund_recorded_by_sync_when_stripe_answers(monkeypatch, stripe_gateway, wo
 
 
 def _refund_through_the_workflow(session, world, stripe_gateway, into):
-    def write(unit):
-        into["session"] = unit
-        return refund_payment(unit, world["treasurer"], payment_id=world["payment"].id, amount_cents=5000,
-                              reason="moved to the half season", gateway=stripe_gateway)
-
-    return apply_ledger_change(session_factory(session.get_bind()), world["treasurer"], write, gateway=None)
+    into["sessions"] = session_factory(session.get_bind())
+    return run_refund(into["sessions"], world["treasurer"], payment_id=world["payment"].id, amount_cents=5000,
+                      reason="moved to the half season", gateway=stripe_gateway)
 
 
 @pytest.mark.parametrize("sync_commits_first", [False, True], ids=["seen-when-stripe-answers", "race-at-insert"])
@@ -265,3 +298,13 @@ def test_a_stripe_refund_payment_sync_recorded_first_is_reported_once_and_not_as
     assert f"entry {into['synced']}" in outcome.change.summary
     assert outcome.change.balance_cents == 5000 and outcome.balance == "owes $50.00"
     assert owing(session, world["treasurer"])["Ana O'Neil"] == 5000
+
+
+def test_only_who_refunds_may_run_a_refund(session, paid_through_stripe, stripe_gateway, stripe_stand_in):
+    world = paid_through_stripe
+    session.commit()
+    for role in (Role.COACH,):
+        with pytest.raises(PermissionDenied):
+            run_refund(session_factory(session.get_bind()), acting(world["tenant"], role),
+                       payment_id=world["payment"].id, amount_cents=100, reason="x", gateway=stripe_gateway)
+    assert stripe_stand_in.refunds == {} and session.scalars(select(RefundRequest)).all() == []
