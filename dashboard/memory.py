@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import sys
+from typing import Any
 
 ARENAS = 2
 _M_ARENA_MAX = -8  # glibc's mallopt parameter
@@ -20,25 +21,26 @@ _M_ARENA_MAX = -8  # glibc's mallopt parameter
 def cap_allocator_arenas(arenas: int = ARENAS) -> bool:
     """Cap the allocator's arenas at ``arenas``, once and before many threads have allocated
     (new arenas are created up to the cap; arenas already made stay). True when it took."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):  # not glibc (musl, say)
-        return False
-    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-    mallopt.restype = ctypes.c_int
-    return bool(mallopt(_M_ARENA_MAX, arenas))
+    mallopt = _glibc("mallopt", ctypes.c_int, ctypes.c_int)
+    return mallopt is not None and bool(mallopt(_M_ARENA_MAX, arenas))
 
 
 def release_free_memory() -> None:
     """Hand the allocator's free pages back to the machine (glibc's ``malloc_trim``): after a
     run that read a large league, what it freed otherwise stays counted against the server."""
+    trim = _glibc("malloc_trim", ctypes.c_size_t)
+    if trim is not None:
+        trim(0)
+
+
+def _glibc(name: str, *argtypes: type) -> Any:
+    """glibc's function ``name`` (returning an int), or None elsewhere (another system, musl)."""
     if not sys.platform.startswith("linux"):
-        return
+        return None
     try:
-        trim = ctypes.CDLL(None).malloc_trim
+        function = getattr(ctypes.CDLL(None), name)
     except (OSError, AttributeError):
-        return
-    trim.argtypes = (ctypes.c_size_t,)
-    trim(0)
+        return None
+    function.argtypes = argtypes
+    function.restype = ctypes.c_int
+    return function

@@ -174,13 +174,10 @@ def record_lost_dispute(
     nothing is written then. The caller commits."""
     require(user, Permission.SYNC_PAYMENTS)
     positive_amount(amount_cents)
-    writer = _writer_for(session, user, payment_id, origin=EntryOrigin.PAYMENT_SYNC)
-    position = writer.account().payment(payment_id)
-    left = 0 if position is None else position.amount_cents - position.refunded_cents
+    writer, position, left = _payment_left(session, user, payment_id, origin=EntryOrigin.PAYMENT_SYNC)
     taken = min(amount_cents, left)
     if taken <= 0:
         raise InvalidInput(f"nothing is left of payment {payment_id} to take back")
-    _, writer, position = _refundable(session, user, payment_id, taken, origin=EntryOrigin.PAYMENT_SYNC)
     change = _write_refund(writer, position, amount_cents=taken,
                            reason=f"dispute {dispute_id} lost: the card holder's bank took the payment back",
                            stripe_refund_id=dispute_id, via="by the card holder's bank (a lost dispute)",
@@ -193,20 +190,25 @@ def _refundable(session: Session, user: ActingUser, payment_id: int, amount_cent
     """The payment, a writer on its family's (locked) account and its position, once checked
     that ``amount_cents`` can be refunded of it."""
     positive_amount(amount_cents)
-    payment = find_in_league(session, user, Payment, payment_id, label="payment")
-    parent = find_in_league(session, user, Parent, payment.parent_id, label="parent")
-    writer = LedgerWriter(session, user, parent, origin=origin)
+    writer, position, left = _payment_left(session, user, payment_id, origin=origin)
+    if amount_cents > left:
+        raise InvalidInput(
+            f"{writer.money(amount_cents)} is more than the {writer.money(left)} left of payment {payment_id} to refund."
+        )
+    return writer.session.get_one(Payment, payment_id), writer, position
+
+
+def _payment_left(session: Session, user: ActingUser, payment_id: int, *,
+                  origin: EntryOrigin) -> tuple[LedgerWriter, PaymentPosition, int]:
+    """A writer on the (locked) account of the family that made a settled payment, the
+    payment's position, and what is left of it to refund."""
+    writer = _writer_for(session, user, payment_id, origin=origin)
     position = writer.account().payment(payment_id)
     if position is None:
         raise InvalidInput(f"Payment {payment_id} was reversed: there is nothing to refund.")
     if position.state is not PaymentState.SETTLED:
         raise InvalidInput(f"Payment {payment_id} is {position.state.value}: only a settled payment can be refunded.")
-    left = position.amount_cents - position.refunded_cents
-    if amount_cents > left:
-        raise InvalidInput(
-            f"{writer.money(amount_cents)} is more than the {writer.money(left)} left of payment {payment_id} to refund."
-        )
-    return payment, writer, position
+    return writer, position, position.amount_cents - position.refunded_cents
 
 
 def _write_refund(writer: LedgerWriter, position: PaymentPosition, *, amount_cents: int, reason: str,
@@ -245,7 +247,7 @@ def _recorded_refund(session: Session, user: ActingUser, stripe_refund_id: str) 
 
 
 def _already_recorded(writer: LedgerWriter, refund: Adjustment) -> LedgerChange:
-    """What ``refund_payment`` reports when the Stripe refund it made is already in the ledger:
+    """What ``run_refund`` reports when the Stripe refund it made is already in the ledger:
     that entry and the family's balance; nothing is written."""
     if refund.tenant_id != writer.user.tenant_id or refund.parent_id != writer.parent.id:
         raise InvalidInput(f"Stripe refund {refund.stripe_refund_id} is recorded for another account (entry "
@@ -276,8 +278,10 @@ class _Asked:
     waive_reopened: bool
     reference: str
     league_key: str
+    currency: str
 
-    def words(self, money: str) -> str:
+    def words(self) -> str:
+        money = format_cents(self.amount_cents, self.currency)
         return f"{money} asked of Stripe by {self.requested_by} on {self.requested_at:%Y-%m-%d at %H:%M} UTC"
 
 
@@ -293,8 +297,7 @@ def _refund_through_stripe(sessions: Sessions, user: ActingUser, gateway: Paymen
         made = _made_for(gateway, intent, earlier, tenant_id=user.tenant_id)
         if made is not None:  # the earlier request was made: recorded now (or found recorded), nothing more
             outcome = _record_answer(sessions, user, gateway, earlier, made)
-            money = _money_of(sessions, user, earlier.amount_cents)
-            summary = (f"{outcome.change.summary}. It is the refund of {earlier.words(money)}, whose answer had not "
+            summary = (f"{outcome.change.summary}. It is the refund of {earlier.words()}, whose answer had not "
                        "been recorded: nothing more was refunded; refund again if more is owed back")
             return replace(outcome, change=replace(outcome.change, summary=summary))
         _close(sessions, user, earlier.id)
@@ -331,12 +334,11 @@ def _put_on_record(sessions: Sessions, user: ActingUser, *, payment_id: int, amo
                                         RefundRequest.payment_id == payment_id, RefundRequest.finished_at.is_(None))
         ).one_or_none()
         if earlier is not None:
-            asked = _asked(earlier, payment.reference, league_key)
+            asked = _asked(earlier, payment.reference, league_key, writer.currency)
             if utcnow() - earlier.requested_at < ANSWER_WAIT:
                 raise InvalidInput(
-                    f"A refund of payment {payment_id} ({asked.words(writer.money(earlier.amount_cents))}) is waiting "
-                    "for Stripe's answer: look at the family's statement in a few minutes, then refund again if more "
-                    "is owed back.")
+                    f"A refund of payment {payment_id} ({asked.words()}) is waiting for Stripe's answer: look at "
+                    "the family's statement in a few minutes, then refund again if more is owed back.")
             return None, asked
         request = RefundRequest(tenant_id=user.tenant_id, payment_id=payment_id, amount_cents=amount_cents,
                                 reason=reason, requested_by=user.identity, waive_reopened=waive_reopened)
@@ -346,12 +348,12 @@ def _put_on_record(sessions: Sessions, user: ActingUser, *, payment_id: int, amo
         except IntegrityError:  # another one, unfinished, got there first (the partial unique index)
             raise InvalidInput(f"Another refund of payment {payment_id} is being made right now: look at the family's "
                                "statement in a few minutes, then refund again if more is owed back.") from None
-        return _asked(request, payment.reference, league_key), None
+        return _asked(request, payment.reference, league_key, writer.currency), None
 
 
-def _asked(request: RefundRequest, reference: str, league_key: str) -> _Asked:
+def _asked(request: RefundRequest, reference: str, league_key: str, currency: str) -> _Asked:
     return _Asked(request.id, request.payment_id, request.amount_cents, request.reason, request.requested_by,
-                  request.requested_at, request.waive_reopened, reference, league_key)
+                  request.requested_at, request.waive_reopened, reference, league_key, currency)
 
 
 def _made_for(gateway: PaymentGateway, intent: str, request: _Asked, *, tenant_id: int) -> RefundReceipt | None:
@@ -419,7 +421,3 @@ def _writer_for(session: Session, user: ActingUser, payment_id: int, *,
     return LedgerWriter(session, user, find_in_league(session, user, Parent, payment.parent_id, label="parent"),
                         origin=origin)
 
-
-def _money_of(sessions: Sessions, user: ActingUser, cents: int) -> str:
-    with unit_of_work(sessions) as session:
-        return format_cents(cents, session.get_one(Tenant, user.tenant_id).currency)

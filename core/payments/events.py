@@ -84,7 +84,6 @@ EVENT_OVERLAP = timedelta(minutes=10)
 _LOOKUP_BATCH = 500
 # Stripe keeps events 30 days: those seen longer ago than this are never listed again.
 KEEP_SEEN = timedelta(days=35)
-# Refund states in which the money has left (or is leaving) the league's account.
 
 
 @dataclass(frozen=True)
@@ -242,8 +241,8 @@ def apply_dispute(session: Session, user: ActingUser, event: ProviderEvent,
             session, user, dispute, checkout)
     else:
         kind = FlagKind.DISPUTE_CLOSED
-        outcome = {"won": "won: the money stays with the league"}
-        message = f"dispute {dispute.id} of {money} {outcome.get(dispute.status, 'closed: ' + dispute.status)}"
+        outcome = "won: the money stays with the league" if dispute.status == "won" else f"closed: {dispute.status}"
+        message = f"dispute {dispute.id} of {money} {outcome}"
     flags = [_flag(session, user, kind, event, checkout, message)]
     mark_seen(session, user, [event])
     return flags

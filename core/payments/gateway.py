@@ -216,8 +216,8 @@ def league_metadata(*, tenant_id: int, league_key: str) -> dict[str, str]:
 
 
 def names_league(metadata: Mapping[str, str], *, tenant_id: int, league_key: str) -> bool:
-    """Whether metadata the backfill wrote (on a Price, a Payment Link, or the Checkout
-    Sessions it is copied to) names this league: by ``league_key``, or, on links minted before
+    """Whether metadata this product wrote (the backfill's, on a Price, a Payment Link, or the
+    Checkout Sessions it is copied to; a refund's) names this league: by ``league_key``, or, on links minted before
     the key existed, by ``tenant_id`` alone when the league still uses ``t<id>``."""
     if "league_key" in metadata:
         return metadata["league_key"] == league_key
