@@ -149,12 +149,26 @@ def interactions(page: Page, run: int) -> dict[str, float]:
     return times
 
 
-def cli_csv_seconds(url: str, slug: str) -> float:
+def command_seconds(url: str, *argv: str) -> float:
+    """Wall time of ``python argv`` in a fresh process, run in a folder of its own (``{folder}``
+    in an argument names it)."""
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "core", "balances", "--tenant", slug, "--csv", f"{folder}/b.csv"],
+        subprocess.run([sys.executable, *(arg.format(folder=folder) for arg in argv)],
                        cwd=REPO, env={**os.environ, "DATABASE_URL": url}, check=True, capture_output=True)
         return time.perf_counter() - started
+
+
+def cli_csv_seconds(url: str, slug: str) -> float:
+    return command_seconds(url, "-m", "core", "balances", "--tenant", slug, "--csv", "{folder}/b.csv")
+
+
+def start_up_seconds(url: str, slug: str) -> tuple[float, float]:
+    """The floor under any command, medians of 3: ``python -m core league`` (starts, connects,
+    reads the league's one row) and the import of SQLAlchemy's ORM and psycopg alone."""
+    league = statistics.median(command_seconds(url, "-m", "core", "league", "--tenant", slug) for _ in range(3))
+    imports = statistics.median(command_seconds(url, "-c", "import sqlalchemy.orm, psycopg") for _ in range(3))
+    return league, imports
 
 
 def bench_size(browser, size: int, runs: int) -> None:  # type: ignore[no-untyped-def]
@@ -214,9 +228,12 @@ def bench_size(browser, size: int, runs: int) -> None:  # type: ignore[no-untype
             session.rollback()
         in_process, _ = measure(engine, export, 5)
         command = statistics.median(cli_csv_seconds(url, slug) for _ in range(3))
+        league, imports = start_up_seconds(url, slug)
         print(f"raw SQL aggregate {raw * 1000:.0f} ms | line-item CSV streamed in process {in_process * 1000:.0f} ms "
               f"({in_process / raw:.1f}x raw) | `balances --csv` command {command * 1000:.0f} ms "
               f"({command / raw:.1f}x raw, Python start-up included)", flush=True)
+        print(f"start-up floor: `python -m core league` {league * 1000:.0f} ms ({league / raw:.1f}x raw), of which "
+              f"importing sqlalchemy.orm and psycopg {imports * 1000:.0f} ms ({imports / raw:.1f}x raw)", flush=True)
         engine.dispose()
 
 

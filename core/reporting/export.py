@@ -38,6 +38,7 @@ from core.reporting.balances import (
     iter_outstanding_balances,
     outstanding_rows,
     reading_connection,
+    streamed_rows,
     summarise,
 )
 from core.timezones import local_date
@@ -189,7 +190,7 @@ def _line_items_by_the_database(session: Session, user: ActingUser, filters: Bal
     buffer = ["\ufeff" + _csv_text(LINE_ITEM_HEADER) + "\r\n"]
     rows = reading_connection(session).execute(statement.execution_options(yield_per=STREAM_ROWS))
     try:
-        for _, family in groupby(rows, key=itemgetter(1)):
+        for _, family in groupby(streamed_rows(rows), key=itemgetter(1)):
             items = [row for row in family if row[3] > 0 or row[4] > 0]  # credit may cover a charge
             if not items:
                 continue
