@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 from email.header import Header
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from email_validator import EmailNotValidError, ValidatedEmail, validate_email
-
 from core.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from email_validator import ValidatedEmail
 
 # Every character that could end a header line or hide in one: CR, LF, other C0/C1 controls,
 # and the Unicode line and paragraph separators.
@@ -67,6 +69,10 @@ def validated_recipient(address: str) -> ValidatedEmail:
     An international domain is fine: it is sent in its ASCII (IDNA) form. Raises
     ``EmailNotValidError`` with the reason.
     """
+    # Imported when an address is checked, not with the models (which need this module's
+    # names): a command that checks none starts without it.
+    from email_validator import validate_email
+
     return validate_email(address, check_deliverability=False, allow_smtputf8=False)
 
 
@@ -75,6 +81,8 @@ def normalise_recipient(value: str | None) -> str:
 
     Raises ``InvalidInput`` with the validator's reason when the address cannot be used.
     """
+    from email_validator import EmailNotValidError
+
     if not value or not value.strip():
         raise InvalidInput("An email address is needed.")
     try:

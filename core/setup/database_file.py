@@ -19,7 +19,6 @@ from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
 from core.db import make_engine, session_factory
-from core.demo import DEMO_SLUG
 from core.models import Tenant
 from core.settings import DEFAULT_SQLITE_PATH, REPO_ROOT, SECRETS_FILE, ConfigurationError
 
@@ -42,6 +41,8 @@ def database_url_configured(environ: Mapping[str, str], secrets_file: Path | Non
 
 def holds_demo_league(session: Session) -> bool:
     """Whether the database holds the demo league (made-up families)."""
+    from core.demo import DEMO_SLUG  # the demo's makings, only when a database is looked at for it
+
     if not inspect(session.connection()).has_table(Tenant.__tablename__):
         return False
     return session.scalar(select(Tenant.id).where(Tenant.slug == DEMO_SLUG).limit(1)) is not None
@@ -57,6 +58,8 @@ def move_demo_out_of_the_league_file(
     file too, the demo's file exists already, or the file is in use (SQLite's write-ahead log
     is still there, so a dashboard or command may have it open).
     """
+    from core.demo import DEMO_SLUG
+
     if not league_file.is_file():
         return None
     engine = make_engine(f"sqlite:///{league_file}")
