@@ -44,7 +44,9 @@ from core.email.campaigns import start_campaign  # noqa: E402
 from core.email.outbox import drain_outbox  # noqa: E402
 from core.email.registry import OUTSTANDING_BALANCE  # noqa: E402
 from core.email.rendering import compose_message, message_id_for, render_email  # noqa: E402
+from core.ledger.billing import Owed, bill_owed  # noqa: E402
 from core.models import (  # noqa: E402
+    Charge,
     EmailMessage,
     LinkStatus,
     MessageStatus,
@@ -185,19 +187,25 @@ def scratch_league(url: str, parents: int) -> ActingUser:
         session.execute(insert(Parent), [{"tenant_id": tenant.id, "name": f"Parent {n} Núñez", "email_opt_out": False,
                                           "email": f"parent{n}@families.example", "external_ref": f"P{n}"}
                                          for n in range(parents)])
-        parent_ids = session.scalars(select(Parent.id).where(Parent.tenant_id == tenant.id)).all()
-        session.execute(insert(Player), [{"tenant_id": tenant.id, "parent_id": pid, "first_name": "Kid",
-                                          "last_name": str(pid), "status": PlayerStatus.SIGNED}
-                                         for pid in parent_ids])
-        player_ids = session.scalars(select(Player.id).where(Player.tenant_id == tenant.id)).all()
+        parent_ids = session.scalars(select(Parent.id).where(Parent.tenant_id == tenant.id).order_by(Parent.id)).all()
+        player_ids = session.scalars(insert(Player).returning(Player.id, sort_by_parameter_order=True), [
+            {"tenant_id": tenant.id, "parent_id": pid, "first_name": "Kid", "last_name": str(pid),
+             "status": PlayerStatus.SIGNED} for pid in parent_ids
+        ]).all()
+        admin = ActingUser("bench-admin", Role.ADMIN, tenant.id)
+        # What each player owes is a charge in the ledger (as the backfill bills it); its link pays it.
+        bill_owed(session, admin, [Owed(parent_id=parent_id, player_id=player_id, product_id=product.id, order_id=None,
+                                        amount_cents=15000, description=product.name)
+                                   for parent_id, player_id in zip(parent_ids, player_ids, strict=True)])
+        charge_of = dict(session.execute(select(Charge.player_id, Charge.id).where(Charge.tenant_id == tenant.id)).all())
         session.execute(insert(PaymentLink), [{"tenant_id": tenant.id, "player_id": pid, "product_id": product.id,
                                                "price_tier_id": tier.id, "amount_cents": 15000, "currency": "usd",
                                                "stripe_payment_link_id": f"plink_{pid}", "status": LinkStatus.ACTIVE,
-                                               "url": f"https://buy.stripe.com/test_{pid}"} for pid in player_ids])
+                                               "url": f"https://buy.stripe.com/test_{pid}", "charge_id": charge_of[pid]}
+                                              for pid in player_ids])
         session.commit()
-        tenant_id = tenant.id
     engine.dispose()
-    return ActingUser("bench-admin", Role.ADMIN, tenant_id)
+    return admin
 
 
 def bench_send(sends: int, *, per_minute: int, latency: float, workers: int) -> None:
