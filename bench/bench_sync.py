@@ -32,12 +32,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import insert, text, update  # noqa: E402
+from sqlalchemy import insert, select, text, update  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from core.access.permissions import ActingUser, Role  # noqa: E402
 from core.db import make_engine, normalise_url, session_factory, upgrade_database  # noqa: E402
+from core.ledger.billing import Owed, bill_owed  # noqa: E402
 from core.models import (  # noqa: E402
+    Charge,
     LinkStatus,
     Parent,
     PaymentLink,
@@ -84,21 +86,27 @@ def build_league(session: Session, stand_in: StripeStandIn, slug: str, links: in
     tier = PriceTier(product_id=product.id, amount_cents=AMOUNT, currency="usd", is_default=True)
     session.add(tier)
     session.flush()
-    parent_ids = session.scalars(insert(Parent).returning(Parent.id), [
+    parent_ids = session.scalars(insert(Parent).returning(Parent.id, sort_by_parameter_order=True), [
         {"tenant_id": tenant.id, "name": f"Parent {i:05d}", "email": f"p{i}@example.org", "email_opt_out": False,
          "external_ref": f"P{i}"} for i in range(links)
     ]).all()
-    player_ids = session.scalars(insert(Player).returning(Player.id), [
+    player_ids = session.scalars(insert(Player).returning(Player.id, sort_by_parameter_order=True), [
         {"tenant_id": tenant.id, "parent_id": parent_id, "first_name": "Kid", "last_name": f"Family{i}",
          "status": PlayerStatus.SIGNED, "external_ref": f"K{i}"} for i, parent_id in enumerate(parent_ids)
     ]).all()
     created = synced_at - timedelta(days=60)
     stripe_ids = [f"plink_{slug}_{i:05d}" for i in range(links)]
+    # What each player owes is a charge in the ledger (as the backfill bills it); its link pays it.
+    operator = ActingUser("bench", Role.ADMIN, tenant.id)
+    bill_owed(session, operator, [Owed(parent_id=parent_id, player_id=player_id, product_id=product.id, order_id=None,
+                                       amount_cents=AMOUNT, description=product.name)
+                                  for parent_id, player_id in zip(parent_ids, player_ids, strict=True)])
+    charge_of = dict(session.execute(select(Charge.player_id, Charge.id).where(Charge.tenant_id == tenant.id)).all())
     rows = [
         {"tenant_id": tenant.id, "player_id": player_id, "product_id": product.id, "price_tier_id": tier.id,
          "amount_cents": AMOUNT, "currency": "usd", "stripe_payment_link_id": stripe_id,
          "url": f"https://buy.stripe.com/test_{stripe_id}", "status": LinkStatus.ACTIVE, "created_at": created,
-         "processing": False, "amount_mismatch": False}
+         "processing": False, "amount_mismatch": False, "charge_id": charge_of[player_id]}
         for player_id, stripe_id in zip(player_ids, stripe_ids, strict=True)
     ]
     for start in range(0, len(rows), 5000):

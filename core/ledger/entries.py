@@ -179,17 +179,20 @@ class LedgerWriter:
 
     def settle_with_credit(self) -> int:
         """Carry the family's credit to its open charges, oldest due first; the cents applied."""
-        account = self.account()
+        return self._settle_with_credit(self.account())[0]
+
+    def _settle_with_credit(self, account: Account) -> tuple[int, Account]:
+        """``settle_with_credit`` from the family's ``account`` as it stands: the cents applied,
+        and the account after (read again only if the credit settled something)."""
         parts = apply_credit(account.credits, account.open_charges)
         for part in parts:
             self.allocation(part.charge_id, part.cents, payment_id=part.payment_id, origin=EntryOrigin.CREDIT)
-        return sum(part.cents for part in parts)
+        return sum(part.cents for part in parts), (self.account() if parts else account)
 
     def finish(self, *, action: str, summary: str, main_entry_id: int, kind: LedgerEntryKind,
                overpaid_cents: int = 0, reopened: Sequence[tuple[int, int]] = (),
                details: dict[str, Any] | None = None) -> LedgerChange:
-        self.settle_with_credit()
-        account = self.account()
+        _, account = self._settle_with_credit(self.account())
         retired = retire_unmatched_links(self.session, self.user, account)
         record_action(
             self.session, self.user, action, summary,
