@@ -29,11 +29,10 @@ never disagree with it:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, Select, cast, delete, event, func, insert, literal, select, text
+from sqlalchemy import BigInteger, Select, cast, delete, event, func, insert, literal, select
 from sqlalchemy.orm import Session, SessionTransaction, UOWTransaction
 
 from core.ledger import accounts
@@ -47,6 +46,7 @@ from core.models import (
     Payment,
     Reversal,
 )
+from core.query_plans import without_nested_loops
 
 # At most this many families are rewritten by name (an IN list every database takes); more, and
 # the whole league is.
@@ -126,31 +126,12 @@ def _rewrite(session: Session, tenant_id: int, parent_ids: Sequence[int] | None)
         if parent_ids is not None:
             statement = statement.where(model.parent_id.in_(parent_ids))
         connection.execute(statement)
-    with _by_hash_joins(connection, many=parent_ids is None or len(parent_ids) > FEW):
+    # Many families (or the whole league) aggregate much of the ledger: by hash joins, whatever
+    # the statistics of rows just written say (``core.query_plans``).
+    with without_nested_loops(connection, when=parent_ids is None or len(parent_ids) > FEW):
         connection.execute(insert(ChargePositionRow).from_select(list(_CHARGE_COLUMNS), _charge_rows(tenant_id, parent_ids)))
         connection.execute(insert(FamilyCreditRow).from_select(
             ["parent_id", "tenant_id", "credit_cents"], _credit_rows(tenant_id, parent_ids)))
-
-
-@contextmanager
-def _by_hash_joins(connection: Connection, *, many: bool) -> Iterator[None]:
-    """A rewrite of many families (or a whole league) aggregates much of the ledger: on
-    PostgreSQL, without nested loops.
-
-    Right after a bulk write (a billing run, a ledger written in SQL) the planner has no
-    statistics of the new rows, takes the league for a handful of rows, and joins each charge to
-    an aggregate of the allocations recomputed per charge: minutes at 50,000 families instead of
-    a second. Hash joins are right for many families whatever the statistics say; a few
-    families' rows are found by their indexes either way."""
-    if not many or connection.dialect.name != "postgresql":
-        yield
-        return
-    before = connection.execute(text("SELECT current_setting('enable_nestloop')")).scalar_one()
-    connection.execute(text("SELECT set_config('enable_nestloop', 'off', true)"))
-    try:
-        yield
-    finally:
-        connection.execute(text("SELECT set_config('enable_nestloop', :before, true)"), {"before": before})
 
 
 # A charge position's columns, in the order ``_charge_rows`` gives them.

@@ -65,6 +65,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement, GenericFunction
 
@@ -84,6 +85,7 @@ from core.models import (
     Product,
     Team,
 )
+from core.query_plans import without_nested_loops
 from core.reporting.name_search import fold
 
 # Rows fetched at a time when the balances are streamed (the CSV): memory stays this size.
@@ -256,7 +258,7 @@ def outstanding_balances(
     teams' players and no email addresses; everyone sees only their own league.
     """
     statement = _ordered_charges(user, filters, order)
-    rows = _all_rows(session, reading_connection(session).execute(statement))
+    rows = _all_rows(session, read_balances(session, statement, filters))
     with _cyclic_gc_paused():
         return list(_balances_from(rows, show_email=user.can(Permission.VIEW_CONTACT_DETAILS)))
 
@@ -269,7 +271,7 @@ def iter_outstanding_balances(
     time (a server-side cursor on PostgreSQL), and one family at a time is built, so memory
     does not grow with the league. Consume it inside the session's transaction."""
     statement = _ordered_charges(user, filters, order).execution_options(yield_per=STREAM_ROWS)
-    return _streamed(session, statement, show_email=user.can(Permission.VIEW_CONTACT_DETAILS))
+    return _streamed(session, statement, filters, show_email=user.can(Permission.VIEW_CONTACT_DETAILS))
 
 
 def summarise(balances: Sequence[OutstandingBalance]) -> BalanceSummary:
@@ -291,7 +293,7 @@ def balance_summary(session: Session, user: ActingUser, filters: BalanceFilter =
     """The headline figures (total, families, players, open items, processing): one aggregate
     statement, equal to ``summarise(outstanding_balances(...))``."""
     f = _figures(user, filters).subquery("figures").c
-    row = reading_connection(session).execute(select(*_headline_of(f))).one()
+    row = read_balances(session, select(*_headline_of(f)), filters).one()
     return _summary_of(row)
 
 
@@ -313,12 +315,14 @@ def family_page(
     f = families.c
     everyone = [figure.over() for figure in _headline_of(f)]
     offset = max(offset, 0)
-    rows = _all_rows(session, reading_connection(session).execute(
+    rows = _all_rows(session, read_balances(
+        session,
         select(f.parent_id, f.parent_name, f.parent_email, f.email_opt_out, f.total_cents, f.processing_cents,
                f.item_count, f.currency, f.credit_cents, f.family_link_cents, f.family_link_url, *everyone)
         .order_by(*_family_order(order, f.parent_name, f.parent_id, total=f.total_cents, items=f.item_count))
         .offset(offset)
-        .limit(max(limit, 1))
+        .limit(max(limit, 1)),
+        filters,
     ))
     show_email = user.can(Permission.VIEW_CONTACT_DETAILS)
     page = tuple(
@@ -349,8 +353,8 @@ def family_ranking(
     in_order = _family_order(order, f.parent_name, f.parent_id, total=f.total_cents, items=f.item_count)
     first = func.row_number().over(order_by=in_order) == 1
     # The figures on the first row only: the rest are NULL, nothing to send or read.
-    rows = reading_connection(session).execute(
-        select(f.parent_id, *(case((first, figure)) for figure in everyone)).order_by(*in_order)
+    rows = read_balances(
+        session, select(f.parent_id, *(case((first, figure)) for figure in everyone)).order_by(*in_order), filters
     ).all()
     if not rows:
         return FamilyRanking((), _NOBODY)
@@ -379,8 +383,8 @@ def owed_by(session: Session, user: ActingUser, filters: BalanceFilter = Balance
         select(literal("item"), charges.c.product_name, func.sum(charges.c.owed_cents))
         .where(owing).group_by(charges.c.product_name),
     ).subquery("grouped")
-    rows = reading_connection(session).execute(
-        select(grouped).order_by(grouped.c.grouping, grouped.c.cents.desc(), grouped.c.label)
+    rows: Sequence[Any] = read_balances(
+        session, select(grouped).order_by(grouped.c.grouping, grouped.c.cents.desc(), grouped.c.label), filters
     ).all()
     return OwedBreakdown(
         by_team=tuple((str(label), int(cents)) for grouping, label, cents in rows if grouping == "team"),
@@ -688,11 +692,23 @@ def _last_word(name: Any) -> ColumnElement[str]:
     return func.substr(trimmed, func.length(func.rtrim(trimmed, func.replace(trimmed, " ", ""))) + 1)
 
 
-def reading_connection(session: Session) -> Connection:
+def _reading_connection(session: Session) -> Connection:
     """The session's connection, once the positions of what it wrote are stored (Core
     execution: plain rows, without the ORM's per-row bookkeeping)."""
     bring_up_to_date(session)
     return session.connection()
+
+
+def read_balances(session: Session, statement: Executable, filters: BalanceFilter) -> CursorResult[Any]:
+    """``statement`` (a view of ``_owed_charges`` under ``filters``) executed on the session's
+    ``_reading_connection``: planned without nested loops when it reads the whole league, or a
+    team's or an item's share of it, so tables nothing has analyzed yet cannot make it take
+    minutes (``core.query_plans``); a few families found by id, email address or name are left
+    to the planner and their indexes."""
+    connection = _reading_connection(session)
+    few = bool(filters.parent_ids or filters.parent_email.strip() or filters.parent_search.strip())
+    with without_nested_loops(connection, when=not few):
+        return connection.execute(statement)
 
 
 def _all_rows(session: Session, result: CursorResult[Any]) -> Sequence[Sequence[Any]]:
@@ -707,8 +723,9 @@ def _all_rows(session: Session, result: CursorResult[Any]) -> Sequence[Sequence[
         result.close()
 
 
-def _streamed(session: Session, statement: Select[*tuple[Any, ...]], *, show_email: bool) -> Iterator[OutstandingBalance]:
-    rows = reading_connection(session).execute(statement)
+def _streamed(session: Session, statement: Select[*tuple[Any, ...]], filters: BalanceFilter, *,
+              show_email: bool) -> Iterator[OutstandingBalance]:
+    rows = read_balances(session, statement, filters)
     try:
         yield from _balances_from(streamed_rows(rows), show_email=show_email)
     finally:

@@ -37,7 +37,7 @@ from core.reporting.balances import (
     OutstandingBalance,
     iter_outstanding_balances,
     outstanding_rows,
-    reading_connection,
+    read_balances,
     streamed_rows,
     summarise,
 )
@@ -188,7 +188,7 @@ def _line_items_by_the_database(session: Session, user: ActingUser, filters: Bal
     tally = _Tally()
     nothing = decimal_amount(0)
     buffer = ["\ufeff" + _csv_text(LINE_ITEM_HEADER) + "\r\n"]
-    rows = reading_connection(session).execute(statement.execution_options(yield_per=STREAM_ROWS))
+    rows = read_balances(session, statement.execution_options(yield_per=STREAM_ROWS), filters)
     try:
         for _, family in groupby(streamed_rows(rows), key=itemgetter(1)):
             items = [row for row in family if row[3] > 0 or row[4] > 0]  # credit may cover a charge

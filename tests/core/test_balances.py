@@ -140,7 +140,10 @@ def test_statement_count_does_not_grow_with_the_league(session, engine, league):
     session.commit()
     statements.clear()
     outstanding_balances(session, acting(tenant))
-    assert len(statements) == small == 1  # the balances, each family's balance link with them
+    assert len(statements) == small
+    # The balances, each family's balance link with them; on PostgreSQL the planner's setting
+    # around it (``core.query_plans``).
+    assert len([statement for statement in statements if "enable_nestloop" not in statement]) == 1
 
 
 def test_a_payment_still_processing_is_shown_but_not_counted_as_owed(session, league):

@@ -445,8 +445,8 @@ BEFORE_ANYONE_ACTS: dict[str, str] = {
                                               "(before its commit, and before the balances read)",
     "core.ledger.positions.rebuild_positions": "database upkeep: a benchmark's ledger written in SQL",
     "core.ledger.positions.position_differences": "a check of the stored positions against the ledger (tests)",
-    "core.reporting.balances.reading_connection": "database upkeep: the session's connection once its positions "
-                                                  "are stored, for a statement built with the acting user",
+    "core.reporting.balances.read_balances": "database upkeep: executes a statement built with the acting user, "
+                                             "once the session's positions are stored",
 }
 
 
