@@ -24,13 +24,14 @@ def without_nested_loops(connection: Connection, *, when: bool = True) -> Iterat
     """Statements executed inside are planned without nested loops (PostgreSQL, and ``when``);
     the setting is put back as it was, for the rest of the transaction. Elsewhere a no-op.
 
-    A server-side cursor opened inside is planned inside: it may be read after."""
+    A server-side cursor opened inside is planned inside: it may be read after. If a statement
+    inside fails, the setting is left to the rollback that must follow (it is the
+    transaction's own): putting it back in the failed transaction would fail too, and that
+    error would hide the statement's."""
     if not when or connection.dialect.name != "postgresql":
         yield
         return
     before = connection.execute(text("SELECT current_setting('enable_nestloop')")).scalar_one()
     connection.execute(text("SELECT set_config('enable_nestloop', 'off', true)"))
-    try:
-        yield
-    finally:
-        connection.execute(text("SELECT set_config('enable_nestloop', :before, true)"), {"before": before})
+    yield
+    connection.execute(text("SELECT set_config('enable_nestloop', :before, true)"), {"before": before})
