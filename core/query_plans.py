@@ -18,6 +18,11 @@ from contextlib import contextmanager
 
 from sqlalchemy import Connection, text
 
+# Up to this many families (named by id: a family's statement, a ledger write), a statement is
+# left to the planner: their rows are found through the indexes in a few milliseconds, where
+# hash joins would read the whole league's tables.
+FEW_FAMILIES = 20
+
 
 @contextmanager
 def without_nested_loops(connection: Connection, *, when: bool = True) -> Iterator[None]:

@@ -46,12 +46,11 @@ from core.models import (
     Payment,
     Reversal,
 )
-from core.query_plans import without_nested_loops
+from core.query_plans import FEW_FAMILIES, without_nested_loops
 
 # At most this many families are rewritten by name (an IN list every database takes); more, and
 # the whole league is.
 CHUNK = 500
-FEW = 20  # up to this many families, the planner is left to choose its joins
 
 _MONEY_ROWS = (Charge, Payment, Adjustment, Allocation, Reversal)
 _STALE = "ledger_positions_stale"  # (tenant id, parent id) to rewrite before the next read or commit
@@ -128,7 +127,7 @@ def _rewrite(session: Session, tenant_id: int, parent_ids: Sequence[int] | None)
         connection.execute(statement)
     # Many families (or the whole league) aggregate much of the ledger: by hash joins, whatever
     # the statistics of rows just written say (``core.query_plans``).
-    with without_nested_loops(connection, when=parent_ids is None or len(parent_ids) > FEW):
+    with without_nested_loops(connection, when=parent_ids is None or len(parent_ids) > FEW_FAMILIES):
         connection.execute(insert(ChargePositionRow).from_select(list(_CHARGE_COLUMNS), _charge_rows(tenant_id, parent_ids)))
         connection.execute(insert(FamilyCreditRow).from_select(
             ["parent_id", "tenant_id", "credit_cents"], _credit_rows(tenant_id, parent_ids)))

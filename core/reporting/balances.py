@@ -86,7 +86,7 @@ from core.models import (
     Product,
     Team,
 )
-from core.query_plans import without_nested_loops
+from core.query_plans import FEW_FAMILIES, without_nested_loops
 from core.reporting.name_search import fold
 
 # Rows fetched at a time when the balances are streamed (the CSV): memory stays this size.
@@ -700,15 +700,10 @@ def _reading_connection(session: Session) -> Connection:
     return session.connection()
 
 
-# Up to this many families named by id (a page of the family list, a family's statement) are
-# read as the planner chooses: through their indexes, in a few milliseconds.
-FEW_FAMILIES = 50
-
-
 def read_balances(session: Session, statement: Executable, filters: BalanceFilter) -> CursorResult[Any]:
     """``statement`` (a view of ``_owed_charges`` under ``filters``) executed on the session's
     ``_reading_connection``: planned without nested loops (``core.query_plans``) unless
-    ``filters`` name a few families outright (by email address, or up to ``FEW_FAMILIES`` ids),
+    ``filters`` name a few families outright (by email address, or by ``FEW_FAMILIES`` ids at most),
     so tables nothing has analyzed yet cannot make it take minutes. A name search is planned
     without them too: on such tables even a search that finds one family took the planner's
     nested loops over half a minute at 3,000 families."""
