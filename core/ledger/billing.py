@@ -152,8 +152,9 @@ def bill_owed(session: Session, user: ActingUser, owed: Sequence[Owed]) -> Billi
     applied, retired = 0, []
     for parent_id in sorted({thing.parent_id for thing in fresh if thing.parent_id in credit}):
         writer = LedgerWriter(session, user, session.get_one(Parent, parent_id), origin=EntryOrigin.BACKFILL)
-        applied += writer.settle_with_credit()
-        retired += retire_unmatched_links(session, user, writer.account())
+        cents, account = writer.settle_with_credit()
+        applied += cents
+        retired += retire_unmatched_links(session, user, account)
     record_action(
         session, user, "ledger.billing",
         f"Billed {recorded} charges for what signed players owe"

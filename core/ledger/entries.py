@@ -177,13 +177,10 @@ class LedgerWriter:
     def account(self) -> Account:
         return family_account(self.session, self.user, self.parent.id, currency=self.currency)
 
-    def settle_with_credit(self) -> int:
-        """Carry the family's credit to its open charges, oldest due first; the cents applied."""
-        return self._settle_with_credit(self.account())[0]
-
-    def _settle_with_credit(self, account: Account) -> tuple[int, Account]:
-        """``settle_with_credit`` from the family's ``account`` as it stands: the cents applied,
-        and the account after (read again only if the credit settled something)."""
+    def settle_with_credit(self) -> tuple[int, Account]:
+        """Carry the family's credit to its open charges, oldest due first: the cents applied,
+        and the family's account after (read again only if the credit settled something)."""
+        account = self.account()
         parts = apply_credit(account.credits, account.open_charges)
         for part in parts:
             self.allocation(part.charge_id, part.cents, payment_id=part.payment_id, origin=EntryOrigin.CREDIT)
@@ -192,7 +189,7 @@ class LedgerWriter:
     def finish(self, *, action: str, summary: str, main_entry_id: int, kind: LedgerEntryKind,
                overpaid_cents: int = 0, reopened: Sequence[tuple[int, int]] = (),
                details: dict[str, Any] | None = None) -> LedgerChange:
-        _, account = self._settle_with_credit(self.account())
+        _, account = self.settle_with_credit()
         retired = retire_unmatched_links(self.session, self.user, account)
         record_action(
             self.session, self.user, action, summary,
